@@ -1,0 +1,127 @@
+// The shared cache of hot customer profiles (DESIGN §2).
+//
+// Values are opaque bytes (a serialized ecrm.infostore.v1.Customer) stored with the customer's
+// version. A write stores only if it is newer than what the cache holds (compare-and-set in a
+// Lua script), so a slow writer never overwrites a fresher profile. Erasing leaves a tombstone
+// at a version so an older fill cannot bring the profile back.
+//
+// Any Redis failure is a miss for readers and a skipped write for writers: the cache changes
+// latency, never answers. Keys carry a cache epoch; a writer that failed to write during an
+// outage bumps the epoch when Redis is back, which orphans every key written before, so no
+// profile that went stale during the outage is ever served. Readers in other processes learn
+// the new epoch within `epoch_refresh`.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "ecrm/cache/redis_client.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+}  // namespace prometheus
+
+namespace ecrm::cache {
+
+struct CachedProfile {
+  int64_t version = 0;
+  std::string data;
+};
+
+class ProfileCache {
+ public:
+  virtual ~ProfileCache() = default;
+  // nullopt on a miss, a tombstone or any error.
+  virtual std::optional<CachedProfile> Get(absl::string_view id) = 0;
+  // One round trip for all ids; the result is parallel to ids.
+  virtual std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) = 0;
+  // Stores unless the cache holds this or a newer version. True when stored.
+  virtual bool Put(absl::string_view id, int64_t version, absl::string_view data) = 0;
+  // Leaves a tombstone at `version`: the profile is gone and older fills are refused.
+  virtual bool Invalidate(absl::string_view id, int64_t version) = 0;
+};
+
+// Counters and gauges of a cache, registered once at construction.
+struct CacheMetrics {
+  explicit CacheMetrics(prometheus::Registry& registry);
+  prometheus::Counter& hits;
+  prometheus::Counter& misses;
+  prometheus::Counter& errors;
+  prometheus::Counter& writes_stored;
+  prometheus::Counter& writes_refused;
+  prometheus::Counter& epoch_bumps;
+  prometheus::Gauge& breaker_state;
+};
+
+struct ProfileCacheOptions {
+  std::string prefix = "ecrm:profile";
+  absl::Duration ttl = absl::Hours(24);
+  absl::Duration epoch_refresh = absl::Seconds(1);
+};
+
+class RedisProfileCache final : public ProfileCache {
+ public:
+  RedisProfileCache(RedisClient& redis, CacheMetrics& metrics, ProfileCacheOptions options = {});
+
+  std::optional<CachedProfile> Get(absl::string_view id) override;
+  std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) override;
+  bool Put(absl::string_view id, int64_t version, absl::string_view data) override;
+  bool Invalidate(absl::string_view id, int64_t version) override;
+
+  int64_t epoch() const { return epoch_.load(); }
+
+ private:
+  bool EnsureEpoch();  // false while Redis is unreachable
+  std::string Key(absl::string_view id) const;
+  bool Store(absl::string_view id, int64_t version, absl::string_view data, bool tombstone);
+  absl::StatusOr<std::string> ScriptSha(bool reload);
+  void Failed(bool write);
+  void UpdateBreakerGauge();
+
+  RedisClient& redis_;
+  CacheMetrics& metrics_;
+  ProfileCacheOptions options_;
+  std::atomic<int64_t> epoch_{0};
+  std::atomic<int64_t> epoch_checked_ns_{0};
+  std::atomic<bool> resync_{true};
+  std::atomic<bool> dirty_{false};
+  std::mutex script_mu_;
+  std::string script_sha_;  // SHA of the loaded CAS script
+};
+
+// In-memory cache with the same semantics, for unit tests. set_available(false) simulates an
+// outage (every call misses or fails).
+class InMemoryProfileCache final : public ProfileCache {
+ public:
+  std::optional<CachedProfile> Get(absl::string_view id) override;
+  std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) override;
+  bool Put(absl::string_view id, int64_t version, absl::string_view data) override;
+  bool Invalidate(absl::string_view id, int64_t version) override;
+
+  void set_available(bool available) { available_ = available; }
+  void Clear();
+
+ private:
+  struct Entry {
+    int64_t version;
+    std::optional<std::string> data;
+  };
+  bool Store(absl::string_view id, int64_t version, std::optional<std::string> data);
+  std::mutex mu_;
+  std::map<std::string, Entry, std::less<>> entries_;
+  std::atomic<bool> available_{true};
+};
+
+}  // namespace ecrm::cache

@@ -1,0 +1,241 @@
+#include "ecrm/cache/profile_cache.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "ecrm/log/log.h"
+#include "ecrm/status/macros.h"
+
+namespace ecrm::cache {
+namespace {
+
+// KEYS[1] = key; ARGV = version, data, ttl ms, tombstone flag.
+constexpr absl::string_view kCasScript = R"lua(
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[1], 'd')
+  redis.call('HSET', KEYS[1], 'v', ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+)lua";
+
+prometheus::Counter& MakeCounter(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+
+std::optional<CachedProfile> ParseHmget(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 2) return std::nullopt;
+  const RedisReply& v = r.elements[0];
+  const RedisReply& d = r.elements[1];
+  if (v.type != RedisReply::Type::kString || d.type != RedisReply::Type::kString) return std::nullopt;
+  CachedProfile p;
+  if (!absl::SimpleAtoi(v.str, &p.version)) return std::nullopt;
+  p.data = d.str;
+  return p;
+}
+
+}  // namespace
+
+CacheMetrics::CacheMetrics(prometheus::Registry& registry)
+    : hits(MakeCounter(registry, "ecrm_profile_cache_hits_total", "Profile cache lookups answered from Redis.")),
+      misses(MakeCounter(registry, "ecrm_profile_cache_misses_total",
+                         "Profile cache lookups not answered from Redis (absent, tombstone or error).")),
+      errors(MakeCounter(registry, "ecrm_profile_cache_errors_total",
+                         "Profile cache operations that failed because Redis was unreachable or slow.")),
+      writes_stored(MakeCounter(registry, "ecrm_profile_cache_writes_stored_total",
+                                "Profile cache writes that stored a newer version.")),
+      writes_refused(MakeCounter(registry, "ecrm_profile_cache_writes_refused_total",
+                                 "Profile cache writes refused because the cache held the same or a newer version.")),
+      epoch_bumps(MakeCounter(registry, "ecrm_profile_cache_epoch_bumps_total",
+                              "Times this process invalidated the whole cache after an outage.")),
+      breaker_state(prometheus::BuildGauge()
+                        .Name("ecrm_redis_breaker_state")
+                        .Help("Redis circuit breaker: 0 closed, 1 open, 2 half-open.")
+                        .Register(registry)
+                        .Add({})) {}
+
+RedisProfileCache::RedisProfileCache(RedisClient& redis, CacheMetrics& metrics, ProfileCacheOptions options)
+    : redis_(redis), metrics_(metrics), options_(std::move(options)) {}
+
+std::string RedisProfileCache::Key(absl::string_view id) const {
+  return absl::StrCat(options_.prefix, ":", epoch_.load(std::memory_order_relaxed), ":", id);
+}
+
+void RedisProfileCache::UpdateBreakerGauge() {
+  metrics_.breaker_state.Set(static_cast<double>(redis_.breaker_state()));
+}
+
+void RedisProfileCache::Failed(bool write) {
+  metrics_.errors.Increment();
+  resync_.store(true);
+  if (write) dirty_.store(true);
+  UpdateBreakerGauge();
+}
+
+bool RedisProfileCache::EnsureEpoch() {
+  const int64_t now = absl::GetCurrentTimeNanos();
+  int64_t checked = epoch_checked_ns_.load(std::memory_order_relaxed);
+  bool due = now - checked > absl::ToInt64Nanoseconds(options_.epoch_refresh);
+  if (!resync_.load(std::memory_order_relaxed) && !due) return true;
+  // A routine refresh is done by one thread; the others keep the epoch they have.
+  if (!resync_.load() && !epoch_checked_ns_.compare_exchange_strong(checked, now)) return true;
+  const std::string key = absl::StrCat(options_.prefix, ":epoch");
+  const bool bump = dirty_.load();
+  absl::StatusOr<RedisReply> r = redis_.Command(bump ? std::vector<std::string>{"INCR", key}
+                                                     : std::vector<std::string>{"GET", key});
+  if (!r.ok()) {
+    Failed(false);
+    return false;
+  }
+  int64_t epoch = 0;
+  if (r->type == RedisReply::Type::kInteger) {
+    epoch = r->integer;
+  } else if (r->type == RedisReply::Type::kString) {
+    (void)absl::SimpleAtoi(r->str, &epoch);
+  }
+  if (bump) {
+    dirty_.store(false);
+    metrics_.epoch_bumps.Increment();
+    log::Warn("profile cache epoch bumped after failed writes", {{"epoch", epoch}});
+  }
+  epoch_.store(epoch);
+  epoch_checked_ns_.store(now);
+  resync_.store(false);
+  return true;
+}
+
+std::optional<CachedProfile> RedisProfileCache::Get(absl::string_view id) {
+  if (!EnsureEpoch()) {
+    metrics_.misses.Increment();
+    return std::nullopt;
+  }
+  absl::StatusOr<RedisReply> r = redis_.Command({"HMGET", Key(id), "v", "d"});
+  if (!r.ok()) {
+    Failed(false);
+    metrics_.misses.Increment();
+    return std::nullopt;
+  }
+  std::optional<CachedProfile> p = ParseHmget(*r);
+  (p ? metrics_.hits : metrics_.misses).Increment();
+  return p;
+}
+
+std::vector<std::optional<CachedProfile>> RedisProfileCache::MultiGet(absl::Span<const std::string> ids) {
+  std::vector<std::optional<CachedProfile>> out(ids.size());
+  if (ids.empty()) return out;
+  if (!EnsureEpoch()) {
+    metrics_.misses.Increment(static_cast<double>(ids.size()));
+    return out;
+  }
+  std::vector<std::vector<std::string>> commands;
+  commands.reserve(ids.size());
+  for (const std::string& id : ids) commands.push_back({"HMGET", Key(id), "v", "d"});
+  absl::StatusOr<std::vector<RedisReply>> replies = redis_.Pipeline(commands);
+  if (!replies.ok()) {
+    Failed(false);
+    metrics_.misses.Increment(static_cast<double>(ids.size()));
+    return out;
+  }
+  size_t hits = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    out[i] = ParseHmget((*replies)[i]);
+    hits += out[i].has_value();
+  }
+  metrics_.hits.Increment(static_cast<double>(hits));
+  metrics_.misses.Increment(static_cast<double>(ids.size() - hits));
+  return out;
+}
+
+absl::StatusOr<std::string> RedisProfileCache::ScriptSha(bool reload) {
+  {
+    std::lock_guard lock(script_mu_);
+    if (!reload && !script_sha_.empty()) return script_sha_;
+  }
+  ECRM_ASSIGN_OR_RETURN(RedisReply r, redis_.Command({"SCRIPT", "LOAD", std::string(kCasScript)}));
+  if (r.type != RedisReply::Type::kString) return absl::InternalError(absl::StrCat("SCRIPT LOAD failed: ", r.str));
+  std::lock_guard lock(script_mu_);
+  script_sha_ = r.str;
+  return script_sha_;
+}
+
+bool RedisProfileCache::Store(absl::string_view id, int64_t version, absl::string_view data, bool tombstone) {
+  if (!EnsureEpoch()) {
+    dirty_.store(true);
+    return false;
+  }
+  std::vector<std::string> args = {"EVALSHA", "", "1", Key(id), absl::StrCat(version), std::string(data),
+                                   absl::StrCat(absl::ToInt64Milliseconds(options_.ttl)), tombstone ? "1" : "0"};
+  absl::StatusOr<RedisReply> r = absl::UnavailableError("not sent");
+  // A restarted Redis has forgotten the script: load it again once and retry.
+  for (bool reload : {false, true}) {
+    absl::StatusOr<std::string> sha = ScriptSha(reload);
+    if (!sha.ok()) {
+      r = sha.status();
+      break;
+    }
+    args[1] = *sha;
+    r = redis_.Command(args);
+    if (!(r.ok() && r->type == RedisReply::Type::kError && absl::StartsWith(r->str, "NOSCRIPT"))) break;
+  }
+  if (!r.ok() || r->type == RedisReply::Type::kError) {
+    if (r.ok()) log::Error("profile cache write rejected by Redis", {{"error", r->str}});
+    Failed(true);
+    return false;
+  }
+  bool stored = r->integer == 1;
+  (stored ? metrics_.writes_stored : metrics_.writes_refused).Increment();
+  return stored;
+}
+
+bool RedisProfileCache::Put(absl::string_view id, int64_t version, absl::string_view data) {
+  return Store(id, version, data, false);
+}
+
+bool RedisProfileCache::Invalidate(absl::string_view id, int64_t version) { return Store(id, version, "", true); }
+
+std::optional<CachedProfile> InMemoryProfileCache::Get(absl::string_view id) {
+  if (!available_) return std::nullopt;
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || !it->second.data) return std::nullopt;
+  return CachedProfile{it->second.version, *it->second.data};
+}
+
+std::vector<std::optional<CachedProfile>> InMemoryProfileCache::MultiGet(absl::Span<const std::string> ids) {
+  std::vector<std::optional<CachedProfile>> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids) out.push_back(Get(id));
+  return out;
+}
+
+bool InMemoryProfileCache::Store(absl::string_view id, int64_t version, std::optional<std::string> data) {
+  if (!available_) return false;
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(id);
+  if (it != entries_.end() && it->second.version >= version) return false;
+  entries_[std::string(id)] = Entry{version, std::move(data)};
+  return true;
+}
+
+bool InMemoryProfileCache::Put(absl::string_view id, int64_t version, absl::string_view data) {
+  return Store(id, version, std::string(data));
+}
+
+bool InMemoryProfileCache::Invalidate(absl::string_view id, int64_t version) {
+  return Store(id, version, std::nullopt);
+}
+
+void InMemoryProfileCache::Clear() {
+  std::lock_guard lock(mu_);
+  entries_.clear();
+}
+
+}  // namespace ecrm::cache

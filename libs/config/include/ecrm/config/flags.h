@@ -1,0 +1,61 @@
+// Command-line and environment configuration.
+//
+// Every flag --some-name can also be set by the environment variable ECRM_SOME_NAME; the
+// command line wins over the environment, which wins over the default. --help lists every flag
+// with its default and environment name.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace ecrm::config {
+
+class Flags {
+ public:
+  Flags(std::string program, std::string summary);
+
+  // Each Add* registers a flag bound to *target; the value of *target at that moment is the
+  // default shown by --help.
+  void AddString(std::string name, std::string* target, std::string help);
+  void AddInt(std::string name, int64_t* target, std::string help);
+  void AddBool(std::string name, bool* target, std::string help);
+  void AddDuration(std::string name, absl::Duration* target, std::string help);
+
+  // Reads the environment, then argv. Returns INVALID_ARGUMENT naming the flag for an unknown
+  // flag, a bad value or a stray argument. After it, help_requested() tells if --help was given.
+  absl::Status Parse(int argc, const char* const* argv);
+  // As Parse, with an explicit environment lookup (tests).
+  absl::Status Parse(int argc, const char* const* argv,
+                     const std::function<const char*(const char*)>& getenv);
+
+  bool help_requested() const { return help_requested_; }
+  std::string Usage() const;
+
+  static std::string EnvName(absl::string_view flag);
+
+ private:
+  struct Flag {
+    std::string name;
+    std::string help;
+    std::string default_text;
+    std::string type;
+    std::function<absl::Status(absl::string_view)> set;
+    bool is_bool = false;
+  };
+  void Add(Flag flag);
+  Flag* Find(absl::string_view name);
+
+  std::string program_;
+  std::string summary_;
+  std::vector<Flag> flags_;
+  bool help_requested_ = false;
+};
+
+}  // namespace ecrm::config

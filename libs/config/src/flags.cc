@@ -1,0 +1,143 @@
+#include "ecrm/config/flags.h"
+
+#include <cstdlib>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+
+namespace ecrm::config {
+namespace {
+
+absl::Status ParseBool(absl::string_view text, bool* out) {
+  std::string v = absl::AsciiStrToLower(text);
+  if (v == "true" || v == "1" || v == "yes" || v == "on") {
+    *out = true;
+  } else if (v == "false" || v == "0" || v == "no" || v == "off") {
+    *out = false;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not a boolean (true/false)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Flags::Flags(std::string program, std::string summary)
+    : program_(std::move(program)), summary_(std::move(summary)) {}
+
+std::string Flags::EnvName(absl::string_view flag) {
+  return absl::StrCat("ECRM_", absl::AsciiStrToUpper(absl::StrReplaceAll(flag, {{"-", "_"}})));
+}
+
+void Flags::Add(Flag flag) { flags_.push_back(std::move(flag)); }
+
+Flags::Flag* Flags::Find(absl::string_view name) {
+  for (Flag& f : flags_) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+void Flags::AddString(std::string name, std::string* target, std::string help) {
+  Add({std::move(name), std::move(help), *target, "string", [target](absl::string_view v) {
+         *target = std::string(v);
+         return absl::OkStatus();
+       }});
+}
+
+void Flags::AddInt(std::string name, int64_t* target, std::string help) {
+  Add({std::move(name), std::move(help), absl::StrCat(*target), "int", [target](absl::string_view v) {
+         if (!absl::SimpleAtoi(v, target)) {
+           return absl::InvalidArgumentError(absl::StrCat("\"", v, "\" is not an integer"));
+         }
+         return absl::OkStatus();
+       }});
+}
+
+void Flags::AddBool(std::string name, bool* target, std::string help) {
+  Flag f{std::move(name), std::move(help), *target ? "true" : "false", "bool",
+         [target](absl::string_view v) { return ParseBool(v, target); }};
+  f.is_bool = true;
+  Add(std::move(f));
+}
+
+void Flags::AddDuration(std::string name, absl::Duration* target, std::string help) {
+  Add({std::move(name), std::move(help), absl::FormatDuration(*target), "duration",
+       [target](absl::string_view v) {
+         if (!absl::ParseDuration(v, target) || *target < absl::ZeroDuration()) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("\"", v, "\" is not a duration (examples: 250ms, 10s, 5m)"));
+         }
+         return absl::OkStatus();
+       }});
+}
+
+absl::Status Flags::Parse(int argc, const char* const* argv) {
+  return Parse(argc, argv, [](const char* name) { return std::getenv(name); });
+}
+
+absl::Status Flags::Parse(int argc, const char* const* argv,
+                          const std::function<const char*(const char*)>& getenv) {
+  for (Flag& f : flags_) {
+    std::string env = EnvName(f.name);
+    if (const char* v = getenv(env.c_str())) {
+      if (absl::Status s = f.set(v); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("environment ", env, ": ", s.message()));
+      }
+    }
+  }
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      help_requested_ = true;
+      continue;
+    }
+    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", arg, "\"; flags look like --name=value (see --help)"));
+    }
+    arg.remove_prefix(2);
+    absl::string_view name = arg, value;
+    bool has_value = false;
+    if (size_t eq = arg.find('='); eq != absl::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    Flag* f = Find(name);
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
+    }
+    if (!has_value) {
+      if (f->is_bool) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+      }
+    }
+    if (absl::Status s = f->set(value); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", name, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Flags::Usage() const {
+  std::string out = absl::StrCat(program_, " — ", summary_, "\n\nUsage: ", program_,
+                                 " [--flag=value ...]\n\nFlags (each can also be set by its "
+                                 "environment variable; the command line wins):\n");
+  for (const Flag& f : flags_) {
+    absl::StrAppendFormat(&out, "  --%s=<%s>\n      %s\n      default: %s   env: %s\n", f.name, f.type,
+                          f.help, f.default_text.empty() ? "\"\"" : f.default_text, EnvName(f.name));
+  }
+  absl::StrAppend(&out, "  --help\n      print this help and exit\n");
+  return out;
+}
+
+}  // namespace ecrm::config

@@ -1,0 +1,180 @@
+#include "ecrm/server/runner.h"
+
+#include <google/protobuf/descriptor.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/log/log.h"
+#include "process_metrics.h"
+#include "rpc_metrics.h"
+
+#ifndef ECRM_VERSION
+#define ECRM_VERSION "dev"
+#endif
+
+namespace ecrm::server {
+namespace {
+
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+}  // namespace
+
+Runner::Runner(ServiceInfo info)
+    : info_(std::move(info)),
+      flags_(info_.name, info_.summary),
+      registry_(std::make_shared<prometheus::Registry>()) {
+  // Blocked here, before any thread exists, so every thread inherits the mask and only
+  // Serve()'s sigwait receives the shutdown signals.
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  options_.grpc_address = absl::StrCat("127.0.0.1:", info_.grpc_port);
+  options_.metrics_address = absl::StrCat("127.0.0.1:", info_.metrics_port);
+  options_.database_url = absl::StrCat("sqlite://data/", info_.engine, ".db");
+  flags_.AddString("grpc-address", &options_.grpc_address, "host:port the gRPC server listens on (port 0 picks one)");
+  flags_.AddString("metrics-address", &options_.metrics_address, "host:port of the Prometheus /metrics endpoint");
+  flags_.AddString("database-url", &options_.database_url,
+                   "sqlite:///abs/path.db, sqlite://relative/path.db or postgresql://user@host:port/db");
+  flags_.AddInt("database-pool-size", &options_.database_pool_size,
+                "database connections (0: 4 for SQLite, 8 for PostgreSQL)");
+  flags_.AddString("redis-url", &options_.redis_url, "redis://host:port[/db] of the shared profile cache; empty disables it");
+  flags_.AddDuration("redis-timeout", &options_.redis_timeout, "per-command Redis timeout; slower answers count as misses");
+  flags_.AddString("log-level", &options_.log_level, "debug, info, warn or error");
+  flags_.AddString("log-format", &options_.log_format, "logfmt or json");
+  flags_.AddDuration("shutdown-grace", &options_.shutdown_grace,
+                     "on SIGTERM, how long in-flight RPCs may finish before they are cancelled");
+  flags_.AddInt("max-message-bytes", &options_.max_message_bytes, "largest gRPC message received or sent");
+  flags_.AddDuration("keepalive-time", &options_.keepalive_time, "interval of HTTP/2 keepalive pings to idle clients");
+  flags_.AddDuration("keepalive-timeout", &options_.keepalive_timeout, "how long a keepalive ping may go unanswered");
+}
+
+Runner::~Runner() = default;
+
+std::optional<int> Runner::Start(int argc, char** argv) {
+  absl::Status s = flags_.Parse(argc, argv);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", info_.name.c_str(), std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags_.help_requested()) {
+    std::fputs(flags_.Usage().c_str(), stdout);
+    return 0;
+  }
+  log::Level level;
+  log::Format format;
+  for (absl::Status check : {log::ParseLevel(options_.log_level, &level), log::ParseFormat(options_.log_format, &format)}) {
+    if (!check.ok()) {
+      std::fprintf(stderr, "%s: %s\n", info_.name.c_str(), std::string(check.message()).c_str());
+      return 2;
+    }
+  }
+  if (options_.max_message_bytes <= 0 || options_.max_message_bytes > (1LL << 31) - 1) {
+    std::fprintf(stderr, "%s: --max-message-bytes must be between 1 and 2147483647\n", info_.name.c_str());
+    return 2;
+  }
+  log::Configure(info_.name, level, format);
+  log::Info("starting", {{"version", ECRM_VERSION}, {"grpc_address", options_.grpc_address},
+                         {"metrics_address", options_.metrics_address}});
+  return std::nullopt;
+}
+
+void Runner::AddService(grpc::Service* service, absl::string_view full_name) {
+  services_.emplace_back(service, std::string(full_name));
+}
+
+int Runner::Fail(absl::string_view what, const absl::Status& status) {
+  log::Error(absl::StrCat(what, " failed"), {{"code", absl::StatusCodeToString(status.code())},
+                                             {"error", std::string(status.message())}});
+  return 1;
+}
+
+int Runner::Serve() {
+  // Metrics endpoint first: a port clash is reported before the gRPC server starts.
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(options_.metrics_address, 2);
+  } catch (const std::exception& e) {
+    return Fail("metrics endpoint", absl::UnavailableError(
+                                        absl::StrCat("cannot listen on ", options_.metrics_address, ": ", e.what())));
+  }
+  auto process = std::make_shared<ProcessMetrics>(info_.name, ECRM_VERSION);
+  exposer->RegisterCollectable(registry_);
+  exposer->RegisterCollectable(process);
+
+  auto rpc_metrics = std::make_unique<RpcMetrics>(*registry_);
+  RpcMetrics* rpc_metrics_ptr = rpc_metrics.get();
+  for (const char* m : {"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+                        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}) {
+    rpc_metrics_ptr->RegisterMethod(m);
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(), &bound_grpc_port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_time)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  for (auto& [service, name] : services_) {
+    builder.RegisterService(service);
+    if (const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name)) {
+      for (int i = 0; i < d->method_count(); ++i) {
+        rpc_metrics_ptr->RegisterMethod(absl::StrCat("/", name, "/", d->method(i)->name()));
+      }
+    }
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::move(rpc_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_grpc_port_ == 0) {
+    return Fail("gRPC server", absl::UnavailableError(absl::StrCat("cannot listen on ", options_.grpc_address,
+                                                                  " (address in use or not valid)")));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);
+  for (auto& hook : ready_hooks_) {
+    if (absl::Status s = hook(); !s.ok()) {
+      server->Shutdown(std::chrono::system_clock::now());
+      return Fail("warm-up", s);
+    }
+  }
+  health->SetServingStatus(true);
+  for (auto& [service, name] : services_) health->SetServingStatus(name, true);
+  log::Info("serving", {{"grpc_port", bound_grpc_port_}, {"metrics_port", exposer->GetListeningPorts().front()}});
+
+  sigset_t set = ShutdownSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  const absl::Time began = absl::Now();
+  log::Info("shutting down", {{"signal", strsignal(sig)}, {"grace", options_.shutdown_grace}});
+  health->Shutdown();  // every service NOT_SERVING; load balancers stop sending
+  server->Shutdown(absl::ToChronoTime(began + options_.shutdown_grace));
+  server->Wait();
+  for (auto& hook : shutdown_hooks_) hook();
+  log::Info("stopped", {{"took", absl::Now() - began}});
+  return 0;
+}
+
+}  // namespace ecrm::server

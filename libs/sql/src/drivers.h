@@ -1,0 +1,21 @@
+// Driver entry points, internal to libs/sql.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "ecrm/sql/sql.h"
+
+namespace ecrm::sql::internal {
+
+absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options);
+absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conninfo,
+                                                         const DatabaseOptions& options);
+
+// Rewrites PostgreSQL's $N placeholders to SQLite's ?N, leaving string literals, quoted
+// identifiers and comments alone.
+std::string RewritePlaceholders(absl::string_view sql);
+
+}  // namespace ecrm::sql::internal
