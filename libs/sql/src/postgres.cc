@@ -8,6 +8,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "drivers.h"
 
 namespace ecrm::sql::internal {
@@ -203,7 +205,8 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conn
   if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
     std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
     PQfinish(conn);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    // libpq's message spans lines ("…failed: Connection refused\n\tIs the server running…").
+    msg = absl::StrJoin(absl::StrSplit(msg, absl::ByAnyChar("\n\t"), absl::SkipWhitespace()), " ");
     if (absl::StrContains(msg, "invalid") && absl::StrContains(msg, "URI")) {
       return absl::InvalidArgumentError(absl::StrCat("database URL is not valid: ", msg));
     }

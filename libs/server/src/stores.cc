@@ -1,0 +1,48 @@
+#include "ecrm/server/stores.h"
+
+#include <filesystem>
+
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "ecrm/log/log.h"
+#include "ecrm/status/macros.h"
+
+namespace ecrm::server {
+
+absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migration> migrations) {
+  const CommonOptions& o = runner.options();
+  Stores stores;
+  absl::string_view url = o.database_url;
+  if (absl::ConsumePrefix(&url, "sqlite://")) {
+    // The embedded default lives in a data directory that may not exist yet.
+    std::filesystem::path parent = std::filesystem::path(std::string(url)).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("cannot create data directory ", parent.string(), ": ", ec.message()));
+    }
+  }
+  sql::DatabaseOptions db_options;
+  db_options.pool_size = static_cast<int>(o.database_pool_size);
+  ECRM_ASSIGN_OR_RETURN(stores.db, sql::Database::Open(o.database_url, db_options));
+  ECRM_RETURN_IF_ERROR(stores.db->Migrate(runner.info().engine, migrations));
+  log::Info("database ready", {{"url", stores.db->redacted_url()}});
+
+  if (!o.redis_url.empty()) {
+    ECRM_ASSIGN_OR_RETURN(cache::RedisOptions redis_options, cache::ParseRedisUrl(o.redis_url));
+    redis_options.command_timeout = o.redis_timeout;
+    stores.redis = std::make_unique<cache::RedisClient>(redis_options);
+    stores.cache_metrics = std::make_unique<cache::CacheMetrics>(runner.metrics());
+    stores.profiles = std::make_unique<cache::RedisProfileCache>(*stores.redis, *stores.cache_metrics);
+    absl::StatusOr<cache::RedisReply> ping = stores.redis->Command({"PING"});
+    if (ping.ok()) {
+      log::Info("profile cache ready", {{"redis", o.redis_url}});
+    } else {
+      log::Warn("profile cache unreachable; serving without it until it comes back",
+                {{"redis", o.redis_url}, {"error", std::string(ping.status().message())}});
+    }
+  }
+  return stores;
+}
+
+}  // namespace ecrm::server
