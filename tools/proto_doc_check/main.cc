@@ -28,8 +28,7 @@ struct Checker {
   template <typename D>
   void Check(const D* d, const char* kind) {
     SourceLocation loc;
-    bool has = d->GetSourceLocation(&loc) &&
-               (!loc.leading_comments.empty() || !loc.trailing_comments.empty());
+    bool has = d->GetSourceLocation(&loc) && (!loc.leading_comments.empty() || !loc.trailing_comments.empty());
     if (!has) {
       int line = d->GetSourceLocation(&loc) ? loc.start_line + 1 : 0;
       missing.push_back(d->file()->name() + ":" + std::to_string(line) + ": " + kind + " " + d->full_name() +

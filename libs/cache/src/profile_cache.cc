@@ -89,8 +89,8 @@ bool RedisProfileCache::EnsureEpoch() {
   if (!resync_.load() && !epoch_checked_ns_.compare_exchange_strong(checked, now)) return true;
   const std::string key = absl::StrCat(options_.prefix, ":epoch");
   const bool bump = dirty_.load();
-  absl::StatusOr<RedisReply> r = redis_.Command(bump ? std::vector<std::string>{"INCR", key}
-                                                     : std::vector<std::string>{"GET", key});
+  absl::StatusOr<RedisReply> r =
+      redis_.Command(bump ? std::vector<std::string>{"INCR", key} : std::vector<std::string>{"GET", key});
   if (!r.ok()) {
     Failed(false);
     return false;
@@ -171,8 +171,14 @@ bool RedisProfileCache::Store(absl::string_view id, int64_t version, absl::strin
     dirty_.store(true);
     return false;
   }
-  std::vector<std::string> args = {"EVALSHA", "", "1", Key(id), absl::StrCat(version), std::string(data),
-                                   absl::StrCat(absl::ToInt64Milliseconds(options_.ttl)), tombstone ? "1" : "0"};
+  std::vector<std::string> args = {"EVALSHA",
+                                   "",
+                                   "1",
+                                   Key(id),
+                                   absl::StrCat(version),
+                                   std::string(data),
+                                   absl::StrCat(absl::ToInt64Milliseconds(options_.ttl)),
+                                   tombstone ? "1" : "0"};
   absl::StatusOr<RedisReply> r = absl::UnavailableError("not sent");
   // A restarted Redis has forgotten the script: load it again once and retry.
   for (bool reload : {false, true}) {

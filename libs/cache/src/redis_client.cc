@@ -13,7 +13,6 @@
 namespace ecrm::cache {
 namespace {
 
-
 RedisReply Convert(const redisReply* r) {
   RedisReply out;
   switch (r->type) {
@@ -61,7 +60,8 @@ absl::StatusOr<RedisOptions> ParseRedisUrl(absl::string_view url) {
   if (size_t colon = hostport.rfind(':'); colon != absl::string_view::npos) {
     o.host = std::string(hostport.substr(0, colon));
     if (!absl::SimpleAtoi(hostport.substr(colon + 1), &o.port) || o.port <= 0 || o.port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat("Redis URL port \"", hostport.substr(colon + 1), "\" is not a port"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Redis URL port \"", hostport.substr(colon + 1), "\" is not a port"));
     }
   } else if (!hostport.empty()) {
     o.host = std::string(hostport);

@@ -2,12 +2,12 @@
 
 #include <cstdlib>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
 
 namespace ecrm::config {
 namespace {
@@ -26,8 +26,7 @@ absl::Status ParseBool(absl::string_view text, bool* out) {
 
 }  // namespace
 
-Flags::Flags(std::string program, std::string summary)
-    : program_(std::move(program)), summary_(std::move(summary)) {}
+Flags::Flags(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
 
 std::string Flags::EnvName(absl::string_view flag) {
   return absl::StrCat("ECRM_", absl::AsciiStrToUpper(absl::StrReplaceAll(flag, {{"-", "_"}})));
@@ -58,6 +57,15 @@ void Flags::AddInt(std::string name, int64_t* target, std::string help) {
        }});
 }
 
+void Flags::AddDouble(std::string name, double* target, std::string help) {
+  Add({std::move(name), std::move(help), absl::StrCat(*target), "number", [target](absl::string_view v) {
+         if (!absl::SimpleAtod(v, target)) {
+           return absl::InvalidArgumentError(absl::StrCat("\"", v, "\" is not a number"));
+         }
+         return absl::OkStatus();
+       }});
+}
+
 void Flags::AddBool(std::string name, bool* target, std::string help) {
   Flag f{std::move(name), std::move(help), *target ? "true" : "false", "bool",
          [target](absl::string_view v) { return ParseBool(v, target); }};
@@ -66,11 +74,9 @@ void Flags::AddBool(std::string name, bool* target, std::string help) {
 }
 
 void Flags::AddDuration(std::string name, absl::Duration* target, std::string help) {
-  Add({std::move(name), std::move(help), absl::FormatDuration(*target), "duration",
-       [target](absl::string_view v) {
+  Add({std::move(name), std::move(help), absl::FormatDuration(*target), "duration", [target](absl::string_view v) {
          if (!absl::ParseDuration(v, target) || *target < absl::ZeroDuration()) {
-           return absl::InvalidArgumentError(
-               absl::StrCat("\"", v, "\" is not a duration (examples: 250ms, 10s, 5m)"));
+           return absl::InvalidArgumentError(absl::StrCat("\"", v, "\" is not a duration (examples: 250ms, 10s, 5m)"));
          }
          return absl::OkStatus();
        }});
@@ -80,8 +86,7 @@ absl::Status Flags::Parse(int argc, const char* const* argv) {
   return Parse(argc, argv, [](const char* name) { return std::getenv(name); });
 }
 
-absl::Status Flags::Parse(int argc, const char* const* argv,
-                          const std::function<const char*(const char*)>& getenv) {
+absl::Status Flags::Parse(int argc, const char* const* argv, const std::function<const char*(const char*)>& getenv) {
   for (Flag& f : flags_) {
     std::string env = EnvName(f.name);
     if (const char* v = getenv(env.c_str())) {
@@ -133,8 +138,8 @@ std::string Flags::Usage() const {
                                  " [--flag=value ...]\n\nFlags (each can also be set by its "
                                  "environment variable; the command line wins):\n");
   for (const Flag& f : flags_) {
-    absl::StrAppendFormat(&out, "  --%s=<%s>\n      %s\n      default: %s   env: %s\n", f.name, f.type,
-                          f.help, f.default_text.empty() ? "\"\"" : f.default_text, EnvName(f.name));
+    absl::StrAppendFormat(&out, "  --%s=<%s>\n      %s\n      default: %s   env: %s\n", f.name, f.type, f.help,
+                          f.default_text.empty() ? "\"\"" : f.default_text, EnvName(f.name));
   }
   absl::StrAppend(&out, "  --help\n      print this help and exit\n");
   return out;

@@ -5,10 +5,10 @@
 #include <atomic>
 #include <cstdio>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace ecrm::log {
 namespace {
@@ -26,10 +26,14 @@ Settings& Current() {
 
 absl::string_view LevelName(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
@@ -37,11 +41,21 @@ absl::string_view LevelName(Level level) {
 void AppendEscaped(std::string& out, absl::string_view text) {
   for (char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
@@ -60,8 +74,7 @@ bool NeedsQuotes(absl::string_view text) {
   return false;
 }
 
-void AppendPair(std::string& out, Format format, absl::string_view key, absl::string_view text,
-                bool quoted) {
+void AppendPair(std::string& out, Format format, absl::string_view key, absl::string_view text, bool quoted) {
   if (format == Format::kJson) {
     out += out.size() > 1 ? ",\"" : "\"";
     AppendEscaped(out, key);
@@ -96,18 +109,26 @@ void Configure(absl::string_view service, Level level, Format format) {
 
 absl::Status ParseLevel(absl::string_view text, Level* level) {
   std::string lower = absl::AsciiStrToLower(text);
-  if (lower == "debug") *level = Level::kDebug;
-  else if (lower == "info") *level = Level::kInfo;
-  else if (lower == "warn" || lower == "warning") *level = Level::kWarn;
-  else if (lower == "error") *level = Level::kError;
-  else return absl::InvalidArgumentError(absl::StrCat("log level \"", text, "\" is not one of debug, info, warn, error"));
+  if (lower == "debug")
+    *level = Level::kDebug;
+  else if (lower == "info")
+    *level = Level::kInfo;
+  else if (lower == "warn" || lower == "warning")
+    *level = Level::kWarn;
+  else if (lower == "error")
+    *level = Level::kError;
+  else
+    return absl::InvalidArgumentError(absl::StrCat("log level \"", text, "\" is not one of debug, info, warn, error"));
   return absl::OkStatus();
 }
 
 absl::Status ParseFormat(absl::string_view text, Format* format) {
-  if (text == "logfmt") *format = Format::kLogfmt;
-  else if (text == "json") *format = Format::kJson;
-  else return absl::InvalidArgumentError(absl::StrCat("log format \"", text, "\" is not one of logfmt, json"));
+  if (text == "logfmt")
+    *format = Format::kLogfmt;
+  else if (text == "json")
+    *format = Format::kJson;
+  else
+    return absl::InvalidArgumentError(absl::StrCat("log format \"", text, "\" is not one of logfmt, json"));
   return absl::OkStatus();
 }
 

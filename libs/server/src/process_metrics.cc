@@ -83,15 +83,15 @@ std::vector<prometheus::MetricFamily> ProcessMetrics::Collect() const {
                            prometheus::MetricType::Gauge, std::stod(f[21]) * page));
     }
   }
-  out.push_back(Single("process_open_fds", "Number of open file descriptors.", prometheus::MetricType::Gauge,
-                       OpenFds()));
+  out.push_back(
+      Single("process_open_fds", "Number of open file descriptors.", prometheus::MetricType::Gauge, OpenFds()));
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
     out.push_back(Single("process_max_fds", "Maximum number of open file descriptors.", prometheus::MetricType::Gauge,
                          static_cast<double>(lim.rlim_cur)));
   }
-  prometheus::MetricFamily build = Single("ecrm_build_info", "ecrm build; the value is always 1.",
-                                          prometheus::MetricType::Gauge, 1);
+  prometheus::MetricFamily build =
+      Single("ecrm_build_info", "ecrm build; the value is always 1.", prometheus::MetricType::Gauge, 1);
   build.metric[0].label = {{"service", service_}, {"version", version_}};
   out.push_back(std::move(build));
   return out;

@@ -36,9 +36,7 @@ sigset_t ShutdownSignals() {
 }  // namespace
 
 Runner::Runner(ServiceInfo info)
-    : info_(std::move(info)),
-      flags_(info_.name, info_.summary),
-      registry_(std::make_shared<prometheus::Registry>()) {
+    : info_(std::move(info)), flags_(info_.name, info_.summary), registry_(std::make_shared<prometheus::Registry>()) {
   // Blocked here, before any thread exists, so every thread inherits the mask and only
   // Serve()'s sigwait receives the shutdown signals.
   sigset_t set = ShutdownSignals();
@@ -53,8 +51,10 @@ Runner::Runner(ServiceInfo info)
                    "sqlite:///abs/path.db, sqlite://relative/path.db or postgresql://user@host:port/db");
   flags_.AddInt("database-pool-size", &options_.database_pool_size,
                 "database connections (0: 4 for SQLite, 8 for PostgreSQL)");
-  flags_.AddString("redis-url", &options_.redis_url, "redis://host:port[/db] of the shared profile cache; empty disables it");
-  flags_.AddDuration("redis-timeout", &options_.redis_timeout, "per-command Redis timeout; slower answers count as misses");
+  flags_.AddString("redis-url", &options_.redis_url,
+                   "redis://host:port[/db] of the shared profile cache; empty disables it");
+  flags_.AddDuration("redis-timeout", &options_.redis_timeout,
+                     "per-command Redis timeout; slower answers count as misses");
   flags_.AddString("log-level", &options_.log_level, "debug, info, warn or error");
   flags_.AddString("log-format", &options_.log_format, "logfmt or json");
   flags_.AddDuration("shutdown-grace", &options_.shutdown_grace,
@@ -78,7 +78,8 @@ std::optional<int> Runner::Start(int argc, char** argv) {
   }
   log::Level level;
   log::Format format;
-  for (absl::Status check : {log::ParseLevel(options_.log_level, &level), log::ParseFormat(options_.log_format, &format)}) {
+  for (absl::Status check :
+       {log::ParseLevel(options_.log_level, &level), log::ParseFormat(options_.log_format, &format)}) {
     if (!check.ok()) {
       std::fprintf(stderr, "%s: %s\n", info_.name.c_str(), std::string(check.message()).c_str());
       return 2;
@@ -89,7 +90,8 @@ std::optional<int> Runner::Start(int argc, char** argv) {
     return 2;
   }
   log::Configure(info_.name, level, format);
-  log::Info("starting", {{"version", ECRM_VERSION}, {"grpc_address", options_.grpc_address},
+  log::Info("starting", {{"version", ECRM_VERSION},
+                         {"grpc_address", options_.grpc_address},
                          {"metrics_address", options_.metrics_address}});
   return std::nullopt;
 }
@@ -99,8 +101,8 @@ void Runner::AddService(grpc::Service* service, absl::string_view full_name) {
 }
 
 int Runner::Fail(absl::string_view what, const absl::Status& status) {
-  log::Error(absl::StrCat(what, " failed"), {{"code", absl::StatusCodeToString(status.code())},
-                                             {"error", std::string(status.message())}});
+  log::Error(absl::StrCat(what, " failed"),
+             {{"code", absl::StatusCodeToString(status.code())}, {"error", std::string(status.message())}});
   return 1;
 }
 
@@ -110,8 +112,8 @@ int Runner::Serve() {
   try {
     exposer = std::make_unique<prometheus::Exposer>(options_.metrics_address, 2);
   } catch (const std::exception& e) {
-    return Fail("metrics endpoint", absl::UnavailableError(
-                                        absl::StrCat("cannot listen on ", options_.metrics_address, ": ", e.what())));
+    return Fail("metrics endpoint",
+                absl::UnavailableError(absl::StrCat("cannot listen on ", options_.metrics_address, ": ", e.what())));
   }
   auto process = std::make_shared<ProcessMetrics>(info_.name, ECRM_VERSION);
   exposer->RegisterCollectable(registry_);
@@ -130,10 +132,13 @@ int Runner::Serve() {
   builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(), &bound_grpc_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_time)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_time)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                              static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_timeout)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC turns on SO_REUSEPORT by default: a second instance would silently share the port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   for (auto& [service, name] : services_) {
     builder.RegisterService(service);
@@ -150,7 +155,7 @@ int Runner::Serve() {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_grpc_port_ == 0) {
     return Fail("gRPC server", absl::UnavailableError(absl::StrCat("cannot listen on ", options_.grpc_address,
-                                                                  " (address in use or not valid)")));
+                                                                   " (address in use or not valid)")));
   }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(false);

@@ -2,8 +2,8 @@
 
 #include <filesystem>
 
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 

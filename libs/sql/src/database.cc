@@ -3,11 +3,11 @@
 #include <mutex>
 #include <optional>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
 #include "drivers.h"
 #include "ecrm/log/log.h"
 #include "ecrm/sql/sql.h"
@@ -143,15 +143,15 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Connection
 
 absl::Status Database::Migrate(absl::string_view component, absl::Span<const Migration> migrations) {
   ECRM_ASSIGN_OR_RETURN(Lease conn, Acquire());
-  ECRM_RETURN_IF_ERROR(conn->ExecuteScript(
-      "CREATE TABLE IF NOT EXISTS schema_migrations ("
-      " component TEXT NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL,"
-      " applied_at TEXT NOT NULL, PRIMARY KEY (component, version))"));
+  ECRM_RETURN_IF_ERROR(
+      conn->ExecuteScript("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                          " component TEXT NOT NULL, version BIGINT NOT NULL, name TEXT NOT NULL,"
+                          " applied_at TEXT NOT NULL, PRIMARY KEY (component, version))"));
   int last = 0;
   for (const Migration& m : migrations) {
     if (m.version <= last) {
-      return absl::InternalError(absl::StrCat("migrations of ", component, " are not in increasing order at version ",
-                                              m.version));
+      return absl::InternalError(
+          absl::StrCat("migrations of ", component, " are not in increasing order at version ", m.version));
     }
     last = m.version;
     ECRM_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*conn, TxMode::kReadWrite));
@@ -159,12 +159,13 @@ absl::Status Database::Migrate(absl::string_view component, absl::Span<const Mig
       // Serialises concurrent starters of the same component; released at commit.
       ECRM_RETURN_IF_ERROR(conn->Execute("SELECT pg_advisory_xact_lock(hashtext($1))", {component}).status());
     }
-    ECRM_ASSIGN_OR_RETURN(Result done, conn->Execute("SELECT 1 FROM schema_migrations WHERE component = $1 AND version = $2",
-                                                     {component, m.version}));
+    ECRM_ASSIGN_OR_RETURN(
+        Result done,
+        conn->Execute("SELECT 1 FROM schema_migrations WHERE component = $1 AND version = $2", {component, m.version}));
     if (!done.empty()) continue;
     if (absl::Status s = conn->ExecuteScript(RenderDialect(m.sql, dialect_)); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("migration ", component, " #", m.version, " (", m.name,
-                                                 ") failed: ", s.message()));
+      return absl::Status(
+          s.code(), absl::StrCat("migration ", component, " #", m.version, " (", m.name, ") failed: ", s.message()));
     }
     ECRM_RETURN_IF_ERROR(conn->Execute("INSERT INTO schema_migrations (component, version, name, applied_at) "
                                        "VALUES ($1, $2, $3, $4)",
@@ -198,8 +199,8 @@ absl::StatusOr<int64_t> Connection::InsertBatch(absl::string_view table, absl::S
                                                 int rows_per_statement) {
   const size_t width = columns.size();
   if (width == 0 || values.size() % width != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("InsertBatch into ", table, ": ", values.size(), " values do not fill rows of ", width, " columns"));
+    return absl::InvalidArgumentError(absl::StrCat("InsertBatch into ", table, ": ", values.size(),
+                                                   " values do not fill rows of ", width, " columns"));
   }
   const size_t rows = values.size() / width;
   // Keep under SQLite's and PostgreSQL's bound-parameter limits.

@@ -4,15 +4,14 @@
 #include <memory>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "ecrm/sql/sql.h"
 
 namespace ecrm::sql::internal {
 
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options);
-absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conninfo,
-                                                         const DatabaseOptions& options);
+absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conninfo, const DatabaseOptions& options);
 
 // Rewrites PostgreSQL's $N placeholders to SQLite's ?N, leaving string literals, quoted
 // identifiers and comments alone.

@@ -4,12 +4,12 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "drivers.h"
 
 namespace ecrm::sql::internal {
@@ -22,8 +22,7 @@ constexpr Oid kBool = 16, kBytea = 17, kInt8 = 20, kInt2 = 21, kInt4 = 23, kOid 
 absl::StatusCode CodeForSqlState(absl::string_view state) {
   if (state == "23505") return absl::StatusCode::kAlreadyExists;
   if (state == "40001" || state == "40P01" || state == "55P03") return absl::StatusCode::kAborted;
-  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" || state == "57P03" ||
-      state == "53300") {
+  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" || state == "57P03" || state == "53300") {
     return absl::StatusCode::kUnavailable;
   }
   if (absl::StartsWith(state, "23")) return absl::StatusCode::kFailedPrecondition;
@@ -86,9 +85,12 @@ class PgConnection final : public Connection {
 
   absl::Status Begin(TxMode mode) override {
     switch (mode) {
-      case TxMode::kReadWrite: return ExecuteScript("BEGIN");
-      case TxMode::kReadOnly: return ExecuteScript("BEGIN READ ONLY");
-      case TxMode::kSerializable: return ExecuteScript("BEGIN ISOLATION LEVEL SERIALIZABLE");
+      case TxMode::kReadWrite:
+        return ExecuteScript("BEGIN");
+      case TxMode::kReadOnly:
+        return ExecuteScript("BEGIN READ ONLY");
+      case TxMode::kSerializable:
+        return ExecuteScript("BEGIN ISOLATION LEVEL SERIALIZABLE");
     }
     return absl::OkStatus();
   }
@@ -123,8 +125,9 @@ class PgConnection final : public Connection {
       return absl::UnavailableError(absl::StrCat("PostgreSQL connection lost: ", PQerrorMessage(conn_)));
     }
     const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    std::string msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                                                                      : PQerrorMessage(conn_);
+    std::string msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                          ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                          : PQerrorMessage(conn_);
     if (const char* detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) absl::StrAppend(&msg, " (", detail, ")");
     return absl::Status(CodeForSqlState(state ? state : ""),
                         absl::StrCat(msg, " [SQLSTATE ", state ? state : "?", "] in \"", sql.substr(0, 200), "\""));
@@ -163,7 +166,8 @@ class PgConnection final : public Connection {
         std::from_chars(v, v + len, i);
         return Value(static_cast<long long>(i));
       }
-      case kBool: return Value(v[0] == 't');
+      case kBool:
+        return Value(v[0] == 't');
       case kFloat4:
       case kFloat8: {
         double d = 0;
@@ -184,7 +188,8 @@ class PgConnection final : public Connection {
         PQfreemem(bytes);
         return Value(std::move(b));
       }
-      default: return Value(std::string(v, len));
+      default:
+        return Value(std::string(v, len));
     }
   }
 

@@ -2,8 +2,8 @@
 
 #include <unordered_map>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "drivers.h"
 
 namespace ecrm::sql::internal {
@@ -99,8 +99,8 @@ class SqliteConnection final : public Connection {
     } reset{stmt};
     int expected = sqlite3_bind_parameter_count(stmt);
     if (expected > static_cast<int>(params.size())) {
-      return absl::InvalidArgumentError(absl::StrCat("statement takes ", expected, " parameters, ", params.size(),
-                                                     " given: ", sql.substr(0, 200)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("statement takes ", expected, " parameters, ", params.size(), " given: ", sql.substr(0, 200)));
     }
     for (int i = 0; i < expected; ++i) {
       int rc = Bind(stmt, i + 1, params[i]);
@@ -156,16 +156,19 @@ class SqliteConnection final : public Connection {
 
   static Value Column(sqlite3_stmt* stmt, int c) {
     switch (sqlite3_column_type(stmt, c)) {
-      case SQLITE_INTEGER: return Value(static_cast<long long>(sqlite3_column_int64(stmt, c)));
-      case SQLITE_FLOAT: return Value(sqlite3_column_double(stmt, c));
+      case SQLITE_INTEGER:
+        return Value(static_cast<long long>(sqlite3_column_int64(stmt, c)));
+      case SQLITE_FLOAT:
+        return Value(sqlite3_column_double(stmt, c));
       case SQLITE_TEXT:
-        return Value(std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, c)),
-                                 sqlite3_column_bytes(stmt, c)));
+        return Value(
+            std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, c)), sqlite3_column_bytes(stmt, c)));
       case SQLITE_BLOB: {
         const char* p = static_cast<const char*>(sqlite3_column_blob(stmt, c));
         return Value(Blob{std::string(p ? p : "", sqlite3_column_bytes(stmt, c))});
       }
-      default: return Value();
+      default:
+        return Value();
     }
   }
 
@@ -177,8 +180,8 @@ class SqliteConnection final : public Connection {
 
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close_v2(db);

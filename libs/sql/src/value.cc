@@ -1,7 +1,7 @@
 #include <cstdlib>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/string_view.h"
 #include "ecrm/sql/sql.h"
 
 namespace ecrm::sql {

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace ecrm::config {
@@ -25,6 +25,7 @@ class Flags {
   // default shown by --help.
   void AddString(std::string name, std::string* target, std::string help);
   void AddInt(std::string name, int64_t* target, std::string help);
+  void AddDouble(std::string name, double* target, std::string help);
   void AddBool(std::string name, bool* target, std::string help);
   void AddDuration(std::string name, absl::Duration* target, std::string help);
 
@@ -32,8 +33,7 @@ class Flags {
   // flag, a bad value or a stray argument. After it, help_requested() tells if --help was given.
   absl::Status Parse(int argc, const char* const* argv);
   // As Parse, with an explicit environment lookup (tests).
-  absl::Status Parse(int argc, const char* const* argv,
-                     const std::function<const char*(const char*)>& getenv);
+  absl::Status Parse(int argc, const char* const* argv, const std::function<const char*(const char*)>& getenv);
 
   bool help_requested() const { return help_requested_; }
   std::string Usage() const;

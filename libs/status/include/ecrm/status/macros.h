@@ -17,7 +17,7 @@
   if (!tmp.ok()) return tmp.status();              \
   lhs = std::move(*tmp)
 
-#define ECRM_RETURN_IF_ERROR(expr)                                      \
-  do {                                                                  \
-    if (absl::Status ecrm_s_ = (expr); !ecrm_s_.ok()) return ecrm_s_;   \
+#define ECRM_RETURN_IF_ERROR(expr)                                    \
+  do {                                                                \
+    if (absl::Status ecrm_s_ = (expr); !ecrm_s_.ok()) return ecrm_s_; \
   } while (0)

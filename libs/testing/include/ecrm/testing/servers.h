@@ -1,0 +1,58 @@
+// Real Redis and PostgreSQL servers for tests, each on a free port in a temp directory.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ecrm/testing/process.h"
+
+namespace ecrm::testing {
+
+class RedisServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<RedisServer>> Start();
+  ~RedisServer();
+
+  int port() const { return port_; }
+  std::string url() const;
+  // SIGKILL, as a crash would.
+  void Kill();
+  // Starts again on the same port (empty: no persistence).
+  absl::Status Restart();
+
+ private:
+  RedisServer() = default;
+  absl::Status Launch();
+  TempDir dir_;
+  int port_ = 0;
+  std::unique_ptr<Process> process_;
+};
+
+// initdb into a temp dir and pg_ctl start; as root, runs as the "postgres" user.
+class PostgresServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<PostgresServer>> Start();
+  ~PostgresServer();
+
+  int port() const { return port_; }
+  // postgresql://postgres@127.0.0.1:PORT/<database>
+  std::string url(const std::string& database = "postgres") const;
+  // CREATE DATABASE; ALREADY_EXISTS if it does.
+  absl::Status CreateDatabase(const std::string& name);
+  // A fresh database with a unique name, for test isolation.
+  absl::StatusOr<std::string> CreateUniqueDatabase();
+
+ private:
+  PostgresServer() = default;
+  absl::StatusOr<CommandResult> Run(std::vector<std::string> argv);
+  std::string bin_dir_;
+  std::string data_dir_;
+  std::string log_dir_;
+  bool as_postgres_user_ = false;
+  int port_ = 0;
+  int databases_ = 0;
+  bool started_ = false;
+};
+
+}  // namespace ecrm::testing

@@ -1,0 +1,372 @@
+// Every case runs against both drivers: SQLite in a temp file and a real PostgreSQL server
+// started for this test process.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/sql/sql.h"
+#include "ecrm/testing/servers.h"
+
+using ecrm::sql::Blob;
+using ecrm::sql::Connection;
+using ecrm::sql::Database;
+using ecrm::sql::DatabaseOptions;
+using ecrm::sql::Dialect;
+using ecrm::sql::Migration;
+using ecrm::sql::Result;
+using ecrm::sql::Transaction;
+using ecrm::sql::TxMode;
+using ecrm::sql::Value;
+
+namespace {
+
+ecrm::testing::TempDir& SqliteDir() {
+  static ecrm::testing::TempDir dir;
+  return dir;
+}
+
+ecrm::testing::PostgresServer& Postgres() {
+  static auto server = [] {
+    auto s = ecrm::testing::PostgresServer::Start();
+    if (!s.ok()) FAIL("cannot start PostgreSQL: " << s.status().ToString());
+    return std::move(*s);
+  }();
+  return *server;
+}
+
+// A fresh, empty database of each kind.
+std::vector<std::pair<std::string, std::string>> FreshDatabases() {
+  static int n = 0;
+  ++n;
+  auto pg = Postgres().CreateUniqueDatabase();
+  REQUIRE(pg.ok());
+  return {{"sqlite", absl::StrCat("sqlite://", SqliteDir().path(), "/db", n, ".db")},
+          {"postgres", Postgres().url(*pg)}};
+}
+
+std::unique_ptr<Database> Open(const std::string& url, DatabaseOptions options = {}) {
+  auto db = Database::Open(url, options);
+  if (!db.ok()) FAIL(db.status().ToString());
+  return std::move(*db);
+}
+
+void Exec(Database& db, const std::string& sql) {
+  auto conn = db.Acquire();
+  REQUIRE(conn.ok());
+  absl::Status s = (*conn)->ExecuteScript(ecrm::sql::RenderDialect(sql, db.dialect()));
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+int64_t Count(Database& db, const std::string& table) {
+  auto r = db.Execute(absl::StrCat("SELECT COUNT(*) FROM ", table));
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+constexpr const char* kItems =
+    "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty BIGINT, price DOUBLE PRECISION,"
+    " payload {{blob}}, note TEXT)";
+
+}  // namespace
+
+TEST_CASE("values round-trip with their types") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      std::string bytes("\x00\x01\xff binary\n", 11);
+      auto ins = db->Execute("INSERT INTO items (id, name, qty, price, payload, note) VALUES ($1, $2, $3, $4, $5, $6)",
+                             {1, "gräße ✓", int64_t{1} << 40, 2.5, Blob{bytes}, nullptr});
+      REQUIRE(ins.ok());
+      CHECK(ins->rows_affected() == 1);
+      auto r = db->Execute("SELECT id, name, qty, price, payload, note FROM items WHERE id = $1", {1});
+      REQUIRE(r.ok());
+      REQUIRE(r->size() == 1);
+      auto row = r->front();
+      CHECK(row.Int(0) == 1);
+      CHECK(row.Text(1) == "gräße ✓");
+      CHECK(row.Int(2) == (int64_t{1} << 40));
+      CHECK(row.Double(3) == 2.5);
+      CHECK(row[4] == Value(Blob{bytes}));
+      CHECK(row.IsNull(5));
+      CHECK(r->columns() == std::vector<std::string>{"id", "name", "qty", "price", "payload", "note"});
+    }
+  }
+}
+
+TEST_CASE("placeholders repeat, come in any order, and are not rewritten inside literals") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      REQUIRE(db->Execute("INSERT INTO items (name, id, qty) VALUES ($2, $1, $1)", {7, "seven"}).ok());
+      auto r = db->Execute("SELECT name, '$1 literal' FROM items WHERE id = $1 AND qty = $1", {7});
+      REQUIRE(r.ok());
+      REQUIRE(r->size() == 1);
+      CHECK(r->front().Text(0) == "seven");
+      CHECK(r->front().Text(1) == "$1 literal");
+    }
+  }
+}
+
+TEST_CASE("constraint violations and bad SQL map to precise status codes") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      REQUIRE(db->Execute("INSERT INTO items (id, name) VALUES (1, 'a')").ok());
+      CHECK(db->Execute("INSERT INTO items (id, name) VALUES (1, 'b')").status().code() ==
+            absl::StatusCode::kAlreadyExists);
+      CHECK(db->Execute("INSERT INTO items (id, name) VALUES (2, 'a')").status().code() ==
+            absl::StatusCode::kAlreadyExists);
+      CHECK(db->Execute("INSERT INTO items (id, name) VALUES (3, NULL)").status().code() ==
+            absl::StatusCode::kFailedPrecondition);
+      absl::Status bad = db->Execute("SELEC nonsense").status();
+      CHECK(bad.code() == absl::StatusCode::kInternal);
+      CHECK(std::string(bad.message()).find("SELEC") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a transaction rolls back unless committed") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      {
+        auto conn = db->Acquire();
+        REQUIRE(conn.ok());
+        auto tx = Transaction::Begin(**conn);
+        REQUIRE(tx.ok());
+        REQUIRE((*conn)->Execute("INSERT INTO items (id, name) VALUES (1, 'dropped')").ok());
+      }  // destroyed without Commit
+      CHECK(Count(*db, "items") == 0);
+      {
+        auto conn = db->Acquire();
+        REQUIRE(conn.ok());
+        auto tx = Transaction::Begin(**conn);
+        REQUIRE(tx.ok());
+        REQUIRE((*conn)->Execute("INSERT INTO items (id, name) VALUES (2, 'kept')").ok());
+        REQUIRE(tx->Commit().ok());
+      }
+      CHECK(Count(*db, "items") == 1);
+
+      absl::Status fn_error = db->InTransaction([](Connection& c) -> absl::Status {
+        if (!c.Execute("INSERT INTO items (id, name) VALUES (3, 'half')").ok()) return absl::InternalError("insert");
+        return absl::InvalidArgumentError("caller refused");
+      });
+      CHECK(fn_error.code() == absl::StatusCode::kInvalidArgument);
+      CHECK(Count(*db, "items") == 1);
+    }
+  }
+}
+
+TEST_CASE("batch insert writes every row across statements, all or nothing") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      std::vector<std::string> cols = {"id", "name", "qty"};
+      std::vector<Value> values;
+      for (int i = 0; i < 1000; ++i) {
+        values.emplace_back(i);
+        values.emplace_back(absl::StrCat("item-", i));
+        values.emplace_back(i * 2);
+      }
+      auto conn = db->Acquire();
+      REQUIRE(conn.ok());
+      auto n = (*conn)->InsertBatch("items", cols, values, "", 128);
+      REQUIRE(n.ok());
+      CHECK(*n == 1000);
+      CHECK(Count(*db, "items") == 1000);
+
+      // A duplicate in the last chunk fails the whole batch: nothing of it stays.
+      std::vector<Value> more;
+      for (int i = 1000; i < 1300; ++i) {
+        more.emplace_back(i);
+        more.emplace_back(absl::StrCat("item-", i == 1299 ? 5 : i));
+        more.emplace_back(0);
+      }
+      CHECK((*conn)->InsertBatch("items", cols, more, "", 128).status().code() == absl::StatusCode::kAlreadyExists);
+      CHECK(Count(*db, "items") == 1000);
+
+      // ON CONFLICT DO NOTHING skips the duplicates and reports only new rows.
+      auto skipped = (*conn)->InsertBatch("items", cols, more, "ON CONFLICT DO NOTHING", 128);
+      REQUIRE(skipped.ok());
+      CHECK(*skipped == 299);
+
+      CHECK((*conn)->InsertBatch("items", cols, {Value(1), Value("x")}).status().code() ==
+            absl::StatusCode::kInvalidArgument);
+    }
+  }
+}
+
+TEST_CASE("numeric aggregates read back as integers") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      REQUIRE(db->Execute("INSERT INTO items (id, name, qty) VALUES (1, 'a', 4000000000), (2, 'b', 5)").ok());
+      auto r = db->Execute("SELECT SUM(qty), COUNT(*), MAX(qty) FROM items");
+      REQUIRE(r.ok());
+      CHECK(r->front().Int(0) == 4000000005);
+      CHECK(r->front().Int(1) == 2);
+      CHECK(r->front().Int(2) == 4000000000);
+    }
+  }
+}
+
+TEST_CASE("migrations apply once, in order, recorded, and a failing one leaves nothing") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      const Migration ok[] = {
+          {1, "create items", kItems},
+          {2, "create log", "CREATE TABLE log (id {{id}}, body TEXT); CREATE INDEX log_body ON log (body)"},
+      };
+      REQUIRE(db->Migrate("shop", ok).ok());
+      REQUIRE(db->Migrate("shop", ok).ok());  // again: nothing to do
+      REQUIRE(db->Execute("INSERT INTO log (body) VALUES ('x')").ok());
+      auto ids = db->Execute("SELECT id FROM log");
+      REQUIRE(ids.ok());
+      CHECK(ids->front().Int(0) == 1);  // {{id}} generates keys on both dialects
+      auto recorded =
+          db->Execute("SELECT version, name FROM schema_migrations WHERE component = $1 ORDER BY version", {"shop"});
+      REQUIRE(recorded.ok());
+      REQUIRE(recorded->size() == 2);
+      CHECK(recorded->row(1).Text(1) == "create log");
+
+      const Migration broken[] = {
+          ok[0], ok[1], {3, "half", "CREATE TABLE extra (id BIGINT); INSERT INTO nowhere VALUES (1)"}};
+      absl::Status s = db->Migrate("shop", broken);
+      CHECK_FALSE(s.ok());
+      CHECK(std::string(s.message()).find("#3 (half)") != std::string::npos);
+      CHECK_FALSE(db->Execute("SELECT * FROM extra").ok());
+      CHECK(Count(*db, "schema_migrations") == 2);
+    }
+  }
+}
+
+TEST_CASE("contention is ABORTED and InTransaction retries it without losing updates") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      DatabaseOptions options;
+      options.pool_size = 4;
+      options.busy_timeout = absl::Seconds(10);
+      auto db = Open(url, options);
+      Exec(*db, "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)");
+      REQUIRE(db->Execute("INSERT INTO counter VALUES (1, 0)").ok());
+      std::atomic<int> failures{0};
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&] {
+          for (int i = 0; i < 25; ++i) {
+            absl::Status s = db->InTransaction(
+                [](Connection& c) -> absl::Status {
+                  auto r = c.Execute("SELECT n FROM counter WHERE id = 1");
+                  if (!r.ok()) return r.status();
+                  return c.Execute("UPDATE counter SET n = $1 WHERE id = 1", {r->front().Int(0) + 1}).status();
+                },
+                TxMode::kSerializable, 100);
+            if (!s.ok()) ++failures;
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      CHECK(failures == 0);
+      auto r = db->Execute("SELECT n FROM counter WHERE id = 1");
+      REQUIRE(r.ok());
+      CHECK(r->front().Int(0) == 100);
+    }
+  }
+}
+
+TEST_CASE("a conflicting writer gets ABORTED") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      DatabaseOptions options;
+      options.busy_timeout = absl::Milliseconds(50);
+      auto db = Open(url, options);
+      Exec(*db, "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)");
+      REQUIRE(db->Execute("INSERT INTO counter VALUES (1, 0)").ok());
+      auto a = db->Acquire();
+      auto b = db->Acquire();
+      REQUIRE((a.ok() && b.ok()));
+      if (db->dialect() == Dialect::kSqlite) {
+        REQUIRE((*a)->Begin(TxMode::kReadWrite).ok());
+        CHECK((*b)->Begin(TxMode::kReadWrite).code() == absl::StatusCode::kAborted);  // busy past the timeout
+        REQUIRE((*a)->Commit().ok());
+      } else {
+        REQUIRE((*a)->Begin(TxMode::kSerializable).ok());
+        REQUIRE((*b)->Begin(TxMode::kSerializable).ok());
+        REQUIRE((*a)->Execute("SELECT n FROM counter WHERE id = 1").ok());
+        REQUIRE((*b)->Execute("SELECT n FROM counter WHERE id = 1").ok());
+        REQUIRE((*a)->Execute("UPDATE counter SET n = 1 WHERE id = 1").ok());
+        REQUIRE((*a)->Commit().ok());
+        CHECK((*b)->Execute("UPDATE counter SET n = 2 WHERE id = 1").status().code() == absl::StatusCode::kAborted);
+        CHECK((*b)->Commit().code() == absl::StatusCode::kAborted);
+      }
+    }
+  }
+}
+
+TEST_CASE("an exhausted pool fails with UNAVAILABLE after the acquire timeout") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      DatabaseOptions options;
+      options.pool_size = 1;
+      options.acquire_timeout = absl::Milliseconds(100);
+      auto db = Open(url, options);
+      auto held = db->Acquire();
+      REQUIRE(held.ok());
+      absl::Time start = absl::Now();
+      auto second = db->Acquire();
+      CHECK(second.status().code() == absl::StatusCode::kUnavailable);
+      CHECK(absl::Now() - start < absl::Seconds(2));
+    }
+  }
+}
+
+TEST_CASE("a lost PostgreSQL connection is UNAVAILABLE and the pool reconnects") {
+  auto pg = Postgres().CreateUniqueDatabase();
+  REQUIRE(pg.ok());
+  DatabaseOptions options;
+  options.pool_size = 2;
+  auto db = Open(Postgres().url(*pg), options);
+  {
+    auto victim = db->Acquire();
+    REQUIRE(victim.ok());
+    auto pid = (*victim)->Execute("SELECT pg_backend_pid()");
+    REQUIRE(pid.ok());
+    {
+      auto killer = db->Acquire();
+      REQUIRE(killer.ok());
+      REQUIRE((*killer)->Execute("SELECT pg_terminate_backend($1::int)", {pid->front().Int(0)}).ok());
+    }
+    absl::Status lost = (*victim)->Execute("SELECT 1").status();
+    CHECK(lost.code() == absl::StatusCode::kUnavailable);
+    CHECK((*victim)->broken());
+  }
+  // The broken connection was dropped; fresh ones work.
+  for (int i = 0; i < 3; ++i) CHECK(db->Execute("SELECT 1").ok());
+}
+
+TEST_CASE("bad URLs and unreachable databases fail fast with a clear error") {
+  CHECK(Database::Open("mysql://localhost/x").status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(Database::Open("sqlite://").status().code() == absl::StatusCode::kInvalidArgument);
+  auto missing_dir = Database::Open("sqlite:///nonexistent/dir/x.db");
+  CHECK(missing_dir.status().code() == absl::StatusCode::kUnavailable);
+  CHECK(std::string(missing_dir.status().message()).find("/nonexistent/dir/x.db") != std::string::npos);
+
+  absl::Time start = absl::Now();
+  DatabaseOptions options;
+  options.connect_timeout = absl::Seconds(2);
+  auto refused =
+      Database::Open(absl::StrCat("postgresql://postgres:secret@127.0.0.1:", ecrm::testing::FreePort(), "/x"), options);
+  CHECK(refused.status().code() == absl::StatusCode::kUnavailable);
+  CHECK(std::string(refused.status().message()).find("secret") == std::string::npos);
+  CHECK(absl::Now() - start < absl::Seconds(5));
+}

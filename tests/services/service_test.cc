@@ -1,0 +1,150 @@
+// Each service binary as an operator meets it: --help, start-up to SERVING, /metrics that
+// promtool accepts, a graceful SIGTERM, and one clear line for bad configuration.
+#include <signal.h>
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "ecrm/testing/servers.h"
+#include "ecrm/testing/service.h"
+
+using ecrm::testing::HttpGet;
+using ecrm::testing::Process;
+using ecrm::testing::RunCommand;
+using ecrm::testing::ServiceProcess;
+using ecrm::testing::TempDir;
+
+namespace {
+
+std::string Binary(const std::string& engine) { return absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-", engine); }
+
+const std::vector<std::string>& Engines() {
+  static const std::vector<std::string> engines = {"infostore", "segmentation", "personalisation", "broadcast",
+                                                   "transaction"};
+  return engines;
+}
+
+int NonEmptyLines(const std::string& text) {
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) n += !line.empty();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("--help lists every flag with its default and environment variable") {
+  for (const std::string& engine : Engines()) {
+    DYNAMIC_SECTION(engine) {
+      auto r = RunCommand({Binary(engine), "--help"}, absl::Seconds(10));
+      REQUIRE(r.ok());
+      CHECK(r->exit_code == 0);
+      for (const char* needle : {"--grpc-address", "ECRM_GRPC_ADDRESS", "--metrics-address", "--database-url",
+                                 "ECRM_DATABASE_URL", "--redis-url", "--shutdown-grace", "--log-level", "default:"}) {
+        CHECK_THAT(r->output, Catch::Contains(needle));
+      }
+    }
+  }
+}
+
+TEST_CASE("a service starts, serves health and metrics, and exits 0 on SIGTERM") {
+  for (const std::string& engine : Engines()) {
+    DYNAMIC_SECTION(engine) {
+      auto service = ServiceProcess::Start(Binary(engine), {"--redis-url="});
+      REQUIRE(service.ok());
+      auto& s = **service;
+      CHECK(ecrm::testing::HealthStatus(s.grpc_address()).value_or("") == "SERVING");
+
+      auto metrics = HttpGet(absl::StrCat("http://", s.metrics_address(), "/metrics"));
+      REQUIRE(metrics.ok());
+      for (const char* needle : {"grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Check\"",
+                                 "grpc_server_handling_seconds_bucket", "grpc_server_requests_in_flight",
+                                 "process_resident_memory_bytes", "process_cpu_seconds_total", "ecrm_build_info"}) {
+        CHECK_THAT(*metrics, Catch::Contains(needle));
+      }
+      TempDir dir;
+      std::string file = dir.path() + "/metrics.txt";
+      std::ofstream(file) << *metrics;
+      auto lint = RunCommand({"sh", "-c", "promtool check metrics < " + file}, absl::Seconds(20));
+      REQUIRE(lint.ok());
+      INFO(lint->output);
+      CHECK(lint->exit_code == 0);
+
+      absl::Time start = absl::Now();
+      s.process().Signal(SIGTERM);
+      std::optional<int> code = s.process().Wait(absl::Seconds(15));
+      REQUIRE(code.has_value());
+      CHECK(*code == 0);
+      CHECK(absl::Now() - start < absl::Seconds(11));
+      CHECK_THAT(s.process().Output(), Catch::Contains("msg=stopped"));
+    }
+  }
+}
+
+TEST_CASE("a service keeps serving when Redis is unreachable, and uses PostgreSQL when told") {
+  auto pg = ecrm::testing::PostgresServer::Start();
+  REQUIRE(pg.ok());
+  auto db = (*pg)->CreateUniqueDatabase();
+  REQUIRE(db.ok());
+  auto redis_port = ecrm::testing::FreePort();
+  auto service = ServiceProcess::Start(
+      Binary("transaction"),
+      {"--database-url=" + (*pg)->url(*db), absl::StrCat("--redis-url=redis://127.0.0.1:", redis_port)});
+  REQUIRE(service.ok());
+  CHECK_THAT((*service)->process().Output(), Catch::Contains("profile cache unreachable"));
+  (*service)->process().Signal(SIGINT);
+  CHECK((*service)->process().Wait(absl::Seconds(15)).value_or(-1) == 0);
+}
+
+TEST_CASE("bad configuration gives one clear error line and a non-zero exit") {
+  TempDir dir;
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"--no-such-flag=1"}, 2, "unknown flag --no-such-flag"},
+      {{"--log-level=loud"}, 2, "log level"},
+      {{"--shutdown-grace=soon"}, 2, "--shutdown-grace"},
+      {{"--database-url=mysql://db/x"}, 1, "not understood"},
+      {{absl::StrCat("--database-url=postgresql://postgres@127.0.0.1:", ecrm::testing::FreePort(), "/x")},
+       1,
+       "cannot connect to PostgreSQL"},
+      {{"--database-url=sqlite:///proc/forbidden/x.db"}, 1, "error="},
+      {{"--redis-url=http://cache"}, 1, "Redis URL"},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.args[0]) {
+      std::vector<std::string> argv = {Binary("infostore"), "--grpc-address=127.0.0.1:0",
+                                       absl::StrCat("--metrics-address=127.0.0.1:", ecrm::testing::FreePort())};
+      bool has_db = absl::StartsWith(c.args[0], "--database-url");
+      if (!has_db) argv.push_back(absl::StrCat("--database-url=sqlite://", dir.path(), "/x.db"));
+      argv.insert(argv.end(), c.args.begin(), c.args.end());
+      auto r = RunCommand(argv, absl::Seconds(20));
+      REQUIRE(r.ok());
+      INFO(r->output);
+      CHECK(r->exit_code == c.exit_code);
+      CHECK_THAT(r->output, Catch::Contains(c.says));
+      // The failure is one line (start-up logs at most one "starting" line before it).
+      int lines = NonEmptyLines(r->output);
+      CHECK(lines <= (c.exit_code == 2 ? 1 : 3));
+      CHECK_THAT(r->output, !Catch::Contains("terminate called"));
+    }
+  }
+}
+
+TEST_CASE("a port already in use is a clear start-up error") {
+  auto first = ServiceProcess::Start(Binary("broadcast"), {"--redis-url="});
+  REQUIRE(first.ok());
+  TempDir dir;
+  auto r = RunCommand({Binary("broadcast"), "--grpc-address=" + (*first)->grpc_address(),
+                       absl::StrCat("--metrics-address=127.0.0.1:", ecrm::testing::FreePort()),
+                       absl::StrCat("--database-url=sqlite://", dir.path(), "/x.db"), "--redis-url="},
+                      absl::Seconds(20));
+  REQUIRE(r.ok());
+  CHECK(r->exit_code == 1);
+  CHECK_THAT(r->output, Catch::Contains("cannot listen on " + (*first)->grpc_address()));
+}
