@@ -1,27 +1,29 @@
-# ecrm_proto_library(NAME <target> PROTOS <files relative to proto/> [DEPS <proto targets>] [GRPC])
+# ecrm_proto_library(NAME <target> PROTOS <files> [DEPS <proto targets>] [GRPC])
+# Call it from the directory that is the proto root: protobuf_generate names its outputs by
+# the path relative to the calling CMakeLists.txt, so imports and includes then match.
 # Generates C++ (and, with GRPC, service stubs) into the build tree and wraps it in a library
 # aliased ecrm::<target>. Generated code is never committed.
-set(ECRM_PROTO_ROOT "${PROJECT_SOURCE_DIR}/proto")
 set(ECRM_PROTO_OUT "${PROJECT_BINARY_DIR}/gen")
 file(MAKE_DIRECTORY "${ECRM_PROTO_OUT}")
 
 function(ecrm_proto_library)
   cmake_parse_arguments(P "GRPC" "NAME" "PROTOS;DEPS" ${ARGN})
+  set(P_ROOT "${CMAKE_CURRENT_SOURCE_DIR}")
   set(abs_protos)
   foreach(p IN LISTS P_PROTOS)
-    list(APPEND abs_protos "${ECRM_PROTO_ROOT}/${p}")
+    list(APPEND abs_protos "${P_ROOT}/${p}")
   endforeach()
   add_library(${P_NAME} STATIC ${abs_protos})
   add_library(ecrm::${P_NAME} ALIAS ${P_NAME})
   target_include_directories(${P_NAME} PUBLIC "${ECRM_PROTO_OUT}")
   target_link_libraries(${P_NAME} PUBLIC protobuf::libprotobuf ${P_DEPS})
   protobuf_generate(TARGET ${P_NAME} LANGUAGE cpp
-    IMPORT_DIRS "${ECRM_PROTO_ROOT}" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
+    IMPORT_DIRS "${P_ROOT}" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
   if(P_GRPC)
     target_link_libraries(${P_NAME} PUBLIC gRPC::grpc++)
     protobuf_generate(TARGET ${P_NAME} LANGUAGE grpc
       GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
       PLUGIN "protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>"
-      IMPORT_DIRS "${ECRM_PROTO_ROOT}" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
+      IMPORT_DIRS "${P_ROOT}" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
   endif()
 endfunction()

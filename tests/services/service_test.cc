@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 
 using ecrm::testing::HttpGet;
 using ecrm::testing::Process;
@@ -25,6 +26,24 @@ const std::vector<std::string>& Engines() {
   static const std::vector<std::string> engines = {"infostore", "segmentation", "personalisation", "broadcast",
                                                    "transaction"};
   return engines;
+}
+
+// Service names the server lists through reflection.
+std::vector<std::string> ReflectedServices(ServiceProcess& s) {
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(s.channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  grpc::reflection::v1alpha::ServerReflectionRequest req;
+  req.set_list_services("*");
+  grpc::reflection::v1alpha::ServerReflectionResponse resp;
+  std::vector<std::string> names;
+  if (stream->Write(req) && stream->Read(&resp)) {
+    for (const auto& service : resp.list_services_response().service()) names.push_back(service.name());
+  }
+  stream->WritesDone();
+  (void)stream->Finish();
+  return names;
 }
 
 int NonEmptyLines(const std::string& text) {
@@ -56,6 +75,7 @@ TEST_CASE("a service starts, serves health and metrics, and exits 0 on SIGTERM")
       REQUIRE(service.ok());
       auto& s = **service;
       CHECK(ecrm::testing::HealthStatus(s.grpc_address()).value_or("") == "SERVING");
+      CHECK_THAT(ReflectedServices(s), Catch::VectorContains(std::string("grpc.health.v1.Health")));
 
       auto metrics = HttpGet(absl::StrCat("http://", s.metrics_address(), "/metrics"));
       REQUIRE(metrics.ok());

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs the whole ecrm suite on this machine: Redis and the five engines, each engine with an
+# embedded SQLite database in ./data. Installs and builds what is missing first.
+#
+#   scripts/run-suite.sh          # start (or report that it is already running)
+#   scripts/run-suite.sh status   # health of each process
+#   scripts/run-suite.sh stop     # graceful stop (SIGTERM) of every process it started
+#
+# Environment: ECRM_DATA_DIR (./data), ECRM_RUN_DIR (./run: logs and pids), ECRM_REDIS_PORT (6379).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+data=${ECRM_DATA_DIR:-$root/data}
+run=${ECRM_RUN_DIR:-$root/run}
+build=${ECRM_BUILD_DIR:-$root/build}
+redis_port=${ECRM_REDIS_PORT:-6379}
+engines=(infostore:50051:9101 segmentation:50052:9102 personalisation:50053:9103 broadcast:50054:9104
+         transaction:50055:9105)
+
+alive() { [ -f "$run/pids/$1.pid" ] && kill -0 "$(cat "$run/pids/$1.pid")" 2>/dev/null; }
+
+stop_one() {
+  local name=$1
+  alive "$name" || { rm -f "$run/pids/$name.pid"; return 0; }
+  local pid; pid=$(cat "$run/pids/$name.pid")
+  kill -TERM "$pid"
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then echo "$name (pid $pid) did not stop within 15s; sending SIGKILL"; kill -KILL "$pid"; fi
+  rm -f "$run/pids/$name.pid"
+  echo "stopped $name"
+}
+
+status() {
+  local rc=0
+  if alive redis; then echo "redis            pid $(cat "$run/pids/redis.pid")  127.0.0.1:$redis_port"; else echo "redis            not running"; rc=1; fi
+  for spec in "${engines[@]}"; do
+    IFS=: read -r e g m <<<"$spec"
+    if alive "$e"; then
+      state=$("$build/tools/healthcheck/ecrm-healthcheck" --target=127.0.0.1:$g 2>&1 | tail -1)
+      printf '%-16s pid %s  grpc 127.0.0.1:%s  metrics http://127.0.0.1:%s/metrics  %s\n' "$e" "$(cat "$run/pids/$e.pid")" "$g" "$m" "$state"
+    else
+      printf '%-16s not running\n' "$e"; rc=1
+    fi
+  done
+  return $rc
+}
+
+start() {
+  bash scripts/install-deps.sh
+  bash scripts/build.sh
+  mkdir -p "$run/logs" "$run/pids" "$data"
+  if ! alive redis; then
+    nohup redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$data" --save "60 1000" --appendonly no \
+      --daemonize no >>"$run/logs/redis.log" 2>&1 &
+    echo $! >"$run/pids/redis.pid"
+    for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 || { echo "redis did not start:"; tail -5 "$run/logs/redis.log"; exit 1; }
+  fi
+  for spec in "${engines[@]}"; do
+    IFS=: read -r e g m <<<"$spec"
+    alive "$e" && continue
+    nohup "$build/services/ecrm-$e" --grpc-address=127.0.0.1:$g --metrics-address=127.0.0.1:$m \
+      --database-url="sqlite://$data/$e.db" --redis-url="redis://127.0.0.1:$redis_port" \
+      >>"$run/logs/$e.log" 2>&1 &
+    echo $! >"$run/pids/$e.pid"
+  done
+  for spec in "${engines[@]}"; do
+    IFS=: read -r e g m <<<"$spec"
+    if ! "$build/tools/healthcheck/ecrm-healthcheck" --target=127.0.0.1:$g --wait=30s >/dev/null; then
+      echo "ecrm-$e did not become healthy; last log lines:"; tail -5 "$run/logs/$e.log"; exit 1
+    fi
+  done
+  echo
+  status
+  echo
+  echo "Logs: $run/logs   Data: $data"
+  echo "Stop with: scripts/run-suite.sh stop"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop)
+    for spec in "${engines[@]}"; do stop_one "${spec%%:*}"; done
+    stop_one redis ;;
+  status) status ;;
+  *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
+esac
