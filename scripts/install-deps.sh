@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The one list of ecrm's build, test and run dependencies (Debian bookworm, apt only).
 # Idempotent: re-running it installs nothing new. README, .ci/run and the Dockerfile call it.
+#   scripts/install-deps.sh            everything to build, test and run
+#   scripts/install-deps.sh --runtime  only the shared libraries the binaries need (container image)
 set -euo pipefail
+
+runtime_packages=(
+  libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libhiredis0.14 libprometheus-cpp-core1.0
+  libprometheus-cpp-pull1.0 libsqlite3-0 libpq5 libcurl4 libroaring0 libphonenumber8 ca-certificates
+)
 
 packages=(
   # toolchain
@@ -17,6 +24,10 @@ packages=(
   # tests
   catch2 procps
 )
+
+if [ "${1:-}" = "--runtime" ]; then
+  packages=("${runtime_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -34,6 +45,7 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "${1:-}" = "--runtime" ] && $SUDO rm -rf /var/lib/apt/lists/*
 # The Debian packages start servers on install; ecrm starts its own on free ports.
 for svc in redis-server postgresql prometheus; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
