@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 
 using ecrm::testing::HttpGet;
@@ -100,6 +101,48 @@ TEST_CASE("a service starts, serves health and metrics, and exits 0 on SIGTERM")
       CHECK(absl::Now() - start < absl::Seconds(11));
       CHECK_THAT(s.process().Output(), Catch::Contains("msg=stopped"));
     }
+  }
+}
+
+TEST_CASE("health watchers see NOT_SERVING on SIGTERM and do not hold up the drain") {
+  auto service = ServiceProcess::Start(Binary("segmentation"), {"--redis-url=", "--shutdown-grace=10s"});
+  REQUIRE(service.ok());
+  auto& s = **service;
+  absl::Time start;
+  {
+    auto stub = grpc::health::v1::Health::NewStub(s.channel());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    grpc::health::v1::HealthCheckRequest req;
+    auto stream = stub->Watch(&ctx, req);
+    grpc::health::v1::HealthCheckResponse resp;
+    REQUIRE(stream->Read(&resp));
+    CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+
+    start = absl::Now();
+    s.process().Signal(SIGTERM);
+    REQUIRE(stream->Read(&resp));
+    CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    CHECK_FALSE(stream->Read(&resp));  // the server ends the stream itself
+    CHECK(stream->Finish().error_code() == grpc::StatusCode::UNAVAILABLE);
+  }  // the client goes away: an idle client would otherwise answer the GOAWAY ping only on
+     // its 5 s backup poll
+  CHECK(s.process().Wait(absl::Seconds(15)).value_or(-1) == 0);
+  INFO(s.process().Output());
+  CHECK(absl::Now() - start < absl::Seconds(4));  // well inside the 10 s grace: nothing was left to drain
+}
+
+TEST_CASE("health Check of an unknown service is NOT_FOUND; of a registered one SERVING") {
+  auto service = ServiceProcess::Start(Binary("personalisation"), {"--redis-url="});
+  REQUIRE(service.ok());
+  auto stub = grpc::health::v1::Health::NewStub((*service)->channel());
+  for (auto [name, code] : std::vector<std::pair<std::string, grpc::StatusCode>>{
+           {"no.such.Service", grpc::StatusCode::NOT_FOUND}, {"grpc.health.v1.Health", grpc::StatusCode::OK}}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(name);
+    grpc::health::v1::HealthCheckResponse resp;
+    CHECK(stub->Check(&ctx, req, &resp).error_code() == code);
   }
 }
 

@@ -31,14 +31,15 @@ prometheus::Counter& MakeCounter(prometheus::Registry& r, const std::string& nam
   return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
 }
 
-std::optional<CachedProfile> ParseHmget(const RedisReply& r) {
+// Takes the reply apart: the profile bytes are moved out, not copied.
+std::optional<CachedProfile> ParseHmget(RedisReply& r) {
   if (r.type != RedisReply::Type::kArray || r.elements.size() != 2) return std::nullopt;
-  const RedisReply& v = r.elements[0];
-  const RedisReply& d = r.elements[1];
+  RedisReply& v = r.elements[0];
+  RedisReply& d = r.elements[1];
   if (v.type != RedisReply::Type::kString || d.type != RedisReply::Type::kString) return std::nullopt;
   CachedProfile p;
   if (!absl::SimpleAtoi(v.str, &p.version)) return std::nullopt;
-  p.data = d.str;
+  p.data = std::move(d.str);
   return p;
 }
 

@@ -182,8 +182,10 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Run(const std::vector<std::
   return replies;
 }
 
-absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
-  ECRM_ASSIGN_OR_RETURN(std::vector<RedisReply> r, Run({args}));
+absl::StatusOr<RedisReply> RedisClient::Command(std::vector<std::string> args) {
+  std::vector<std::vector<std::string>> one;
+  one.push_back(std::move(args));
+  ECRM_ASSIGN_OR_RETURN(std::vector<RedisReply> r, Run(one));
   return std::move(r.front());
 }
 

@@ -2,7 +2,6 @@
 
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -15,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
+#include "health_service.h"
 #include "process_metrics.h"
 #include "rpc_metrics.h"
 
@@ -121,12 +121,12 @@ int Runner::Serve() {
 
   auto rpc_metrics = std::make_unique<RpcMetrics>(*registry_);
   RpcMetrics* rpc_metrics_ptr = rpc_metrics.get();
-  for (const char* m : {"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
-                        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}) {
-    rpc_metrics_ptr->RegisterMethod(m);
-  }
+  rpc_metrics_ptr->RegisterMethod("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
 
-  grpc::EnableDefaultHealthCheckService(true);
+  HealthService health;  // NOT_SERVING until the warm-up hooks have run
+  std::vector<std::pair<grpc::Service*, std::string>> services = {
+      {&health, grpc::health::v1::Health::service_full_name()}};
+  services.insert(services.end(), services_.begin(), services_.end());
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.grpc_address, grpc::InsecureServerCredentials(), &bound_grpc_port_);
@@ -140,7 +140,10 @@ int Runner::Serve() {
   // gRPC turns on SO_REUSEPORT by default: a second instance would silently share the port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  for (auto& [service, name] : services_) {
+  // Unlimited pings without data: the default (2) would stop keepalive from ever noticing a
+  // dead idle client after its second ping.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  for (auto& [service, name] : services) {
     builder.RegisterService(service);
     if (const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name)) {
       for (int i = 0; i < d->method_count(); ++i) {
@@ -157,16 +160,14 @@ int Runner::Serve() {
     return Fail("gRPC server", absl::UnavailableError(absl::StrCat("cannot listen on ", options_.grpc_address,
                                                                    " (address in use or not valid)")));
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus(false);
   for (auto& hook : ready_hooks_) {
     if (absl::Status s = hook(); !s.ok()) {
       server->Shutdown(std::chrono::system_clock::now());
       return Fail("warm-up", s);
     }
   }
-  health->SetServingStatus(true);
-  for (auto& [service, name] : services_) health->SetServingStatus(name, true);
+  for (auto& [service, name] : services) health.Set(name, grpc::health::v1::HealthCheckResponse::SERVING);
+  health.Set("", grpc::health::v1::HealthCheckResponse::SERVING);
   log::Info("serving", {{"grpc_port", bound_grpc_port_}, {"metrics_port", exposer->GetListeningPorts().front()}});
 
   sigset_t set = ShutdownSignals();
@@ -174,7 +175,7 @@ int Runner::Serve() {
   sigwait(&set, &sig);
   const absl::Time began = absl::Now();
   log::Info("shutting down", {{"signal", strsignal(sig)}, {"grace", options_.shutdown_grace}});
-  health->Shutdown();  // every service NOT_SERVING; load balancers stop sending
+  health.Shutdown();  // every service NOT_SERVING, watchers told; load balancers stop sending
   server->Shutdown(absl::ToChronoTime(began + options_.shutdown_grace));
   server->Wait();
   for (auto& hook : shutdown_hooks_) hook();

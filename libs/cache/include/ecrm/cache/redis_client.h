@@ -52,7 +52,7 @@ class RedisClient {
 
   // One command. UNAVAILABLE on connection errors, timeouts or an open breaker;
   // an error reply from Redis is returned as a reply of type kError.
-  absl::StatusOr<RedisReply> Command(const std::vector<std::string>& args);
+  absl::StatusOr<RedisReply> Command(std::vector<std::string> args);
   // Several commands sent in one round trip; replies in order.
   absl::StatusOr<std::vector<RedisReply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
 

@@ -1,0 +1,45 @@
+// Shared bits of the benchmark programs: timing loops and the JSON line they print.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace ecrm::bench {
+
+// Calls op() (which does `per_call` operations) until `duration` passes; returns ops/second.
+inline double OpsPerSecond(absl::Duration duration, int64_t per_call, const std::function<void()>& op) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + absl::ToChronoNanoseconds(duration);
+  int64_t ops = 0;
+  auto now = start;
+  while (now < end) {
+    op();
+    ops += per_call;
+    now = std::chrono::steady_clock::now();
+  }
+  return static_cast<double>(ops) / std::chrono::duration<double>(now - start).count();
+}
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// {"bench":…,"unit":…,"runs":[…],"median":…}
+inline void PrintResult(const std::string& name, const std::string& unit, const std::vector<double>& runs) {
+  std::vector<std::string> r;
+  for (double x : runs) r.push_back(absl::StrCat(static_cast<int64_t>(x)));
+  std::printf("{\"bench\":\"%s\",\"unit\":\"%s\",\"runs\":[%s],\"median\":%lld}\n", name.c_str(), unit.c_str(),
+              absl::StrJoin(r, ",").c_str(), static_cast<long long>(Median(runs)));
+  std::fflush(stdout);
+}
+
+}  // namespace ecrm::bench

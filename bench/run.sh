@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Reproduces the foundation figures of docs/benchmarks.md on this machine, each measured
+# ECRM_BENCH_RUNS times (default 3) for ECRM_BENCH_DURATION (default 10s), with its baseline in
+# the same run. Starts its own Redis, PostgreSQL and ecrm-infostore on free loopback ports and
+# stops them at the end. Prints one JSON line per measurement, then a summary of medians.
+#   bench/run.sh [results.jsonl]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bash scripts/build.sh >/dev/null
+B=$root/build
+dur=${ECRM_BENCH_DURATION:-10s}
+secs=${dur%s}
+runs=${ECRM_BENCH_RUNS:-3}
+work=$(mktemp -d /tmp/ecrm-bench-XXXXXX)
+out=${1:-$work/results.jsonl}
+: >"$out"
+pids=()
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+as_pg=()
+[ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
+
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  [ -d "$work/pg" ] && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$work/pg" "$work"/*.db*
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 20000))
+    ss -ltn | grep -q ":$p " || { echo $p; return; }
+  done
+}
+emit() { echo "$1" | tee -a "$out"; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+runs_json() { local name=$1 unit=$2; shift 2; local vals=("$@")
+  emit "{\"bench\":\"$name\",\"unit\":\"$unit\",\"runs\":[$(IFS=,; echo "${vals[*]}")],\"median\":$(printf '%s\n' "${vals[@]}" | median)}"; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, duration $dur x $runs runs; results in $out" >&2
+
+# --- gRPC health baseline ------------------------------------------------------------------
+gp=$(free_port); mp=$(free_port)
+"$B/services/ecrm-infostore" --grpc-address=127.0.0.1:$gp --metrics-address=127.0.0.1:$mp \
+  --database-url="sqlite://$work/infostore.db" --redis-url= --log-level=warn 2>>"$work/infostore.log" &
+pids+=($!)
+"$B/tools/healthcheck/ecrm-healthcheck" --target=127.0.0.1:$gp --wait=30s >/dev/null
+sat=(); p99=(); p99_sat=()
+for _ in $(seq "$runs"); do
+  j=$("$B/tools/loadgen/ecrm-load" --target=127.0.0.1:$gp --rate=0 --concurrency=64 --connections=2 \
+      --duration=$dur --warmup=2s --json)
+  sat+=("$(echo "$j" | sed -E 's/.*"achieved_rate":([0-9.]+).*/\1/' | cut -d. -f1)")
+  j=$("$B/tools/loadgen/ecrm-load" --target=127.0.0.1:$gp --rate=2000 --concurrency=256 --connections=2 \
+      --duration=$dur --warmup=2s --json)
+  p99+=("$(echo "$j" | sed -E 's/.*"p99":([0-9.]+).*/\1/')")
+done
+runs_json health_saturation "req/s" "${sat[@]}"
+runs_json health_p99_at_2000qps "ms" "${p99[@]}"
+
+# --- profile cache vs redis-benchmark --------------------------------------------------------
+rp=$(free_port)
+redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
+"$B/bench/ecrm-cache-bench" --redis-url=redis://127.0.0.1:$rp --duration=$dur --runs="$runs" | tee -a "$out"
+redis-benchmark -p "$rp" -c 1 -n 100000 -r 100000 -d 1024 -t set -q >/dev/null
+rb=(); rbp=()
+for _ in $(seq "$runs"); do
+  rb+=("$(redis-benchmark -p "$rp" -c 1 -n $((secs * 30000)) -r 100000 -d 1024 -t get --csv | tail -1 | cut -d, -f2 | tr -d '"' | cut -d. -f1)")
+  rbp+=("$(redis-benchmark -p "$rp" -c 1 -P 100 -n $((secs * 300000)) -r 100000 -d 1024 -t get --csv | tail -1 | cut -d, -f2 | tr -d '"' | cut -d. -f1)")
+done
+runs_json redis_benchmark_get_c1 "gets/s" "${rb[@]}"
+runs_json redis_benchmark_get_c1_pipeline100 "keys/s" "${rbp[@]}"
+
+# --- SQLite: libs/sql vs the raw C API -------------------------------------------------------
+for mode in insert lookup; do
+  "$B/bench/ecrm-sql-bench" --url="sqlite://$work/bench.db" --mode=$mode --impl=lib,raw --duration=$dur \
+    --runs="$runs" | tee -a "$out"
+done
+
+# --- PostgreSQL: libs/sql vs raw libpq and pgbench -S ------------------------------------------
+pp=$(free_port)
+mkdir -p "$work/pg" && [ "$(id -u)" -eq 0 ] && chown postgres "$work" "$work/pg"
+"${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust --no-instructions >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
+  -o "-p $pp -k $work -c listen_addresses=127.0.0.1 -c shared_buffers=512MB" start >/dev/null
+pg="postgresql://postgres@127.0.0.1:$pp/postgres"
+"$pg_bin/pgbench" -h 127.0.0.1 -p "$pp" -U postgres -i -s 10 -q postgres >/dev/null 2>&1
+"$B/bench/ecrm-sql-bench" --url="$pg" --mode=insert --impl=lib,raw --runs="$runs" | tee -a "$out"
+for c in 1 4; do
+  "$B/bench/ecrm-sql-bench" --url="$pg" --mode=lookup --impl=lib --threads=$c --rows=1000000 --duration=$dur \
+    --runs="$runs" --query='SELECT abalance FROM pgbench_accounts WHERE aid = $1' | tee -a "$out"
+  tps=()
+  for _ in $(seq "$runs"); do
+    tps+=("$("$pg_bin/pgbench" -h 127.0.0.1 -p "$pp" -U postgres -S -M prepared -c $c -j $(( c > 1 ? 2 : 1 )) \
+      -T "$secs" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9]+).*/\1/p')")
+  done
+  runs_json "pgbench_select_c$c" "lookups/s" "${tps[@]}"
+done
+
+# --- summary -------------------------------------------------------------------------------
+med() { grep "\"bench\":\"$1\"" "$out" | tail -1 | sed -E 's/.*"median":([0-9.]+).*/\1/'; }
+ratio() { awk -v a="$(med "$1")" -v b="$(med "$2")" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
+cat <<SUMMARY
+
+measurement                                   median        baseline (median)              ratio
+health check saturation (closed loop, 64)     $(med health_saturation) req/s
+health check p99 at 2,000 QPS (open loop)     $(med health_p99_at_2000qps) ms
+profile-cache GET, 1 client                   $(med cache_get) /s     redis-benchmark GET $(med redis_benchmark_get_c1) /s   $(ratio cache_get redis_benchmark_get_c1)
+profile-cache multi-get (100 per call)        $(med cache_multiget_100) keys/s  redis-benchmark -P 100 $(med redis_benchmark_get_c1_pipeline100)  $(ratio cache_multiget_100 redis_benchmark_get_c1_pipeline100)
+SQLite batched insert                         $(med sqlite_insert_lib) rows/s  raw sqlite3 $(med sqlite_insert_raw)   $(ratio sqlite_insert_lib sqlite_insert_raw)
+SQLite primary-key lookup, 1 client           $(med sqlite_lookup_lib_c1) /s  raw sqlite3 $(med sqlite_lookup_raw_c1)   $(ratio sqlite_lookup_lib_c1 sqlite_lookup_raw_c1)
+PostgreSQL batched insert                     $(med postgres_insert_lib) rows/s  raw libpq $(med postgres_insert_raw)   $(ratio postgres_insert_lib postgres_insert_raw)
+PostgreSQL primary-key lookup, 1 client       $(med postgres_lookup_lib_c1) /s  pgbench -S $(med pgbench_select_c1)   $(ratio postgres_lookup_lib_c1 pgbench_select_c1)
+PostgreSQL primary-key lookup, 4 clients      $(med postgres_lookup_lib_c4) /s  pgbench -S -c4 $(med pgbench_select_c4)   $(ratio postgres_lookup_lib_c4 pgbench_select_c4)
+SUMMARY
