@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   std::string redis_url = "redis://127.0.0.1:6379";
   int64_t profiles = 100000, value_bytes = 1024, batch = 100, runs = 3;
   absl::Duration duration = absl::Seconds(10);
+  bool populate = true;
   ecrm::config::Flags flags("ecrm-cache-bench", "profile cache GET / multi-get throughput, one client");
   flags.AddString("redis-url", &redis_url, "Redis to use (its keys under ecrm:bench are overwritten)");
   flags.AddInt("profiles", &profiles, "distinct cached profiles");
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   flags.AddInt("batch", &batch, "ids per multi-get");
   flags.AddInt("runs", &runs, "runs of each measurement (the median is reported)");
   flags.AddDuration("duration", &duration, "length of each run");
+  flags.AddBool("populate", &populate, "write the profiles first (false: an earlier run left them)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok() || flags.help_requested()) {
     std::fputs(s.ok() ? flags.Usage().c_str() : (std::string(s.message()) + "\n").c_str(), s.ok() ? stdout : stderr);
     return s.ok() ? 0 : 2;
@@ -41,7 +43,7 @@ int main(int argc, char** argv) {
   const std::string value(static_cast<size_t>(value_bytes), 'x');
   for (int64_t i = 0; i < profiles; ++i) {
     ids.push_back(absl::StrCat("customer-", i));
-    cache.Put(ids.back(), 1, value);
+    if (populate) cache.Put(ids.back(), 1, value);
   }
   std::mt19937_64 rng(42);
   std::uniform_int_distribution<size_t> pick(0, ids.size() - 1);

@@ -65,12 +65,19 @@ rp=$(free_port)
 redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$B/bench/ecrm-cache-bench" --redis-url=redis://127.0.0.1:$rp --duration=$dur --runs="$runs" | tee -a "$out"
 redis-benchmark -p "$rp" -c 1 -n 100000 -r 100000 -d 1024 -t set -q >/dev/null
-rb=(); rbp=()
+# libs/cache and redis-benchmark alternate run by run, so machine noise falls on both alike.
+rb=(); rbp=(); populate=true
 for _ in $(seq "$runs"); do
-  rb+=("$(redis-benchmark -p "$rp" -c 1 -n $((secs * 30000)) -r 100000 -d 1024 -t get --csv | tail -1 | cut -d, -f2 | tr -d '"' | cut -d. -f1)")
+  "$B/bench/ecrm-cache-bench" --redis-url=redis://127.0.0.1:$rp --duration=$dur --runs=1 --populate=$populate \
+    >>"$work/cache.jsonl"
+  populate=false
+  rb+=("$(redis-benchmark -p "$rp" -c 1 -n $((secs * 13000)) -r 100000 -d 1024 -t get --csv | tail -1 | cut -d, -f2 | tr -d '"' | cut -d. -f1)")
   rbp+=("$(redis-benchmark -p "$rp" -c 1 -P 100 -n $((secs * 300000)) -r 100000 -d 1024 -t get --csv | tail -1 | cut -d, -f2 | tr -d '"' | cut -d. -f1)")
+done
+for b in cache_get cache_multiget_100; do
+  vals=($(grep "\"bench\":\"$b\"" "$work/cache.jsonl" | sed -E 's/.*"runs":\[([0-9]+)\].*/\1/'))
+  runs_json "$b" "$([ $b = cache_get ] && echo gets/s || echo keys/s)" "${vals[@]}"
 done
 runs_json redis_benchmark_get_c1 "gets/s" "${rb[@]}"
 runs_json redis_benchmark_get_c1_pipeline100 "keys/s" "${rbp[@]}"
