@@ -22,10 +22,7 @@ int main(int argc, char** argv) {
   flags.AddInt("runs", &runs, "runs of each measurement (the median is reported)");
   flags.AddDuration("duration", &duration, "length of each run");
   flags.AddBool("populate", &populate, "write the profiles first (false: an earlier run left them)");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || flags.help_requested()) {
-    std::fputs(s.ok() ? flags.Usage().c_str() : (std::string(s.message()) + "\n").c_str(), s.ok() ? stdout : stderr);
-    return s.ok() ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   auto options = ecrm::cache::ParseRedisUrl(redis_url);
   if (!options.ok()) {
     std::fprintf(stderr, "%s\n", std::string(options.status().message()).c_str());

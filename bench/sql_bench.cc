@@ -245,10 +245,7 @@ int main(int argc, char** argv) {
   flags.AddInt("runs", &c.runs, "runs (the median is reported)");
   flags.AddDuration("duration", &c.duration, "length of each lookup run");
   flags.AddString("query", &c.query, "lookup statement with one integer $1 key (default: bench_items by id)");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok() || flags.help_requested()) {
-    std::fputs(s.ok() ? flags.Usage().c_str() : (std::string(s.message()) + "\n").c_str(), s.ok() ? stdout : stderr);
-    return s.ok() ? 0 : 2;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   const bool sqlite = absl::StartsWith(c.url, "sqlite://");
   const std::string path = sqlite ? c.url.substr(9) : "";
   ecrm::sql::DatabaseOptions options;

@@ -17,14 +17,7 @@ int main(int argc, char** argv) {
   flags.AddString("target", &target, "host:port of the service");
   flags.AddString("service", &service, "service name to ask about; empty means the whole server");
   flags.AddDuration("wait", &wait, "keep asking until SERVING for up to this long (0: ask once)");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "ecrm-healthcheck: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   const absl::Time deadline = absl::Now() + wait;
   std::string last;

@@ -21,14 +21,7 @@ int main(int argc, char** argv) {
   flags.AddDuration("timeout", &o.timeout, "deadline of each request");
   flags.AddBool("json", &json, "print one JSON object instead of the human report");
   flags.AddString("output", &output, "also append the JSON report as a line to this file");
-  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
-    std::fprintf(stderr, "ecrm-load: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::fputs(flags.Usage().c_str(), stdout);
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   absl::StatusOr<ecrm::loadgen::Report> report = ecrm::loadgen::Run(o);
   if (!report.ok()) {
     std::fprintf(stderr, "ecrm-load: %s\n", std::string(report.status().message()).c_str());

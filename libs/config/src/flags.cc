@@ -1,5 +1,6 @@
 #include "ecrm/config/flags.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
@@ -131,6 +132,18 @@ absl::Status Flags::Parse(int argc, const char* const* argv, const std::function
     }
   }
   return absl::OkStatus();
+}
+
+std::optional<int> Flags::ParseCommandLine(int argc, const char* const* argv) {
+  if (absl::Status s = Parse(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program_.c_str(), std::string(s.message()).c_str());
+    return 2;
+  }
+  if (help_requested_) {
+    std::fputs(Usage().c_str(), stdout);
+    return 0;
+  }
+  return std::nullopt;
 }
 
 std::string Flags::Usage() const {

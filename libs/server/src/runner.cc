@@ -67,15 +67,7 @@ Runner::Runner(ServiceInfo info)
 Runner::~Runner() = default;
 
 std::optional<int> Runner::Start(int argc, char** argv) {
-  absl::Status s = flags_.Parse(argc, argv);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", info_.name.c_str(), std::string(s.message()).c_str());
-    return 2;
-  }
-  if (flags_.help_requested()) {
-    std::fputs(flags_.Usage().c_str(), stdout);
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags_.ParseCommandLine(argc, argv)) return exit_code;
   log::Level level;
   log::Format format;
   for (absl::Status check :

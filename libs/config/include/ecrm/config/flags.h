@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,10 @@ class Flags {
   absl::Status Parse(int argc, const char* const* argv);
   // As Parse, with an explicit environment lookup (tests).
   absl::Status Parse(int argc, const char* const* argv, const std::function<const char*(const char*)>& getenv);
+
+  // For main(): parses, and returns the exit code when main should return at once — 0 after
+  // printing --help to stdout, 2 after printing "program: error" to stderr.
+  std::optional<int> ParseCommandLine(int argc, const char* const* argv);
 
   bool help_requested() const { return help_requested_; }
   std::string Usage() const;
