@@ -146,6 +146,18 @@ TEST_CASE("health Check of an unknown service is NOT_FOUND; of a registered one 
   }
 }
 
+TEST_CASE("a request over --max-message-bytes is RESOURCE_EXHAUSTED and the server carries on") {
+  auto service = ServiceProcess::Start(Binary("broadcast"), {"--redis-url=", "--max-message-bytes=4096"});
+  REQUIRE(service.ok());
+  auto stub = grpc::health::v1::Health::NewStub((*service)->channel());
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(std::string(8192, 'x'));
+  grpc::health::v1::HealthCheckResponse resp;
+  CHECK(stub->Check(&ctx, req, &resp).error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(ecrm::testing::HealthStatus((*service)->grpc_address()).value_or("") == "SERVING");
+}
+
 TEST_CASE("a service keeps serving when Redis is unreachable, and uses PostgreSQL when told") {
   auto pg = ecrm::testing::PostgresServer::Start();
   REQUIRE(pg.ok());
