@@ -18,12 +18,12 @@ function(ecrm_proto_library)
   target_include_directories(${P_NAME} PUBLIC "${ECRM_PROTO_OUT}")
   target_link_libraries(${P_NAME} PUBLIC protobuf::libprotobuf ${P_DEPS})
   protobuf_generate(TARGET ${P_NAME} LANGUAGE cpp
-    IMPORT_DIRS "${P_ROOT}" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
+    IMPORT_DIRS "${P_ROOT}" "${PROJECT_SOURCE_DIR}/proto" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
   if(P_GRPC)
     target_link_libraries(${P_NAME} PUBLIC gRPC::grpc++)
     protobuf_generate(TARGET ${P_NAME} LANGUAGE grpc
       GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
       PLUGIN "protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>"
-      IMPORT_DIRS "${P_ROOT}" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
+      IMPORT_DIRS "${P_ROOT}" "${PROJECT_SOURCE_DIR}/proto" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
   endif()
 endfunction()

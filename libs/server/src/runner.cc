@@ -168,6 +168,7 @@ int Runner::Serve() {
   const absl::Time began = absl::Now();
   log::Info("shutting down", {{"signal", strsignal(sig)}, {"grace", options_.shutdown_grace}});
   health.Shutdown();  // every service NOT_SERVING, watchers told; load balancers stop sending
+  for (auto& hook : drain_hooks_) hook();
   server->Shutdown(absl::ToChronoTime(began + options_.shutdown_grace));
   server->Wait();
   for (auto& hook : shutdown_hooks_) hook();

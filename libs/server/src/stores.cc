@@ -12,6 +12,12 @@ namespace ecrm::server {
 absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migration> migrations) {
   const CommonOptions& o = runner.options();
   Stores stores;
+  // Configuration first: a bad Redis URL fails before any database work.
+  std::optional<cache::RedisOptions> redis_options;
+  if (!o.redis_url.empty()) {
+    ECRM_ASSIGN_OR_RETURN(redis_options, cache::ParseRedisUrl(o.redis_url));
+    redis_options->command_timeout = o.redis_timeout;
+  }
   absl::string_view url = o.database_url;
   if (absl::ConsumePrefix(&url, "sqlite://")) {
     // The embedded default lives in a data directory that may not exist yet.
@@ -28,10 +34,8 @@ absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migratio
   ECRM_RETURN_IF_ERROR(stores.db->Migrate(runner.info().engine, migrations));
   log::Info("database ready", {{"url", stores.db->redacted_url()}});
 
-  if (!o.redis_url.empty()) {
-    ECRM_ASSIGN_OR_RETURN(cache::RedisOptions redis_options, cache::ParseRedisUrl(o.redis_url));
-    redis_options.command_timeout = o.redis_timeout;
-    stores.redis = std::make_unique<cache::RedisClient>(redis_options);
+  if (redis_options) {
+    stores.redis = std::make_unique<cache::RedisClient>(*redis_options);
     stores.cache_metrics = std::make_unique<cache::CacheMetrics>(runner.metrics());
     stores.profiles = std::make_unique<cache::RedisProfileCache>(*stores.redis, *stores.cache_metrics);
     absl::StatusOr<cache::RedisReply> ping = stores.redis->Command({"PING"});

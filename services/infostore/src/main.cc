@@ -1,17 +1,53 @@
-// ecrm-infostore: composition root of the customer-centric information store engine.
+// ecrm-infostore: composition root of the customer-centric information store.
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+#include "customer_store.h"
+#include "ecrm/server/executor.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
+#include "schema.h"
+#include "service.h"
 
 int main(int argc, char** argv) {
-  ecrm::server::Runner runner(
-      {.name = "ecrm-infostore",
-       .engine = "infostore",
-       .summary =
-           "ecrm information store: the 360° customer view (identities, profiles, consents, events, change feed)",
-       .grpc_port = 50051,
-       .metrics_port = 9101});
+  ecrm::server::Runner runner({.name = "ecrm-infostore",
+                               .engine = "infostore",
+                               .summary = "ecrm information store: the 360° customer view (identities, profiles, "
+                                          "consents, events, change feed)",
+                               .grpc_port = 50051,
+                               .metrics_port = 9101});
+  ecrm::infostore::StoreOptions options;
+  std::string source_priority;
+  int64_t workers = 8, max_queue = 10000;
+  runner.flags().AddString("default-region", &options.default_region,
+                           "region for phone numbers without a country code (ISO 3166-1, e.g. GB)");
+  runner.flags().AddString("source-priority", &source_priority,
+                           "profile survivorship: touchpoints by descending priority, e.g. erp,call_centre,web; "
+                           "empty: the most recent non-empty value wins");
+  runner.flags().AddInt("worker-threads", &workers, "threads running database work off the gRPC threads");
+  runner.flags().AddInt("max-queue", &max_queue, "requests that may wait for a worker before RESOURCE_EXHAUSTED");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
-  auto stores = ecrm::server::OpenStores(runner, {});
+  for (absl::string_view name : absl::StrSplit(source_priority, ',', absl::SkipEmpty())) {
+    ecrm::common::v1::Touchpoint t;
+    if (!ecrm::common::v1::Touchpoint_Parse(absl::StrCat("TOUCHPOINT_", absl::AsciiStrToUpper(name)), &t)) {
+      return runner.Fail("configuration", absl::InvalidArgumentError(absl::StrCat(
+                                              "--source-priority: \"", name,
+                                              "\" is not a touchpoint (web, app, call_centre, pos, erp, third_party, "
+                                              "message, sales_rep)")));
+    }
+    options.source_priority.push_back(t);
+  }
+  if (workers < 1 || max_queue < 1) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--worker-threads and --max-queue must be >= 1"));
+  }
+
+  auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
+  ecrm::server::Executor executor(static_cast<int>(workers), static_cast<size_t>(max_queue), runner.metrics());
+  ecrm::infostore::CustomerStore store(*stores->db, stores->profiles.get(), options);
+  ecrm::infostore::FeedSignal feed;
+  store.SetChangeListener([&feed] { feed.Notify(); });
+  ecrm::infostore::InformationStoreService service(store, executor, feed);
+  runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());
+  runner.OnDrain([&feed] { feed.Drain(); });
   return runner.Serve();
 }

@@ -81,6 +81,9 @@ class Runner {
   void AddService(grpc::Service* service, absl::string_view full_name);
   // Runs after the server listens and before health turns SERVING (warm-up); an error aborts.
   void OnReady(std::function<absl::Status()> hook) { ready_hooks_.push_back(std::move(hook)); }
+  // Runs when shutdown begins, right after health turns NOT_SERVING and before the drain:
+  // long-lived streams (change feeds) end themselves here so they do not hold the drain.
+  void OnDrain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
   // Runs after the server has drained, before Serve() returns (flush, close).
   void OnShutdown(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
 
@@ -101,6 +104,7 @@ class Runner {
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::pair<grpc::Service*, std::string>> services_;
   std::vector<std::function<absl::Status()>> ready_hooks_;
+  std::vector<std::function<void()>> drain_hooks_;
   std::vector<std::function<void()>> shutdown_hooks_;
   int bound_grpc_port_ = 0;
 };

@@ -1,0 +1,1043 @@
+#include "customer_store.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "ecrm/status/macros.h"
+#include "identifiers.h"
+
+namespace ecrm::infostore {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::util::TimeUtil;
+using internal::CustomerRecord;
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+google::protobuf::Timestamp Ts(int64_t micros) { return TimeUtil::MicrosecondsToTimestamp(micros); }
+int64_t Micros(const google::protobuf::Timestamp& t) { return TimeUtil::TimestampToMicroseconds(t); }
+
+std::string NewId(absl::string_view prefix) {
+  thread_local absl::BitGen gen;
+  return absl::StrFormat("%s%016x", prefix, absl::Uniform<uint64_t>(gen));
+}
+
+// A leaf of Profile ("profile.address.city") and the fields leading to it.
+struct Leaf {
+  std::string path;
+  std::vector<const FieldDescriptor*> chain;
+};
+
+void CollectLeaves(const google::protobuf::Descriptor* d, const std::string& prefix,
+                   std::vector<const FieldDescriptor*> chain, std::vector<Leaf>& out) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    auto c = chain;
+    c.push_back(f);
+    std::string path = absl::StrCat(prefix, ".", f->name());
+    if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
+      CollectLeaves(f->message_type(), path, c, out);
+    } else {
+      out.push_back({path, c});
+    }
+  }
+}
+
+const std::vector<Leaf>& ProfileLeaves() {
+  static const auto* leaves = [] {
+    auto* v = new std::vector<Leaf>();
+    CollectLeaves(v1::Profile::descriptor(), "profile", {}, *v);
+    return v;
+  }();
+  return *leaves;
+}
+
+// The message holding the leaf, or null when an enclosing message is unset.
+const Message* Holder(const Message& root, const Leaf& leaf) {
+  const Message* m = &root;
+  for (size_t i = 0; i + 1 < leaf.chain.size(); ++i) {
+    if (!m->GetReflection()->HasField(*m, leaf.chain[i])) return nullptr;
+    m = &m->GetReflection()->GetMessage(*m, leaf.chain[i]);
+  }
+  return m;
+}
+
+Message* MutableHolder(Message* root, const Leaf& leaf) {
+  Message* m = root;
+  for (size_t i = 0; i + 1 < leaf.chain.size(); ++i) m = m->GetReflection()->MutableMessage(m, leaf.chain[i]);
+  return m;
+}
+
+bool LeafEmpty(const v1::Profile& p, const Leaf& leaf) {
+  const Message* m = Holder(p, leaf);
+  if (m == nullptr) return true;
+  const FieldDescriptor* f = leaf.chain.back();
+  if (f->type() == FieldDescriptor::TYPE_ENUM) return m->GetReflection()->GetEnumValue(*m, f) == 0;
+  return m->GetReflection()->GetString(*m, f).empty();
+}
+
+void CopyLeaf(const v1::Profile& from, v1::Profile* to, const Leaf& leaf) {
+  const FieldDescriptor* f = leaf.chain.back();
+  const Message* src = Holder(from, leaf);
+  Message* dst = MutableHolder(to, leaf);
+  if (src == nullptr) {
+    dst->GetReflection()->ClearField(dst, f);
+  } else if (f->type() == FieldDescriptor::TYPE_ENUM) {
+    dst->GetReflection()->SetEnumValue(dst, f, src->GetReflection()->GetEnumValue(*src, f));
+  } else {
+    dst->GetReflection()->SetString(dst, f, src->GetReflection()->GetString(*src, f));
+  }
+}
+
+// The leaf's value as text (enums by number), for comparisons.
+std::string LeafValue(const v1::Profile& p, const Leaf& leaf) {
+  const Message* m = Holder(p, leaf);
+  if (m == nullptr) return "";
+  const FieldDescriptor* f = leaf.chain.back();
+  if (f->type() == FieldDescriptor::TYPE_ENUM) {
+    int v = m->GetReflection()->GetEnumValue(*m, f);
+    return v == 0 ? "" : absl::StrCat(v);
+  }
+  return m->GetReflection()->GetString(*m, f);
+}
+
+// Restrictiveness of a consent status: a merge keeps the most restrictive.
+int Restrictiveness(v1::ConsentStatus s) {
+  switch (s) {
+    case v1::CONSENT_STATUS_WITHDRAWN:
+      return 4;
+    case v1::CONSENT_STATUS_DENIED:
+      return 3;
+    case v1::CONSENT_STATUS_PENDING_CONFIRMATION:
+      return 2;
+    case v1::CONSENT_STATUS_GRANTED:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+bool ValidName(absl::string_view s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (char c : s) {
+    if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '_') return false;
+  }
+  return true;
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+absl::Status ValidateValue(const common::v1::AttributeValue& v, const std::string& field, int max_bytes) {
+  if (v.value_case() == common::v1::AttributeValue::kStringValue &&
+      static_cast<int>(v.string_value().size()) > max_bytes) {
+    return Invalid(field, absl::StrCat("is longer than ", max_bytes, " bytes"));
+  }
+  if (v.value_case() == common::v1::AttributeValue::kDoubleValue && !std::isfinite(v.double_value())) {
+    return Invalid(field, "is not a finite number");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateProfile(const v1::Profile& p) {
+  for (const Leaf& leaf : ProfileLeaves()) {
+    const Message* m = Holder(p, leaf);
+    if (m == nullptr || leaf.chain.back()->type() != FieldDescriptor::TYPE_STRING) continue;
+    if (m->GetReflection()->GetString(*m, leaf.chain.back()).size() > 256) {
+      return Invalid(leaf.path, "is longer than 256 characters");
+    }
+  }
+  if (!p.birth_date().empty()) {
+    absl::CivilDay day;
+    if (!absl::ParseCivilTime(p.birth_date(), &day) || day > absl::ToCivilDay(absl::Now(), absl::UTCTimeZone()) ||
+        day.year() < 1900) {
+      return Invalid("profile.birth_date", absl::StrCat("\"", p.birth_date(), "\" is not a past date as YYYY-MM-DD"));
+    }
+  }
+  if (!p.time_zone().empty()) {
+    absl::TimeZone tz;
+    if (!absl::LoadTimeZone(p.time_zone(), &tz)) {
+      return Invalid("profile.time_zone", absl::StrCat("\"", p.time_zone(), "\" is not an IANA time zone"));
+    }
+  }
+  const std::string& country = p.address().country();
+  if (!country.empty() &&
+      (country.size() != 2 || !absl::ascii_isupper(country[0]) || !absl::ascii_isupper(country[1]))) {
+    return Invalid("profile.address.country", "must be an ISO 3166-1 alpha-2 code such as \"GB\"");
+  }
+  if (!v1::Gender_IsValid(p.gender())) return Invalid("profile.gender", "is not a known value");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct CustomerStore::Loaded {
+  CustomerRecord record;
+  std::string merged_into;
+};
+
+CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options)
+    : db_(db), cache_(cache), options_(std::move(options)) {}
+
+int CustomerStore::Rank(common::v1::Touchpoint source) const {
+  auto it = std::find(options_.source_priority.begin(), options_.source_priority.end(), source);
+  return static_cast<int>(it - options_.source_priority.begin());  // unlisted: after every listed one
+}
+
+absl::StatusOr<CustomerStore::Loaded> CustomerStore::Load(sql::Connection& c, const std::string& id) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT record, merged_into FROM customers WHERE id = $1", {id}));
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("customer \"", id, "\" does not exist"));
+  Loaded l;
+  if (!l.record.ParseFromString(std::string(r.front().Text(0)))) {
+    return absl::DataLossError(absl::StrCat("customer \"", id, "\" has an unreadable record"));
+  }
+  l.merged_into = std::string(r.front().Text(1));
+  return l;
+}
+
+absl::StatusOr<std::string> CustomerStore::ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref,
+                                                     bool* found) {
+  *found = false;
+  std::string id;
+  if (ref.ref_case() == common::v1::CustomerRef::kCustomerId) {
+    id = ref.customer_id();
+  } else if (ref.ref_case() == common::v1::CustomerRef::kIdentifier) {
+    ECRM_ASSIGN_OR_RETURN(common::v1::Identifier norm,
+                          Normalize(ref.identifier(), "customer.identifier", options_.default_region));
+    ECRM_ASSIGN_OR_RETURN(
+        sql::Result r, c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
+                                 {static_cast<int>(norm.type()), norm.source(), norm.value()}));
+    if (r.empty()) return std::string();
+    id = std::string(r.front().Text(0));
+  } else {
+    return Invalid("customer", "set customer_id or identifier");
+  }
+  // Merged ids redirect to their survivor (a survivor may itself have been merged later).
+  for (int hop = 0; hop < 32; ++hop) {
+    ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT merged_into FROM customers WHERE id = $1", {id}));
+    if (r.empty()) return std::string();
+    if (r.front().IsNull(0)) {
+      *found = true;
+      return id;
+    }
+    id = std::string(r.front().Text(0));
+  }
+  return absl::InternalError(absl::StrCat("merge redirects of \"", id, "\" form a cycle"));
+}
+
+absl::Status CustomerStore::Save(sql::Connection& c, CustomerRecord& record, bool create) {
+  v1::Customer& cu = *record.mutable_customer();
+  const int64_t now = NowMicros();
+  const int64_t old_version = cu.version();
+  cu.set_version(old_version + 1);
+  *cu.mutable_updated_at() = Ts(now);
+  if (create) *cu.mutable_created_at() = Ts(now);
+  cu.set_anonymous(
+      std::none_of(cu.identifiers().begin(), cu.identifiers().end(), [](const auto& i) { return IsStrong(i.type()); }));
+  std::string bytes = record.SerializeAsString();
+  if (create) {
+    return c
+        .Execute("INSERT INTO customers (id, version, created_at, updated_at, record) VALUES ($1, $2, $3, $3, $4)",
+                 {cu.id(), cu.version(), now, sql::Blob{bytes}})
+        .status();
+  }
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("UPDATE customers SET version = $1, updated_at = $2, record = $3 "
+                                                 "WHERE id = $4 AND version = $5",
+                                                 {cu.version(), now, sql::Blob{bytes}, cu.id(), old_version}));
+  if (r.rows_affected() != 1) return absl::AbortedError(absl::StrCat("customer ", cu.id(), " changed concurrently"));
+  return absl::OkStatus();
+}
+
+absl::Status CustomerStore::AppendChange(sql::Connection& c, v1::ChangeKind kind, const v1::Customer& customer,
+                                         const v1::Event* event, const v1::MergeRecord* merge) {
+  if (c.dialect() == sql::Dialect::kPostgres) {
+    // Sequences are drawn at insert, not at commit: serialise feed writers until commit so a
+    // consumer never sees sequence N+1 before N. (SQLite writers are serialised already.)
+    ECRM_RETURN_IF_ERROR(c.Execute("SELECT pg_advisory_xact_lock(70101)").status());
+  }
+  v1::Change change;
+  change.set_kind(kind);
+  change.set_customer_id(customer.id());
+  change.set_customer_version(customer.version());
+  const int64_t now = NowMicros();
+  *change.mutable_committed_at() = Ts(now);
+  if (event != nullptr) {
+    *change.mutable_event() = *event;
+  } else {
+    *change.mutable_customer() = customer;
+  }
+  if (merge != nullptr) *change.mutable_merge() = *merge;
+  return c
+      .Execute("INSERT INTO changes (kind, customer_id, committed_at, change) VALUES ($1, $2, $3, $4)",
+               {static_cast<int>(kind), customer.id(), now, sql::Blob{change.SerializeAsString()}})
+      .status();
+}
+
+absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, change FROM changes WHERE sequence > $1 "
+                                                   "ORDER BY sequence LIMIT $2",
+                                                   {after, limit}));
+  std::vector<v1::Change> out;
+  out.reserve(r.size());
+  for (sql::Row row : r) {
+    v1::Change& ch = out.emplace_back();
+    if (!ch.ParseFromString(std::string(row.Text(1)))) return absl::DataLossError("unreadable change");
+    ch.set_sequence(row.Int(0));
+  }
+  return out;
+}
+
+absl::StatusOr<std::pair<int64_t, int64_t>> CustomerStore::FeedBounds() {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT MIN(sequence), MAX(sequence) FROM changes"));
+  return std::make_pair(r.front().Int(0), r.front().Int(1));
+}
+
+absl::StatusOr<v1::Customer> CustomerStore::ReadThroughCache(const std::string& id) {
+  if (cache_ != nullptr) {
+    if (std::optional<cache::CachedProfile> hit = cache_->Get(id)) {
+      v1::Customer cu;
+      if (cu.ParseFromString(hit->data)) return cu;
+    }
+  }
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id));
+  if (!l.merged_into.empty()) return absl::FailedPreconditionError("merged");  // callers resolve first
+  if (cache_ != nullptr) {
+    cache_->Put(id, l.record.customer().version(), l.record.customer().SerializeAsString());
+  }
+  return l.record.customer();
+}
+
+void CustomerStore::CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone) {
+  if (on_change_ && !written.empty()) on_change_();
+  if (cache_ == nullptr) return;
+  for (const v1::Customer& cu : written) cache_->Put(cu.id(), cu.version(), cu.SerializeAsString());
+  // A merged id leaves a tombstone at its new version: reads of it go to the database, which
+  // redirects to the survivor, and an older fill cannot bring it back.
+  for (const v1::Customer& cu : gone) cache_->Invalidate(cu.id(), cu.version());
+}
+
+absl::StatusOr<v1::Customer> CustomerStore::Get(const common::v1::CustomerRef& ref) {
+  std::string id;
+  if (ref.ref_case() == common::v1::CustomerRef::kCustomerId && cache_ != nullptr) {
+    // The hot path: a live id is answered from the cache without touching the database.
+    if (std::optional<cache::CachedProfile> hit = cache_->Get(ref.customer_id())) {
+      v1::Customer cu;
+      if (cu.ParseFromString(hit->data)) return cu;
+    }
+  }
+  {
+    ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+    bool found = false;
+    ECRM_ASSIGN_OR_RETURN(id, ResolveId(*conn, ref, &found));
+    if (!found) {
+      return absl::NotFoundError(ref.ref_case() == common::v1::CustomerRef::kCustomerId
+                                     ? absl::StrCat("customer \"", ref.customer_id(), "\" does not exist")
+                                     : "no customer has this identifier");
+    }
+  }
+  return ReadThroughCache(id);
+}
+
+absl::StatusOr<v1::BatchGetCustomersResponse> CustomerStore::BatchGet(const std::vector<std::string>& ids) {
+  if (ids.size() > 1000) return Invalid("customer_ids", "at most 1,000 per call");
+  v1::BatchGetCustomersResponse out;
+  std::vector<std::optional<cache::CachedProfile>> hits(ids.size());
+  if (cache_ != nullptr) hits = cache_->MultiGet(ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    v1::Customer cu;
+    if (hits[i] && cu.ParseFromString(hits[i]->data)) {
+      *out.add_customers() = std::move(cu);
+      continue;
+    }
+    common::v1::CustomerRef ref;
+    ref.set_customer_id(ids[i]);
+    absl::StatusOr<v1::Customer> got = Get(ref);
+    if (got.ok()) {
+      *out.add_customers() = std::move(*got);
+    } else if (got.status().code() == absl::StatusCode::kNotFound) {
+      out.add_not_found(ids[i]);
+    } else {
+      return got.status();
+    }
+  }
+  return out;
+}
+
+absl::Status CustomerStore::ApplyProfile(const v1::UpsertCustomerRequest& request, CustomerRecord& record,
+                                         int64_t now_us) const {
+  // Which leaves the request writes: those under each mask path, or every non-empty one.
+  std::vector<const Leaf*> leaves;
+  if (request.has_update_mask() && request.update_mask().paths_size() > 0) {
+    for (int i = 0; i < request.update_mask().paths_size(); ++i) {
+      const std::string& path = request.update_mask().paths(i);
+      size_t before = leaves.size();
+      for (const Leaf& leaf : ProfileLeaves()) {
+        if (leaf.path == path || absl::StartsWith(leaf.path, path + ".")) leaves.push_back(&leaf);
+      }
+      if (leaves.size() == before) {
+        return Invalid(
+            absl::StrCat("update_mask.paths[", i, "]"),
+            absl::StrCat("\"", path, "\" is not a profile field (e.g. profile.first_name, profile.address)"));
+      }
+    }
+  } else {
+    for (const Leaf& leaf : ProfileLeaves()) {
+      if (!LeafEmpty(request.profile(), leaf)) leaves.push_back(&leaf);
+    }
+  }
+  v1::Profile* profile = record.mutable_customer()->mutable_profile();
+  const bool by_priority = !options_.source_priority.empty();
+  for (const Leaf* leaf : leaves) {
+    auto prov = record.provenance().find(leaf->path);
+    if (by_priority && !LeafEmpty(*profile, *leaf) && prov != record.provenance().end() &&
+        Rank(request.source()) > Rank(prov->second.source())) {
+      continue;  // a lower-priority source never overwrites a higher one
+    }
+    if (LeafValue(request.profile(), *leaf) == LeafValue(*profile, *leaf)) continue;  // no change, keep provenance
+    CopyLeaf(request.profile(), profile, *leaf);
+    internal::FieldSource& fs = (*record.mutable_provenance())[leaf->path];
+    fs.set_source(request.source());
+    fs.set_updated_at_us(now_us);
+  }
+  auto* attributes = record.mutable_customer()->mutable_attributes();
+  for (const auto& [name, value] : request.attributes()) {
+    if (value.value_case() == common::v1::AttributeValue::VALUE_NOT_SET) {
+      attributes->erase(name);
+    } else {
+      (*attributes)[name] = value;
+    }
+  }
+  if (static_cast<int>(attributes->size()) > options_.max_attributes) {
+    return Invalid("attributes", absl::StrCat("a customer may have at most ", options_.max_attributes,
+                                              " attributes; this would make ", attributes->size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::MergeRecord> CustomerStore::MergeInto(sql::Connection& c, CustomerRecord& survivor,
+                                                         std::vector<CustomerRecord> others, const std::string& reason,
+                                                         std::vector<v1::Customer>* merged) {
+  const int64_t now = NowMicros();
+  internal::MergeBeforeImages before;
+  *before.add_records() = survivor;
+  for (const CustomerRecord& o : others) *before.add_records() = o;
+
+  v1::Customer& s = *survivor.mutable_customer();
+  std::vector<const CustomerRecord*> all = {&survivor};
+  for (const CustomerRecord& o : others) all.push_back(&o);
+
+  // Profile: per field, by source priority (if configured), then the most recent non-empty.
+  const v1::Profile survivor_profile = s.profile();
+  for (const Leaf& leaf : ProfileLeaves()) {
+    const CustomerRecord* best = nullptr;
+    internal::FieldSource best_fs;
+    for (const CustomerRecord* r : all) {
+      const v1::Profile& p = r == &survivor ? survivor_profile : r->customer().profile();
+      if (LeafEmpty(p, leaf)) continue;
+      auto it = r->provenance().find(leaf.path);
+      internal::FieldSource fs = it == r->provenance().end() ? internal::FieldSource() : it->second;
+      bool better = best == nullptr;
+      if (!better && !options_.source_priority.empty() && Rank(fs.source()) != Rank(best_fs.source())) {
+        better = Rank(fs.source()) < Rank(best_fs.source());
+      } else if (!better) {
+        better = fs.updated_at_us() > best_fs.updated_at_us();
+      }
+      if (better) {
+        best = r;
+        best_fs = fs;
+      }
+    }
+    if (best == nullptr || best == &survivor) continue;
+    CopyLeaf(best->customer().profile(), s.mutable_profile(), leaf);
+    (*survivor.mutable_provenance())[leaf.path] = best_fs;
+  }
+
+  // Consents: the most restrictive status per channel and purpose; a withdrawal is never lost.
+  std::map<std::pair<int, int>, v1::Consent> consents;
+  for (const CustomerRecord* r : all) {
+    for (const v1::Consent& cons : r->customer().consents()) {
+      auto key = std::make_pair(static_cast<int>(cons.channel()), static_cast<int>(cons.purpose()));
+      auto it = consents.find(key);
+      if (it == consents.end() || Restrictiveness(cons.status()) > Restrictiveness(it->second.status()) ||
+          (Restrictiveness(cons.status()) == Restrictiveness(it->second.status()) &&
+           Micros(cons.updated_at()) > Micros(it->second.updated_at()))) {
+        consents[key] = cons;
+      }
+    }
+  }
+  std::map<std::pair<int, int>, v1::ConsentStatus> before_status;
+  for (const v1::Consent& cons : s.consents()) {
+    before_status[{static_cast<int>(cons.channel()), static_cast<int>(cons.purpose())}] = cons.status();
+  }
+  s.clear_consents();
+  for (auto& [key, cons] : consents) {
+    *s.add_consents() = cons;
+    auto was = before_status.find(key);
+    v1::ConsentStatus previous = was == before_status.end() ? v1::CONSENT_STATUS_UNSPECIFIED : was->second;
+    if (previous == cons.status()) continue;
+    v1::ConsentChange change;
+    *change.mutable_consent() = cons;
+    change.set_previous_status(previous);
+    change.set_reason("merge");
+    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
+                                   "VALUES ($1, $2, $3, $4, $5)",
+                                   {s.id(), key.first, key.second, now, sql::Blob{change.SerializeAsString()}})
+                             .status());
+  }
+
+  // Identifiers, attributes, preferences and behaviour are combined.
+  std::set<std::string> interests(s.preferences().interests().begin(), s.preferences().interests().end());
+  v1::BehaviourSummary& b = *s.mutable_behaviour();
+  for (const CustomerRecord& o : others) {
+    const v1::Customer& oc = o.customer();
+    for (const auto& id : oc.identifiers()) *s.add_identifiers() = id;
+    for (const auto& [name, value] : oc.attributes()) s.mutable_attributes()->insert({name, value});
+    for (const auto& i : oc.preferences().interests()) interests.insert(i);
+    v1::Preferences& p = *s.mutable_preferences();
+    if (p.preferred_channel() == 0) p.set_preferred_channel(oc.preferences().preferred_channel());
+    if (p.contact_frequency() == 0) p.set_contact_frequency(oc.preferences().contact_frequency());
+    if (!p.has_quiet_hours() && oc.preferences().has_quiet_hours())
+      *p.mutable_quiet_hours() = oc.preferences().quiet_hours();
+    const v1::BehaviourSummary& ob = oc.behaviour();
+    if (ob.has_first_seen_at() && (!b.has_first_seen_at() || Micros(ob.first_seen_at()) < Micros(b.first_seen_at()))) {
+      *b.mutable_first_seen_at() = ob.first_seen_at();
+    }
+    if (ob.has_last_seen_at() && (!b.has_last_seen_at() || Micros(ob.last_seen_at()) > Micros(b.last_seen_at()))) {
+      *b.mutable_last_seen_at() = ob.last_seen_at();
+    }
+    if (ob.has_last_order_at() && (!b.has_last_order_at() || Micros(ob.last_order_at()) > Micros(b.last_order_at()))) {
+      *b.mutable_last_order_at() = ob.last_order_at();
+    }
+    for (const auto& [type, n] : ob.event_counts()) (*b.mutable_event_counts())[type] += n;
+    b.set_order_count(b.order_count() + ob.order_count());
+    if (ob.has_total_spent() &&
+        (b.total_spent().currency().empty() || b.total_spent().currency() == ob.total_spent().currency())) {
+      b.mutable_total_spent()->set_currency(ob.total_spent().currency());
+      b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + ob.total_spent().amount_minor());
+    }
+    s.add_merged_ids(oc.id());
+    for (const auto& m : oc.merged_ids()) s.add_merged_ids(m);
+  }
+  s.mutable_preferences()->clear_interests();
+  for (const auto& i : interests) s.mutable_preferences()->add_interests(i);
+
+  v1::MergeRecord record;
+  record.set_merge_id(NewId("m_"));
+  record.set_survivor_id(s.id());
+  record.set_reason(reason);
+  *record.mutable_merged_at() = Ts(now);
+  for (CustomerRecord& o : others) {
+    const std::string& id = o.customer().id();
+    record.add_merged_ids(id);
+    ECRM_RETURN_IF_ERROR(
+        c.Execute("UPDATE identifiers SET customer_id = $1 WHERE customer_id = $2", {s.id(), id}).status());
+    ECRM_RETURN_IF_ERROR(c.Execute("UPDATE events SET customer_id = $1 WHERE customer_id = $2", {s.id(), id}).status());
+    ECRM_RETURN_IF_ERROR(c.Execute("UPDATE customers SET merged_into = $1 WHERE id = $2", {s.id(), id}).status());
+    ECRM_RETURN_IF_ERROR(Save(c, o, false));  // bumps its version so its cache tombstone outranks old fills
+    merged->push_back(o.customer());
+  }
+  for (const CustomerRecord* r : all) {
+    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO merge_members (merge_id, customer_id) VALUES ($1, $2)",
+                                   {record.merge_id(), r->customer().id()})
+                             .status());
+  }
+  ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO merges (merge_id, survivor_id, merged_at, record, before_images) "
+                                 "VALUES ($1, $2, $3, $4, $5)",
+                                 {record.merge_id(), s.id(), now, sql::Blob{record.SerializeAsString()},
+                                  sql::Blob{before.SerializeAsString()}})
+                           .status());
+  return record;
+}
+
+namespace {
+
+using IdKey = std::tuple<int, std::string, std::string>;
+IdKey KeyOf(const common::v1::Identifier& id) { return {static_cast<int>(id.type()), id.source(), id.value()}; }
+
+absl::Status ValidateAttributes(const google::protobuf::Map<std::string, common::v1::AttributeValue>& attributes,
+                                int max_bytes) {
+  for (const auto& [name, value] : attributes) {
+    if (!ValidName(name, 64)) return Invalid(absl::StrCat("attributes[\"", name, "\"]"), "names are [a-z0-9_]{1,64}");
+    ECRM_RETURN_IF_ERROR(ValidateValue(value, absl::StrCat("attributes[\"", name, "\"]"), max_bytes));
+  }
+  return absl::OkStatus();
+}
+
+// A unique violation while claiming an identifier means a concurrent writer claimed it first:
+// retry the transaction, which then finds the owner.
+absl::Status AsContention(absl::Status s) {
+  if (s.code() == absl::StatusCode::kAlreadyExists) return absl::AbortedError(s.message());
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
+  if (request.identifiers_size() == 0 && request.customer_id().empty()) {
+    return Invalid("identifiers", "give at least one identifier, or customer_id");
+  }
+  if (request.identifiers_size() > 50) return Invalid("identifiers", "at most 50 per call");
+  std::vector<common::v1::Identifier> ids;
+  std::set<IdKey> seen;
+  for (int i = 0; i < request.identifiers_size(); ++i) {
+    ECRM_ASSIGN_OR_RETURN(
+        common::v1::Identifier id,
+        Normalize(request.identifiers(i), absl::StrCat("identifiers[", i, "]"), options_.default_region));
+    if (seen.insert(KeyOf(id)).second) ids.push_back(std::move(id));
+  }
+  ECRM_RETURN_IF_ERROR(ValidateProfile(request.profile()));
+  ECRM_RETURN_IF_ERROR(ValidateAttributes(request.attributes(), options_.max_value_bytes));
+  if (!common::v1::Touchpoint_IsValid(request.source())) return Invalid("source", "is not a known touchpoint");
+
+  UpsertResult result;
+  std::vector<v1::Customer> written, gone;
+  absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    result = UpsertResult();
+    written.clear();
+    gone.clear();
+    // Who already owns the request's identifiers?
+    std::vector<std::string> strong, device;
+    auto add = [](std::vector<std::string>& v, const std::string& id) {
+      if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
+    };
+    if (!request.customer_id().empty()) {
+      common::v1::CustomerRef ref;
+      ref.set_customer_id(request.customer_id());
+      bool found = false;
+      ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
+      if (!found)
+        return absl::NotFoundError(
+            absl::StrCat("customer_id: customer \"", request.customer_id(), "\" does not exist"));
+      add(strong, id);
+    }
+    std::map<IdKey, std::string> owner;
+    for (const auto& id : ids) {
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result r, c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
+                                   {static_cast<int>(id.type()), id.source(), id.value()}));
+      if (r.empty()) continue;
+      owner[KeyOf(id)] = std::string(r.front().Text(0));
+      add(IsStrong(id.type()) ? strong : device, std::string(r.front().Text(0)));
+    }
+    std::map<std::string, CustomerRecord> records;
+    for (const auto* group : {&strong, &device}) {
+      for (const std::string& id : *group) {
+        ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+        records[id] = std::move(l.record);
+      }
+    }
+    // Strong matches may merge. A device id joins an anonymous customer (a login claims its
+    // device history) but never fuses two identified people on a shared computer.
+    std::vector<std::string> participants = strong;
+    for (const std::string& id : device) {
+      bool identified = !records[id].customer().anonymous();
+      bool have_identified = std::any_of(participants.begin(), participants.end(),
+                                         [&](const std::string& p) { return !records[p].customer().anonymous(); });
+      if (!identified || !have_identified) add(participants, id);
+    }
+
+    CustomerRecord survivor;
+    bool create = participants.empty();
+    if (create) {
+      survivor.mutable_customer()->set_id(NewId("c_"));
+      result.outcome = v1::UpsertCustomerResponse::OUTCOME_CREATED;
+    } else {
+      std::sort(participants.begin(), participants.end(), [&](const std::string& a, const std::string& b) {
+        int64_t ta = Micros(records[a].customer().created_at()), tb = Micros(records[b].customer().created_at());
+        return ta != tb ? ta < tb : a < b;  // the oldest customer survives
+      });
+      survivor = records[participants[0]];
+      result.outcome = v1::UpsertCustomerResponse::OUTCOME_UPDATED;
+    }
+    const std::string before = survivor.SerializeAsString();
+    std::optional<v1::MergeRecord> merge;
+    if (participants.size() > 1) {
+      std::vector<CustomerRecord> others;
+      for (size_t i = 1; i < participants.size(); ++i) others.push_back(records[participants[i]]);
+      ECRM_ASSIGN_OR_RETURN(merge, MergeInto(c, survivor, std::move(others), "identity resolution", &gone));
+      result.outcome = v1::UpsertCustomerResponse::OUTCOME_MERGED;
+      for (size_t i = 1; i < participants.size(); ++i) result.merged_ids.push_back(participants[i]);
+    }
+    const std::string& sid = survivor.customer().id();
+    bool identity_changed = false;
+    for (const auto& id : ids) {
+      auto it = owner.find(KeyOf(id));
+      if (it != owner.end()) continue;  // owned by a participant (now the survivor) or left with its owner
+      ECRM_RETURN_IF_ERROR(
+          AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
+                                 {static_cast<int>(id.type()), id.source(), id.value(), sid})
+                           .status()));
+      *survivor.mutable_customer()->add_identifiers() = id;
+      identity_changed = true;
+    }
+    const int64_t now = NowMicros();
+    ECRM_RETURN_IF_ERROR(ApplyProfile(request, survivor, now));
+    if (!create && !merge && survivor.SerializeAsString() == before) {
+      result.outcome = v1::UpsertCustomerResponse::OUTCOME_UNCHANGED;
+      result.customer = survivor.customer();
+      return absl::OkStatus();
+    }
+    if (create) {
+      *survivor.mutable_customer()->mutable_behaviour()->mutable_first_seen_at() = Ts(now);
+    }
+    ECRM_RETURN_IF_ERROR(AsContention(Save(c, survivor, create)));
+    ECRM_RETURN_IF_ERROR(AppendChange(c,
+                                      merge              ? v1::CHANGE_KIND_MERGE
+                                      : identity_changed ? v1::CHANGE_KIND_IDENTITY
+                                                         : v1::CHANGE_KIND_PROFILE,
+                                      survivor.customer(), nullptr, merge ? &*merge : nullptr));
+    result.customer = survivor.customer();
+    written.push_back(survivor.customer());
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  CacheAfterCommit(written, gone);
+  return result;
+}
+
+absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsentRequest& request) {
+  if (request.channel() == common::v1::CHANNEL_UNSPECIFIED || !common::v1::Channel_IsValid(request.channel())) {
+    return Invalid("channel", "must be a channel such as CHANNEL_EMAIL");
+  }
+  if (request.purpose() == common::v1::PURPOSE_UNSPECIFIED || !common::v1::Purpose_IsValid(request.purpose())) {
+    return Invalid("purpose", "must be a purpose such as PURPOSE_MARKETING");
+  }
+  if (request.status() == v1::CONSENT_STATUS_UNSPECIFIED || !v1::ConsentStatus_IsValid(request.status())) {
+    return Invalid("status", "must be GRANTED, PENDING_CONFIRMATION, DENIED or WITHDRAWN");
+  }
+  const int64_t now = NowMicros();
+  int64_t decided = request.has_decided_at() ? Micros(request.decided_at()) : now;
+  if (decided > now + absl::ToInt64Microseconds(options_.max_future_skew)) {
+    return Invalid("decided_at", "is in the future");
+  }
+  if (request.evidence().size() > 4096) return Invalid("evidence", "is longer than 4096 bytes");
+  v1::Customer out;
+  std::vector<v1::Customer> written;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    written.clear();
+    bool found = false;
+    ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
+    if (!found) return absl::NotFoundError("customer: no such customer");
+    ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+    v1::Customer& cu = *l.record.mutable_customer();
+    v1::Consent* consent = nullptr;
+    for (auto& cons : *cu.mutable_consents()) {
+      if (cons.channel() == request.channel() && cons.purpose() == request.purpose()) consent = &cons;
+    }
+    v1::ConsentStatus previous = consent ? consent->status() : v1::CONSENT_STATUS_UNSPECIFIED;
+    if (consent == nullptr) consent = cu.add_consents();
+    consent->set_channel(request.channel());
+    consent->set_purpose(request.purpose());
+    consent->set_status(request.status());
+    consent->set_source(request.source());
+    *consent->mutable_updated_at() = Ts(decided);
+    consent->set_evidence(request.evidence());
+    consent->set_policy_version(request.policy_version());
+    v1::ConsentChange change;
+    *change.mutable_consent() = *consent;
+    change.set_previous_status(previous);
+    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
+                                   "VALUES ($1, $2, $3, $4, $5)",
+                                   {id, static_cast<int>(request.channel()), static_cast<int>(request.purpose()),
+                                    decided, sql::Blob{change.SerializeAsString()}})
+                             .status());
+    ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
+    ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_CONSENT, cu));
+    out = cu;
+    written.push_back(cu);
+    return absl::OkStatus();
+  }));
+  CacheAfterCommit(written, {});
+  return out;
+}
+
+absl::StatusOr<v1::GetConsentHistoryResponse> CustomerStore::ConsentHistory(
+    const v1::GetConsentHistoryRequest& request) {
+  int limit = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
+  int64_t before = std::numeric_limits<int64_t>::max();
+  if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
+    return Invalid("page_token", "is not a token from a previous response");
+  }
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
+  if (!found) return absl::NotFoundError("customer: no such customer");
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id));
+  // The survivor's history includes the history of every customer merged into it.
+  std::vector<std::string> members = {id};
+  members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
+  std::vector<std::pair<int64_t, std::string>> rows;  // (history id, change)
+  for (const std::string& member : members) {
+    ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute("SELECT id, change FROM consent_history WHERE customer_id = $1 "
+                                                       "AND id < $2 AND ($3 = 0 OR channel = $3) "
+                                                       "AND ($4 = 0 OR purpose = $4) ORDER BY id DESC LIMIT $5",
+                                                       {member, before, static_cast<int>(request.channel()),
+                                                        static_cast<int>(request.purpose()), limit + 1}));
+    for (sql::Row row : r) rows.emplace_back(row.Int(0), std::string(row.Text(1)));
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  v1::GetConsentHistoryResponse out;
+  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < limit; ++i)
+    out.add_changes()->ParseFromString(rows[i].second);
+  if (static_cast<int>(rows.size()) > limit) out.set_next_page_token(absl::StrCat(rows[limit - 1].first));
+  return out;
+}
+
+absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePreferencesRequest& request) {
+  const v1::Preferences& p = request.preferences();
+  if (!common::v1::Channel_IsValid(p.preferred_channel()))
+    return Invalid("preferences.preferred_channel", "unknown channel");
+  if (!v1::ContactFrequency_IsValid(p.contact_frequency()))
+    return Invalid("preferences.contact_frequency", "unknown value");
+  if (p.interests_size() > 100) return Invalid("preferences.interests", "at most 100");
+  for (int i = 0; i < p.interests_size(); ++i) {
+    if (p.interests(i).empty() || p.interests(i).size() > 64) {
+      return Invalid(absl::StrCat("preferences.interests[", i, "]"), "must be 1–64 characters");
+    }
+  }
+  for (const auto* t : {&p.quiet_hours().start(), &p.quiet_hours().end()}) {
+    if (t->hours() < 0 || t->hours() > 23 || t->minutes() < 0 || t->minutes() > 59) {
+      return Invalid("preferences.quiet_hours", "times are hours 0–23 and minutes 0–59");
+    }
+  }
+  static const std::set<std::string> kPaths = {"preferred_channel", "interests", "contact_frequency", "quiet_hours"};
+  for (int i = 0; i < request.update_mask().paths_size(); ++i) {
+    if (!kPaths.count(request.update_mask().paths(i))) {
+      return Invalid(absl::StrCat("update_mask.paths[", i, "]"),
+                     "must be preferred_channel, interests, contact_frequency or quiet_hours");
+    }
+  }
+  v1::Customer out;
+  std::vector<v1::Customer> written;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    written.clear();
+    bool found = false;
+    ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
+    if (!found) return absl::NotFoundError("customer: no such customer");
+    ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+    v1::Preferences& cur = *l.record.mutable_customer()->mutable_preferences();
+    auto masked = [&](const std::string& path) {
+      if (request.update_mask().paths_size() == 0) return true;
+      return std::find(request.update_mask().paths().begin(), request.update_mask().paths().end(), path) !=
+             request.update_mask().paths().end();
+    };
+    if (masked("preferred_channel")) cur.set_preferred_channel(p.preferred_channel());
+    if (masked("interests")) *cur.mutable_interests() = p.interests();
+    if (masked("contact_frequency")) cur.set_contact_frequency(p.contact_frequency());
+    if (masked("quiet_hours")) {
+      if (p.has_quiet_hours()) {
+        *cur.mutable_quiet_hours() = p.quiet_hours();
+      } else {
+        cur.clear_quiet_hours();
+      }
+    }
+    ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
+    ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_PROFILE, l.record.customer()));
+    out = l.record.customer();
+    written.push_back(out);
+    return absl::OkStatus();
+  }));
+  CacheAfterCommit(written, {});
+  return out;
+}
+
+absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeCustomersRequest& request) {
+  std::set<std::string> unique(request.customer_ids().begin(), request.customer_ids().end());
+  if (unique.size() < 2) return Invalid("customer_ids", "give at least two different customers");
+  if (unique.size() > 20) return Invalid("customer_ids", "at most 20 per merge");
+  v1::MergeCustomersResponse out;
+  std::vector<v1::Customer> written, gone;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    written.clear();
+    gone.clear();
+    std::vector<CustomerRecord> records;
+    std::set<std::string> live;
+    for (const std::string& requested : unique) {
+      common::v1::CustomerRef ref;
+      ref.set_customer_id(requested);
+      bool found = false;
+      ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
+      if (!found) return absl::NotFoundError(absl::StrCat("customer_ids: customer \"", requested, "\" does not exist"));
+      if (!live.insert(id).second) continue;  // already merged together
+      ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+      records.push_back(std::move(l.record));
+    }
+    if (records.size() < 2) return absl::FailedPreconditionError("customer_ids: these customers are already merged");
+    std::sort(records.begin(), records.end(), [](const CustomerRecord& a, const CustomerRecord& b) {
+      int64_t ta = Micros(a.customer().created_at()), tb = Micros(b.customer().created_at());
+      return ta != tb ? ta < tb : a.customer().id() < b.customer().id();
+    });
+    CustomerRecord survivor = records.front();
+    std::vector<CustomerRecord> others(records.begin() + 1, records.end());
+    ECRM_ASSIGN_OR_RETURN(
+        v1::MergeRecord merge,
+        MergeInto(c, survivor, std::move(others), request.reason().empty() ? "manual" : request.reason(), &gone));
+    ECRM_RETURN_IF_ERROR(Save(c, survivor, false));
+    ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_MERGE, survivor.customer(), nullptr, &merge));
+    *out.mutable_survivor() = survivor.customer();
+    *out.mutable_merge() = merge;
+    written.push_back(survivor.customer());
+    return absl::OkStatus();
+  }));
+  CacheAfterCommit(written, gone);
+  return out;
+}
+
+absl::StatusOr<v1::ListMergesResponse> CustomerStore::ListMerges(const v1::ListMergesRequest& request) {
+  if (request.customer_id().empty()) return Invalid("customer_id", "is required");
+  int limit = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
+  int64_t before = std::numeric_limits<int64_t>::max();
+  if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
+    return Invalid("page_token", "is not a token from a previous response");
+  }
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        db_.Execute("SELECT m.merged_at, m.record FROM merges m JOIN merge_members mm "
+                                    "ON mm.merge_id = m.merge_id WHERE mm.customer_id = $1 AND m.merged_at < $2 "
+                                    "ORDER BY m.merged_at DESC LIMIT $3",
+                                    {request.customer_id(), before, limit + 1}));
+  v1::ListMergesResponse out;
+  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
+    out.add_merges()->ParseFromString(std::string(r.row(i).Text(1)));
+  }
+  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat(r.row(limit - 1).Int(0)));
+  return out;
+}
+
+absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEventsRequest& batch) {
+  if (batch.events_size() == 0) return Invalid("events", "a batch needs at least one event");
+  if (batch.events_size() > 1000) return Invalid("events", "at most 1,000 events per batch");
+  const int64_t now = NowMicros();
+  std::vector<common::v1::Identifier> refs(batch.events_size());
+  for (int i = 0; i < batch.events_size(); ++i) {
+    const v1::Event& e = batch.events(i);
+    const std::string f = absl::StrCat("events[", i, "]");
+    if (e.event_id().empty() || e.event_id().size() > 128) return Invalid(f + ".event_id", "must be 1–128 characters");
+    if (!ValidName(e.type(), 64)) return Invalid(f + ".type", "must be [a-z0-9_]{1,64}, e.g. page_view");
+    if (!e.has_occurred_at()) return Invalid(f + ".occurred_at", "is required");
+    if (Micros(e.occurred_at()) > now + absl::ToInt64Microseconds(options_.max_future_skew)) {
+      return Invalid(f + ".occurred_at", "is more than 5 minutes in the future");
+    }
+    if (e.properties_size() > 50) return Invalid(f + ".properties", "at most 50 properties");
+    for (const auto& [name, value] : e.properties()) {
+      if (!ValidName(name, 64))
+        return Invalid(absl::StrCat(f, ".properties[\"", name, "\"]"), "names are [a-z0-9_]{1,64}");
+      ECRM_RETURN_IF_ERROR(
+          ValidateValue(value, absl::StrCat(f, ".properties[\"", name, "\"]"), options_.max_value_bytes));
+    }
+    if (e.customer().ref_case() == common::v1::CustomerRef::kIdentifier) {
+      ECRM_ASSIGN_OR_RETURN(refs[i],
+                            Normalize(e.customer().identifier(), f + ".customer.identifier", options_.default_region));
+    } else if (e.customer().ref_case() != common::v1::CustomerRef::kCustomerId) {
+      return Invalid(f + ".customer", "set customer_id or identifier");
+    }
+  }
+  EventBatchResult result;
+  std::vector<v1::Customer> written;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    result = EventBatchResult();
+    written.clear();
+    std::map<std::string, CustomerRecord> touched;
+    std::vector<std::string> created;
+    for (int i = 0; i < batch.events_size(); ++i) {
+      v1::Event e = batch.events(i);
+      std::string id;
+      if (e.customer().ref_case() == common::v1::CustomerRef::kCustomerId) {
+        bool found = false;
+        ECRM_ASSIGN_OR_RETURN(id, ResolveId(c, e.customer(), &found));
+        if (!found) {
+          return absl::NotFoundError(
+              absl::StrCat("events[", i, "].customer: customer \"", e.customer().customer_id(), "\" does not exist"));
+        }
+      } else {
+        const common::v1::Identifier& ident = refs[i];
+        ECRM_ASSIGN_OR_RETURN(
+            sql::Result r,
+            c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
+                      {static_cast<int>(ident.type()), ident.source(), ident.value()}));
+        if (!r.empty()) {
+          ECRM_ASSIGN_OR_RETURN(id, [&]() -> absl::StatusOr<std::string> {
+            common::v1::CustomerRef ref;
+            ref.set_customer_id(std::string(r.front().Text(0)));
+            bool found = false;
+            return ResolveId(c, ref, &found);
+          }());
+        } else {
+          // An unknown identifier creates its customer (anonymous for a device id); a later
+          // login with a strong identifier merges it into the identified customer.
+          CustomerRecord fresh;
+          fresh.mutable_customer()->set_id(NewId("c_"));
+          *fresh.mutable_customer()->add_identifiers() = ident;
+          id = fresh.customer().id();
+          ECRM_RETURN_IF_ERROR(AsContention(
+              c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
+                        {static_cast<int>(ident.type()), ident.source(), ident.value(), id})
+                  .status()));
+          touched[id] = std::move(fresh);
+          created.push_back(id);
+        }
+      }
+      e.set_customer_id(id);
+      *e.mutable_recorded_at() = Ts(now);
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result ins,
+          c.Execute("INSERT INTO events (event_id, customer_id, recorded_for, type, occurred_at, event) "
+                    "VALUES ($1, $2, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+                    {e.event_id(), id, e.type(), Micros(e.occurred_at()), sql::Blob{e.SerializeAsString()}}));
+      if (ins.rows_affected() == 0) {
+        ++result.duplicates;
+        continue;
+      }
+      ++result.accepted;
+      if (!touched.count(id)) {
+        ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+        touched[id] = std::move(l.record);
+      }
+      v1::BehaviourSummary& b = *touched[id].mutable_customer()->mutable_behaviour();
+      const int64_t at = Micros(e.occurred_at());
+      if (!b.has_first_seen_at() || at < Micros(b.first_seen_at())) *b.mutable_first_seen_at() = e.occurred_at();
+      if (!b.has_last_seen_at() || at > Micros(b.last_seen_at())) *b.mutable_last_seen_at() = e.occurred_at();
+      (*b.mutable_event_counts())[e.type()] += 1;
+      const bool purchase = e.type() == "purchase", refund = e.type() == "refund";
+      if ((purchase || refund) && e.has_amount() &&
+          (b.total_spent().currency().empty() || b.total_spent().currency() == e.amount().currency())) {
+        b.mutable_total_spent()->set_currency(e.amount().currency());
+        int64_t delta = purchase ? e.amount().amount_minor() : -std::abs(e.amount().amount_minor());
+        b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + delta);
+      }
+      if (purchase) {
+        b.set_order_count(b.order_count() + 1);
+        if (!b.has_last_order_at() || at > Micros(b.last_order_at())) *b.mutable_last_order_at() = e.occurred_at();
+      }
+      ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_EVENT, touched[id].customer(), &e));
+    }
+    for (auto& [id, record] : touched) {
+      bool create = std::find(created.begin(), created.end(), id) != created.end();
+      ECRM_RETURN_IF_ERROR(AsContention(Save(c, record, create)));
+      if (create) ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_IDENTITY, record.customer()));
+      written.push_back(record.customer());
+    }
+    return absl::OkStatus();
+  }));
+  CacheAfterCommit(written, {});
+  return result;
+}
+
+}  // namespace ecrm::infostore

@@ -1,0 +1,92 @@
+// The information store's domain: identity resolution, profiles, consents, events, merges and
+// the change feed, over libs/sql and the shared profile cache. No gRPC types here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ecrm/cache/profile_cache.h"
+#include "ecrm/infostore/internal/record.pb.h"
+#include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/sql/sql.h"
+
+namespace ecrm::infostore {
+
+namespace v1 = ::ecrm::infostore::v1;
+
+struct StoreOptions {
+  // Region for phone numbers written without a country code (ISO 3166-1, e.g. "GB").
+  std::string default_region = "GB";
+  // Survivorship of profile fields. Empty: the most recent non-empty value wins. Otherwise the
+  // touchpoints in descending priority, e.g. {ERP, CALL_CENTRE, WEB}: a value from a
+  // higher-priority source is never overwritten by a lower one; unlisted sources rank last.
+  std::vector<common::v1::Touchpoint> source_priority;
+  int max_attributes = 100;
+  int max_value_bytes = 1024;
+  absl::Duration max_future_skew = absl::Minutes(5);
+};
+
+struct UpsertResult {
+  v1::Customer customer;
+  v1::UpsertCustomerResponse::Outcome outcome = v1::UpsertCustomerResponse::OUTCOME_UNSPECIFIED;
+  std::vector<std::string> merged_ids;
+};
+
+struct EventBatchResult {
+  int64_t accepted = 0;
+  int64_t duplicates = 0;
+};
+
+class CustomerStore {
+ public:
+  // `cache` may be null (no Redis configured).
+  CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options);
+
+  absl::StatusOr<UpsertResult> Upsert(const v1::UpsertCustomerRequest& request);
+  absl::StatusOr<v1::Customer> Get(const common::v1::CustomerRef& ref);
+  absl::StatusOr<v1::BatchGetCustomersResponse> BatchGet(const std::vector<std::string>& ids);
+  absl::StatusOr<v1::Customer> UpdateConsent(const v1::UpdateConsentRequest& request);
+  absl::StatusOr<v1::GetConsentHistoryResponse> ConsentHistory(const v1::GetConsentHistoryRequest& request);
+  absl::StatusOr<v1::Customer> UpdatePreferences(const v1::UpdatePreferencesRequest& request);
+  absl::StatusOr<v1::MergeCustomersResponse> Merge(const v1::MergeCustomersRequest& request);
+  absl::StatusOr<v1::ListMergesResponse> ListMerges(const v1::ListMergesRequest& request);
+  // One batch of RecordEvents, committed in one transaction: all or nothing.
+  absl::StatusOr<EventBatchResult> RecordEvents(const v1::RecordEventsRequest& batch);
+
+  // Called after every commit that appended to the change feed (wakes feed streams).
+  void SetChangeListener(std::function<void()> listener) { on_change_ = std::move(listener); }
+
+  // Changes with sequence > after, in order, at most `limit`.
+  absl::StatusOr<std::vector<v1::Change>> ReadChanges(int64_t after, int limit);
+  // Lowest sequence still retained (0 when the feed is empty) and the latest one.
+  absl::StatusOr<std::pair<int64_t, int64_t>> FeedBounds();
+
+ private:
+  struct Loaded;
+  absl::StatusOr<std::string> ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref, bool* found);
+  absl::StatusOr<Loaded> Load(sql::Connection& c, const std::string& id);
+  absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
+  absl::Status AppendChange(sql::Connection& c, v1::ChangeKind kind, const v1::Customer& customer,
+                            const v1::Event* event = nullptr, const v1::MergeRecord* merge = nullptr);
+  // Merges `others` into `survivor` (all loaded in this transaction); the merged records are
+  // saved as redirects and returned through `merged`.
+  absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,
+                                            std::vector<internal::CustomerRecord> others, const std::string& reason,
+                                            std::vector<v1::Customer>* merged);
+  absl::Status ApplyProfile(const v1::UpsertCustomerRequest& request, internal::CustomerRecord& record,
+                            int64_t now_us) const;
+  absl::StatusOr<v1::Customer> ReadThroughCache(const std::string& id);
+  void CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone);
+  int Rank(common::v1::Touchpoint source) const;
+
+  sql::Database& db_;
+  cache::ProfileCache* cache_;
+  StoreOptions options_;
+  std::function<void()> on_change_;
+};
+
+}  // namespace ecrm::infostore

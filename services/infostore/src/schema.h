@@ -1,0 +1,65 @@
+// The information store's tables. Times are microseconds since the epoch (UTC).
+#pragma once
+
+#include "ecrm/sql/sql.h"
+
+namespace ecrm::infostore {
+
+inline constexpr sql::Migration kMigrations[] = {
+    {1, "customers, identifiers, consents, events, merges, change feed", R"sql(
+CREATE TABLE customers (
+  id TEXT PRIMARY KEY,
+  version BIGINT NOT NULL,
+  merged_into TEXT,                 -- set once merged: reads redirect to the survivor
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  record {{blob}} NOT NULL          -- ecrm.infostore.internal.CustomerRecord
+);
+CREATE INDEX customers_updated ON customers (updated_at);
+CREATE TABLE identifiers (
+  type INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  value TEXT NOT NULL,
+  customer_id TEXT NOT NULL,
+  PRIMARY KEY (type, source, value)  -- each identifier belongs to one customer
+);
+CREATE INDEX identifiers_customer ON identifiers (customer_id);
+CREATE TABLE consent_history (
+  id {{id}},
+  customer_id TEXT NOT NULL,
+  channel INTEGER NOT NULL,
+  purpose INTEGER NOT NULL,
+  decided_at BIGINT NOT NULL,
+  change {{blob}} NOT NULL          -- ecrm.infostore.v1.ConsentChange
+);
+CREATE INDEX consent_history_customer ON consent_history (customer_id, id);
+CREATE TABLE events (
+  event_id TEXT PRIMARY KEY,        -- replays are ignored
+  customer_id TEXT NOT NULL,        -- current owner (survivor after merges)
+  recorded_for TEXT NOT NULL,       -- the customer it was first recorded against (unmerge)
+  type TEXT NOT NULL,
+  occurred_at BIGINT NOT NULL,
+  event {{blob}} NOT NULL           -- ecrm.infostore.v1.Event
+);
+CREATE INDEX events_customer ON events (customer_id, occurred_at);
+CREATE TABLE merges (
+  merge_id TEXT PRIMARY KEY,
+  survivor_id TEXT NOT NULL,
+  merged_at BIGINT NOT NULL,
+  unmerged_at BIGINT,
+  record {{blob}} NOT NULL,         -- ecrm.infostore.v1.MergeRecord
+  before_images {{blob}} NOT NULL   -- ecrm.infostore.internal.MergeBeforeImages
+);
+CREATE INDEX merges_survivor ON merges (survivor_id, merged_at);
+CREATE TABLE merge_members (merge_id TEXT NOT NULL, customer_id TEXT NOT NULL, PRIMARY KEY (customer_id, merge_id));
+CREATE TABLE changes (
+  sequence {{id}},                  -- strictly increasing, written in the changing transaction
+  kind INTEGER NOT NULL,
+  customer_id TEXT NOT NULL,
+  committed_at BIGINT NOT NULL,
+  change {{blob}} NOT NULL          -- ecrm.infostore.v1.Change without its sequence
+);
+)sql"},
+};
+
+}  // namespace ecrm::infostore

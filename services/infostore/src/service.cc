@@ -1,0 +1,296 @@
+#include "service.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/log/log.h"
+#include "ecrm/server/grpc_status.h"
+
+namespace ecrm::infostore {
+
+using server::ToGrpc;
+
+void FeedSignal::Notify() {
+  {
+    std::lock_guard lock(mu_);
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
+uint64_t FeedSignal::generation() {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+uint64_t FeedSignal::Wait(uint64_t seen, absl::Duration timeout) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return generation_ != seen || draining_.load(); });
+  return generation_;
+}
+
+void FeedSignal::Drain() {
+  draining_.store(true);
+  cv_.notify_all();
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::Offload(grpc::CallbackServerContext* ctx,
+                                                           std::function<absl::Status()> fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!executor_.Submit([reactor, ctx, fn = std::move(fn)] {
+        if (ctx->IsCancelled()) {
+          reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before it ran"));
+          return;
+        }
+        reactor->Finish(ToGrpc(fn()));
+      })) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server overloaded; retry with backoff"));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::UpsertCustomer(grpc::CallbackServerContext* ctx,
+                                                                  const v1::UpsertCustomerRequest* req,
+                                                                  v1::UpsertCustomerResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<UpsertResult> r = store_.Upsert(*req);
+    if (!r.ok()) return r.status();
+    *resp->mutable_customer() = std::move(r->customer);
+    resp->set_outcome(r->outcome);
+    for (auto& id : r->merged_ids) resp->add_merged_ids(id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::GetCustomer(grpc::CallbackServerContext* ctx,
+                                                               const v1::GetCustomerRequest* req, v1::Customer* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::Customer> r = store_.Get(req->customer());
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::BatchGetCustomers(grpc::CallbackServerContext* ctx,
+                                                                     const v1::BatchGetCustomersRequest* req,
+                                                                     v1::BatchGetCustomersResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::BatchGetCustomersResponse> r =
+        store_.BatchGet(std::vector<std::string>(req->customer_ids().begin(), req->customer_ids().end()));
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::UpdateConsent(grpc::CallbackServerContext* ctx,
+                                                                 const v1::UpdateConsentRequest* req,
+                                                                 v1::Customer* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::Customer> r = store_.UpdateConsent(*req);
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::GetConsentHistory(grpc::CallbackServerContext* ctx,
+                                                                     const v1::GetConsentHistoryRequest* req,
+                                                                     v1::GetConsentHistoryResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::GetConsentHistoryResponse> r = store_.ConsentHistory(*req);
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::UpdatePreferences(grpc::CallbackServerContext* ctx,
+                                                                     const v1::UpdatePreferencesRequest* req,
+                                                                     v1::Customer* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::Customer> r = store_.UpdatePreferences(*req);
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::MergeCustomers(grpc::CallbackServerContext* ctx,
+                                                                  const v1::MergeCustomersRequest* req,
+                                                                  v1::MergeCustomersResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::MergeCustomersResponse> r = store_.Merge(*req);
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::ListMerges(grpc::CallbackServerContext* ctx,
+                                                              const v1::ListMergesRequest* req,
+                                                              v1::ListMergesResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::ListMergesResponse> r = store_.ListMerges(*req);
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+
+// RecordEvents: each batch is committed before the next is read, so a batch counts as
+// acknowledged once the stream has moved past it; a client that loses the stream resends
+// every batch it has no final response for (event ids make that safe).
+class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsRequest> {
+ public:
+  EventsReader(CustomerStore& store, server::Executor& executor, v1::RecordEventsResponse* response)
+      : store_(store), executor_(executor), response_(response) {
+    StartRead(&batch_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client closed its side
+      if (response_->batches() == 0) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the stream carried no event batches"));
+      } else {
+        Finish(grpc::Status::OK);
+      }
+      return;
+    }
+    if (!executor_.Submit([this] {
+          absl::StatusOr<EventBatchResult> r = store_.RecordEvents(batch_);
+          if (!r.ok()) {
+            Finish(ToGrpc(absl::Status(r.status().code(),
+                                       absl::StrCat("batch ", response_->batches() + 1, ": ", r.status().message()))));
+            return;
+          }
+          response_->set_batches(response_->batches() + 1);
+          response_->set_accepted(response_->accepted() + r->accepted);
+          response_->set_duplicates(response_->duplicates() + r->duplicates);
+          StartRead(&batch_);
+        })) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server overloaded; resend this batch later"));
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  CustomerStore& store_;
+  server::Executor& executor_;
+  v1::RecordEventsResponse* response_;
+  v1::RecordEventsRequest batch_;
+};
+
+// WatchChanges: one thread per stream reads the feed and writes in order, waking on each
+// commit (and every 100 ms for writers in other processes), with heartbeats while idle.
+class FeedWriter final : public grpc::ServerWriteReactor<v1::Change> {
+ public:
+  FeedWriter(CustomerStore& store, FeedSignal& feed, const v1::WatchChangesRequest& request)
+      : store_(store), feed_(feed), request_(request) {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    write_ok_ = ok;
+    cv_.notify_all();
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    cv_.notify_all();
+    feed_.Notify();  // wake the loop if it is waiting for changes
+  }
+
+  void OnDone() override {
+    thread_.join();  // Run() has returned: Finish() was its last act
+    delete this;
+  }
+
+ private:
+  bool Write(const v1::Change& change) {
+    std::unique_lock lock(mu_);
+    if (cancelled_) return false;
+    message_ = change;
+    writing_ = true;
+    StartWrite(&message_);
+    cv_.wait(lock, [&] { return !writing_; });
+    return write_ok_;
+  }
+
+  bool cancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
+
+  void Run() {
+    int64_t after = request_.after_sequence();
+    if (after < 0) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_sequence: must be >= 0"));
+    absl::StatusOr<std::pair<int64_t, int64_t>> bounds = store_.FeedBounds();
+    if (!bounds.ok()) return Finish(ToGrpc(bounds.status()));
+    if (bounds->first > 0 && after < bounds->first - 1) {
+      return Finish(
+          grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                       absl::StrCat("after_sequence ", after, " is older than the retained feed (oldest is ",
+                                    bounds->first, "); resync with ListCustomers and watch from its as_of_sequence")));
+    }
+    std::set<int> kinds(request_.kinds().begin(), request_.kinds().end());
+    const absl::Duration heartbeat =
+        absl::Seconds(request_.heartbeat_seconds() > 0 ? std::min(request_.heartbeat_seconds(), 3600) : 5);
+    absl::Time last_write = absl::Now();
+    uint64_t seen = feed_.generation();
+    while (!cancelled() && !feed_.draining()) {
+      absl::StatusOr<std::vector<v1::Change>> changes = store_.ReadChanges(after, 500);
+      if (!changes.ok()) return Finish(ToGrpc(changes.status()));
+      for (const v1::Change& ch : *changes) {
+        after = ch.sequence();
+        if (!kinds.empty() && !kinds.count(ch.kind())) continue;
+        if (!Write(ch)) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+        last_write = absl::Now();
+      }
+      if (!changes->empty()) continue;
+      if (absl::Now() - last_write >= heartbeat) {
+        v1::Change beat;
+        beat.set_kind(v1::CHANGE_KIND_HEARTBEAT);
+        beat.set_sequence(after);
+        if (!Write(beat)) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+        last_write = absl::Now();
+      }
+      seen = feed_.Wait(seen, absl::Milliseconds(100));
+    }
+    if (cancelled()) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("server shutting down; resume from after_sequence ", after)));
+  }
+
+  CustomerStore& store_;
+  FeedSignal& feed_;
+  const v1::WatchChangesRequest request_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  v1::Change message_;
+  bool writing_ = false;
+  bool write_ok_ = true;
+  bool cancelled_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::RecordEventsRequest>* InformationStoreService::RecordEvents(
+    grpc::CallbackServerContext*, v1::RecordEventsResponse* resp) {
+  return new EventsReader(store_, executor_, resp);
+}
+
+grpc::ServerWriteReactor<v1::Change>* InformationStoreService::WatchChanges(grpc::CallbackServerContext*,
+                                                                            const v1::WatchChangesRequest* req) {
+  return new FeedWriter(store_, feed_, *req);
+}
+
+}  // namespace ecrm::infostore

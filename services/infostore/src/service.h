@@ -1,0 +1,67 @@
+// The thin gRPC layer of the information store: maps proto requests to CustomerStore calls
+// on the worker pool and absl::Status to grpc::Status. No domain logic here.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "customer_store.h"
+#include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/server/executor.h"
+
+namespace ecrm::infostore {
+
+// Wakes change-feed streams when something was committed; ends them when the server drains.
+class FeedSignal {
+ public:
+  void Notify();
+  // Waits until a Notify() after `seen`, the timeout, or Drain(); returns the new generation.
+  uint64_t Wait(uint64_t seen, absl::Duration timeout);
+  uint64_t generation();
+  void Drain();
+  bool draining() const { return draining_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t generation_ = 0;
+  std::atomic<bool> draining_{false};
+};
+
+class InformationStoreService final : public v1::InformationStore::CallbackService {
+ public:
+  InformationStoreService(CustomerStore& store, server::Executor& executor, FeedSignal& feed)
+      : store_(store), executor_(executor), feed_(feed) {}
+
+  grpc::ServerUnaryReactor* UpsertCustomer(grpc::CallbackServerContext* ctx, const v1::UpsertCustomerRequest* req,
+                                           v1::UpsertCustomerResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCustomer(grpc::CallbackServerContext* ctx, const v1::GetCustomerRequest* req,
+                                        v1::Customer* resp) override;
+  grpc::ServerUnaryReactor* BatchGetCustomers(grpc::CallbackServerContext* ctx, const v1::BatchGetCustomersRequest* req,
+                                              v1::BatchGetCustomersResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdateConsent(grpc::CallbackServerContext* ctx, const v1::UpdateConsentRequest* req,
+                                          v1::Customer* resp) override;
+  grpc::ServerUnaryReactor* GetConsentHistory(grpc::CallbackServerContext* ctx, const v1::GetConsentHistoryRequest* req,
+                                              v1::GetConsentHistoryResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdatePreferences(grpc::CallbackServerContext* ctx, const v1::UpdatePreferencesRequest* req,
+                                              v1::Customer* resp) override;
+  grpc::ServerUnaryReactor* MergeCustomers(grpc::CallbackServerContext* ctx, const v1::MergeCustomersRequest* req,
+                                           v1::MergeCustomersResponse* resp) override;
+  grpc::ServerUnaryReactor* ListMerges(grpc::CallbackServerContext* ctx, const v1::ListMergesRequest* req,
+                                       v1::ListMergesResponse* resp) override;
+  grpc::ServerReadReactor<v1::RecordEventsRequest>* RecordEvents(grpc::CallbackServerContext* ctx,
+                                                                 v1::RecordEventsResponse* resp) override;
+  grpc::ServerWriteReactor<v1::Change>* WatchChanges(grpc::CallbackServerContext* ctx,
+                                                     const v1::WatchChangesRequest* req) override;
+
+ private:
+  // Runs fn on a worker and finishes the RPC with its status.
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn);
+
+  CustomerStore& store_;
+  server::Executor& executor_;
+  FeedSignal& feed_;
+};
+
+}  // namespace ecrm::infostore
