@@ -138,7 +138,7 @@ TEST_CASE("health watchers see NOT_SERVING on SIGTERM and do not hold up the dra
   CHECK(absl::Now() - start < absl::Seconds(4));  // well inside the 10 s grace: nothing was left to drain
 }
 
-TEST_CASE("health Check of an unknown service is NOT_FOUND; of a registered one SERVING") {
+TEST_CASE("health Check of an unknown service is NOT_FOUND and of a registered one SERVING") {
   auto service = ServiceProcess::Start(Binary("personalisation"), {"--redis-url="});
   REQUIRE(service.ok());
   auto stub = grpc::health::v1::Health::NewStub((*service)->channel());

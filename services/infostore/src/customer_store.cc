@@ -646,12 +646,17 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
     }
     // Strong matches may merge. A device id joins an anonymous customer (a login claims its
     // device history) but never fuses two identified people on a shared computer.
+    // An identified device owner is the target only of a device-only request: a request with
+    // any strong identifier is a person of its own.
+    const bool request_is_strong =
+        !request.customer_id().empty() ||
+        std::any_of(ids.begin(), ids.end(), [](const auto& i) { return IsStrong(i.type()); });
     std::vector<std::string> participants = strong;
     for (const std::string& id : device) {
       bool identified = !records[id].customer().anonymous();
       bool have_identified = std::any_of(participants.begin(), participants.end(),
                                          [&](const std::string& p) { return !records[p].customer().anonymous(); });
-      if (!identified || !have_identified) add(participants, id);
+      if (!identified || (!request_is_strong && !have_identified)) add(participants, id);
     }
 
     CustomerRecord survivor;
@@ -955,7 +960,6 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
     result = EventBatchResult();
     written.clear();
     std::map<std::string, CustomerRecord> touched;
-    std::vector<std::string> created;
     for (int i = 0; i < batch.events_size(); ++i) {
       v1::Event e = batch.events(i);
       std::string id;
@@ -990,8 +994,10 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
               c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
                         {static_cast<int>(ident.type()), ident.source(), ident.value(), id})
                   .status()));
+          // Inserted now, so later events of this batch for the same identifier resolve to it.
+          ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
+          ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_IDENTITY, fresh.customer()));
           touched[id] = std::move(fresh);
-          created.push_back(id);
         }
       }
       e.set_customer_id(id);
@@ -1029,9 +1035,7 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
       ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_EVENT, touched[id].customer(), &e));
     }
     for (auto& [id, record] : touched) {
-      bool create = std::find(created.begin(), created.end(), id) != created.end();
-      ECRM_RETURN_IF_ERROR(AsContention(Save(c, record, create)));
-      if (create) ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_IDENTITY, record.customer()));
+      ECRM_RETURN_IF_ERROR(AsContention(Save(c, record, false)));
       written.push_back(record.customer());
     }
     return absl::OkStatus();

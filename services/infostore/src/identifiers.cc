@@ -65,7 +65,7 @@ absl::StatusOr<Identifier> Normalize(const Identifier& id, absl::string_view fie
       if (util->Parse(value, std::string(default_region), &number) != PhoneNumberUtil::NO_PARSING_ERROR ||
           !util->IsValidNumber(number)) {
         return Invalid(value_field, absl::StrCat("\"", id.value(),
-                                                 "\" is not a valid phone number (use E.164, e.g. +447700900123)"));
+                                                 "\" is not a valid phone number (use E.164, e.g. +447911123456)"));
       }
       util->Format(number, PhoneNumberUtil::E164, &value);
       break;

@@ -1,0 +1,456 @@
+// ecrm-infostore against the real binary with a real Redis, every case on SQLite and on
+// PostgreSQL.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <catch2/catch.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/testing/servers.h"
+#include "ecrm/testing/service.h"
+
+namespace v1 = ecrm::infostore::v1;
+namespace common = ecrm::common::v1;
+using ecrm::testing::ServiceProcess;
+
+namespace {
+
+ecrm::testing::RedisServer& Redis() {
+  static auto redis = [] {
+    auto r = ecrm::testing::RedisServer::Start();
+    if (!r.ok()) FAIL(r.status().ToString());
+    return std::move(*r);
+  }();
+  return *redis;
+}
+
+ecrm::testing::PostgresServer& Postgres() {
+  static auto pg = [] {
+    auto p = ecrm::testing::PostgresServer::Start();
+    if (!p.ok()) FAIL(p.status().ToString());
+    return std::move(*p);
+  }();
+  return *pg;
+}
+
+const std::string kBinary = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-infostore");
+
+// Database arguments for a fresh database of each kind.
+std::vector<std::pair<std::string, std::vector<std::string>>> Backends() {
+  auto db = Postgres().CreateUniqueDatabase();
+  REQUIRE(db.ok());
+  return {{"sqlite", {}}, {"postgres", {"--database-url=" + Postgres().url(*db)}}};
+}
+
+struct Client {
+  std::unique_ptr<ServiceProcess> service;
+  std::unique_ptr<v1::InformationStore::Stub> stub;
+
+  explicit Client(std::vector<std::string> args) {
+    args.push_back("--redis-url=" + Redis().url());
+    auto s = ServiceProcess::Start(kBinary, args);
+    if (!s.ok()) FAIL(s.status().ToString());
+    service = std::move(*s);
+    stub = v1::InformationStore::NewStub(service->channel());
+  }
+
+  template <typename Req, typename Resp, typename Method>
+  grpc::Status Call(Method method, const Req& req, Resp* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return (stub.get()->*method)(&ctx, req, resp);
+  }
+
+  v1::UpsertCustomerResponse Upsert(const v1::UpsertCustomerRequest& req) {
+    v1::UpsertCustomerResponse resp;
+    grpc::Status s = Call(&v1::InformationStore::Stub::UpsertCustomer, req, &resp);
+    INFO(s.error_message());
+    REQUIRE(s.ok());
+    return resp;
+  }
+
+  grpc::Status Get(const common::CustomerRef& ref, v1::Customer* out) {
+    v1::GetCustomerRequest req;
+    *req.mutable_customer() = ref;
+    return Call(&v1::InformationStore::Stub::GetCustomer, req, out);
+  }
+};
+
+common::Identifier Id(common::IdentifierType type, const std::string& value, const std::string& source = "") {
+  common::Identifier id;
+  id.set_type(type);
+  id.set_value(value);
+  id.set_source(source);
+  return id;
+}
+
+v1::UpsertCustomerRequest WithIds(std::initializer_list<common::Identifier> ids) {
+  v1::UpsertCustomerRequest req;
+  for (const auto& id : ids) *req.add_identifiers() = id;
+  return req;
+}
+
+common::CustomerRef RefId(const std::string& id) {
+  common::CustomerRef r;
+  r.set_customer_id(id);
+  return r;
+}
+
+const auto kEmail = common::IDENTIFIER_TYPE_EMAIL;
+const auto kPhone = common::IDENTIFIER_TYPE_PHONE;
+const auto kDevice = common::IDENTIFIER_TYPE_DEVICE_ID;
+
+}  // namespace
+
+TEST_CASE("identifiers are normalised: two spellings are one customer") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto created = c.Upsert(WithIds({Id(kEmail, "  Ann.Smith@Example.COM "), Id(kPhone, "+44 7911 123456")}));
+      CHECK(created.outcome() == v1::UpsertCustomerResponse::OUTCOME_CREATED);
+      auto again = c.Upsert(WithIds({Id(kEmail, "ann.smith@example.com")}));
+      CHECK(again.customer().id() == created.customer().id());
+      auto by_phone = c.Upsert(WithIds({Id(kPhone, "07911 123456")}));  // national format, default region GB
+      CHECK(by_phone.customer().id() == created.customer().id());
+
+      v1::Customer got;
+      common::CustomerRef ref;
+      *ref.mutable_identifier() = Id(kPhone, "+447911123456");
+      REQUIRE(c.Get(ref, &got).ok());
+      CHECK(got.id() == created.customer().id());
+      bool has_e164 = false;
+      for (const auto& i : got.identifiers()) has_e164 |= i.value() == "+447911123456";
+      CHECK(has_e164);
+    }
+  }
+}
+
+TEST_CASE("bad input gets the precise status and names the field") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto expect = [&](const v1::UpsertCustomerRequest& req, grpc::StatusCode code, const std::string& names) {
+        v1::UpsertCustomerResponse resp;
+        grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, req, &resp);
+        INFO(s.error_message());
+        CHECK(s.error_code() == code);
+        CHECK_THAT(s.error_message(), Catch::Contains(names));
+      };
+      expect(WithIds({Id(kEmail, "not-an-email")}), grpc::StatusCode::INVALID_ARGUMENT, "identifiers[0].value");
+      expect(WithIds({Id(kEmail, "a@b.co"), Id(kPhone, "12")}), grpc::StatusCode::INVALID_ARGUMENT,
+             "identifiers[1].value");
+      expect(WithIds({Id(common::IDENTIFIER_TYPE_EXTERNAL_ID, "42")}), grpc::StatusCode::INVALID_ARGUMENT,
+             "identifiers[0].source");
+      expect(v1::UpsertCustomerRequest(), grpc::StatusCode::INVALID_ARGUMENT, "identifiers");
+      auto unknown = v1::UpsertCustomerRequest();
+      unknown.set_customer_id("c_nobody");
+      expect(unknown, grpc::StatusCode::NOT_FOUND, "c_nobody");
+      auto attr = WithIds({Id(kEmail, "a@b.co")});
+      (*attr.mutable_attributes())["Bad Name"].set_int_value(1);
+      expect(attr, grpc::StatusCode::INVALID_ARGUMENT, "attributes[\"Bad Name\"]");
+      auto big = WithIds({Id(kEmail, "a@b.co")});
+      (*big.mutable_attributes())["note"].set_string_value(std::string(2000, 'x'));
+      expect(big, grpc::StatusCode::INVALID_ARGUMENT, "attributes[\"note\"]");
+      auto mask = WithIds({Id(kEmail, "a@b.co")});
+      mask.mutable_update_mask()->add_paths("profile.shoe_size");
+      expect(mask, grpc::StatusCode::INVALID_ARGUMENT, "update_mask.paths[0]");
+      auto birth = WithIds({Id(kEmail, "a@b.co")});
+      birth.mutable_profile()->set_birth_date("2999-01-01");
+      expect(birth, grpc::StatusCode::INVALID_ARGUMENT, "profile.birth_date");
+
+      v1::Customer got;
+      CHECK(c.Get(RefId("c_nobody"), &got).error_code() == grpc::StatusCode::NOT_FOUND);
+      CHECK(c.Get(common::CustomerRef(), &got).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    }
+  }
+}
+
+TEST_CASE("strong identifiers merge customers into the oldest and merged ids redirect") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto older = c.Upsert(WithIds({Id(kEmail, "ann@example.com")}));
+      auto newer = c.Upsert(WithIds({Id(kPhone, "+447911123456")}));
+      REQUIRE(older.customer().id() != newer.customer().id());
+      auto merged = c.Upsert(WithIds({Id(kEmail, "ann@example.com"), Id(kPhone, "+447911123456")}));
+      CHECK(merged.outcome() == v1::UpsertCustomerResponse::OUTCOME_MERGED);
+      CHECK(merged.customer().id() == older.customer().id());
+      CHECK(merged.customer().identifiers_size() == 2);
+      REQUIRE(merged.merged_ids_size() == 1);
+      CHECK(merged.merged_ids(0) == newer.customer().id());
+
+      v1::Customer got;
+      REQUIRE(c.Get(RefId(newer.customer().id()), &got).ok());
+      CHECK(got.id() == older.customer().id());
+
+      v1::ListMergesRequest lm;
+      lm.set_customer_id(newer.customer().id());
+      v1::ListMergesResponse merges;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ListMerges, lm, &merges).ok());
+      REQUIRE(merges.merges_size() == 1);
+      CHECK(merges.merges(0).survivor_id() == older.customer().id());
+    }
+  }
+}
+
+TEST_CASE("a shared device never fuses two identified people but an anonymous device joins its login") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto ann = c.Upsert(WithIds({Id(kEmail, "ann@example.com"), Id(kDevice, "shared-pc")}));
+      auto bob = c.Upsert(WithIds({Id(kEmail, "bob@example.com"), Id(kDevice, "shared-pc")}));
+      CHECK(bob.outcome() == v1::UpsertCustomerResponse::OUTCOME_CREATED);
+      CHECK(bob.customer().id() != ann.customer().id());
+      v1::Customer got;
+      REQUIRE(c.Get(RefId(ann.customer().id()), &got).ok());
+      CHECK(got.identifiers_size() == 2);  // Ann is untouched
+
+      auto anon = c.Upsert(WithIds({Id(kDevice, "phone-123")}));
+      CHECK(anon.customer().anonymous());
+      auto login = c.Upsert(WithIds({Id(kEmail, "cy@example.com"), Id(kDevice, "phone-123")}));
+      CHECK(login.customer().id() == anon.customer().id());  // the anonymous history is claimed
+      CHECK_FALSE(login.customer().anonymous());
+    }
+  }
+}
+
+TEST_CASE("a merge keeps the most restrictive consent and records it") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto a = c.Upsert(WithIds({Id(kEmail, "ann@example.com")}));
+      auto b = c.Upsert(WithIds({Id(kPhone, "+447911123456")}));
+      auto consent = [&](const std::string& id, v1::ConsentStatus status) {
+        v1::UpdateConsentRequest req;
+        *req.mutable_customer() = RefId(id);
+        req.set_channel(common::CHANNEL_EMAIL);
+        req.set_purpose(common::PURPOSE_MARKETING);
+        req.set_status(status);
+        req.set_evidence("form 7");
+        v1::Customer out;
+        REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, req, &out).ok());
+      };
+      consent(a.customer().id(), v1::CONSENT_STATUS_GRANTED);
+      consent(b.customer().id(), v1::CONSENT_STATUS_GRANTED);
+      consent(b.customer().id(), v1::CONSENT_STATUS_WITHDRAWN);
+      auto merged = c.Upsert(WithIds({Id(kEmail, "ann@example.com"), Id(kPhone, "+447911123456")}));
+      REQUIRE(merged.customer().consents_size() == 1);
+      CHECK(merged.customer().consents(0).status() == v1::CONSENT_STATUS_WITHDRAWN);
+
+      v1::GetConsentHistoryRequest hreq;
+      *hreq.mutable_customer() = RefId(a.customer().id());
+      v1::GetConsentHistoryResponse history;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::GetConsentHistory, hreq, &history).ok());
+      REQUIRE(history.changes_size() == 4);  // 3 decisions + the merge's change
+      CHECK(history.changes(0).reason() == "merge");
+      CHECK(history.changes(0).previous_status() == v1::CONSENT_STATUS_GRANTED);
+
+      v1::UpdateConsentRequest bad;
+      *bad.mutable_customer() = RefId(a.customer().id());
+      v1::Customer out;
+      CHECK(c.Call(&v1::InformationStore::Stub::UpdateConsent, bad, &out).error_code() ==
+            grpc::StatusCode::INVALID_ARGUMENT);
+    }
+  }
+}
+
+TEST_CASE("survivorship: the most recent value by default, source priority when configured") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      {
+        Client c(args);
+        auto a = WithIds({Id(kEmail, "ann@example.com")});
+        a.mutable_profile()->set_first_name("Ann");
+        c.Upsert(a);
+        auto b = WithIds({Id(kPhone, "+447911123456")});
+        b.mutable_profile()->set_first_name("Anne");
+        b.mutable_profile()->set_last_name("Smith");
+        c.Upsert(b);
+        auto merged = c.Upsert(WithIds({Id(kEmail, "ann@example.com"), Id(kPhone, "+447911123456")}));
+        CHECK(merged.customer().profile().first_name() == "Anne");  // the newer write
+        CHECK(merged.customer().profile().last_name() == "Smith");
+      }
+      {
+        auto priority_args = args;
+        priority_args.push_back("--source-priority=erp,call_centre,web");
+        if (name == "postgres") {
+          auto db = Postgres().CreateUniqueDatabase();
+          REQUIRE(db.ok());
+          priority_args = {"--database-url=" + Postgres().url(*db), "--source-priority=erp,call_centre,web"};
+        }
+        Client c(priority_args);
+        auto erp = WithIds({Id(common::IDENTIFIER_TYPE_EXTERNAL_ID, "K-1", "erp")});
+        erp.mutable_profile()->mutable_address()->set_city("Leeds");
+        erp.set_source(common::TOUCHPOINT_ERP);
+        c.Upsert(erp);
+        auto web = WithIds({Id(common::IDENTIFIER_TYPE_EXTERNAL_ID, "K-1", "erp")});
+        web.mutable_profile()->mutable_address()->set_city("Lids");
+        web.mutable_profile()->set_first_name("Kim");
+        web.set_source(common::TOUCHPOINT_WEB);
+        auto after = c.Upsert(web);
+        CHECK(after.customer().profile().address().city() == "Leeds");  // the web never overrides the ERP
+        CHECK(after.customer().profile().first_name() == "Kim");        // but fills what the ERP left empty
+      }
+    }
+  }
+}
+
+namespace {
+
+v1::RecordEventsResponse SendBatches(Client& c, const std::vector<v1::RecordEventsRequest>& batches,
+                                     grpc::Status* status) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  v1::RecordEventsResponse resp;
+  auto writer = c.stub->RecordEvents(&ctx, &resp);
+  for (const auto& b : batches) {
+    if (!writer->Write(b)) break;
+  }
+  writer->WritesDone();
+  *status = writer->Finish();
+  return resp;
+}
+
+v1::RecordEventsRequest Batch(const std::string& prefix, int n, const common::CustomerRef& who) {
+  v1::RecordEventsRequest b;
+  for (int i = 0; i < n; ++i) {
+    v1::Event* e = b.add_events();
+    e->set_event_id(absl::StrCat(prefix, i));
+    e->set_type(i % 5 == 0 ? "purchase" : "page_view");
+    *e->mutable_customer() = who;
+    e->mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(absl::Now()) - 60 + i % 60);
+    if (i % 5 == 0) {
+      e->mutable_amount()->set_amount_minor(1000);
+      e->mutable_amount()->set_currency("EUR");
+    }
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("replayed event batches are deduplicated and the behaviour summary counts once") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto who = c.Upsert(WithIds({Id(kEmail, "ann@example.com")}));
+      std::vector<v1::RecordEventsRequest> batches = {Batch("a", 100, RefId(who.customer().id())),
+                                                      Batch("b", 100, RefId(who.customer().id()))};
+      grpc::Status s;
+      auto first = SendBatches(c, batches, &s);
+      REQUIRE(s.ok());
+      CHECK(first.accepted() == 200);
+      CHECK(first.batches() == 2);
+      auto replay = SendBatches(c, batches, &s);
+      REQUIRE(s.ok());
+      CHECK(replay.accepted() == 0);
+      CHECK(replay.duplicates() == 200);
+
+      v1::Customer got;
+      REQUIRE(c.Get(RefId(who.customer().id()), &got).ok());
+      CHECK(got.behaviour().event_counts().at("page_view") == 160);
+      CHECK(got.behaviour().order_count() == 40);
+      CHECK(got.behaviour().total_spent().amount_minor() == 40000);
+
+      // An unknown device id creates an anonymous customer that a later login claims.
+      common::CustomerRef device;
+      *device.mutable_identifier() = Id(kDevice, "browser-9");
+      auto from_device = SendBatches(c, {Batch("d", 3, device)}, &s);
+      INFO(s.error_message());
+      REQUIRE(s.ok());
+      CHECK(from_device.accepted() == 3);
+      auto login = c.Upsert(WithIds({Id(kEmail, "dee@example.com"), Id(kDevice, "browser-9")}));
+      CHECK(login.customer().behaviour().event_counts().at("page_view") == 2);
+
+      SendBatches(c, {}, &s);
+      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      auto bad = Batch("x", 2, RefId(who.customer().id()));
+      bad.mutable_events(1)->set_type("Not A Type");
+      SendBatches(c, {bad}, &s);
+      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK_THAT(s.error_message(), Catch::Contains("events[1].type"));
+      SendBatches(c, {Batch("y", 1, RefId("c_nobody"))}, &s);
+      CHECK(s.error_code() == grpc::StatusCode::NOT_FOUND);
+    }
+  }
+}
+
+namespace {
+
+// Reads the feed from `after` until `want` changes have arrived (heartbeats skipped).
+std::vector<v1::Change> Watch(Client& c, int64_t after, size_t want) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  v1::WatchChangesRequest req;
+  req.set_after_sequence(after);
+  auto reader = c.stub->WatchChanges(&ctx, req);
+  std::vector<v1::Change> got;
+  v1::Change ch;
+  while (got.size() < want && reader->Read(&ch)) {
+    if (ch.kind() != v1::CHANGE_KIND_HEARTBEAT) got.push_back(ch);
+  }
+  ctx.TryCancel();
+  (void)reader->Finish();
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("the change feed streams every change in order and resumes after a restart without gaps") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      auto db_args = args;
+      if (db_args.empty()) db_args.push_back(absl::StrCat("--database-url=sqlite://", dir.path(), "/feed.db"));
+      int64_t last = 0;
+      std::string id;
+      {
+        Client c(db_args);
+        for (int i = 0; i < 10; ++i) {
+          auto r = WithIds({Id(kEmail, absl::StrCat("p", i, "@example.com"))});
+          id = c.Upsert(r).customer().id();
+        }
+        auto changes = Watch(c, 0, 10);
+        REQUIRE(changes.size() == 10);
+        for (size_t i = 1; i < changes.size(); ++i) CHECK(changes[i].sequence() > changes[i - 1].sequence());
+        CHECK(changes.front().kind() == v1::CHANGE_KIND_IDENTITY);
+        last = changes[4].sequence();  // a consumer that applied five changes, then stopped
+        c.service->process().Signal(SIGTERM);
+        REQUIRE(c.service->process().Wait(absl::Seconds(15)).value_or(-1) == 0);
+      }
+      Client c(db_args);  // restarted on the same database
+      v1::UpdateConsentRequest req;
+      *req.mutable_customer() = RefId(id);
+      req.set_channel(common::CHANNEL_SMS);
+      req.set_purpose(common::PURPOSE_MARKETING);
+      req.set_status(v1::CONSENT_STATUS_DENIED);
+      v1::Customer out;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, req, &out).ok());
+      auto rest = Watch(c, last, 6);
+      REQUIRE(rest.size() == 6);  // the five it had not applied, then the new one
+      CHECK(rest.front().sequence() > last);
+      for (size_t i = 1; i < rest.size(); ++i) CHECK(rest[i].sequence() > rest[i - 1].sequence());
+      CHECK(rest.back().kind() == v1::CHANGE_KIND_CONSENT);
+      CHECK(rest.back().customer().consents(0).status() == v1::CONSENT_STATUS_DENIED);
+    }
+  }
+}
+
+TEST_CASE("reads keep answering while Redis is down") {
+  Client c({});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i)
+    ids.push_back(c.Upsert(WithIds({Id(kEmail, absl::StrCat("r", i, "@x.io"))})).customer().id());
+  Redis().Kill();
+  int failed = 0;
+  for (int round = 0; round < 5; ++round) {
+    for (const auto& id : ids) {
+      v1::Customer got;
+      failed += !c.Get(RefId(id), &got).ok();
+    }
+  }
+  auto after = c.Upsert(WithIds({Id(kEmail, "r0@x.io")}));
+  CHECK(after.customer().id() == ids[0]);
+  CHECK(failed == 0);
+  REQUIRE(Redis().Restart().ok());
+}
