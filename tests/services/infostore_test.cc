@@ -2,7 +2,10 @@
 // PostgreSQL.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+
 #include <catch2/catch.hpp>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
@@ -453,4 +456,127 @@ TEST_CASE("reads keep answering while Redis is down") {
   CHECK(after.customer().id() == ids[0]);
   CHECK(failed == 0);
   REQUIRE(Redis().Restart().ok());
+}
+
+TEST_CASE("merge then unmerge restores both customers, their identifiers, consents and events exactly") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto a_req = WithIds({Id(kEmail, "ann@example.com")});
+      a_req.mutable_profile()->set_first_name("Ann");
+      auto a = c.Upsert(a_req);
+      auto b_req = WithIds({Id(kPhone, "+447911123456"), Id(kDevice, "tablet-1")});
+      b_req.mutable_profile()->set_first_name("Anne");
+      b_req.mutable_profile()->set_last_name("Smith");
+      auto b = c.Upsert(b_req);
+      v1::UpdateConsentRequest consent;
+      *consent.mutable_customer() = RefId(b.customer().id());
+      consent.set_channel(common::CHANNEL_SMS);
+      consent.set_purpose(common::PURPOSE_MARKETING);
+      consent.set_status(v1::CONSENT_STATUS_GRANTED);
+      v1::Customer tmp;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, consent, &tmp).ok());
+      grpc::Status s;
+      SendBatches(c, {Batch("ea", 10, RefId(a.customer().id())), Batch("eb", 5, RefId(b.customer().id()))}, &s);
+      REQUIRE(s.ok());
+      v1::Customer a_before, b_before;
+      REQUIRE(c.Get(RefId(a.customer().id()), &a_before).ok());
+      REQUIRE(c.Get(RefId(b.customer().id()), &b_before).ok());
+
+      v1::MergeCustomersRequest mreq;
+      mreq.add_customer_ids(a.customer().id());
+      mreq.add_customer_ids(b.customer().id());
+      mreq.set_reason("same person");
+      v1::MergeCustomersResponse merged;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::MergeCustomers, mreq, &merged).ok());
+      CHECK(merged.survivor().identifiers_size() == 3);
+      CHECK(merged.survivor().behaviour().event_counts().at("page_view") == 12);
+
+      v1::UnmergeCustomersRequest ureq;
+      ureq.set_merge_id(merged.merge().merge_id());
+      v1::UnmergeCustomersResponse unmerged;
+      grpc::Status us = c.Call(&v1::InformationStore::Stub::UnmergeCustomers, ureq, &unmerged);
+      INFO(us.error_message());
+      REQUIRE(us.ok());
+      REQUIRE(unmerged.customers_size() == 2);
+      for (const auto& [id, before] :
+           {std::pair{a.customer().id(), a_before}, std::pair{b.customer().id(), b_before}}) {
+        v1::Customer after;
+        REQUIRE(c.Get(RefId(id), &after).ok());
+        CHECK(after.id() == id);  // no longer redirected
+        CHECK(after.profile().SerializeAsString() == before.profile().SerializeAsString());
+        CHECK(after.identifiers_size() == before.identifiers_size());
+        CHECK(after.consents_size() == before.consents_size());
+        CHECK(std::map<std::string, int64_t>(after.behaviour().event_counts().begin(),
+                                             after.behaviour().event_counts().end()) ==
+              std::map<std::string, int64_t>(before.behaviour().event_counts().begin(),
+                                             before.behaviour().event_counts().end()));
+        CHECK(after.merged_ids_size() == 0);
+        CHECK(after.behaviour().first_seen_at().seconds() == before.behaviour().first_seen_at().seconds());
+        CHECK(after.behaviour().total_spent().amount_minor() == before.behaviour().total_spent().amount_minor());
+      }
+      v1::ListEventsRequest lreq;
+      *lreq.mutable_customer() = RefId(b.customer().id());
+      v1::ListEventsResponse events;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ListEvents, lreq, &events).ok());
+      CHECK(events.events_size() == 5);
+      CHECK(c.Call(&v1::InformationStore::Stub::UnmergeCustomers, ureq, &unmerged).error_code() ==
+            grpc::StatusCode::FAILED_PRECONDITION);
+      ureq.set_merge_id("m_none");
+      CHECK(c.Call(&v1::InformationStore::Stub::UnmergeCustomers, ureq, &unmerged).error_code() ==
+            grpc::StatusCode::NOT_FOUND);
+    }
+  }
+}
+
+TEST_CASE("customers and events are listed page by page and bad page tokens are INVALID_ARGUMENT") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      std::set<std::string> created;
+      for (int i = 0; i < 25; ++i)
+        created.insert(c.Upsert(WithIds({Id(kEmail, absl::StrCat("l", i, "@x.io"))})).customer().id());
+      std::set<std::string> listed;
+      v1::ListCustomersRequest req;
+      req.set_page_size(10);
+      int pages = 0;
+      do {
+        v1::ListCustomersResponse page;
+        REQUIRE(c.Call(&v1::InformationStore::Stub::ListCustomers, req, &page).ok());
+        CHECK(page.as_of_sequence() >= 25);
+        for (const auto& cu : page.customers()) listed.insert(cu.id());
+        req.set_page_token(page.next_page_token());
+        ++pages;
+      } while (!req.page_token().empty() && pages < 10);
+      CHECK(pages == 3);
+      CHECK(listed == created);
+
+      std::string id = *created.begin();
+      grpc::Status s;
+      SendBatches(c, {Batch("pg", 30, RefId(id))}, &s);
+      REQUIRE(s.ok());
+      v1::ListEventsRequest ereq;
+      *ereq.mutable_customer() = RefId(id);
+      ereq.add_types("purchase");
+      ereq.set_page_size(4);
+      v1::ListEventsResponse first, second;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ListEvents, ereq, &first).ok());
+      CHECK(first.events_size() == 4);
+      ereq.set_page_token(first.next_page_token());
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ListEvents, ereq, &second).ok());
+      CHECK(second.events_size() == 2);  // 6 purchases in all
+      CHECK(second.next_page_token().empty());
+      for (const auto& e : second.events()) CHECK(e.type() == "purchase");
+
+      v1::ListCustomersRequest bad;
+      bad.set_page_token("garbage");
+      v1::ListCustomersResponse none;
+      grpc::Status bs = c.Call(&v1::InformationStore::Stub::ListCustomers, bad, &none);
+      CHECK(bs.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK_THAT(bs.error_message(), Catch::Contains("page_token"));
+      ereq.set_page_token("e:x:y");
+      CHECK(c.Call(&v1::InformationStore::Stub::ListEvents, ereq, &first).error_code() ==
+            grpc::StatusCode::INVALID_ARGUMENT);
+    }
+  }
 }

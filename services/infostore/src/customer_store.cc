@@ -17,6 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "ecrm/status/macros.h"
 #include "identifiers.h"
 
@@ -102,6 +104,32 @@ void CopyLeaf(const v1::Profile& from, v1::Profile* to, const Leaf& leaf) {
     dst->GetReflection()->SetEnumValue(dst, f, src->GetReflection()->GetEnumValue(*src, f));
   } else {
     dst->GetReflection()->SetString(dst, f, src->GetReflection()->GetString(*src, f));
+  }
+}
+
+// Folds one event into a behaviour summary. Purchases and refunds in another currency than
+// the summary's first one are counted but not added to total_spent.
+void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b) {
+  const int64_t at = TimeUtil::TimestampToMicroseconds(e.occurred_at());
+  if (!b.has_first_seen_at() || at < TimeUtil::TimestampToMicroseconds(b.first_seen_at())) {
+    *b.mutable_first_seen_at() = e.occurred_at();
+  }
+  if (!b.has_last_seen_at() || at > TimeUtil::TimestampToMicroseconds(b.last_seen_at())) {
+    *b.mutable_last_seen_at() = e.occurred_at();
+  }
+  (*b.mutable_event_counts())[e.type()] += 1;
+  const bool purchase = e.type() == "purchase", refund = e.type() == "refund";
+  if ((purchase || refund) && e.has_amount() &&
+      (b.total_spent().currency().empty() || b.total_spent().currency() == e.amount().currency())) {
+    b.mutable_total_spent()->set_currency(e.amount().currency());
+    int64_t delta = purchase ? e.amount().amount_minor() : -std::abs(e.amount().amount_minor());
+    b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + delta);
+  }
+  if (purchase) {
+    b.set_order_count(b.order_count() + 1);
+    if (!b.has_last_order_at() || at > TimeUtil::TimestampToMicroseconds(b.last_order_at())) {
+      *b.mutable_last_order_at() = e.occurred_at();
+    }
   }
 }
 
@@ -1016,22 +1044,7 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
         ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
         touched[id] = std::move(l.record);
       }
-      v1::BehaviourSummary& b = *touched[id].mutable_customer()->mutable_behaviour();
-      const int64_t at = Micros(e.occurred_at());
-      if (!b.has_first_seen_at() || at < Micros(b.first_seen_at())) *b.mutable_first_seen_at() = e.occurred_at();
-      if (!b.has_last_seen_at() || at > Micros(b.last_seen_at())) *b.mutable_last_seen_at() = e.occurred_at();
-      (*b.mutable_event_counts())[e.type()] += 1;
-      const bool purchase = e.type() == "purchase", refund = e.type() == "refund";
-      if ((purchase || refund) && e.has_amount() &&
-          (b.total_spent().currency().empty() || b.total_spent().currency() == e.amount().currency())) {
-        b.mutable_total_spent()->set_currency(e.amount().currency());
-        int64_t delta = purchase ? e.amount().amount_minor() : -std::abs(e.amount().amount_minor());
-        b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + delta);
-      }
-      if (purchase) {
-        b.set_order_count(b.order_count() + 1);
-        if (!b.has_last_order_at() || at > Micros(b.last_order_at())) *b.mutable_last_order_at() = e.occurred_at();
-      }
+      ApplyEvent(e, *touched[id].mutable_customer()->mutable_behaviour());
       ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_EVENT, touched[id].customer(), &e));
     }
     for (auto& [id, record] : touched) {
@@ -1042,6 +1055,191 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
   }));
   CacheAfterCommit(written, {});
   return result;
+}
+
+}  // namespace ecrm::infostore
+
+namespace ecrm::infostore {
+namespace {
+
+int PageSize(int requested, int default_size = 100, int max = 1000) {
+  return requested <= 0 ? default_size : std::min(requested, max);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::UnmergeCustomersRequest& request) {
+  if (request.merge_id().empty()) return Invalid("merge_id", "is required");
+  v1::UnmergeCustomersResponse out;
+  std::vector<v1::Customer> written;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    out.Clear();
+    written.clear();
+    ECRM_ASSIGN_OR_RETURN(sql::Result m, c.Execute("SELECT survivor_id, merged_at, unmerged_at, record, before_images "
+                                                   "FROM merges WHERE merge_id = $1",
+                                                   {request.merge_id()}));
+    if (m.empty())
+      return absl::NotFoundError(absl::StrCat("merge_id: merge \"", request.merge_id(), "\" does not exist"));
+    if (!m.front().IsNull(2)) return absl::FailedPreconditionError("merge_id: this merge was already undone");
+    const std::string survivor_id(m.front().Text(0));
+    const int64_t merged_at = m.front().Int(1);
+    v1::MergeRecord record;
+    internal::MergeBeforeImages before;
+    if (!record.ParseFromString(std::string(m.front().Text(3))) ||
+        !before.ParseFromString(std::string(m.front().Text(4)))) {
+      return absl::DataLossError("unreadable merge record");
+    }
+    // A later merge that touched any of these customers must be undone first.
+    for (const CustomerRecord& r : before.records()) {
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result later,
+          c.Execute("SELECT m.merge_id FROM merges m JOIN merge_members mm ON mm.merge_id = m.merge_id "
+                    "WHERE mm.customer_id = $1 AND m.merged_at > $2 AND m.unmerged_at IS NULL",
+                    {r.customer().id(), merged_at}));
+      if (!later.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("merge_id: merge \"", later.front().Text(0), "\" came later; undo it first"));
+      }
+    }
+    ECRM_ASSIGN_OR_RETURN(Loaded current, Load(c, survivor_id));
+    // Identifiers the survivor gained after the merge stay with it.
+    std::set<IdKey> before_ids;
+    for (const CustomerRecord& r : before.records()) {
+      for (const auto& id : r.customer().identifiers()) before_ids.insert(KeyOf(id));
+    }
+    std::vector<common::v1::Identifier> gained;
+    for (const auto& id : current.record.customer().identifiers()) {
+      if (!before_ids.count(KeyOf(id))) gained.push_back(id);
+    }
+    const int64_t now = NowMicros();
+    // First hand identifiers and events back, then rebuild each summary from what it owns.
+    for (const CustomerRecord& image : before.records()) {
+      const std::string& id = image.customer().id();
+      for (const auto& ident : image.customer().identifiers()) {
+        ECRM_RETURN_IF_ERROR(c.Execute("UPDATE identifiers SET customer_id = $1 WHERE type = $2 AND source = $3 "
+                                       "AND value = $4",
+                                       {id, static_cast<int>(ident.type()), ident.source(), ident.value()})
+                                 .status());
+      }
+      if (id == survivor_id) continue;
+      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE events SET customer_id = $1 WHERE recorded_for = $1 AND customer_id = $2",
+                                     {id, survivor_id})
+                               .status());
+      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE customers SET merged_into = NULL WHERE id = $1", {id}).status());
+    }
+    for (const CustomerRecord& image : before.records()) {
+      const std::string& id = image.customer().id();
+      ECRM_ASSIGN_OR_RETURN(Loaded now_loaded, Load(c, id));
+      CustomerRecord restored = image;
+      restored.mutable_customer()->set_version(now_loaded.record.customer().version());  // Save bumps past both
+      if (id == survivor_id) {
+        for (const auto& g : gained) *restored.mutable_customer()->add_identifiers() = g;
+      }
+      // The summary follows the events the customer now owns (including any recorded since).
+      v1::BehaviourSummary summary;
+      ECRM_ASSIGN_OR_RETURN(sql::Result events, c.Execute("SELECT event FROM events WHERE customer_id = $1", {id}));
+      for (sql::Row row : events) {
+        v1::Event e;
+        if (e.ParseFromString(std::string(row.Text(0)))) ApplyEvent(e, summary);
+      }
+      // First seen can predate every event (the customer was created first).
+      const v1::BehaviourSummary& was = image.customer().behaviour();
+      if (was.has_first_seen_at() &&
+          (!summary.has_first_seen_at() || Micros(was.first_seen_at()) < Micros(summary.first_seen_at()))) {
+        *summary.mutable_first_seen_at() = was.first_seen_at();
+      }
+      *restored.mutable_customer()->mutable_behaviour() = summary;
+      ECRM_RETURN_IF_ERROR(Save(c, restored, false));
+      ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_UNMERGE, restored.customer(), nullptr, &record));
+      *out.add_customers() = restored.customer();
+      written.push_back(restored.customer());
+    }
+    *record.mutable_unmerged_at() = Ts(now);
+    return c
+        .Execute("UPDATE merges SET unmerged_at = $1, record = $2 WHERE merge_id = $3",
+                 {now, sql::Blob{record.SerializeAsString()}, request.merge_id()})
+        .status();
+  }));
+  CacheAfterCommit(written, {});
+  return out;
+}
+
+absl::StatusOr<v1::ListCustomersResponse> CustomerStore::ListCustomers(const v1::ListCustomersRequest& request) {
+  const int limit = PageSize(request.page_size());
+  std::string after;
+  if (!request.page_token().empty()) {
+    absl::string_view token = request.page_token();
+    if (!absl::ConsumePrefix(&token, "c:") || token.empty()) {
+      return Invalid("page_token", "is not a token from a previous ListCustomers response");
+    }
+    after = std::string(token);
+  }
+  const int64_t since = request.has_updated_since() ? Micros(request.updated_since()) : 0;
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  ECRM_ASSIGN_OR_RETURN(sql::Result seq, conn->Execute("SELECT MAX(sequence) FROM changes"));
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        conn->Execute("SELECT id, record FROM customers WHERE merged_into IS NULL AND id > $1 "
+                                      "AND updated_at >= $2 ORDER BY id LIMIT $3",
+                                      {after, since, limit + 1}));
+  v1::ListCustomersResponse out;
+  out.set_as_of_sequence(seq.front().Int(0));
+  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
+    CustomerRecord record;
+    if (!record.ParseFromString(std::string(r.row(i).Text(1)))) return absl::DataLossError("unreadable customer");
+    *out.add_customers() = std::move(*record.mutable_customer());
+  }
+  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat("c:", r.row(limit - 1).Text(0)));
+  return out;
+}
+
+absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListEventsRequest& request) {
+  const int limit = PageSize(request.page_size());
+  if (request.types_size() > 20) return Invalid("types", "at most 20");
+  int64_t before_at = std::numeric_limits<int64_t>::max();
+  std::string before_id;
+  if (!request.page_token().empty()) {
+    std::vector<std::string> parts = absl::StrSplit(request.page_token(), absl::MaxSplits(':', 2));
+    if (parts.size() != 3 || parts[0] != "e" || !absl::SimpleAtoi(parts[1], &before_at) || parts[2].empty()) {
+      return Invalid("page_token", "is not a token from a previous ListEvents response");
+    }
+    before_id = parts[2];
+  }
+  const int64_t start = request.has_start_time() ? Micros(request.start_time()) : std::numeric_limits<int64_t>::min();
+  const int64_t end = request.has_end_time() ? Micros(request.end_time()) : std::numeric_limits<int64_t>::max();
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
+  if (!found) return absl::NotFoundError("customer: no such customer");
+  // Newest first; keyset pagination on (occurred_at, event_id).
+  std::string sql =
+      "SELECT occurred_at, event_id, event FROM events WHERE customer_id = $1 AND occurred_at >= $2 "
+      "AND occurred_at < $3";
+  std::vector<sql::Value> params = {id, start, end};
+  if (!before_id.empty()) {
+    sql += " AND (occurred_at < $4 OR (occurred_at = $4 AND event_id < $5))";
+    params.emplace_back(before_at);
+    params.emplace_back(before_id);
+  }
+  if (request.types_size() > 0) {
+    sql += " AND type IN (";
+    for (int i = 0; i < request.types_size(); ++i) {
+      absl::StrAppend(&sql, i ? ", $" : "$", params.size() + 1);
+      params.emplace_back(request.types(i));
+    }
+    sql += ")";
+  }
+  absl::StrAppend(&sql, " ORDER BY occurred_at DESC, event_id DESC LIMIT $", params.size() + 1);
+  params.emplace_back(limit + 1);
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute(sql, params));
+  v1::ListEventsResponse out;
+  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
+    if (!out.add_events()->ParseFromString(std::string(r.row(i).Text(2))))
+      return absl::DataLossError("unreadable event");
+  }
+  if (static_cast<int>(r.size()) > limit) {
+    out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));
+  }
+  return out;
 }
 
 }  // namespace ecrm::infostore

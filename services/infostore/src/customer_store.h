@@ -54,6 +54,12 @@ class CustomerStore {
   absl::StatusOr<v1::Customer> UpdatePreferences(const v1::UpdatePreferencesRequest& request);
   absl::StatusOr<v1::MergeCustomersResponse> Merge(const v1::MergeCustomersRequest& request);
   absl::StatusOr<v1::ListMergesResponse> ListMerges(const v1::ListMergesRequest& request);
+  // Restores every customer of a merge as it was before it; identifiers added to the survivor
+  // since stay with it, events go back to the customer they were recorded for, and behaviour
+  // summaries are recomputed from the events.
+  absl::StatusOr<v1::UnmergeCustomersResponse> Unmerge(const v1::UnmergeCustomersRequest& request);
+  absl::StatusOr<v1::ListCustomersResponse> ListCustomers(const v1::ListCustomersRequest& request);
+  absl::StatusOr<v1::ListEventsResponse> ListEvents(const v1::ListEventsRequest& request);
   // One batch of RecordEvents, committed in one transaction: all or nothing.
   absl::StatusOr<EventBatchResult> RecordEvents(const v1::RecordEventsRequest& batch);
 

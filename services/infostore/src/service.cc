@@ -87,56 +87,49 @@ grpc::ServerUnaryReactor* InformationStoreService::BatchGetCustomers(grpc::Callb
 grpc::ServerUnaryReactor* InformationStoreService::UpdateConsent(grpc::CallbackServerContext* ctx,
                                                                  const v1::UpdateConsentRequest* req,
                                                                  v1::Customer* resp) {
-  return Offload(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<v1::Customer> r = store_.UpdateConsent(*req);
-    if (!r.ok()) return r.status();
-    *resp = std::move(*r);
-    return absl::OkStatus();
-  });
+  return Serve(ctx, req, resp, &CustomerStore::UpdateConsent);
 }
 
 grpc::ServerUnaryReactor* InformationStoreService::GetConsentHistory(grpc::CallbackServerContext* ctx,
                                                                      const v1::GetConsentHistoryRequest* req,
                                                                      v1::GetConsentHistoryResponse* resp) {
-  return Offload(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<v1::GetConsentHistoryResponse> r = store_.ConsentHistory(*req);
-    if (!r.ok()) return r.status();
-    *resp = std::move(*r);
-    return absl::OkStatus();
-  });
+  return Serve(ctx, req, resp, &CustomerStore::ConsentHistory);
 }
 
 grpc::ServerUnaryReactor* InformationStoreService::UpdatePreferences(grpc::CallbackServerContext* ctx,
                                                                      const v1::UpdatePreferencesRequest* req,
                                                                      v1::Customer* resp) {
-  return Offload(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<v1::Customer> r = store_.UpdatePreferences(*req);
-    if (!r.ok()) return r.status();
-    *resp = std::move(*r);
-    return absl::OkStatus();
-  });
+  return Serve(ctx, req, resp, &CustomerStore::UpdatePreferences);
 }
 
 grpc::ServerUnaryReactor* InformationStoreService::MergeCustomers(grpc::CallbackServerContext* ctx,
                                                                   const v1::MergeCustomersRequest* req,
                                                                   v1::MergeCustomersResponse* resp) {
-  return Offload(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<v1::MergeCustomersResponse> r = store_.Merge(*req);
-    if (!r.ok()) return r.status();
-    *resp = std::move(*r);
-    return absl::OkStatus();
-  });
+  return Serve(ctx, req, resp, &CustomerStore::Merge);
 }
 
 grpc::ServerUnaryReactor* InformationStoreService::ListMerges(grpc::CallbackServerContext* ctx,
                                                               const v1::ListMergesRequest* req,
                                                               v1::ListMergesResponse* resp) {
-  return Offload(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<v1::ListMergesResponse> r = store_.ListMerges(*req);
-    if (!r.ok()) return r.status();
-    *resp = std::move(*r);
-    return absl::OkStatus();
-  });
+  return Serve(ctx, req, resp, &CustomerStore::ListMerges);
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::UnmergeCustomers(grpc::CallbackServerContext* ctx,
+                                                                    const v1::UnmergeCustomersRequest* req,
+                                                                    v1::UnmergeCustomersResponse* resp) {
+  return Serve(ctx, req, resp, &CustomerStore::Unmerge);
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::ListCustomers(grpc::CallbackServerContext* ctx,
+                                                                 const v1::ListCustomersRequest* req,
+                                                                 v1::ListCustomersResponse* resp) {
+  return Serve(ctx, req, resp, &CustomerStore::ListCustomers);
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::ListEvents(grpc::CallbackServerContext* ctx,
+                                                              const v1::ListEventsRequest* req,
+                                                              v1::ListEventsResponse* resp) {
+  return Serve(ctx, req, resp, &CustomerStore::ListEvents);
 }
 
 namespace {

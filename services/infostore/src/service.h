@@ -50,6 +50,12 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
                                            v1::MergeCustomersResponse* resp) override;
   grpc::ServerUnaryReactor* ListMerges(grpc::CallbackServerContext* ctx, const v1::ListMergesRequest* req,
                                        v1::ListMergesResponse* resp) override;
+  grpc::ServerUnaryReactor* UnmergeCustomers(grpc::CallbackServerContext* ctx, const v1::UnmergeCustomersRequest* req,
+                                             v1::UnmergeCustomersResponse* resp) override;
+  grpc::ServerUnaryReactor* ListCustomers(grpc::CallbackServerContext* ctx, const v1::ListCustomersRequest* req,
+                                          v1::ListCustomersResponse* resp) override;
+  grpc::ServerUnaryReactor* ListEvents(grpc::CallbackServerContext* ctx, const v1::ListEventsRequest* req,
+                                       v1::ListEventsResponse* resp) override;
   grpc::ServerReadReactor<v1::RecordEventsRequest>* RecordEvents(grpc::CallbackServerContext* ctx,
                                                                  v1::RecordEventsResponse* resp) override;
   grpc::ServerWriteReactor<v1::Change>* WatchChanges(grpc::CallbackServerContext* ctx,
@@ -58,6 +64,16 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
  private:
   // Runs fn on a worker and finishes the RPC with its status.
   grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn);
+  // Offload for the common shape: call a store method returning StatusOr<Resp>, move it into *resp.
+  template <typename Req, typename Resp, typename Method>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, const Req* req, Resp* resp, Method method) {
+    return Offload(ctx, [this, req, resp, method]() -> absl::Status {
+      absl::StatusOr<Resp> r = (store_.*method)(*req);
+      if (!r.ok()) return r.status();
+      *resp = std::move(*r);
+      return absl::OkStatus();
+    });
+  }
 
   CustomerStore& store_;
   server::Executor& executor_;
