@@ -14,7 +14,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git clang-format
   # RPC and serialisation
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libprotoc-dev protobuf-compiler libabsl-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libprotoc-dev protobuf-compiler libabsl-dev libssl-dev
   # storage and cache
   libsqlite3-dev sqlite3 libpq-dev postgresql postgresql-contrib
   libhiredis-dev redis-server redis-tools

@@ -7,8 +7,13 @@
 #include <map>
 #include <set>
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include "absl/strings/str_cat.h"
+#include "ecrm/cache/redis_client.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 
@@ -579,4 +584,154 @@ TEST_CASE("customers and events are listed page by page and bad page tokens are 
             grpc::StatusCode::INVALID_ARGUMENT);
     }
   }
+}
+
+namespace {
+
+// Rows left anywhere in the store that mention `needle` in an id column or a payload.
+int64_t Leftovers(const std::string& db_url, const std::vector<std::string>& ids, const std::vector<std::string>& pii) {
+  auto db = ecrm::sql::Database::Open(db_url);
+  REQUIRE(db.ok());
+  int64_t n = 0;
+  for (const std::string& id : ids) {
+    for (const char* sql :
+         {"SELECT COUNT(*) FROM customers WHERE id = $1", "SELECT COUNT(*) FROM identifiers WHERE customer_id = $1",
+          "SELECT COUNT(*) FROM events WHERE customer_id = $1 OR recorded_for = $1",
+          "SELECT COUNT(*) FROM consent_history WHERE customer_id = $1",
+          "SELECT COUNT(*) FROM merge_members WHERE customer_id = $1"}) {
+      auto r = (*db)->Execute(sql, {id});
+      REQUIRE(r.ok());
+      n += r->front().Int(0);
+    }
+  }
+  for (const char* sql : {"SELECT change FROM changes", "SELECT record FROM customers", "SELECT event FROM events",
+                          "SELECT before_images FROM merges", "SELECT change FROM consent_history"}) {
+    auto r = (*db)->Execute(sql);
+    REQUIRE(r.ok());
+    for (auto row : *r) {
+      for (const std::string& s : pii) n += row.Text(0).find(s) != absl::string_view::npos;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("erasure leaves nothing behind in the database, the cache or the feed, and flags a re-import") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      std::string url = args.empty() ? absl::StrCat("sqlite://", dir.path(), "/erase.db") : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      auto keep = c.Upsert(WithIds({Id(kEmail, "keep@example.com")}));
+      auto a_req = WithIds({Id(kEmail, "zelda@example.com")});
+      a_req.mutable_profile()->set_first_name("Zelda");
+      auto a = c.Upsert(a_req);
+      auto b = c.Upsert(WithIds({Id(kPhone, "+447911123456")}));
+      auto merged = c.Upsert(WithIds({Id(kEmail, "zelda@example.com"), Id(kPhone, "+447911123456")}));
+      REQUIRE(merged.outcome() == v1::UpsertCustomerResponse::OUTCOME_MERGED);
+      grpc::Status s;
+      SendBatches(c, {Batch("z", 10, RefId(a.customer().id()))}, &s);
+      REQUIRE(s.ok());
+
+      v1::ExportCustomerRequest ereq;
+      *ereq.mutable_customer() = RefId(b.customer().id());  // a merged id works too
+      v1::ExportCustomerResponse exported;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ExportCustomer, ereq, &exported).ok());
+      google::protobuf::Struct doc;
+      REQUIRE(google::protobuf::util::JsonStringToMessage(exported.json_document(), &doc).ok());
+      CHECK_THAT(exported.json_document(), Catch::Contains("Zelda"));
+      CHECK(doc.fields()
+                .at("engines")
+                .struct_value()
+                .fields()
+                .at("infostore")
+                .struct_value()
+                .fields()
+                .at("events")
+                .list_value()
+                .values_size() == 10);
+
+      v1::EraseCustomerRequest req;
+      *req.mutable_customer() = RefId(a.customer().id());
+      req.set_reason("GDPR art. 17 request #1");
+      req.set_request_id("erase-1");
+      v1::EraseCustomerResponse receipt;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::EraseCustomer, req, &receipt).ok());
+      REQUIRE(receipt.receipts_size() == 1);
+      CHECK(receipt.receipts(0).engine() == "infostore");
+      std::map<std::string, int64_t> counts;
+      for (const auto& item : receipt.receipts(0).items()) counts[item.kind()] = item.count();
+      CHECK(counts["customers"] == 2);
+      CHECK(counts["identifiers"] == 2);
+      CHECK(counts["events"] == 10);
+
+      v1::EraseCustomerResponse again;  // a retry returns the first receipt
+      req.mutable_customer()->set_customer_id(a.customer().id());
+      REQUIRE(c.Call(&v1::InformationStore::Stub::EraseCustomer, req, &again).ok());
+      REQUIRE(again.receipts_size() == 1);
+      CHECK(again.receipts(0).SerializeAsString() == receipt.receipts(0).SerializeAsString());
+
+      v1::Customer got;
+      CHECK(c.Get(RefId(a.customer().id()), &got).error_code() == grpc::StatusCode::NOT_FOUND);
+      CHECK(c.Get(RefId(b.customer().id()), &got).error_code() == grpc::StatusCode::NOT_FOUND);
+      CHECK(c.Get(RefId(keep.customer().id()), &got).ok());  // nobody else is touched
+      CHECK(Leftovers(url, {a.customer().id(), b.customer().id()}, {"zelda@example.com", "Zelda", "+447911123456"}) ==
+            0);
+
+      // The cache holds no profile of them, only tombstones.
+      auto redis_options = ecrm::cache::ParseRedisUrl(Redis().url());
+      REQUIRE(redis_options.ok());
+      ecrm::cache::RedisClient redis(*redis_options);
+      for (const auto& id : {a.customer().id(), b.customer().id()}) {
+        auto keys = redis.Command({"KEYS", absl::StrCat("*", id)});
+        REQUIRE(keys.ok());
+        for (const auto& key : keys->elements) {
+          auto d = redis.Command({"HGET", key.str, "d"});
+          REQUIRE(d.ok());
+          CHECK(d->type == ecrm::cache::RedisReply::Type::kNil);
+        }
+      }
+      auto feed = Watch(c, 0, 1000);  // reads what is there, up to the first heartbeat gap
+      bool erase_seen = false;
+      for (const auto& ch : feed)
+        erase_seen |= ch.kind() == v1::CHANGE_KIND_ERASE && ch.customer_id() == a.customer().id();
+      CHECK(erase_seen);
+
+      v1::UpsertCustomerResponse reimport;
+      grpc::Status rs =
+          c.Call(&v1::InformationStore::Stub::UpsertCustomer, WithIds({Id(kEmail, "Zelda@Example.com")}), &reimport);
+      CHECK(rs.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+      CHECK_THAT(rs.error_message(), Catch::Contains("erased"));
+    }
+  }
+}
+
+TEST_CASE("export and erasure fan out to every configured engine and report the unreachable ones") {
+  Client mirror({});  // another engine's CustomerData: here a second information store
+  const std::string down = absl::StrCat("127.0.0.1:", ecrm::testing::FreePort());
+  Client c({"--privacy-engines=mirror=" + mirror.service->grpc_address() + ",down=" + down, "--privacy-timeout=1s"});
+  auto a = c.Upsert(WithIds({Id(kEmail, "fan@example.com")}));
+  v1::ExportCustomerRequest ereq;
+  *ereq.mutable_customer() = RefId(a.customer().id());
+  v1::ExportCustomerResponse exported;
+  REQUIRE(c.Call(&v1::InformationStore::Stub::ExportCustomer, ereq, &exported).ok());
+  CHECK(exported.parts_size() == 2);
+  REQUIRE(exported.unavailable_engines_size() == 1);
+  CHECK(exported.unavailable_engines(0) == "down");
+  CHECK_THAT(exported.json_document(), Catch::Contains("\"mirror\":{}"));
+
+  v1::EraseCustomerRequest req;
+  *req.mutable_customer() = RefId(a.customer().id());
+  req.set_request_id("erase-fan");
+  v1::EraseCustomerResponse receipt;
+  REQUIRE(c.Call(&v1::InformationStore::Stub::EraseCustomer, req, &receipt).ok());
+  CHECK(receipt.unavailable_engines_size() == 1);
+  v1::Customer got;
+  CHECK(c.Get(RefId(a.customer().id()), &got).ok());  // not erased here until every engine has
+
+  v1::EraseCustomerRequest no_id;
+  *no_id.mutable_customer() = RefId(a.customer().id());
+  CHECK(c.Call(&v1::InformationStore::Stub::EraseCustomer, no_id, &receipt).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
 }

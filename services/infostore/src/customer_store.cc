@@ -2,7 +2,9 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
+#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,12 +15,15 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 #include "identifiers.h"
 
@@ -714,6 +719,7 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
     for (const auto& id : ids) {
       auto it = owner.find(KeyOf(id));
       if (it != owner.end()) continue;  // owned by a participant (now the survivor) or left with its owner
+      ECRM_RETURN_IF_ERROR(CheckNotErased(c, id, "identifiers"));
       ECRM_RETURN_IF_ERROR(
           AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
                                  {static_cast<int>(id.type()), id.source(), id.value(), sid})
@@ -1014,6 +1020,7 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
         } else {
           // An unknown identifier creates its customer (anonymous for a device id); a later
           // login with a strong identifier merges it into the identified customer.
+          ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", i, "].customer.identifier")));
           CustomerRecord fresh;
           fresh.mutable_customer()->set_id(NewId("c_"));
           *fresh.mutable_customer()->add_identifiers() = ident;
@@ -1240,6 +1247,189 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
     out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));
   }
   return out;
+}
+
+}  // namespace ecrm::infostore
+
+namespace ecrm::infostore {
+namespace {
+
+std::string IdentifierHash(const common::v1::Identifier& id) {
+  std::string input = absl::StrCat("ecrm-erased:", static_cast<int>(id.type()), "|", id.source(), "|", id.value());
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+std::string Json(const Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+}  // namespace
+
+absl::Status CustomerStore::CheckNotErased(sql::Connection& c, const common::v1::Identifier& id,
+                                           absl::string_view field) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        c.Execute("SELECT 1 FROM erased_identifiers WHERE hash = $1", {IdentifierHash(id)}));
+  if (!r.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": this identifier belonged to a person whose data was erased; it is not re-created"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> CustomerStore::FindErasure(
+    const std::string& request_id) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT receipt FROM erasures WHERE request_id = $1", {request_id}));
+  if (r.empty()) return std::nullopt;
+  privacy::v1::EraseCustomerDataResponse receipt;
+  if (!receipt.ParseFromString(std::string(r.front().Text(0)))) return absl::DataLossError("unreadable receipt");
+  return receipt;
+}
+
+absl::StatusOr<std::string> CustomerStore::Resolve(const common::v1::CustomerRef& ref) {
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
+  if (!found) return absl::NotFoundError("customer: no such customer");
+  return id;
+}
+
+absl::StatusOr<std::string> CustomerStore::ExportLocal(const std::string& customer_id) {
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  common::v1::CustomerRef ref;
+  ref.set_customer_id(customer_id);
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
+  if (!found) return std::string("{}");
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id));
+  std::vector<std::string> members = {id};
+  members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
+  std::vector<std::string> history, events, merges;
+  for (const std::string& member : members) {
+    ECRM_ASSIGN_OR_RETURN(
+        sql::Result h,
+        conn->Execute("SELECT change FROM consent_history WHERE customer_id = $1 ORDER BY id", {member}));
+    for (sql::Row row : h) {
+      v1::ConsentChange change;
+      if (change.ParseFromString(std::string(row.Text(0)))) history.push_back(Json(change));
+    }
+    ECRM_ASSIGN_OR_RETURN(sql::Result m, conn->Execute("SELECT m.record FROM merges m JOIN merge_members mm "
+                                                       "ON mm.merge_id = m.merge_id WHERE mm.customer_id = $1",
+                                                       {member}));
+    for (sql::Row row : m) {
+      v1::MergeRecord merge;
+      if (merge.ParseFromString(std::string(row.Text(0)))) merges.push_back(Json(merge));
+    }
+  }
+  ECRM_ASSIGN_OR_RETURN(sql::Result ev,
+                        conn->Execute("SELECT event FROM events WHERE customer_id = $1 ORDER BY occurred_at", {id}));
+  for (sql::Row row : ev) {
+    v1::Event e;
+    if (e.ParseFromString(std::string(row.Text(0)))) events.push_back(Json(e));
+  }
+  std::sort(merges.begin(), merges.end());
+  merges.erase(std::unique(merges.begin(), merges.end()), merges.end());
+  return absl::StrCat("{\"customer\":", Json(l.record.customer()), ",\"consent_history\":[",
+                      absl::StrJoin(history, ","), "],\"events\":[", absl::StrJoin(events, ","), "],\"merges\":[",
+                      absl::StrJoin(merges, ","), "]}");
+}
+
+absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal(const std::string& customer_id,
+                                                                                 const std::string& reason,
+                                                                                 const std::string& request_id) {
+  if (customer_id.empty()) return Invalid("customer_id", "is required");
+  privacy::v1::EraseCustomerDataResponse receipt;
+  std::vector<std::string> gone;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    receipt.Clear();
+    gone.clear();
+    receipt.set_engine("infostore");
+    if (!request_id.empty()) {
+      ECRM_ASSIGN_OR_RETURN(sql::Result done,
+                            c.Execute("SELECT receipt FROM erasures WHERE request_id = $1", {request_id}));
+      if (!done.empty()) {
+        receipt.ParseFromString(std::string(done.front().Text(0)));
+        return absl::OkStatus();
+      }
+    }
+    const int64_t now = NowMicros();
+    *receipt.mutable_erased_at() = Ts(now);
+    common::v1::CustomerRef ref;
+    ref.set_customer_id(customer_id);
+    bool found = false;
+    ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
+    std::map<std::string, int64_t> counts;
+    if (found) {
+      ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+      std::vector<std::string> members = {id};
+      members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
+      for (const auto& ident : l.record.customer().identifiers()) {
+        ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO erased_identifiers (hash, erased_at) VALUES ($1, $2) "
+                                       "ON CONFLICT (hash) DO NOTHING",
+                                       {IdentifierHash(ident), now})
+                                 .status());
+      }
+      auto count = [&](const std::string& kind, absl::StatusOr<sql::Result> r) -> absl::Status {
+        if (!r.ok()) return r.status();
+        counts[kind] += r->rows_affected();
+        return absl::OkStatus();
+      };
+      ECRM_RETURN_IF_ERROR(count("identifiers", c.Execute("DELETE FROM identifiers WHERE customer_id = $1", {id})));
+      ECRM_RETURN_IF_ERROR(count("events", c.Execute("DELETE FROM events WHERE customer_id = $1", {id})));
+      // Erased tombstones replace every past feed payload about these customers.
+      v1::Change scrubbed;
+      scrubbed.set_kind(v1::CHANGE_KIND_ERASE);
+      for (const std::string& member : members) {
+        scrubbed.set_customer_id(member);
+        ECRM_RETURN_IF_ERROR(count("events", c.Execute("DELETE FROM events WHERE recorded_for = $1", {member})));
+        ECRM_RETURN_IF_ERROR(
+            count("consent_history", c.Execute("DELETE FROM consent_history WHERE customer_id = $1", {member})));
+        ECRM_ASSIGN_OR_RETURN(sql::Result merges,
+                              c.Execute("SELECT merge_id FROM merge_members WHERE customer_id = $1", {member}));
+        for (sql::Row row : merges) {
+          std::string merge_id(row.Text(0));
+          ECRM_RETURN_IF_ERROR(count("merges", c.Execute("DELETE FROM merges WHERE merge_id = $1", {merge_id})));
+          ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM merge_members WHERE merge_id = $1", {merge_id}).status());
+        }
+        ECRM_RETURN_IF_ERROR(count("customers", c.Execute("DELETE FROM customers WHERE id = $1", {member})));
+        ECRM_RETURN_IF_ERROR(
+            count("feed entries scrubbed", c.Execute("UPDATE changes SET change = $1 WHERE customer_id = $2",
+                                                     {sql::Blob{scrubbed.SerializeAsString()}, member})));
+        gone.push_back(member);
+      }
+      v1::Customer tombstone;
+      tombstone.set_id(id);
+      tombstone.set_version(l.record.customer().version() + 1);
+      ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_ERASE, tombstone));
+    }
+    for (const auto& [kind, n] : counts) {
+      privacy::v1::ErasedItem* item = receipt.add_items();
+      item->set_kind(kind);
+      item->set_count(n);
+      item->set_action(kind == "feed entries scrubbed" ? "pseudonymised" : "deleted");
+    }
+    if (!request_id.empty()) {
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO erasures (request_id, erased_at, receipt) VALUES ($1, $2, $3)",
+                                     {request_id, now, sql::Blob{receipt.SerializeAsString()}})
+                               .status());
+    }
+    return absl::OkStatus();
+  }));
+  if (on_change_ && !gone.empty()) on_change_();
+  if (cache_ != nullptr) {
+    for (const std::string& id : gone) cache_->Invalidate(id, std::numeric_limits<int64_t>::max() / 2);
+  }
+  // The audit trail keeps ids and counts, never the erased data.
+  int64_t items = 0;
+  for (const auto& item : receipt.items()) items += item.count();
+  log::Info("customer erased",
+            {{"customer_id", customer_id}, {"reason", reason}, {"request_id", request_id}, {"records", items}});
+  return receipt;
 }
 
 }  // namespace ecrm::infostore

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "ecrm/cache/profile_cache.h"
 #include "ecrm/infostore/internal/record.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/privacy/v1/privacy.pb.h"
 #include "ecrm/sql/sql.h"
 
 namespace ecrm::infostore {
@@ -63,6 +65,20 @@ class CustomerStore {
   // One batch of RecordEvents, committed in one transaction: all or nothing.
   absl::StatusOr<EventBatchResult> RecordEvents(const v1::RecordEventsRequest& batch);
 
+  // This engine's part of a data-subject export: one JSON object (customer, consent history,
+  // events, merges); "{}" when nothing is held.
+  absl::StatusOr<std::string> ExportLocal(const std::string& customer_id);
+  // Erases everything held on the customer (and the ids merged into it), scrubs its past feed
+  // payloads, emits an erase tombstone and keeps only hashes of its identifiers, so a
+  // re-import is refused. Idempotent by request_id.
+  absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseLocal(const std::string& customer_id,
+                                                                    const std::string& reason,
+                                                                    const std::string& request_id);
+  // The receipt of an earlier erasure with this request id, if there was one.
+  absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> FindErasure(const std::string& request_id);
+  // Resolves a reference to the live customer id (following merges); NOT_FOUND if none.
+  absl::StatusOr<std::string> Resolve(const common::v1::CustomerRef& ref);
+
   // Called after every commit that appended to the change feed (wakes feed streams).
   void SetChangeListener(std::function<void()> listener) { on_change_ = std::move(listener); }
 
@@ -88,6 +104,8 @@ class CustomerStore {
   absl::StatusOr<v1::Customer> ReadThroughCache(const std::string& id);
   void CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone);
   int Rank(common::v1::Touchpoint source) const;
+  // FAILED_PRECONDITION when an identifier belongs to an erased person.
+  absl::Status CheckNotErased(sql::Connection& c, const common::v1::Identifier& id, absl::string_view field);
 
   sql::Database& db_;
   cache::ProfileCache* cache_;

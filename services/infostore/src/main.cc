@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   ecrm::infostore::StoreOptions options;
   std::string source_priority;
   int64_t workers = 8, max_queue = 10000;
+  std::string privacy_engines;
+  absl::Duration privacy_timeout = absl::Seconds(5);
   runner.flags().AddString("default-region", &options.default_region,
                            "region for phone numbers without a country code (ISO 3166-1, e.g. GB)");
   runner.flags().AddString("source-priority", &source_priority,
@@ -25,7 +27,13 @@ int main(int argc, char** argv) {
                            "empty: the most recent non-empty value wins");
   runner.flags().AddInt("worker-threads", &workers, "threads running database work off the gRPC threads");
   runner.flags().AddInt("max-queue", &max_queue, "requests that may wait for a worker before RESOURCE_EXHAUSTED");
+  runner.flags().AddString("privacy-engines", &privacy_engines,
+                           "engines whose CustomerData ExportCustomer/EraseCustomer fan out to, as "
+                           "name=host:port,… (e.g. transaction=127.0.0.1:50055)");
+  runner.flags().AddDuration("privacy-timeout", &privacy_timeout, "deadline of each engine's export or erasure call");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
+  auto peers = ecrm::infostore::ParsePrivacyPeers(privacy_engines);
+  if (!peers.ok()) return runner.Fail("configuration", peers.status());
   for (absl::string_view name : absl::StrSplit(source_priority, ',', absl::SkipEmpty())) {
     ecrm::common::v1::Touchpoint t;
     if (!ecrm::common::v1::Touchpoint_Parse(absl::StrCat("TOUCHPOINT_", absl::AsciiStrToUpper(name)), &t)) {
@@ -46,8 +54,11 @@ int main(int argc, char** argv) {
   ecrm::infostore::CustomerStore store(*stores->db, stores->profiles.get(), options);
   ecrm::infostore::FeedSignal feed;
   store.SetChangeListener([&feed] { feed.Notify(); });
-  ecrm::infostore::InformationStoreService service(store, executor, feed);
+  ecrm::infostore::PrivacyFanout privacy(store, *peers, privacy_timeout);
+  ecrm::infostore::InformationStoreService service(store, executor, feed, privacy);
+  ecrm::infostore::CustomerDataService customer_data(store, executor);
   runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());
+  runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
   runner.OnDrain([&feed] { feed.Drain(); });
   return runner.Serve();
 }

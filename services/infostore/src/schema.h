@@ -60,6 +60,17 @@ CREATE TABLE changes (
   change {{blob}} NOT NULL          -- ecrm.infostore.v1.Change without its sequence
 );
 )sql"},
+    {2, "erasure receipts and hashed identifiers of erased people", R"sql(
+CREATE TABLE erased_identifiers (
+  hash TEXT PRIMARY KEY,            -- SHA-256 of type|source|value: flags a re-import, holds no data
+  erased_at BIGINT NOT NULL
+);
+CREATE TABLE erasures (
+  request_id TEXT PRIMARY KEY,      -- a retried EraseCustomer returns the first receipt
+  erased_at BIGINT NOT NULL,
+  receipt {{blob}} NOT NULL         -- ecrm.privacy.v1.EraseCustomerDataResponse
+);
+)sql"},
 };
 
 }  // namespace ecrm::infostore

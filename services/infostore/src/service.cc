@@ -2,9 +2,11 @@
 
 #include <thread>
 
+#include <google/protobuf/util/time_util.h>
 #include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/grpc_status.h"
+#include "ecrm/status/macros.h"
 
 namespace ecrm::infostore {
 
@@ -34,10 +36,12 @@ void FeedSignal::Drain() {
   cv_.notify_all();
 }
 
-grpc::ServerUnaryReactor* InformationStoreService::Offload(grpc::CallbackServerContext* ctx,
-                                                           std::function<absl::Status()> fn) {
+namespace {
+
+grpc::ServerUnaryReactor* RunOn(server::Executor& executor, grpc::CallbackServerContext* ctx,
+                                std::function<absl::Status()> fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!executor_.Submit([reactor, ctx, fn = std::move(fn)] {
+  if (!executor.Submit([reactor, ctx, fn = std::move(fn)] {
         if (ctx->IsCancelled()) {
           reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before it ran"));
           return;
@@ -47,6 +51,57 @@ grpc::ServerUnaryReactor* InformationStoreService::Offload(grpc::CallbackServerC
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server overloaded; retry with backoff"));
   }
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* InformationStoreService::Offload(grpc::CallbackServerContext* ctx,
+                                                           std::function<absl::Status()> fn) {
+  return RunOn(executor_, ctx, std::move(fn));
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::ExportCustomer(grpc::CallbackServerContext* ctx,
+                                                                  const v1::ExportCustomerRequest* req,
+                                                                  v1::ExportCustomerResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::ExportCustomerResponse> r = privacy_.Export(req->customer());
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* InformationStoreService::EraseCustomer(grpc::CallbackServerContext* ctx,
+                                                                 const v1::EraseCustomerRequest* req,
+                                                                 v1::EraseCustomerResponse* resp) {
+  return Offload(ctx, [this, req, resp]() -> absl::Status {
+    absl::StatusOr<v1::EraseCustomerResponse> r = privacy_.Erase(*req);
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CustomerDataService::ExportCustomerData(grpc::CallbackServerContext* ctx,
+                                                                  const privacy::v1::ExportCustomerDataRequest* req,
+                                                                  privacy::v1::ExportCustomerDataResponse* resp) {
+  return RunOn(executor_, ctx, [this, req, resp]() -> absl::Status {
+    if (req->customer_id().empty()) return absl::InvalidArgumentError("customer_id: is required");
+    ECRM_ASSIGN_OR_RETURN(std::string doc, store_.ExportLocal(req->customer_id()));
+    resp->set_engine("infostore");
+    resp->set_json_document(std::move(doc));
+    *resp->mutable_exported_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CustomerDataService::EraseCustomerData(grpc::CallbackServerContext* ctx,
+                                                                 const privacy::v1::EraseCustomerDataRequest* req,
+                                                                 privacy::v1::EraseCustomerDataResponse* resp) {
+  return RunOn(executor_, ctx, [this, req, resp]() -> absl::Status {
+    ECRM_ASSIGN_OR_RETURN(*resp, store_.EraseLocal(req->customer_id(), req->reason(), req->request_id()));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* InformationStoreService::UpsertCustomer(grpc::CallbackServerContext* ctx,

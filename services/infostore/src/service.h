@@ -9,6 +9,7 @@
 #include "customer_store.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/server/executor.h"
+#include "privacy.h"
 
 namespace ecrm::infostore {
 
@@ -31,8 +32,8 @@ class FeedSignal {
 
 class InformationStoreService final : public v1::InformationStore::CallbackService {
  public:
-  InformationStoreService(CustomerStore& store, server::Executor& executor, FeedSignal& feed)
-      : store_(store), executor_(executor), feed_(feed) {}
+  InformationStoreService(CustomerStore& store, server::Executor& executor, FeedSignal& feed, PrivacyFanout& privacy)
+      : store_(store), executor_(executor), feed_(feed), privacy_(privacy) {}
 
   grpc::ServerUnaryReactor* UpsertCustomer(grpc::CallbackServerContext* ctx, const v1::UpsertCustomerRequest* req,
                                            v1::UpsertCustomerResponse* resp) override;
@@ -56,6 +57,10 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
                                           v1::ListCustomersResponse* resp) override;
   grpc::ServerUnaryReactor* ListEvents(grpc::CallbackServerContext* ctx, const v1::ListEventsRequest* req,
                                        v1::ListEventsResponse* resp) override;
+  grpc::ServerUnaryReactor* ExportCustomer(grpc::CallbackServerContext* ctx, const v1::ExportCustomerRequest* req,
+                                           v1::ExportCustomerResponse* resp) override;
+  grpc::ServerUnaryReactor* EraseCustomer(grpc::CallbackServerContext* ctx, const v1::EraseCustomerRequest* req,
+                                          v1::EraseCustomerResponse* resp) override;
   grpc::ServerReadReactor<v1::RecordEventsRequest>* RecordEvents(grpc::CallbackServerContext* ctx,
                                                                  v1::RecordEventsResponse* resp) override;
   grpc::ServerWriteReactor<v1::Change>* WatchChanges(grpc::CallbackServerContext* ctx,
@@ -78,6 +83,23 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
   CustomerStore& store_;
   server::Executor& executor_;
   FeedSignal& feed_;
+  PrivacyFanout& privacy_;
+};
+
+// This engine's part of data-subject requests, for the fan-out of ExportCustomer / EraseCustomer.
+class CustomerDataService final : public privacy::v1::CustomerData::CallbackService {
+ public:
+  CustomerDataService(CustomerStore& store, server::Executor& executor) : store_(store), executor_(executor) {}
+  grpc::ServerUnaryReactor* ExportCustomerData(grpc::CallbackServerContext* ctx,
+                                               const privacy::v1::ExportCustomerDataRequest* req,
+                                               privacy::v1::ExportCustomerDataResponse* resp) override;
+  grpc::ServerUnaryReactor* EraseCustomerData(grpc::CallbackServerContext* ctx,
+                                              const privacy::v1::EraseCustomerDataRequest* req,
+                                              privacy::v1::EraseCustomerDataResponse* resp) override;
+
+ private:
+  CustomerStore& store_;
+  server::Executor& executor_;
 };
 
 }  // namespace ecrm::infostore
