@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -734,4 +735,88 @@ TEST_CASE("export and erasure fan out to every configured engine and report the 
   *no_id.mutable_customer() = RefId(a.customer().id());
   CHECK(c.Call(&v1::InformationStore::Stub::EraseCustomer, no_id, &receipt).error_code() ==
         grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_CASE("concurrent upserts with overlapping identifiers never create duplicates") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      constexpr int kPeople = 10, kThreads = 8, kCalls = 40;
+      auto email = [](int k) { return Id(kEmail, absl::StrCat("person", k, "@example.com")); };
+      auto phone = [](int k) { return Id(kPhone, absl::StrCat("+44791112", 1000 + k)); };
+      std::atomic<int> failures{0};
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+          auto stub = v1::InformationStore::NewStub(c.service->channel());
+          for (int i = 0; i < kCalls; ++i) {
+            int k = (t * 7 + i) % kPeople;
+            v1::UpsertCustomerRequest req;
+            switch ((t + i) % 3) {
+              case 0:
+                *req.add_identifiers() = email(k);
+                break;
+              case 1:
+                *req.add_identifiers() = phone(k);
+                break;
+              default:
+                *req.add_identifiers() = email(k);
+                *req.add_identifiers() = phone(k);
+            }
+            grpc::ClientContext ctx;
+            ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+            v1::UpsertCustomerResponse resp;
+            if (!stub->UpsertCustomer(&ctx, req, &resp).ok()) ++failures;
+          }
+        });
+      }
+      for (auto& th : threads) th.join();
+      CHECK(failures == 0);
+      for (int k = 0; k < kPeople; ++k) c.Upsert(WithIds({email(k), phone(k)}));  // joins any separate halves
+      v1::ListCustomersRequest req;
+      req.set_page_size(1000);
+      v1::ListCustomersResponse all;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ListCustomers, req, &all).ok());
+      CHECK(all.customers_size() == kPeople);
+      for (const auto& cu : all.customers()) CHECK(cu.identifiers_size() == 2);
+    }
+  }
+}
+
+TEST_CASE("kill -9 during a stream of event batches: a full resend leaves every event exactly once") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      auto db_args = args;
+      if (db_args.empty()) db_args.push_back(absl::StrCat("--database-url=sqlite://", dir.path(), "/kill.db"));
+      std::vector<v1::RecordEventsRequest> batches;
+      std::string id;
+      {
+        Client c(db_args);
+        id = c.Upsert(WithIds({Id(kEmail, "stream@example.com")})).customer().id();
+        for (int b = 0; b < 40; ++b) batches.push_back(Batch(absl::StrCat("k", b, "-"), 250, RefId(id)));
+        grpc::ClientContext ctx;
+        v1::RecordEventsResponse resp;
+        auto writer = c.stub->RecordEvents(&ctx, &resp);
+        for (int b = 0; b < 20; ++b) REQUIRE(writer->Write(batches[b]));
+        c.service->process().Signal(SIGKILL);  // mid-stream, with batches in flight
+        REQUIRE(c.service->process().Wait(absl::Seconds(10)).has_value());
+        for (int b = 20; b < 40 && writer->Write(batches[b]); ++b) {
+        }
+        writer->WritesDone();
+        CHECK_FALSE(writer->Finish().ok());  // nothing was acknowledged: the client resends it all
+      }
+      Client c(db_args);
+      grpc::Status s;
+      auto resent = SendBatches(c, batches, &s);
+      REQUIRE(s.ok());
+      CHECK(resent.accepted() + resent.duplicates() == 10000);
+      CHECK(resent.duplicates() % 250 == 0);  // whole batches were durable, never half of one
+      v1::Customer got;
+      REQUIRE(c.Get(RefId(id), &got).ok());
+      int64_t total = 0;
+      for (const auto& [type, n] : got.behaviour().event_counts()) total += n;
+      CHECK(total == 10000);
+    }
+  }
 }
