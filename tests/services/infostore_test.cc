@@ -820,3 +820,35 @@ TEST_CASE("kill -9 during a stream of event batches: a full resend leaves every 
     }
   }
 }
+
+TEST_CASE("a consumer behind the feed's retention gets OUT_OF_RANGE with a way to resync") {
+  Client c({"--feed-retention=1ms", "--feed-prune-interval=20ms"});
+  for (int i = 0; i < 5; ++i) c.Upsert(WithIds({Id(kEmail, absl::StrCat("old", i, "@x.io"))}));
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  grpc::Status status;
+  while (absl::Now() < deadline) {  // until the pruner has run
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    v1::WatchChangesRequest req;
+    req.set_after_sequence(0);
+    auto reader = c.stub->WatchChanges(&ctx, req);
+    v1::Change ch;
+    if (!reader->Read(&ch)) {
+      status = reader->Finish();
+      break;
+    }
+    ctx.TryCancel();
+    (void)reader->Finish();
+  }
+  CHECK(status.error_code() == grpc::StatusCode::OUT_OF_RANGE);
+  CHECK_THAT(status.error_message(), Catch::Contains("ListCustomers"));
+  // The documented resync: list everything, then watch from as_of_sequence.
+  v1::ListCustomersRequest lreq;
+  v1::ListCustomersResponse all;
+  REQUIRE(c.Call(&v1::InformationStore::Stub::ListCustomers, lreq, &all).ok());
+  CHECK(all.customers_size() == 5);
+  c.Upsert(WithIds({Id(kEmail, "new@x.io")}));
+  auto fresh = Watch(c, all.as_of_sequence(), 1);
+  REQUIRE(fresh.size() == 1);
+  CHECK(fresh[0].customer().identifiers(0).value() == "new@x.io");
+}

@@ -337,6 +337,13 @@ absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after
   return out;
 }
 
+absl::StatusOr<int64_t> CustomerStore::PruneFeed(absl::Time before) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("DELETE FROM changes WHERE committed_at < $1 AND sequence < "
+                                                   "(SELECT MAX(sequence) FROM changes)",
+                                                   {absl::ToUnixMicros(before)}));
+  return r.rows_affected();
+}
+
 absl::StatusOr<std::pair<int64_t, int64_t>> CustomerStore::FeedBounds() {
   ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT MIN(sequence), MAX(sequence) FROM changes"));
   return std::make_pair(r.front().Int(0), r.front().Int(1));

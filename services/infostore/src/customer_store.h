@@ -84,6 +84,9 @@ class CustomerStore {
 
   // Changes with sequence > after, in order, at most `limit`.
   absl::StatusOr<std::vector<v1::Change>> ReadChanges(int64_t after, int limit);
+  // Deletes changes committed before `before`, always keeping the newest one so the feed
+  // position survives. Returns how many were deleted.
+  absl::StatusOr<int64_t> PruneFeed(absl::Time before);
   // Lowest sequence still retained (0 when the feed is empty) and the latest one.
   absl::StatusOr<std::pair<int64_t, int64_t>> FeedBounds();
 

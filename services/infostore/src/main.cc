@@ -1,7 +1,12 @@
 // ecrm-infostore: composition root of the customer-centric information store.
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "customer_store.h"
+#include "ecrm/log/log.h"
 #include "ecrm/server/executor.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
@@ -19,6 +24,7 @@ int main(int argc, char** argv) {
   std::string source_priority;
   int64_t workers = 8, max_queue = 10000;
   std::string privacy_engines;
+  absl::Duration feed_retention = absl::Hours(24 * 7), prune_every = absl::Minutes(1);
   absl::Duration privacy_timeout = absl::Seconds(5);
   runner.flags().AddString("default-region", &options.default_region,
                            "region for phone numbers without a country code (ISO 3166-1, e.g. GB)");
@@ -30,6 +36,9 @@ int main(int argc, char** argv) {
   runner.flags().AddString("privacy-engines", &privacy_engines,
                            "engines whose CustomerData ExportCustomer/EraseCustomer fan out to, as "
                            "name=host:port,… (e.g. transaction=127.0.0.1:50055)");
+  runner.flags().AddDuration("feed-retention", &feed_retention,
+                             "how long changes stay in the feed; older positions get OUT_OF_RANGE and must resync");
+  runner.flags().AddDuration("feed-prune-interval", &prune_every, "how often expired changes are deleted");
   runner.flags().AddDuration("privacy-timeout", &privacy_timeout, "deadline of each engine's export or erasure call");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
   auto peers = ecrm::infostore::ParsePrivacyPeers(privacy_engines);
@@ -60,5 +69,31 @@ int main(int argc, char** argv) {
   runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
   runner.OnDrain([&feed] { feed.Drain(); });
+
+  // Deletes expired changes in the background; stopped before the stores close.
+  std::mutex prune_mu;
+  std::condition_variable prune_cv;
+  bool stopping = false;
+  std::thread pruner([&] {
+    std::unique_lock lock(prune_mu);
+    while (!prune_cv.wait_for(lock, absl::ToChronoNanoseconds(prune_every), [&] { return stopping; })) {
+      lock.unlock();
+      absl::StatusOr<int64_t> n = store.PruneFeed(absl::Now() - feed_retention);
+      if (!n.ok()) {
+        ecrm::log::Warn("feed pruning failed", {{"error", n.status()}});
+      } else if (*n > 0) {
+        ecrm::log::Info("feed pruned", {{"changes", *n}});
+      }
+      lock.lock();
+    }
+  });
+  runner.OnShutdown([&] {
+    {
+      std::lock_guard lock(prune_mu);
+      stopping = true;
+    }
+    prune_cv.notify_all();
+    pruner.join();
+  });
   return runner.Serve();
 }
