@@ -15,45 +15,21 @@ runs=${ECRM_BENCH_RUNS:-3}
 work=$(mktemp -d /tmp/ecrm-bench-XXXXXX)
 out=${1:-$work/results.jsonl}
 : >"$out"
-pids=()
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-as_pg=()
-[ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
-
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  [ -d "$work/pg" ] && "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
-  wait 2>/dev/null || true
-  rm -rf "$work/pg" "$work"/*.db*
-}
-trap cleanup EXIT
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 20000))
-    ss -ltn | grep -q ":$p " || { echo $p; return; }
-  done
-}
-emit() { echo "$1" | tee -a "$out"; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-runs_json() { local name=$1 unit=$2; shift 2; local vals=("$@")
-  emit "{\"bench\":\"$name\",\"unit\":\"$unit\",\"runs\":[$(IFS=,; echo "${vals[*]}")],\"median\":$(printf '%s\n' "${vals[@]}" | median)}"; }
+pg_dirs=()
+source bench/lib.sh
+trap 'bench_cleanup; rm -rf "$work/pg" "$work"/*.db*' EXIT
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, duration $dur x $runs runs; results in $out" >&2
 
 # --- gRPC health baseline ------------------------------------------------------------------
-gp=$(free_port); mp=$(free_port)
-"$B/services/ecrm-infostore" --grpc-address=127.0.0.1:$gp --metrics-address=127.0.0.1:$mp \
-  --database-url="sqlite://$work/infostore.db" --redis-url= --log-level=warn 2>>"$work/infostore.log" &
-pids+=($!)
-"$B/tools/healthcheck/ecrm-healthcheck" --target=127.0.0.1:$gp --wait=30s >/dev/null
-sat=(); p99=(); p99_sat=()
+start_service "$B/services/ecrm-infostore" --database-url="sqlite://$work/infostore.db" --redis-url=
+target=$REPLY
+sat=(); p99=()
 for _ in $(seq "$runs"); do
-  j=$("$B/tools/loadgen/ecrm-load" --target=127.0.0.1:$gp --rate=0 --concurrency=64 --connections=2 \
+  j=$("$B/tools/loadgen/ecrm-load" --target=$target --rate=0 --concurrency=64 --connections=2 \
       --duration=$dur --warmup=2s --json)
   sat+=("$(echo "$j" | sed -E 's/.*"achieved_rate":([0-9.]+).*/\1/' | cut -d. -f1)")
-  j=$("$B/tools/loadgen/ecrm-load" --target=127.0.0.1:$gp --rate=2000 --concurrency=256 --connections=2 \
+  j=$("$B/tools/loadgen/ecrm-load" --target=$target --rate=2000 --concurrency=256 --connections=2 \
       --duration=$dur --warmup=2s --json)
   p99+=("$(echo "$j" | sed -E 's/.*"p99":([0-9.]+).*/\1/')")
 done
@@ -61,10 +37,8 @@ runs_json health_saturation "req/s" "${sat[@]}"
 runs_json health_p99_at_2000qps "ms" "${p99[@]}"
 
 # --- profile cache vs redis-benchmark --------------------------------------------------------
-rp=$(free_port)
-redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis "$work"
+rp=$REPLY
 redis-benchmark -p "$rp" -c 1 -n 100000 -r 100000 -d 1024 -t set -q >/dev/null
 # libs/cache and redis-benchmark alternate run by run, so machine noise falls on both alike.
 rb=(); rbp=(); populate=true
@@ -89,11 +63,8 @@ for mode in insert lookup; do
 done
 
 # --- PostgreSQL: libs/sql vs raw libpq and pgbench -S ------------------------------------------
-pp=$(free_port)
-mkdir -p "$work/pg" && [ "$(id -u)" -eq 0 ] && chown postgres "$work" "$work/pg"
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust --no-instructions >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w \
-  -o "-p $pp -k $work -c listen_addresses=127.0.0.1 -c shared_buffers=512MB" start >/dev/null
+start_postgres "$work"
+pp=$REPLY
 pg="postgresql://postgres@127.0.0.1:$pp/postgres"
 "$pg_bin/pgbench" -h 127.0.0.1 -p "$pp" -U postgres -i -s 10 -q postgres >/dev/null 2>&1
 "$B/bench/ecrm-sql-bench" --url="$pg" --mode=insert --impl=lib,raw --runs="$runs" | tee -a "$out"
@@ -109,8 +80,6 @@ for c in 1 4; do
 done
 
 # --- summary -------------------------------------------------------------------------------
-med() { grep "\"bench\":\"$1\"" "$out" | tail -1 | sed -E 's/.*"median":([0-9.]+).*/\1/'; }
-ratio() { awk -v a="$(med "$1")" -v b="$(med "$2")" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 cat <<SUMMARY
 
 measurement                                   median        baseline (median)              ratio

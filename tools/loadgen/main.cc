@@ -12,7 +12,9 @@ int main(int argc, char** argv) {
   ecrm::config::Flags flags(
       "ecrm-load", "open-loop gRPC load generator; latency is measured from each request's scheduled send time");
   flags.AddString("target", &o.target, "host:port of the service under load");
-  flags.AddString("workload", &o.workload, "what to call: health (grpc.health.v1.Health/Check)");
+  flags.AddString("workload", &o.workload,
+                  "what to call: health (grpc.health.v1.Health/Check), infostore.get (GetCustomer, 2,000 seeded "
+                  "customers), infostore.upsert (UpsertCustomer creating customers)");
   flags.AddDouble("rate", &o.rate, "requests per second (open loop); 0 runs closed-loop to find saturation");
   flags.AddDuration("duration", &o.duration, "measured time");
   flags.AddDuration("warmup", &o.warmup, "time at the same load before measuring");

@@ -234,8 +234,12 @@ int CustomerStore::Rank(common::v1::Touchpoint source) const {
   return static_cast<int>(it - options_.source_priority.begin());  // unlisted: after every listed one
 }
 
-absl::StatusOr<CustomerStore::Loaded> CustomerStore::Load(sql::Connection& c, const std::string& id) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT record, merged_into FROM customers WHERE id = $1", {id}));
+absl::StatusOr<CustomerStore::Loaded> CustomerStore::Load(sql::Connection& c, const std::string& id, bool for_update) {
+  const bool lock = for_update && c.dialect() == sql::Dialect::kPostgres;
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        c.Execute(lock ? "SELECT record, merged_into FROM customers WHERE id = $1 FOR UPDATE"
+                                       : "SELECT record, merged_into FROM customers WHERE id = $1",
+                                  {id}));
   if (r.empty()) return absl::NotFoundError(absl::StrCat("customer \"", id, "\" does not exist"));
   Loaded l;
   if (!l.record.ParseFromString(std::string(r.front().Text(0)))) {
@@ -298,29 +302,42 @@ absl::Status CustomerStore::Save(sql::Connection& c, CustomerRecord& record, boo
   return absl::OkStatus();
 }
 
-absl::Status CustomerStore::AppendChange(sql::Connection& c, v1::ChangeKind kind, const v1::Customer& customer,
-                                         const v1::Event* event, const v1::MergeRecord* merge) {
-  if (c.dialect() == sql::Dialect::kPostgres) {
-    // Sequences are drawn at insert, not at commit: serialise feed writers until commit so a
-    // consumer never sees sequence N+1 before N. (SQLite writers are serialised already.)
-    ECRM_RETURN_IF_ERROR(c.Execute("SELECT pg_advisory_xact_lock(70101)").status());
-  }
-  v1::Change change;
+void CustomerStore::AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
+                                 const v1::Event* event, const v1::MergeRecord* merge) {
+  v1::Change& change = pending.emplace_back();
   change.set_kind(kind);
   change.set_customer_id(customer.id());
   change.set_customer_version(customer.version());
-  const int64_t now = NowMicros();
-  *change.mutable_committed_at() = Ts(now);
   if (event != nullptr) {
     *change.mutable_event() = *event;
   } else {
     *change.mutable_customer() = customer;
   }
   if (merge != nullptr) *change.mutable_merge() = *merge;
-  return c
-      .Execute("INSERT INTO changes (kind, customer_id, committed_at, change) VALUES ($1, $2, $3, $4)",
-               {static_cast<int>(kind), customer.id(), now, sql::Blob{change.SerializeAsString()}})
-      .status();
+}
+
+absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending) {
+  if (pending.empty()) return absl::OkStatus();
+  if (c.dialect() == sql::Dialect::kPostgres) {
+    // Sequences are drawn at insert, not at commit: feed writers are serialised until commit
+    // so a consumer never sees sequence N+1 before N. Taken last, after every row lock the
+    // transaction needs, so holding it never waits on another writer (no deadlock cycle).
+    ECRM_RETURN_IF_ERROR(c.Execute("SELECT pg_advisory_xact_lock(70101)").status());
+  }
+  const int64_t now = NowMicros();
+  std::vector<sql::Value> values;
+  values.reserve(pending.size() * 4);
+  for (v1::Change& change : pending) {
+    *change.mutable_committed_at() = Ts(now);
+    values.emplace_back(static_cast<int>(change.kind()));
+    values.emplace_back(change.customer_id());
+    values.emplace_back(now);
+    values.emplace_back(sql::Blob{change.SerializeAsString()});
+  }
+  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "change"};
+  ECRM_RETURN_IF_ERROR(c.InsertBatch("changes", kColumns, values).status());
+  pending.clear();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
@@ -357,7 +374,7 @@ absl::StatusOr<v1::Customer> CustomerStore::ReadThroughCache(const std::string& 
     }
   }
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id));
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
   if (!l.merged_into.empty()) return absl::FailedPreconditionError("merged");  // callers resolve first
   if (cache_ != nullptr) {
     cache_->Put(id, l.record.customer().version(), l.record.customer().SerializeAsString());
@@ -650,6 +667,7 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
   UpsertResult result;
   std::vector<v1::Customer> written, gone;
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     result = UpsertResult();
     written.clear();
     gone.clear();
@@ -745,14 +763,14 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
       *survivor.mutable_customer()->mutable_behaviour()->mutable_first_seen_at() = Ts(now);
     }
     ECRM_RETURN_IF_ERROR(AsContention(Save(c, survivor, create)));
-    ECRM_RETURN_IF_ERROR(AppendChange(c,
-                                      merge              ? v1::CHANGE_KIND_MERGE
-                                      : identity_changed ? v1::CHANGE_KIND_IDENTITY
-                                                         : v1::CHANGE_KIND_PROFILE,
-                                      survivor.customer(), nullptr, merge ? &*merge : nullptr));
+    AppendChange(pending,
+                 merge              ? v1::CHANGE_KIND_MERGE
+                 : identity_changed ? v1::CHANGE_KIND_IDENTITY
+                                    : v1::CHANGE_KIND_PROFILE,
+                 survivor.customer(), nullptr, merge ? &*merge : nullptr);
     result.customer = survivor.customer();
     written.push_back(survivor.customer());
-    return absl::OkStatus();
+    return FlushChanges(c, pending);
   });
   if (!status.ok()) return status;
   CacheAfterCommit(written, gone);
@@ -778,6 +796,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
   v1::Customer out;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     written.clear();
     bool found = false;
     ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
@@ -806,10 +825,10 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
                                     decided, sql::Blob{change.SerializeAsString()}})
                              .status());
     ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
-    ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_CONSENT, cu));
+    AppendChange(pending, v1::CHANGE_KIND_CONSENT, cu);
     out = cu;
     written.push_back(cu);
-    return absl::OkStatus();
+    return FlushChanges(c, pending);
   }));
   CacheAfterCommit(written, {});
   return out;
@@ -826,7 +845,7 @@ absl::StatusOr<v1::GetConsentHistoryResponse> CustomerStore::ConsentHistory(
   bool found = false;
   ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
   if (!found) return absl::NotFoundError("customer: no such customer");
-  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id));
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
   // The survivor's history includes the history of every customer merged into it.
   std::vector<std::string> members = {id};
   members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
@@ -874,6 +893,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePr
   v1::Customer out;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     written.clear();
     bool found = false;
     ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
@@ -896,10 +916,10 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePr
       }
     }
     ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
-    ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_PROFILE, l.record.customer()));
+    AppendChange(pending, v1::CHANGE_KIND_PROFILE, l.record.customer());
     out = l.record.customer();
     written.push_back(out);
-    return absl::OkStatus();
+    return FlushChanges(c, pending);
   }));
   CacheAfterCommit(written, {});
   return out;
@@ -912,6 +932,7 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
   v1::MergeCustomersResponse out;
   std::vector<v1::Customer> written, gone;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     written.clear();
     gone.clear();
     std::vector<CustomerRecord> records;
@@ -937,11 +958,11 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
         v1::MergeRecord merge,
         MergeInto(c, survivor, std::move(others), request.reason().empty() ? "manual" : request.reason(), &gone));
     ECRM_RETURN_IF_ERROR(Save(c, survivor, false));
-    ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_MERGE, survivor.customer(), nullptr, &merge));
+    AppendChange(pending, v1::CHANGE_KIND_MERGE, survivor.customer(), nullptr, &merge);
     *out.mutable_survivor() = survivor.customer();
     *out.mutable_merge() = merge;
     written.push_back(survivor.customer());
-    return absl::OkStatus();
+    return FlushChanges(c, pending);
   }));
   CacheAfterCommit(written, gone);
   return out;
@@ -998,50 +1019,59 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
   EventBatchResult result;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     result = EventBatchResult();
     written.clear();
-    std::map<std::string, CustomerRecord> touched;
+    std::map<std::string, CustomerRecord> touched;  // ordered by id: rows are locked in id order
+    std::vector<std::string> owner(batch.events_size());
+    std::set<std::string> created;
     for (int i = 0; i < batch.events_size(); ++i) {
-      v1::Event e = batch.events(i);
-      std::string id;
+      const v1::Event& e = batch.events(i);
       if (e.customer().ref_case() == common::v1::CustomerRef::kCustomerId) {
         bool found = false;
-        ECRM_ASSIGN_OR_RETURN(id, ResolveId(c, e.customer(), &found));
+        ECRM_ASSIGN_OR_RETURN(owner[i], ResolveId(c, e.customer(), &found));
         if (!found) {
           return absl::NotFoundError(
               absl::StrCat("events[", i, "].customer: customer \"", e.customer().customer_id(), "\" does not exist"));
         }
-      } else {
-        const common::v1::Identifier& ident = refs[i];
-        ECRM_ASSIGN_OR_RETURN(
-            sql::Result r,
-            c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
-                      {static_cast<int>(ident.type()), ident.source(), ident.value()}));
-        if (!r.empty()) {
-          ECRM_ASSIGN_OR_RETURN(id, [&]() -> absl::StatusOr<std::string> {
-            common::v1::CustomerRef ref;
-            ref.set_customer_id(std::string(r.front().Text(0)));
-            bool found = false;
-            return ResolveId(c, ref, &found);
-          }());
-        } else {
-          // An unknown identifier creates its customer (anonymous for a device id); a later
-          // login with a strong identifier merges it into the identified customer.
-          ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", i, "].customer.identifier")));
-          CustomerRecord fresh;
-          fresh.mutable_customer()->set_id(NewId("c_"));
-          *fresh.mutable_customer()->add_identifiers() = ident;
-          id = fresh.customer().id();
-          ECRM_RETURN_IF_ERROR(AsContention(
-              c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
-                        {static_cast<int>(ident.type()), ident.source(), ident.value(), id})
-                  .status()));
-          // Inserted now, so later events of this batch for the same identifier resolve to it.
-          ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
-          ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_IDENTITY, fresh.customer()));
-          touched[id] = std::move(fresh);
-        }
+        continue;
       }
+      const common::v1::Identifier& ident = refs[i];
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result r, c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
+                                   {static_cast<int>(ident.type()), ident.source(), ident.value()}));
+      if (!r.empty()) {
+        common::v1::CustomerRef ref;
+        ref.set_customer_id(std::string(r.front().Text(0)));
+        bool found = false;
+        ECRM_ASSIGN_OR_RETURN(owner[i], ResolveId(c, ref, &found));
+        continue;
+      }
+      // An unknown identifier creates its customer (anonymous for a device id); a later
+      // login with a strong identifier merges it into the identified customer.
+      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", i, "].customer.identifier")));
+      CustomerRecord fresh;
+      fresh.mutable_customer()->set_id(NewId("c_"));
+      *fresh.mutable_customer()->add_identifiers() = ident;
+      owner[i] = fresh.customer().id();
+      ECRM_RETURN_IF_ERROR(
+          AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
+                                 {static_cast<int>(ident.type()), ident.source(), ident.value(), owner[i]})
+                           .status()));
+      // Inserted now, so later events of this batch for the same identifier resolve to it.
+      ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
+      AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
+      touched[owner[i]] = std::move(fresh);
+      created.insert(owner[i]);
+    }
+    for (const std::string& id : std::set<std::string>(owner.begin(), owner.end())) {
+      if (created.count(id)) continue;
+      ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+      touched[id] = std::move(l.record);
+    }
+    for (int i = 0; i < batch.events_size(); ++i) {
+      v1::Event e = batch.events(i);
+      const std::string& id = owner[i];
       e.set_customer_id(id);
       *e.mutable_recorded_at() = Ts(now);
       ECRM_ASSIGN_OR_RETURN(
@@ -1054,18 +1084,14 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
         continue;
       }
       ++result.accepted;
-      if (!touched.count(id)) {
-        ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
-        touched[id] = std::move(l.record);
-      }
       ApplyEvent(e, *touched[id].mutable_customer()->mutable_behaviour());
-      ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_EVENT, touched[id].customer(), &e));
+      AppendChange(pending, v1::CHANGE_KIND_EVENT, touched[id].customer(), &e);
     }
     for (auto& [id, record] : touched) {
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, record, false)));
       written.push_back(record.customer());
     }
-    return absl::OkStatus();
+    return FlushChanges(c, pending);
   }));
   CacheAfterCommit(written, {});
   return result;
@@ -1087,6 +1113,7 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
   v1::UnmergeCustomersResponse out;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     out.Clear();
     written.clear();
     ECRM_ASSIGN_OR_RETURN(sql::Result m, c.Execute("SELECT survivor_id, merged_at, unmerged_at, record, before_images "
@@ -1164,15 +1191,15 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
       }
       *restored.mutable_customer()->mutable_behaviour() = summary;
       ECRM_RETURN_IF_ERROR(Save(c, restored, false));
-      ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_UNMERGE, restored.customer(), nullptr, &record));
+      AppendChange(pending, v1::CHANGE_KIND_UNMERGE, restored.customer(), nullptr, &record);
       *out.add_customers() = restored.customer();
       written.push_back(restored.customer());
     }
     *record.mutable_unmerged_at() = Ts(now);
-    return c
-        .Execute("UPDATE merges SET unmerged_at = $1, record = $2 WHERE merge_id = $3",
-                 {now, sql::Blob{record.SerializeAsString()}, request.merge_id()})
-        .status();
+    ECRM_RETURN_IF_ERROR(c.Execute("UPDATE merges SET unmerged_at = $1, record = $2 WHERE merge_id = $3",
+                                   {now, sql::Blob{record.SerializeAsString()}, request.merge_id()})
+                             .status());
+    return FlushChanges(c, pending);
   }));
   CacheAfterCommit(written, {});
   return out;
@@ -1313,7 +1340,7 @@ absl::StatusOr<std::string> CustomerStore::ExportLocal(const std::string& custom
   bool found = false;
   ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
   if (!found) return std::string("{}");
-  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id));
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
   std::vector<std::string> members = {id};
   members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
   std::vector<std::string> history, events, merges;
@@ -1353,6 +1380,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
   privacy::v1::EraseCustomerDataResponse receipt;
   std::vector<std::string> gone;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    std::vector<v1::Change> pending;
     receipt.Clear();
     gone.clear();
     receipt.set_engine("infostore");
@@ -1412,7 +1440,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
       v1::Customer tombstone;
       tombstone.set_id(id);
       tombstone.set_version(l.record.customer().version() + 1);
-      ECRM_RETURN_IF_ERROR(AppendChange(c, v1::CHANGE_KIND_ERASE, tombstone));
+      AppendChange(pending, v1::CHANGE_KIND_ERASE, tombstone);
     }
     for (const auto& [kind, n] : counts) {
       privacy::v1::ErasedItem* item = receipt.add_items();
@@ -1425,7 +1453,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
                                      {request_id, now, sql::Blob{receipt.SerializeAsString()}})
                                .status());
     }
-    return absl::OkStatus();
+    return FlushChanges(c, pending);
   }));
   if (on_change_ && !gone.empty()) on_change_();
   if (cache_ != nullptr) {

@@ -93,10 +93,14 @@ class CustomerStore {
  private:
   struct Loaded;
   absl::StatusOr<std::string> ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref, bool* found);
-  absl::StatusOr<Loaded> Load(sql::Connection& c, const std::string& id);
+  // `for_update`: lock the row until commit (PostgreSQL; SQLite writers are serialised anyway),
+  // so concurrent writers of one customer queue instead of failing their version check.
+  absl::StatusOr<Loaded> Load(sql::Connection& c, const std::string& id, bool for_update = true);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
-  absl::Status AppendChange(sql::Connection& c, v1::ChangeKind kind, const v1::Customer& customer,
-                            const v1::Event* event = nullptr, const v1::MergeRecord* merge = nullptr);
+  // Changes are buffered during a transaction and written by FlushChanges as its last step.
+  static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
+                           const v1::Event* event = nullptr, const v1::MergeRecord* merge = nullptr);
+  static absl::Status FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending);
   // Merges `others` into `survivor` (all loaded in this transaction); the merged records are
   // saved as redirects and returned through `merged`.
   absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,
