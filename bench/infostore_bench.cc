@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   auto stub = v1::InformationStore::NewStub(channel);
   std::vector<double> results;
+  // Event ids unique to this invocation: an earlier run's ids would only measure dedupe.
+  const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
   for (int64_t r = 0; r < runs; ++r) {
     if (mode == "events") {
       std::atomic<int64_t> accepted{0};
@@ -48,7 +50,7 @@ int main(int argc, char** argv) {
             v1::RecordEventsRequest req;
             for (int64_t i = 0; i < batch; ++i) {
               v1::Event* e = req.add_events();
-              e->set_event_id(absl::StrCat("bench-", r, "-", s, "-", b, "-", i));
+              e->set_event_id(absl::StrCat("bench-", nonce, "-", r, "-", s, "-", b, "-", i));
               e->set_type(i % 10 == 0 ? "purchase" : "page_view");
               auto* id = e->mutable_customer()->mutable_identifier();
               id->set_type(ecrm::common::v1::IDENTIFIER_TYPE_DEVICE_ID);

@@ -249,6 +249,14 @@ absl::StatusOr<CustomerStore::Loaded> CustomerStore::Load(sql::Connection& c, co
   return l;
 }
 
+absl::StatusOr<CustomerStore::Loaded> CustomerStore::LoadLive(sql::Connection& c, const std::string& id) {
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+  // Resolved before the lock was taken: a concurrent merge may have retired it since. Start the
+  // transaction again, with fresh lookups.
+  if (!l.merged_into.empty()) return absl::AbortedError(absl::StrCat("customer ", id, " was merged concurrently"));
+  return l;
+}
+
 absl::StatusOr<std::string> CustomerStore::ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref,
                                                      bool* found) {
   *found = false;
@@ -698,7 +706,7 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
     std::map<std::string, CustomerRecord> records;
     for (const auto* group : {&strong, &device}) {
       for (const std::string& id : *group) {
-        ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+        ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
         records[id] = std::move(l.record);
       }
     }
@@ -801,7 +809,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
     bool found = false;
     ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
     if (!found) return absl::NotFoundError("customer: no such customer");
-    ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
     v1::Customer& cu = *l.record.mutable_customer();
     v1::Consent* consent = nullptr;
     for (auto& cons : *cu.mutable_consents()) {
@@ -898,7 +906,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePr
     bool found = false;
     ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
     if (!found) return absl::NotFoundError("customer: no such customer");
-    ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
     v1::Preferences& cur = *l.record.mutable_customer()->mutable_preferences();
     auto masked = [&](const std::string& path) {
       if (request.update_mask().paths_size() == 0) return true;
@@ -944,7 +952,7 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
       ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
       if (!found) return absl::NotFoundError(absl::StrCat("customer_ids: customer \"", requested, "\" does not exist"));
       if (!live.insert(id).second) continue;  // already merged together
-      ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+      ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
       records.push_back(std::move(l.record));
     }
     if (records.size() < 2) return absl::FailedPreconditionError("customer_ids: these customers are already merged");
@@ -1054,10 +1062,24 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
       fresh.mutable_customer()->set_id(NewId("c_"));
       *fresh.mutable_customer()->add_identifiers() = ident;
       owner[i] = fresh.customer().id();
-      ECRM_RETURN_IF_ERROR(
-          AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
-                                 {static_cast<int>(ident.type()), ident.source(), ident.value(), owner[i]})
-                           .status()));
+      // A concurrent batch may claim the same new identifier first: then adopt its customer
+      // instead of aborting this whole batch.
+      ECRM_ASSIGN_OR_RETURN(sql::Result claimed,
+                            c.Execute("INSERT INTO identifiers (type, source, value, customer_id) "
+                                      "VALUES ($1, $2, $3, $4) ON CONFLICT (type, source, value) DO NOTHING",
+                                      {static_cast<int>(ident.type()), ident.source(), ident.value(), owner[i]}));
+      if (claimed.rows_affected() == 0) {
+        ECRM_ASSIGN_OR_RETURN(sql::Result winner,
+                              c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 "
+                                        "AND value = $3",
+                                        {static_cast<int>(ident.type()), ident.source(), ident.value()}));
+        if (winner.empty()) return absl::AbortedError("an identifier was claimed and released concurrently");
+        common::v1::CustomerRef ref;
+        ref.set_customer_id(std::string(winner.front().Text(0)));
+        bool found = false;
+        ECRM_ASSIGN_OR_RETURN(owner[i], ResolveId(c, ref, &found));
+        continue;
+      }
       // Inserted now, so later events of this batch for the same identifier resolve to it.
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
       AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
@@ -1066,7 +1088,7 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
     }
     for (const std::string& id : std::set<std::string>(owner.begin(), owner.end())) {
       if (created.count(id)) continue;
-      ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+      ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
       touched[id] = std::move(l.record);
     }
     for (int i = 0; i < batch.events_size(); ++i) {
@@ -1400,7 +1422,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
     ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
     std::map<std::string, int64_t> counts;
     if (found) {
-      ECRM_ASSIGN_OR_RETURN(Loaded l, Load(c, id));
+      ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
       std::vector<std::string> members = {id};
       members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
       for (const auto& ident : l.record.customer().identifiers()) {

@@ -96,6 +96,8 @@ class CustomerStore {
   // `for_update`: lock the row until commit (PostgreSQL; SQLite writers are serialised anyway),
   // so concurrent writers of one customer queue instead of failing their version check.
   absl::StatusOr<Loaded> Load(sql::Connection& c, const std::string& id, bool for_update = true);
+  // Load for a write: ABORTED (retry) when the customer was merged after it was resolved.
+  absl::StatusOr<Loaded> LoadLive(sql::Connection& c, const std::string& id);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
   // Changes are buffered during a transaction and written by FlushChanges as its last step.
   static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
