@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -20,12 +21,6 @@ namespace ecrm::loadgen {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-constexpr const char* kCodeNames[17] = {
-    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-    "DATA_LOSS", "UNAUTHENTICATED"};
 
 // Shared state of one run; completions arrive on gRPC's threads.
 struct State {
@@ -152,7 +147,7 @@ absl::StatusOr<Report> Run(const Options& options) {
   r.achieved_rate = static_cast<double>(r.requests) / r.seconds;
   r.ok = s.codes[0];
   for (int c = 1; c < 17; ++c) {
-    if (s.codes[c] > 0) r.errors[kCodeNames[c]] = s.codes[c];
+    if (s.codes[c] > 0) r.errors[absl::StatusCodeToString(static_cast<absl::StatusCode>(c))] = s.codes[c];
   }
   std::sort(s.latencies_ms.begin(), s.latencies_ms.end());
   r.p50 = Percentile(s.latencies_ms, 0.50);

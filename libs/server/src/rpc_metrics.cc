@@ -2,16 +2,11 @@
 
 #include <chrono>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace ecrm::server {
 namespace {
-
-constexpr const char* kCodeNames[17] = {
-    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-    "DATA_LOSS", "UNAUTHENTICATED"};
 
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
@@ -102,8 +97,9 @@ void RpcMetrics::Finish(Method& m, grpc::StatusCode code, double seconds) {
     std::lock_guard lock(add_mu_);
     counter = m.handled[index].load();
     if (counter == nullptr) {
-      counter =
-          &handled_.Add({{"grpc_service", m.service}, {"grpc_method", m.method}, {"grpc_code", kCodeNames[index]}});
+      counter = &handled_.Add({{"grpc_service", m.service},
+                               {"grpc_method", m.method},
+                               {"grpc_code", absl::StatusCodeToString(static_cast<absl::StatusCode>(index))}});
       m.handled[index].store(counter, std::memory_order_release);
     }
   }

@@ -91,14 +91,6 @@ Message* MutableHolder(Message* root, const Leaf& leaf) {
   return m;
 }
 
-bool LeafEmpty(const v1::Profile& p, const Leaf& leaf) {
-  const Message* m = Holder(p, leaf);
-  if (m == nullptr) return true;
-  const FieldDescriptor* f = leaf.chain.back();
-  if (f->type() == FieldDescriptor::TYPE_ENUM) return m->GetReflection()->GetEnumValue(*m, f) == 0;
-  return m->GetReflection()->GetString(*m, f).empty();
-}
-
 void CopyLeaf(const v1::Profile& from, v1::Profile* to, const Leaf& leaf) {
   const FieldDescriptor* f = leaf.chain.back();
   const Message* src = Holder(from, leaf);
@@ -149,6 +141,8 @@ std::string LeafValue(const v1::Profile& p, const Leaf& leaf) {
   }
   return m->GetReflection()->GetString(*m, f);
 }
+
+bool LeafEmpty(const v1::Profile& p, const Leaf& leaf) { return LeafValue(p, leaf).empty(); }
 
 // Restrictiveness of a consent status: a merge keeps the most restrictive.
 int Restrictiveness(v1::ConsentStatus s) {
@@ -374,19 +368,29 @@ absl::StatusOr<std::pair<int64_t, int64_t>> CustomerStore::FeedBounds() {
   return std::make_pair(r.front().Int(0), r.front().Int(1));
 }
 
-absl::StatusOr<v1::Customer> CustomerStore::ReadThroughCache(const std::string& id) {
-  if (cache_ != nullptr) {
-    if (std::optional<cache::CachedProfile> hit = cache_->Get(id)) {
-      v1::Customer cu;
-      if (cu.ParseFromString(hit->data)) return cu;
-    }
-  }
+std::optional<v1::Customer> CustomerStore::FromCache(const std::string& id) {
+  if (cache_ == nullptr) return std::nullopt;
+  std::optional<cache::CachedProfile> hit = cache_->Get(id);
+  v1::Customer cu;
+  if (hit && cu.ParseFromString(hit->data)) return cu;
+  return std::nullopt;
+}
+
+absl::StatusOr<v1::Customer> CustomerStore::ReadResolved(const common::v1::CustomerRef& ref,
+                                                         const std::string& missed) {
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
-  if (!l.merged_into.empty()) return absl::FailedPreconditionError("merged");  // callers resolve first
-  if (cache_ != nullptr) {
-    cache_->Put(id, l.record.customer().version(), l.record.customer().SerializeAsString());
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
+  if (!found) {
+    return absl::NotFoundError(ref.ref_case() == common::v1::CustomerRef::kCustomerId
+                                   ? absl::StrCat("customer \"", ref.customer_id(), "\" does not exist")
+                                   : "no customer has this identifier");
   }
+  if (id != missed) {  // an identifier or a merged id resolved to an id the cache was not asked for
+    if (std::optional<v1::Customer> cached = FromCache(id)) return *cached;
+  }
+  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
+  if (cache_ != nullptr) cache_->Put(id, l.record.customer().version(), l.record.customer().SerializeAsString());
   return l.record.customer();
 }
 
@@ -400,32 +404,17 @@ void CustomerStore::CacheAfterCommit(const std::vector<v1::Customer>& written, c
 }
 
 absl::StatusOr<v1::Customer> CustomerStore::Get(const common::v1::CustomerRef& ref) {
-  std::string id;
-  if (ref.ref_case() == common::v1::CustomerRef::kCustomerId && cache_ != nullptr) {
-    // The hot path: a live id is answered from the cache without touching the database.
-    if (std::optional<cache::CachedProfile> hit = cache_->Get(ref.customer_id())) {
-      v1::Customer cu;
-      if (cu.ParseFromString(hit->data)) return cu;
-    }
-  }
-  {
-    ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-    bool found = false;
-    ECRM_ASSIGN_OR_RETURN(id, ResolveId(*conn, ref, &found));
-    if (!found) {
-      return absl::NotFoundError(ref.ref_case() == common::v1::CustomerRef::kCustomerId
-                                     ? absl::StrCat("customer \"", ref.customer_id(), "\" does not exist")
-                                     : "no customer has this identifier");
-    }
-  }
-  return ReadThroughCache(id);
+  if (ref.ref_case() != common::v1::CustomerRef::kCustomerId) return ReadResolved(ref, "");
+  // The hot path: a live id is answered from the cache without touching the database.
+  if (std::optional<v1::Customer> cached = FromCache(ref.customer_id())) return *cached;
+  return ReadResolved(ref, ref.customer_id());
 }
 
 absl::StatusOr<v1::BatchGetCustomersResponse> CustomerStore::BatchGet(const std::vector<std::string>& ids) {
   if (ids.size() > 1000) return Invalid("customer_ids", "at most 1,000 per call");
   v1::BatchGetCustomersResponse out;
   std::vector<std::optional<cache::CachedProfile>> hits(ids.size());
-  if (cache_ != nullptr) hits = cache_->MultiGet(ids);
+  if (cache_ != nullptr) hits = cache_->MultiGet(ids);  // one round trip for all of them
   for (size_t i = 0; i < ids.size(); ++i) {
     v1::Customer cu;
     if (hits[i] && cu.ParseFromString(hits[i]->data)) {
@@ -434,7 +423,7 @@ absl::StatusOr<v1::BatchGetCustomersResponse> CustomerStore::BatchGet(const std:
     }
     common::v1::CustomerRef ref;
     ref.set_customer_id(ids[i]);
-    absl::StatusOr<v1::Customer> got = Get(ref);
+    absl::StatusOr<v1::Customer> got = ReadResolved(ref, ids[i]);
     if (got.ok()) {
       *out.add_customers() = std::move(*got);
     } else if (got.status().code() == absl::StatusCode::kNotFound) {
@@ -1033,16 +1022,18 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
     std::map<std::string, CustomerRecord> touched;  // ordered by id: rows are locked in id order
     std::vector<std::string> owner(batch.events_size());
     std::set<std::string> created;
-    for (int i = 0; i < batch.events_size(); ++i) {
+    // Events of one batch often name the same customer: resolve each reference once.
+    std::map<std::string, std::string> memo;
+    auto resolve = [&](int i) -> absl::StatusOr<std::string> {
       const v1::Event& e = batch.events(i);
       if (e.customer().ref_case() == common::v1::CustomerRef::kCustomerId) {
         bool found = false;
-        ECRM_ASSIGN_OR_RETURN(owner[i], ResolveId(c, e.customer(), &found));
+        ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, e.customer(), &found));
         if (!found) {
           return absl::NotFoundError(
               absl::StrCat("events[", i, "].customer: customer \"", e.customer().customer_id(), "\" does not exist"));
         }
-        continue;
+        return id;
       }
       const common::v1::Identifier& ident = refs[i];
       ECRM_ASSIGN_OR_RETURN(
@@ -1052,8 +1043,7 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
         common::v1::CustomerRef ref;
         ref.set_customer_id(std::string(r.front().Text(0)));
         bool found = false;
-        ECRM_ASSIGN_OR_RETURN(owner[i], ResolveId(c, ref, &found));
-        continue;
+        return ResolveId(c, ref, &found);
       }
       // An unknown identifier creates its customer (anonymous for a device id); a later
       // login with a strong identifier merges it into the identified customer.
@@ -1061,13 +1051,13 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
       CustomerRecord fresh;
       fresh.mutable_customer()->set_id(NewId("c_"));
       *fresh.mutable_customer()->add_identifiers() = ident;
-      owner[i] = fresh.customer().id();
+      const std::string id_for_new = fresh.customer().id();
       // A concurrent batch may claim the same new identifier first: then adopt its customer
       // instead of aborting this whole batch.
       ECRM_ASSIGN_OR_RETURN(sql::Result claimed,
                             c.Execute("INSERT INTO identifiers (type, source, value, customer_id) "
                                       "VALUES ($1, $2, $3, $4) ON CONFLICT (type, source, value) DO NOTHING",
-                                      {static_cast<int>(ident.type()), ident.source(), ident.value(), owner[i]}));
+                                      {static_cast<int>(ident.type()), ident.source(), ident.value(), id_for_new}));
       if (claimed.rows_affected() == 0) {
         ECRM_ASSIGN_OR_RETURN(sql::Result winner,
                               c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 "
@@ -1077,14 +1067,28 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
         common::v1::CustomerRef ref;
         ref.set_customer_id(std::string(winner.front().Text(0)));
         bool found = false;
-        ECRM_ASSIGN_OR_RETURN(owner[i], ResolveId(c, ref, &found));
-        continue;
+        return ResolveId(c, ref, &found);
       }
       // Inserted now, so later events of this batch for the same identifier resolve to it.
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
       AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
-      touched[owner[i]] = std::move(fresh);
-      created.insert(owner[i]);
+      touched[id_for_new] = std::move(fresh);
+      created.insert(id_for_new);
+      return id_for_new;
+    };
+    for (int i = 0; i < batch.events_size(); ++i) {
+      const common::v1::CustomerRef& ref = batch.events(i).customer();
+      const std::string key =
+          ref.ref_case() == common::v1::CustomerRef::kCustomerId
+              ? absl::StrCat("id:", ref.customer_id())
+              : absl::StrCat("identifier:", refs[i].type(), "|", refs[i].source(), "|", refs[i].value());
+      auto it = memo.find(key);
+      if (it != memo.end()) {
+        owner[i] = it->second;
+        continue;
+      }
+      ECRM_ASSIGN_OR_RETURN(owner[i], resolve(i));
+      memo[key] = owner[i];
     }
     for (const std::string& id : std::set<std::string>(owner.begin(), owner.end())) {
       if (created.count(id)) continue;

@@ -110,7 +110,12 @@ class CustomerStore {
                                             std::vector<v1::Customer>* merged);
   absl::Status ApplyProfile(const v1::UpsertCustomerRequest& request, internal::CustomerRecord& record,
                             int64_t now_us) const;
-  absl::StatusOr<v1::Customer> ReadThroughCache(const std::string& id);
+  // The cached customer, if the cache holds a readable one.
+  std::optional<v1::Customer> FromCache(const std::string& id);
+  // Resolves ref in the database (following merges) and reads the customer, from the cache
+  // unless `missed` (an id the cache was just asked for) is where it resolved, then from the
+  // database, filling the cache.
+  absl::StatusOr<v1::Customer> ReadResolved(const common::v1::CustomerRef& ref, const std::string& missed);
   void CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone);
   int Rank(common::v1::Touchpoint source) const;
   // FAILED_PRECONDITION when an identifier belongs to an erased person.
