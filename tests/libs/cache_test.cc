@@ -66,6 +66,16 @@ void CheckContract(ProfileCache& c) {
   CHECK(many[0]->data == "v5");
   CHECK_FALSE(many[1].has_value());
   CHECK(many[2]->data == "two");
+
+  // A batch of writes: each compare-and-set on its own, in one round trip.
+  std::vector<ecrm::cache::ProfileWrite> batch = {
+      {"c1", 4, "older than v5", false}, {"c2", 2, "two v2", false}, {"c3", 1, "three", false}, {"c3", 2, "", true}};
+  CHECK(c.Write(batch) == 3);
+  auto after = c.MultiGet({"c1", "c2", "c3"});
+  CHECK(after[0]->data == "v5");
+  CHECK(after[1]->data == "two v2");
+  CHECK_FALSE(after[2].has_value());  // written, then tombstoned in the same batch
+  CHECK(c.Write({}) == 0);
 }
 
 }  // namespace

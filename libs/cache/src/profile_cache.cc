@@ -1,5 +1,7 @@
 #include "ecrm/cache/profile_cache.h"
 
+#include <algorithm>
+
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
@@ -167,46 +169,55 @@ absl::StatusOr<std::string> RedisProfileCache::ScriptSha(bool reload) {
   return script_sha_;
 }
 
-bool RedisProfileCache::Store(absl::string_view id, int64_t version, absl::string_view data, bool tombstone) {
+size_t RedisProfileCache::Write(absl::Span<const ProfileWrite> writes) {
+  if (writes.empty()) return 0;
   if (!EnsureEpoch()) {
     dirty_.store(true);
-    return false;
+    return 0;
   }
-  std::vector<std::string> args = {"EVALSHA",
-                                   "",
-                                   "1",
-                                   Key(id),
-                                   absl::StrCat(version),
-                                   std::string(data),
-                                   absl::StrCat(absl::ToInt64Milliseconds(options_.ttl)),
-                                   tombstone ? "1" : "0"};
-  absl::StatusOr<RedisReply> r = absl::UnavailableError("not sent");
-  // A restarted Redis has forgotten the script: load it again once and retry.
+  std::vector<std::vector<std::string>> commands;
+  commands.reserve(writes.size());
+  const std::string ttl_ms = absl::StrCat(absl::ToInt64Milliseconds(options_.ttl));
+  for (const ProfileWrite& w : writes) {
+    commands.push_back({"EVALSHA", "", "1", Key(w.id), absl::StrCat(w.version), w.tombstone ? "" : w.data, ttl_ms,
+                        w.tombstone ? "1" : "0"});
+  }
+  absl::StatusOr<std::vector<RedisReply>> replies = absl::UnavailableError("not sent");
+  // A restarted Redis has forgotten the script: load it again once and resend (the writes are
+  // compare-and-set, so resending those that did run changes nothing).
   for (bool reload : {false, true}) {
     absl::StatusOr<std::string> sha = ScriptSha(reload);
     if (!sha.ok()) {
-      r = sha.status();
+      replies = sha.status();
       break;
     }
-    args[1] = *sha;
-    r = redis_.Command(args);
-    if (!(r.ok() && r->type == RedisReply::Type::kError && absl::StartsWith(r->str, "NOSCRIPT"))) break;
+    for (auto& command : commands) command[1] = *sha;
+    replies = redis_.Pipeline(commands);
+    if (!replies.ok() || std::none_of(replies->begin(), replies->end(), [](const RedisReply& r) {
+          return r.type == RedisReply::Type::kError && absl::StartsWith(r.str, "NOSCRIPT");
+        })) {
+      break;
+    }
   }
-  if (!r.ok() || r->type == RedisReply::Type::kError) {
-    if (r.ok()) log::Error("profile cache write rejected by Redis", {{"error", r->str}});
+  if (!replies.ok()) {
     Failed(true);
-    return false;
+    return 0;
   }
-  bool stored = r->integer == 1;
-  (stored ? metrics_.writes_stored : metrics_.writes_refused).Increment();
+  size_t stored = 0;
+  bool failed = false;
+  for (const RedisReply& r : *replies) {
+    if (r.type == RedisReply::Type::kError) {
+      if (!failed) log::Error("profile cache write rejected by Redis", {{"error", r.str}});
+      failed = true;
+    } else {
+      stored += r.integer == 1;
+    }
+  }
+  if (failed) Failed(true);
+  metrics_.writes_stored.Increment(static_cast<double>(stored));
+  metrics_.writes_refused.Increment(static_cast<double>(writes.size() - stored));
   return stored;
 }
-
-bool RedisProfileCache::Put(absl::string_view id, int64_t version, absl::string_view data) {
-  return Store(id, version, data, false);
-}
-
-bool RedisProfileCache::Invalidate(absl::string_view id, int64_t version) { return Store(id, version, "", true); }
 
 std::optional<CachedProfile> InMemoryProfileCache::Get(absl::string_view id) {
   if (!available_) return std::nullopt;
@@ -223,21 +234,17 @@ std::vector<std::optional<CachedProfile>> InMemoryProfileCache::MultiGet(absl::S
   return out;
 }
 
-bool InMemoryProfileCache::Store(absl::string_view id, int64_t version, std::optional<std::string> data) {
-  if (!available_) return false;
+size_t InMemoryProfileCache::Write(absl::Span<const ProfileWrite> writes) {
+  if (!available_) return 0;
   std::lock_guard lock(mu_);
-  auto it = entries_.find(id);
-  if (it != entries_.end() && it->second.version >= version) return false;
-  entries_[std::string(id)] = Entry{version, std::move(data)};
-  return true;
-}
-
-bool InMemoryProfileCache::Put(absl::string_view id, int64_t version, absl::string_view data) {
-  return Store(id, version, std::string(data));
-}
-
-bool InMemoryProfileCache::Invalidate(absl::string_view id, int64_t version) {
-  return Store(id, version, std::nullopt);
+  size_t stored = 0;
+  for (const ProfileWrite& w : writes) {
+    auto it = entries_.find(w.id);
+    if (it != entries_.end() && it->second.version >= w.version) continue;
+    entries_[w.id] = Entry{w.version, w.tombstone ? std::nullopt : std::optional<std::string>(w.data)};
+    ++stored;
+  }
+  return stored;
 }
 
 void InMemoryProfileCache::Clear() {

@@ -40,6 +40,14 @@ struct CachedProfile {
   std::string data;
 };
 
+// One compare-and-set write: the profile at `version`, or a tombstone at `version`.
+struct ProfileWrite {
+  std::string id;
+  int64_t version = 0;
+  std::string data;
+  bool tombstone = false;
+};
+
 class ProfileCache {
  public:
   virtual ~ProfileCache() = default;
@@ -47,10 +55,17 @@ class ProfileCache {
   virtual std::optional<CachedProfile> Get(absl::string_view id) = 0;
   // One round trip for all ids; the result is parallel to ids.
   virtual std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) = 0;
+  // One round trip for all writes; each stores unless the cache holds this or a newer version.
+  // Returns how many were stored.
+  virtual size_t Write(absl::Span<const ProfileWrite> writes) = 0;
   // Stores unless the cache holds this or a newer version. True when stored.
-  virtual bool Put(absl::string_view id, int64_t version, absl::string_view data) = 0;
+  bool Put(absl::string_view id, int64_t version, absl::string_view data) {
+    return Write({{ProfileWrite{std::string(id), version, std::string(data), false}}}) == 1;
+  }
   // Leaves a tombstone at `version`: the profile is gone and older fills are refused.
-  virtual bool Invalidate(absl::string_view id, int64_t version) = 0;
+  bool Invalidate(absl::string_view id, int64_t version) {
+    return Write({{ProfileWrite{std::string(id), version, "", true}}}) == 1;
+  }
 };
 
 // Counters and gauges of a cache, registered once at construction.
@@ -77,15 +92,13 @@ class RedisProfileCache final : public ProfileCache {
 
   std::optional<CachedProfile> Get(absl::string_view id) override;
   std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) override;
-  bool Put(absl::string_view id, int64_t version, absl::string_view data) override;
-  bool Invalidate(absl::string_view id, int64_t version) override;
+  size_t Write(absl::Span<const ProfileWrite> writes) override;
 
   int64_t epoch() const { return epoch_.load(); }
 
  private:
   bool EnsureEpoch();  // false while Redis is unreachable
   std::string Key(absl::string_view id) const;
-  bool Store(absl::string_view id, int64_t version, absl::string_view data, bool tombstone);
   absl::StatusOr<std::string> ScriptSha(bool reload);
   void Failed(bool write);
   void UpdateBreakerGauge();
@@ -107,8 +120,7 @@ class InMemoryProfileCache final : public ProfileCache {
  public:
   std::optional<CachedProfile> Get(absl::string_view id) override;
   std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) override;
-  bool Put(absl::string_view id, int64_t version, absl::string_view data) override;
-  bool Invalidate(absl::string_view id, int64_t version) override;
+  size_t Write(absl::Span<const ProfileWrite> writes) override;
 
   void set_available(bool available) { available_ = available; }
   void Clear();
@@ -118,7 +130,6 @@ class InMemoryProfileCache final : public ProfileCache {
     int64_t version;
     std::optional<std::string> data;
   };
-  bool Store(absl::string_view id, int64_t version, std::optional<std::string> data);
   std::mutex mu_;
   std::map<std::string, Entry, std::less<>> entries_;
   std::atomic<bool> available_{true};
