@@ -21,6 +21,7 @@ struct Database::State {
   std::condition_variable cv;
   std::deque<std::unique_ptr<Connection>> idle;
   int open = 0;
+  std::shared_ptr<std::timed_mutex> sqlite_writer = std::make_shared<std::timed_mutex>();
 };
 
 namespace {
@@ -93,7 +94,7 @@ absl::StatusOr<Lease> Database::Acquire() {
   }
   // Connect outside the lock: it may take a network round trip.
   absl::StatusOr<std::unique_ptr<Connection>> conn = dialect_ == Dialect::kSqlite
-                                                         ? internal::OpenSqlite(s.target, s.options)
+                                                         ? internal::OpenSqlite(s.target, s.options, s.sqlite_writer)
                                                          : internal::OpenPostgres(s.target, s.options);
   if (!conn.ok()) {
     std::lock_guard lock(s.mu);

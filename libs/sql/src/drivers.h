@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -10,7 +11,10 @@
 
 namespace ecrm::sql::internal {
 
-absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options);
+// `writer` is shared by every connection of one Database: write transactions of this process
+// queue on it instead of polling SQLite's file lock (whose busy handler sleeps for milliseconds).
+absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options,
+                                                       std::shared_ptr<std::timed_mutex> writer);
 absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conninfo, const DatabaseOptions& options);
 
 // Rewrites PostgreSQL's $N placeholders to SQLite's ?N, leaving string literals, quoted
