@@ -386,17 +386,20 @@ TEST_CASE("replayed event batches are deduplicated and the behaviour summary cou
 
 namespace {
 
-// Reads the feed from `after` until `want` changes have arrived (heartbeats skipped).
+// Reads the feed from `after` until `want` changes have arrived or a heartbeat says it is
+// caught up.
 std::vector<v1::Change> Watch(Client& c, int64_t after, size_t want) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
   v1::WatchChangesRequest req;
   req.set_after_sequence(after);
+  req.set_heartbeat_seconds(1);
   auto reader = c.stub->WatchChanges(&ctx, req);
   std::vector<v1::Change> got;
-  v1::Change ch;
-  while (got.size() < want && reader->Read(&ch)) {
-    if (ch.kind() != v1::CHANGE_KIND_HEARTBEAT) got.push_back(ch);
+  v1::WatchChangesResponse message;
+  while (got.size() < want && reader->Read(&message) && !message.changes().empty()) {
+    if (!message.changes().empty()) CHECK(message.position() == message.changes().rbegin()->sequence());
+    for (const v1::Change& ch : message.changes()) got.push_back(ch);
   }
   ctx.TryCancel();
   (void)reader->Finish();
@@ -693,7 +696,7 @@ TEST_CASE("erasure leaves nothing behind in the database, the cache or the feed,
           CHECK(d->type == ecrm::cache::RedisReply::Type::kNil);
         }
       }
-      auto feed = Watch(c, 0, 1000);  // reads what is there, up to the first heartbeat gap
+      auto feed = Watch(c, 0, 1000);  // reads what is there, up to the first heartbeat
       bool erase_seen = false;
       for (const auto& ch : feed)
         erase_seen |= ch.kind() == v1::CHANGE_KIND_ERASE && ch.customer_id() == a.customer().id();
@@ -832,8 +835,8 @@ TEST_CASE("a consumer behind the feed's retention gets OUT_OF_RANGE with a way t
     v1::WatchChangesRequest req;
     req.set_after_sequence(0);
     auto reader = c.stub->WatchChanges(&ctx, req);
-    v1::Change ch;
-    if (!reader->Read(&ch)) {
+    v1::WatchChangesResponse message;
+    if (!reader->Read(&message)) {
       status = reader->Finish();
       break;
     }
@@ -851,4 +854,50 @@ TEST_CASE("a consumer behind the feed's retention gets OUT_OF_RANGE with a way t
   auto fresh = Watch(c, all.as_of_sequence(), 1);
   REQUIRE(fresh.size() == 1);
   CHECK(fresh[0].customer().identifiers(0).value() == "new@x.io");
+}
+
+TEST_CASE("the feed sends runs of changes per message, filters by kind and reports the position") {
+  Client c({});
+  std::string id;
+  for (int i = 0; i < 5; ++i) id = c.Upsert(WithIds({Id(kEmail, absl::StrCat("run", i, "@x.io"))})).customer().id();
+  v1::UpdateConsentRequest consent;
+  *consent.mutable_customer() = RefId(id);
+  consent.set_channel(common::CHANNEL_SMS);
+  consent.set_purpose(common::PURPOSE_MARKETING);
+  consent.set_status(v1::CONSENT_STATUS_GRANTED);
+  v1::Customer out;
+  REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, consent, &out).ok());
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  v1::WatchChangesRequest req;
+  req.set_max_changes_per_message(2);
+  req.set_heartbeat_seconds(1);
+  auto reader = c.stub->WatchChanges(&ctx, req);
+  std::vector<int> sizes;
+  int64_t last = 0;
+  v1::WatchChangesResponse message;
+  while (reader->Read(&message) && !message.changes().empty()) {
+    sizes.push_back(message.changes_size());
+    for (const v1::Change& ch : message.changes()) CHECK(ch.sequence() == ++last);
+    CHECK(message.position() == last);
+  }
+  CHECK(sizes == std::vector<int>{2, 2, 2});  // five identity changes and the consent
+  ctx.TryCancel();
+  (void)reader->Finish();
+
+  // Only consents: the identity changes are skipped, but the position still moves past them.
+  grpc::ClientContext ctx2;
+  ctx2.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  req.add_kinds(v1::CHANGE_KIND_CONSENT);
+  auto consents = c.stub->WatchChanges(&ctx2, req);
+  REQUIRE(consents->Read(&message));
+  REQUIRE(message.changes_size() == 1);
+  CHECK(message.changes(0).kind() == v1::CHANGE_KIND_CONSENT);
+  CHECK(message.position() == last);
+  REQUIRE(consents->Read(&message));  // the heartbeat carries the position too
+  CHECK(message.changes().empty());
+  CHECK(message.position() == last);
+  ctx2.TryCancel();
+  (void)consents->Finish();
 }

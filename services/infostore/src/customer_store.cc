@@ -397,10 +397,13 @@ absl::StatusOr<v1::Customer> CustomerStore::ReadResolved(const common::v1::Custo
 void CustomerStore::CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone) {
   if (on_change_ && !written.empty()) on_change_();
   if (cache_ == nullptr) return;
-  for (const v1::Customer& cu : written) cache_->Put(cu.id(), cu.version(), cu.SerializeAsString());
+  std::vector<cache::ProfileWrite> writes;
+  writes.reserve(written.size() + gone.size());
+  for (const v1::Customer& cu : written) writes.push_back({cu.id(), cu.version(), cu.SerializeAsString(), false});
   // A merged id leaves a tombstone at its new version: reads of it go to the database, which
   // redirects to the survivor, and an older fill cannot bring it back.
-  for (const v1::Customer& cu : gone) cache_->Invalidate(cu.id(), cu.version());
+  for (const v1::Customer& cu : gone) writes.push_back({cu.id(), cu.version(), "", true});
+  cache_->Write(writes);  // one round trip
 }
 
 absl::StatusOr<v1::Customer> CustomerStore::Get(const common::v1::CustomerRef& ref) {

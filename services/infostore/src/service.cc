@@ -233,9 +233,14 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
   v1::RecordEventsRequest batch_;
 };
 
-// WatchChanges: one thread per stream reads the feed and writes in order, waking on each
-// commit (and every 100 ms for writers in other processes), with heartbeats while idle.
-class FeedWriter final : public grpc::ServerWriteReactor<v1::Change> {
+constexpr int kMaxChangesPerMessage = 1000;
+constexpr size_t kMessageBytes = 1 << 20;  // a message stops growing past this
+
+// WatchChanges: one thread per stream reads the feed and writes it in order, in runs of
+// changes per message, waking on each commit (and every 100 ms for writers in other
+// processes), with heartbeats while idle.
+
+class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesResponse> {
  public:
   FeedWriter(CustomerStore& store, FeedSignal& feed, const v1::WatchChangesRequest& request)
       : store_(store), feed_(feed), request_(request) {
@@ -264,10 +269,11 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::Change> {
  private:
   // One write in flight at a time, as the reactor API requires. (A buffer hint made it slower:
   // OnWriteDone of a held-back write waits for the flush.)
-  bool Write(const v1::Change& change) {
+  bool Write(v1::WatchChangesResponse& message) {
     std::unique_lock lock(mu_);
     if (cancelled_) return false;
-    message_ = change;
+    message_.Swap(&message);
+    message.Clear();
     writing_ = true;
     StartWrite(&message_);
     cv_.wait(lock, [&] { return !writing_; });
@@ -293,27 +299,35 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::Change> {
     std::set<int> kinds(request_.kinds().begin(), request_.kinds().end());
     const absl::Duration heartbeat =
         absl::Seconds(request_.heartbeat_seconds() > 0 ? std::min(request_.heartbeat_seconds(), 3600) : 5);
+    const int per_message = request_.max_changes_per_message() > 0
+                                ? std::min(request_.max_changes_per_message(), kMaxChangesPerMessage)
+                                : kMaxChangesPerMessage;
     absl::Time last_write = absl::Now();
     uint64_t seen = feed_.generation();
+    v1::WatchChangesResponse message;
+    size_t message_bytes = 0;
+    auto send = [&]() {
+      message.set_position(after);
+      message_bytes = 0;
+      last_write = absl::Now();
+      return Write(message);  // leaves `message` empty
+    };
     while (!cancelled() && !feed_.draining()) {
       absl::StatusOr<std::vector<v1::Change>> changes = store_.ReadChanges(after, 2000);
       if (!changes.ok()) return Finish(ToGrpc(changes.status()));
-      for (size_t i = 0; i < changes->size(); ++i) {
-        const v1::Change& ch = (*changes)[i];
+      for (v1::Change& ch : *changes) {
         after = ch.sequence();
         if (!kinds.empty() && !kinds.count(ch.kind())) continue;
-        if (!Write(ch)) {
-          return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+        message_bytes += ch.ByteSizeLong();
+        message.mutable_changes()->Add(std::move(ch));
+        if (message.changes_size() >= per_message || message_bytes >= kMessageBytes) {
+          if (!send()) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
         }
-        last_write = absl::Now();
       }
       if (!changes->empty()) continue;
-      if (absl::Now() - last_write >= heartbeat) {
-        v1::Change beat;
-        beat.set_kind(v1::CHANGE_KIND_HEARTBEAT);
-        beat.set_sequence(after);
-        if (!Write(beat)) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-        last_write = absl::Now();
+      // Caught up: send what is held, or a heartbeat when idle for long enough.
+      if (message.changes_size() > 0 || absl::Now() - last_write >= heartbeat) {
+        if (!send()) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       }
       seen = feed_.Wait(seen, absl::Milliseconds(100));
     }
@@ -327,7 +341,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::Change> {
   const v1::WatchChangesRequest request_;
   std::mutex mu_;
   std::condition_variable cv_;
-  v1::Change message_;
+  v1::WatchChangesResponse message_;
   bool writing_ = false;
   bool write_ok_ = true;
   bool cancelled_ = false;
@@ -341,8 +355,8 @@ grpc::ServerReadReactor<v1::RecordEventsRequest>* InformationStoreService::Recor
   return new EventsReader(store_, executor_, resp);
 }
 
-grpc::ServerWriteReactor<v1::Change>* InformationStoreService::WatchChanges(grpc::CallbackServerContext*,
-                                                                            const v1::WatchChangesRequest* req) {
+grpc::ServerWriteReactor<v1::WatchChangesResponse>* InformationStoreService::WatchChanges(
+    grpc::CallbackServerContext*, const v1::WatchChangesRequest* req) {
   return new FeedWriter(store_, feed_, *req);
 }
 

@@ -63,8 +63,8 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
                                           v1::EraseCustomerResponse* resp) override;
   grpc::ServerReadReactor<v1::RecordEventsRequest>* RecordEvents(grpc::CallbackServerContext* ctx,
                                                                  v1::RecordEventsResponse* resp) override;
-  grpc::ServerWriteReactor<v1::Change>* WatchChanges(grpc::CallbackServerContext* ctx,
-                                                     const v1::WatchChangesRequest* req) override;
+  grpc::ServerWriteReactor<v1::WatchChangesResponse>* WatchChanges(grpc::CallbackServerContext* ctx,
+                                                                   const v1::WatchChangesRequest* req) override;
 
  private:
   // Runs fn on a worker and finishes the RPC with its status.
