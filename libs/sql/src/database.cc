@@ -197,7 +197,7 @@ absl::Status Transaction::Commit() {
 
 absl::StatusOr<int64_t> Connection::InsertBatch(absl::string_view table, absl::Span<const std::string> columns,
                                                 absl::Span<const Value> values, absl::string_view suffix,
-                                                int rows_per_statement) {
+                                                int rows_per_statement, std::vector<std::string>* returned) {
   const size_t width = columns.size();
   if (width == 0 || values.size() % width != 0) {
     return absl::InvalidArgumentError(absl::StrCat("InsertBatch into ", table, ": ", values.size(),
@@ -230,6 +230,9 @@ absl::StatusOr<int64_t> Connection::InsertBatch(absl::string_view table, absl::S
     if (n != per_stmt) partial = statement_for(n);
     ECRM_ASSIGN_OR_RETURN(Result r, Execute(n == per_stmt ? full : partial, values.subspan(start * width, n * width)));
     inserted += r.rows_affected();
+    if (returned != nullptr) {
+      for (Row row : r) returned->emplace_back(row.Text(0));
+    }
   }
   if (own_tx) ECRM_RETURN_IF_ERROR(own_tx->Commit());
   return inserted;

@@ -2,14 +2,19 @@
 // the change feed, over libs/sql and the shared profile cache. No gRPC types here.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "ecrm/cache/profile_cache.h"
 #include "ecrm/infostore/internal/record.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
@@ -62,7 +67,8 @@ class CustomerStore {
   absl::StatusOr<v1::UnmergeCustomersResponse> Unmerge(const v1::UnmergeCustomersRequest& request);
   absl::StatusOr<v1::ListCustomersResponse> ListCustomers(const v1::ListCustomersRequest& request);
   absl::StatusOr<v1::ListEventsResponse> ListEvents(const v1::ListEventsRequest& request);
-  // One batch of RecordEvents, committed in one transaction: all or nothing.
+  // One batch of RecordEvents, committed in one transaction (possibly together with batches of
+  // other streams): all or nothing, durable when this returns.
   absl::StatusOr<EventBatchResult> RecordEvents(const v1::RecordEventsRequest& batch);
 
   // This engine's part of a data-subject export: one JSON object (customer, consent history,
@@ -92,6 +98,12 @@ class CustomerStore {
 
  private:
   struct Loaded;
+  struct EventBatch;
+  // Commits a group of batches in one transaction; when that fails, each batch alone.
+  void CommitGroup(absl::Span<EventBatch* const> group);
+  absl::Status WriteEvents(absl::Span<EventBatch* const> group);
+  // Saves (updates) every record, each checked against the version it was loaded at.
+  absl::Status SaveMany(sql::Connection& c, std::map<std::string, internal::CustomerRecord>& records);
   absl::StatusOr<std::string> ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref, bool* found);
   // `for_update`: lock the row until commit (PostgreSQL; SQLite writers are serialised anyway),
   // so concurrent writers of one customer queue instead of failing their version check.
@@ -125,6 +137,11 @@ class CustomerStore {
   cache::ProfileCache* cache_;
   StoreOptions options_;
   std::function<void()> on_change_;
+  // Group commit of RecordEvents batches.
+  std::mutex group_mu_;
+  std::condition_variable group_cv_;
+  std::deque<EventBatch*> group_queue_;
+  bool group_leader_ = false;
 };
 
 }  // namespace ecrm::infostore

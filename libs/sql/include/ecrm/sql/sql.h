@@ -154,10 +154,11 @@ class Connection {
   // Inserts rows (each of columns.size() values) with multi-row INSERTs of up to
   // `rows_per_statement` rows. Returns the number of rows inserted. Runs in the caller's
   // transaction if one is open; otherwise in one of its own, so it is all or nothing.
-  // `suffix` is appended to each statement (e.g. "ON CONFLICT DO NOTHING").
+  // `suffix` is appended to each statement (e.g. "ON CONFLICT DO NOTHING"); with a RETURNING
+  // clause, the first column of every returned row is appended to `returned` as text.
   absl::StatusOr<int64_t> InsertBatch(absl::string_view table, absl::Span<const std::string> columns,
                                       absl::Span<const Value> values, absl::string_view suffix = "",
-                                      int rows_per_statement = 256);
+                                      int rows_per_statement = 256, std::vector<std::string>* returned = nullptr);
 };
 
 // A transaction that rolls back unless Commit() succeeds.
