@@ -222,7 +222,8 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
   // a process crash (only an OS crash can lose the last commits). Checkpointing every 10,000
   // pages (40 MiB) instead of 1,000 copies a page rewritten by many commits back once.
   absl::Status s = conn->ExecuteScript(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000; PRAGMA cache_size=-65536;");
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000; "
+      "PRAGMA cache_size=-65536;");
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot set up SQLite database \"", path, "\": ", s.message()));
   }

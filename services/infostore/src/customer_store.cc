@@ -1117,7 +1117,8 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       std::vector<IdKey> keys;
       for (const auto& [key, _] : owner_of) keys.push_back(key);
       PadToPowerOfTwo(keys);
-      std::string sql = "SELECT type, source, value, customer_id FROM identifiers WHERE (type, source, value) IN (VALUES ";
+      std::string sql =
+          "SELECT type, source, value, customer_id FROM identifiers WHERE (type, source, value) IN (VALUES ";
       std::vector<sql::Value> params;
       for (size_t i = 0; i < keys.size(); ++i) {
         absl::StrAppend(&sql, i ? ", " : "", "(CAST($", 3 * i + 1, " AS INTEGER), $", 3 * i + 2, ", $", 3 * i + 3, ")");
@@ -1140,8 +1141,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       ident.set_type(static_cast<common::v1::IdentifierType>(std::get<0>(key)));
       ident.set_source(std::get<1>(key));
       ident.set_value(std::get<2>(key));
-      ECRM_RETURN_IF_ERROR(
-          CheckNotErased(c, ident, absl::StrCat("events[", first_use[key], "].customer.identifier")));
+      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", first_use[key], "].customer.identifier")));
       CustomerRecord fresh;
       fresh.mutable_customer()->set_id(NewId("c_"));
       *fresh.mutable_customer()->add_identifiers() = ident;
@@ -1234,10 +1234,9 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     static const std::vector<std::string> kEventColumns = {"event_id", "customer_id", "recorded_for",
                                                            "type",     "occurred_at", "event"};
     std::vector<std::string> inserted_ids;
-    ECRM_RETURN_IF_ERROR(
-        c.InsertBatch("events", kEventColumns, rows, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id", 256,
-                      &inserted_ids)
-            .status());
+    ECRM_RETURN_IF_ERROR(c.InsertBatch("events", kEventColumns, rows,
+                                       "ON CONFLICT (event_id) DO NOTHING RETURNING event_id", 256, &inserted_ids)
+                             .status());
     std::set<std::string> inserted(inserted_ids.begin(), inserted_ids.end());
     for (size_t k = 0; k < items.size(); ++k) {
       v1::Event& e = events[k];
@@ -1272,8 +1271,9 @@ absl::Status CustomerStore::SaveMany(sql::Connection& c, std::map<std::string, C
   for (auto& [id, record] : records) all.push_back(&record);
   for (size_t start = 0; start < all.size(); start += 500) {
     const size_t n = std::min<size_t>(500, all.size() - start);
-    std::string sql = "UPDATE customers AS c SET version = v.version, updated_at = v.updated_at, record = v.record "
-                      "FROM (VALUES ";
+    std::string sql =
+        "UPDATE customers AS c SET version = v.version, updated_at = v.updated_at, record = v.record "
+        "FROM (VALUES ";
     std::vector<sql::Value> params;
     for (size_t i = 0; i < n; ++i) {
       v1::Customer& cu = *all[start + i]->mutable_customer();
