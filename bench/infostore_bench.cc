@@ -16,7 +16,7 @@ namespace v1 = ecrm::infostore::v1;
 
 int main(int argc, char** argv) {
   std::string target = "127.0.0.1:50051", mode = "events";
-  int64_t streams = 4, batch = 1000, customers = 1000, runs = 1;
+  int64_t streams = 4, batch = 1000, customers = 1000, runs = 1, total_events = 0;
   absl::Duration duration = absl::Seconds(60);
   ecrm::config::Flags flags("ecrm-infostore-bench",
                             "RecordEvents and WatchChanges throughput of a running ecrm-infostore");
@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   flags.AddInt("batch", &batch, "events per batch");
   flags.AddInt("customers", &customers, "distinct customers the events belong to (device ids, created on first use)");
   flags.AddInt("runs", &runs, "runs (the median is reported)");
+  flags.AddInt("total-events", &total_events, "stop each events run after this many events (0: run for --duration)");
   flags.AddDuration("duration", &duration, "length of each events run");
   if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
   for (int64_t r = 0; r < runs; ++r) {
     if (mode == "events") {
-      std::atomic<int64_t> accepted{0};
+      std::atomic<int64_t> accepted{0}, sent{0};
       std::atomic<bool> failed{false};
       const auto start = std::chrono::steady_clock::now();
       const auto end = start + absl::ToChronoNanoseconds(duration);
@@ -46,7 +47,11 @@ int main(int argc, char** argv) {
           v1::RecordEventsResponse resp;
           auto writer = stub->RecordEvents(&ctx, &resp);
           const int64_t now_s = absl::ToUnixSeconds(absl::Now());
+          int64_t batches = 0;
           for (int64_t b = 0; std::chrono::steady_clock::now() < end; ++b) {
+            // Batches walk the customers in turn, so every customer gets events.
+            const int64_t offset = sent.fetch_add(batch);
+            if (total_events > 0 && offset >= total_events) break;
             v1::RecordEventsRequest req;
             for (int64_t i = 0; i < batch; ++i) {
               v1::Event* e = req.add_events();
@@ -54,10 +59,16 @@ int main(int argc, char** argv) {
               e->set_type(i % 10 == 0 ? "purchase" : "page_view");
               auto* id = e->mutable_customer()->mutable_identifier();
               id->set_type(ecrm::common::v1::IDENTIFIER_TYPE_DEVICE_ID);
-              id->set_value(absl::StrCat("device-", (s * 7919 + b * 31 + i) % customers));
+              id->set_value(absl::StrCat("device-", (offset + i) % customers));
               e->mutable_occurred_at()->set_seconds(now_s - 3600 + i % 3600);
             }
             if (!writer->Write(req)) break;
+            ++batches;
+          }
+          if (batches == 0) {  // the total was reached by the other streams: nothing to send
+            ctx.TryCancel();
+            (void)writer->Finish();
+            return;
           }
           writer->WritesDone();
           grpc::Status st = writer->Finish();

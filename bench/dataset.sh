@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The information store at scale (issue 3): loads ECRM_DATASET_CUSTOMERS customers (default
+# 1,000,000, created by their first event's device id) and ECRM_DATASET_EVENTS events (default
+# 10,000,000) through RecordEvents into a fresh SQLite database, then serves GetCustomer and
+# UpsertCustomer load while sampling the service's resident memory every 5 s.
+#   bench/dataset.sh [results.jsonl]   (ECRM_DATASET_URL=postgresql://… for another database)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh >/dev/null
+B=$(pwd)/build
+customers=${ECRM_DATASET_CUSTOMERS:-1000000}
+events=${ECRM_DATASET_EVENTS:-10000000}
+serve_runs=${ECRM_DATASET_SERVE_RUNS:-3}
+work=$(mktemp -d /tmp/ecrm-dataset-XXXXXX)
+out=${1:-$work/results.jsonl}
+: >"$out"
+pg_dirs=()
+source bench/lib.sh
+trap 'bench_cleanup; rm -rf "$work"' EXIT
+url=${ECRM_DATASET_URL:-sqlite://$work/infostore.db}
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+start_redis "$work"
+start_service "$B/services/ecrm-infostore" --database-url="$url" --redis-url="redis://127.0.0.1:$REPLY"
+target=$REPLY
+svc=${pids[-1]}
+echo "# $(date -u +%FT%TZ) loading $customers customers, $events events into $url" >&2
+start=$(date +%s)
+rate=$("$B/bench/ecrm-infostore-bench" --target="$target" --mode=events --customers="$customers" \
+  --total-events="$events" --duration=4h | json_field median)
+secs=$(($(date +%s) - start))
+emit "{\"bench\":\"dataset_load\",\"customers\":$customers,\"events\":$events,\"seconds\":$secs,\"events_per_s\":$rate}"
+if [[ $url == sqlite://* ]]; then
+  emit "{\"bench\":\"dataset_rows\",\"customers\":$(sqlite3 "${url#sqlite://}" 'SELECT COUNT(*) FROM customers'),\"events\":$(sqlite3 "${url#sqlite://}" 'SELECT COUNT(*) FROM events'),\"db_mb\":$(($(du -sm "$work" | cut -f1)))}"
+fi
+samples=("$(rss_mb "$svc")")
+for run in $(seq "$serve_runs"); do
+  for workload in infostore.get infostore.upsert; do
+    "$B/tools/loadgen/ecrm-load" --target="$target" --workload=$workload --rate=1000 --concurrency=64 \
+      --duration=20s --warmup=1s --json >"$work/load.json" &
+    lp=$!
+    for _ in 1 2 3 4; do sleep 5; samples+=("$(rss_mb "$svc")"); done
+    wait $lp
+    emit "{\"bench\":\"dataset_serve_$workload\",\"run\":$run,\"p99_ms\":$(json_field p99 <"$work/load.json"),\"requests\":$(json_field requests <"$work/load.json"),\"ok\":$(json_field ok <"$work/load.json")}"
+  done
+done
+emit "{\"bench\":\"dataset_rss_mb\",\"samples\":[$(IFS=,; echo "${samples[*]}")],\"first\":${samples[0]},\"max\":$(printf '%s\n' "${samples[@]}" | sort -n | tail -1),\"last\":${samples[-1]}}"
