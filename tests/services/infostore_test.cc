@@ -166,6 +166,17 @@ TEST_CASE("bad input gets the precise status and names the field") {
       auto birth = WithIds({Id(kEmail, "a@b.co")});
       birth.mutable_profile()->set_birth_date("2999-01-01");
       expect(birth, grpc::StatusCode::INVALID_ARGUMENT, "profile.birth_date");
+      // An attribute's type is fixed by its first use, across customers and restarts.
+      auto tier = WithIds({Id(kEmail, "typed@b.co")});
+      (*tier.mutable_attributes())["tier"].set_string_value("gold");
+      REQUIRE(c.Upsert(tier).customer().attributes().at("tier").string_value() == "gold");
+      auto wrong = WithIds({Id(kEmail, "other@b.co")});
+      (*wrong.mutable_attributes())["tier"].set_int_value(3);
+      expect(wrong, grpc::StatusCode::INVALID_ARGUMENT, "attributes[\"tier\"]: holds string_value");
+      v1::Customer none;
+      common::CustomerRef other;
+      *other.mutable_identifier() = Id(kEmail, "other@b.co");
+      CHECK(c.Get(other, &none).error_code() == grpc::StatusCode::NOT_FOUND);  // nothing half-written
 
       v1::Customer got;
       CHECK(c.Get(RefId("c_nobody"), &got).error_code() == grpc::StatusCode::NOT_FOUND);
@@ -418,7 +429,10 @@ TEST_CASE("the change feed streams every change in order and resumes after a res
       std::string id;
       {
         Client c(db_args);
-        for (int i = 0; i < 10; ++i) {
+        auto typed = WithIds({Id(kEmail, "typed@example.com")});
+        (*typed.mutable_attributes())["visits"].set_int_value(3);
+        c.Upsert(typed);
+        for (int i = 0; i < 9; ++i) {
           auto r = WithIds({Id(kEmail, absl::StrCat("p", i, "@example.com"))});
           id = c.Upsert(r).customer().id();
         }
@@ -431,6 +445,14 @@ TEST_CASE("the change feed streams every change in order and resumes after a res
         REQUIRE(c.service->process().Wait(absl::Seconds(15)).value_or(-1) == 0);
       }
       Client c(db_args);  // restarted on the same database
+      {
+        // Attribute types declared before the restart still hold.
+        auto typed = WithIds({Id(kEmail, "typed@example.com")});
+        (*typed.mutable_attributes())["visits"].set_string_value("three");
+        v1::UpsertCustomerResponse resp;
+        CHECK(c.Call(&v1::InformationStore::Stub::UpsertCustomer, typed, &resp).error_code() ==
+              grpc::StatusCode::INVALID_ARGUMENT);
+      }
       v1::UpdateConsentRequest req;
       *req.mutable_customer() = RefId(id);
       req.set_channel(common::CHANNEL_SMS);

@@ -629,6 +629,23 @@ namespace {
 using IdKey = std::tuple<int, std::string, std::string>;
 IdKey KeyOf(const common::v1::Identifier& id) { return {static_cast<int>(id.type()), id.source(), id.value()}; }
 
+absl::string_view CaseName(int value_case) {
+  switch (value_case) {
+    case common::v1::AttributeValue::kStringValue:
+      return "string_value";
+    case common::v1::AttributeValue::kIntValue:
+      return "int_value";
+    case common::v1::AttributeValue::kDoubleValue:
+      return "double_value";
+    case common::v1::AttributeValue::kBoolValue:
+      return "bool_value";
+    case common::v1::AttributeValue::kTimeValue:
+      return "time_value";
+    default:
+      return "no value";
+  }
+}
+
 absl::Status ValidateAttributes(const google::protobuf::Map<std::string, common::v1::AttributeValue>& attributes,
                                 int max_bytes) {
   for (const auto& [name, value] : attributes) {
@@ -666,11 +683,13 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
 
   UpsertResult result;
   std::vector<v1::Customer> written, gone;
+  std::map<std::string, int> declared;  // attribute types this upsert declares
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
     result = UpsertResult();
     written.clear();
     gone.clear();
+    declared.clear();
     // Who already owns the request's identifiers?
     std::vector<std::string> strong, device;
     auto add = [](std::vector<std::string>& v, const std::string& id) {
@@ -753,6 +772,7 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
       identity_changed = true;
     }
     const int64_t now = NowMicros();
+    ECRM_RETURN_IF_ERROR(CheckAttributeTypes(c, request.attributes(), declared));
     ECRM_RETURN_IF_ERROR(ApplyProfile(request, survivor, now));
     if (!create && !merge && survivor.SerializeAsString() == before) {
       result.outcome = v1::UpsertCustomerResponse::OUTCOME_UNCHANGED;
@@ -773,8 +793,42 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
     return FlushChanges(c, pending);
   });
   if (!status.ok()) return status;
+  if (!declared.empty()) {
+    std::lock_guard lock(attribute_types_mu_);
+    attribute_types_.insert(declared.begin(), declared.end());
+  }
   CacheAfterCommit(written, gone);
   return result;
+}
+
+absl::Status CustomerStore::CheckAttributeTypes(
+    sql::Connection& c, const google::protobuf::Map<std::string, common::v1::AttributeValue>& attributes,
+    std::map<std::string, int>& declared) {
+  for (const auto& [name, value] : attributes) {
+    const int got = value.value_case();
+    if (got == common::v1::AttributeValue::VALUE_NOT_SET) continue;  // a removal
+    int want = 0;
+    {
+      std::lock_guard lock(attribute_types_mu_);
+      auto it = attribute_types_.find(name);
+      if (it != attribute_types_.end()) want = it->second;
+    }
+    if (want == 0) {  // not seen by this process yet: declare it, or learn the declared type
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO attribute_types (name, value_case, declared_at) VALUES ($1, $2, $3) "
+                                     "ON CONFLICT (name) DO NOTHING",
+                                     {name, got, NowMicros()})
+                               .status());
+      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT value_case FROM attribute_types WHERE name = $1", {name}));
+      if (r.empty()) return absl::AbortedError("an attribute type was declared and removed concurrently");
+      want = static_cast<int>(r.front().Int(0));
+      declared[name] = want;
+    }
+    if (got != want) {
+      return Invalid(absl::StrCat("attributes[\"", name, "\"]"),
+                     absl::StrCat("holds ", CaseName(want), " (fixed by its first use), not ", CaseName(got)));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsentRequest& request) {

@@ -102,6 +102,11 @@ class CustomerStore {
   // Commits a group of batches in one transaction; when that fails, each batch alone.
   void CommitGroup(absl::Span<EventBatch* const> group);
   absl::Status WriteEvents(absl::Span<EventBatch* const> group);
+  // INVALID_ARGUMENT when an attribute's value is of another type than the attribute's first
+  // use; declares the types of attributes used for the first time (returned in `declared`).
+  absl::Status CheckAttributeTypes(sql::Connection& c,
+                                   const google::protobuf::Map<std::string, common::v1::AttributeValue>& attributes,
+                                   std::map<std::string, int>& declared);
   // Saves (updates) every record, each checked against the version it was loaded at.
   absl::Status SaveMany(sql::Connection& c, std::map<std::string, internal::CustomerRecord>& records);
   absl::StatusOr<std::string> ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref, bool* found);
@@ -137,6 +142,9 @@ class CustomerStore {
   cache::ProfileCache* cache_;
   StoreOptions options_;
   std::function<void()> on_change_;
+  // Attribute name → AttributeValue value case, as declared in the database (never changes).
+  std::mutex attribute_types_mu_;
+  std::map<std::string, int> attribute_types_;
   // Group commit of RecordEvents batches.
   std::mutex group_mu_;
   std::condition_variable group_cv_;

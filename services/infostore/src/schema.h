@@ -71,6 +71,13 @@ CREATE TABLE erasures (
   receipt {{blob}} NOT NULL         -- ecrm.privacy.v1.EraseCustomerDataResponse
 );
 )sql"},
+    {3, "custom attribute types, fixed by each attribute's first use", R"sql(
+CREATE TABLE attribute_types (
+  name TEXT PRIMARY KEY,
+  value_case INTEGER NOT NULL,      -- ecrm.common.v1.AttributeValue value case (string, int, …)
+  declared_at BIGINT NOT NULL
+);
+)sql"},
 };
 
 }  // namespace ecrm::infostore
