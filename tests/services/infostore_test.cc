@@ -923,3 +923,48 @@ TEST_CASE("the feed sends runs of changes per message, filters by kind and repor
   ctx2.TryCancel();
   (void)consents->Finish();
 }
+
+TEST_CASE("an upsert retried with its request_id replays the first response and a reused id is refused") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      auto req = WithIds({Id(kEmail, "retry@x.io")});
+      req.mutable_profile()->set_first_name("Ada");
+      req.set_request_id("req-1");
+      auto first = c.Upsert(req);
+      CHECK(first.outcome() == v1::UpsertCustomerResponse::OUTCOME_CREATED);
+      // A later write changes the customer; the retry still gets the first response, byte for byte.
+      auto later = WithIds({Id(kEmail, "retry@x.io")});
+      later.mutable_profile()->set_first_name("Grace");
+      c.Upsert(later);
+      auto again = c.Upsert(req);
+      CHECK(again.SerializeAsString() == first.SerializeAsString());
+      v1::Customer now;
+      REQUIRE(c.Get(RefId(first.customer().id()), &now).ok());
+      CHECK(now.profile().first_name() == "Grace");  // the replay wrote nothing
+
+      auto other = req;
+      other.mutable_profile()->set_first_name("Someone else");
+      v1::UpsertCustomerResponse resp;
+      grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, other, &resp);
+      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK_THAT(s.error_message(), Catch::Contains("request_id"));
+
+      // Concurrent retries of one new request create one customer.
+      auto fresh = WithIds({Id(kEmail, "racer@x.io")});
+      fresh.set_request_id("req-2");
+      std::vector<v1::UpsertCustomerResponse> got(6);
+      std::vector<grpc::Status> status(got.size());
+      std::vector<std::thread> threads;  // no assertions off the test thread
+      for (size_t i = 0; i < got.size(); ++i) {
+        threads.emplace_back(
+            [&, i] { status[i] = c.Call(&v1::InformationStore::Stub::UpsertCustomer, fresh, &got[i]); });
+      }
+      for (auto& t : threads) t.join();
+      for (size_t i = 0; i < got.size(); ++i) {
+        CHECK(status[i].ok());
+        CHECK(got[i].customer().id() == got[0].customer().id());
+      }
+    }
+  }
+}

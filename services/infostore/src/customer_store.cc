@@ -1,6 +1,8 @@
 #include "customer_store.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/reflection.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
@@ -39,6 +41,12 @@ int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
 
 google::protobuf::Timestamp Ts(int64_t micros) { return TimeUtil::MicrosecondsToTimestamp(micros); }
 int64_t Micros(const google::protobuf::Timestamp& t) { return TimeUtil::TimestampToMicroseconds(t); }
+
+std::string Sha256Hex(absl::string_view input) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
 
 std::string NewId(absl::string_view prefix) {
   thread_local absl::BitGen gen;
@@ -664,7 +672,44 @@ absl::Status AsContention(absl::Status s) {
 
 }  // namespace
 
-absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
+absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
+  std::string request_hash;
+  if (!request.request_id().empty()) {
+    if (request.request_id().size() > 128) return Invalid("request_id", "must be at most 128 characters");
+    std::string bytes;
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    request.SerializeToCodedStream(&coded);
+    coded.Trim();
+    request_hash = Sha256Hex(bytes);
+  }
+  return UpsertOnce(request, request_hash);
+}
+
+absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> CustomerStore::FindUpsert(
+    sql::Connection& c, const v1::UpsertCustomerRequest& request, const std::string& request_hash) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT request_hash, response FROM upsert_requests "
+                                                 "WHERE request_id = $1",
+                                                 {request.request_id()}));
+  if (r.empty()) return std::nullopt;
+  if (r.front().Text(0) != request_hash) {
+    return Invalid("request_id", absl::StrCat("\"", request.request_id(),
+                                              "\" was already used for a different request; use a new request_id"));
+  }
+  v1::UpsertCustomerResponse first;
+  if (!first.ParseFromString(std::string(r.front().Text(1)))) return absl::DataLossError("unreadable stored response");
+  return first;
+}
+
+absl::StatusOr<int64_t> CustomerStore::PruneRequests(absl::Time before) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        db_.Execute("DELETE FROM upsert_requests WHERE created_at < $1", {absl::ToUnixMicros(before)}));
+  return r.rows_affected();
+}
+
+absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::UpsertOnce(const v1::UpsertCustomerRequest& request,
+                                                                     const std::string& request_hash) {
   if (request.identifiers_size() == 0 && request.customer_id().empty()) {
     return Invalid("identifiers", "give at least one identifier, or customer_id");
   }
@@ -681,15 +726,22 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
   ECRM_RETURN_IF_ERROR(ValidateAttributes(request.attributes(), options_.max_value_bytes));
   if (!common::v1::Touchpoint_IsValid(request.source())) return Invalid("source", "is not a known touchpoint");
 
-  UpsertResult result;
+  v1::UpsertCustomerResponse result;
   std::vector<v1::Customer> written, gone;
   std::map<std::string, int> declared;  // attribute types this upsert declares
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
-    result = UpsertResult();
+    result.Clear();
     written.clear();
     gone.clear();
     declared.clear();
+    if (!request_hash.empty()) {  // a retry: the first response, as it was
+      ECRM_ASSIGN_OR_RETURN(std::optional<v1::UpsertCustomerResponse> first, FindUpsert(c, request, request_hash));
+      if (first) {
+        result = std::move(*first);
+        return absl::OkStatus();
+      }
+    }
     // Who already owns the request's identifiers?
     std::vector<std::string> strong, device;
     auto add = [](std::vector<std::string>& v, const std::string& id) {
@@ -740,14 +792,14 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
     bool create = participants.empty();
     if (create) {
       survivor.mutable_customer()->set_id(NewId("c_"));
-      result.outcome = v1::UpsertCustomerResponse::OUTCOME_CREATED;
+      result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_CREATED);
     } else {
       std::sort(participants.begin(), participants.end(), [&](const std::string& a, const std::string& b) {
         int64_t ta = Micros(records[a].customer().created_at()), tb = Micros(records[b].customer().created_at());
         return ta != tb ? ta < tb : a < b;  // the oldest customer survives
       });
       survivor = records[participants[0]];
-      result.outcome = v1::UpsertCustomerResponse::OUTCOME_UPDATED;
+      result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UPDATED);
     }
     const std::string before = survivor.SerializeAsString();
     std::optional<v1::MergeRecord> merge;
@@ -755,8 +807,8 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
       std::vector<CustomerRecord> others;
       for (size_t i = 1; i < participants.size(); ++i) others.push_back(records[participants[i]]);
       ECRM_ASSIGN_OR_RETURN(merge, MergeInto(c, survivor, std::move(others), "identity resolution", &gone));
-      result.outcome = v1::UpsertCustomerResponse::OUTCOME_MERGED;
-      for (size_t i = 1; i < participants.size(); ++i) result.merged_ids.push_back(participants[i]);
+      result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_MERGED);
+      for (size_t i = 1; i < participants.size(); ++i) result.add_merged_ids(participants[i]);
     }
     const std::string& sid = survivor.customer().id();
     bool identity_changed = false;
@@ -775,9 +827,9 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
     ECRM_RETURN_IF_ERROR(CheckAttributeTypes(c, request.attributes(), declared));
     ECRM_RETURN_IF_ERROR(ApplyProfile(request, survivor, now));
     if (!create && !merge && survivor.SerializeAsString() == before) {
-      result.outcome = v1::UpsertCustomerResponse::OUTCOME_UNCHANGED;
-      result.customer = survivor.customer();
-      return absl::OkStatus();
+      result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UNCHANGED);
+      *result.mutable_customer() = survivor.customer();
+      return RecordUpsert(c, request, request_hash, result);
     }
     if (create) {
       *survivor.mutable_customer()->mutable_behaviour()->mutable_first_seen_at() = Ts(now);
@@ -788,8 +840,9 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
                  : identity_changed ? v1::CHANGE_KIND_IDENTITY
                                     : v1::CHANGE_KIND_PROFILE,
                  survivor.customer(), nullptr, merge ? &*merge : nullptr);
-    result.customer = survivor.customer();
+    *result.mutable_customer() = survivor.customer();
     written.push_back(survivor.customer());
+    ECRM_RETURN_IF_ERROR(RecordUpsert(c, request, request_hash, result));
     return FlushChanges(c, pending);
   });
   if (!status.ok()) return status;
@@ -799,6 +852,18 @@ absl::StatusOr<UpsertResult> CustomerStore::Upsert(const v1::UpsertCustomerReque
   }
   CacheAfterCommit(written, gone);
   return result;
+}
+
+absl::Status CustomerStore::RecordUpsert(sql::Connection& c, const v1::UpsertCustomerRequest& request,
+                                         const std::string& request_hash, const v1::UpsertCustomerResponse& response) {
+  if (request.request_id().empty()) return absl::OkStatus();
+  // A concurrent retry that committed first makes this a unique violation: the transaction
+  // aborts, retries, and the retry finds the stored response.
+  return AsContention(
+      c.Execute("INSERT INTO upsert_requests (request_id, request_hash, created_at, response) "
+                "VALUES ($1, $2, $3, $4)",
+                {request.request_id(), request_hash, NowMicros(), sql::Blob{response.SerializeAsString()}})
+          .status());
 }
 
 absl::Status CustomerStore::CheckAttributeTypes(
@@ -1541,10 +1606,7 @@ namespace ecrm::infostore {
 namespace {
 
 std::string IdentifierHash(const common::v1::Identifier& id) {
-  std::string input = absl::StrCat("ecrm-erased:", static_cast<int>(id.type()), "|", id.source(), "|", id.value());
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+  return Sha256Hex(absl::StrCat("ecrm-erased:", static_cast<int>(id.type()), "|", id.source(), "|", id.value()));
 }
 
 std::string Json(const Message& m) {

@@ -37,12 +37,6 @@ struct StoreOptions {
   absl::Duration max_future_skew = absl::Minutes(5);
 };
 
-struct UpsertResult {
-  v1::Customer customer;
-  v1::UpsertCustomerResponse::Outcome outcome = v1::UpsertCustomerResponse::OUTCOME_UNSPECIFIED;
-  std::vector<std::string> merged_ids;
-};
-
 struct EventBatchResult {
   int64_t accepted = 0;
   int64_t duplicates = 0;
@@ -53,7 +47,9 @@ class CustomerStore {
   // `cache` may be null (no Redis configured).
   CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options);
 
-  absl::StatusOr<UpsertResult> Upsert(const v1::UpsertCustomerRequest& request);
+  // With a request_id, a retry of the same request returns the first response (kept for
+  // --request-retention) and the same id with a different request is INVALID_ARGUMENT.
+  absl::StatusOr<v1::UpsertCustomerResponse> Upsert(const v1::UpsertCustomerRequest& request);
   absl::StatusOr<v1::Customer> Get(const common::v1::CustomerRef& ref);
   absl::StatusOr<v1::BatchGetCustomersResponse> BatchGet(const std::vector<std::string>& ids);
   absl::StatusOr<v1::Customer> UpdateConsent(const v1::UpdateConsentRequest& request);
@@ -93,6 +89,8 @@ class CustomerStore {
   // Deletes changes committed before `before`, always keeping the newest one so the feed
   // position survives. Returns how many were deleted.
   absl::StatusOr<int64_t> PruneFeed(absl::Time before);
+  // Forgets upsert request ids recorded before `before`. Returns how many.
+  absl::StatusOr<int64_t> PruneRequests(absl::Time before);
   // Lowest sequence still retained (0 when the feed is empty) and the latest one.
   absl::StatusOr<std::pair<int64_t, int64_t>> FeedBounds();
 
@@ -102,6 +100,16 @@ class CustomerStore {
   // Commits a group of batches in one transaction; when that fails, each batch alone.
   void CommitGroup(absl::Span<EventBatch* const> group);
   absl::Status WriteEvents(absl::Span<EventBatch* const> group);
+  // `request_hash` is empty without a request_id.
+  absl::StatusOr<v1::UpsertCustomerResponse> UpsertOnce(const v1::UpsertCustomerRequest& request,
+                                                        const std::string& request_hash);
+  // The stored response of an earlier upsert with this request_id; INVALID_ARGUMENT when that
+  // was a different request.
+  absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> FindUpsert(sql::Connection& c,
+                                                                       const v1::UpsertCustomerRequest& request,
+                                                                       const std::string& request_hash);
+  absl::Status RecordUpsert(sql::Connection& c, const v1::UpsertCustomerRequest& request,
+                            const std::string& request_hash, const v1::UpsertCustomerResponse& response);
   // INVALID_ARGUMENT when an attribute's value is of another type than the attribute's first
   // use; declares the types of attributes used for the first time (returned in `declared`).
   absl::Status CheckAttributeTypes(sql::Connection& c,

@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   std::string source_priority;
   int64_t workers = 8, max_queue = 10000;
   std::string privacy_engines;
-  absl::Duration feed_retention = absl::Hours(24 * 7), prune_every = absl::Minutes(1);
+  absl::Duration feed_retention = absl::Hours(24 * 7), prune_every = absl::Minutes(1),
+                 request_retention = absl::Hours(24);
   absl::Duration privacy_timeout = absl::Seconds(5);
   runner.flags().AddString("default-region", &options.default_region,
                            "region for phone numbers without a country code (ISO 3166-1, e.g. GB)");
@@ -38,7 +39,10 @@ int main(int argc, char** argv) {
                            "name=host:port,… (e.g. transaction=127.0.0.1:50055)");
   runner.flags().AddDuration("feed-retention", &feed_retention,
                              "how long changes stay in the feed; older positions get OUT_OF_RANGE and must resync");
-  runner.flags().AddDuration("feed-prune-interval", &prune_every, "how often expired changes are deleted");
+  runner.flags().AddDuration("feed-prune-interval", &prune_every,
+                             "how often expired changes and request ids are deleted");
+  runner.flags().AddDuration("request-retention", &request_retention,
+                             "how long an UpsertCustomer request_id replays its first response");
   runner.flags().AddDuration("privacy-timeout", &privacy_timeout, "deadline of each engine's export or erasure call");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
   auto peers = ecrm::infostore::ParsePrivacyPeers(privacy_engines);
@@ -83,6 +87,12 @@ int main(int argc, char** argv) {
         ecrm::log::Warn("feed pruning failed", {{"error", n.status()}});
       } else if (*n > 0) {
         ecrm::log::Info("feed pruned", {{"changes", *n}});
+      }
+      absl::StatusOr<int64_t> r = store.PruneRequests(absl::Now() - request_retention);
+      if (!r.ok()) {
+        ecrm::log::Warn("request id pruning failed", {{"error", r.status()}});
+      } else if (*r > 0) {
+        ecrm::log::Info("request ids pruned", {{"request_ids", *r}});
       }
       lock.lock();
     }

@@ -78,6 +78,15 @@ CREATE TABLE attribute_types (
   declared_at BIGINT NOT NULL
 );
 )sql"},
+    {4, "idempotent upserts: the first response per request_id", R"sql(
+CREATE TABLE upsert_requests (
+  request_id TEXT PRIMARY KEY,
+  request_hash TEXT NOT NULL,       -- SHA-256 of the request: the same key with another request is refused
+  created_at BIGINT NOT NULL,
+  response {{blob}} NOT NULL        -- ecrm.infostore.v1.UpsertCustomerResponse, replayed as is
+);
+CREATE INDEX upsert_requests_created ON upsert_requests (created_at);
+)sql"},
 };
 
 }  // namespace ecrm::infostore

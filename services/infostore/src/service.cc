@@ -107,14 +107,7 @@ grpc::ServerUnaryReactor* CustomerDataService::EraseCustomerData(grpc::CallbackS
 grpc::ServerUnaryReactor* InformationStoreService::UpsertCustomer(grpc::CallbackServerContext* ctx,
                                                                   const v1::UpsertCustomerRequest* req,
                                                                   v1::UpsertCustomerResponse* resp) {
-  return Offload(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<UpsertResult> r = store_.Upsert(*req);
-    if (!r.ok()) return r.status();
-    *resp->mutable_customer() = std::move(r->customer);
-    resp->set_outcome(r->outcome);
-    for (auto& id : r->merged_ids) resp->add_merged_ids(id);
-    return absl::OkStatus();
-  });
+  return Serve(ctx, req, resp, &CustomerStore::Upsert);
 }
 
 grpc::ServerUnaryReactor* InformationStoreService::GetCustomer(grpc::CallbackServerContext* ctx,
