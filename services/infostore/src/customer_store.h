@@ -78,6 +78,8 @@ class CustomerStore {
                                                                     const std::string& request_id);
   // The receipt of an earlier erasure with this request id, if there was one.
   absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> FindErasure(const std::string& request_id);
+  // The cached customer, if the cache holds a readable one (no database access).
+  std::optional<v1::Customer> FromCache(const std::string& id);
   // Resolves a reference to the live customer id (following merges); NOT_FOUND if none.
   absl::StatusOr<std::string> Resolve(const common::v1::CustomerRef& ref);
 
@@ -135,8 +137,6 @@ class CustomerStore {
                                             std::vector<v1::Customer>* merged);
   absl::Status ApplyProfile(const v1::UpsertCustomerRequest& request, internal::CustomerRecord& record,
                             int64_t now_us) const;
-  // The cached customer, if the cache holds a readable one.
-  std::optional<v1::Customer> FromCache(const std::string& id);
   // Resolves ref in the database (following merges) and reads the customer, from the cache
   // unless `missed` (an id the cache was just asked for) is where it resolved, then from the
   // database, filling the cache.
