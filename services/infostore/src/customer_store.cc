@@ -6,7 +6,6 @@
 #include <google/protobuf/reflection.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
-#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,19 +14,16 @@
 #include <set>
 #include <tuple>
 
-#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 #include "identifiers.h"
+#include "store_helpers.h"
 
 namespace ecrm::infostore {
 namespace {
@@ -36,22 +32,6 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::util::TimeUtil;
 using internal::CustomerRecord;
-
-int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
-
-google::protobuf::Timestamp Ts(int64_t micros) { return TimeUtil::MicrosecondsToTimestamp(micros); }
-int64_t Micros(const google::protobuf::Timestamp& t) { return TimeUtil::TimestampToMicroseconds(t); }
-
-std::string Sha256Hex(absl::string_view input) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
-}
-
-std::string NewId(absl::string_view prefix) {
-  thread_local absl::BitGen gen;
-  return absl::StrFormat("%s%016x", prefix, absl::Uniform<uint64_t>(gen));
-}
 
 // A leaf of Profile ("profile.address.city") and the fields leading to it.
 struct Leaf {
@@ -112,32 +92,6 @@ void CopyLeaf(const v1::Profile& from, v1::Profile* to, const Leaf& leaf) {
   }
 }
 
-// Folds one event into a behaviour summary. Purchases and refunds in another currency than
-// the summary's first one are counted but not added to total_spent.
-void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b) {
-  const int64_t at = TimeUtil::TimestampToMicroseconds(e.occurred_at());
-  if (!b.has_first_seen_at() || at < TimeUtil::TimestampToMicroseconds(b.first_seen_at())) {
-    *b.mutable_first_seen_at() = e.occurred_at();
-  }
-  if (!b.has_last_seen_at() || at > TimeUtil::TimestampToMicroseconds(b.last_seen_at())) {
-    *b.mutable_last_seen_at() = e.occurred_at();
-  }
-  (*b.mutable_event_counts())[e.type()] += 1;
-  const bool purchase = e.type() == "purchase", refund = e.type() == "refund";
-  if ((purchase || refund) && e.has_amount() &&
-      (b.total_spent().currency().empty() || b.total_spent().currency() == e.amount().currency())) {
-    b.mutable_total_spent()->set_currency(e.amount().currency());
-    int64_t delta = purchase ? e.amount().amount_minor() : -std::abs(e.amount().amount_minor());
-    b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + delta);
-  }
-  if (purchase) {
-    b.set_order_count(b.order_count() + 1);
-    if (!b.has_last_order_at() || at > TimeUtil::TimestampToMicroseconds(b.last_order_at())) {
-      *b.mutable_last_order_at() = e.occurred_at();
-    }
-  }
-}
-
 // The leaf's value as text (enums by number), for comparisons.
 std::string LeafValue(const v1::Profile& p, const Leaf& leaf) {
   const Message* m = Holder(p, leaf);
@@ -166,29 +120,6 @@ int Restrictiveness(v1::ConsentStatus s) {
     default:
       return 0;
   }
-}
-
-bool ValidName(absl::string_view s, size_t max) {
-  if (s.empty() || s.size() > max) return false;
-  for (char c : s) {
-    if (!absl::ascii_islower(c) && !absl::ascii_isdigit(c) && c != '_') return false;
-  }
-  return true;
-}
-
-absl::Status Invalid(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
-}
-
-absl::Status ValidateValue(const common::v1::AttributeValue& v, const std::string& field, int max_bytes) {
-  if (v.value_case() == common::v1::AttributeValue::kStringValue &&
-      static_cast<int>(v.string_value().size()) > max_bytes) {
-    return Invalid(field, absl::StrCat("is longer than ", max_bytes, " bytes"));
-  }
-  if (v.value_case() == common::v1::AttributeValue::kDoubleValue && !std::isfinite(v.double_value())) {
-    return Invalid(field, "is not a finite number");
-  }
-  return absl::OkStatus();
 }
 
 absl::Status ValidateProfile(const v1::Profile& p) {
@@ -222,11 +153,6 @@ absl::Status ValidateProfile(const v1::Profile& p) {
 }
 
 }  // namespace
-
-struct CustomerStore::Loaded {
-  CustomerRecord record;
-  std::string merged_into;
-};
 
 CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options)
     : db_(db), cache_(cache), options_(std::move(options)) {}
@@ -634,9 +560,6 @@ absl::StatusOr<v1::MergeRecord> CustomerStore::MergeInto(sql::Connection& c, Cus
 
 namespace {
 
-using IdKey = std::tuple<int, std::string, std::string>;
-IdKey KeyOf(const common::v1::Identifier& id) { return {static_cast<int>(id.type()), id.source(), id.value()}; }
-
 absl::string_view CaseName(int value_case) {
   switch (value_case) {
     case common::v1::AttributeValue::kStringValue:
@@ -661,13 +584,6 @@ absl::Status ValidateAttributes(const google::protobuf::Map<std::string, common:
     ECRM_RETURN_IF_ERROR(ValidateValue(value, absl::StrCat("attributes[\"", name, "\"]"), max_bytes));
   }
   return absl::OkStatus();
-}
-
-// A unique violation while claiming an identifier means a concurrent writer claimed it first:
-// retry the transaction, which then finds the owner.
-absl::Status AsContention(absl::Status s) {
-  if (s.code() == absl::StatusCode::kAlreadyExists) return absl::AbortedError(s.message());
-  return s;
 }
 
 }  // namespace
@@ -1107,324 +1023,6 @@ absl::StatusOr<v1::ListMergesResponse> CustomerStore::ListMerges(const v1::ListM
   return out;
 }
 
-// One RecordEvents batch on its way into a group commit.
-struct CustomerStore::EventBatch {
-  const v1::RecordEventsRequest* request;
-  std::vector<common::v1::Identifier> refs;  // normalised identifiers, parallel to the events
-  EventBatchResult result;
-  absl::Status status;
-  bool done = false;
-};
-
-absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEventsRequest& batch) {
-  if (batch.events_size() == 0) return Invalid("events", "a batch needs at least one event");
-  if (batch.events_size() > 1000) return Invalid("events", "at most 1,000 events per batch");
-  const int64_t now = NowMicros();
-  EventBatch mine{&batch, std::vector<common::v1::Identifier>(batch.events_size()), {}, {}, false};
-  for (int i = 0; i < batch.events_size(); ++i) {
-    const v1::Event& e = batch.events(i);
-    const std::string f = absl::StrCat("events[", i, "]");
-    if (e.event_id().empty() || e.event_id().size() > 128) return Invalid(f + ".event_id", "must be 1–128 characters");
-    if (!ValidName(e.type(), 64)) return Invalid(f + ".type", "must be [a-z0-9_]{1,64}, e.g. page_view");
-    if (!e.has_occurred_at()) return Invalid(f + ".occurred_at", "is required");
-    if (Micros(e.occurred_at()) > now + absl::ToInt64Microseconds(options_.max_future_skew)) {
-      return Invalid(f + ".occurred_at", "is more than 5 minutes in the future");
-    }
-    if (e.properties_size() > 50) return Invalid(f + ".properties", "at most 50 properties");
-    for (const auto& [name, value] : e.properties()) {
-      if (!ValidName(name, 64))
-        return Invalid(absl::StrCat(f, ".properties[\"", name, "\"]"), "names are [a-z0-9_]{1,64}");
-      ECRM_RETURN_IF_ERROR(
-          ValidateValue(value, absl::StrCat(f, ".properties[\"", name, "\"]"), options_.max_value_bytes));
-    }
-    if (e.customer().ref_case() == common::v1::CustomerRef::kIdentifier) {
-      ECRM_ASSIGN_OR_RETURN(mine.refs[i],
-                            Normalize(e.customer().identifier(), f + ".customer.identifier", options_.default_region));
-    } else if (e.customer().ref_case() != common::v1::CustomerRef::kCustomerId) {
-      return Invalid(f + ".customer", "set customer_id or identifier");
-    }
-  }
-  // Group commit: batches of concurrent streams that arrive while a commit is running are
-  // committed together in the next one (one transaction, one WAL write, each customer's
-  // summary rewritten once). Whoever finds no commit running leads the next group.
-  std::unique_lock lock(group_mu_);
-  group_queue_.push_back(&mine);
-  while (!mine.done) {
-    if (group_leader_) {
-      group_cv_.wait(lock);
-      continue;
-    }
-    group_leader_ = true;
-    std::vector<EventBatch*> group;
-    int events = 0;
-    while (!group_queue_.empty() && (group.empty() || events + group_queue_.front()->request->events_size() <= 5000)) {
-      events += group_queue_.front()->request->events_size();
-      group.push_back(group_queue_.front());
-      group_queue_.pop_front();
-    }
-    lock.unlock();
-    CommitGroup(group);
-    lock.lock();
-    for (EventBatch* b : group) b->done = true;
-    group_leader_ = false;
-    group_cv_.notify_all();
-  }
-  if (!mine.status.ok()) return mine.status;
-  return mine.result;
-}
-
-void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group) {
-  absl::Status s = WriteEvents(group);
-  if (!s.ok() && group.size() > 1) {
-    // One batch's error (an unknown customer, say) must not fail the others: commit each alone.
-    for (EventBatch* b : group) b->status = WriteEvents({b});
-    return;
-  }
-  for (EventBatch* b : group) b->status = s;
-}
-
-namespace {
-
-// "$first, $first+1, …" for n parameters.
-std::string Placeholders(int first, int n) {
-  std::string out;
-  for (int i = 0; i < n; ++i) absl::StrAppend(&out, i ? ", $" : "$", first + i);
-  return out;
-}
-
-// Pads a list of statement parameters by repeating its last entry up to the next power of two,
-// so a bulk statement comes in a few sizes and each size is prepared once per connection.
-template <typename T>
-void PadToPowerOfTwo(std::vector<T>& v) {
-  size_t n = 1;
-  while (n < v.size()) n *= 2;
-  while (!v.empty() && v.size() < n) v.push_back(v.back());
-}
-
-}  // namespace
-
-absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
-  const int64_t now = NowMicros();
-  // The group's events in order, with the batch each belongs to.
-  struct Item {
-    EventBatch* batch;
-    int index;
-    const v1::Event& event() const { return batch->request->events(index); }
-    const common::v1::Identifier& ref() const { return batch->refs[index]; }
-    bool by_identifier() const { return event().customer().ref_case() == common::v1::CustomerRef::kIdentifier; }
-  };
-  std::vector<Item> items;
-  for (EventBatch* b : group) {
-    for (int i = 0; i < b->request->events_size(); ++i) items.push_back({b, i});
-  }
-  std::vector<v1::Customer> written;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
-    for (EventBatch* b : group) b->result = EventBatchResult();
-    written.clear();
-    std::map<std::string, CustomerRecord> touched;  // every customer written, by id
-
-    // 1. The owners of every identifier named, in one statement.
-    std::map<IdKey, std::string> owner_of;  // identifier → customer id ("" while unknown)
-    std::map<IdKey, int> first_use;         // identifier → index of the first event naming it
-    for (const Item& item : items) {
-      if (!item.by_identifier()) continue;
-      owner_of.emplace(KeyOf(item.ref()), "");
-      first_use.emplace(KeyOf(item.ref()), item.index);
-    }
-    if (!owner_of.empty()) {
-      std::vector<IdKey> keys;
-      for (const auto& [key, _] : owner_of) keys.push_back(key);
-      PadToPowerOfTwo(keys);
-      std::string sql =
-          "SELECT type, source, value, customer_id FROM identifiers WHERE (type, source, value) IN (VALUES ";
-      std::vector<sql::Value> params;
-      for (size_t i = 0; i < keys.size(); ++i) {
-        absl::StrAppend(&sql, i ? ", " : "", "(CAST($", 3 * i + 1, " AS INTEGER), $", 3 * i + 2, ", $", 3 * i + 3, ")");
-        params.emplace_back(std::get<0>(keys[i]));
-        params.emplace_back(std::get<1>(keys[i]));
-        params.emplace_back(std::get<2>(keys[i]));
-      }
-      sql += ")";
-      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, params));
-      for (sql::Row row : r) {
-        owner_of[IdKey{static_cast<int>(row.Int(0)), std::string(row.Text(1)), std::string(row.Text(2))}] =
-            std::string(row.Text(3));
-      }
-    }
-    // 2. An unknown identifier creates its customer (anonymous for a device id); a later login
-    //    with a strong identifier merges it into the identified customer.
-    for (auto& [key, id] : owner_of) {
-      if (!id.empty()) continue;
-      common::v1::Identifier ident;
-      ident.set_type(static_cast<common::v1::IdentifierType>(std::get<0>(key)));
-      ident.set_source(std::get<1>(key));
-      ident.set_value(std::get<2>(key));
-      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", first_use[key], "].customer.identifier")));
-      CustomerRecord fresh;
-      fresh.mutable_customer()->set_id(NewId("c_"));
-      *fresh.mutable_customer()->add_identifiers() = ident;
-      // A concurrent batch may claim the same new identifier first: then adopt its customer
-      // instead of aborting this whole batch.
-      ECRM_ASSIGN_OR_RETURN(sql::Result claimed,
-                            c.Execute("INSERT INTO identifiers (type, source, value, customer_id) "
-                                      "VALUES ($1, $2, $3, $4) ON CONFLICT (type, source, value) DO NOTHING",
-                                      {std::get<0>(key), ident.source(), ident.value(), fresh.customer().id()}));
-      if (claimed.rows_affected() == 0) {
-        ECRM_ASSIGN_OR_RETURN(sql::Result winner,
-                              c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 "
-                                        "AND value = $3",
-                                        {std::get<0>(key), ident.source(), ident.value()}));
-        if (winner.empty()) return absl::AbortedError("an identifier was claimed and released concurrently");
-        id = std::string(winner.front().Text(0));
-        continue;
-      }
-      ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
-      AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
-      id = fresh.customer().id();
-      touched[id] = std::move(fresh);
-    }
-    // 3. Every customer concerned, locked in id order in one statement. An id merged since
-    //    (a direct reference to a merged customer, or a concurrent merge) redirects to its
-    //    survivor, loaded on its own.
-    std::map<std::string, std::string> live;  // id named → live customer id
-    for (const Item& item : items) {
-      live.emplace(item.by_identifier() ? owner_of[KeyOf(item.ref())] : item.event().customer().customer_id(), "");
-    }
-    std::vector<std::string> ids;
-    for (const auto& [id, _] : live) {
-      if (!touched.count(id)) ids.push_back(id);
-    }
-    if (!ids.empty()) {
-      PadToPowerOfTwo(ids);
-      std::string sql = absl::StrCat("SELECT id, merged_into, record FROM customers WHERE id IN (",
-                                     Placeholders(1, static_cast<int>(ids.size())), ") ORDER BY id",
-                                     c.dialect() == sql::Dialect::kPostgres ? " FOR UPDATE" : "");
-      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, std::vector<sql::Value>(ids.begin(), ids.end())));
-      for (sql::Row row : r) {
-        const std::string id(row.Text(0));
-        if (!row.IsNull(1)) continue;  // merged: resolved below
-        if (!touched[id].ParseFromString(std::string(row.Text(2)))) {
-          return absl::DataLossError(absl::StrCat("customer \"", id, "\" has an unreadable record"));
-        }
-        live[id] = id;
-      }
-    }
-    for (auto& [named, id] : live) {
-      if (touched.count(named)) {
-        id = named;
-        continue;
-      }
-      common::v1::CustomerRef ref;
-      ref.set_customer_id(named);
-      bool found = false;
-      ECRM_ASSIGN_OR_RETURN(id, ResolveId(c, ref, &found));
-      if (!found) {
-        for (const Item& item : items) {
-          if (!item.by_identifier() && item.event().customer().customer_id() == named) {
-            return absl::NotFoundError(
-                absl::StrCat("events[", item.index, "].customer: customer \"", named, "\" does not exist"));
-          }
-        }
-        return absl::AbortedError(absl::StrCat("the owner of an identifier, ", named, ", was erased concurrently"));
-      }
-      if (!touched.count(id)) {
-        ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
-        touched[id] = std::move(l.record);
-      }
-    }
-    // 4. The events, in multi-row inserts; those already recorded come back as duplicates.
-    std::vector<v1::Event> events(items.size());
-    std::vector<sql::Value> rows;
-    rows.reserve(items.size() * 6);
-    for (size_t k = 0; k < items.size(); ++k) {
-      const Item& item = items[k];
-      v1::Event& e = events[k];
-      e = item.event();
-      e.set_customer_id(live[item.by_identifier() ? owner_of[KeyOf(item.ref())] : e.customer().customer_id()]);
-      *e.mutable_recorded_at() = Ts(now);
-      rows.emplace_back(e.event_id());
-      rows.emplace_back(e.customer_id());
-      rows.emplace_back(e.customer_id());
-      rows.emplace_back(e.type());
-      rows.emplace_back(Micros(e.occurred_at()));
-      rows.emplace_back(sql::Blob{e.SerializeAsString()});
-    }
-    static const std::vector<std::string> kEventColumns = {"event_id", "customer_id", "recorded_for",
-                                                           "type",     "occurred_at", "event"};
-    std::vector<std::string> inserted_ids;
-    ECRM_RETURN_IF_ERROR(c.InsertBatch("events", kEventColumns, rows,
-                                       "ON CONFLICT (event_id) DO NOTHING RETURNING event_id", 256, &inserted_ids)
-                             .status());
-    std::set<std::string> inserted(inserted_ids.begin(), inserted_ids.end());
-    for (size_t k = 0; k < items.size(); ++k) {
-      v1::Event& e = events[k];
-      EventBatchResult& result = items[k].batch->result;
-      if (inserted.erase(e.event_id()) == 0) {  // recorded before, or earlier in this group
-        ++result.duplicates;
-        continue;
-      }
-      ++result.accepted;
-      CustomerRecord& record = touched[e.customer_id()];
-      ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
-      AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer(), &e);
-    }
-    // 5. Every summary written back once.
-    ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
-    for (auto& [id, record] : touched) written.push_back(record.customer());
-    return FlushChanges(c, pending);
-  }));
-  CacheAfterCommit(written, {});
-  return absl::OkStatus();
-}
-
-absl::Status CustomerStore::SaveMany(sql::Connection& c, std::map<std::string, CustomerRecord>& records) {
-  if (c.dialect() == sql::Dialect::kSqlite || records.size() == 1) {  // no round trips to save
-    for (auto& [id, record] : records) ECRM_RETURN_IF_ERROR(AsContention(Save(c, record, false)));
-    return absl::OkStatus();
-  }
-  // PostgreSQL: one UPDATE … FROM (VALUES …) per 500 customers, each row checked against the
-  // version it was read at.
-  const int64_t now = NowMicros();
-  std::vector<CustomerRecord*> all;
-  for (auto& [id, record] : records) all.push_back(&record);
-  for (size_t start = 0; start < all.size(); start += 500) {
-    const size_t n = std::min<size_t>(500, all.size() - start);
-    std::string sql =
-        "UPDATE customers AS c SET version = v.version, updated_at = v.updated_at, record = v.record "
-        "FROM (VALUES ";
-    std::vector<sql::Value> params;
-    for (size_t i = 0; i < n; ++i) {
-      v1::Customer& cu = *all[start + i]->mutable_customer();
-      const int64_t old_version = cu.version();
-      cu.set_version(old_version + 1);
-      *cu.mutable_updated_at() = Ts(now);
-      absl::StrAppend(&sql, i ? ", " : "", "($", 5 * i + 1, "::text, $", 5 * i + 2, "::bigint, $", 5 * i + 3,
-                      "::bigint, $", 5 * i + 4, "::bytea, $", 5 * i + 5, "::bigint)");
-      params.emplace_back(cu.id());
-      params.emplace_back(cu.version());
-      params.emplace_back(now);
-      params.emplace_back(sql::Blob{all[start + i]->SerializeAsString()});
-      params.emplace_back(old_version);
-    }
-    sql += ") AS v(id, version, updated_at, record, old_version) WHERE c.id = v.id AND c.version = v.old_version";
-    ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, params));
-    if (r.rows_affected() != static_cast<int64_t>(n)) return absl::AbortedError("customers changed concurrently");
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace ecrm::infostore
-
-namespace ecrm::infostore {
-namespace {
-
-int PageSize(int requested, int default_size = 100, int max = 1000) {
-  return requested <= 0 ? default_size : std::min(requested, max);
-}
-
-}  // namespace
-
 absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::UnmergeCustomersRequest& request) {
   if (request.merge_id().empty()) return Invalid("merge_id", "is required");
   v1::UnmergeCustomersResponse out;
@@ -1547,56 +1145,6 @@ absl::StatusOr<v1::ListCustomersResponse> CustomerStore::ListCustomers(const v1:
     *out.add_customers() = std::move(*record.mutable_customer());
   }
   if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat("c:", r.row(limit - 1).Text(0)));
-  return out;
-}
-
-absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListEventsRequest& request) {
-  const int limit = PageSize(request.page_size());
-  if (request.types_size() > 20) return Invalid("types", "at most 20");
-  int64_t before_at = std::numeric_limits<int64_t>::max();
-  std::string before_id;
-  if (!request.page_token().empty()) {
-    std::vector<std::string> parts = absl::StrSplit(request.page_token(), absl::MaxSplits(':', 2));
-    if (parts.size() != 3 || parts[0] != "e" || !absl::SimpleAtoi(parts[1], &before_at) || parts[2].empty()) {
-      return Invalid("page_token", "is not a token from a previous ListEvents response");
-    }
-    before_id = parts[2];
-  }
-  const int64_t start = request.has_start_time() ? Micros(request.start_time()) : std::numeric_limits<int64_t>::min();
-  const int64_t end = request.has_end_time() ? Micros(request.end_time()) : std::numeric_limits<int64_t>::max();
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  bool found = false;
-  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
-  if (!found) return absl::NotFoundError("customer: no such customer");
-  // Newest first; keyset pagination on (occurred_at, event_id).
-  std::string sql =
-      "SELECT occurred_at, event_id, event FROM events WHERE customer_id = $1 AND occurred_at >= $2 "
-      "AND occurred_at < $3";
-  std::vector<sql::Value> params = {id, start, end};
-  if (!before_id.empty()) {
-    sql += " AND (occurred_at < $4 OR (occurred_at = $4 AND event_id < $5))";
-    params.emplace_back(before_at);
-    params.emplace_back(before_id);
-  }
-  if (request.types_size() > 0) {
-    sql += " AND type IN (";
-    for (int i = 0; i < request.types_size(); ++i) {
-      absl::StrAppend(&sql, i ? ", $" : "$", params.size() + 1);
-      params.emplace_back(request.types(i));
-    }
-    sql += ")";
-  }
-  absl::StrAppend(&sql, " ORDER BY occurred_at DESC, event_id DESC LIMIT $", params.size() + 1);
-  params.emplace_back(limit + 1);
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute(sql, params));
-  v1::ListEventsResponse out;
-  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    if (!out.add_events()->ParseFromString(std::string(r.row(i).Text(2))))
-      return absl::DataLossError("unreadable event");
-  }
-  if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));
-  }
   return out;
 }
 

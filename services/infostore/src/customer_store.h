@@ -97,7 +97,10 @@ class CustomerStore {
   absl::StatusOr<std::pair<int64_t, int64_t>> FeedBounds();
 
  private:
-  struct Loaded;
+  struct Loaded {
+    internal::CustomerRecord record;
+    std::string merged_into;
+  };
   struct EventBatch;
   // Commits a group of batches in one transaction; when that fails, each batch alone.
   void CommitGroup(absl::Span<EventBatch* const> group);

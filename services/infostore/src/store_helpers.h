@@ -1,0 +1,61 @@
+// Small helpers shared by the information store's source files (not an API).
+#pragma once
+
+#include <google/protobuf/timestamp.pb.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "ecrm/common/v1/common.pb.h"
+#include "ecrm/infostore/v1/infostore.pb.h"
+
+namespace ecrm::infostore {
+
+int64_t NowMicros();
+google::protobuf::Timestamp Ts(int64_t micros);
+int64_t Micros(const google::protobuf::Timestamp& t);
+std::string Sha256Hex(absl::string_view input);
+// A random id such as c_0123456789abcdef.
+std::string NewId(absl::string_view prefix);
+
+// Folds one event into a behaviour summary. Purchases and refunds in another currency than
+// the summary's first one are counted but not added to total_spent.
+void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b);
+
+// [a-z0-9_]{1,max}
+bool ValidName(absl::string_view s, size_t max);
+// INVALID_ARGUMENT "field: what".
+absl::Status Invalid(absl::string_view field, absl::string_view what);
+absl::Status ValidateValue(const common::v1::AttributeValue& v, const std::string& field, int max_bytes);
+
+// A unique violation while claiming an identifier means a concurrent writer claimed it first:
+// retry the transaction (ABORTED), which then finds the owner.
+absl::Status AsContention(absl::Status s);
+
+using IdKey = std::tuple<int, std::string, std::string>;  // (type, source, value)
+IdKey KeyOf(const common::v1::Identifier& id);
+
+// A requested page size within [1, max], default_size when unset.
+int PageSize(int requested, int default_size = 100, int max = 1000);
+
+// "$first, $first+1, …" for n parameters.
+inline std::string Placeholders(int first, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) absl::StrAppend(&out, i ? ", $" : "$", first + i);
+  return out;
+}
+
+// Pads a list of statement parameters by repeating its last entry up to the next power of two,
+// so a bulk statement comes in a few sizes and each size is prepared once per connection.
+template <typename T>
+void PadToPowerOfTwo(std::vector<T>& v) {
+  size_t n = 1;
+  while (n < v.size()) n *= 2;
+  while (!v.empty() && v.size() < n) v.push_back(v.back());
+}
+
+}  // namespace ecrm::infostore
