@@ -115,46 +115,7 @@ bool RedisProfileCache::EnsureEpoch() {
   return true;
 }
 
-struct RedisProfileCache::PendingRead {
-  std::string id;
-  std::optional<CachedProfile> result;
-  bool done = false;
-};
-
 std::optional<CachedProfile> RedisProfileCache::Get(absl::string_view id) {
-  if (options_.coalesce_reads <= 1) return GetOne(id);
-  PendingRead mine{std::string(id), std::nullopt, false};
-  std::unique_lock lock(read_mu_);
-  read_queue_.push_back(&mine);
-  while (!mine.done) {
-    if (reading_) {
-      read_cv_.wait(lock);
-      continue;
-    }
-    // No round trip in flight: this caller fetches what is queued (its own id among them).
-    reading_ = true;
-    const size_t n = std::min(read_queue_.size(), options_.coalesce_reads);
-    std::vector<PendingRead*> batch(read_queue_.begin(), read_queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    read_queue_.erase(read_queue_.begin(), read_queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    lock.unlock();
-    if (batch.size() == 1) {
-      batch[0]->result = GetOne(batch[0]->id);
-    } else {
-      std::vector<std::string> ids;
-      ids.reserve(batch.size());
-      for (const PendingRead* p : batch) ids.push_back(p->id);
-      std::vector<std::optional<CachedProfile>> got = MultiGet(ids);
-      for (size_t i = 0; i < batch.size(); ++i) batch[i]->result = std::move(got[i]);
-    }
-    lock.lock();
-    for (PendingRead* p : batch) p->done = true;
-    reading_ = false;
-    read_cv_.notify_all();
-  }
-  return std::move(mine.result);
-}
-
-std::optional<CachedProfile> RedisProfileCache::GetOne(absl::string_view id) {
   if (!EnsureEpoch()) {
     metrics_.misses.Increment();
     return std::nullopt;

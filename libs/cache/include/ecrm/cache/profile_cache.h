@@ -13,7 +13,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -85,9 +84,6 @@ struct ProfileCacheOptions {
   std::string prefix = "ecrm:profile";
   absl::Duration ttl = absl::Hours(24);
   absl::Duration epoch_refresh = absl::Seconds(1);
-  // Concurrent Get calls share one pipelined round trip: while one is in flight, the ids asked
-  // for meanwhile are fetched together by the next (at most this many per round trip).
-  size_t coalesce_reads = 64;
 };
 
 class RedisProfileCache final : public ProfileCache {
@@ -101,8 +97,6 @@ class RedisProfileCache final : public ProfileCache {
   int64_t epoch() const { return epoch_.load(); }
 
  private:
-  struct PendingRead;
-  std::optional<CachedProfile> GetOne(absl::string_view id);
   bool EnsureEpoch();  // false while Redis is unreachable
   std::string Key(absl::string_view id) const;
   absl::StatusOr<std::string> ScriptSha(bool reload);
@@ -118,11 +112,6 @@ class RedisProfileCache final : public ProfileCache {
   std::atomic<bool> dirty_{false};
   std::mutex script_mu_;
   std::string script_sha_;  // SHA of the loaded CAS script
-  // Read coalescing: ids waiting for the next round trip, and whether one is in flight.
-  std::mutex read_mu_;
-  std::condition_variable read_cv_;
-  std::vector<PendingRead*> read_queue_;
-  bool reading_ = false;
 };
 
 // In-memory cache with the same semantics, for unit tests. set_available(false) simulates an
