@@ -41,7 +41,7 @@ for run in $(seq "$serve_runs"); do
     lp=$!
     for _ in 1 2 3 4; do sleep 5; samples+=("$(rss_mb "$svc")"); done
     wait $lp
-    emit "{\"bench\":\"dataset_serve_$workload\",\"run\":$run,\"p99_ms\":$(json_field p99 <"$work/load.json"),\"requests\":$(json_field requests <"$work/load.json"),\"ok\":$(json_field ok <"$work/load.json")}"
+    emit "{\"bench\":\"dataset_serve\",\"run\":$run,\"load\":$(cat "$work/load.json")}"
   done
 done
 emit "{\"bench\":\"dataset_rss_mb\",\"samples\":[$(IFS=,; echo "${samples[*]}")],\"first\":${samples[0]},\"max\":$(printf '%s\n' "${samples[@]}" | sort -n | tail -1),\"last\":${samples[-1]}}"
