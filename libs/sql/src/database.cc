@@ -2,7 +2,6 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -23,9 +22,6 @@ struct Database::State {
   std::deque<std::unique_ptr<Connection>> idle;
   int open = 0;
   std::shared_ptr<std::timed_mutex> sqlite_writer = std::make_shared<std::timed_mutex>();
-  // SQLite: WAL checkpoints run here, off every writer's commit (see StartCheckpointer).
-  std::thread checkpointer;
-  bool stopping = false;  // guarded by mu
 };
 
 namespace {
@@ -74,39 +70,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(absl::string_view url, 
   db->state_->options = options;
   // Open one connection now so that a bad path or an unreachable server fails at start-up.
   ECRM_ASSIGN_OR_RETURN(Lease first, db->Acquire());
-  if (db->dialect_ == Dialect::kSqlite) ECRM_RETURN_IF_ERROR(db->StartCheckpointer());
   return db;
 }
 
-absl::Status Database::StartCheckpointer() {
-  // SQLite's automatic checkpoint runs inside the COMMIT that crosses the threshold, so one
-  // writer in many pays for copying the whole WAL back (seconds on a large database) while
-  // every other writer waits. A PASSIVE checkpoint never blocks writers or readers, so it runs
-  // here instead, on its own connection, every 100 ms.
-  State& s = *state_;
-  ECRM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, internal::OpenSqlite(s.target, s.options, nullptr));
-  s.checkpointer = std::thread([&s, conn = std::move(conn)] {
-    std::unique_lock lock(s.mu);
-    while (!s.cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return s.stopping; })) {
-      lock.unlock();
-      absl::Status st = conn->ExecuteScript("PRAGMA wal_checkpoint(PASSIVE)");
-      if (!st.ok()) log::Warn("SQLite checkpoint failed", {{"error", st}});
-      lock.lock();
-    }
-  });
-  return absl::OkStatus();
-}
-
-Database::~Database() {
-  if (state_ && state_->checkpointer.joinable()) {
-    {
-      std::lock_guard lock(state_->mu);
-      state_->stopping = true;
-    }
-    state_->cv.notify_all();
-    state_->checkpointer.join();
-  }
-}
+Database::~Database() = default;
 
 absl::StatusOr<Lease> Database::Acquire() {
   State& s = *state_;

@@ -65,7 +65,7 @@ class SqliteConnection final : public Connection {
  public:
   SqliteConnection(sqlite3* db, std::shared_ptr<std::timed_mutex> writer, absl::Duration busy_timeout)
       : db_(db),
-        writer_(writer ? std::move(writer) : std::make_shared<std::timed_mutex>()),
+        writer_(std::move(writer)),
         write_lock_(*writer_, std::defer_lock),
         busy_timeout_(absl::ToChronoNanoseconds(busy_timeout)) {}
   ~SqliteConnection() override {
@@ -219,11 +219,11 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
   auto conn = std::make_unique<SqliteConnection>(db, std::move(writer), options.busy_timeout);
   sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
   // WAL lets readers run beside the writer; NORMAL sync in WAL mode keeps every commit across
-  // a process crash (only an OS crash can lose the last commits). Checkpoints are the
-  // Database's background job, not any commit's. A 64 MiB page cache per connection keeps hot
-  // index pages out of read() calls.
+  // a process crash (only an OS crash can lose the last commits). Checkpointing every 10,000
+  // pages (40 MiB) instead of 1,000 copies a page rewritten by many commits back once. A
+  // 64 MiB page cache per connection keeps hot index pages out of read() calls.
   absl::Status s = conn->ExecuteScript(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; "
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000; "
       "PRAGMA cache_size=-65536;");
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot set up SQLite database \"", path, "\": ", s.message()));

@@ -237,7 +237,6 @@ class Database {
   friend class Lease;
   Database() = default;
   void Release(std::unique_ptr<Connection> conn);
-  absl::Status StartCheckpointer();
 
   struct State;
   std::unique_ptr<State> state_;
