@@ -219,11 +219,13 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
   auto conn = std::make_unique<SqliteConnection>(db, std::move(writer), options.busy_timeout);
   sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
   // WAL lets readers run beside the writer; NORMAL sync in WAL mode keeps every commit across
-  // a process crash (only an OS crash can lose the last commits). Checkpointing every 10,000
-  // pages (40 MiB) instead of 1,000 copies a page rewritten by many commits back once. A
-  // 64 MiB page cache per connection keeps hot index pages out of read() calls.
+  // a process crash (only an OS crash can lose the last commits). The commit that crosses the
+  // checkpoint threshold copies the WAL back while holding the write lock: 2,000 pages (8 MiB)
+  // keeps that stall short (upsert p99 11–13 ms on a 600 MB database against 37–382 ms at
+  // 10,000 pages) for ~11% of event-ingestion throughput. A 64 MiB page cache per connection
+  // keeps hot index pages out of read() calls.
   absl::Status s = conn->ExecuteScript(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000; "
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=2000; "
       "PRAGMA cache_size=-65536;");
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot set up SQLite database \"", path, "\": ", s.message()));
