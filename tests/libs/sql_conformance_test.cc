@@ -198,6 +198,15 @@ TEST_CASE("batch insert writes every row across statements, all or nothing") {
       REQUIRE(skipped.ok());
       CHECK(*skipped == 299);
 
+      // RETURNING hands back what was inserted, across statements; conflicts return nothing.
+      std::vector<Value> mixed = {Value(5), Value("again"), Value(0),       Value(2000), Value("new-a"),
+                                  Value(0), Value(2001),    Value("new-b"), Value(0)};
+      std::vector<std::string> returned;
+      auto with_returning =
+          (*conn)->InsertBatch("items", cols, mixed, "ON CONFLICT DO NOTHING RETURNING name", 2, &returned);
+      REQUIRE(with_returning.ok());
+      CHECK(returned == std::vector<std::string>{"new-a", "new-b"});
+
       CHECK((*conn)->InsertBatch("items", cols, {Value(1), Value("x")}).status().code() ==
             absl::StatusCode::kInvalidArgument);
     }
