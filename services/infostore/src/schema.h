@@ -87,6 +87,9 @@ CREATE TABLE upsert_requests (
 );
 CREATE INDEX upsert_requests_created ON upsert_requests (created_at);
 )sql"},
+    {5, "no index on customers.updated_at: it turned every summary update into index maintenance", R"sql(
+DROP INDEX customers_updated;
+)sql"},
 };
 
 }  // namespace ecrm::infostore
