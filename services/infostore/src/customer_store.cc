@@ -185,6 +185,13 @@ absl::StatusOr<CustomerStore::Loaded> CustomerStore::LoadLive(sql::Connection& c
   return l;
 }
 
+absl::StatusOr<CustomerStore::Loaded> CustomerStore::LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref) {
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
+  if (!found) return absl::NotFoundError("customer: no such customer");
+  return LoadLive(c, id);
+}
+
 absl::StatusOr<std::string> CustomerStore::ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref,
                                                      bool* found) {
   *found = false;
@@ -586,22 +593,18 @@ absl::Status ValidateAttributes(const google::protobuf::Map<std::string, common:
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
-  std::string request_hash;
-  if (!request.request_id().empty()) {
-    if (request.request_id().size() > 128) return Invalid("request_id", "must be at most 128 characters");
-    std::string bytes;
-    google::protobuf::io::StringOutputStream stream(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    request.SerializeToCodedStream(&coded);
-    coded.Trim();
-    request_hash = Sha256Hex(bytes);
-  }
-  return UpsertOnce(request, request_hash);
+// SHA-256 of the request's deterministic serialization: what a request_id is bound to.
+std::string RequestHash(const v1::UpsertCustomerRequest& request) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  request.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return Sha256Hex(bytes);
 }
+
+}  // namespace
 
 absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> CustomerStore::FindUpsert(
     sql::Connection& c, const v1::UpsertCustomerRequest& request, const std::string& request_hash) {
@@ -624,8 +627,12 @@ absl::StatusOr<int64_t> CustomerStore::PruneRequests(absl::Time before) {
   return r.rows_affected();
 }
 
-absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::UpsertOnce(const v1::UpsertCustomerRequest& request,
-                                                                     const std::string& request_hash) {
+absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
+  std::string request_hash;  // empty without a request_id
+  if (!request.request_id().empty()) {
+    if (request.request_id().size() > 128) return Invalid("request_id", "must be at most 128 characters");
+    request_hash = RequestHash(request);
+  }
   if (request.identifiers_size() == 0 && request.customer_id().empty()) {
     return Invalid("identifiers", "give at least one identifier, or customer_id");
   }
@@ -833,10 +840,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
     written.clear();
-    bool found = false;
-    ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
-    if (!found) return absl::NotFoundError("customer: no such customer");
-    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
+    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadRef(c, request.customer()));
     v1::Customer& cu = *l.record.mutable_customer();
     v1::Consent* consent = nullptr;
     for (auto& cons : *cu.mutable_consents()) {
@@ -856,7 +860,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
     change.set_previous_status(previous);
     ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
                                    "VALUES ($1, $2, $3, $4, $5)",
-                                   {id, static_cast<int>(request.channel()), static_cast<int>(request.purpose()),
+                                   {cu.id(), static_cast<int>(request.channel()), static_cast<int>(request.purpose()),
                                     decided, sql::Blob{change.SerializeAsString()}})
                              .status());
     ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
@@ -930,10 +934,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePr
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
     written.clear();
-    bool found = false;
-    ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, request.customer(), &found));
-    if (!found) return absl::NotFoundError("customer: no such customer");
-    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
+    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadRef(c, request.customer()));
     v1::Preferences& cur = *l.record.mutable_customer()->mutable_preferences();
     auto masked = [&](const std::string& path) {
       if (request.update_mask().paths_size() == 0) return true;
@@ -1318,8 +1319,10 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
     return FlushChanges(c, pending);
   }));
   if (on_change_ && !gone.empty()) on_change_();
-  if (cache_ != nullptr) {
-    for (const std::string& id : gone) cache_->Invalidate(id, std::numeric_limits<int64_t>::max() / 2);
+  if (cache_ != nullptr) {  // tombstones no later fill can outrank, in one round trip
+    std::vector<cache::ProfileWrite> tombstones;
+    for (const std::string& id : gone) tombstones.push_back({id, std::numeric_limits<int64_t>::max() / 2, "", true});
+    cache_->Write(tombstones);
   }
   // The audit trail keeps ids and counts, never the erased data.
   int64_t items = 0;

@@ -105,9 +105,6 @@ class CustomerStore {
   // Commits a group of batches in one transaction; when that fails, each batch alone.
   void CommitGroup(absl::Span<EventBatch* const> group);
   absl::Status WriteEvents(absl::Span<EventBatch* const> group);
-  // `request_hash` is empty without a request_id.
-  absl::StatusOr<v1::UpsertCustomerResponse> UpsertOnce(const v1::UpsertCustomerRequest& request,
-                                                        const std::string& request_hash);
   // The stored response of an earlier upsert with this request_id; INVALID_ARGUMENT when that
   // was a different request.
   absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> FindUpsert(sql::Connection& c,
@@ -128,6 +125,8 @@ class CustomerStore {
   absl::StatusOr<Loaded> Load(sql::Connection& c, const std::string& id, bool for_update = true);
   // Load for a write: ABORTED (retry) when the customer was merged after it was resolved.
   absl::StatusOr<Loaded> LoadLive(sql::Connection& c, const std::string& id);
+  // Resolves `ref` (NOT_FOUND naming the field "customer") and loads it for a write.
+  absl::StatusOr<Loaded> LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
   // Changes are buffered during a transaction and written by FlushChanges as its last step.
   static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,

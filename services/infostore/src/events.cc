@@ -173,9 +173,11 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     // 3. Every customer concerned, locked in id order in one statement. An id merged since
     //    (a direct reference to a merged customer, or a concurrent merge) redirects to its
     //    survivor, loaded on its own.
-    std::map<std::string, std::string> live;  // id named → live customer id
-    for (const Item& item : items) {
-      live.emplace(item.by_identifier() ? owner_of[KeyOf(item.ref())] : item.event().customer().customer_id(), "");
+    std::vector<std::string> named(items.size());  // the customer id each event names
+    std::map<std::string, std::string> live;       // id named → live customer id
+    for (size_t k = 0; k < items.size(); ++k) {
+      named[k] = items[k].by_identifier() ? owner_of[KeyOf(items[k].ref())] : items[k].event().customer().customer_id();
+      live.emplace(named[k], "");
     }
     std::vector<std::string> ids;
     for (const auto& [id, _] : live) {
@@ -193,7 +195,6 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
         if (!touched[id].ParseFromString(std::string(row.Text(2)))) {
           return absl::DataLossError(absl::StrCat("customer \"", id, "\" has an unreadable record"));
         }
-        live[id] = id;
       }
     }
     for (auto& [named, id] : live) {
@@ -227,7 +228,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       const Item& item = items[k];
       v1::Event& e = events[k];
       e = item.event();
-      e.set_customer_id(live[item.by_identifier() ? owner_of[KeyOf(item.ref())] : e.customer().customer_id()]);
+      e.set_customer_id(live[named[k]]);
       *e.mutable_recorded_at() = Ts(now);
       rows.emplace_back(e.event_id());
       rows.emplace_back(e.customer_id());
