@@ -951,6 +951,16 @@ TEST_CASE("the feed sends runs of changes per message, filters by kind and repor
   CHECK(message.position() == last);
   ctx2.TryCancel();
   (void)consents->Finish();
+
+  grpc::ClientContext ctx3;
+  ctx3.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  v1::WatchChangesRequest bad;
+  bad.set_max_changes_per_message(-1);
+  auto refused = c.stub->WatchChanges(&ctx3, bad);
+  CHECK_FALSE(refused->Read(&message));
+  grpc::Status s = refused->Finish();
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(s.error_message(), Catch::Contains("max_changes_per_message"));
 }
 
 TEST_CASE("an upsert retried with its request_id replays the first response and a reused id is refused") {

@@ -291,6 +291,10 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
   void Run() {
     int64_t after = request_.after_sequence();
     if (after < 0) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_sequence: must be >= 0"));
+    if (request_.max_changes_per_message() < 0) {
+      return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "max_changes_per_message: must be >= 0 (0 means the default, 1,000)"));
+    }
     absl::StatusOr<std::pair<int64_t, int64_t>> bounds = store_.FeedBounds();
     if (!bounds.ok()) return Finish(ToGrpc(bounds.status()));
     if (bounds->first > 0 && after < bounds->first - 1) {
