@@ -242,7 +242,6 @@ constexpr size_t kMessageBytes = 1 << 20;  // a message stops growing past this
 // WatchChanges: one thread per stream reads the feed and writes it in order, in runs of
 // changes per message, waking on each commit (and every 100 ms for writers in other
 // processes), with heartbeats while idle.
-
 class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesResponse> {
  public:
   FeedWriter(CustomerStore& store, FeedSignal& feed, const v1::WatchChangesRequest& request)
