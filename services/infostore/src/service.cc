@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/grpc_status.h"
+#include "ecrm/server/offload.h"
 #include "ecrm/status/macros.h"
 
 namespace ecrm::infostore {
@@ -36,30 +37,6 @@ void FeedSignal::Drain() {
   cv_.notify_all();
 }
 
-namespace {
-
-grpc::ServerUnaryReactor* RunOn(server::Executor& executor, grpc::CallbackServerContext* ctx,
-                                std::function<absl::Status()> fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!executor.Submit([reactor, ctx, fn = std::move(fn)] {
-        if (ctx->IsCancelled()) {
-          reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before it ran"));
-          return;
-        }
-        reactor->Finish(ToGrpc(fn()));
-      })) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server overloaded; retry with backoff"));
-  }
-  return reactor;
-}
-
-}  // namespace
-
-grpc::ServerUnaryReactor* InformationStoreService::Offload(grpc::CallbackServerContext* ctx,
-                                                           std::function<absl::Status()> fn) {
-  return RunOn(executor_, ctx, std::move(fn));
-}
-
 grpc::ServerUnaryReactor* InformationStoreService::ExportCustomer(grpc::CallbackServerContext* ctx,
                                                                   const v1::ExportCustomerRequest* req,
                                                                   v1::ExportCustomerResponse* resp) {
@@ -85,7 +62,7 @@ grpc::ServerUnaryReactor* InformationStoreService::EraseCustomer(grpc::CallbackS
 grpc::ServerUnaryReactor* CustomerDataService::ExportCustomerData(grpc::CallbackServerContext* ctx,
                                                                   const privacy::v1::ExportCustomerDataRequest* req,
                                                                   privacy::v1::ExportCustomerDataResponse* resp) {
-  return RunOn(executor_, ctx, [this, req, resp]() -> absl::Status {
+  return server::Offload(executor_, ctx, [this, req, resp]() -> absl::Status {
     if (req->customer_id().empty()) return absl::InvalidArgumentError("customer_id: is required");
     ECRM_ASSIGN_OR_RETURN(std::string doc, store_.ExportLocal(req->customer_id()));
     resp->set_engine("infostore");
@@ -98,7 +75,7 @@ grpc::ServerUnaryReactor* CustomerDataService::ExportCustomerData(grpc::Callback
 grpc::ServerUnaryReactor* CustomerDataService::EraseCustomerData(grpc::CallbackServerContext* ctx,
                                                                  const privacy::v1::EraseCustomerDataRequest* req,
                                                                  privacy::v1::EraseCustomerDataResponse* resp) {
-  return RunOn(executor_, ctx, [this, req, resp]() -> absl::Status {
+  return server::Offload(executor_, ctx, [this, req, resp]() -> absl::Status {
     ECRM_ASSIGN_OR_RETURN(*resp, store_.EraseLocal(req->customer_id(), req->reason(), req->request_id()));
     return absl::OkStatus();
   });

@@ -9,6 +9,7 @@
 #include "customer_store.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/server/executor.h"
+#include "ecrm/server/offload.h"
 #include "privacy.h"
 
 namespace ecrm::infostore {
@@ -68,7 +69,9 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
 
  private:
   // Runs fn on a worker and finishes the RPC with its status.
-  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn);
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, std::function<absl::Status()> fn) {
+    return server::Offload(executor_, ctx, std::move(fn));
+  }
   // Offload for the common shape: call a store method returning StatusOr<Resp>, move it into *resp.
   template <typename Req, typename Resp, typename Method>
   grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, const Req* req, Resp* resp, Method method) {

@@ -12,15 +12,18 @@
 #include "absl/strings/string_view.h"
 #include "ecrm/common/v1/common.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/util/util.h"
 
 namespace ecrm::infostore {
 
-int64_t NowMicros();
-google::protobuf::Timestamp Ts(int64_t micros);
-int64_t Micros(const google::protobuf::Timestamp& t);
-std::string Sha256Hex(absl::string_view input);
-// A random id such as c_0123456789abcdef.
-std::string NewId(absl::string_view prefix);
+using util::Invalid;
+using util::Micros;
+using util::NewId;
+using util::NowMicros;
+using util::PageSize;
+using util::Placeholders;
+using util::Sha256Hex;
+using util::Ts;
 
 // Folds one event into a behaviour summary. Purchases and refunds in another currency than
 // the summary's first one are counted but not added to total_spent.
@@ -28,8 +31,6 @@ void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b);
 
 // [a-z0-9_]{1,max}
 bool ValidName(absl::string_view s, size_t max);
-// INVALID_ARGUMENT "field: what".
-absl::Status Invalid(absl::string_view field, absl::string_view what);
 absl::Status ValidateValue(const common::v1::AttributeValue& v, const std::string& field, int max_bytes);
 
 // A unique violation while claiming an identifier means a concurrent writer claimed it first:
@@ -39,15 +40,6 @@ absl::Status AsContention(absl::Status s);
 using IdKey = std::tuple<int, std::string, std::string>;  // (type, source, value)
 IdKey KeyOf(const common::v1::Identifier& id);
 
-// A requested page size within [1, max], default_size when unset.
-int PageSize(int requested, int default_size = 100, int max = 1000);
-
-// "$first, $first+1, …" for n parameters.
-inline std::string Placeholders(int first, int n) {
-  std::string out;
-  for (int i = 0; i < n; ++i) absl::StrAppend(&out, i ? ", $" : "$", first + i);
-  return out;
-}
 
 // Pads a list of statement parameters by repeating its last entry up to the next power of two,
 // so a bulk statement comes in a few sizes and each size is prepared once per connection.
