@@ -1,5 +1,7 @@
 #include "ecrm/testing/service.h"
 
+#include <cstring>
+
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
@@ -42,10 +44,14 @@ absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Start(const std:
   std::unique_ptr<ServiceProcess> s(new ServiceProcess());
   s->grpc_address_ = absl::StrCat("127.0.0.1:", FreePort());
   s->metrics_address_ = absl::StrCat("127.0.0.1:", FreePort());
+  bool has_db = false;
+  for (const std::string& a : args) {
+    has_db |= absl::StartsWith(a, "--database-url");
+    // A caller that needs a fixed address (a restart a peer must find again) names it.
+    if (absl::StartsWith(a, "--grpc-address=")) s->grpc_address_ = a.substr(strlen("--grpc-address="));
+  }
   std::vector<std::string> argv = {binary, "--grpc-address=" + s->grpc_address_,
                                    "--metrics-address=" + s->metrics_address_};
-  bool has_db = false;
-  for (const std::string& a : args) has_db |= absl::StartsWith(a, "--database-url");
   if (!has_db) argv.push_back(absl::StrCat("--database-url=sqlite://", s->dir_.path(), "/service.db"));
   argv.insert(argv.end(), args.begin(), args.end());
   auto p = Process::Spawn(argv, s->dir_.path() + "/service.log");

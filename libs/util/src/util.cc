@@ -1,5 +1,6 @@
 #include "ecrm/util/util.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 #include <openssl/sha.h>
 
@@ -28,6 +29,14 @@ std::string Sha256Hex(absl::string_view input) {
 std::string NewId(absl::string_view prefix) {
   thread_local absl::BitGen gen;
   return absl::StrFormat("%s%016x", prefix, absl::Uniform<uint64_t>(gen));
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
 }
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {

@@ -4,7 +4,6 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/reflection.h>
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -1158,14 +1157,6 @@ std::string IdentifierHash(const common::v1::Identifier& id) {
   return Sha256Hex(absl::StrCat("ecrm-erased:", static_cast<int>(id.type()), "|", id.source(), "|", id.value()));
 }
 
-std::string Json(const Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
-}
-
 }  // namespace
 
 absl::Status CustomerStore::CheckNotErased(sql::Connection& c, const common::v1::Identifier& id,
@@ -1213,25 +1204,25 @@ absl::StatusOr<std::string> CustomerStore::ExportLocal(const std::string& custom
         conn->Execute("SELECT change FROM consent_history WHERE customer_id = $1 ORDER BY id", {member}));
     for (sql::Row row : h) {
       v1::ConsentChange change;
-      if (change.ParseFromString(std::string(row.Text(0)))) history.push_back(Json(change));
+      if (change.ParseFromString(std::string(row.Text(0)))) history.push_back(util::ToJson(change));
     }
     ECRM_ASSIGN_OR_RETURN(sql::Result m, conn->Execute("SELECT m.record FROM merges m JOIN merge_members mm "
                                                        "ON mm.merge_id = m.merge_id WHERE mm.customer_id = $1",
                                                        {member}));
     for (sql::Row row : m) {
       v1::MergeRecord merge;
-      if (merge.ParseFromString(std::string(row.Text(0)))) merges.push_back(Json(merge));
+      if (merge.ParseFromString(std::string(row.Text(0)))) merges.push_back(util::ToJson(merge));
     }
   }
   ECRM_ASSIGN_OR_RETURN(sql::Result ev,
                         conn->Execute("SELECT event FROM events WHERE customer_id = $1 ORDER BY occurred_at", {id}));
   for (sql::Row row : ev) {
     v1::Event e;
-    if (e.ParseFromString(std::string(row.Text(0)))) events.push_back(Json(e));
+    if (e.ParseFromString(std::string(row.Text(0)))) events.push_back(util::ToJson(e));
   }
   std::sort(merges.begin(), merges.end());
   merges.erase(std::unique(merges.begin(), merges.end()), merges.end());
-  return absl::StrCat("{\"customer\":", Json(l.record.customer()), ",\"consent_history\":[",
+  return absl::StrCat("{\"customer\":", util::ToJson(l.record.customer()), ",\"consent_history\":[",
                       absl::StrJoin(history, ","), "],\"events\":[", absl::StrJoin(events, ","), "],\"merges\":[",
                       absl::StrJoin(merges, ","), "]}");
 }

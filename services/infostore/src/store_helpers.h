@@ -40,7 +40,6 @@ absl::Status AsContention(absl::Status s);
 using IdKey = std::tuple<int, std::string, std::string>;  // (type, source, value)
 IdKey KeyOf(const common::v1::Identifier& id);
 
-
 // Pads a list of statement parameters by repeating its last entry up to the next power of two,
 // so a bulk statement comes in a few sizes and each size is prepared once per connection.
 template <typename T>

@@ -1,6 +1,19 @@
 // ecrm-transaction: composition root of the transaction engine.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "ecrm/log/log.h"
+#include "ecrm/server/executor.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
+#include "infostore_client.h"
+#include "schema.h"
+#include "service.h"
+#include "store.h"
 
 int main(int argc, char** argv) {
   ecrm::server::Runner runner({.name = "ecrm-transaction",
@@ -8,8 +21,103 @@ int main(int argc, char** argv) {
                                .summary = "ecrm transaction: catalogue, carts, orders, loyalty and service inquiries",
                                .grpc_port = 50055,
                                .metrics_port = 9105});
+  ecrm::transaction::StoreOptions options;
+  ecrm::transaction::LoyaltyRules& loyalty = options.loyalty;
+  int64_t workers = 8, max_queue = 10000;
+  std::string infostore_address;
+  absl::Duration infostore_timeout = absl::Seconds(2), scan_every = absl::Minutes(1), key_retention = absl::Hours(24);
+  ecrm::config::Flags& f = runner.flags();
+  f.AddInt("worker-threads", &workers, "threads running database work off the gRPC threads");
+  f.AddInt("max-queue", &max_queue, "requests that may wait for a worker before RESOURCE_EXHAUSTED");
+  f.AddString("infostore-address", &infostore_address,
+              "information store (host:port) that receives purchase, refund, cart and inquiry events and resolves "
+              "customers named by identifier; empty: events wait in the outbox");
+  f.AddDuration("infostore-timeout", &infostore_timeout, "deadline of a customer lookup in the information store");
+  f.AddDuration("abandon-after", &options.abandon_after, "idle time after which a cart with items is abandoned");
+  f.AddDuration("abandon-scan-interval", &scan_every,
+                "how often idle carts are looked for (and expired idempotency keys deleted)");
+  f.AddDuration("idempotency-retention", &key_retention,
+                "how long an idempotency key replays its first response (at least 24h)");
+  f.AddInt("loyalty-signup-bonus", &loyalty.signup_bonus, "points when a loyalty account opens");
+  f.AddInt("loyalty-points-per-unit", &loyalty.points_per_unit, "points per 100 minor units paid");
+  f.AddInt("loyalty-second-purchase-bonus", &loyalty.second_purchase_bonus, "points on a customer's 2nd order");
+  f.AddInt("loyalty-third-purchase-bonus", &loyalty.third_purchase_bonus, "points on a customer's 3rd order");
+  f.AddInt("loyalty-reactivation-bonus", &loyalty.reactivation_bonus,
+           "points on an order after --loyalty-reactivation-after without one");
+  f.AddDuration("loyalty-reactivation-after", &loyalty.reactivation_after, "gap that earns the reactivation bonus");
+  f.AddInt("loyalty-point-value-minor", &loyalty.point_value_minor, "discount in minor units per point redeemed");
+  f.AddString("loyalty-tier-currency", &loyalty.tier_currency, "currency whose 12-month spend sets the tier");
+  f.AddInt("loyalty-silver-minor", &loyalty.silver_minor, "12-month spend (minor units) for silver");
+  f.AddInt("loyalty-gold-minor", &loyalty.gold_minor, "12-month spend (minor units) for gold");
+  f.AddInt("loyalty-platinum-minor", &loyalty.platinum_minor, "12-month spend (minor units) for platinum");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
-  auto stores = ecrm::server::OpenStores(runner, {});
+  if (workers < 1 || max_queue < 1) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--worker-threads and --max-queue must be >= 1"));
+  }
+  if (key_retention < absl::Hours(24)) {
+    return runner.Fail("configuration",
+                       absl::InvalidArgumentError("--idempotency-retention must be at least 24h (keys are promised "
+                                                  "to replay for a day)"));
+  }
+  if (loyalty.point_value_minor < 1 || loyalty.points_per_unit < 0 || loyalty.signup_bonus < 0 ||
+      loyalty.second_purchase_bonus < 0 || loyalty.third_purchase_bonus < 0 || loyalty.reactivation_bonus < 0) {
+    return runner.Fail("configuration", absl::InvalidArgumentError(
+                                            "loyalty points must not be negative and a point must be worth >= 1"));
+  }
+  if (!(loyalty.silver_minor <= loyalty.gold_minor && loyalty.gold_minor <= loyalty.platinum_minor)) {
+    return runner.Fail("configuration",
+                       absl::InvalidArgumentError("tier thresholds must rise: silver <= gold <= platinum"));
+  }
+
+  auto stores = ecrm::server::OpenStores(runner, ecrm::transaction::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
+  std::shared_ptr<grpc::Channel> infostore;
+  std::unique_ptr<ecrm::transaction::InfostoreResolver> resolver;
+  if (!infostore_address.empty()) {
+    infostore = grpc::CreateChannel(infostore_address, grpc::InsecureChannelCredentials());
+    resolver = std::make_unique<ecrm::transaction::InfostoreResolver>(infostore, infostore_timeout);
+  }
+  ecrm::server::Executor executor(static_cast<int>(workers), static_cast<size_t>(max_queue), runner.metrics());
+  ecrm::transaction::TransactionMetrics metrics(runner.metrics());
+  ecrm::transaction::TransactionStore store(*stores->db, resolver.get(), metrics, options);
+  std::unique_ptr<ecrm::transaction::OutboxRelay> relay;
+  if (infostore) {
+    relay = std::make_unique<ecrm::transaction::OutboxRelay>(store, infostore, ecrm::transaction::RelayOptions{},
+                                                             runner.metrics());
+    store.SetOutboxListener([r = relay.get()] { r->Notify(); });
+  }
+  ecrm::transaction::TransactionService service(store, executor);
+  ecrm::transaction::CustomerDataService customer_data(store, executor);
+  runner.AddService(&service, ecrm::transaction::v1::Transaction::service_full_name());
+  runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
+
+  // Raises cart_abandoned events and deletes expired idempotency keys in the background.
+  std::mutex scan_mu;
+  std::condition_variable scan_cv;
+  bool stopping = false;
+  std::thread scanner([&] {
+    std::unique_lock lock(scan_mu);
+    while (!scan_cv.wait_for(lock, absl::ToChronoNanoseconds(scan_every), [&] { return stopping; })) {
+      lock.unlock();
+      if (absl::StatusOr<int64_t> n = store.ReportAbandonedCarts(); !n.ok()) {
+        ecrm::log::Warn("abandoned cart scan failed", {{"error", n.status()}});
+      } else if (*n > 0) {
+        ecrm::log::Info("abandoned carts reported", {{"carts", *n}});
+      }
+      if (absl::StatusOr<int64_t> n = store.PruneIdempotencyKeys(absl::Now() - key_retention); !n.ok()) {
+        ecrm::log::Warn("idempotency key pruning failed", {{"error", n.status()}});
+      }
+      lock.lock();
+    }
+  });
+  runner.OnShutdown([&] {
+    {
+      std::lock_guard lock(scan_mu);
+      stopping = true;
+    }
+    scan_cv.notify_all();
+    scanner.join();
+    if (relay) relay->Stop();
+  });
   return runner.Serve();
 }

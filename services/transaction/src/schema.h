@@ -40,6 +40,8 @@ CREATE TABLE orders (
   id TEXT PRIMARY KEY,
   customer_id TEXT NOT NULL,                 -- '' once the customer is erased (pseudonymised)
   state INTEGER NOT NULL,
+  currency TEXT NOT NULL,
+  paid_minor BIGINT NOT NULL,                -- total less refunds (0 once cancelled): 12-month spend
   placed_at BIGINT NOT NULL,
   body {{blob}} NOT NULL                     -- ecrm.transaction.v1.Order
 );

@@ -27,15 +27,15 @@ namespace ecrm::transaction {
 // Earning and redemption rules. Points are earned on the amount paid (after the points
 // discount) in any currency: points_per_unit per 100 minor units.
 struct LoyaltyRules {
-  int64_t signup_bonus = 100;           // when the account opens (first order or adjustment)
-  int64_t points_per_unit = 1;          // per 100 minor units paid
-  int64_t second_purchase_bonus = 50;   // on the customer's 2nd order
-  int64_t third_purchase_bonus = 100;   // on the 3rd
-  int64_t reactivation_bonus = 200;     // on an order after reactivation_after without one
+  int64_t signup_bonus = 100;          // when the account opens (first order or adjustment)
+  int64_t points_per_unit = 1;         // per 100 minor units paid
+  int64_t second_purchase_bonus = 50;  // on the customer's 2nd order
+  int64_t third_purchase_bonus = 100;  // on the 3rd
+  int64_t reactivation_bonus = 200;    // on an order after reactivation_after without one
   absl::Duration reactivation_after = absl::Hours(24 * 90);
-  int64_t point_value_minor = 1;        // discount in minor units per point redeemed
-  std::string tier_currency = "EUR";    // 12-month spend for tiers counts orders in this currency
-  int64_t silver_minor = 50'000;        // 12-month spend thresholds of the tiers
+  int64_t point_value_minor = 1;      // discount in minor units per point redeemed
+  std::string tier_currency = "EUR";  // 12-month spend for tiers counts orders in this currency
+  int64_t silver_minor = 50'000;      // 12-month spend thresholds of the tiers
   int64_t gold_minor = 200'000;
   int64_t platinum_minor = 500'000;
 };
@@ -168,6 +168,7 @@ class TransactionStore {
   absl::StatusOr<bool> Credit(sql::Connection& c, const std::string& customer_id, Account& account, int64_t points,
                               absl::string_view reason, const std::string& order_id, const std::string& rule_key,
                               absl::string_view note, int64_t now);
+  absl::StatusOr<v1::LoyaltyAccount> LoadAccount(sql::Connection& c, const v1::GetLoyaltyAccountRequest& req);
   absl::StatusOr<int64_t> EarnPoints(sql::Connection& c, const v1::Order& order, Account& account, int64_t now);
   // Reverses `fraction` (cumulative, 0–1] of what the order earned and returns the same share of
   // what it redeemed; bonuses go back only when the whole order is reversed.

@@ -21,7 +21,8 @@ absl::StatusOr<std::string> HealthStatus(const std::string& address, absl::Durat
 class ServiceProcess {
  public:
   // Starts `binary` with --grpc-address and --metrics-address on free ports, a SQLite database
-  // in its own temp dir unless args name --database-url, and `args`.
+  // in its own temp dir unless args name --database-url, and `args`. An --grpc-address in args
+  // is used instead of a free port (a restarted server a peer must find again).
   static absl::StatusOr<std::unique_ptr<ServiceProcess>> Start(const std::string& binary,
                                                                const std::vector<std::string>& args = {},
                                                                absl::Duration timeout = absl::Seconds(20));

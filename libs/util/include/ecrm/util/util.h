@@ -1,6 +1,7 @@
 // Small helpers every engine's store uses: time, ids, hashing, request validation, paging.
 #pragma once
 
+#include <google/protobuf/message.h>
 #include <google/protobuf/timestamp.pb.h>
 
 #include <cstdint>
@@ -20,6 +21,9 @@ int64_t Micros(const google::protobuf::Timestamp& t);
 std::string Sha256Hex(absl::string_view input);
 // A random id such as c_0123456789abcdef.
 std::string NewId(absl::string_view prefix);
+
+// A message as JSON with the proto field names (privacy exports).
+std::string ToJson(const google::protobuf::Message& m);
 
 // INVALID_ARGUMENT "field: what".
 absl::Status Invalid(absl::string_view field, absl::string_view what);

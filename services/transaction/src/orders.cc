@@ -1,0 +1,445 @@
+// Orders: checkout, offline orders, cancellation, refunds; idempotency keys; the outbox.
+#include <prometheus/counter.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/status/macros.h"
+#include "store.h"
+#include "store_internal.h"
+
+namespace ecrm::transaction {
+
+TransactionStore::TransactionStore(sql::Database& db, CustomerResolver* resolver, TransactionMetrics& metrics,
+                                   StoreOptions options)
+    : db_(db), resolver_(resolver), metrics_(metrics), options_(std::move(options)) {}
+
+absl::StatusOr<std::string> TransactionStore::Idempotent(
+    absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
+    const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn) {
+  std::string request_hash = util::Sha256Hex(request.SerializeAsString());
+  std::string response;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    if (!key.empty()) {
+      ECRM_ASSIGN_OR_RETURN(sql::Result seen,
+                            c.Execute("SELECT request_hash, response FROM idempotency_keys WHERE operation = $1 AND "
+                                      "key = $2",
+                                      {operation, key}));
+      if (!seen.empty()) {
+        if (seen.front().Text(0) != request_hash) {
+          return absl::FailedPreconditionError(absl::StrCat("idempotency_key: \"", key,
+                                                            "\" was already used for a different ", operation,
+                                                            " request; use a new key for a new request"));
+        }
+        response = std::string(seen.front().Text(1));
+        return absl::OkStatus();
+      }
+    }
+    ECRM_ASSIGN_OR_RETURN(response, fn(c));
+    if (key.empty()) return absl::OkStatus();
+    absl::Status stored = c.Execute(
+                               "INSERT INTO idempotency_keys (operation, key, request_hash, response, "
+                               "created_at) VALUES ($1, $2, $3, $4, $5)",
+                               {operation, key, request_hash, sql::Blob{response}, NowMicros()})
+                              .status();
+    // A concurrent retry with the same key committed first: run again, which replays its response.
+    if (absl::IsAlreadyExists(stored)) return absl::AbortedError("idempotency key claimed concurrently");
+    return stored;
+  }));
+  return response;
+}
+
+absl::StatusOr<int64_t> TransactionStore::PruneIdempotencyKeys(absl::Time before) {
+  ECRM_ASSIGN_OR_RETURN(
+      sql::Result r, db_.Execute("DELETE FROM idempotency_keys WHERE created_at < $1", {absl::ToUnixMicros(before)}));
+  return r.rows_affected();
+}
+
+absl::Status TransactionStore::AddEvent(sql::Connection& c, infostore::v1::Event event) {
+  const std::string customer_id = event.customer().customer_id();
+  return c
+      .Execute(
+          "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+          "(event_id) DO NOTHING",
+          {event.event_id(), customer_id, sql::Blob{event.SerializeAsString()}, NowMicros()})
+      .status();
+}
+
+infostore::v1::Event TransactionStore::OrderEvent(const v1::Order& order, absl::string_view type,
+                                                  absl::string_view event_id, const common::v1::Money& amount,
+                                                  int64_t at) const {
+  infostore::v1::Event e;
+  e.set_event_id(std::string(event_id));
+  e.mutable_customer()->set_customer_id(order.customer_id());
+  e.set_type(std::string(type));
+  *e.mutable_occurred_at() = Ts(at);
+  switch (order.channel()) {
+    case v1::SALES_CHANNEL_APP:
+      e.set_touchpoint(common::v1::TOUCHPOINT_APP);
+      break;
+    case v1::SALES_CHANNEL_POS:
+      e.set_touchpoint(common::v1::TOUCHPOINT_POS);
+      break;
+    case v1::SALES_CHANNEL_CALL_CENTRE:
+      e.set_touchpoint(common::v1::TOUCHPOINT_CALL_CENTRE);
+      break;
+    case v1::SALES_CHANNEL_SALES_REP:
+      e.set_touchpoint(common::v1::TOUCHPOINT_SALES_REP);
+      break;
+    default:
+      e.set_touchpoint(common::v1::TOUCHPOINT_WEB);
+      break;
+  }
+  *e.mutable_amount() = amount;
+  auto& props = *e.mutable_properties();
+  props["order_id"].set_string_value(order.id());
+  props["lines"].set_int_value(order.lines_size());
+  int64_t units = 0;
+  std::string skus;
+  for (const v1::Line& l : order.lines()) {
+    units += l.quantity();
+    if (skus.size() + l.sku().size() < 1000) absl::StrAppend(&skus, skus.empty() ? "" : ",", l.sku());
+  }
+  props["units"].set_int_value(units);
+  props["skus"].set_string_value(skus);
+  return e;
+}
+
+namespace {
+
+int64_t Paid(const v1::Order& o) {
+  return o.state() == v1::ORDER_STATE_CANCELLED ? 0 : o.total().amount_minor() - o.refunded().amount_minor();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Order> TransactionStore::LoadOrder(sql::Connection& c, const std::string& id, bool lock) {
+  if (id.empty()) return Invalid("id", "is required");
+  ECRM_ASSIGN_OR_RETURN(
+      sql::Result r, c.Execute(absl::StrCat("SELECT body FROM orders WHERE id = $1", lock ? ForUpdate(c) : ""), {id}));
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("id: no order \"", id, "\""));
+  return ParseBody<v1::Order>(r.front().Text(0), "order");
+}
+
+absl::Status TransactionStore::SaveOrder(sql::Connection& c, const v1::Order& order) {
+  return c
+      .Execute("UPDATE orders SET state = $2, customer_id = $3, paid_minor = $4, body = $5 WHERE id = $1",
+               {order.id(), static_cast<int>(order.state()), order.customer_id(), Paid(order),
+                sql::Blob{order.SerializeAsString()}})
+      .status();
+}
+
+absl::StatusOr<v1::Order> TransactionStore::Place(sql::Connection& c, const OrderInput& in, int64_t now) {
+  if (in.lines.empty()) return absl::FailedPreconditionError("lines: an order needs at least one line");
+  if (in.redeem_points < 0) return Invalid("redeem_points", "must not be negative");
+  v1::Order order;
+  order.set_id(NewId("o_"));
+  order.set_customer_id(in.customer_id);
+  order.set_state(v1::ORDER_STATE_PLACED);
+  order.set_channel(in.channel);
+  order.set_location(in.location);
+  *order.mutable_placed_at() = Ts(now);
+  *order.mutable_updated_at() = Ts(now);
+
+  // Stock is taken in SKU order so two multi-line orders never wait on each other's rows.
+  std::vector<const LineInput*> by_sku;
+  for (const LineInput& l : in.lines) by_sku.push_back(&l);
+  std::sort(by_sku.begin(), by_sku.end(), [](auto* a, auto* b) { return a->sku < b->sku; });
+  std::map<std::string, v1::Line> priced;
+  std::string currency;
+  for (const LineInput* l : by_sku) {
+    if (priced.count(l->sku)) return Invalid(l->field, absl::StrCat("\"", l->sku, "\" appears twice; order it once"));
+    ECRM_ASSIGN_OR_RETURN(sql::Result p, c.Execute("SELECT title, price_minor, currency, active, track_stock FROM "
+                                                   "products WHERE sku = $1",
+                                                   {l->sku}));
+    if (p.empty()) return absl::NotFoundError(absl::StrCat(l->field, ".sku: no product \"", l->sku, "\""));
+    sql::Row row = p.front();
+    if (!row.Bool(3)) {
+      return absl::FailedPreconditionError(absl::StrCat(l->field, ".sku: product \"", l->sku, "\" is not active"));
+    }
+    if (currency.empty()) currency = std::string(row.Text(2));
+    if (row.Text(2) != currency) {
+      return Invalid(l->field, absl::StrCat("\"", l->sku, "\" is priced in ", row.Text(2), ", other lines in ",
+                                            currency, "; an order holds one currency"));
+    }
+    if (row.Bool(4)) {
+      ECRM_ASSIGN_OR_RETURN(sql::Result taken,
+                            c.Execute("UPDATE products SET stock = stock - $2 WHERE sku = $1 AND stock >= $2 "
+                                      "RETURNING stock",
+                                      {l->sku, l->quantity}));
+      if (taken.empty()) {
+        ECRM_ASSIGN_OR_RETURN(sql::Result left, c.Execute("SELECT stock FROM products WHERE sku = $1", {l->sku}));
+        return absl::FailedPreconditionError(absl::StrCat(l->field, ": ", l->quantity, " of \"", l->sku,
+                                                          "\" requested, ", left.front().Int(0), " in stock"));
+      }
+    }
+    v1::Line line;
+    line.set_sku(l->sku);
+    line.set_title(std::string(row.Text(0)));
+    line.set_quantity(l->quantity);
+    *line.mutable_unit_price() = MakeMoney(row.Int(1), currency);
+    *line.mutable_total() = MakeMoney(row.Int(1) * l->quantity, currency);
+    priced.emplace(l->sku, std::move(line));
+  }
+  int64_t subtotal = 0;
+  for (const LineInput& l : in.lines) {  // lines keep the order they were given in
+    subtotal += priced[l.sku].total().amount_minor();
+    *order.add_lines() = std::move(priced[l.sku]);
+  }
+
+  ECRM_ASSIGN_OR_RETURN(Account account, OpenAccount(c, in.customer_id, now));
+  int64_t discount = 0;
+  if (in.redeem_points > 0) {
+    discount = in.redeem_points * options_.loyalty.point_value_minor;
+    if (discount > subtotal) {
+      return Invalid("redeem_points", absl::StrCat(in.redeem_points, " points are worth ", discount, " ", currency,
+                                                   " minor units, more than the order's ", subtotal));
+    }
+    if (in.redeem_points > account.balance) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("redeem_points: ", in.redeem_points, " requested, the balance is ", account.balance));
+    }
+    ECRM_RETURN_IF_ERROR(Credit(c, in.customer_id, account, -in.redeem_points, "redemption", order.id(),
+                                absl::StrCat("redemption:", order.id()), "", now)
+                             .status());
+  }
+  *order.mutable_subtotal() = MakeMoney(subtotal, currency);
+  *order.mutable_points_discount() = MakeMoney(discount, currency);
+  *order.mutable_total() = MakeMoney(subtotal - discount, currency);
+  *order.mutable_refunded() = MakeMoney(0, currency);
+  order.set_points_redeemed(in.redeem_points);
+  ECRM_ASSIGN_OR_RETURN(int64_t earned, EarnPoints(c, order, account, now));
+  order.set_points_earned(earned);
+
+  ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO orders (id, customer_id, state, currency, paid_minor, placed_at, body) "
+                                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                 {order.id(), order.customer_id(), static_cast<int>(order.state()), currency,
+                                  Paid(order), now, sql::Blob{order.SerializeAsString()}})
+                           .status());
+  ECRM_RETURN_IF_ERROR(
+      AddEvent(c, OrderEvent(order, "purchase", absl::StrCat("order:", order.id()), order.total(), now)));
+  return order;
+}
+
+absl::StatusOr<v1::Order> TransactionStore::Checkout(const v1::CheckoutRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
+  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  ECRM_ASSIGN_OR_RETURN(
+      v1::Order order,
+      IdempotentMessage<v1::Order>(
+          "Checkout", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+            ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(c, req.customer_id()));
+            if (cart.lines().empty()) {
+              return absl::FailedPreconditionError("customer_id: the cart is empty; add items before checking out");
+            }
+            OrderInput in{req.customer_id(), {}, req.channel(), "", req.redeem_points()};
+            for (const v1::Line& l : cart.lines()) {
+              in.lines.push_back({l.sku(), l.quantity(), absl::StrCat("cart ", l.sku())});
+            }
+            ECRM_ASSIGN_OR_RETURN(v1::Order o, Place(c, in, NowMicros()));
+            ECRM_RETURN_IF_ERROR(
+                c.Execute("DELETE FROM cart_lines WHERE customer_id = $1", {req.customer_id()}).status());
+            ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM carts WHERE customer_id = $1", {req.customer_id()}).status());
+            return o;
+          }));
+  metrics_.orders_placed.Increment();
+  Notify();
+  return order;
+}
+
+absl::StatusOr<v1::Order> TransactionStore::PlaceOrder(const v1::PlaceOrderRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  if (req.lines().empty()) return Invalid("lines", "at least one line is required");
+  if (req.lines_size() > 200) return Invalid("lines", "at most 200 lines per order");
+  if (req.location().size() > 200) return Invalid("location", "is longer than 200 bytes");
+  OrderInput in{"", {}, req.channel(), req.location(), req.redeem_points()};
+  for (int i = 0; i < req.lines_size(); ++i) {
+    std::string field = absl::StrCat("lines[", i, "]");
+    ECRM_RETURN_IF_ERROR(ValidateSku(req.lines(i).sku(), absl::StrCat(field, ".sku")));
+    ECRM_RETURN_IF_ERROR(ValidateQuantity(req.lines(i).quantity(), absl::StrCat(field, ".quantity")));
+    in.lines.push_back({req.lines(i).sku(), req.lines(i).quantity(), std::move(field)});
+  }
+  switch (req.customer().ref_case()) {
+    case common::v1::CustomerRef::kCustomerId:
+      ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer().customer_id(), "customer.customer_id"));
+      in.customer_id = req.customer().customer_id();
+      break;
+    case common::v1::CustomerRef::kIdentifier: {
+      if (resolver_ == nullptr) {
+        return absl::FailedPreconditionError(
+            "customer.identifier: naming the customer by identifier needs the information store "
+            "(--infostore-address); name them by customer_id");
+      }
+      ECRM_ASSIGN_OR_RETURN(in.customer_id, resolver_->Resolve(req.customer()));
+      break;
+    }
+    default:
+      return Invalid("customer", "set customer_id or identifier");
+  }
+  ECRM_ASSIGN_OR_RETURN(v1::Order order,
+                        IdempotentMessage<v1::Order>("PlaceOrder", req.idempotency_key(), req,
+                                                     [&](sql::Connection& c) { return Place(c, in, NowMicros()); }));
+  metrics_.orders_placed.Increment();
+  Notify();
+  return order;
+}
+
+absl::StatusOr<v1::Order> TransactionStore::GetOrder(const v1::GetOrderRequest& req) {
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  return LoadOrder(*conn, req.id(), /*lock=*/false);
+}
+
+absl::StatusOr<v1::ListOrdersResponse> TransactionStore::ListOrders(const v1::ListOrdersRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
+  const int limit = PageSize(req.page_size());
+  int64_t before_at = INT64_MAX;
+  std::string before_id = "\x7f";
+  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before_at, before_id));
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        db_.Execute("SELECT body, placed_at, id FROM orders WHERE customer_id = $1 AND (placed_at, id) "
+                                    "< ($2, $3) ORDER BY placed_at DESC, id DESC LIMIT $4",
+                                    {req.customer_id(), before_at, before_id, limit + 1}));
+  v1::ListOrdersResponse out;
+  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
+    ECRM_ASSIGN_OR_RETURN(*out.add_orders(), ParseBody<v1::Order>(r.row(i).Text(0), "order"));
+  }
+  if (static_cast<int>(r.size()) > limit) {
+    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Order> TransactionStore::FulfilOrder(const v1::FulfilOrderRequest& req) {
+  v1::Order order;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    ECRM_ASSIGN_OR_RETURN(order, LoadOrder(c, req.id(), /*lock=*/true));
+    if (order.state() == v1::ORDER_STATE_FULFILLED) return absl::OkStatus();
+    if (order.state() != v1::ORDER_STATE_PLACED) {
+      return absl::FailedPreconditionError(absl::StrCat("id: order \"", order.id(), "\" is ",
+                                                        v1::OrderState_Name(order.state()),
+                                                        "; only placed orders can be fulfilled"));
+    }
+    order.set_state(v1::ORDER_STATE_FULFILLED);
+    *order.mutable_updated_at() = Ts(NowMicros());
+    return SaveOrder(c, order);
+  }));
+  return order;
+}
+
+absl::StatusOr<v1::Order> TransactionStore::CancelOrder(const v1::CancelOrderRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+  if (req.reason().size() > 1000) return Invalid("reason", "is longer than 1,000 bytes");
+  bool changed = false;
+  ECRM_ASSIGN_OR_RETURN(
+      v1::Order order,
+      IdempotentMessage<v1::Order>(
+          "CancelOrder", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+            changed = false;
+            ECRM_ASSIGN_OR_RETURN(v1::Order o, LoadOrder(c, req.id(), /*lock=*/true));
+            if (o.state() == v1::ORDER_STATE_CANCELLED) return o;  // cancelling twice is cancelling once
+            if (o.state() != v1::ORDER_STATE_PLACED) {
+              return absl::FailedPreconditionError(absl::StrCat("id: order \"", o.id(), "\" is ",
+                                                                v1::OrderState_Name(o.state()),
+                                                                "; only placed orders can be cancelled (refund it)"));
+            }
+            const int64_t now = NowMicros();
+            for (const v1::Line& l : o.lines()) {  // stock comes back for tracked products
+              ECRM_RETURN_IF_ERROR(c.Execute("UPDATE products SET stock = stock + $2 WHERE sku = $1 AND "
+                                             "track_stock = 1",
+                                             {l.sku(), l.quantity()})
+                                       .status());
+            }
+            ECRM_RETURN_IF_ERROR(ReversePoints(c, o, 1.0, now));
+            o.set_state(v1::ORDER_STATE_CANCELLED);
+            *o.mutable_updated_at() = Ts(now);
+            ECRM_RETURN_IF_ERROR(SaveOrder(c, o));
+            infostore::v1::Event e =
+                OrderEvent(o, "order_cancelled", absl::StrCat("order_cancelled:", o.id()), o.total(), now);
+            if (!req.reason().empty()) (*e.mutable_properties())["reason"].set_string_value(req.reason());
+            ECRM_RETURN_IF_ERROR(AddEvent(c, std::move(e)));
+            changed = true;
+            return o;
+          }));
+  if (changed) Notify();
+  return order;
+}
+
+absl::StatusOr<v1::Order> TransactionStore::RefundOrder(const v1::RefundOrderRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  if (req.reason().size() > 1000) return Invalid("reason", "is longer than 1,000 bytes");
+  for (int i = 0; i < req.lines_size(); ++i) {
+    ECRM_RETURN_IF_ERROR(ValidateSku(req.lines(i).sku(), absl::StrCat("lines[", i, "].sku")));
+    if (req.lines(i).quantity() < 1) {
+      return Invalid(absl::StrCat("lines[", i, "].quantity"), "must be at least 1");
+    }
+  }
+  ECRM_ASSIGN_OR_RETURN(
+      v1::Order order,
+      IdempotentMessage<v1::Order>(
+          "RefundOrder", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+            ECRM_ASSIGN_OR_RETURN(v1::Order o, LoadOrder(c, req.id(), /*lock=*/true));
+            const v1::OrderState s = o.state();
+            if (s != v1::ORDER_STATE_PLACED && s != v1::ORDER_STATE_FULFILLED &&
+                s != v1::ORDER_STATE_PARTIALLY_REFUNDED) {
+              return absl::FailedPreconditionError(
+                  absl::StrCat("id: order \"", o.id(), "\" is ", v1::OrderState_Name(s), "; nothing left to refund"));
+            }
+            // Quantity to refund per line index.
+            std::vector<int32_t> take(o.lines_size(), 0);
+            if (req.lines().empty()) {
+              for (int j = 0; j < o.lines_size(); ++j) take[j] = o.lines(j).quantity() - o.lines(j).refunded_quantity();
+            }
+            for (int i = 0; i < req.lines_size(); ++i) {
+              const std::string field = absl::StrCat("lines[", i, "]");
+              int j = 0;
+              while (j < o.lines_size() && o.lines(j).sku() != req.lines(i).sku()) ++j;
+              if (j == o.lines_size()) {
+                return Invalid(absl::StrCat(field, ".sku"),
+                               absl::StrCat("\"", req.lines(i).sku(), "\" is not on order \"", o.id(), "\""));
+              }
+              take[j] += req.lines(i).quantity();
+              const int32_t left = o.lines(j).quantity() - o.lines(j).refunded_quantity();
+              if (take[j] > left) {
+                return Invalid(absl::StrCat(field, ".quantity"),
+                               absl::StrCat(take[j], " of \"", o.lines(j).sku(), "\" to refund, only ", left,
+                                            " paid and not yet refunded"));
+              }
+            }
+            // The refund is the lines' share of what was paid (the points discount spread pro rata);
+            // the refund that completes the order takes exactly what is left, so rounding never
+            // refunds more than was paid.
+            int64_t lines_value = 0;
+            bool complete = true;
+            for (int j = 0; j < o.lines_size(); ++j) {
+              lines_value += o.lines(j).unit_price().amount_minor() * take[j];
+              v1::Line* line = o.mutable_lines(j);
+              line->set_refunded_quantity(line->refunded_quantity() + take[j]);
+              if (line->refunded_quantity() < line->quantity()) complete = false;
+            }
+            if (lines_value == 0 && !complete) return Invalid("lines", "nothing to refund");
+            const int64_t total = o.total().amount_minor(), already = o.refunded().amount_minor();
+            int64_t amount =
+                o.subtotal().amount_minor() == 0
+                    ? 0
+                    : static_cast<int64_t>(static_cast<__int128>(lines_value) * total / o.subtotal().amount_minor());
+            if (complete) amount = total - already;
+            amount = std::min(amount, total - already);
+            const int64_t now = NowMicros();
+            o.mutable_refunded()->set_amount_minor(already + amount);
+            o.set_state(complete ? v1::ORDER_STATE_REFUNDED : v1::ORDER_STATE_PARTIALLY_REFUNDED);
+            *o.mutable_updated_at() = Ts(now);
+            ECRM_RETURN_IF_ERROR(
+                ReversePoints(c, o, complete || total == 0 ? 1.0 : static_cast<double>(already + amount) / total, now));
+            ECRM_RETURN_IF_ERROR(SaveOrder(c, o));
+            infostore::v1::Event e = OrderEvent(o, "refund", absl::StrCat("refund:", o.id(), ":", already + amount),
+                                                MakeMoney(amount, o.total().currency()), now);
+            if (!req.reason().empty()) (*e.mutable_properties())["reason"].set_string_value(req.reason());
+            ECRM_RETURN_IF_ERROR(AddEvent(c, std::move(e)));
+            return o;
+          }));
+  Notify();
+  return order;
+}
+
+}  // namespace ecrm::transaction

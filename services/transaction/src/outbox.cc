@@ -1,0 +1,171 @@
+// The outbox of events for the information store, metrics, and data-subject requests.
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "ecrm/status/macros.h"
+#include "store.h"
+#include "store_internal.h"
+
+namespace ecrm::transaction {
+
+namespace {
+
+// Seconds: a minute up to a week.
+const prometheus::Histogram::BucketBoundaries kResponseBuckets = {
+    60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 48 * 3600, 7 * 24 * 3600};
+
+}  // namespace
+
+TransactionMetrics::TransactionMetrics(prometheus::Registry& registry)
+    : inquiry_first_response(prometheus::BuildHistogram()
+                                 .Name("ecrm_transaction_inquiry_first_response_seconds")
+                                 .Help("Time from opening a service inquiry to the first agent reply")
+                                 .Register(registry)
+                                 .Add({}, kResponseBuckets)),
+      inquiry_resolution(prometheus::BuildHistogram()
+                             .Name("ecrm_transaction_inquiry_resolution_seconds")
+                             .Help("Time from opening a service inquiry to its resolution")
+                             .Register(registry)
+                             .Add({}, kResponseBuckets)),
+      orders_placed(prometheus::BuildCounter()
+                        .Name("ecrm_transaction_orders_placed_total")
+                        .Help("Orders placed (checkout and direct), not counting idempotent replays")
+                        .Register(registry)
+                        .Add({})),
+      abandoned_carts(prometheus::BuildCounter()
+                          .Name("ecrm_transaction_abandoned_carts_total")
+                          .Help("cart_abandoned events raised, one per idle period of a cart")
+                          .Register(registry)
+                          .Add({})) {}
+
+absl::StatusOr<std::vector<OutboxEvent>> TransactionStore::PendingEvents(int limit) {
+  ECRM_ASSIGN_OR_RETURN(
+      sql::Result r, db_.Execute("SELECT seq, body FROM outbox WHERE failed IS NULL ORDER BY seq LIMIT $1", {limit}));
+  std::vector<OutboxEvent> out;
+  out.reserve(r.size());
+  for (sql::Row row : r) {
+    ECRM_ASSIGN_OR_RETURN(infostore::v1::Event e, ParseBody<infostore::v1::Event>(row.Text(1), "outbox event"));
+    out.push_back({row.Int(0), std::move(e)});
+  }
+  return out;
+}
+
+absl::Status TransactionStore::MarkDelivered(const std::vector<int64_t>& seqs) {
+  if (seqs.empty()) return absl::OkStatus();
+  std::vector<sql::Value> params(seqs.begin(), seqs.end());
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  return conn
+      ->Execute(
+          absl::StrCat("DELETE FROM outbox WHERE seq IN (", util::Placeholders(1, static_cast<int>(seqs.size())), ")"),
+          params)
+      .status();
+}
+
+absl::Status TransactionStore::MarkFailed(int64_t seq, absl::string_view error) {
+  return db_.Execute("UPDATE outbox SET failed = $2 WHERE seq = $1", {seq, error.substr(0, 1000)}).status();
+}
+
+absl::StatusOr<int64_t> TransactionStore::PendingCount() {
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT COUNT(*) FROM outbox WHERE failed IS NULL"));
+  return r.front().Int(0);
+}
+
+namespace {
+
+std::vector<std::string> AllIds(const std::string& id, const google::protobuf::RepeatedPtrField<std::string>& merged) {
+  std::vector<std::string> ids = {id};
+  ids.insert(ids.end(), merged.begin(), merged.end());
+  return ids;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> TransactionStore::ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
+  std::vector<std::string> orders, carts, ledger, inquiries;
+  std::vector<std::string> balances;
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
+    ECRM_ASSIGN_OR_RETURN(sql::Result o,
+                          conn->Execute("SELECT body FROM orders WHERE customer_id = $1 ORDER BY placed_at", {id}));
+    for (sql::Row row : o) {
+      ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(row.Text(0), "order"));
+      orders.push_back(util::ToJson(order));
+    }
+    ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(*conn, id));
+    if (!cart.id().empty()) carts.push_back(util::ToJson(cart));
+    ECRM_ASSIGN_OR_RETURN(sql::Result a,
+                          conn->Execute("SELECT balance FROM loyalty_accounts WHERE customer_id = $1", {id}));
+    if (!a.empty())
+      balances.push_back(absl::StrCat("{\"customer_id\":\"", id, "\",\"balance\":", a.front().Int(0), "}"));
+    ECRM_ASSIGN_OR_RETURN(sql::Result l, conn->Execute("SELECT seq, points, reason, order_id, balance_after, "
+                                                       "created_at FROM loyalty_ledger WHERE customer_id = $1 ORDER "
+                                                       "BY seq",
+                                                       {id}));
+    for (sql::Row row : l) ledger.push_back(util::ToJson(LedgerEntryFromRow(row)));
+    ECRM_ASSIGN_OR_RETURN(sql::Result q,
+                          conn->Execute("SELECT body FROM inquiries WHERE customer_id = $1 ORDER BY opened_at", {id}));
+    for (sql::Row row : q) {
+      ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, ParseBody<v1::Inquiry>(row.Text(0), "inquiry"));
+      inquiries.push_back(util::ToJson(inquiry));
+    }
+  }
+  return absl::StrCat("{\"orders\":[", absl::StrJoin(orders, ","), "],\"carts\":[", absl::StrJoin(carts, ","),
+                      "],\"loyalty_accounts\":[", absl::StrJoin(balances, ","), "],\"loyalty_ledger\":[",
+                      absl::StrJoin(ledger, ","), "],\"inquiries\":[", absl::StrJoin(inquiries, ","), "]}");
+}
+
+absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCustomerData(
+    const privacy::v1::EraseCustomerDataRequest& req) {
+  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
+  privacy::v1::EraseCustomerDataResponse out;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    out.Clear();
+    int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0;
+    for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
+      auto count = [&](absl::string_view sql, int64_t& n) -> absl::Status {
+        ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, {id}));
+        n += r.rows_affected();
+        return absl::OkStatus();
+      };
+      ECRM_RETURN_IF_ERROR(count("DELETE FROM cart_lines WHERE customer_id = $1", lines));
+      ECRM_RETURN_IF_ERROR(count("DELETE FROM carts WHERE customer_id = $1", carts));
+      ECRM_RETURN_IF_ERROR(count("DELETE FROM loyalty_ledger WHERE customer_id = $1", entries));
+      ECRM_RETURN_IF_ERROR(count("DELETE FROM loyalty_accounts WHERE customer_id = $1", accounts));
+      ECRM_RETURN_IF_ERROR(count("DELETE FROM inquiries WHERE customer_id = $1", inquiries));
+      // Undelivered events would re-create data about the person in the information store.
+      ECRM_RETURN_IF_ERROR(count("DELETE FROM outbox WHERE customer_id = $1", events));
+      // Financial records stay, without the link to the person.
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result o, c.Execute(absl::StrCat("SELECT body FROM orders WHERE customer_id = $1", ForUpdate(c)), {id}));
+      for (sql::Row row : o) {
+        ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(row.Text(0), "order"));
+        order.clear_customer_id();
+        ECRM_RETURN_IF_ERROR(SaveOrder(c, order));
+        ++orders;
+      }
+    }
+    auto item = [&](absl::string_view kind, int64_t n, absl::string_view action) {
+      privacy::v1::ErasedItem* i = out.add_items();
+      i->set_kind(std::string(kind));
+      i->set_count(n);
+      i->set_action(std::string(action));
+    };
+    item("carts", carts, "deleted");
+    item("cart_lines", lines, "deleted");
+    item("loyalty_accounts", accounts, "deleted");
+    item("loyalty_ledger_entries", entries, "deleted");
+    item("inquiries", inquiries, "deleted");
+    item("orders", orders, "pseudonymised");
+    item("undelivered_events", events, "deleted");
+    return absl::OkStatus();
+  }));
+  out.set_engine("transaction");
+  *out.mutable_erased_at() = Ts(NowMicros());
+  return out;
+}
+
+}  // namespace ecrm::transaction
