@@ -124,7 +124,7 @@ absl::StatusOr<Report> Run(const Options& options) {
       return absl::UnavailableError(absl::StrCat("cannot connect to ", options.target));
     }
   }
-  ECRM_ASSIGN_OR_RETURN(s.workload, it->second(s.channels));
+  ECRM_ASSIGN_OR_RETURN(s.workload, it->second(s.channels, options));
   s.latencies_ms.reserve(static_cast<size_t>(
       std::min(5e7, (options.rate > 0 ? options.rate : 100000) * absl::ToDoubleSeconds(options.duration) * 1.1)));
 

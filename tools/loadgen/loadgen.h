@@ -31,8 +31,9 @@ class Workload {
 };
 
 // Builds a workload by name ("health", …); `setup` runs once before the load (seeding data).
+struct Options;
 using WorkloadFactory = std::function<absl::StatusOr<std::unique_ptr<Workload>>(
-    const std::vector<std::shared_ptr<grpc::Channel>>& channels)>;
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels, const struct Options& options)>;
 const std::map<std::string, WorkloadFactory>& Workloads();
 
 struct Options {
@@ -44,6 +45,7 @@ struct Options {
   int64_t concurrency = 64;  // most requests in flight at once
   int64_t connections = 2;   // HTTP/2 connections, requests spread round-robin
   absl::Duration timeout = absl::Seconds(5);
+  int64_t population = 0;  // data a workload seeds first (customers, carts); 0: its default
 };
 
 struct Report {

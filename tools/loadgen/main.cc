@@ -14,13 +14,16 @@ int main(int argc, char** argv) {
   flags.AddString("target", &o.target, "host:port of the service under load");
   flags.AddString("workload", &o.workload,
                   "what to call: health (grpc.health.v1.Health/Check), infostore.get (GetCustomer, 2,000 seeded "
-                  "customers), infostore.upsert (UpsertCustomer creating customers)");
+                  "customers), infostore.upsert (UpsertCustomer creating customers), transaction.add_cart_item "
+                  "(AddCartItem over 100 products and 5,000 carts), transaction.checkout (Checkout of --population "
+                  "carts filled before the load, one per request)");
   flags.AddDouble("rate", &o.rate, "requests per second (open loop); 0 runs closed-loop to find saturation");
   flags.AddDuration("duration", &o.duration, "measured time");
   flags.AddDuration("warmup", &o.warmup, "time at the same load before measuring");
   flags.AddInt("concurrency", &o.concurrency, "most requests in flight (closed loop: exactly this many)");
   flags.AddInt("connections", &o.connections, "HTTP/2 connections to spread requests over");
   flags.AddDuration("timeout", &o.timeout, "deadline of each request");
+  flags.AddInt("population", &o.population, "data the workload seeds before the load (0: its default)");
   flags.AddBool("json", &json, "print one JSON object instead of the human report");
   flags.AddString("output", &output, "also append the JSON report as a line to this file");
   if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;

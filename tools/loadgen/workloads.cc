@@ -2,15 +2,21 @@
 #include <grpcpp/client_context.h>
 
 #include <atomic>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/status/macros.h"
+#include "ecrm/transaction/v1/transaction.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "loadgen.h"
 
 namespace ecrm::loadgen {
 namespace {
+
+using Channels = std::vector<std::shared_ptr<grpc::Channel>>;
 
 // grpc.health.v1.Health/Check: the baseline every engine benchmark is compared with.
 class HealthCheck final : public Workload {
@@ -118,20 +124,154 @@ class UpsertCustomer final : public Workload {
   const uint64_t run_ = std::random_device()();
 };
 
+namespace transaction = ::ecrm::transaction::v1;
+
+// Runs `n` setup calls on `threads` threads with blocking stubs; the first failure is returned.
+absl::Status Seed(int64_t n, int threads, const std::function<grpc::Status(int64_t)>& call) {
+  std::atomic<int64_t> next{0};
+  std::mutex mu;
+  absl::Status first;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int64_t i = next++; i < n; i = next++) {
+        grpc::Status s = call(i);
+        if (!s.ok()) {
+          std::lock_guard lock(mu);
+          if (first.ok()) first = absl::UnavailableError(absl::StrCat("seeding: ", s.error_message()));
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  return first;
+}
+
+constexpr int kProducts = 100;
+
+// 100 untracked products at 1.00–100.00 EUR.
+absl::Status SeedProducts(transaction::Transaction::Stub& stub) {
+  return Seed(kProducts, 4, [&](int64_t i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    transaction::UpsertProductRequest req;
+    auto* p = req.mutable_product();
+    p->set_sku(absl::StrCat("LOAD-", i));
+    p->set_title(absl::StrCat("Load product ", i));
+    p->set_category(absl::StrCat("load/c", i % 10));
+    p->mutable_price()->set_amount_minor(100 * (i + 1));
+    p->mutable_price()->set_currency("EUR");
+    p->set_active(true);
+    transaction::Product out;
+    return stub.UpsertProduct(&ctx, req, &out);
+  });
+}
+
+// AddCartItem: one unit of one of 100 products into one of 5,000 carts (a new set each run).
+class AddCartItem final : public Workload {
+ public:
+  static absl::StatusOr<std::unique_ptr<Workload>> Create(const Channels& channels, const Options& o) {
+    auto stub = transaction::Transaction::NewStub(channels.front());
+    ECRM_RETURN_IF_ERROR(SeedProducts(*stub));
+    return std::make_unique<AddCartItem>(o.population > 0 ? o.population : 5000);
+  }
+  explicit AddCartItem(int64_t carts) : carts_(carts) {}
+
+  void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      transaction::AddCartItemRequest req;
+      transaction::Cart resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    call->req.set_customer_id(absl::StrCat("cart-", run_, "-", n % carts_));
+    call->req.set_sku(absl::StrCat("LOAD-", (n / carts_ + n * 7) % kProducts));
+    call->req.set_quantity(1);
+    transaction::Transaction::NewStub(Borrow(channel))
+        ->async()
+        ->AddCartItem(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
+          done(status);
+          delete call;
+        });
+  }
+
+ private:
+  const int64_t carts_;
+  const uint64_t run_ = std::random_device()();
+};
+
+// Checkout: request n checks out cart n, filled with 1–3 lines before the load. Requests past
+// the seeded carts find an empty cart (FAILED_PRECONDITION), so --population must cover the run.
+class Checkout final : public Workload {
+ public:
+  static absl::StatusOr<std::unique_ptr<Workload>> Create(const Channels& channels, const Options& o) {
+    auto stub = transaction::Transaction::NewStub(channels.front());
+    ECRM_RETURN_IF_ERROR(SeedProducts(*stub));
+    auto w = std::make_unique<Checkout>();
+    const int64_t carts = o.population > 0 ? o.population : 20000;
+    ECRM_RETURN_IF_ERROR(Seed(carts, 8, [&](int64_t i) {
+      grpc::Status s;
+      for (int64_t line = 0; line <= i % 3 && s.ok(); ++line) {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        transaction::AddCartItemRequest req;
+        req.set_customer_id(w->Customer(i));
+        req.set_sku(absl::StrCat("LOAD-", (i + line * 31) % kProducts));
+        req.set_quantity(static_cast<int32_t>(1 + line));
+        transaction::Cart out;
+        s = stub->AddCartItem(&ctx, req, &out);
+      }
+      return s;
+    }));
+    return w;
+  }
+
+  void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      transaction::CheckoutRequest req;
+      transaction::Order resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    call->req.set_customer_id(Customer(n));
+    call->req.set_idempotency_key(absl::StrCat("checkout-", Customer(n)));
+    call->req.set_channel(transaction::SALES_CHANNEL_WEB);
+    transaction::Transaction::NewStub(Borrow(channel))
+        ->async()
+        ->Checkout(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
+          done(status);
+          delete call;
+        });
+  }
+
+ private:
+  std::string Customer(int64_t n) const { return absl::StrCat("buyer-", run_, "-", n); }
+  const uint64_t run_ = std::random_device()();
+};
+
 }  // namespace
 
 const std::map<std::string, WorkloadFactory>& Workloads() {
   static const auto* workloads = new std::map<std::string, WorkloadFactory>{
       {"health",
-       [](const std::vector<std::shared_ptr<grpc::Channel>>&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+       [](const Channels&, const Options&) -> absl::StatusOr<std::unique_ptr<Workload>> {
          return std::make_unique<HealthCheck>();
        }},
       {"infostore.get",
-       [](const std::vector<std::shared_ptr<grpc::Channel>>& channels) { return GetCustomer::Create(channels, 2000); }},
+       [](const Channels& channels, const Options& o) {
+         return GetCustomer::Create(channels, o.population > 0 ? o.population : 2000);
+       }},
       {"infostore.upsert",
-       [](const std::vector<std::shared_ptr<grpc::Channel>>&) -> absl::StatusOr<std::unique_ptr<Workload>> {
+       [](const Channels&, const Options&) -> absl::StatusOr<std::unique_ptr<Workload>> {
          return std::make_unique<UpsertCustomer>();
        }},
+      {"transaction.add_cart_item", &AddCartItem::Create},
+      {"transaction.checkout", &Checkout::Create},
   };
   return *workloads;
 }

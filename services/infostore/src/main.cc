@@ -97,13 +97,18 @@ int main(int argc, char** argv) {
       lock.lock();
     }
   });
-  runner.OnShutdown([&] {
+  // Also after a failed start, which never reaches the shutdown hooks: a joinable thread must
+  // not be destroyed.
+  auto stop_background = [&] {
     {
       std::lock_guard lock(prune_mu);
       stopping = true;
     }
     prune_cv.notify_all();
-    pruner.join();
-  });
-  return runner.Serve();
+    if (pruner.joinable()) pruner.join();
+  };
+  runner.OnShutdown(stop_background);
+  const int exit_code = runner.Serve();
+  stop_background();
+  return exit_code;
 }

@@ -199,10 +199,12 @@ absl::StatusOr<v1::Cart> TransactionStore::ChangeCart(const std::string& custome
       ECRM_ASSIGN_OR_RETURN(sql::Result left,
                             c.Execute("SELECT COUNT(*) FROM cart_lines WHERE customer_id = $1", {customer_id}));
       // An emptied cart closes; the next item opens a new one (in any currency).
-      if (left.front().Int(0) == 0) {
-        return c.Execute("DELETE FROM carts WHERE customer_id = $1", {customer_id}).status();
-      }
-      return c.Execute("UPDATE carts SET updated_at = $2 WHERE customer_id = $1", {customer_id, now}).status();
+      ECRM_RETURN_IF_ERROR(
+          left.front().Int(0) == 0
+              ? c.Execute("DELETE FROM carts WHERE customer_id = $1", {customer_id}).status()
+              : c.Execute("UPDATE carts SET updated_at = $2 WHERE customer_id = $1", {customer_id, now}).status());
+      ECRM_ASSIGN_OR_RETURN(cart, LoadCart(c, customer_id));
+      return absl::OkStatus();
     }
     ECRM_ASSIGN_OR_RETURN(
         sql::Result head,
@@ -229,10 +231,10 @@ absl::StatusOr<v1::Cart> TransactionStore::ChangeCart(const std::string& custome
                                       {customer_id, sku, quantity}));
       if (upd.rows_affected() == 0) return absl::NotFoundError(absl::StrCat("sku: \"", sku, "\" is not in the cart"));
     }
+    ECRM_ASSIGN_OR_RETURN(cart, LoadCart(c, customer_id));
     return absl::OkStatus();
   }));
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  return LoadCart(*conn, customer_id);
+  return cart;
 }
 
 absl::StatusOr<v1::Cart> TransactionStore::AddCartItem(const v1::AddCartItemRequest& req) {

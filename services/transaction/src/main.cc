@@ -110,14 +110,19 @@ int main(int argc, char** argv) {
       lock.lock();
     }
   });
-  runner.OnShutdown([&] {
+  // Also after a failed start, which never reaches the shutdown hooks: a joinable thread must
+  // not be destroyed.
+  auto stop_background = [&] {
     {
       std::lock_guard lock(scan_mu);
       stopping = true;
     }
     scan_cv.notify_all();
-    scanner.join();
+    if (scanner.joinable()) scanner.join();
     if (relay) relay->Stop();
-  });
-  return runner.Serve();
+  };
+  runner.OnShutdown(stop_background);
+  const int exit_code = runner.Serve();
+  stop_background();
+  return exit_code;
 }
