@@ -6,16 +6,11 @@
 #   bench/dataset.sh [results.jsonl]   (ECRM_DATASET_URL=postgresql://… for another database)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
-B=$(pwd)/build
 customers=${ECRM_DATASET_CUSTOMERS:-1000000}
 events=${ECRM_DATASET_EVENTS:-10000000}
 serve_runs=${ECRM_DATASET_SERVE_RUNS:-3}
-work=$(mktemp -d /tmp/ecrm-dataset-XXXXXX)
-out=${1:-$work/results.jsonl}
-: >"$out"
-pg_dirs=()
 source bench/lib.sh
+bench_setup ecrm-dataset "${1:-}"
 trap 'bench_cleanup; rm -rf "$work"' EXIT
 url=${ECRM_DATASET_URL:-sqlite://$work/infostore.db}
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }

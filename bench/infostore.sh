@@ -6,16 +6,11 @@
 # ECRM_BENCH_DURATION (10s) for RPC loads; ECRM_EVENTS_DURATION (60s) for RecordEvents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
-B=$(pwd)/build
 dur=${ECRM_BENCH_DURATION:-10s}
 events_dur=${ECRM_EVENTS_DURATION:-60s}
 runs=${ECRM_BENCH_RUNS:-3}
-work=$(mktemp -d /tmp/ecrm-bench-XXXXXX)
-out=${1:-$work/results.jsonl}
-: >"$out"
-pg_dirs=()
 source bench/lib.sh
+bench_setup ecrm-bench "${1:-}"
 trap 'bench_cleanup; rm -rf "$work"' EXIT
 load() { "$B/tools/loadgen/ecrm-load" --target="$1" --duration=$dur --warmup=2s --connections=2 --json "${@:2}"; }
 

@@ -1,6 +1,17 @@
 # Helpers shared by the benchmark scripts (sourced, not run). Expects $out (results file) and
 # fills $pids with what it starts; call bench_cleanup on exit.
 pids=()
+pg_dirs=()
+
+# bench_setup NAME [RESULTS]: builds, then sets B (build dir), work (a fresh temp dir) and out
+# (the results file, emptied; default $work/results.jsonl). Each script sets its own EXIT trap.
+bench_setup() {
+  bash scripts/build.sh >/dev/null
+  B=$(pwd)/build
+  work=$(mktemp -d "/tmp/$1-XXXXXX")
+  out=${2:-$work/results.jsonl}
+  : >"$out"
+}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg=()
 [ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)

@@ -7,16 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-bash scripts/build.sh >/dev/null
-B=$root/build
 dur=${ECRM_BENCH_DURATION:-10s}
 secs=${dur%s}
 runs=${ECRM_BENCH_RUNS:-3}
-work=$(mktemp -d /tmp/ecrm-bench-XXXXXX)
-out=${1:-$work/results.jsonl}
-: >"$out"
-pg_dirs=()
 source bench/lib.sh
+bench_setup ecrm-bench "${1:-}"
 trap 'bench_cleanup; rm -rf "$work/pg" "$work"/*.db*' EXIT
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, duration $dur x $runs runs; results in $out" >&2

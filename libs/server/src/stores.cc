@@ -30,6 +30,10 @@ absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migratio
   }
   sql::DatabaseOptions db_options;
   db_options.pool_size = static_cast<int>(o.database_pool_size);
+  if (o.sqlite_checkpoint_pages < 1) {
+    return absl::InvalidArgumentError("--sqlite-checkpoint-pages must be at least 1");
+  }
+  db_options.sqlite_checkpoint_pages = static_cast<int>(o.sqlite_checkpoint_pages);
   ECRM_ASSIGN_OR_RETURN(stores.db, sql::Database::Open(o.database_url, db_options));
   ECRM_RETURN_IF_ERROR(stores.db->Migrate(runner.info().engine, migrations));
   log::Info("database ready", {{"url", stores.db->redacted_url()}});

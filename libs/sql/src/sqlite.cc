@@ -1,5 +1,6 @@
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -222,11 +223,12 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
   // a process crash (only an OS crash can lose the last commits). The commit that crosses the
   // checkpoint threshold copies the WAL back while holding the write lock: 2,000 pages (8 MiB)
   // keeps that stall short (upsert p99 11–13 ms on a 600 MB database against 37–382 ms at
-  // 10,000 pages) for ~11% of event-ingestion throughput. A 64 MiB page cache per connection
+  // 10,000 pages) for ~11% of event-ingestion throughput (DatabaseOptions::sqlite_checkpoint_pages
+  // sets it per engine). A 64 MiB page cache per connection
   // keeps hot index pages out of read() calls.
-  absl::Status s = conn->ExecuteScript(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=2000; "
-      "PRAGMA cache_size=-65536;");
+  absl::Status s = conn->ExecuteScript(absl::StrCat(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=",
+      std::max(options.sqlite_checkpoint_pages, 1), "; PRAGMA cache_size=-65536;"));
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot set up SQLite database \"", path, "\": ", s.message()));
   }

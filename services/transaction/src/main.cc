@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
                                .engine = "transaction",
                                .summary = "ecrm transaction: catalogue, carts, orders, loyalty and service inquiries",
                                .grpc_port = 50055,
-                               .metrics_port = 9105});
+                               .metrics_port = 9105,
+                               // Checkout and AddCartItem have latency goals: short checkpoint stalls.
+                               .sqlite_checkpoint_pages = 200});
   ecrm::transaction::StoreOptions options;
   ecrm::transaction::LoyaltyRules& loyalty = options.loyalty;
   int64_t workers = 8, max_queue = 10000;

@@ -40,6 +40,9 @@ struct ServiceInfo {
   std::string summary;  // one line for --help
   int grpc_port = 0;
   int metrics_port = 0;
+  // Default of --sqlite-checkpoint-pages (see sql::DatabaseOptions): engines with latency goals
+  // on writes take shorter, more frequent checkpoint stalls.
+  int64_t sqlite_checkpoint_pages = 2000;
 };
 
 // Settings every service shares; the runner registers their flags.
@@ -48,6 +51,7 @@ struct CommonOptions {
   std::string metrics_address;
   std::string database_url;
   int64_t database_pool_size = 0;
+  int64_t sqlite_checkpoint_pages = 2000;
   std::string redis_url = "redis://127.0.0.1:6379";
   absl::Duration redis_timeout = absl::Milliseconds(100);
   std::string log_level = "info";

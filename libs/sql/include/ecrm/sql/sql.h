@@ -190,6 +190,10 @@ struct DatabaseOptions {
   absl::Duration acquire_timeout = absl::Seconds(5);
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration busy_timeout = absl::Seconds(5);  // SQLite lock wait
+  // SQLite: the commit that crosses this many WAL pages copies them back into the database
+  // while holding the write lock, so every writer queued behind it waits. Fewer pages: shorter
+  // stalls, more of them (less write throughput).
+  int sqlite_checkpoint_pages = 2000;
 };
 
 class Database;
