@@ -562,7 +562,8 @@ TEST_CASE("an idle cart raises one cart_abandoned event per idle period") {
   CHECK(Count(got, "cart_abandoned") == 2);
 }
 
-TEST_CASE("export returns orders, carts, loyalty and inquiries and erasure deletes them but keeps orders pseudonymised") {
+TEST_CASE(
+    "export returns orders, carts, loyalty and inquiries and erasure deletes them but keeps orders pseudonymised") {
   for (auto& [name, args] : Backends()) {
     DYNAMIC_SECTION(name) {
       Client c(args);
