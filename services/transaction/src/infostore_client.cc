@@ -108,7 +108,12 @@ bool OutboxRelay::DeliverPending() {
       log::Warn("outbox read failed", {{"error", events.status()}});
       return false;
     }
-    if (absl::StatusOr<int64_t> n = store_.PendingCount(); n.ok()) pending_.Set(static_cast<double>(*n));
+    // A short batch is everything pending; only a full one needs a count.
+    if (events->size() < static_cast<size_t>(options_.batch_size)) {
+      pending_.Set(static_cast<double>(events->size()));
+    } else if (absl::StatusOr<int64_t> n = store_.PendingCount(); n.ok()) {
+      pending_.Set(static_cast<double>(*n));
+    }
     if (events->empty()) return true;
     grpc::Status s = Send(*events, 0, events->size());
     if (!s.ok() && Permanent(s.error_code())) {

@@ -40,7 +40,7 @@ absl::StatusOr<TransactionStore::Account> TransactionStore::OpenAccount(sql::Con
   Account a{r.front().Int(0), r.front().Int(1), r.front().Int(2)};
   if (created.rows_affected() > 0 && options_.loyalty.signup_bonus > 0) {
     ECRM_RETURN_IF_ERROR(Credit(c, customer_id, a, options_.loyalty.signup_bonus, "signup_bonus", "",
-                                absl::StrCat("signup_bonus:", customer_id, ":", now), "", now)
+                                absl::StrCat("signup_bonus:", customer_id), "", now)
                              .status());
   }
   return a;
