@@ -55,10 +55,9 @@ Runner::Runner(ServiceInfo info)
                    "sqlite:///abs/path.db, sqlite://relative/path.db or postgresql://user@host:port/db");
   flags_.AddInt("database-pool-size", &options_.database_pool_size,
                 "database connections (0: 4 for SQLite, 8 for PostgreSQL)");
-  options_.sqlite_checkpoint_pages = info_.sqlite_checkpoint_pages;
   flags_.AddInt("sqlite-checkpoint-pages", &options_.sqlite_checkpoint_pages,
-                "SQLite: WAL pages after which a commit checkpoints (stalling writers meanwhile); fewer: shorter "
-                "stalls, lower write throughput");
+                "SQLite: WAL pages (4 KiB) after which a background thread copies the WAL back into the database; "
+                "bounds the WAL's size");
   flags_.AddString("redis-url", &options_.redis_url,
                    "redis://host:port[/db] of the shared profile cache; empty disables it");
   flags_.AddDuration("redis-timeout", &options_.redis_timeout,

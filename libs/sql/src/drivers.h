@@ -1,6 +1,7 @@
 // Driver entry points, internal to libs/sql.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,8 +14,11 @@ namespace ecrm::sql::internal {
 
 // `writer` is shared by every connection of one Database: write transactions of this process
 // queue on it instead of polling SQLite's file lock (whose busy handler sleeps for milliseconds).
+// SQLite never checkpoints inside a commit; `on_commit` (may be empty) is told the WAL's size
+// in pages after every commit, so the Database's checkpointer can run when it grows.
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options,
-                                                       std::shared_ptr<std::timed_mutex> writer);
+                                                       std::shared_ptr<std::timed_mutex> writer,
+                                                       std::function<void(int wal_pages)> on_commit);
 absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conninfo, const DatabaseOptions& options);
 
 // Rewrites PostgreSQL's $N placeholders to SQLite's ?N, leaving string literals, quoted

@@ -1,6 +1,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -64,11 +65,17 @@ absl::StatusCode CodeFor(int rc) {
 
 class SqliteConnection final : public Connection {
  public:
-  SqliteConnection(sqlite3* db, std::shared_ptr<std::timed_mutex> writer, absl::Duration busy_timeout)
+  SqliteConnection(sqlite3* db, std::shared_ptr<std::timed_mutex> writer, absl::Duration busy_timeout,
+                   std::function<void(int)> on_commit)
       : db_(db),
         writer_(std::move(writer)),
         write_lock_(*writer_, std::defer_lock),
-        busy_timeout_(absl::ToChronoNanoseconds(busy_timeout)) {}
+        busy_timeout_(absl::ToChronoNanoseconds(busy_timeout)),
+        on_commit_(std::move(on_commit)) {
+    // Replaces SQLite's automatic checkpoint (also a WAL hook), which would copy the WAL back
+    // inside the commit that crosses its threshold while every other writer waits.
+    sqlite3_wal_hook(db_, &SqliteConnection::WalHook, this);
+  }
   ~SqliteConnection() override {
     for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
@@ -167,6 +174,12 @@ class SqliteConnection final : public Connection {
     if (write_lock_.owns_lock() && !in_transaction()) write_lock_.unlock();
   }
 
+  static int WalHook(void* self, sqlite3*, const char*, int pages) {
+    auto* conn = static_cast<SqliteConnection*>(self);
+    if (conn->on_commit_) conn->on_commit_(pages);
+    return SQLITE_OK;
+  }
+
   static int Bind(sqlite3_stmt* stmt, int index, const Value& v) {
     const Value::Storage& s = v.storage();
     if (std::holds_alternative<std::monostate>(s)) return sqlite3_bind_null(stmt, index);
@@ -201,13 +214,15 @@ class SqliteConnection final : public Connection {
   std::shared_ptr<std::timed_mutex> writer_;
   std::unique_lock<std::timed_mutex> write_lock_;
   std::chrono::nanoseconds busy_timeout_;
+  std::function<void(int)> on_commit_;
   std::unordered_map<std::string, sqlite3_stmt*> statements_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options,
-                                                       std::shared_ptr<std::timed_mutex> writer) {
+                                                       std::shared_ptr<std::timed_mutex> writer,
+                                                       std::function<void(int wal_pages)> on_commit) {
   sqlite3* db = nullptr;
   int rc =
       sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -217,22 +232,26 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
     return absl::UnavailableError(absl::StrCat("cannot open SQLite database \"", path, "\": ", msg,
                                                " (does the directory exist and is it writable?)"));
   }
-  auto conn = std::make_unique<SqliteConnection>(db, std::move(writer), options.busy_timeout);
   sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
   // WAL lets readers run beside the writer; NORMAL sync in WAL mode keeps every commit across
-  // a process crash (only an OS crash can lose the last commits). The commit that crosses the
-  // checkpoint threshold copies the WAL back while holding the write lock: 2,000 pages (8 MiB)
-  // keeps that stall short (upsert p99 11–13 ms on a 600 MB database against 37–382 ms at
-  // 10,000 pages) for ~11% of event-ingestion throughput (DatabaseOptions::sqlite_checkpoint_pages
-  // sets it per engine). A 64 MiB page cache per connection
-  // keeps hot index pages out of read() calls.
-  absl::Status s = conn->ExecuteScript(absl::StrCat(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=",
-      std::max(options.sqlite_checkpoint_pages, 1), "; PRAGMA cache_size=-65536;"));
+  // a process crash (only an OS crash can lose the last commits). A 64 MiB page cache per
+  // connection keeps hot index pages out of read() calls. The pragmas come before the WAL hook:
+  // wal_autocheckpoint would replace it.
+  absl::Status s = [&] {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db,
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                          "PRAGMA cache_size=-65536;",
+                          nullptr, nullptr, &err);
+    absl::Status st = rc == SQLITE_OK ? absl::OkStatus() : absl::UnavailableError(err ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    return st;
+  }();
   if (!s.ok()) {
+    sqlite3_close_v2(db);
     return absl::UnavailableError(absl::StrCat("cannot set up SQLite database \"", path, "\": ", s.message()));
   }
-  return conn;
+  return std::make_unique<SqliteConnection>(db, std::move(writer), options.busy_timeout, std::move(on_commit));
 }
 
 }  // namespace ecrm::sql::internal

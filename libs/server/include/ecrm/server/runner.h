@@ -40,9 +40,6 @@ struct ServiceInfo {
   std::string summary;  // one line for --help
   int grpc_port = 0;
   int metrics_port = 0;
-  // Default of --sqlite-checkpoint-pages (see sql::DatabaseOptions): engines with latency goals
-  // on writes take shorter, more frequent checkpoint stalls.
-  int64_t sqlite_checkpoint_pages = 2000;
 };
 
 // Settings every service shares; the runner registers their flags.

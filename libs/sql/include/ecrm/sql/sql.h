@@ -190,9 +190,10 @@ struct DatabaseOptions {
   absl::Duration acquire_timeout = absl::Seconds(5);
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration busy_timeout = absl::Seconds(5);  // SQLite lock wait
-  // SQLite: the commit that crosses this many WAL pages copies them back into the database
-  // while holding the write lock, so every writer queued behind it waits. Fewer pages: shorter
-  // stalls, more of them (less write throughput).
+  // SQLite: once the WAL holds this many pages a background thread copies them back into the
+  // database beside the writers, then holds this process's writers off only to copy the few
+  // frames committed meanwhile (about a millisecond), so that the WAL starts again from the
+  // beginning. It bounds the WAL (and readers' lookups in it) to roughly this size.
   int sqlite_checkpoint_pages = 2000;
 };
 
