@@ -201,3 +201,95 @@ TEST_CASE("the circuit breaker opens after repeated failures and closes when Red
   }
   CHECK(client.breaker_state() == BreakerState::kClosed);
 }
+
+namespace {
+
+ProfileCacheOptions WithLocalCopies(size_t n = 100) {
+  ProfileCacheOptions o;
+  o.local_copies = n;
+  return o;
+}
+
+// Waits until `id` is answered from a local copy (the listener has subscribed, a read made the
+// copy, and the announcements of earlier writes have arrived).
+void AwaitLocalCopy(RedisProfileCache& cache, CacheMetrics& metrics, absl::string_view id) {
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  double local = metrics.local_hits.Value();
+  while (absl::Now() < deadline && metrics.local_hits.Value() == local) {
+    (void)cache.Get(id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  REQUIRE(cache.local_copies_on());
+  REQUIRE(metrics.local_hits.Value() > local);
+}
+
+}  // namespace
+
+TEST_CASE("local copies keep the profile cache contract and answer repeat reads without Redis") {
+  RedisFixture f(WithLocalCopies());
+  CheckContract(*f.cache);
+  REQUIRE(f.cache->Put("hot", 1, "h1"));
+  AwaitLocalCopy(*f.cache, f.metrics, "hot");
+  const double before = f.metrics.local_hits.Value();
+  for (int i = 0; i < 10; ++i) CHECK(f.cache->Get("hot")->data == "h1");
+  CHECK(f.metrics.local_hits.Value() == before + 10);
+  // The process's own write is read back at once (its copy is dropped around the write).
+  REQUIRE(f.cache->Put("hot", 2, "h2"));
+  CHECK(f.cache->Get("hot")->data == "h2");
+}
+
+TEST_CASE("a change made by another process drops the local copy once Redis announces it") {
+  RedisFixture f(WithLocalCopies());
+  REQUIRE(f.cache->Put("c1", 1, "v1"));
+  AwaitLocalCopy(*f.cache, f.metrics, "c1");
+  REQUIRE(f.cache->Get("c1")->data == "v1");
+  // Another process: its own client and cache, no local copies.
+  RedisClient other_client(f.client->options());
+  RedisProfileCache other(other_client, f.metrics);
+  REQUIRE(other.Put("c1", 2, "v2"));
+  absl::Time deadline = absl::Now() + absl::Seconds(2);
+  std::string seen;
+  while (absl::Now() < deadline && (seen = f.cache->Get("c1")->data) != "v2") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK(seen == "v2");
+  // Expiry and deletion are announced too.
+  REQUIRE(f.cache->Get("c1").has_value());
+  REQUIRE(other_client.Command({"FLUSHALL"}).ok());
+  deadline = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < deadline && f.cache->Get("c1").has_value()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CHECK_FALSE(f.cache->Get("c1").has_value());
+}
+
+TEST_CASE("local copies are dropped while Redis is away and nothing stale is served after") {
+  RedisFixture f(WithLocalCopies());
+  REQUIRE(f.cache->Put("c1", 1, "v1"));
+  AwaitLocalCopy(*f.cache, f.metrics, "c1");
+  REQUIRE(f.client->Command({"SAVE"}).ok());
+  f.server->Kill();
+  // The listener notices the lost connection and turns copies off: reads miss, never v1 from
+  // a copy that can no longer be invalidated.
+  absl::Time deadline = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < deadline && f.cache->local_copies_on()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK_FALSE(f.cache->local_copies_on());
+  CHECK_FALSE(f.cache->Get("c1").has_value());
+  REQUIRE(f.server->Restart().ok());
+  // Changed by another process right after the restart, before this one has resubscribed.
+  RedisClient other_client(f.client->options());
+  RedisProfileCache other(other_client, f.metrics);
+  deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline && !other.Put("c1", 2, "v2")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  deadline = absl::Now() + absl::Seconds(5);
+  std::optional<ecrm::cache::CachedProfile> got;
+  while (absl::Now() < deadline && !(got = f.cache->Get("c1"))) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(got.has_value());
+  CHECK(got->data == "v2");
+}

@@ -48,7 +48,11 @@ std::optional<CachedProfile> ParseHmget(RedisReply& r) {
 }  // namespace
 
 CacheMetrics::CacheMetrics(prometheus::Registry& registry)
-    : hits(MakeCounter(registry, "ecrm_profile_cache_hits_total", "Profile cache lookups answered from Redis.")),
+    : hits(MakeCounter(registry, "ecrm_profile_cache_hits_total",
+                       "Profile cache lookups answered from Redis or this process's copy of it.")),
+      local_hits(MakeCounter(registry, "ecrm_profile_cache_local_hits_total",
+                             "Profile cache lookups answered from this process's copy (kept coherent by Redis "
+                             "invalidations), without a round trip.")),
       misses(MakeCounter(registry, "ecrm_profile_cache_misses_total",
                          "Profile cache lookups not answered from Redis (absent, tombstone or error).")),
       errors(MakeCounter(registry, "ecrm_profile_cache_errors_total",
@@ -66,7 +70,18 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                         .Add({})) {}
 
 RedisProfileCache::RedisProfileCache(RedisClient& redis, CacheMetrics& metrics, ProfileCacheOptions options)
-    : redis_(redis), metrics_(metrics), options_(std::move(options)) {}
+    : redis_(redis), metrics_(metrics), options_(std::move(options)) {
+  if (options_.local_copies > 0) {
+    near_ = std::make_unique<NearCache>(redis_.options(), options_.local_copies);
+    redis_.TrackKeysFor(near_.get());
+  }
+}
+
+RedisProfileCache::~RedisProfileCache() {
+  if (near_) redis_.TrackKeysFor(nullptr);
+}
+
+NearCache* RedisProfileCache::Near() { return near_ && !redis_.tracking_refused() ? near_.get() : nullptr; }
 
 std::string RedisProfileCache::Key(absl::string_view id) const {
   return absl::StrCat(options_.prefix, ":", epoch_.load(std::memory_order_relaxed), ":", id);
@@ -109,7 +124,8 @@ bool RedisProfileCache::EnsureEpoch() {
     metrics_.epoch_bumps.Increment();
     log::Warn("profile cache epoch bumped after failed writes", {{"epoch", epoch}});
   }
-  epoch_.store(epoch);
+  // Copies under the old epoch's keys are never asked for again.
+  if (epoch_.exchange(epoch) != epoch && near_) near_->Clear();
   epoch_checked_ns_.store(now);
   resync_.store(false);
   return true;
@@ -120,7 +136,18 @@ std::optional<CachedProfile> RedisProfileCache::Get(absl::string_view id) {
     metrics_.misses.Increment();
     return std::nullopt;
   }
-  absl::StatusOr<RedisReply> r = redis_.Command({"HMGET", Key(id), "v", "d"});
+  const std::string key = Key(id);
+  NearCache* near = Near();
+  uint64_t ticket = 0;
+  if (near != nullptr) {
+    if (std::optional<CachedProfile> copy = near->Find(key)) {
+      metrics_.hits.Increment();
+      metrics_.local_hits.Increment();
+      return copy;
+    }
+    ticket = near->Ticket();
+  }
+  absl::StatusOr<RedisReply> r = redis_.Command({"HMGET", key, "v", "d"});
   if (!r.ok()) {
     Failed(false);
     metrics_.misses.Increment();
@@ -128,6 +155,7 @@ std::optional<CachedProfile> RedisProfileCache::Get(absl::string_view id) {
   }
   std::optional<CachedProfile> p = ParseHmget(*r);
   (p ? metrics_.hits : metrics_.misses).Increment();
+  if (p && near != nullptr) near->Insert(ticket, key, *p);
   return p;
 }
 
@@ -177,6 +205,21 @@ size_t RedisProfileCache::Write(absl::Span<const ProfileWrite> writes) {
   }
   std::vector<std::vector<std::string>> commands;
   commands.reserve(writes.size());
+  // This process's copies go before the write (no read in flight may store an older one) and
+  // after it (nor one that read just before the write landed): a client reads its own writes.
+  std::vector<std::string> keys;
+  NearCache* near = Near();
+  if (near != nullptr) {
+    for (const ProfileWrite& w : writes) keys.push_back(Key(w.id));
+    near->Erase(keys);
+  }
+  struct EraseAfter {
+    NearCache* near;
+    const std::vector<std::string>& keys;
+    ~EraseAfter() {
+      if (near != nullptr) near->Erase(keys);
+    }
+  } erase_after{near, keys};
   const std::string ttl_ms = absl::StrCat(absl::ToInt64Milliseconds(options_.ttl));
   for (const ProfileWrite& w : writes) {
     commands.push_back({"EVALSHA", "", "1", Key(w.id), absl::StrCat(w.version), w.tombstone ? "" : w.data, ttl_ms,

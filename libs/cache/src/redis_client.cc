@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "ecrm/cache/near_cache.h"
 #include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 
@@ -74,6 +75,7 @@ absl::StatusOr<RedisOptions> ParseRedisUrl(absl::string_view url) {
 
 struct RedisClient::Conn {
   redisContext* ctx = nullptr;
+  int64_t tracking_redirect = 0;  // the listener's client id this connection's tracking goes to
   ~Conn() {
     if (ctx) redisFree(ctx);
   }
@@ -153,6 +155,14 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Run(const std::vector<std::
     RecordFailure();
     return absl::UnavailableError(absl::StrCat("cannot connect to Redis at ", options_.host, ":", options_.port));
   }
+  // Key tracking goes first, on the same round trip, whenever the listener is (re)subscribed.
+  const NearCache* near = tracking_.load();
+  const int64_t redirect = near != nullptr && !tracking_refused_.load() ? near->redirect_id() : 0;
+  const bool track = redirect != 0 && conn->tracking_redirect != redirect;
+  if (track) {
+    const std::string id = absl::StrCat(redirect);
+    redisAppendCommand(conn->ctx, "CLIENT TRACKING on REDIRECT %s", id.c_str());
+  }
   std::vector<const char*> argv;
   std::vector<size_t> argvlen;
   for (const auto& cmd : commands) {
@@ -165,8 +175,8 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Run(const std::vector<std::
     redisAppendCommandArgv(conn->ctx, static_cast<int>(argv.size()), argv.data(), argvlen.data());
   }
   std::vector<RedisReply> replies;
-  replies.reserve(commands.size());
-  for (size_t i = 0; i < commands.size(); ++i) {
+  replies.reserve(commands.size() + 1);
+  for (size_t i = 0; i < commands.size() + (track ? 1 : 0); ++i) {
     void* raw = nullptr;
     if (redisGetReply(conn->ctx, &raw) != REDIS_OK || raw == nullptr) {
       std::string err = conn->ctx->errstr[0] ? conn->ctx->errstr : "no reply";
@@ -176,6 +186,16 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Run(const std::vector<std::
     auto* reply = static_cast<redisReply*>(raw);
     replies.push_back(Convert(reply));
     freeReplyObject(reply);
+  }
+  if (track) {
+    if (replies.front().type == RedisReply::Type::kError) {
+      if (!tracking_refused_.exchange(true)) {
+        log::Warn("Redis refused key tracking; profiles are not copied locally", {{"error", replies.front().str}});
+      }
+    } else {
+      conn->tracking_redirect = redirect;
+    }
+    replies.erase(replies.begin());
   }
   RecordSuccess();
   Give(std::move(conn));

@@ -62,6 +62,9 @@ Runner::Runner(ServiceInfo info)
                    "redis://host:port[/db] of the shared profile cache; empty disables it");
   flags_.AddDuration("redis-timeout", &options_.redis_timeout,
                      "per-command Redis timeout; slower answers count as misses");
+  flags_.AddInt("redis-local-copies", &options_.redis_local_copies,
+                "hot profiles this process keeps copies of, dropped when Redis announces a change (client-side "
+                "caching); 0: every read goes to Redis");
   flags_.AddString("log-level", &options_.log_level, "debug, info, warn or error");
   flags_.AddString("log-format", &options_.log_format, "logfmt or json");
   flags_.AddDuration("shutdown-grace", &options_.shutdown_grace,

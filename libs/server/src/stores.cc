@@ -1,5 +1,6 @@
 #include "ecrm/server/stores.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -41,7 +42,9 @@ absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migratio
   if (redis_options) {
     stores.redis = std::make_unique<cache::RedisClient>(*redis_options);
     stores.cache_metrics = std::make_unique<cache::CacheMetrics>(runner.metrics());
-    stores.profiles = std::make_unique<cache::RedisProfileCache>(*stores.redis, *stores.cache_metrics);
+    cache::ProfileCacheOptions cache_options;
+    cache_options.local_copies = static_cast<size_t>(std::max<int64_t>(o.redis_local_copies, 0));
+    stores.profiles = std::make_unique<cache::RedisProfileCache>(*stores.redis, *stores.cache_metrics, cache_options);
     absl::StatusOr<cache::RedisReply> ping = stores.redis->Command({"PING"});
     if (ping.ok()) {
       log::Info("profile cache ready", {{"redis", o.redis_url}});

@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "ecrm/cache/near_cache.h"
 #include "ecrm/cache/redis_client.h"
 
 namespace prometheus {
@@ -34,11 +35,6 @@ class Gauge;
 }  // namespace prometheus
 
 namespace ecrm::cache {
-
-struct CachedProfile {
-  int64_t version = 0;
-  std::string data;
-};
 
 // One compare-and-set write: the profile at `version`, or a tombstone at `version`.
 struct ProfileWrite {
@@ -72,6 +68,7 @@ class ProfileCache {
 struct CacheMetrics {
   explicit CacheMetrics(prometheus::Registry& registry);
   prometheus::Counter& hits;
+  prometheus::Counter& local_hits;
   prometheus::Counter& misses;
   prometheus::Counter& errors;
   prometheus::Counter& writes_stored;
@@ -84,20 +81,27 @@ struct ProfileCacheOptions {
   std::string prefix = "ecrm:profile";
   absl::Duration ttl = absl::Hours(24);
   absl::Duration epoch_refresh = absl::Seconds(1);
+  // Hot profiles this process keeps its own copies of, invalidated by Redis (near_cache.h);
+  // 0: every read goes to Redis.
+  size_t local_copies = 0;
 };
 
 class RedisProfileCache final : public ProfileCache {
  public:
   RedisProfileCache(RedisClient& redis, CacheMetrics& metrics, ProfileCacheOptions options = {});
+  ~RedisProfileCache() override;
 
   std::optional<CachedProfile> Get(absl::string_view id) override;
   std::vector<std::optional<CachedProfile>> MultiGet(absl::Span<const std::string> ids) override;
   size_t Write(absl::Span<const ProfileWrite> writes) override;
 
   int64_t epoch() const { return epoch_.load(); }
+  // True while reads may be answered from this process's copies.
+  bool local_copies_on() { return Near() != nullptr && near_->redirect_id() != 0; }
 
  private:
   bool EnsureEpoch();  // false while Redis is unreachable
+  NearCache* Near();   // null when local copies are off or Redis cannot track keys
   std::string Key(absl::string_view id) const;
   absl::StatusOr<std::string> ScriptSha(bool reload);
   void Failed(bool write);
@@ -112,6 +116,7 @@ class RedisProfileCache final : public ProfileCache {
   std::atomic<bool> dirty_{false};
   std::mutex script_mu_;
   std::string script_sha_;  // SHA of the loaded CAS script
+  std::unique_ptr<NearCache> near_;
 };
 
 // In-memory cache with the same semantics, for unit tests. set_available(false) simulates an

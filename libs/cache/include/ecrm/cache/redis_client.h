@@ -41,6 +41,8 @@ struct RedisReply {
   std::vector<RedisReply> elements;
 };
 
+class NearCache;
+
 enum class BreakerState { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 
 class RedisClient {
@@ -55,6 +57,13 @@ class RedisClient {
   absl::StatusOr<RedisReply> Command(std::vector<std::string> args);
   // Several commands sent in one round trip; replies in order.
   absl::StatusOr<std::vector<RedisReply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
+
+  // Every connection turns on key tracking redirected to `near`'s listener before its next
+  // command (see near_cache.h); nullptr turns that off for later connections. Not thread-safe
+  // against calls in flight: set before use and clear after.
+  void TrackKeysFor(const NearCache* near) { tracking_.store(near); }
+  // True once Redis refused CLIENT TRACKING (older than 6.0): local copies must not be used.
+  bool tracking_refused() const { return tracking_refused_.load(); }
 
   BreakerState breaker_state() const;
   const RedisOptions& options() const { return options_; }
@@ -75,6 +84,8 @@ class RedisClient {
   std::atomic<int> state_{static_cast<int>(BreakerState::kClosed)};
   std::atomic<int64_t> open_until_ns_{0};
   std::atomic<bool> probe_in_flight_{false};
+  std::atomic<const NearCache*> tracking_{nullptr};
+  std::atomic<bool> tracking_refused_{false};
 };
 
 }  // namespace ecrm::cache

@@ -51,6 +51,7 @@ struct CommonOptions {
   int64_t sqlite_checkpoint_pages = 2000;
   std::string redis_url = "redis://127.0.0.1:6379";
   absl::Duration redis_timeout = absl::Milliseconds(100);
+  int64_t redis_local_copies = 10000;
   std::string log_level = "info";
   std::string log_format = "logfmt";
   absl::Duration shutdown_grace = absl::Seconds(10);
