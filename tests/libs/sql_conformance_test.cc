@@ -29,12 +29,9 @@ ecrm::testing::TempDir& SqliteDir() {
 }
 
 ecrm::testing::PostgresServer& Postgres() {
-  static auto server = [] {
-    auto s = ecrm::testing::PostgresServer::Start();
-    if (!s.ok()) FAIL("cannot start PostgreSQL: " << s.status().ToString());
-    return std::move(*s);
-  }();
-  return *server;
+  auto pg = ecrm::testing::PostgresServer::Shared();
+  if (!pg.ok()) FAIL(pg.status().ToString());
+  return **pg;
 }
 
 // A fresh, empty database of each kind.

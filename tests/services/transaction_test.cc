@@ -24,12 +24,9 @@ using Stub = v1::Transaction::Stub;
 namespace {
 
 ecrm::testing::PostgresServer& Postgres() {
-  static auto pg = [] {
-    auto p = ecrm::testing::PostgresServer::Start();
-    if (!p.ok()) FAIL(p.status().ToString());
-    return std::move(*p);
-  }();
-  return *pg;
+  auto pg = ecrm::testing::PostgresServer::Shared();
+  if (!pg.ok()) FAIL(pg.status().ToString());
+  return **pg;
 }
 
 const std::string kTransaction = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-transaction");

@@ -85,6 +85,12 @@ absl::Status RedisServer::Restart() {
   return Launch();
 }
 
+absl::StatusOr<PostgresServer*> PostgresServer::Shared() {
+  static const absl::StatusOr<std::unique_ptr<PostgresServer>> server = Start();
+  if (!server.ok()) return server.status();
+  return server->get();
+}
+
 absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   std::unique_ptr<PostgresServer> pg(new PostgresServer());
   pg->bin_dir_ = PostgresBinDir();

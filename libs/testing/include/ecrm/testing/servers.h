@@ -33,6 +33,9 @@ class RedisServer {
 class PostgresServer {
  public:
   static absl::StatusOr<std::unique_ptr<PostgresServer>> Start();
+  // One server for the whole test process, started on first use and stopped at exit; every
+  // call returns it (or the error that stopped it from starting).
+  static absl::StatusOr<PostgresServer*> Shared();
   ~PostgresServer();
 
   int port() const { return port_; }
