@@ -389,6 +389,24 @@ TEST_CASE("replayed event batches are deduplicated and the behaviour summary cou
       CHECK_THAT(s.error_message(), Catch::Contains("events[1].type"));
       SendBatches(c, {Batch("y", 1, RefId("c_nobody"))}, &s);
       CHECK(s.error_code() == grpc::StatusCode::NOT_FOUND);
+
+      // Batches are read ahead of their commits: every one is counted, a failed one is named by
+      // its position, and the ones before it are stored.
+      const common::CustomerRef ref = RefId(who.customer().id());
+      std::vector<v1::RecordEventsRequest> many;
+      for (int i = 0; i < 20; ++i) many.push_back(Batch(absl::StrCat("m", i, "-"), 50, ref));
+      auto all = SendBatches(c, many, &s);
+      REQUIRE(s.ok());
+      CHECK(all.batches() == 20);
+      CHECK(all.accepted() == 1000);
+      auto third_bad = Batch("n2-", 5, ref);
+      third_bad.mutable_events(1)->set_type("Not A Type");
+      SendBatches(c, {Batch("n0-", 5, ref), Batch("n1-", 5, ref), third_bad, Batch("n3-", 5, ref)}, &s);
+      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK_THAT(s.error_message(), Catch::Contains("batch 3: events[1].type"));
+      auto again = SendBatches(c, {Batch("n0-", 5, ref), Batch("n1-", 5, ref)}, &s);
+      REQUIRE(s.ok());
+      CHECK(again.duplicates() == 10);
     }
   }
 }

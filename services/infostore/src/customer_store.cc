@@ -153,9 +153,6 @@ absl::Status ValidateProfile(const v1::Profile& p) {
 
 }  // namespace
 
-CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options)
-    : db_(db), cache_(cache), options_(std::move(options)) {}
-
 int CustomerStore::Rank(common::v1::Touchpoint source) const {
   auto it = std::find(options_.source_priority.begin(), options_.source_priority.end(), source);
   return static_cast<int>(it - options_.source_priority.begin());  // unlisted: after every listed one

@@ -7,9 +7,11 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,11 +43,15 @@ struct EventBatchResult {
   int64_t accepted = 0;
   int64_t duplicates = 0;
 };
+// Runs once a RecordEvents batch is durable (with its counts) or has failed.
+using EventsDone = std::function<void(absl::StatusOr<EventBatchResult>)>;
 
 class CustomerStore {
  public:
   // `cache` may be null (no Redis configured).
   CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options);
+  // Commits the event batches still queued, then stops the event writer.
+  ~CustomerStore();
 
   // With a request_id, a retry of the same request returns the first response (kept for
   // --request-retention) and the same id with a different request is INVALID_ARGUMENT.
@@ -63,9 +69,12 @@ class CustomerStore {
   absl::StatusOr<v1::UnmergeCustomersResponse> Unmerge(const v1::UnmergeCustomersRequest& request);
   absl::StatusOr<v1::ListCustomersResponse> ListCustomers(const v1::ListCustomersRequest& request);
   absl::StatusOr<v1::ListEventsResponse> ListEvents(const v1::ListEventsRequest& request);
-  // One batch of RecordEvents, committed in one transaction (possibly together with batches of
-  // other streams): all or nothing, durable when this returns.
-  absl::StatusOr<EventBatchResult> RecordEvents(const v1::RecordEventsRequest& batch);
+  // Validates one RecordEvents batch — an error (INVALID_ARGUMENT naming the field) is returned
+  // at once and `done` never runs — and queues it for the event writer thread. That thread
+  // commits every batch queued while it was busy in one transaction, in queue order (a batch
+  // that fails is retried alone, so it never fails another), and runs `done` on each once it
+  // is durable or has failed: all or nothing per batch.
+  absl::Status RecordEvents(std::unique_ptr<v1::RecordEventsRequest> batch, EventsDone done);
 
   // This engine's part of a data-subject export: one JSON object (customer, consent history,
   // events, merges); "{}" when nothing is held.
@@ -102,6 +111,8 @@ class CustomerStore {
     std::string merged_into;
   };
   struct EventBatch;
+  // The event writer thread: takes the queued batches in groups and commits them.
+  void WriteEventsLoop();
   // Commits a group of batches in one transaction; when that fails, each batch alone.
   void CommitGroup(absl::Span<EventBatch* const> group);
   absl::Status WriteEvents(absl::Span<EventBatch* const> group);
@@ -155,11 +166,12 @@ class CustomerStore {
   // Attribute name → AttributeValue value case, as declared in the database (never changes).
   std::mutex attribute_types_mu_;
   std::map<std::string, int> attribute_types_;
-  // Group commit of RecordEvents batches.
-  std::mutex group_mu_;
-  std::condition_variable group_cv_;
-  std::deque<EventBatch*> group_queue_;
-  bool group_leader_ = false;
+  // RecordEvents batches waiting for the event writer.
+  std::mutex events_mu_;
+  std::condition_variable events_cv_;
+  std::deque<std::unique_ptr<EventBatch>> events_queue_;
+  bool events_stopping_ = false;
+  std::thread event_writer_;  // last: started once everything above exists
 };
 
 }  // namespace ecrm::infostore

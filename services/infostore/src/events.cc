@@ -1,4 +1,6 @@
 // RecordEvents (group commit, bulk writes) and ListEvents.
+#include <pthread.h>
+
 #include <map>
 #include <set>
 
@@ -13,20 +15,40 @@ namespace ecrm::infostore {
 
 using internal::CustomerRecord;
 
-// One RecordEvents batch on its way into a group commit.
+namespace {
+// The most events one group commit takes: big groups spread the per-customer work (summary
+// rows, index pages, cache writes) over many events; this bounds a commit's memory and time.
+constexpr int kMaxGroupEvents = 20000;
+}  // namespace
+
+// One RecordEvents batch waiting for, or in, a group commit.
 struct CustomerStore::EventBatch {
-  const v1::RecordEventsRequest* request;
+  std::unique_ptr<v1::RecordEventsRequest> request;
   std::vector<common::v1::Identifier> refs;  // normalised identifiers, parallel to the events
+  EventsDone done;
   EventBatchResult result;
   absl::Status status;
-  bool done = false;
 };
 
-absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEventsRequest& batch) {
+CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options)
+    : db_(db), cache_(cache), options_(std::move(options)), event_writer_([this] { WriteEventsLoop(); }) {}
+
+CustomerStore::~CustomerStore() {
+  {
+    std::lock_guard lock(events_mu_);
+    events_stopping_ = true;
+  }
+  events_cv_.notify_all();
+  event_writer_.join();
+}
+
+absl::Status CustomerStore::RecordEvents(std::unique_ptr<v1::RecordEventsRequest> request, EventsDone done) {
+  const v1::RecordEventsRequest& batch = *request;
   if (batch.events_size() == 0) return Invalid("events", "a batch needs at least one event");
   if (batch.events_size() > 1000) return Invalid("events", "at most 1,000 events per batch");
   const int64_t now = NowMicros();
-  EventBatch mine{&batch, std::vector<common::v1::Identifier>(batch.events_size()), {}, {}, false};
+  auto mine = std::make_unique<EventBatch>();
+  mine->refs.resize(batch.events_size());
   for (int i = 0; i < batch.events_size(); ++i) {
     const v1::Event& e = batch.events(i);
     const std::string f = absl::StrCat("events[", i, "]");
@@ -44,39 +66,52 @@ absl::StatusOr<EventBatchResult> CustomerStore::RecordEvents(const v1::RecordEve
           ValidateValue(value, absl::StrCat(f, ".properties[\"", name, "\"]"), options_.max_value_bytes));
     }
     if (e.customer().ref_case() == common::v1::CustomerRef::kIdentifier) {
-      ECRM_ASSIGN_OR_RETURN(mine.refs[i],
+      ECRM_ASSIGN_OR_RETURN(mine->refs[i],
                             Normalize(e.customer().identifier(), f + ".customer.identifier", options_.default_region));
     } else if (e.customer().ref_case() != common::v1::CustomerRef::kCustomerId) {
       return Invalid(f + ".customer", "set customer_id or identifier");
     }
   }
-  // Group commit: batches of concurrent streams that arrive while a commit is running are
-  // committed together in the next one (one transaction, one WAL write, each customer's
-  // summary rewritten once). Whoever finds no commit running leads the next group.
-  std::unique_lock lock(group_mu_);
-  group_queue_.push_back(&mine);
-  while (!mine.done) {
-    if (group_leader_) {
-      group_cv_.wait(lock);
-      continue;
-    }
-    group_leader_ = true;
-    std::vector<EventBatch*> group;
+  mine->request = std::move(request);
+  mine->done = std::move(done);
+  {
+    std::lock_guard lock(events_mu_);
+    events_queue_.push_back(std::move(mine));
+  }
+  events_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+void CustomerStore::WriteEventsLoop() {
+  pthread_setname_np(pthread_self(), "event-writer");
+  std::unique_lock lock(events_mu_);
+  for (;;) {
+    events_cv_.wait(lock, [this] { return events_stopping_ || !events_queue_.empty(); });
+    if (events_queue_.empty()) return;  // stopping, and every queued batch is committed
+    // Group commit: every batch queued while the last commit ran goes into the next one (one
+    // transaction, one WAL write, each customer's summary and cache entry written once).
+    std::vector<std::unique_ptr<EventBatch>> group;
     int events = 0;
-    while (!group_queue_.empty() && (group.empty() || events + group_queue_.front()->request->events_size() <= 5000)) {
-      events += group_queue_.front()->request->events_size();
-      group.push_back(group_queue_.front());
-      group_queue_.pop_front();
+    while (!events_queue_.empty() &&
+           (group.empty() || events + events_queue_.front()->request->events_size() <= kMaxGroupEvents)) {
+      events += events_queue_.front()->request->events_size();
+      group.push_back(std::move(events_queue_.front()));
+      events_queue_.pop_front();
     }
     lock.unlock();
-    CommitGroup(group);
+    std::vector<EventBatch*> batches;
+    for (auto& b : group) batches.push_back(b.get());
+    CommitGroup(batches);
+    for (auto& b : group) {
+      if (b->status.ok()) {
+        b->done(b->result);
+      } else {
+        b->done(b->status);
+      }
+    }
+    group.clear();  // the requests go before the lock is taken again
     lock.lock();
-    for (EventBatch* b : group) b->done = true;
-    group_leader_ = false;
-    group_cv_.notify_all();
   }
-  if (!mine.status.ok()) return mine.status;
-  return mine.result;
 }
 
 void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group) {

@@ -1,5 +1,8 @@
 #include "service.h"
 
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include <google/protobuf/util/time_util.h>
@@ -169,48 +172,124 @@ grpc::ServerUnaryReactor* InformationStoreService::ListEvents(grpc::CallbackServ
 
 namespace {
 
-// RecordEvents: each batch is committed before the next is read, so a batch counts as
-// acknowledged once the stream has moved past it; a client that loses the stream resends
-// every batch it has no final response for (event ids make that safe).
+// RecordEvents. Batches are read ahead of their commit (up to kReadAhead queued per stream), so
+// one stream keeps the event writer's group commits full, and validated one at a time, so
+// they are queued, and committed, in stream order. The final response counts every batch; a
+// batch counts as acknowledged only then, so a client that loses the stream (or gets an error)
+// resends every batch it sent — event ids make that safe. After a failed batch no more are
+// read; batches already queued behind it may still be stored.
 class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsRequest> {
  public:
+  static constexpr int kReadAhead = 8;
+
   EventsReader(CustomerStore& store, server::Executor& executor, v1::RecordEventsResponse* response)
       : store_(store), executor_(executor), response_(response) {
-    StartRead(&batch_);
+    std::lock_guard lock(mu_);
+    (void)Next();  // nothing to finish yet
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the client closed its side
-      if (response_->batches() == 0) {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the stream carried no event batches"));
-      } else {
-        Finish(grpc::Status::OK);
-      }
-      return;
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard lock(mu_);
+      reading_ = false;
+      if (!ok) {
+        closed_ = true;  // the client sent its last batch (or the call ended)
+      } else if (error_.ok()) {
+        Queue();
+      }  // else: read before the failure was known, dropped
+      finish = Next();
     }
-    if (!executor_.Submit([this] {
-          absl::StatusOr<EventBatchResult> r = store_.RecordEvents(batch_);
-          if (!r.ok()) {
-            Finish(ToGrpc(absl::Status(r.status().code(),
-                                       absl::StrCat("batch ", response_->batches() + 1, ": ", r.status().message()))));
-            return;
-          }
-          response_->set_batches(response_->batches() + 1);
-          response_->set_accepted(response_->accepted() + r->accepted);
-          response_->set_duplicates(response_->duplicates() + r->duplicates);
-          StartRead(&batch_);
-        })) {
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server overloaded; resend this batch later"));
-    }
+    if (finish) Finish(*finish);
   }
 
   void OnDone() override { delete this; }
 
  private:
+  // Under mu_: hands the batch just read to a worker, which validates it and queues it for the
+  // event writer. The next batch is read only once this one is queued, so they keep their order.
+  void Queue() {
+    const int64_t number = ++read_;
+    ++queued_;
+    validating_ = true;
+    // (std::function needs a copyable task: the batch rides in a shared holder.)
+    auto batch = std::make_shared<std::unique_ptr<v1::RecordEventsRequest>>(std::move(batch_));
+    const bool submitted = executor_.Submit([this, number, batch] {
+      absl::Status s = store_.RecordEvents(std::move(*batch), [this, number](absl::StatusOr<EventBatchResult> r) {
+        std::optional<grpc::Status> finish;
+        {
+          std::lock_guard lock(mu_);
+          Committed(number, r);
+          finish = Next();
+        }
+        if (finish) Finish(*finish);
+      });
+      std::optional<grpc::Status> finish;
+      {
+        std::lock_guard lock(mu_);
+        if (!s.ok()) Committed(number, s);
+        validating_ = false;
+        finish = Next();
+      }
+      if (finish) Finish(*finish);
+    });
+    if (!submitted) {
+      --queued_;
+      validating_ = false;
+      Fail(absl::ResourceExhaustedError(
+          absl::StrCat("batch ", number, ": server overloaded; resend it and the batches after it later")));
+    }
+  }
+
+  // Under mu_: one batch has been committed, or has failed.
+  void Committed(int64_t number, const absl::StatusOr<EventBatchResult>& r) {
+    --queued_;
+    if (!r.ok()) {
+      return Fail(absl::Status(r.status().code(), absl::StrCat("batch ", number, ": ", r.status().message())));
+    }
+    response_->set_batches(response_->batches() + 1);
+    response_->set_accepted(response_->accepted() + r->accepted);
+    response_->set_duplicates(response_->duplicates() + r->duplicates);
+  }
+
+  void Fail(absl::Status s) {
+    if (error_.ok()) error_ = std::move(s);
+  }
+
+  // Under mu_: reads the next batch when there is room for it, or returns the status to finish
+  // with once nothing is left pending. The caller finishes after unlocking: OnDone may delete
+  // this at once.
+  std::optional<grpc::Status> Next() {
+    if (finished_ || validating_) return std::nullopt;
+    if (error_.ok() && !closed_) {
+      if (!reading_ && queued_ < kReadAhead) {  // else a read or commit callback comes back here
+        batch_ = std::make_unique<v1::RecordEventsRequest>();
+        reading_ = true;
+        StartRead(batch_.get());
+      }
+      return std::nullopt;
+    }
+    if (queued_ > 0) return std::nullopt;  // the last commit callback finishes
+    finished_ = true;                      // (a read still outstanding ends with the call)
+    if (!error_.ok()) return ToGrpc(error_);
+    if (response_->batches() == 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the stream carried no event batches");
+    }
+    return grpc::Status::OK;
+  }
+
   CustomerStore& store_;
   server::Executor& executor_;
+  std::mutex mu_;
   v1::RecordEventsResponse* response_;
-  v1::RecordEventsRequest batch_;
+  std::unique_ptr<v1::RecordEventsRequest> batch_;  // the read in progress
+  int64_t read_ = 0;                                // batches read
+  int queued_ = 0;                                  // read and not yet committed (validating, queued or committing)
+  bool reading_ = false;                            // a read is outstanding
+  bool validating_ = false;                         // the last batch read is being validated and queued
+  bool closed_ = false;                             // the client has sent its last batch
+  bool finished_ = false;
+  absl::Status error_;  // the first failure; no more batches are read after it
 };
 
 constexpr int kMaxChangesPerMessage = 1000;
