@@ -265,30 +265,45 @@ absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Cha
   }
   const int64_t now = NowMicros();
   std::vector<sql::Value> values;
-  values.reserve(pending.size() * 4);
+  values.reserve(pending.size() * 5);
   for (v1::Change& change : pending) {
     *change.mutable_committed_at() = Ts(now);
     values.emplace_back(static_cast<int>(change.kind()));
     values.emplace_back(change.customer_id());
     values.emplace_back(now);
+    // An event is stored once, in the events table: its change names it and ReadChanges joins it.
+    if (change.has_event()) {
+      values.emplace_back(change.event().event_id());
+      change.clear_event();
+    } else {
+      values.emplace_back(nullptr);
+    }
     values.emplace_back(sql::Blob{change.SerializeAsString()});
   }
-  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "change"};
+  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "event_id", "change"};
   ECRM_RETURN_IF_ERROR(c.InsertBatch("changes", kColumns, values).status());
   pending.clear();
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, change FROM changes WHERE sequence > $1 "
-                                                   "ORDER BY sequence LIMIT $2",
-                                                   {after, limit}));
+  ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                        db_.Execute("SELECT c.sequence, c.change, e.event, e.recorded_for FROM changes c "
+                                    "LEFT JOIN events e ON e.event_id = c.event_id WHERE c.sequence > $1 "
+                                    "ORDER BY c.sequence LIMIT $2",
+                                    {after, limit}));
   std::vector<v1::Change> out;
   out.reserve(r.size());
   for (sql::Row row : r) {
     v1::Change& ch = out.emplace_back();
     if (!ch.ParseFromString(std::string(row.Text(1)))) return absl::DataLossError("unreadable change");
     ch.set_sequence(row.Int(0));
+    if (!row.IsNull(2)) {
+      if (!ch.mutable_event()->ParseFromString(std::string(row.Text(2)))) {
+        return absl::DataLossError("unreadable event");
+      }
+      ch.mutable_event()->set_customer_id(std::string(row.Text(3)));
+    }
   }
   return out;
 }
@@ -1211,11 +1226,14 @@ absl::StatusOr<std::string> CustomerStore::ExportLocal(const std::string& custom
       if (merge.ParseFromString(std::string(row.Text(0)))) merges.push_back(util::ToJson(merge));
     }
   }
-  ECRM_ASSIGN_OR_RETURN(sql::Result ev,
-                        conn->Execute("SELECT event FROM events WHERE customer_id = $1 ORDER BY occurred_at", {id}));
+  ECRM_ASSIGN_OR_RETURN(sql::Result ev, conn->Execute("SELECT event, recorded_for FROM events WHERE customer_id = $1 "
+                                                      "ORDER BY occurred_at",
+                                                      {id}));
   for (sql::Row row : ev) {
     v1::Event e;
-    if (e.ParseFromString(std::string(row.Text(0)))) events.push_back(util::ToJson(e));
+    if (!e.ParseFromString(std::string(row.Text(0)))) continue;
+    e.set_customer_id(std::string(row.Text(1)));
+    events.push_back(util::ToJson(e));
   }
   std::sort(merges.begin(), merges.end());
   merges.erase(std::unique(merges.begin(), merges.end()), merges.end());
@@ -1283,9 +1301,9 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
           ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM merge_members WHERE merge_id = $1", {merge_id}).status());
         }
         ECRM_RETURN_IF_ERROR(count("customers", c.Execute("DELETE FROM customers WHERE id = $1", {member})));
-        ECRM_RETURN_IF_ERROR(
-            count("feed entries scrubbed", c.Execute("UPDATE changes SET change = $1 WHERE customer_id = $2",
-                                                     {sql::Blob{scrubbed.SerializeAsString()}, member})));
+        ECRM_RETURN_IF_ERROR(count("feed entries scrubbed",
+                                   c.Execute("UPDATE changes SET change = $1, event_id = NULL WHERE customer_id = $2",
+                                             {sql::Blob{scrubbed.SerializeAsString()}, member})));
         gone.push_back(member);
       }
       v1::Customer tombstone;

@@ -2,8 +2,8 @@
 #include <pthread.h>
 
 #include <map>
-#include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "customer_store.h"
@@ -25,6 +25,7 @@ constexpr int kMaxGroupEvents = 20000;
 struct CustomerStore::EventBatch {
   std::unique_ptr<v1::RecordEventsRequest> request;
   std::vector<common::v1::Identifier> refs;  // normalised identifiers, parallel to the events
+  std::vector<std::string> stored;           // each event as stored, without its customer
   EventsDone done;
   EventBatchResult result;
   absl::Status status;
@@ -71,6 +72,15 @@ absl::Status CustomerStore::RecordEvents(std::unique_ptr<v1::RecordEventsRequest
     } else if (e.customer().ref_case() != common::v1::CustomerRef::kCustomerId) {
       return Invalid(f + ".customer", "set customer_id or identifier");
     }
+  }
+  // The stored form is made here, beside the commits of other batches: all but the customer id,
+  // which the commit resolves and readers take from the recorded_for column.
+  const google::protobuf::Timestamp received = Ts(now);
+  mine->stored.reserve(batch.events_size());
+  for (v1::Event& e : *request->mutable_events()) {
+    e.clear_customer_id();
+    *e.mutable_recorded_at() = received;
+    mine->stored.push_back(e.SerializeAsString());
   }
   mine->request = std::move(request);
   mine->done = std::move(done);
@@ -125,13 +135,13 @@ void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group) {
 }
 
 absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
-  const int64_t now = NowMicros();
   // The group's events in order, with the batch each belongs to.
   struct Item {
     EventBatch* batch;
     int index;
     const v1::Event& event() const { return batch->request->events(index); }
     const common::v1::Identifier& ref() const { return batch->refs[index]; }
+    const std::string& stored() const { return batch->stored[index]; }
     bool by_identifier() const { return event().customer().ref_case() == common::v1::CustomerRef::kIdentifier; }
   };
   std::vector<Item> items;
@@ -256,21 +266,18 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       }
     }
     // 4. The events, in multi-row inserts; those already recorded come back as duplicates.
-    std::vector<v1::Event> events(items.size());
+    std::vector<const std::string*> owner(items.size());  // the live customer of each event
     std::vector<sql::Value> rows;
     rows.reserve(items.size() * 6);
     for (size_t k = 0; k < items.size(); ++k) {
-      const Item& item = items[k];
-      v1::Event& e = events[k];
-      e = item.event();
-      e.set_customer_id(live[named[k]]);
-      *e.mutable_recorded_at() = Ts(now);
+      const v1::Event& e = items[k].event();
+      owner[k] = &live[named[k]];
       rows.emplace_back(e.event_id());
-      rows.emplace_back(e.customer_id());
-      rows.emplace_back(e.customer_id());
+      rows.emplace_back(*owner[k]);
+      rows.emplace_back(*owner[k]);
       rows.emplace_back(e.type());
       rows.emplace_back(Micros(e.occurred_at()));
-      rows.emplace_back(sql::Blob{e.SerializeAsString()});
+      rows.emplace_back(sql::Blob{items[k].stored()});
     }
     static const std::vector<std::string> kEventColumns = {"event_id", "customer_id", "recorded_for",
                                                            "type",     "occurred_at", "event"};
@@ -278,18 +285,21 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     ECRM_RETURN_IF_ERROR(c.InsertBatch("events", kEventColumns, rows,
                                        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id", 256, &inserted_ids)
                              .status());
-    std::set<std::string> inserted(inserted_ids.begin(), inserted_ids.end());
+    absl::flat_hash_set<std::string> inserted(std::make_move_iterator(inserted_ids.begin()),
+                                              std::make_move_iterator(inserted_ids.end()));
+    v1::Event named_only;  // the feed's change names the event; the reader joins the stored one
     for (size_t k = 0; k < items.size(); ++k) {
-      v1::Event& e = events[k];
+      const v1::Event& e = items[k].event();
       EventBatchResult& result = items[k].batch->result;
       if (inserted.erase(e.event_id()) == 0) {  // recorded before, or earlier in this group
         ++result.duplicates;
         continue;
       }
       ++result.accepted;
-      CustomerRecord& record = touched[e.customer_id()];
+      CustomerRecord& record = touched[*owner[k]];
       ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
-      AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer(), &e);
+      named_only.set_event_id(e.event_id());
+      AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer(), &named_only);
     }
     // 5. Every summary written back once.
     ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
@@ -356,7 +366,7 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
   if (!found) return absl::NotFoundError("customer: no such customer");
   // Newest first; keyset pagination on (occurred_at, event_id).
   std::string sql =
-      "SELECT occurred_at, event_id, event FROM events WHERE customer_id = $1 AND occurred_at >= $2 "
+      "SELECT occurred_at, event_id, event, recorded_for FROM events WHERE customer_id = $1 AND occurred_at >= $2 "
       "AND occurred_at < $3";
   std::vector<sql::Value> params = {id, start, end};
   if (!before_id.empty()) {
@@ -377,8 +387,9 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
   ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute(sql, params));
   v1::ListEventsResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    if (!out.add_events()->ParseFromString(std::string(r.row(i).Text(2))))
-      return absl::DataLossError("unreadable event");
+    v1::Event* e = out.add_events();
+    if (!e->ParseFromString(std::string(r.row(i).Text(2)))) return absl::DataLossError("unreadable event");
+    e->set_customer_id(std::string(r.row(i).Text(3)));
   }
   if (static_cast<int>(r.size()) > limit) {
     out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));
