@@ -74,7 +74,7 @@ class CustomerStore {
   // commits every batch queued while it was busy in one transaction, in queue order (a batch
   // that fails is retried alone, so it never fails another), and runs `done` on each once it
   // is durable or has failed: all or nothing per batch.
-  absl::Status RecordEvents(std::unique_ptr<v1::RecordEventsRequest> batch, EventsDone done);
+  absl::Status RecordEvents(std::shared_ptr<v1::RecordEventsRequest> batch, EventsDone done);
 
   // This engine's part of a data-subject export: one JSON object (customer, consent history,
   // events, merges); "{}" when nothing is held.

@@ -1,7 +1,9 @@
 // RecordEvents (group commit, bulk writes) and ListEvents.
 #include <pthread.h>
 
+#include <algorithm>
 #include <map>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -18,12 +20,12 @@ using internal::CustomerRecord;
 namespace {
 // The most events one group commit takes: big groups spread the per-customer work (summary
 // rows, index pages, cache writes) over many events; this bounds a commit's memory and time.
-constexpr int kMaxGroupEvents = 20000;
+constexpr int kMaxGroupEvents = 40000;
 }  // namespace
 
 // One RecordEvents batch waiting for, or in, a group commit.
 struct CustomerStore::EventBatch {
-  std::unique_ptr<v1::RecordEventsRequest> request;
+  std::shared_ptr<v1::RecordEventsRequest> request;
   std::vector<common::v1::Identifier> refs;  // normalised identifiers, parallel to the events
   std::vector<std::string> stored;           // each event as stored, without its customer
   EventsDone done;
@@ -43,7 +45,7 @@ CustomerStore::~CustomerStore() {
   event_writer_.join();
 }
 
-absl::Status CustomerStore::RecordEvents(std::unique_ptr<v1::RecordEventsRequest> request, EventsDone done) {
+absl::Status CustomerStore::RecordEvents(std::shared_ptr<v1::RecordEventsRequest> request, EventsDone done) {
   const v1::RecordEventsRequest& batch = *request;
   if (batch.events_size() == 0) return Invalid("events", "a batch needs at least one event");
   if (batch.events_size() > 1000) return Invalid("events", "at most 1,000 events per batch");
@@ -141,7 +143,11 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     int index;
     const v1::Event& event() const { return batch->request->events(index); }
     const common::v1::Identifier& ref() const { return batch->refs[index]; }
-    const std::string& stored() const { return batch->stored[index]; }
+    // The stored form, handed over once (a retry of the batch alone serialises it again).
+    std::string TakeStored() const {
+      std::string& s = batch->stored[index];
+      return s.empty() ? event().SerializeAsString() : std::exchange(s, std::string());
+    }
     bool by_identifier() const { return event().customer().ref_case() == common::v1::CustomerRef::kIdentifier; }
   };
   std::vector<Item> items;
@@ -265,19 +271,30 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
         touched[id] = std::move(l.record);
       }
     }
-    // 4. The events, in multi-row inserts; those already recorded come back as duplicates.
+    // 4. The events, in multi-row inserts; those already recorded come back as duplicates. An
+    //    id repeated within the group is stored as its first use. The rows go in customer order,
+    //    so the per-customer index is written leaf after leaf rather than at random.
     std::vector<const std::string*> owner(items.size());  // the live customer of each event
-    std::vector<sql::Value> rows;
-    rows.reserve(items.size() * 6);
+    std::vector<size_t> order;                            // the events to insert, in that order
+    order.reserve(items.size());
+    absl::flat_hash_set<absl::string_view> in_group;
     for (size_t k = 0; k < items.size(); ++k) {
-      const v1::Event& e = items[k].event();
       owner[k] = &live[named[k]];
+      if (in_group.insert(items[k].event().event_id()).second) order.push_back(k);
+    }
+    std::vector<std::pair<absl::string_view, int64_t>> key(items.size());  // (customer, time)
+    for (size_t k : order) key[k] = {*owner[k], Micros(items[k].event().occurred_at())};
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key[a] < key[b]; });
+    std::vector<sql::Value> rows;
+    rows.reserve(order.size() * 6);
+    for (size_t k : order) {
+      const v1::Event& e = items[k].event();
       rows.emplace_back(e.event_id());
       rows.emplace_back(*owner[k]);
       rows.emplace_back(*owner[k]);
       rows.emplace_back(e.type());
       rows.emplace_back(Micros(e.occurred_at()));
-      rows.emplace_back(sql::Blob{items[k].stored()});
+      rows.emplace_back(sql::Blob{items[k].TakeStored()});
     }
     static const std::vector<std::string> kEventColumns = {"event_id", "customer_id", "recorded_for",
                                                            "type",     "occurred_at", "event"};
@@ -291,7 +308,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     for (size_t k = 0; k < items.size(); ++k) {
       const v1::Event& e = items[k].event();
       EventBatchResult& result = items[k].batch->result;
-      if (inserted.erase(e.event_id()) == 0) {  // recorded before, or earlier in this group
+      if (inserted.erase(e.event_id()) == 0) {  // recorded before, or earlier in this group (not inserted)
         ++result.duplicates;
         continue;
       }

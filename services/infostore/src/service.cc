@@ -180,7 +180,7 @@ namespace {
 // read; batches already queued behind it may still be stored.
 class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsRequest> {
  public:
-  static constexpr int kReadAhead = 8;
+  static constexpr int kReadAhead = 16;
 
   EventsReader(CustomerStore& store, server::Executor& executor, v1::RecordEventsResponse* response)
       : store_(store), executor_(executor), response_(response) {
@@ -212,10 +212,8 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
     const int64_t number = ++read_;
     ++queued_;
     validating_ = true;
-    // (std::function needs a copyable task: the batch rides in a shared holder.)
-    auto batch = std::make_shared<std::unique_ptr<v1::RecordEventsRequest>>(std::move(batch_));
-    const bool submitted = executor_.Submit([this, number, batch] {
-      absl::Status s = store_.RecordEvents(std::move(*batch), [this, number](absl::StatusOr<EventBatchResult> r) {
+    const bool submitted = executor_.Submit([this, number, batch = std::move(batch_)]() mutable {
+      absl::Status s = store_.RecordEvents(std::move(batch), [this, number](absl::StatusOr<EventBatchResult> r) {
         std::optional<grpc::Status> finish;
         {
           std::lock_guard lock(mu_);
@@ -263,7 +261,13 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
     if (finished_ || validating_) return std::nullopt;
     if (error_.ok() && !closed_) {
       if (!reading_ && queued_ < kReadAhead) {  // else a read or commit callback comes back here
-        batch_ = std::make_unique<v1::RecordEventsRequest>();
+        // Each batch is parsed into an arena of its own, freed in one piece once committed.
+        google::protobuf::ArenaOptions options;
+        options.start_block_size = 64 << 10;
+        options.max_block_size = 1 << 20;
+        auto arena = std::make_shared<google::protobuf::Arena>(options);
+        batch_ = std::shared_ptr<v1::RecordEventsRequest>(
+            arena, google::protobuf::Arena::CreateMessage<v1::RecordEventsRequest>(arena.get()));
         reading_ = true;
         StartRead(batch_.get());
       }
@@ -282,7 +286,7 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
   server::Executor& executor_;
   std::mutex mu_;
   v1::RecordEventsResponse* response_;
-  std::unique_ptr<v1::RecordEventsRequest> batch_;  // the read in progress
+  std::shared_ptr<v1::RecordEventsRequest> batch_;  // the read in progress (its arena with it)
   int64_t read_ = 0;                                // batches read
   int queued_ = 0;                                  // read and not yet committed (validating, queued or committing)
   bool reading_ = false;                            // a read is outstanding
