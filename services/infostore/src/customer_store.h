@@ -2,6 +2,7 @@
 // the change feed, over libs/sql and the shared profile cache. No gRPC types here.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -75,6 +76,9 @@ class CustomerStore {
   // that fails is retried alone, so it never fails another), and runs `done` on each once it
   // is durable or has failed: all or nothing per batch.
   absl::Status RecordEvents(std::shared_ptr<v1::RecordEventsRequest> batch, EventsDone done);
+  // Events queued for the event writer and not yet committed (streams read ahead while this is
+  // small).
+  int64_t QueuedEvents() const { return queued_events_.load(std::memory_order_relaxed); }
 
   // This engine's part of a data-subject export: one JSON object (customer, consent history,
   // events, merges); "{}" when nothing is held.
@@ -171,6 +175,7 @@ class CustomerStore {
   std::condition_variable events_cv_;
   std::deque<std::unique_ptr<EventBatch>> events_queue_;
   bool events_stopping_ = false;
+  std::atomic<int64_t> queued_events_{0};
   std::thread event_writer_;  // last: started once everything above exists
 };
 

@@ -86,6 +86,7 @@ absl::Status CustomerStore::RecordEvents(std::shared_ptr<v1::RecordEventsRequest
   }
   mine->request = std::move(request);
   mine->done = std::move(done);
+  queued_events_ += batch.events_size();
   {
     std::lock_guard lock(events_mu_);
     events_queue_.push_back(std::move(mine));
@@ -114,6 +115,7 @@ void CustomerStore::WriteEventsLoop() {
     std::vector<EventBatch*> batches;
     for (auto& b : group) batches.push_back(b.get());
     CommitGroup(batches);
+    queued_events_ -= events;
     for (auto& b : group) {
       if (b->status.ok()) {
         b->done(b->result);
@@ -302,13 +304,26 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     ECRM_RETURN_IF_ERROR(c.InsertBatch("events", kEventColumns, rows,
                                        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id", 256, &inserted_ids)
                              .status());
-    absl::flat_hash_set<std::string> inserted(std::make_move_iterator(inserted_ids.begin()),
-                                              std::make_move_iterator(inserted_ids.end()));
+    // The new ones: RETURNING lists them in the order inserted, a subsequence of `order` (ids
+    // there are distinct, so a walk along both finds them); should a database not keep that
+    // order, they are matched by id instead.
+    std::vector<bool> is_new(items.size(), false);
+    size_t matched = 0;
+    for (size_t k : order) {
+      if (matched < inserted_ids.size() && inserted_ids[matched] == items[k].event().event_id()) {
+        is_new[k] = true;
+        ++matched;
+      }
+    }
+    if (matched != inserted_ids.size()) {
+      absl::flat_hash_set<absl::string_view> ids(inserted_ids.begin(), inserted_ids.end());
+      for (size_t k : order) is_new[k] = ids.contains(items[k].event().event_id());
+    }
     v1::Event named_only;  // the feed's change names the event; the reader joins the stored one
     for (size_t k = 0; k < items.size(); ++k) {
       const v1::Event& e = items[k].event();
       EventBatchResult& result = items[k].batch->result;
-      if (inserted.erase(e.event_id()) == 0) {  // recorded before, or earlier in this group (not inserted)
+      if (!is_new[k]) {  // recorded before, or earlier in this group (not inserted)
         ++result.duplicates;
         continue;
       }

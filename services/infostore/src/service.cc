@@ -181,6 +181,9 @@ namespace {
 class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsRequest> {
  public:
   static constexpr int kReadAhead = 16;
+  // No stream reads ahead while this many events wait for the event writer (each may still
+  // have one batch in hand, so none is starved).
+  static constexpr int64_t kMaxQueuedEvents = 100000;
 
   EventsReader(CustomerStore& store, server::Executor& executor, v1::RecordEventsResponse* response)
       : store_(store), executor_(executor), response_(response) {
@@ -260,7 +263,8 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
   std::optional<grpc::Status> Next() {
     if (finished_ || validating_) return std::nullopt;
     if (error_.ok() && !closed_) {
-      if (!reading_ && queued_ < kReadAhead) {  // else a read or commit callback comes back here
+      const bool room = queued_ == 0 || (queued_ < kReadAhead && store_.QueuedEvents() < kMaxQueuedEvents);
+      if (!reading_ && room) {  // else a read or commit callback comes back here
         // Each batch is parsed into an arena of its own, freed in one piece once committed.
         google::protobuf::ArenaOptions options;
         options.start_block_size = 64 << 10;
