@@ -256,7 +256,8 @@ void CustomerStore::AppendChange(std::vector<v1::Change>& pending, v1::ChangeKin
   if (merge != nullptr) *change.mutable_merge() = *merge;
 }
 
-absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending) {
+absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,
+                                         const std::vector<std::string>* tails) {
   if (pending.empty()) return absl::OkStatus();
   if (c.dialect() == sql::Dialect::kPostgres) {
     // Sequences are drawn at insert, not at commit: feed writers are serialised until commit
@@ -266,59 +267,33 @@ absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Cha
   }
   const int64_t now = NowMicros();
   std::vector<sql::Value> values;
-  values.reserve(pending.size() * 5);
-  for (v1::Change& change : pending) {
+  values.reserve(pending.size() * 4);
+  for (size_t i = 0; i < pending.size(); ++i) {
+    v1::Change& change = pending[i];
     *change.mutable_committed_at() = Ts(now);
     values.emplace_back(static_cast<int>(change.kind()));
     values.emplace_back(change.customer_id());
     values.emplace_back(now);
-    // An event is stored once, in the events table: its change names it and ReadChanges joins it.
-    if (change.has_event()) {
-      values.emplace_back(change.event().event_id());
-      change.clear_event();
-    } else {
-      values.emplace_back(nullptr);
-    }
-    values.emplace_back(sql::Blob{change.SerializeAsString()});
+    std::string bytes = change.SerializeAsString();
+    if (tails != nullptr && i < tails->size()) bytes += (*tails)[i];
+    values.emplace_back(sql::Blob{std::move(bytes)});
   }
-  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "event_id", "change"};
+  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "change"};
   ECRM_RETURN_IF_ERROR(c.InsertBatch("changes", kColumns, values).status());
   pending.clear();
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute("SELECT sequence, change, event_id FROM changes "
-                                                     "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
-                                                     {after, limit}));
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, change FROM changes WHERE sequence > $1 "
+                                                   "ORDER BY sequence LIMIT $2",
+                                                   {after, limit}));
   std::vector<v1::Change> out;
   out.reserve(r.size());
-  std::vector<sql::Value> event_ids;
-  absl::flat_hash_map<std::string, std::vector<size_t>> wanting;  // event id → its changes
   for (sql::Row row : r) {
     v1::Change& ch = out.emplace_back();
     if (!ch.ParseFromString(std::string(row.Text(1)))) return absl::DataLossError("unreadable change");
     ch.set_sequence(row.Int(0));
-    if (!row.IsNull(2)) {
-      std::vector<size_t>& at = wanting[std::string(row.Text(2))];
-      if (at.empty()) event_ids.emplace_back(std::string(row.Text(2)));
-      at.push_back(out.size() - 1);
-    }
-  }
-  // An event change names its event: the stored events, in one keyed read (a join let
-  // PostgreSQL plan a parallel scan per page of the feed). An erased event is not there.
-  if (!event_ids.empty()) {
-    PadToPowerOfTwo(event_ids);
-    const std::string sql = absl::StrCat("SELECT event_id, event, recorded_for FROM events WHERE event_id IN (",
-                                         Placeholders(1, static_cast<int>(event_ids.size())), ")");
-    ECRM_ASSIGN_OR_RETURN(sql::Result events, conn->Execute(sql, event_ids));
-    for (sql::Row row : events) {
-      v1::Event e;
-      if (!e.ParseFromString(std::string(row.Text(1)))) return absl::DataLossError("unreadable event");
-      e.set_customer_id(std::string(row.Text(2)));
-      for (size_t i : wanting[std::string(row.Text(0))]) *out[i].mutable_event() = e;
-    }
   }
   return out;
 }
@@ -1316,9 +1291,9 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
           ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM merge_members WHERE merge_id = $1", {merge_id}).status());
         }
         ECRM_RETURN_IF_ERROR(count("customers", c.Execute("DELETE FROM customers WHERE id = $1", {member})));
-        ECRM_RETURN_IF_ERROR(count("feed entries scrubbed",
-                                   c.Execute("UPDATE changes SET change = $1, event_id = NULL WHERE customer_id = $2",
-                                             {sql::Blob{scrubbed.SerializeAsString()}, member})));
+        ECRM_RETURN_IF_ERROR(
+            count("feed entries scrubbed", c.Execute("UPDATE changes SET change = $1 WHERE customer_id = $2",
+                                                     {sql::Blob{scrubbed.SerializeAsString()}, member})));
         gone.push_back(member);
       }
       v1::Customer tombstone;

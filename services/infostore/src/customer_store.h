@@ -146,7 +146,10 @@ class CustomerStore {
   // Changes are buffered during a transaction and written by FlushChanges as its last step.
   static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
                            const v1::Event* event = nullptr, const v1::MergeRecord* merge = nullptr);
-  static absl::Status FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending);
+  // `tails[i]`, when given, is appended to change i as serialised: fields already encoded (an
+  // event change gets its event that way, from the bytes stored for it, not serialised again).
+  static absl::Status FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,
+                                   const std::vector<std::string>* tails = nullptr);
   // Merges `others` into `survivor` (all loaded in this transaction); the merged records are
   // saved as redirects and returned through `merged`.
   absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,

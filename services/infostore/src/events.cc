@@ -5,6 +5,10 @@
 #include <map>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -18,6 +22,27 @@ namespace ecrm::infostore {
 using internal::CustomerRecord;
 
 namespace {
+// Change.event (field 7) holding the event stored as `stored` with its customer_id (field 8)
+// added, encoded as a protobuf field: appended to a serialised Change it parses as that event.
+std::string EventField(const std::string& stored, const std::string& customer_id) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream buffer(&out);
+    google::protobuf::io::CodedOutputStream os(&buffer);
+    const size_t id_field =
+        1 + google::protobuf::io::CodedOutputStream::VarintSize32(customer_id.size()) + customer_id.size();
+    os.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+        v1::Change::kEventFieldNumber, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+    os.WriteVarint32(static_cast<uint32_t>(stored.size() + id_field));
+    os.WriteString(stored);
+    os.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+        v1::Event::kCustomerIdFieldNumber, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+    os.WriteVarint32(static_cast<uint32_t>(customer_id.size()));
+    os.WriteString(customer_id);
+  }
+  return out;
+}
+
 // The most events one group commit takes: big groups spread the per-customer work (summary
 // rows, index pages, cache writes) over many events; this bounds a commit's memory and time.
 constexpr int kMaxGroupEvents = 40000;
@@ -145,11 +170,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     int index;
     const v1::Event& event() const { return batch->request->events(index); }
     const common::v1::Identifier& ref() const { return batch->refs[index]; }
-    // The stored form, handed over once (a retry of the batch alone serialises it again).
-    std::string TakeStored() const {
-      std::string& s = batch->stored[index];
-      return s.empty() ? event().SerializeAsString() : std::exchange(s, std::string());
-    }
+    const std::string& stored() const { return batch->stored[index]; }
     bool by_identifier() const { return event().customer().ref_case() == common::v1::CustomerRef::kIdentifier; }
   };
   std::vector<Item> items;
@@ -296,7 +317,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       rows.emplace_back(*owner[k]);
       rows.emplace_back(e.type());
       rows.emplace_back(Micros(e.occurred_at()));
-      rows.emplace_back(sql::Blob{items[k].TakeStored()});
+      rows.emplace_back(sql::Blob{items[k].stored()});
     }
     static const std::vector<std::string> kEventColumns = {"event_id", "customer_id", "recorded_for",
                                                            "type",     "occurred_at", "event"};
@@ -319,7 +340,8 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       absl::flat_hash_set<absl::string_view> ids(inserted_ids.begin(), inserted_ids.end());
       for (size_t k : order) is_new[k] = ids.contains(items[k].event().event_id());
     }
-    v1::Event named_only;  // the feed's change names the event; the reader joins the stored one
+    // Each event change's event, encoded (for FlushChanges; none for the changes before them).
+    std::vector<std::string> event_fields(pending.size());
     for (size_t k = 0; k < items.size(); ++k) {
       const v1::Event& e = items[k].event();
       EventBatchResult& result = items[k].batch->result;
@@ -330,13 +352,13 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       ++result.accepted;
       CustomerRecord& record = touched[*owner[k]];
       ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
-      named_only.set_event_id(e.event_id());
-      AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer(), &named_only);
+      AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer());
+      event_fields.push_back(EventField(items[k].stored(), *owner[k]));
     }
     // 5. Every summary written back once.
     ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
     for (auto& [id, record] : touched) written.push_back(record.customer());
-    return FlushChanges(c, pending);
+    return FlushChanges(c, pending, &event_fields);
   }));
   CacheAfterCommit(written, {});
   return absl::OkStatus();

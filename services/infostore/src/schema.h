@@ -90,9 +90,6 @@ CREATE INDEX upsert_requests_created ON upsert_requests (created_at);
     {5, "no index on customers.updated_at: it turned every summary update into index maintenance", R"sql(
 DROP INDEX customers_updated;
 )sql"},
-    {6, "an event's change names it instead of holding a second copy; the feed joins the event", R"sql(
-ALTER TABLE changes ADD COLUMN event_id TEXT;
-)sql"},
 };
 
 }  // namespace ecrm::infostore
