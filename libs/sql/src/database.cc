@@ -1,6 +1,4 @@
-#include <fcntl.h>
 #include <pthread.h>
-#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -81,14 +79,9 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
       if (!r || wal_pages.load(std::memory_order_relaxed) - (*r)[2] <= kCheckpointTailPages) break;
     }
     // Those passes left the copied pages (and the newest frames) unsynced: the last pass would
-    // sync them all with the writers held off. fdatasync here, on the same files, leaves it
-    // only what arrives meanwhile (its stall: ~2 ms → ~0.8 ms).
-    for (const std::string& file : {target, target + "-wal"}) {
-      if (int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-        ::fdatasync(fd);
-        ::close(fd);
-      }
-    }
+    // sync them all with the writers held off. Syncing the files here (through SQLite's own
+    // handles) leaves it only what arrives meanwhile (its stall: ~2 ms → ~0.8 ms).
+    internal::SyncSqliteFiles(*conn);
     const absl::Time beside = absl::Now();
     std::unique_lock writers(*sqlite_writer, std::defer_lock);
     if (writers.try_lock_for(absl::ToChronoNanoseconds(options.busy_timeout))) {

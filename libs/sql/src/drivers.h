@@ -19,6 +19,10 @@ namespace ecrm::sql::internal {
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options,
                                                        std::shared_ptr<std::timed_mutex> writer,
                                                        std::function<void(int wal_pages)> on_commit);
+// Syncs the database and WAL files of a SQLite connection through SQLite's own file handles.
+// (Opening and closing the files separately would drop every POSIX lock this process holds on
+// them, letting another process — the sqlite3 shell, a backup — reset the WAL under it.)
+void SyncSqliteFiles(Connection& conn);
 absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(const std::string& conninfo, const DatabaseOptions& options);
 
 // Rewrites PostgreSQL's $N placeholders to SQLite's ?N, leaving string literals, quoted

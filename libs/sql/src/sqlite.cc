@@ -82,6 +82,7 @@ class SqliteConnection final : public Connection {
   }
 
   Dialect dialect() const override { return Dialect::kSqlite; }
+  sqlite3* handle() const { return db_; }
   bool in_transaction() const override { return sqlite3_get_autocommit(db_) == 0; }
   bool broken() const override { return false; }
 
@@ -128,7 +129,13 @@ class SqliteConnection final : public Connection {
     for (;;) {
       int rc = sqlite3_step(stmt);
       if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) return Error(rc, absl::StrCat("execute \"", sql.substr(0, 200), "\""));
+      if (rc != SQLITE_ROW) {
+        absl::Status error = Error(rc, absl::StrCat("execute \"", sql.substr(0, 200), "\""));
+        // Some errors (a full disk, an I/O error, out of memory) roll the whole transaction
+        // back: this process's writer lock goes with it, or no other writer could start.
+        ReleaseWriterIfDone();
+        return error;
+      }
       for (int c = 0; c < ncol; ++c) result.Append(Column(stmt, c));
     }
     result.set_rows_affected(ncol == 0 || sqlite3_stmt_readonly(stmt) == 0 ? sqlite3_changes64(db_) : 0);
@@ -150,11 +157,14 @@ class SqliteConnection final : public Connection {
   absl::Status Begin(TxMode mode) override {
     if (mode == TxMode::kReadOnly) return Simple("BEGIN DEFERRED");
     // Held until the transaction ends; waiting longer than the busy timeout is contention.
+    if (write_lock_.owns_lock()) {
+      return absl::FailedPreconditionError("a write transaction is already open on this connection");
+    }
     if (!write_lock_.try_lock_for(busy_timeout_)) {
       return absl::AbortedError("database is locked: another write transaction of this process is still running");
     }
     absl::Status s = Simple("BEGIN IMMEDIATE");
-    if (!s.ok()) write_lock_.unlock();
+    ReleaseWriterIfDone();  // when BEGIN failed
     return s;
   }
   absl::Status Commit() override {
@@ -219,6 +229,18 @@ class SqliteConnection final : public Connection {
 };
 
 }  // namespace
+
+void SyncSqliteFiles(Connection& conn) {
+  auto* sqlite = dynamic_cast<SqliteConnection*>(&conn);
+  if (sqlite == nullptr) return;
+  for (int op : {SQLITE_FCNTL_FILE_POINTER, SQLITE_FCNTL_JOURNAL_POINTER}) {
+    sqlite3_file* file = nullptr;
+    if (sqlite3_file_control(sqlite->handle(), "main", op, &file) == SQLITE_OK && file != nullptr &&
+        file->pMethods != nullptr) {
+      file->pMethods->xSync(file, SQLITE_SYNC_NORMAL);
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options,
                                                        std::shared_ptr<std::timed_mutex> writer,
