@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -425,4 +427,31 @@ TEST_CASE("SQLite checkpoints in the background and keeps the WAL bounded under 
   CHECK(largest_wal < 4 << 20);
   // The pages reached the database file itself (≥ 3,000 rows × 3 kB).
   CHECK(std::filesystem::file_size(path) > 8u << 20);
+}
+
+TEST_CASE("SQLite checkpoints keep this process's file locks, so another process cannot reset the WAL") {
+  ecrm::testing::TempDir dir;
+  const std::string path = absl::StrCat(dir.path(), "/shared.db");
+  DatabaseOptions options;
+  options.sqlite_checkpoint_pages = 16;
+  auto db = Open(absl::StrCat("sqlite://", path), options);
+  Exec(*db, "CREATE TABLE items (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)");
+  auto write = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      REQUIRE(db->Execute("INSERT INTO items (id, payload) VALUES ($1, $2)", {i, std::string(3000, 'x')}).ok());
+    }
+  };
+  write(0, 300);  // many background checkpoints
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(std::filesystem::exists(path + "-wal"));
+  // Another process (an operator's sqlite3 shell) reads and closes the database. It must see
+  // this process's connections: had a checkpoint dropped their locks, it would take itself for
+  // the last user and delete the WAL under them.
+  REQUIRE(std::system(absl::StrCat("sqlite3 '", path, "' 'SELECT COUNT(*) FROM items' >/dev/null 2>&1").c_str()) == 0);
+  CHECK(std::filesystem::exists(path + "-wal"));
+  write(300, 400);
+  CHECK(Count(*db, "items") == 400);
+  auto check = db->Execute("PRAGMA quick_check");
+  REQUIRE(check.ok());
+  CHECK(check->front().Text(0) == "ok");
 }
