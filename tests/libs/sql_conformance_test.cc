@@ -380,13 +380,20 @@ TEST_CASE("bad URLs and unreachable databases fail fast with a clear error") {
   CHECK(absl::Now() - start < absl::Seconds(5));
 }
 
+// A SQLite database at `path` that checkpoints every `checkpoint_pages` pages, with a table
+// items (id, payload) to fill.
+std::unique_ptr<Database> OpenCheckpointed(const std::string& path, int checkpoint_pages) {
+  DatabaseOptions options;
+  options.sqlite_checkpoint_pages = checkpoint_pages;
+  auto db = Open(absl::StrCat("sqlite://", path), options);
+  Exec(*db, "CREATE TABLE items (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)");
+  return db;
+}
+
 TEST_CASE("SQLite checkpoints in the background and keeps the WAL bounded under steady writes") {
   ecrm::testing::TempDir dir;
   const std::string path = absl::StrCat(dir.path(), "/wal.db");
-  DatabaseOptions options;
-  options.sqlite_checkpoint_pages = 64;
-  auto db = Open(absl::StrCat("sqlite://", path), options);
-  Exec(*db, "CREATE TABLE items (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)");
+  auto db = OpenCheckpointed(path, 64);
   // Two writers commit steadily (~25 MB/s of WAL) while a reader runs point queries back to
   // back: a checkpoint that never runs with the writers held off and waits out the readers
   // would leave the WAL growing by ~2 pages a commit.
@@ -432,10 +439,7 @@ TEST_CASE("SQLite checkpoints in the background and keeps the WAL bounded under 
 TEST_CASE("SQLite checkpoints keep this process's file locks, so another process cannot reset the WAL") {
   ecrm::testing::TempDir dir;
   const std::string path = absl::StrCat(dir.path(), "/shared.db");
-  DatabaseOptions options;
-  options.sqlite_checkpoint_pages = 16;
-  auto db = Open(absl::StrCat("sqlite://", path), options);
-  Exec(*db, "CREATE TABLE items (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)");
+  auto db = OpenCheckpointed(path, 16);
   auto write = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
       REQUIRE(db->Execute("INSERT INTO items (id, payload) VALUES ($1, $2)", {i, std::string(3000, 'x')}).ok());
