@@ -345,6 +345,26 @@ v1::RecordEventsRequest Batch(const std::string& prefix, int n, const common::Cu
   return b;
 }
 
+// Reads the feed from `after` until `want` changes have arrived or a heartbeat says it is
+// caught up.
+std::vector<v1::Change> Watch(Client& c, int64_t after, size_t want) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  v1::WatchChangesRequest req;
+  req.set_after_sequence(after);
+  req.set_heartbeat_seconds(1);
+  auto reader = c.stub->WatchChanges(&ctx, req);
+  std::vector<v1::Change> got;
+  v1::WatchChangesResponse message;
+  while (got.size() < want && reader->Read(&message) && !message.changes().empty()) {
+    if (!message.changes().empty()) CHECK(message.position() == message.changes().rbegin()->sequence());
+    for (const v1::Change& ch : message.changes()) got.push_back(ch);
+  }
+  ctx.TryCancel();
+  (void)reader->Finish();
+  return got;
+}
+
 }  // namespace
 
 TEST_CASE("replayed event batches are deduplicated and the behaviour summary counts once") {
@@ -369,6 +389,22 @@ TEST_CASE("replayed event batches are deduplicated and the behaviour summary cou
       CHECK(got.behaviour().event_counts().at("page_view") == 160);
       CHECK(got.behaviour().order_count() == 40);
       CHECK(got.behaviour().total_spent().amount_minor() == 40000);
+
+      // The feed has each event once, as an event change: the event with its customer, and the
+      // customer's version after the commit that stored it (not the whole customer again).
+      int events_seen = 0;
+      int64_t version = who.customer().version();
+      for (const v1::Change& ch : Watch(c, 0, 1000)) {
+        if (ch.kind() != v1::CHANGE_KIND_EVENT) continue;
+        ++events_seen;
+        CHECK_FALSE(ch.has_customer());
+        CHECK(ch.event().customer_id() == who.customer().id());
+        CHECK(ch.customer_version() > who.customer().version());
+        CHECK(ch.customer_version() >= version);
+        version = ch.customer_version();
+      }
+      CHECK(events_seen == 200);
+      CHECK(version == got.version());
 
       // An unknown device id creates an anonymous customer that a later login claims.
       common::CustomerRef device;
@@ -410,30 +446,6 @@ TEST_CASE("replayed event batches are deduplicated and the behaviour summary cou
     }
   }
 }
-
-namespace {
-
-// Reads the feed from `after` until `want` changes have arrived or a heartbeat says it is
-// caught up.
-std::vector<v1::Change> Watch(Client& c, int64_t after, size_t want) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  v1::WatchChangesRequest req;
-  req.set_after_sequence(after);
-  req.set_heartbeat_seconds(1);
-  auto reader = c.stub->WatchChanges(&ctx, req);
-  std::vector<v1::Change> got;
-  v1::WatchChangesResponse message;
-  while (got.size() < want && reader->Read(&message) && !message.changes().empty()) {
-    if (!message.changes().empty()) CHECK(message.position() == message.changes().rbegin()->sequence());
-    for (const v1::Change& ch : message.changes()) got.push_back(ch);
-  }
-  ctx.TryCancel();
-  (void)reader->Finish();
-  return got;
-}
-
-}  // namespace
 
 TEST_CASE("the change feed streams every change in order and resumes after a restart without gaps") {
   for (auto& [name, args] : Backends()) {

@@ -243,16 +243,12 @@ absl::Status CustomerStore::Save(sql::Connection& c, CustomerRecord& record, boo
 }
 
 void CustomerStore::AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
-                                 const v1::Event* event, const v1::MergeRecord* merge) {
+                                 const v1::MergeRecord* merge) {
   v1::Change& change = pending.emplace_back();
   change.set_kind(kind);
   change.set_customer_id(customer.id());
   change.set_customer_version(customer.version());
-  if (event != nullptr) {
-    *change.mutable_event() = *event;
-  } else {
-    *change.mutable_customer() = customer;
-  }
+  if (kind != v1::CHANGE_KIND_EVENT) *change.mutable_customer() = customer;
   if (merge != nullptr) *change.mutable_merge() = *merge;
 }
 
@@ -763,7 +759,7 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
                  merge              ? v1::CHANGE_KIND_MERGE
                  : identity_changed ? v1::CHANGE_KIND_IDENTITY
                                     : v1::CHANGE_KIND_PROFILE,
-                 survivor.customer(), nullptr, merge ? &*merge : nullptr);
+                 survivor.customer(), merge ? &*merge : nullptr);
     *result.mutable_customer() = survivor.customer();
     written.push_back(survivor.customer());
     ECRM_RETURN_IF_ERROR(RecordUpsert(c, request, request_hash, result));
@@ -995,7 +991,7 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
         v1::MergeRecord merge,
         MergeInto(c, survivor, std::move(others), request.reason().empty() ? "manual" : request.reason(), &gone));
     ECRM_RETURN_IF_ERROR(Save(c, survivor, false));
-    AppendChange(pending, v1::CHANGE_KIND_MERGE, survivor.customer(), nullptr, &merge);
+    AppendChange(pending, v1::CHANGE_KIND_MERGE, survivor.customer(), &merge);
     *out.mutable_survivor() = survivor.customer();
     *out.mutable_merge() = merge;
     written.push_back(survivor.customer());
@@ -1108,7 +1104,7 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
       }
       *restored.mutable_customer()->mutable_behaviour() = summary;
       ECRM_RETURN_IF_ERROR(Save(c, restored, false));
-      AppendChange(pending, v1::CHANGE_KIND_UNMERGE, restored.customer(), nullptr, &record);
+      AppendChange(pending, v1::CHANGE_KIND_UNMERGE, restored.customer(), &record);
       *out.add_customers() = restored.customer();
       written.push_back(restored.customer());
     }

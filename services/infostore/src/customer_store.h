@@ -143,9 +143,10 @@ class CustomerStore {
   // Resolves `ref` (NOT_FOUND naming the field "customer") and loads it for a write.
   absl::StatusOr<Loaded> LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
-  // Changes are buffered during a transaction and written by FlushChanges as its last step.
+  // Changes are buffered during a transaction and written by FlushChanges as its last step. A
+  // change carries the customer after it, except an event change: it carries its event (a tail).
   static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
-                           const v1::Event* event = nullptr, const v1::MergeRecord* merge = nullptr);
+                           const v1::MergeRecord* merge = nullptr);
   // `tails[i]`, when given, is appended to change i as serialised: fields already encoded (an
   // event change gets its event that way, from the bytes stored for it, not serialised again).
   static absl::Status FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,

@@ -182,7 +182,8 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     std::vector<v1::Change> pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
     written.clear();
-    std::map<std::string, CustomerRecord> touched;  // every customer written, by id
+    std::map<std::string, CustomerRecord> touched;  // every customer concerned, by id
+    absl::flat_hash_set<std::string> changed;       // those created or with a new event
 
     // 1. The owners of every identifier named, in one statement.
     std::map<IdKey, std::string> owner_of;  // identifier → customer id ("" while unknown)
@@ -242,6 +243,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
       AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
       id = fresh.customer().id();
+      changed.insert(id);
       touched[id] = std::move(fresh);
     }
     // 3. Every customer concerned, locked in id order in one statement. An id merged since
@@ -340,8 +342,10 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       absl::flat_hash_set<absl::string_view> ids(inserted_ids.begin(), inserted_ids.end());
       for (size_t k : order) is_new[k] = ids.contains(items[k].event().event_id());
     }
-    // Each event change's event, encoded (for FlushChanges; none for the changes before them).
+    // Each event change's event, encoded (for FlushChanges; none for the changes before them),
+    // and its customer, whose version after this commit it names.
     std::vector<std::string> event_fields(pending.size());
+    std::vector<std::pair<size_t, const v1::Customer*>> event_changes;  // index in pending, customer
     for (size_t k = 0; k < items.size(); ++k) {
       const v1::Event& e = items[k].event();
       EventBatchResult& result = items[k].batch->result;
@@ -351,12 +355,16 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
       }
       ++result.accepted;
       CustomerRecord& record = touched[*owner[k]];
+      changed.insert(*owner[k]);
       ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
       AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer());
+      event_changes.emplace_back(pending.size() - 1, &record.customer());
       event_fields.push_back(EventField(items[k].stored(), *owner[k]));
     }
-    // 5. Every summary written back once.
+    // 5. Every changed summary written back once (a replayed batch writes none).
+    std::erase_if(touched, [&](const auto& entry) { return !changed.contains(entry.first); });
     ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
+    for (const auto& [i, customer] : event_changes) pending[i].set_customer_version(customer->version());
     for (auto& [id, record] : touched) written.push_back(record.customer());
     return FlushChanges(c, pending, &event_fields);
   }));
