@@ -76,8 +76,8 @@ class CustomerStore {
   // that fails is retried alone, so it never fails another), and runs `done` on each once it
   // is durable or has failed: all or nothing per batch.
   absl::Status RecordEvents(std::shared_ptr<v1::RecordEventsRequest> batch, EventsDone done);
-  // Events queued for the event writer and not yet committed (streams read ahead while this is
-  // small).
+  // Events queued for the event writer and not yet acknowledged (streams read ahead while this
+  // is small).
   int64_t QueuedEvents() const { return queued_events_.load(std::memory_order_relaxed); }
 
   // This engine's part of a data-subject export: one JSON object (customer, consent history,
@@ -115,11 +115,16 @@ class CustomerStore {
     std::string merged_into;
   };
   struct EventBatch;
+  struct CommittedGroup;
   // The event writer thread: takes the queued batches in groups and commits them.
   void WriteEventsLoop();
-  // Commits a group of batches in one transaction; when that fails, each batch alone.
-  void CommitGroup(absl::Span<EventBatch* const> group);
-  absl::Status WriteEvents(absl::Span<EventBatch* const> group);
+  // The event acknowledger thread: after each commit, writes the summaries to the cache, runs
+  // the batches' callbacks and frees them, while the writer goes on with the next group.
+  void AckEventsLoop();
+  // Commits a group of batches in one transaction; when that fails, each batch alone. The
+  // customers written are appended to `written`.
+  void CommitGroup(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
+  absl::Status WriteEvents(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
   // The stored response of an earlier upsert with this request_id; INVALID_ARGUMENT when that
   // was a different request.
   absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> FindUpsert(sql::Connection& c,
@@ -174,13 +179,19 @@ class CustomerStore {
   // Attribute name → AttributeValue value case, as declared in the database (never changes).
   std::mutex attribute_types_mu_;
   std::map<std::string, int> attribute_types_;
-  // RecordEvents batches waiting for the event writer.
+  // RecordEvents batches waiting for the event writer, then committed groups waiting for the
+  // acknowledger.
   std::mutex events_mu_;
   std::condition_variable events_cv_;
   std::deque<std::unique_ptr<EventBatch>> events_queue_;
   bool events_stopping_ = false;
-  std::atomic<int64_t> queued_events_{0};
-  std::thread event_writer_;  // last: started once everything above exists
+  std::mutex acks_mu_;
+  std::condition_variable acks_cv_;
+  std::deque<CommittedGroup> acks_queue_;
+  bool acks_stopping_ = false;
+  std::atomic<int64_t> queued_events_{0};  // from RecordEvents until acknowledged
+  std::thread event_acker_;                // last: started once everything above exists
+  std::thread event_writer_;
 };
 
 }  // namespace ecrm::infostore

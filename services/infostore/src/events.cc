@@ -58,16 +58,33 @@ struct CustomerStore::EventBatch {
   absl::Status status;
 };
 
+// A group the writer has committed (or failed), for the acknowledger.
+struct CustomerStore::CommittedGroup {
+  std::vector<std::unique_ptr<EventBatch>> batches;
+  std::vector<v1::Customer> written;  // the customers to write to the cache
+};
+
 CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options)
-    : db_(db), cache_(cache), options_(std::move(options)), event_writer_([this] { WriteEventsLoop(); }) {}
+    : db_(db),
+      cache_(cache),
+      options_(std::move(options)),
+      event_acker_([this] { AckEventsLoop(); }),
+      event_writer_([this] { WriteEventsLoop(); }) {}
 
 CustomerStore::~CustomerStore() {
+  // The writer commits what is queued, then the acknowledger acknowledges it.
   {
     std::lock_guard lock(events_mu_);
     events_stopping_ = true;
   }
   events_cv_.notify_all();
   event_writer_.join();
+  {
+    std::lock_guard lock(acks_mu_);
+    acks_stopping_ = true;
+  }
+  acks_cv_.notify_all();
+  event_acker_.join();
 }
 
 absl::Status CustomerStore::RecordEvents(std::shared_ptr<v1::RecordEventsRequest> request, EventsDone done) {
@@ -137,33 +154,57 @@ void CustomerStore::WriteEventsLoop() {
       events_queue_.pop_front();
     }
     lock.unlock();
+    CommittedGroup committed;
     std::vector<EventBatch*> batches;
     for (auto& b : group) batches.push_back(b.get());
-    CommitGroup(batches);
-    queued_events_ -= events;
-    for (auto& b : group) {
+    CommitGroup(batches, committed.written);
+    committed.batches = std::move(group);
+    {
+      std::lock_guard acks_lock(acks_mu_);
+      acks_queue_.push_back(std::move(committed));
+    }
+    acks_cv_.notify_one();
+    lock.lock();
+  }
+}
+
+void CustomerStore::AckEventsLoop() {
+  pthread_setname_np(pthread_self(), "event-acks");
+  std::unique_lock lock(acks_mu_);
+  for (;;) {
+    acks_cv_.wait(lock, [this] { return acks_stopping_ || !acks_queue_.empty(); });
+    if (acks_queue_.empty()) return;  // stopping, and every committed group is acknowledged
+    CommittedGroup group = std::move(acks_queue_.front());
+    acks_queue_.pop_front();
+    lock.unlock();
+    // The cache first, so a client that reads after its acknowledgement sees its events.
+    CacheAfterCommit(group.written, {});
+    int64_t events = 0;
+    for (auto& b : group.batches) {
+      events += b->request->events_size();
       if (b->status.ok()) {
         b->done(b->result);
       } else {
         b->done(b->status);
       }
     }
-    group.clear();  // the requests go before the lock is taken again
+    group.batches.clear();  // the requests go before the lock is taken again
+    queued_events_ -= events;
     lock.lock();
   }
 }
 
-void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group) {
-  absl::Status s = WriteEvents(group);
+void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written) {
+  absl::Status s = WriteEvents(group, written);
   if (!s.ok() && group.size() > 1) {
     // One batch's error (an unknown customer, say) must not fail the others: commit each alone.
-    for (EventBatch* b : group) b->status = WriteEvents({b});
+    for (EventBatch* b : group) b->status = WriteEvents({b}, written);
     return;
   }
   for (EventBatch* b : group) b->status = s;
 }
 
-absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
+absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written) {
   // The group's events in order, with the batch each belongs to.
   struct Item {
     EventBatch* batch;
@@ -177,11 +218,11 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
   for (EventBatch* b : group) {
     for (int i = 0; i < b->request->events_size(); ++i) items.push_back({b, i});
   }
-  std::vector<v1::Customer> written;
+  const size_t written_before = written.size();
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
-    written.clear();
+    written.resize(written_before);                 // a retried transaction starts again
     std::map<std::string, CustomerRecord> touched;  // every customer concerned, by id
     absl::flat_hash_set<std::string> changed;       // those created or with a new event
 
@@ -368,7 +409,6 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group) {
     for (auto& [id, record] : touched) written.push_back(record.customer());
     return FlushChanges(c, pending, &event_fields);
   }));
-  CacheAfterCommit(written, {});
   return absl::OkStatus();
 }
 
