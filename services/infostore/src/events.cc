@@ -9,6 +9,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -222,21 +223,32 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
-    written.resize(written_before);                 // a retried transaction starts again
-    std::map<std::string, CustomerRecord> touched;  // every customer concerned, by id
-    absl::flat_hash_set<std::string> changed;       // those created or with a new event
+    written.resize(written_before);                      // a retried transaction starts again
+    std::map<std::string, CustomerRecord> touched;       // every customer concerned, by id
+    absl::flat_hash_set<const CustomerRecord*> changed;  // those created or with a new event
+    // Each distinct identifier and customer id the events name gets a slot, found by hash (no
+    // per-event copies or tree lookups): a group holds tens of thousands of events over a few
+    // thousand customers.
+    struct Ident {
+      const common::v1::Identifier* ref;
+      int first_use;      // index (in its batch) of the first event naming it
+      std::string owner;  // its customer ("" while unknown)
+    };
+    std::vector<Ident> idents;
+    absl::flat_hash_map<std::tuple<int, absl::string_view, absl::string_view>, int> ident_slot;
+    std::vector<int> ident_of(items.size(), -1);  // each event's identifier slot, -1 if by id
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (!items[k].by_identifier()) continue;
+      const common::v1::Identifier& ref = items[k].ref();
+      auto [it, added] = ident_slot.try_emplace({ref.type(), ref.source(), ref.value()}, idents.size());
+      if (added) idents.push_back({&ref, items[k].index, ""});
+      ident_of[k] = it->second;
+    }
 
     // 1. The owners of every identifier named, in one statement.
-    std::map<IdKey, std::string> owner_of;  // identifier → customer id ("" while unknown)
-    std::map<IdKey, int> first_use;         // identifier → index of the first event naming it
-    for (const Item& item : items) {
-      if (!item.by_identifier()) continue;
-      owner_of.emplace(KeyOf(item.ref()), "");
-      first_use.emplace(KeyOf(item.ref()), item.index);
-    }
-    if (!owner_of.empty()) {
+    if (!idents.empty()) {
       std::vector<IdKey> keys;
-      for (const auto& [key, _] : owner_of) keys.push_back(key);
+      for (const Ident& i : idents) keys.push_back(KeyOf(*i.ref));
       PadToPowerOfTwo(keys);
       std::string sql =
           "SELECT type, source, value, customer_id FROM identifiers WHERE (type, source, value) IN (VALUES ";
@@ -250,55 +262,63 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       sql += ")";
       ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, params));
       for (sql::Row row : r) {
-        owner_of[IdKey{static_cast<int>(row.Int(0)), std::string(row.Text(1)), std::string(row.Text(2))}] =
-            std::string(row.Text(3));
+        auto it = ident_slot.find({static_cast<int>(row.Int(0)), row.Text(1), row.Text(2)});
+        if (it != ident_slot.end()) idents[it->second].owner = std::string(row.Text(3));
       }
     }
     // 2. An unknown identifier creates its customer (anonymous for a device id); a later login
     //    with a strong identifier merges it into the identified customer.
-    for (auto& [key, id] : owner_of) {
-      if (!id.empty()) continue;
-      common::v1::Identifier ident;
-      ident.set_type(static_cast<common::v1::IdentifierType>(std::get<0>(key)));
-      ident.set_source(std::get<1>(key));
-      ident.set_value(std::get<2>(key));
-      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", first_use[key], "].customer.identifier")));
+    for (Ident& i : idents) {
+      if (!i.owner.empty()) continue;
+      const common::v1::Identifier& ident = *i.ref;
+      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ident, absl::StrCat("events[", i.first_use, "].customer.identifier")));
       CustomerRecord fresh;
       fresh.mutable_customer()->set_id(NewId("c_"));
       *fresh.mutable_customer()->add_identifiers() = ident;
       // A concurrent batch may claim the same new identifier first: then adopt its customer
       // instead of aborting this whole batch.
-      ECRM_ASSIGN_OR_RETURN(sql::Result claimed,
-                            c.Execute("INSERT INTO identifiers (type, source, value, customer_id) "
-                                      "VALUES ($1, $2, $3, $4) ON CONFLICT (type, source, value) DO NOTHING",
-                                      {std::get<0>(key), ident.source(), ident.value(), fresh.customer().id()}));
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result claimed,
+          c.Execute("INSERT INTO identifiers (type, source, value, customer_id) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (type, source, value) DO NOTHING",
+                    {static_cast<int>(ident.type()), ident.source(), ident.value(), fresh.customer().id()}));
       if (claimed.rows_affected() == 0) {
         ECRM_ASSIGN_OR_RETURN(sql::Result winner,
                               c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 "
                                         "AND value = $3",
-                                        {std::get<0>(key), ident.source(), ident.value()}));
+                                        {static_cast<int>(ident.type()), ident.source(), ident.value()}));
         if (winner.empty()) return absl::AbortedError("an identifier was claimed and released concurrently");
-        id = std::string(winner.front().Text(0));
+        i.owner = std::string(winner.front().Text(0));
         continue;
       }
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
       AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
-      id = fresh.customer().id();
-      changed.insert(id);
-      touched[id] = std::move(fresh);
+      i.owner = fresh.customer().id();
+      CustomerRecord& record = touched[i.owner];
+      record = std::move(fresh);
+      changed.insert(&record);
     }
     // 3. Every customer concerned, locked in id order in one statement. An id merged since
     //    (a direct reference to a merged customer, or a concurrent merge) redirects to its
     //    survivor, loaded on its own.
-    std::vector<std::string> named(items.size());  // the customer id each event names
-    std::map<std::string, std::string> live;       // id named → live customer id
+    struct Named {
+      absl::string_view id;    // as the events name it (a view of an owner or of a request)
+      std::string live;        // the live customer it resolves to
+      CustomerRecord* record;  // that customer's record, in `touched`
+    };
+    std::vector<Named> names;
+    absl::flat_hash_map<absl::string_view, int> name_slot;
+    std::vector<int> name_of(items.size());  // each event's slot in `names`
     for (size_t k = 0; k < items.size(); ++k) {
-      named[k] = items[k].by_identifier() ? owner_of[KeyOf(items[k].ref())] : items[k].event().customer().customer_id();
-      live.emplace(named[k], "");
+      absl::string_view id =
+          ident_of[k] >= 0 ? absl::string_view(idents[ident_of[k]].owner) : items[k].event().customer().customer_id();
+      auto [it, added] = name_slot.try_emplace(id, names.size());
+      if (added) names.push_back({id, "", nullptr});
+      name_of[k] = it->second;
     }
     std::vector<std::string> ids;
-    for (const auto& [id, _] : live) {
-      if (!touched.count(id)) ids.push_back(id);
+    for (const Named& n : names) {
+      if (!touched.count(std::string(n.id))) ids.emplace_back(n.id);
     }
     if (!ids.empty()) {
       PadToPowerOfTwo(ids);
@@ -314,28 +334,31 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
         }
       }
     }
-    for (auto& [named, id] : live) {
+    for (Named& n : names) {
+      const std::string named(n.id);
       if (touched.count(named)) {
-        id = named;
+        n.live = named;
+        n.record = &touched[named];
         continue;
       }
       common::v1::CustomerRef ref;
       ref.set_customer_id(named);
       bool found = false;
-      ECRM_ASSIGN_OR_RETURN(id, ResolveId(c, ref, &found));
+      ECRM_ASSIGN_OR_RETURN(n.live, ResolveId(c, ref, &found));
       if (!found) {
-        for (const Item& item : items) {
-          if (!item.by_identifier() && item.event().customer().customer_id() == named) {
+        for (size_t k = 0; k < items.size(); ++k) {
+          if (ident_of[k] < 0 && items[k].event().customer().customer_id() == named) {
             return absl::NotFoundError(
-                absl::StrCat("events[", item.index, "].customer: customer \"", named, "\" does not exist"));
+                absl::StrCat("events[", items[k].index, "].customer: customer \"", named, "\" does not exist"));
           }
         }
         return absl::AbortedError(absl::StrCat("the owner of an identifier, ", named, ", was erased concurrently"));
       }
-      if (!touched.count(id)) {
-        ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
-        touched[id] = std::move(l.record);
+      if (!touched.count(n.live)) {
+        ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, n.live));
+        touched[n.live] = std::move(l.record);
       }
+      n.record = &touched[n.live];
     }
     // 4. The events, in multi-row inserts; those already recorded come back as duplicates. An
     //    id repeated within the group is stored as its first use. The rows go in customer order,
@@ -345,7 +368,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     order.reserve(items.size());
     absl::flat_hash_set<absl::string_view> in_group;
     for (size_t k = 0; k < items.size(); ++k) {
-      owner[k] = &live[named[k]];
+      owner[k] = &names[name_of[k]].live;
       if (in_group.insert(items[k].event().event_id()).second) order.push_back(k);
     }
     std::vector<std::pair<absl::string_view, int64_t>> key(items.size());  // (customer, time)
@@ -395,15 +418,15 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
         continue;
       }
       ++result.accepted;
-      CustomerRecord& record = touched[*owner[k]];
-      changed.insert(*owner[k]);
+      CustomerRecord& record = *names[name_of[k]].record;
+      changed.insert(&record);
       ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
       AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer());
       event_changes.emplace_back(pending.size() - 1, &record.customer());
       event_fields.push_back(EventField(items[k].stored(), *owner[k]));
     }
     // 5. Every changed summary written back once (a replayed batch writes none).
-    std::erase_if(touched, [&](const auto& entry) { return !changed.contains(entry.first); });
+    std::erase_if(touched, [&](const auto& entry) { return !changed.contains(&entry.second); });
     ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
     for (const auto& [i, customer] : event_changes) pending[i].set_customer_version(customer->version());
     for (auto& [id, record] : touched) written.push_back(record.customer());
