@@ -12,6 +12,7 @@
 #include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 
+using ecrm::sql::BlobRef;
 using ecrm::sql::Blob;
 using ecrm::sql::Connection;
 using ecrm::sql::Database;
@@ -19,6 +20,7 @@ using ecrm::sql::DatabaseOptions;
 using ecrm::sql::Dialect;
 using ecrm::sql::Migration;
 using ecrm::sql::Result;
+using ecrm::sql::TextRef;
 using ecrm::sql::Transaction;
 using ecrm::sql::TxMode;
 using ecrm::sql::Value;
@@ -93,6 +95,17 @@ TEST_CASE("values round-trip with their types") {
       CHECK(row[4] == Value(Blob{bytes}));
       CHECK(row.IsNull(5));
       CHECK(r->columns() == std::vector<std::string>{"id", "name", "qty", "price", "payload", "note"});
+
+      // Borrowed text and bytes (no copy) are stored the same; a view need not end in NUL.
+      const std::string names = "borrowed-and-more";
+      ins = db->Execute("INSERT INTO items (id, name, qty, price, payload) VALUES ($1, $2, $3, $4, $5)",
+                        {2, TextRef{absl::string_view(names).substr(0, 8)}, 1, 1.0, BlobRef{bytes}});
+      REQUIRE(ins.ok());
+      r = db->Execute("SELECT name, payload FROM items WHERE id = $1", {2});
+      REQUIRE(r.ok());
+      REQUIRE(r->size() == 1);
+      CHECK(r->front().Text(0) == "borrowed");
+      CHECK(r->front()[1] == Value(Blob{bytes}));
     }
   }
 }

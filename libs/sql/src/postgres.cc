@@ -62,15 +62,23 @@ class PgConnection final : public Connection {
         auto [end, ec] = std::to_chars(buf, buf + sizeof buf, *d);
         text[i].assign(buf, end);
         values[i] = text[i].c_str();
-      } else if (const std::string* t = std::get_if<std::string>(&s)) {
-        if (t->find('\0') != std::string::npos) {
+      } else if (std::holds_alternative<std::string>(s) || std::holds_alternative<TextRef>(s)) {
+        const absl::string_view t =
+            std::holds_alternative<TextRef>(s) ? std::get<TextRef>(s).text : std::get<std::string>(s);
+        if (t.find('\0') != absl::string_view::npos) {
           return absl::InvalidArgumentError(absl::StrCat("parameter $", i + 1, " is text with a NUL byte; use a Blob"));
         }
-        values[i] = t->c_str();
+        if (const std::string* owned = std::get_if<std::string>(&s)) {
+          values[i] = owned->c_str();
+        } else {
+          text[i] = std::string(t);  // text parameters are NUL-terminated
+          values[i] = text[i].c_str();
+        }
       } else {
-        const Blob& b = std::get<Blob>(s);
-        values[i] = b.bytes.data();
-        lengths[i] = static_cast<int>(b.bytes.size());
+        const absl::string_view b =
+            std::holds_alternative<Blob>(s) ? std::get<Blob>(s).bytes : std::get<BlobRef>(s).bytes;
+        values[i] = b.data();
+        lengths[i] = static_cast<int>(b.size());
         formats[i] = 1;
       }
     }

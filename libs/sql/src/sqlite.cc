@@ -198,8 +198,12 @@ class SqliteConnection final : public Connection {
     if (const std::string* t = std::get_if<std::string>(&s)) {
       return sqlite3_bind_text64(stmt, index, t->data(), t->size(), SQLITE_STATIC, SQLITE_UTF8);
     }
-    const Blob& b = std::get<Blob>(s);
-    return sqlite3_bind_blob64(stmt, index, b.bytes.data(), b.bytes.size(), SQLITE_STATIC);
+    if (const TextRef* t = std::get_if<TextRef>(&s)) {
+      return sqlite3_bind_text64(stmt, index, t->text.data(), t->text.size(), SQLITE_STATIC, SQLITE_UTF8);
+    }
+    const absl::string_view bytes =
+        std::holds_alternative<Blob>(s) ? std::get<Blob>(s).bytes : std::get<BlobRef>(s).bytes;
+    return sqlite3_bind_blob64(stmt, index, bytes.data(), bytes.size(), SQLITE_STATIC);
   }
 
   static Value Column(sqlite3_stmt* stmt, int c) {

@@ -34,6 +34,8 @@ absl::string_view Row::Text(int col) const {
   const Value::Storage& v = cells_[col].storage();
   if (const std::string* s = std::get_if<std::string>(&v)) return *s;
   if (const Blob* b = std::get_if<Blob>(&v)) return b->bytes;
+  if (const TextRef* t = std::get_if<TextRef>(&v)) return t->text;
+  if (const BlobRef* b = std::get_if<BlobRef>(&v)) return b->bytes;
   return {};
 }
 

@@ -268,7 +268,7 @@ absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Cha
     v1::Change& change = pending[i];
     *change.mutable_committed_at() = Ts(now);
     values.emplace_back(static_cast<int>(change.kind()));
-    values.emplace_back(change.customer_id());
+    values.emplace_back(sql::TextRef{change.customer_id()});  // `pending` outlives the insert
     values.emplace_back(now);
     std::string bytes = change.SerializeAsString();
     if (tails != nullptr && i < tails->size()) bytes += (*tails)[i];

@@ -378,12 +378,12 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     rows.reserve(order.size() * 6);
     for (size_t k : order) {
       const v1::Event& e = items[k].event();
-      rows.emplace_back(e.event_id());
-      rows.emplace_back(*owner[k]);
-      rows.emplace_back(*owner[k]);
-      rows.emplace_back(e.type());
+      rows.emplace_back(sql::TextRef{e.event_id()});  // all live until the insert is done
+      rows.emplace_back(sql::TextRef{*owner[k]});
+      rows.emplace_back(sql::TextRef{*owner[k]});
+      rows.emplace_back(sql::TextRef{e.type()});
       rows.emplace_back(Micros(e.occurred_at()));
-      rows.emplace_back(sql::Blob{items[k].stored()});
+      rows.emplace_back(sql::BlobRef{items[k].stored()});
     }
     static const std::vector<std::string> kEventColumns = {"event_id", "customer_id", "recorded_for",
                                                            "type",     "occurred_at", "event"};

@@ -37,10 +37,21 @@ struct Blob {
   bool operator==(const Blob&) const = default;
 };
 
+// Text or bytes a parameter refers to instead of copying them (bulk inserts): they must
+// outlive the statement's execution. Never a cell of a Result.
+struct TextRef {
+  absl::string_view text;
+  bool operator==(const TextRef&) const = default;
+};
+struct BlobRef {
+  absl::string_view bytes;
+  bool operator==(const BlobRef&) const = default;
+};
+
 // A parameter or a cell. Integers and booleans are int64; NULL is std::monostate.
 class Value {
  public:
-  using Storage = std::variant<std::monostate, int64_t, double, std::string, Blob>;
+  using Storage = std::variant<std::monostate, int64_t, double, std::string, Blob, TextRef, BlobRef>;
   Value() = default;
   Value(std::nullptr_t) {}
   Value(int v) : v_(int64_t{v}) {}
@@ -53,6 +64,8 @@ class Value {
   Value(absl::string_view v) : v_(std::string(v)) {}
   Value(const char* v) : v_(std::string(v)) {}
   Value(Blob v) : v_(std::move(v)) {}
+  Value(TextRef v) : v_(v) {}
+  Value(BlobRef v) : v_(v) {}
 
   bool is_null() const { return std::holds_alternative<std::monostate>(v_); }
   const Storage& storage() const { return v_; }
