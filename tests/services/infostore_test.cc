@@ -398,13 +398,39 @@ TEST_CASE("replayed event batches are deduplicated and the behaviour summary cou
         if (ch.kind() != v1::CHANGE_KIND_EVENT) continue;
         ++events_seen;
         CHECK_FALSE(ch.has_customer());
+        CHECK(ch.customer_id() == who.customer().id());
+        CHECK(ch.has_committed_at());
         CHECK(ch.event().customer_id() == who.customer().id());
+        CHECK_FALSE(ch.event().event_id().empty());
+        CHECK((ch.event().type() == "page_view" || ch.event().type() == "purchase"));
+        CHECK(ch.event().has_occurred_at());
         CHECK(ch.customer_version() > who.customer().version());
         CHECK(ch.customer_version() >= version);
         version = ch.customer_version();
       }
       CHECK(events_seen == 200);
       CHECK(version == got.version());
+
+      // Events read back exactly as sent, a time finer than a microsecond included.
+      auto tess = c.Upsert(WithIds({Id(kEmail, "tess@example.com")}));
+      auto timed = Batch("t", 2, RefId(tess.customer().id()));
+      timed.mutable_events(0)->mutable_occurred_at()->set_nanos(123456789);
+      timed.mutable_events(1)->mutable_occurred_at()->set_nanos(5000);
+      REQUIRE(SendBatches(c, {timed}, &s).accepted() == 2);
+      v1::ListEventsRequest list;
+      *list.mutable_customer() = RefId(tess.customer().id());
+      v1::ListEventsResponse listed;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::ListEvents, list, &listed).ok());
+      REQUIRE(listed.events_size() == 2);
+      for (const v1::Event& e : listed.events()) {
+        const v1::Event& sent = timed.events(e.event_id() == "t0" ? 0 : 1);
+        CHECK(e.event_id() == sent.event_id());
+        CHECK(e.type() == sent.type());
+        CHECK(e.occurred_at().seconds() == sent.occurred_at().seconds());
+        CHECK(e.occurred_at().nanos() == sent.occurred_at().nanos());
+        CHECK(e.amount().amount_minor() == sent.amount().amount_minor());
+        CHECK(e.customer_id() == tess.customer().id());
+      }
 
       // An unknown device id creates an anonymous customer that a later login claims.
       common::CustomerRef device;

@@ -266,11 +266,14 @@ absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Cha
   values.reserve(pending.size() * 4);
   for (size_t i = 0; i < pending.size(); ++i) {
     v1::Change& change = pending[i];
-    *change.mutable_committed_at() = Ts(now);
+    // The customer id and commit time have columns, so the bytes leave them to ReadChanges.
+    std::string customer_id;
+    customer_id.swap(*change.mutable_customer_id());
+    std::string bytes = change.SerializeAsString();
+    customer_id.swap(*change.mutable_customer_id());
     values.emplace_back(static_cast<int>(change.kind()));
     values.emplace_back(sql::TextRef{change.customer_id()});  // `pending` outlives the insert
     values.emplace_back(now);
-    std::string bytes = change.SerializeAsString();
     if (tails != nullptr && i < tails->size()) bytes += (*tails)[i];
     values.emplace_back(sql::Blob{std::move(bytes)});
   }
@@ -281,15 +284,21 @@ absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Cha
 }
 
 absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, change FROM changes WHERE sequence > $1 "
-                                                   "ORDER BY sequence LIMIT $2",
+  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, customer_id, committed_at, change FROM changes "
+                                                   "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
                                                    {after, limit}));
   std::vector<v1::Change> out;
   out.reserve(r.size());
   for (sql::Row row : r) {
     v1::Change& ch = out.emplace_back();
-    if (!ch.ParseFromString(std::string(row.Text(1)))) return absl::DataLossError("unreadable change");
+    const absl::string_view bytes = row.Text(3);
+    if (!ch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return absl::DataLossError(absl::StrCat("change ", row.Int(0), " is unreadable"));
+    }
     ch.set_sequence(row.Int(0));
+    ch.set_customer_id(std::string(row.Text(1)));
+    *ch.mutable_committed_at() = Ts(row.Int(2));
+    if (ch.has_event()) ch.mutable_event()->set_customer_id(ch.customer_id());
   }
   return out;
 }
@@ -1091,10 +1100,12 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
       }
       // The summary follows the events the customer now owns (including any recorded since).
       v1::BehaviourSummary summary;
-      ECRM_ASSIGN_OR_RETURN(sql::Result events, c.Execute("SELECT event FROM events WHERE customer_id = $1", {id}));
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result events,
+          c.Execute(absl::StrCat("SELECT ", kStoredEventColumns, " FROM events WHERE customer_id = $1"), {id}));
       for (sql::Row row : events) {
-        v1::Event e;
-        if (e.ParseFromString(std::string(row.Text(0)))) ApplyEvent(e, summary);
+        absl::StatusOr<v1::Event> e = StoredEvent(row, 0);
+        if (e.ok()) ApplyEvent(*e, summary);
       }
       // First seen can predate every event (the customer was created first).
       const v1::BehaviourSummary& was = image.customer().behaviour();
@@ -1212,14 +1223,13 @@ absl::StatusOr<std::string> CustomerStore::ExportLocal(const std::string& custom
       if (merge.ParseFromString(std::string(row.Text(0)))) merges.push_back(util::ToJson(merge));
     }
   }
-  ECRM_ASSIGN_OR_RETURN(sql::Result ev, conn->Execute("SELECT event, recorded_for FROM events WHERE customer_id = $1 "
-                                                      "ORDER BY occurred_at",
+  ECRM_ASSIGN_OR_RETURN(sql::Result ev, conn->Execute(absl::StrCat("SELECT ", kStoredEventColumns,
+                                                                   " FROM events WHERE customer_id = $1 "
+                                                                   "ORDER BY occurred_at"),
                                                       {id}));
   for (sql::Row row : ev) {
-    v1::Event e;
-    if (!e.ParseFromString(std::string(row.Text(0)))) continue;
-    e.set_customer_id(std::string(row.Text(1)));
-    events.push_back(util::ToJson(e));
+    absl::StatusOr<v1::Event> e = StoredEvent(row, 0);
+    if (e.ok()) events.push_back(util::ToJson(*e));
   }
   std::sort(merges.begin(), merges.end());
   merges.erase(std::unique(merges.begin(), merges.end()), merges.end());

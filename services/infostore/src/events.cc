@@ -23,23 +23,19 @@ namespace ecrm::infostore {
 using internal::CustomerRecord;
 
 namespace {
-// Change.event (field 7) holding the event stored as `stored` with its customer_id (field 8)
-// added, encoded as a protobuf field: appended to a serialised Change it parses as that event.
-std::string EventField(const std::string& stored, const std::string& customer_id) {
+// Change.event (field 7) holding the event as stored plus its columns' fields (two serialised
+// parts of one Event parse as their merge), encoded as a protobuf field: appended to a
+// serialised Change it parses as that event. ReadChanges adds the customer.
+std::string EventField(const std::string& stored, const std::string& columns) {
   std::string out;
   {
     google::protobuf::io::StringOutputStream buffer(&out);
     google::protobuf::io::CodedOutputStream os(&buffer);
-    const size_t id_field =
-        1 + google::protobuf::io::CodedOutputStream::VarintSize32(customer_id.size()) + customer_id.size();
     os.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
         v1::Change::kEventFieldNumber, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
-    os.WriteVarint32(static_cast<uint32_t>(stored.size() + id_field));
+    os.WriteVarint32(static_cast<uint32_t>(stored.size() + columns.size()));
     os.WriteString(stored);
-    os.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
-        v1::Event::kCustomerIdFieldNumber, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
-    os.WriteVarint32(static_cast<uint32_t>(customer_id.size()));
-    os.WriteString(customer_id);
+    os.WriteString(columns);
   }
   return out;
 }
@@ -53,7 +49,8 @@ constexpr int kMaxGroupEvents = 40000;
 struct CustomerStore::EventBatch {
   std::shared_ptr<v1::RecordEventsRequest> request;
   std::vector<common::v1::Identifier> refs;  // normalised identifiers, parallel to the events
-  std::vector<std::string> stored;           // each event as stored, without its customer
+  std::vector<std::string> stored;           // each event's bytes as stored (StoredEventBytes)
+  std::vector<std::string> columns;          // and its fields kept in columns, serialised
   EventsDone done;
   EventBatchResult result;
   absl::Status status;
@@ -118,14 +115,21 @@ absl::Status CustomerStore::RecordEvents(std::shared_ptr<v1::RecordEventsRequest
       return Invalid(f + ".customer", "set customer_id or identifier");
     }
   }
-  // The stored form is made here, beside the commits of other batches: all but the customer id,
-  // which the commit resolves and readers take from the recorded_for column.
+  // The stored forms are made here, beside the commits of other batches: the row's bytes, and
+  // the columns' fields for the feed (a feed change has no such columns); the customer id is
+  // resolved by the commit, and readers take it from a column.
   const google::protobuf::Timestamp received = Ts(now);
   mine->stored.reserve(batch.events_size());
+  mine->columns.reserve(batch.events_size());
   for (v1::Event& e : *request->mutable_events()) {
     e.clear_customer_id();
     *e.mutable_recorded_at() = received;
-    mine->stored.push_back(e.SerializeAsString());
+    mine->stored.push_back(StoredEventBytes(e));
+    v1::Event columns;
+    columns.set_event_id(e.event_id());
+    columns.set_type(e.type());
+    if (e.occurred_at().nanos() % 1000 == 0) *columns.mutable_occurred_at() = e.occurred_at();
+    mine->columns.push_back(columns.SerializeAsString());
   }
   mine->request = std::move(request);
   mine->done = std::move(done);
@@ -213,6 +217,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     const v1::Event& event() const { return batch->request->events(index); }
     const common::v1::Identifier& ref() const { return batch->refs[index]; }
     const std::string& stored() const { return batch->stored[index]; }
+    const std::string& columns() const { return batch->columns[index]; }
     bool by_identifier() const { return event().customer().ref_case() == common::v1::CustomerRef::kIdentifier; }
   };
   std::vector<Item> items;
@@ -423,7 +428,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
       AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer());
       event_changes.emplace_back(pending.size() - 1, &record.customer());
-      event_fields.push_back(EventField(items[k].stored(), *owner[k]));
+      event_fields.push_back(EventField(items[k].stored(), items[k].columns()));
     }
     // 5. Every changed summary written back once (a replayed batch writes none).
     std::erase_if(touched, [&](const auto& entry) { return !changed.contains(&entry.second); });
@@ -490,9 +495,8 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
   ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
   if (!found) return absl::NotFoundError("customer: no such customer");
   // Newest first; keyset pagination on (occurred_at, event_id).
-  std::string sql =
-      "SELECT occurred_at, event_id, event, recorded_for FROM events WHERE customer_id = $1 AND occurred_at >= $2 "
-      "AND occurred_at < $3";
+  std::string sql = absl::StrCat("SELECT occurred_at, event_id, ", kStoredEventColumns,
+                                 " FROM events WHERE customer_id = $1 AND occurred_at >= $2 AND occurred_at < $3");
   std::vector<sql::Value> params = {id, start, end};
   if (!before_id.empty()) {
     sql += " AND (occurred_at < $4 OR (occurred_at = $4 AND event_id < $5))";
@@ -512,9 +516,7 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
   ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute(sql, params));
   v1::ListEventsResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    v1::Event* e = out.add_events();
-    if (!e->ParseFromString(std::string(r.row(i).Text(2)))) return absl::DataLossError("unreadable event");
-    e->set_customer_id(std::string(r.row(i).Text(3)));
+    ECRM_ASSIGN_OR_RETURN(*out.add_events(), StoredEvent(r.row(i), 2));
   }
   if (static_cast<int>(r.size()) > limit) {
     out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));

@@ -12,6 +12,37 @@ namespace ecrm::infostore {
 
 using google::protobuf::util::TimeUtil;
 
+std::string StoredEventBytes(v1::Event& e) {
+  std::string id, type;
+  id.swap(*e.mutable_event_id());
+  type.swap(*e.mutable_type());
+  // A time finer than the column's microsecond stays in the bytes.
+  const bool in_column = e.occurred_at().nanos() % 1000 == 0;
+  google::protobuf::Timestamp at;
+  if (in_column) {
+    at = e.occurred_at();
+    e.clear_occurred_at();
+  }
+  std::string bytes = e.SerializeAsString();
+  id.swap(*e.mutable_event_id());
+  type.swap(*e.mutable_type());
+  if (in_column) *e.mutable_occurred_at() = at;
+  return bytes;
+}
+
+absl::StatusOr<v1::Event> StoredEvent(sql::Row row, int first) {
+  v1::Event e;
+  const absl::string_view bytes = row.Text(first);
+  if (!e.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat("event \"", row.Text(first + 1), "\" is unreadable"));
+  }
+  e.set_event_id(std::string(row.Text(first + 1)));
+  e.set_type(std::string(row.Text(first + 2)));
+  if (!e.has_occurred_at()) *e.mutable_occurred_at() = Ts(row.Int(first + 3));
+  e.set_customer_id(std::string(row.Text(first + 4)));
+  return e;
+}
+
 void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b) {
   const int64_t at = TimeUtil::TimestampToMicroseconds(e.occurred_at());
   if (!b.has_first_seen_at() || at < TimeUtil::TimestampToMicroseconds(b.first_seen_at())) {

@@ -9,9 +9,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ecrm/common/v1/common.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/sql/sql.h"
 #include "ecrm/util/util.h"
 
 namespace ecrm::infostore {
@@ -28,6 +30,13 @@ using util::Ts;
 // Folds one event into a behaviour summary. Purchases and refunds in another currency than
 // the summary's first one are counted but not added to total_spent.
 void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b);
+
+// A stored event keeps what its columns hold (event_id, type, occurred_at to the microsecond)
+// out of its bytes. StoredEventBytes serialises `e` so, and StoredEvent reads one back from the
+// columns kStoredEventColumns, selected in that order from `first` on: with its customer.
+inline constexpr char kStoredEventColumns[] = "event, event_id, type, occurred_at, recorded_for";
+std::string StoredEventBytes(v1::Event& e);  // `e` is unchanged when it returns
+absl::StatusOr<v1::Event> StoredEvent(sql::Row row, int first);
 
 // [a-z0-9_]{1,max}
 bool ValidName(absl::string_view s, size_t max);
