@@ -225,7 +225,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     for (int i = 0; i < b->request->events_size(); ++i) items.push_back({b, i});
   }
   const size_t written_before = written.size();
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+  absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     std::vector<v1::Change> pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
     written.resize(written_before);                      // a retried transaction starts again
@@ -436,8 +436,9 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     for (const auto& [i, customer] : event_changes) pending[i].set_customer_version(customer->version());
     for (auto& [id, record] : touched) written.push_back(record.customer());
     return FlushChanges(c, pending, &event_fields);
-  }));
-  return absl::OkStatus();
+  });
+  if (!status.ok()) written.resize(written_before);  // rolled back: nothing to cache
+  return status;
 }
 
 absl::Status CustomerStore::SaveMany(sql::Connection& c, std::map<std::string, CustomerRecord>& records) {
