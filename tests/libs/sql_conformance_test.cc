@@ -12,8 +12,8 @@
 #include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 
-using ecrm::sql::BlobRef;
 using ecrm::sql::Blob;
+using ecrm::sql::BlobRef;
 using ecrm::sql::Connection;
 using ecrm::sql::Database;
 using ecrm::sql::DatabaseOptions;
