@@ -3,9 +3,7 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -23,6 +21,7 @@
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/privacy/v1/privacy.pb.h"
 #include "ecrm/sql/sql.h"
+#include "work_queue.h"
 
 namespace ecrm::infostore {
 
@@ -181,14 +180,8 @@ class CustomerStore {
   std::map<std::string, int> attribute_types_;
   // RecordEvents batches waiting for the event writer, then committed groups waiting for the
   // acknowledger.
-  std::mutex events_mu_;
-  std::condition_variable events_cv_;
-  std::deque<std::unique_ptr<EventBatch>> events_queue_;
-  bool events_stopping_ = false;
-  std::mutex acks_mu_;
-  std::condition_variable acks_cv_;
-  std::deque<CommittedGroup> acks_queue_;
-  bool acks_stopping_ = false;
+  WorkQueue<std::unique_ptr<EventBatch>> events_queue_;
+  WorkQueue<CommittedGroup> acks_queue_;
   std::atomic<int64_t> queued_events_{0};  // from RecordEvents until acknowledged
   std::thread event_acker_;                // last: started once everything above exists
   std::thread event_writer_;

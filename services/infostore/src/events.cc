@@ -49,7 +49,7 @@ constexpr int kMaxGroupEvents = 40000;
 struct CustomerStore::EventBatch {
   std::shared_ptr<v1::RecordEventsRequest> request;
   std::vector<common::v1::Identifier> refs;  // normalised identifiers, parallel to the events
-  std::vector<std::string> stored;           // each event's bytes as stored (StoredEventBytes)
+  std::vector<std::string> stored;           // each event's bytes as stored (SplitStoredEvent)
   std::vector<std::string> columns;          // and its fields kept in columns, serialised
   EventsDone done;
   EventBatchResult result;
@@ -71,17 +71,9 @@ CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, Stor
 
 CustomerStore::~CustomerStore() {
   // The writer commits what is queued, then the acknowledger acknowledges it.
-  {
-    std::lock_guard lock(events_mu_);
-    events_stopping_ = true;
-  }
-  events_cv_.notify_all();
+  events_queue_.Close();
   event_writer_.join();
-  {
-    std::lock_guard lock(acks_mu_);
-    acks_stopping_ = true;
-  }
-  acks_cv_.notify_all();
+  acks_queue_.Close();
   event_acker_.join();
 }
 
@@ -124,78 +116,57 @@ absl::Status CustomerStore::RecordEvents(std::shared_ptr<v1::RecordEventsRequest
   for (v1::Event& e : *request->mutable_events()) {
     e.clear_customer_id();
     *e.mutable_recorded_at() = received;
-    mine->stored.push_back(StoredEventBytes(e));
-    v1::Event columns;
-    columns.set_event_id(e.event_id());
-    columns.set_type(e.type());
-    if (e.occurred_at().nanos() % 1000 == 0) *columns.mutable_occurred_at() = e.occurred_at();
-    mine->columns.push_back(columns.SerializeAsString());
+    StoredEventParts parts = SplitStoredEvent(e);
+    mine->stored.push_back(std::move(parts.bytes));
+    mine->columns.push_back(std::move(parts.columns));
   }
   mine->request = std::move(request);
   mine->done = std::move(done);
   queued_events_ += batch.events_size();
-  {
-    std::lock_guard lock(events_mu_);
-    events_queue_.push_back(std::move(mine));
-  }
-  events_cv_.notify_one();
+  events_queue_.Push(std::move(mine));
   return absl::OkStatus();
 }
 
 void CustomerStore::WriteEventsLoop() {
   pthread_setname_np(pthread_self(), "event-writer");
-  std::unique_lock lock(events_mu_);
   for (;;) {
-    events_cv_.wait(lock, [this] { return events_stopping_ || !events_queue_.empty(); });
-    if (events_queue_.empty()) return;  // stopping, and every queued batch is committed
     // Group commit: every batch queued while the last commit ran goes into the next one (one
     // transaction, one WAL write, each customer's summary and cache entry written once).
-    std::vector<std::unique_ptr<EventBatch>> group;
     int events = 0;
-    while (!events_queue_.empty() &&
-           (group.empty() || events + events_queue_.front()->request->events_size() <= kMaxGroupEvents)) {
-      events += events_queue_.front()->request->events_size();
-      group.push_back(std::move(events_queue_.front()));
-      events_queue_.pop_front();
-    }
-    lock.unlock();
+    std::vector<std::unique_ptr<EventBatch>> group = events_queue_.PopWhile([&](const auto& b) {
+      events += b->request->events_size();
+      return events <= kMaxGroupEvents;
+    });
+    if (group.empty()) return;  // closed, and every queued batch is committed
     CommittedGroup committed;
     std::vector<EventBatch*> batches;
     for (auto& b : group) batches.push_back(b.get());
     CommitGroup(batches, committed.written);
     committed.batches = std::move(group);
-    {
-      std::lock_guard acks_lock(acks_mu_);
-      acks_queue_.push_back(std::move(committed));
-    }
-    acks_cv_.notify_one();
-    lock.lock();
+    acks_queue_.Push(std::move(committed));
   }
 }
 
 void CustomerStore::AckEventsLoop() {
   pthread_setname_np(pthread_self(), "event-acks");
-  std::unique_lock lock(acks_mu_);
   for (;;) {
-    acks_cv_.wait(lock, [this] { return acks_stopping_ || !acks_queue_.empty(); });
-    if (acks_queue_.empty()) return;  // stopping, and every committed group is acknowledged
-    CommittedGroup group = std::move(acks_queue_.front());
-    acks_queue_.pop_front();
-    lock.unlock();
-    // The cache first, so a client that reads after its acknowledgement sees its events.
-    CacheAfterCommit(group.written, {});
-    int64_t events = 0;
-    for (auto& b : group.batches) {
-      events += b->request->events_size();
-      if (b->status.ok()) {
-        b->done(b->result);
-      } else {
-        b->done(b->status);
+    std::vector<CommittedGroup> groups = acks_queue_.PopWhile([](const CommittedGroup&) { return true; });
+    if (groups.empty()) return;  // closed, and every committed group is acknowledged
+    for (CommittedGroup& group : groups) {
+      // The cache first, so a client that reads after its acknowledgement sees its events.
+      CacheAfterCommit(group.written, {});
+      int64_t events = 0;
+      for (auto& b : group.batches) {
+        events += b->request->events_size();
+        if (b->status.ok()) {
+          b->done(b->result);
+        } else {
+          b->done(b->status);
+        }
       }
+      group.batches.clear();  // the requests are freed before the next group is taken
+      queued_events_ -= events;
     }
-    group.batches.clear();  // the requests go before the lock is taken again
-    queued_events_ -= events;
-    lock.lock();
   }
 }
 

@@ -12,22 +12,21 @@ namespace ecrm::infostore {
 
 using google::protobuf::util::TimeUtil;
 
-std::string StoredEventBytes(v1::Event& e) {
-  std::string id, type;
-  id.swap(*e.mutable_event_id());
-  type.swap(*e.mutable_type());
+StoredEventParts SplitStoredEvent(v1::Event& e) {
+  v1::Event columns;
+  columns.mutable_event_id()->swap(*e.mutable_event_id());
+  columns.mutable_type()->swap(*e.mutable_type());
   // A time finer than the column's microsecond stays in the bytes.
   const bool in_column = e.occurred_at().nanos() % 1000 == 0;
-  google::protobuf::Timestamp at;
   if (in_column) {
-    at = e.occurred_at();
+    *columns.mutable_occurred_at() = e.occurred_at();
     e.clear_occurred_at();
   }
-  std::string bytes = e.SerializeAsString();
-  id.swap(*e.mutable_event_id());
-  type.swap(*e.mutable_type());
-  if (in_column) *e.mutable_occurred_at() = at;
-  return bytes;
+  StoredEventParts parts{e.SerializeAsString(), columns.SerializeAsString()};
+  columns.mutable_event_id()->swap(*e.mutable_event_id());
+  columns.mutable_type()->swap(*e.mutable_type());
+  if (in_column) *e.mutable_occurred_at() = columns.occurred_at();
+  return parts;
 }
 
 absl::StatusOr<v1::Event> StoredEvent(sql::Row row, int first) {

@@ -32,10 +32,15 @@ using util::Ts;
 void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b);
 
 // A stored event keeps what its columns hold (event_id, type, occurred_at to the microsecond)
-// out of its bytes. StoredEventBytes serialises `e` so, and StoredEvent reads one back from the
-// columns kStoredEventColumns, selected in that order from `first` on: with its customer.
+// out of its bytes. SplitStoredEvent serialises `e` so, and those fields apart (for the feed,
+// which has no such columns); StoredEvent reads one back from the columns kStoredEventColumns,
+// selected in that order from `first` on: with its customer.
 inline constexpr char kStoredEventColumns[] = "event, event_id, type, occurred_at, recorded_for";
-std::string StoredEventBytes(v1::Event& e);  // `e` is unchanged when it returns
+struct StoredEventParts {
+  std::string bytes;    // the row's `event`
+  std::string columns;  // an Event of the column fields, serialised
+};
+StoredEventParts SplitStoredEvent(v1::Event& e);  // `e` is unchanged when it returns
 absl::StatusOr<v1::Event> StoredEvent(sql::Row row, int first);
 
 // [a-z0-9_]{1,max}
