@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <latch>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -241,6 +243,81 @@ TEST_CASE("idempotency keys replay the first response byte for byte and refuse a
       CHECK(r1.state() == v1::ORDER_STATE_PARTIALLY_REFUNDED);
       line->set_quantity(2);
       CHECK(c.Call(&Stub::RefundOrder, refund, &other).error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+    }
+  }
+}
+
+TEST_CASE("a line added while its cart checks out ends up in the order or in the cart, never lost") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      c.Product("CART-A", 1000);
+      c.Product("CART-B", 500);
+      int in_order = 0, in_cart = 0;
+      for (int round = 0; round < 50; ++round) {
+        const std::string customer = absl::StrCat("race-", round);
+        REQUIRE(c.Add(customer, "CART-A", 1).ok());
+        std::latch go(2);
+        grpc::Status added, checked_out;
+        v1::Order order;
+        std::thread adder([&] {
+          go.arrive_and_wait();
+          added = c.Add(customer, "CART-B", 1);
+        });
+        std::thread buyer([&] {
+          go.arrive_and_wait();
+          checked_out = c.Checkout(customer, absl::StrCat("race-key-", round), &order);
+        });
+        adder.join();
+        buyer.join();
+        INFO("round " << round << ": add " << added.error_message() << ", checkout " << checked_out.error_message());
+        REQUIRE(added.ok());
+        REQUIRE(checked_out.ok());
+        v1::GetCartRequest get;
+        get.set_customer_id(customer);
+        const v1::Cart cart = c.Ok(&Stub::GetCart, get);
+        auto has_b = [](const auto& lines) {
+          return std::count_if(lines.begin(), lines.end(), [](const v1::Line& l) { return l.sku() == "CART-B"; });
+        };
+        const auto ordered = has_b(order.lines()), left = has_b(cart.lines());
+        CHECK(ordered + left == 1);                                         // acknowledged, so in exactly one of them
+        for (const v1::Line& l : cart.lines()) CHECK(l.sku() == "CART-B");  // CART-A went into the order
+        in_order += static_cast<int>(ordered);
+        in_cart += static_cast<int>(left);
+      }
+      INFO(name << ": CART-B in the order " << in_order << " times, left in the cart " << in_cart << " times");
+      CHECK(in_order + in_cart == 50);
+    }
+  }
+}
+
+TEST_CASE("concurrent Checkouts with one idempotency key all answer the first order") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Client c(args);
+      c.Product("RETRY-1", 700);
+      for (int round = 0; round < 200; ++round) {
+        const std::string customer = absl::StrCat("retry-", round);
+        REQUIRE(c.Add(customer, "RETRY-1", 2).ok());
+        constexpr int kRetries = 4;
+        std::latch go(kRetries);
+        std::vector<grpc::Status> status(kRetries);
+        std::vector<v1::Order> orders(kRetries);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < kRetries; ++i) {
+          threads.emplace_back([&, i] {
+            go.arrive_and_wait();
+            status[i] = c.Checkout(customer, absl::StrCat("retry-key-", round), &orders[i]);
+          });
+        }
+        for (auto& t : threads) t.join();
+        for (int i = 0; i < kRetries; ++i) {
+          INFO("round " << round << ", call " << i << ": " << status[i].error_message());
+          REQUIRE(status[i].ok());
+          CHECK(orders[i].SerializeAsString() == orders[0].SerializeAsString());
+        }
+        CHECK(orders[0].total().amount_minor() == 1400);
+      }
     }
   }
 }

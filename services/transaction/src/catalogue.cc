@@ -146,11 +146,13 @@ absl::StatusOr<v1::ListProductsResponse> TransactionStore::ListProducts(const v1
   return out;
 }
 
-absl::StatusOr<v1::Cart> TransactionStore::LoadCart(sql::Connection& c, const std::string& customer_id) {
+absl::StatusOr<v1::Cart> TransactionStore::LoadCart(sql::Connection& c, const std::string& customer_id, bool lock) {
   v1::Cart cart;
   cart.set_customer_id(customer_id);
   ECRM_ASSIGN_OR_RETURN(sql::Result head,
-                        c.Execute("SELECT id, currency, updated_at FROM carts WHERE customer_id = $1", {customer_id}));
+                        c.Execute(absl::StrCat("SELECT id, currency, updated_at FROM carts WHERE customer_id = $1",
+                                               lock ? ForUpdate(c) : ""),
+                                  {customer_id}));
   if (head.empty()) return cart;
   cart.set_id(std::string(head.front().Text(0)));
   *cart.mutable_updated_at() = Ts(head.front().Int(2));
@@ -191,6 +193,8 @@ absl::StatusOr<v1::Cart> TransactionStore::ChangeCart(const std::string& custome
     }
     const std::string currency(p.front().Text(0));
     if (quantity == 0) {
+      // The cart's row is locked before its lines, as every cart change and Checkout do.
+      ECRM_RETURN_IF_ERROR(LoadCart(c, customer_id, /*lock=*/true).status());
       ECRM_ASSIGN_OR_RETURN(
           sql::Result del, c.Execute("DELETE FROM cart_lines WHERE customer_id = $1 AND sku = $2", {customer_id, sku}));
       if (del.rows_affected() == 0) {

@@ -22,11 +22,20 @@ absl::StatusOr<std::string> TransactionStore::Idempotent(
   std::string response;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     if (!key.empty()) {
-      ECRM_ASSIGN_OR_RETURN(sql::Result seen,
-                            c.Execute("SELECT request_hash, response FROM idempotency_keys WHERE operation = $1 AND "
-                                      "key = $2",
-                                      {operation, key}));
-      if (!seen.empty()) {
+      // The key is claimed before fn runs: a concurrent request with the same key waits on this
+      // row until this transaction ends, then replays its response (or claims the key itself if
+      // this one rolled back) instead of running fn against state this one already changed.
+      ECRM_ASSIGN_OR_RETURN(sql::Result claim,
+                            c.Execute("INSERT INTO idempotency_keys (operation, key, request_hash, response, "
+                                      "created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (operation, key) DO NOTHING",
+                                      {operation, key, request_hash, sql::Blob{""}, NowMicros()}));
+      if (claim.rows_affected() == 0) {
+        ECRM_ASSIGN_OR_RETURN(sql::Result seen,
+                              c.Execute("SELECT request_hash, response FROM idempotency_keys WHERE operation = $1 AND "
+                                        "key = $2",
+                                        {operation, key}));
+        // Claimed and then pruned, or claimed by a transaction that rolled back: claim it again.
+        if (seen.empty()) return absl::AbortedError("idempotency key released concurrently");
         if (seen.front().Text(0) != request_hash) {
           return absl::FailedPreconditionError(absl::StrCat("idempotency_key: \"", key,
                                                             "\" was already used for a different ", operation,
@@ -38,14 +47,10 @@ absl::StatusOr<std::string> TransactionStore::Idempotent(
     }
     ECRM_ASSIGN_OR_RETURN(response, fn(c));
     if (key.empty()) return absl::OkStatus();
-    absl::Status stored = c.Execute(
-                               "INSERT INTO idempotency_keys (operation, key, request_hash, response, "
-                               "created_at) VALUES ($1, $2, $3, $4, $5)",
-                               {operation, key, request_hash, sql::Blob{response}, NowMicros()})
-                              .status();
-    // A concurrent retry with the same key committed first: run again, which replays its response.
-    if (absl::IsAlreadyExists(stored)) return absl::AbortedError("idempotency key claimed concurrently");
-    return stored;
+    return c
+        .Execute("UPDATE idempotency_keys SET response = $3 WHERE operation = $1 AND key = $2",
+                 {operation, key, sql::Blob{response}})
+        .status();
   }));
   return response;
 }
@@ -229,7 +234,9 @@ absl::StatusOr<v1::Order> TransactionStore::Checkout(const v1::CheckoutRequest& 
       v1::Order order,
       IdempotentMessage<v1::Order>(
           "Checkout", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
-            ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(c, req.customer_id()));
+            // Locked until commit: a cart change waits for the checkout (its lines go into this order,
+            // or into a new cart after it), never slips in between reading and deleting the lines.
+            ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(c, req.customer_id(), /*lock=*/true));
             if (cart.lines().empty()) {
               return absl::FailedPreconditionError("customer_id: the cart is empty; add items before checking out");
             }

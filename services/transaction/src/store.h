@@ -148,7 +148,9 @@ class TransactionStore {
                                          const google::protobuf::Message& request,
                                          const std::function<absl::StatusOr<Resp>(sql::Connection&)>& fn);
 
-  absl::StatusOr<v1::Cart> LoadCart(sql::Connection& c, const std::string& customer_id);
+  // `lock`: the cart's row stays locked until commit (PostgreSQL; SQLite writers are serialised
+  // anyway). Every change to a cart's lines locks its row first.
+  absl::StatusOr<v1::Cart> LoadCart(sql::Connection& c, const std::string& customer_id, bool lock = false);
   absl::StatusOr<v1::Cart> ChangeCart(const std::string& customer_id, const std::string& sku, int32_t quantity,
                                       bool add);
   absl::StatusOr<v1::Order> Place(sql::Connection& c, const OrderInput& in, int64_t now);
