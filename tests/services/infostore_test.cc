@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <latch>
 #include <map>
 #include <set>
 #include <thread>
@@ -888,6 +889,64 @@ TEST_CASE("concurrent upserts with overlapping identifiers never create duplicat
       for (const auto& cu : all.customers()) CHECK(cu.identifiers_size() == 2);
     }
   }
+}
+
+TEST_CASE("concurrent upserts linking the same customers in any order never deadlock on PostgreSQL") {
+  auto db_name = Postgres().CreateUniqueDatabase();
+  REQUIRE(db_name.ok());
+  auto stats = ecrm::sql::Database::Open(Postgres().url());
+  REQUIRE(stats.ok());
+  auto deadlocks = [&]() -> int64_t {
+    auto r = (*stats)->Execute("SELECT deadlocks FROM pg_stat_database WHERE datname = $1", {*db_name});
+    REQUIRE(r.ok());
+    REQUIRE(r->size() == 1);
+    return r->front().Int(0);
+  };
+  const int64_t before = deadlocks();
+  {
+    Client c({"--database-url=" + Postgres().url(*db_name)});
+    constexpr int kRounds = 30, kThreads = 8;
+    auto email = [](int round, int k) { return Id(kEmail, absl::StrCat("link", round, "-", k, "@example.com")); };
+    std::atomic<int> failures{0};
+    for (int round = 0; round < kRounds; ++round) {
+      for (int k = 0; k < 3; ++k) c.Upsert(WithIds({email(round, k)}));  // three separate customers
+      std::latch go(kThreads);
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t, round] {
+          // Each client names the three in another order, so each locks them in another order
+          // unless the store imposes one.
+          const int first = t % 3, step = t % 2 ? 1 : 2;
+          v1::UpsertCustomerRequest req;
+          for (int j = 0; j < 3; ++j) *req.add_identifiers() = email(round, (first + j * step) % 3);
+          *req.add_identifiers() = Id(kPhone, absl::StrCat("+4479111", 10000 + round * 10 + t));
+          auto stub = v1::InformationStore::NewStub(c.service->channel());
+          go.arrive_and_wait();
+          grpc::ClientContext ctx;
+          ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+          v1::UpsertCustomerResponse resp;
+          if (!stub->UpsertCustomer(&ctx, req, &resp).ok()) ++failures;
+        });
+      }
+      for (auto& th : threads) th.join();
+    }
+    CHECK(failures == 0);
+    v1::ListCustomersRequest req;
+    req.set_page_size(1000);
+    v1::ListCustomersResponse all;
+    REQUIRE(c.Call(&v1::InformationStore::Stub::ListCustomers, req, &all).ok());
+    CHECK(all.customers_size() == kRounds);  // each round's three are one customer
+    c.service->process().Signal(SIGTERM);
+    REQUIRE(c.service->process().Wait(absl::Seconds(30)).has_value());
+  }
+  // A backend reports its deadlocks to the statistics by the time it has gone from pg_stat_activity.
+  for (;;) {
+    auto r = (*stats)->Execute("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", {*db_name});
+    REQUIRE(r.ok());
+    if (r->front().Int(0) == 0) break;
+    std::this_thread::yield();
+  }
+  CHECK(deadlocks() - before == 0);
 }
 
 TEST_CASE("kill -9 during a stream of event batches: a full resend leaves every event exactly once") {

@@ -182,6 +182,17 @@ absl::StatusOr<CustomerStore::Loaded> CustomerStore::LoadLive(sql::Connection& c
   return l;
 }
 
+absl::StatusOr<std::map<std::string, CustomerRecord>> CustomerStore::LoadLiveInOrder(
+    sql::Connection& c, absl::Span<const std::string> ids) {
+  const std::set<std::string> ordered(ids.begin(), ids.end());
+  std::map<std::string, CustomerRecord> records;
+  for (const std::string& id : ordered) {
+    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
+    records.emplace(id, std::move(l.record));
+  }
+  return records;
+}
+
 absl::StatusOr<CustomerStore::Loaded> CustomerStore::LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref) {
   bool found = false;
   ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
@@ -695,13 +706,9 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
       owner[KeyOf(id)] = std::string(r.front().Text(0));
       add(IsStrong(id.type()) ? strong : device, std::string(r.front().Text(0)));
     }
-    std::map<std::string, CustomerRecord> records;
-    for (const auto* group : {&strong, &device}) {
-      for (const std::string& id : *group) {
-        ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
-        records[id] = std::move(l.record);
-      }
-    }
+    std::vector<std::string> owners = strong;
+    owners.insert(owners.end(), device.begin(), device.end());
+    ECRM_ASSIGN_OR_RETURN(auto records, LoadLiveInOrder(c, owners));
     // Strong matches may merge. A device id joins an anonymous customer (a login claims its
     // device history) but never fuses two identified people on a shared computer.
     // An identified device owner is the target only of a device-only request: a request with
@@ -740,18 +747,22 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
       for (size_t i = 1; i < participants.size(); ++i) result.add_merged_ids(participants[i]);
     }
     const std::string& sid = survivor.customer().id();
-    bool identity_changed = false;
+    // New identifiers are inserted in key order (two upserts claiming the same new identifiers
+    // then wait on one another instead of deadlocking) and kept in the request's order.
+    std::map<IdKey, const common::v1::Identifier*> claimed;
     for (const auto& id : ids) {
-      auto it = owner.find(KeyOf(id));
-      if (it != owner.end()) continue;  // owned by a participant (now the survivor) or left with its owner
+      if (owner.count(KeyOf(id))) continue;  // owned by a participant (now the survivor) or left with its owner
       ECRM_RETURN_IF_ERROR(CheckNotErased(c, id, "identifiers"));
+      claimed.emplace(KeyOf(id), &id);
+      *survivor.mutable_customer()->add_identifiers() = id;
+    }
+    for (const auto& [key, id] : claimed) {
       ECRM_RETURN_IF_ERROR(
           AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
-                                 {static_cast<int>(id.type()), id.source(), id.value(), sid})
+                                 {static_cast<int>(id->type()), id->source(), id->value(), sid})
                            .status()));
-      *survivor.mutable_customer()->add_identifiers() = id;
-      identity_changed = true;
     }
+    const bool identity_changed = !claimed.empty();
     const int64_t now = NowMicros();
     ECRM_RETURN_IF_ERROR(CheckAttributeTypes(c, request.attributes(), declared));
     ECRM_RETURN_IF_ERROR(ApplyProfile(request, survivor, now));
@@ -977,18 +988,18 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
     std::vector<v1::Change> pending;
     written.clear();
     gone.clear();
-    std::vector<CustomerRecord> records;
-    std::set<std::string> live;
+    std::vector<std::string> live;
     for (const std::string& requested : unique) {
       common::v1::CustomerRef ref;
       ref.set_customer_id(requested);
       bool found = false;
       ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
       if (!found) return absl::NotFoundError(absl::StrCat("customer_ids: customer \"", requested, "\" does not exist"));
-      if (!live.insert(id).second) continue;  // already merged together
-      ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
-      records.push_back(std::move(l.record));
+      live.push_back(std::move(id));  // ids already merged together are locked once
     }
+    ECRM_ASSIGN_OR_RETURN(auto locked, LoadLiveInOrder(c, live));
+    std::vector<CustomerRecord> records;
+    for (auto& [id, record] : locked) records.push_back(std::move(record));
     if (records.size() < 2) return absl::FailedPreconditionError("customer_ids: these customers are already merged");
     std::sort(records.begin(), records.end(), [](const CustomerRecord& a, const CustomerRecord& b) {
       int64_t ta = Micros(a.customer().created_at()), tb = Micros(b.customer().created_at());

@@ -144,6 +144,11 @@ class CustomerStore {
   absl::StatusOr<Loaded> Load(sql::Connection& c, const std::string& id, bool for_update = true);
   // Load for a write: ABORTED (retry) when the customer was merged after it was resolved.
   absl::StatusOr<Loaded> LoadLive(sql::Connection& c, const std::string& id);
+  // LoadLive for several customers, locked in id order: two writers that touch overlapping
+  // customers take their locks in the same order, so one queues behind the other instead of
+  // deadlocking (PostgreSQL would abort one after deadlock_timeout).
+  absl::StatusOr<std::map<std::string, internal::CustomerRecord>> LoadLiveInOrder(sql::Connection& c,
+                                                                                  absl::Span<const std::string> ids);
   // Resolves `ref` (NOT_FOUND naming the field "customer") and loads it for a write.
   absl::StatusOr<Loaded> LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
