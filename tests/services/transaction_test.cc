@@ -615,6 +615,40 @@ TEST_CASE("the outbox delivers every event exactly once across kill -9 of either
   }
 }
 
+TEST_CASE("a restarted information store is used again as soon as it serves, not after a reconnect backoff") {
+  Infostore info;
+  info.Start();
+  const std::string buyer = info.NewCustomer("returning@example.com");
+  Client c({"--infostore-address=" + info.address, "--infostore-timeout=3s"});
+  c.Product("MUG-1", 900);
+  auto place_by_email = [&](const std::string& key) {
+    v1::PlaceOrderRequest req;
+    auto* id = req.mutable_customer()->mutable_identifier();
+    id->set_type(common::IDENTIFIER_TYPE_EMAIL);
+    id->set_value("returning@example.com");
+    auto* line = req.add_lines();
+    line->set_sku("MUG-1");
+    line->set_quantity(1);
+    req.set_idempotency_key(key);
+    v1::Order order;
+    grpc::Status s = c.Call(&Stub::PlaceOrder, req, &order);
+    if (s.ok()) CHECK(order.customer_id() == buyer);
+    return s;
+  };
+  REQUIRE(place_by_email("mug-0").ok());
+
+  info.service->process().Signal(SIGKILL);
+  REQUIRE(info.service->process().Wait(absl::Seconds(10)).has_value());
+  for (int i = 1; i <= 2; ++i) {  // failed attempts while it is down grow the channel's reconnect backoff
+    grpc::Status s = place_by_email(absl::StrCat("mug-", i));
+    CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  info.Start();  // returns once its health check says SERVING
+  grpc::Status s = place_by_email("mug-3");
+  INFO(s.error_message());
+  CHECK(s.ok());
+}
+
 TEST_CASE("an idle cart raises one cart_abandoned event per idle period") {
   Infostore info;
   info.Start();

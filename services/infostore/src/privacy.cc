@@ -1,12 +1,12 @@
 #include "privacy.h"
 
 #include <google/protobuf/util/time_util.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
+#include <grpcpp/channel.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "ecrm/server/channel.h"
 #include "ecrm/server/grpc_status.h"
 #include "ecrm/status/macros.h"
 
@@ -28,8 +28,7 @@ absl::StatusOr<std::vector<PrivacyPeer>> ParsePrivacyPeers(absl::string_view spe
 PrivacyFanout::PrivacyFanout(CustomerStore& store, const std::vector<PrivacyPeer>& peers, absl::Duration timeout)
     : store_(store), timeout_(timeout) {
   for (const PrivacyPeer& p : peers) {
-    peers_.push_back({p.engine, privacy::v1::CustomerData::NewStub(
-                                    grpc::CreateChannel(p.address, grpc::InsecureChannelCredentials()))});
+    peers_.push_back({p.engine, privacy::v1::CustomerData::NewStub(server::OutboundChannel(p.address))});
   }
 }
 

@@ -8,13 +8,14 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/log/log.h"
+#include "ecrm/server/channel.h"
 #include "ecrm/server/grpc_status.h"
 
 namespace ecrm::transaction {
 
 absl::StatusOr<std::string> InfostoreResolver::Resolve(const common::v1::CustomerRef& ref) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  server::PrepareOutboundCall(ctx, timeout_);
   infostore::v1::GetCustomerRequest req;
   *req.mutable_customer() = ref;
   infostore::v1::Customer customer;
@@ -91,7 +92,7 @@ void OutboxRelay::Stop() {
 
 grpc::Status OutboxRelay::Send(const std::vector<OutboxEvent>& events, size_t begin, size_t end) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  server::PrepareOutboundCall(ctx, options_.timeout);
   infostore::v1::RecordEventsResponse resp;
   auto writer = infostore::v1::InformationStore::NewStub(channel_)->RecordEvents(&ctx, &resp);
   infostore::v1::RecordEventsRequest req;

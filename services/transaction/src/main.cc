@@ -1,12 +1,12 @@
 // ecrm-transaction: composition root of the transaction engine.
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
+#include <grpcpp/channel.h>
 
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "ecrm/log/log.h"
+#include "ecrm/server/channel.h"
 #include "ecrm/server/executor.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<grpc::Channel> infostore;
   std::unique_ptr<ecrm::transaction::InfostoreResolver> resolver;
   if (!infostore_address.empty()) {
-    infostore = grpc::CreateChannel(infostore_address, grpc::InsecureChannelCredentials());
+    infostore = ecrm::server::OutboundChannel(infostore_address);
     resolver = std::make_unique<ecrm::transaction::InfostoreResolver>(infostore, infostore_timeout);
   }
   // AddCartItem p99 at 2,000/s on SQLite: 1.5 ms with 2 workers, 1.9 with 4, 2.2 with 8.
