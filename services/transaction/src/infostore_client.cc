@@ -5,6 +5,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/log/log.h"
@@ -85,6 +86,9 @@ void OutboxRelay::Stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    // A call waiting for an unreachable information store would hold shutdown for its whole
+    // deadline; its events stay in the outbox for the next start.
+    if (sending_ != nullptr) sending_->TryCancel();
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -93,6 +97,15 @@ void OutboxRelay::Stop() {
 grpc::Status OutboxRelay::Send(const std::vector<OutboxEvent>& events, size_t begin, size_t end) {
   grpc::ClientContext ctx;
   server::PrepareOutboundCall(ctx, options_.timeout);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return grpc::Status(grpc::StatusCode::CANCELLED, "the relay is stopping");
+    sending_ = &ctx;
+  }
+  absl::Cleanup done = [this] {
+    std::lock_guard lock(mu_);
+    sending_ = nullptr;
+  };
   infostore::v1::RecordEventsResponse resp;
   auto writer = infostore::v1::InformationStore::NewStub(channel_)->RecordEvents(&ctx, &resp);
   infostore::v1::RecordEventsRequest req;

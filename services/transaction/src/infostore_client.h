@@ -69,6 +69,7 @@ class OutboxRelay {
   std::condition_variable cv_;
   bool notified_ = false;
   bool stopping_ = false;
+  grpc::ClientContext* sending_ = nullptr;  // the call in flight, cancelled by Stop()
   std::thread thread_;
 };
 
