@@ -1,5 +1,8 @@
 // Unit tests of identifier normalisation (no server).
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <iterator>
+#include <regex>
 
 #include "identifiers.h"
 
@@ -67,4 +70,15 @@ TEST_CASE("only device ids are weak") {
   CHECK(IsStrong(common::IDENTIFIER_TYPE_EXTERNAL_ID));
   CHECK(IsStrong(common::IDENTIFIER_TYPE_LOYALTY_CARD));
   CHECK_FALSE(IsStrong(common::IDENTIFIER_TYPE_DEVICE_ID));
+}
+
+TEST_CASE("the contract's own phone example is accepted as written") {
+  std::ifstream proto(std::string(ECRM_SOURCE_DIR) + "/proto/ecrm/common/v1/common.proto");
+  const std::string text((std::istreambuf_iterator<char>(proto)), std::istreambuf_iterator<char>());
+  std::smatch example;
+  REQUIRE(
+      std::regex_search(text, example, std::regex(R"re(Phone number; normalised to E\.164 \(e\.g\. "(\+[0-9]+)")re")));
+  CHECK(Value(Id(common::IDENTIFIER_TYPE_PHONE, example[1].str())) == example[1].str());
+  // Ofcom's drama range for mobiles is only of a possible length, not a valid number.
+  Rejected(Id(common::IDENTIFIER_TYPE_PHONE, "+447700900123"), "identifiers[3].value");
 }
