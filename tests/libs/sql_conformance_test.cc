@@ -226,6 +226,33 @@ TEST_CASE("batch insert writes every row across statements, all or nothing") {
   }
 }
 
+TEST_CASE("deleting in batches removes exactly the matching rows, by single or composite key") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      Exec(*db, "CREATE TABLE pairs (a TEXT NOT NULL, b TEXT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (a, b))");
+      for (int i = 0; i < 23; ++i) {
+        REQUIRE(
+            db->Execute("INSERT INTO items (id, name, qty) VALUES ($1, $2, $3)", {i, absl::StrCat("n", i), i}).ok());
+        REQUIRE(db->Execute("INSERT INTO pairs (a, b, at) VALUES ($1, $2, $3)", {i % 2 ? "x" : "y", absl::StrCat(i), i})
+                    .ok());
+      }
+      auto items = db->DeleteInBatches("items", "id", "qty < $1", {20}, /*batch=*/3);  // 7 batches
+      REQUIRE(items.ok());
+      CHECK(*items == 20);
+      CHECK(Count(*db, "items") == 3);
+      auto pairs = db->DeleteInBatches("pairs", "a, b", "at >= $1", {10}, /*batch=*/4);
+      REQUIRE(pairs.ok());
+      CHECK(*pairs == 13);
+      CHECK(Count(*db, "pairs") == 10);
+      auto none = db->DeleteInBatches("pairs", "a, b", "at >= $1", {10});
+      REQUIRE(none.ok());
+      CHECK(*none == 0);
+    }
+  }
+}
+
 TEST_CASE("numeric aggregates read back as integers") {
   for (auto& [driver, url] : FreshDatabases()) {
     DYNAMIC_SECTION(driver) {

@@ -246,6 +246,23 @@ absl::Status Database::InTransaction(const std::function<absl::Status(Connection
   return last;
 }
 
+absl::StatusOr<int64_t> Database::DeleteInBatches(absl::string_view table, absl::string_view key,
+                                                  absl::string_view where, std::vector<Value> params, int batch) {
+  const std::string sql = absl::StrCat("DELETE FROM ", table, " WHERE (", key, ") IN (SELECT ", key, " FROM ", table,
+                                       " WHERE ", where, " LIMIT ", std::max(1, batch), ")");
+  int64_t deleted = 0;
+  for (;;) {
+    int64_t n = 0;
+    ECRM_RETURN_IF_ERROR(InTransaction([&](Connection& c) -> absl::Status {
+      ECRM_ASSIGN_OR_RETURN(Result r, c.Execute(sql, params));
+      n = r.rows_affected();
+      return absl::OkStatus();
+    }));
+    deleted += n;
+    if (n < batch) return deleted;
+  }
+}
+
 absl::Status Database::Migrate(absl::string_view component, absl::Span<const Migration> migrations) {
   ECRM_ASSIGN_OR_RETURN(Lease conn, Acquire());
   ECRM_RETURN_IF_ERROR(

@@ -56,9 +56,7 @@ absl::StatusOr<std::string> TransactionStore::Idempotent(
 }
 
 absl::StatusOr<int64_t> TransactionStore::PruneIdempotencyKeys(absl::Time before) {
-  ECRM_ASSIGN_OR_RETURN(
-      sql::Result r, db_.Execute("DELETE FROM idempotency_keys WHERE created_at < $1", {absl::ToUnixMicros(before)}));
-  return r.rows_affected();
+  return db_.DeleteInBatches("idempotency_keys", "operation, key", "created_at < $1", {absl::ToUnixMicros(before)});
 }
 
 absl::Status TransactionStore::AddEvent(sql::Connection& c, infostore::v1::Event event) {

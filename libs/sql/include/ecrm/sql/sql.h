@@ -247,6 +247,14 @@ class Database {
   absl::Status InTransaction(const std::function<absl::Status(Connection&)>& fn, TxMode mode = TxMode::kReadWrite,
                              int max_attempts = 5);
 
+  // Deletes the rows of `table` matching `where` (placeholders $1… bound to `params`) in
+  // transactions of at most `batch` rows, each taking the writer as any write does, so that a
+  // large clean-up never holds other writers for long. `key` names the rows: their primary key
+  // column(s), e.g. "sequence" or "operation, key". `where` should be answerable from an index.
+  // Returns how many rows went.
+  absl::StatusOr<int64_t> DeleteInBatches(absl::string_view table, absl::string_view key, absl::string_view where,
+                                          std::vector<Value> params, int batch = 5000);
+
   // Applies the migrations of `component` that are not yet recorded, each in a transaction
   // with its record in schema_migrations. Safe when several processes start at once.
   absl::Status Migrate(absl::string_view component, absl::Span<const Migration> migrations);
