@@ -3,6 +3,8 @@
 # with the gRPC health baseline of the same service in the same run, on SQLite and PostgreSQL.
 # Starts its own PostgreSQL and ecrm-transaction instances on free loopback ports.
 #   bench/transaction.sh [results.jsonl]      ECRM_BENCH_DURATION (10s) per load
+# ECRM_TRANSACTION_BIN=/path/ecrm-transaction measures another build (e.g. a baseline's);
+# ECRM_BENCH_BACKENDS="postgres" measures one store only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${ECRM_BENCH_DURATION:-10s}
@@ -21,9 +23,9 @@ start_postgres "$work"
 pg_port=$REPLY
 "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres transaction
 
-for backend in sqlite postgres; do
+for backend in ${ECRM_BENCH_BACKENDS:-sqlite postgres}; do
   if [ $backend = sqlite ]; then url="sqlite://$work/transaction.db"; else url="postgresql://postgres@127.0.0.1:$pg_port/transaction"; fi
-  start_service "$B/services/ecrm-transaction" --database-url="$url" --redis-url=
+  start_service "${ECRM_TRANSACTION_BIN:-$B/services/ecrm-transaction}" --database-url="$url" --redis-url=
   target=$REPLY
   health=(); checkout=(); checkout_p99=(); add_p99=()
   for _ in $(seq "$runs"); do
