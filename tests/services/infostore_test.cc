@@ -818,8 +818,9 @@ TEST_CASE("erasure leaves nothing behind in the database, the cache or the feed,
 
 TEST_CASE("export and erasure fan out to every configured engine and report the unreachable ones") {
   Client mirror({});  // another engine's CustomerData: here a second information store
-  const std::string down = absl::StrCat("127.0.0.1:", ecrm::testing::FreePort());
-  Client c({"--privacy-engines=mirror=" + mirror.service->grpc_address() + ",down=" + down, "--privacy-timeout=1s"});
+  const ecrm::testing::ClosedPort down;
+  Client c({"--privacy-engines=mirror=" + mirror.service->grpc_address() + ",down=" + down.address(),
+            "--privacy-timeout=1s"});
   auto a = c.Upsert(WithIds({Id(kEmail, "fan@example.com")}));
   v1::ExportCustomerRequest ereq;
   *ereq.mutable_customer() = RefId(a.customer().id());

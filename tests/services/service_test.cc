@@ -169,10 +169,9 @@ TEST_CASE("a service keeps serving when Redis is unreachable, and uses PostgreSQ
   REQUIRE(pg.ok());
   auto db = (*pg)->CreateUniqueDatabase();
   REQUIRE(db.ok());
-  auto redis_port = ecrm::testing::FreePort();
+  const ecrm::testing::ClosedPort no_redis;
   auto service = ServiceProcess::Start(
-      Binary("transaction"),
-      {"--database-url=" + (*pg)->url(*db), absl::StrCat("--redis-url=redis://127.0.0.1:", redis_port)});
+      Binary("transaction"), {"--database-url=" + (*pg)->url(*db), "--redis-url=redis://" + no_redis.address()});
   REQUIRE(service.ok());
   CHECK_THAT((*service)->process().Output(), Catch::Contains("profile cache unreachable"));
   (*service)->process().Signal(SIGINT);
@@ -181,6 +180,7 @@ TEST_CASE("a service keeps serving when Redis is unreachable, and uses PostgreSQ
 
 TEST_CASE("bad configuration gives one clear error line and a non-zero exit") {
   TempDir dir;
+  const ecrm::testing::ClosedPort no_postgres;
   struct Case {
     std::vector<std::string> args;
     int exit_code;
@@ -191,16 +191,14 @@ TEST_CASE("bad configuration gives one clear error line and a non-zero exit") {
       {{"--log-level=loud"}, 2, "log level"},
       {{"--shutdown-grace=soon"}, 2, "--shutdown-grace"},
       {{"--database-url=mysql://db/x"}, 1, "not understood"},
-      {{absl::StrCat("--database-url=postgresql://postgres@127.0.0.1:", ecrm::testing::FreePort(), "/x")},
-       1,
-       "cannot connect to PostgreSQL"},
+      {{"--database-url=postgresql://postgres@" + no_postgres.address() + "/x"}, 1, "cannot connect to PostgreSQL"},
       {{"--database-url=sqlite:///proc/forbidden/x.db"}, 1, "error="},
       {{"--redis-url=http://cache"}, 1, "Redis URL"},
   };
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.args[0]) {
       std::vector<std::string> argv = {Binary("infostore"), "--grpc-address=127.0.0.1:0",
-                                       absl::StrCat("--metrics-address=127.0.0.1:", ecrm::testing::FreePort())};
+                                       "--metrics-address=127.0.0.1:0"};
       bool has_db = absl::StartsWith(c.args[0], "--database-url");
       if (!has_db) argv.push_back(absl::StrCat("--database-url=sqlite://", dir.path(), "/x.db"));
       argv.insert(argv.end(), c.args.begin(), c.args.end());
@@ -224,10 +222,10 @@ TEST_CASE("a port already in use is a clear start-up error") {
   auto first = ServiceProcess::Start(Binary("broadcast"), {"--redis-url="});
   REQUIRE(first.ok());
   TempDir dir;
-  auto r = RunCommand({Binary("broadcast"), "--grpc-address=" + (*first)->grpc_address(),
-                       absl::StrCat("--metrics-address=127.0.0.1:", ecrm::testing::FreePort()),
-                       absl::StrCat("--database-url=sqlite://", dir.path(), "/x.db"), "--redis-url="},
-                      absl::Seconds(20));
+  auto r =
+      RunCommand({Binary("broadcast"), "--grpc-address=" + (*first)->grpc_address(), "--metrics-address=127.0.0.1:0",
+                  absl::StrCat("--database-url=sqlite://", dir.path(), "/x.db"), "--redis-url="},
+                 absl::Seconds(20));
   REQUIRE(r.ok());
   CHECK(r->exit_code == 1);
   CHECK_THAT(r->output, Catch::Contains("cannot listen on " + (*first)->grpc_address()));

@@ -509,14 +509,17 @@ TEST_CASE("service inquiries keep response times and export them as histograms")
 
 namespace {
 
-// A real information store with a fixed address and database, so it can be killed and restarted.
+// A real information store with a fixed database, so it can be killed and restarted: it first
+// listens on the port it picks, and restarts on that same port, where its peers find it again.
 struct Infostore {
   ecrm::testing::TempDir dir;
-  std::string address = absl::StrCat("127.0.0.1:", ecrm::testing::FreePort());
+  std::string address;  // set by the first Start()
   std::unique_ptr<ServiceProcess> service;
   void Start() {
-    service = ::Start(kInfostore, {"--grpc-address=" + address,
-                                   absl::StrCat("--database-url=sqlite://", dir.path(), "/infostore.db")});
+    std::vector<std::string> args = {absl::StrCat("--database-url=sqlite://", dir.path(), "/infostore.db")};
+    if (!address.empty()) args.push_back("--grpc-address=" + address);
+    service = ::Start(kInfostore, args);
+    address = service->grpc_address();
   }
   std::string NewCustomer(const std::string& email) {
     auto stub = infostore::InformationStore::NewStub(service->channel());

@@ -9,6 +9,7 @@
 #include <prometheus/registry.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -34,6 +35,19 @@ sigset_t ShutdownSignals() {
   return set;
 }
 
+// Writes "grpc_port=N\nmetrics_port=N\n" to a temporary file and renames it over `path`, so a
+// reader polling for the file never sees it half-written.
+absl::Status WritePortFile(const std::string& path, int grpc_port, int metrics_port) {
+  const std::string tmp = absl::StrCat(path, ".tmp");
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return absl::UnavailableError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+  const bool written = std::fprintf(f, "grpc_port=%d\nmetrics_port=%d\n", grpc_port, metrics_port) > 0;
+  if (std::fclose(f) != 0 || !written || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Runner::Runner(ServiceInfo info)
@@ -51,6 +65,10 @@ Runner::Runner(ServiceInfo info)
   options_.database_url = absl::StrCat("sqlite://data/", info_.engine, ".db");
   flags_.AddString("grpc-address", &options_.grpc_address, "host:port the gRPC server listens on (port 0 picks one)");
   flags_.AddString("metrics-address", &options_.metrics_address, "host:port of the Prometheus /metrics endpoint");
+  flags_.AddString("port-file", &options_.port_file,
+                   "once the gRPC and metrics servers listen, write the ports they got to this file as two lines, "
+                   "grpc_port=N and metrics_port=N (replaced whole, never seen half-written), so that whoever "
+                   "started the service on port 0 can find it; empty: no file");
   flags_.AddString("database-url", &options_.database_url,
                    "sqlite:///abs/path.db, sqlite://relative/path.db or postgresql://user@host:port/db");
   flags_.AddInt("database-pool-size", &options_.database_pool_size,
@@ -161,6 +179,13 @@ int Runner::Serve() {
   if (server == nullptr || bound_grpc_port_ == 0) {
     return Fail("gRPC server", absl::UnavailableError(absl::StrCat("cannot listen on ", options_.grpc_address,
                                                                    " (address in use or not valid)")));
+  }
+  if (!options_.port_file.empty()) {
+    absl::Status written = WritePortFile(options_.port_file, bound_grpc_port_, exposer->GetListeningPorts().front());
+    if (!written.ok()) {
+      server->Shutdown(std::chrono::system_clock::now());
+      return Fail("port file", written);
+    }
   }
   for (auto& hook : ready_hooks_) {
     if (absl::Status s = hook(); !s.ok()) {

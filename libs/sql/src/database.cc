@@ -34,7 +34,9 @@ struct Database::State {
   std::mutex checkpoint_mu;
   std::condition_variable checkpoint_cv;
   std::atomic<bool> checkpoint_wanted{false};
-  bool stopping = false;  // guarded by checkpoint_mu
+  bool stopping = false;             // guarded by checkpoint_mu
+  int64_t checkpoint_rounds = 0;     // rounds finished; guarded by checkpoint_mu
+  std::condition_variable round_cv;  // a round finished (WaitForCheckpointRound)
 
   // Called by SQLite after every commit with the WAL's size.
   std::atomic<int64_t> wal_pages{0};  // as of the last commit
@@ -103,7 +105,12 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
                                        {"restarted", restarted}});
     }
     // Commits that asked meanwhile saw the WAL before it restarted.
-    checkpoint_wanted = false;
+    {
+      std::lock_guard lock(checkpoint_mu);
+      checkpoint_wanted = false;
+      ++checkpoint_rounds;
+    }
+    round_cv.notify_all();
   }
 }
 
@@ -175,7 +182,21 @@ Database::~Database() {
     state_->stopping = true;
   }
   state_->checkpoint_cv.notify_all();
+  state_->round_cv.notify_all();
   state_->checkpointer.join();
+}
+
+Database::CheckpointRounds Database::checkpoint_rounds() const {
+  State& s = *state_;
+  std::lock_guard lock(s.checkpoint_mu);
+  return {s.checkpoint_rounds, s.checkpoint_wanted.load()};
+}
+
+Database::CheckpointRounds Database::WaitForCheckpointRound(int64_t finished) {
+  State& s = *state_;
+  std::unique_lock lock(s.checkpoint_mu);
+  s.round_cv.wait(lock, [&] { return s.stopping || s.checkpoint_rounds > finished || !s.checkpoint_wanted.load(); });
+  return {s.checkpoint_rounds, s.checkpoint_wanted.load()};
 }
 
 absl::StatusOr<Lease> Database::Acquire() {

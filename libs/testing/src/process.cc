@@ -23,21 +23,24 @@
 
 namespace ecrm::testing {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+ClosedPort::ClosedPort() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::fprintf(stderr, "ClosedPort: cannot bind 127.0.0.1:0: %s\n", strerror(errno));
+    std::abort();
   }
-  close(fd);
-  return port;
+  port_ = ntohs(addr.sin_port);
 }
+
+ClosedPort::~ClosedPort() { close(fd_); }
+
+std::string ClosedPort::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -35,6 +37,36 @@ bool RedisAnswers(int port) {
   return ok;
 }
 
+// A port that was free a moment ago (bound to 127.0.0.1:0 and released). Another process may
+// take it before the server binds it: callers start again on a new one when the bind fails.
+int UnusedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// Both servers say so in their log when their bind (or listen) fails for that reason.
+bool SaysPortTaken(absl::string_view log) { return absl::StrContains(log, "Address already in use"); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+constexpr int kPortAttempts = 10;
+
 std::string PostgresBinDir() {
   std::string best;
   std::error_code ec;
@@ -49,28 +81,41 @@ std::string PostgresBinDir() {
 
 absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start() {
   std::unique_ptr<RedisServer> r(new RedisServer());
-  r->port_ = FreePort();
-  if (absl::Status s = r->Launch(); !s.ok()) return s;
-  return r;
+  for (int attempt = 1;; ++attempt) {
+    r->port_ = UnusedPort();
+    bool port_taken = false;
+    absl::Status s = r->Launch(&port_taken);
+    if (s.ok()) return r;
+    if (!port_taken || attempt == kPortAttempts) return s;
+  }
 }
 
 RedisServer::~RedisServer() = default;
 
 std::string RedisServer::url() const { return absl::StrCat("redis://127.0.0.1:", port_); }
 
-absl::Status RedisServer::Launch() {
+absl::Status RedisServer::Launch(bool* port_taken) {
+  *port_taken = false;
   auto p = Process::Spawn({"redis-server", "--port", absl::StrCat(port_), "--bind", "127.0.0.1", "--save", "",
                            "--appendonly", "no", "--dir", dir_.path(), "--daemonize", "no"},
-                          dir_.path() + "/redis.log");
+                          absl::StrCat(dir_.path(), "/redis-", ++launches_, ".log"));
   if (!p.ok()) return p.status();
   process_ = std::move(*p);
+  // Ready only once this server says it listens: a PONG alone might come from another server
+  // that took the port first.
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
-    if (RedisAnswers(port_)) return absl::OkStatus();
-    if (!process_->running()) break;
+    const bool running = process_->running();
+    const std::string output = process_->Output();
+    if (!running) {
+      *port_taken = SaysPortTaken(output);
+      return absl::UnavailableError(absl::StrCat("redis-server did not start on port ", port_, ": ", output));
+    }
+    if (absl::StrContains(output, "Ready to accept connections") && RedisAnswers(port_)) return absl::OkStatus();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return absl::UnavailableError(absl::StrCat("redis-server did not start on port ", port_, ": ", process_->Output()));
+  return absl::UnavailableError(
+      absl::StrCat("redis-server did not start on port ", port_, " within 10s: ", process_->Output()));
 }
 
 void RedisServer::Kill() {
@@ -82,7 +127,15 @@ void RedisServer::Kill() {
 
 absl::Status RedisServer::Restart() {
   Kill();
-  return Launch();
+  // Clients find the server again on the same port. Any process binding port 0 meanwhile may
+  // have been given it; such holders are short-lived in a test run, so wait for them.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (;;) {
+    bool port_taken = false;
+    absl::Status s = Launch(&port_taken);
+    if (s.ok() || !port_taken || absl::Now() >= deadline) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 absl::StatusOr<PostgresServer*> PostgresServer::Shared() {
@@ -101,7 +154,6 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   if (mkdtemp(root.data()) == nullptr) return absl::UnavailableError("mkdtemp failed");
   pg->data_dir_ = root + "/data";
   pg->log_dir_ = root;
-  pg->port_ = FreePort();
   if (geteuid() == 0) {
     // PostgreSQL refuses to run as root: hand the directory to the postgres user.
     passwd* pw = getpwnam("postgres");
@@ -113,13 +165,23 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
                        "--no-sync", "--no-instructions"});
   if (!init.ok()) return init.status();
   if (init->exit_code != 0) return absl::UnavailableError(absl::StrCat("initdb failed: ", init->output));
-  std::string opts = absl::StrCat("-p ", pg->port_, " -k ", root,
-                                  " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-                                  " -c max_connections=200");
-  auto start = pg->Run({pg->bin_dir_ + "/pg_ctl", "-D", pg->data_dir_, "-l", root + "/postgres.log", "-o", opts, "-w",
-                        "-t", "60", "start"});
-  if (!start.ok()) return start.status();
-  if (start->exit_code != 0) return absl::UnavailableError(absl::StrCat("pg_ctl start failed: ", start->output));
+  for (int attempt = 1;; ++attempt) {
+    pg->port_ = UnusedPort();
+    const std::string log = absl::StrCat(root, "/postgres-", attempt, ".log");
+    std::string opts = absl::StrCat("-p ", pg->port_, " -k ", root,
+                                    " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+                                    " -c max_connections=200");
+    // -w waits for this data directory's server to be ready (its postmaster.pid), not for
+    // whatever answers on the port.
+    auto start =
+        pg->Run({pg->bin_dir_ + "/pg_ctl", "-D", pg->data_dir_, "-l", log, "-o", opts, "-w", "-t", "60", "start"});
+    if (!start.ok()) return start.status();
+    if (start->exit_code == 0) break;
+    const std::string server_log = ReadFile(log);
+    if (!SaysPortTaken(server_log) || attempt == kPortAttempts) {
+      return absl::UnavailableError(absl::StrCat("pg_ctl start failed: ", start->output, server_log));
+    }
+  }
   pg->started_ = true;
   return pg;
 }

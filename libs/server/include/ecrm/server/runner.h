@@ -46,6 +46,7 @@ struct ServiceInfo {
 struct CommonOptions {
   std::string grpc_address;
   std::string metrics_address;
+  std::string port_file;  // written with the bound ports once the servers listen; empty: none
   std::string database_url;
   int64_t database_pool_size = 0;
   int64_t sqlite_checkpoint_pages = 2000;

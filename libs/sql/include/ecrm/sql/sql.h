@@ -259,6 +259,18 @@ class Database {
   // with its record in schema_migrations. Safe when several processes start at once.
   absl::Status Migrate(absl::string_view component, absl::Span<const Migration> migrations);
 
+  // SQLite's background checkpointer seen from outside, so that a test can pace its writers on
+  // it: a WAL bound it checks then follows from the mechanism, not from how soon the scheduler
+  // runs the checkpointer's thread. Always {0, false} on PostgreSQL.
+  struct CheckpointRounds {
+    int64_t finished = 0;  // rounds finished (each copies the WAL back and, unless readers
+                           // held on to it, leaves it to start over)
+    bool due = false;      // round finished + 1 is due or running
+  };
+  CheckpointRounds checkpoint_rounds() const;
+  // Waits until more than `finished` rounds have finished; returns at once when no round is due.
+  CheckpointRounds WaitForCheckpointRound(int64_t finished);
+
  private:
   friend class Lease;
   Database() = default;

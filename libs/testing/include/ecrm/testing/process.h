@@ -14,8 +14,23 @@
 
 namespace ecrm::testing {
 
-// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
-int FreePort();
+// A loopback port that nobody listens on, for "the peer is down" cases: bound (without
+// SO_REUSEADDR) but not listening for as long as this object lives, so connections to it are
+// refused at once and no server can take the port meanwhile. Servers a test starts listen on
+// port 0 instead, and report the port they got.
+class ClosedPort {
+ public:
+  ClosedPort();
+  ~ClosedPort();
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  int port() const { return port_; }
+  std::string address() const;  // 127.0.0.1:PORT
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir {

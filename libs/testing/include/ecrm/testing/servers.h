@@ -1,4 +1,6 @@
-// Real Redis and PostgreSQL servers for tests, each on a free port in a temp directory.
+// Real Redis and PostgreSQL servers for tests, each in a temp directory. Neither can listen on
+// port 0 and report the port it got, so each starts on a port that was free a moment ago and,
+// when another process took that port first (its bind fails), starts again on another.
 #pragma once
 
 #include <memory>
@@ -18,14 +20,17 @@ class RedisServer {
   std::string url() const;
   // SIGKILL, as a crash would.
   void Kill();
-  // Starts again on the same port (empty: no persistence).
+  // Starts again on the same port (empty: no persistence), waiting up to 10 s for the port if
+  // another process took it since the kill.
   absl::Status Restart();
 
  private:
   RedisServer() = default;
-  absl::Status Launch();
+  // Starts redis-server on port_; *port_taken tells whether it failed because the port was.
+  absl::Status Launch(bool* port_taken);
   TempDir dir_;
   int port_ = 0;
+  int launches_ = 0;
   std::unique_ptr<Process> process_;
 };
 

@@ -1,4 +1,5 @@
-// An ecrm service binary started for a test on free ports, ready once health says SERVING.
+// An ecrm service binary started for a test on ports it picks itself (port 0), ready once
+// health says SERVING.
 #pragma once
 
 #include <grpcpp/channel.h>
@@ -20,9 +21,11 @@ absl::StatusOr<std::string> HealthStatus(const std::string& address, absl::Durat
 
 class ServiceProcess {
  public:
-  // Starts `binary` with --grpc-address and --metrics-address on free ports, a SQLite database
-  // in its own temp dir unless args name --database-url, and `args`. An --grpc-address in args
-  // is used instead of a free port (a restarted server a peer must find again).
+  // Starts `binary` with --grpc-address and --metrics-address on 127.0.0.1:0, a SQLite database
+  // in its own temp dir unless args name --database-url, and `args`; learns the ports it got
+  // from its --port-file. An --grpc-address in args is used instead of port 0: a restarted
+  // server a peer must find again passes the address it had; if another process has taken that
+  // port since, the start is retried until the timeout.
   static absl::StatusOr<std::unique_ptr<ServiceProcess>> Start(const std::string& binary,
                                                                const std::vector<std::string>& args = {},
                                                                absl::Duration timeout = absl::Seconds(20));
