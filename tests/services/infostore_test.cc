@@ -77,12 +77,31 @@ struct Client {
     return resp;
   }
 
+  // The first page of up to 1,000 customers.
+  v1::ListCustomersResponse ListAll() {
+    v1::ListCustomersRequest req;
+    req.set_page_size(1000);
+    v1::ListCustomersResponse all;
+    grpc::Status s = Call(&v1::InformationStore::Stub::ListCustomers, req, &all);
+    INFO(s.error_message());
+    REQUIRE(s.ok());
+    return all;
+  }
+
   grpc::Status Get(const common::CustomerRef& ref, v1::Customer* out) {
     v1::GetCustomerRequest req;
     *req.mutable_customer() = ref;
     return Call(&v1::InformationStore::Stub::GetCustomer, req, out);
   }
 };
+
+// An upsert from a worker thread with its own stub (REQUIRE belongs to the test's thread).
+bool UpsertFromThread(v1::InformationStore::Stub& stub, const v1::UpsertCustomerRequest& req) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::UpsertCustomerResponse resp;
+  return stub.UpsertCustomer(&ctx, req, &resp).ok();
+}
 
 common::Identifier Id(common::IdentifierType type, const std::string& value, const std::string& source = "") {
   common::Identifier id;
@@ -872,20 +891,14 @@ TEST_CASE("concurrent upserts with overlapping identifiers never create duplicat
                 *req.add_identifiers() = email(k);
                 *req.add_identifiers() = phone(k);
             }
-            grpc::ClientContext ctx;
-            ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-            v1::UpsertCustomerResponse resp;
-            if (!stub->UpsertCustomer(&ctx, req, &resp).ok()) ++failures;
+            if (!UpsertFromThread(*stub, req)) ++failures;
           }
         });
       }
       for (auto& th : threads) th.join();
       CHECK(failures == 0);
       for (int k = 0; k < kPeople; ++k) c.Upsert(WithIds({email(k), phone(k)}));  // joins any separate halves
-      v1::ListCustomersRequest req;
-      req.set_page_size(1000);
-      v1::ListCustomersResponse all;
-      REQUIRE(c.Call(&v1::InformationStore::Stub::ListCustomers, req, &all).ok());
+      const v1::ListCustomersResponse all = c.ListAll();
       CHECK(all.customers_size() == kPeople);
       for (const auto& cu : all.customers()) CHECK(cu.identifiers_size() == 2);
     }
@@ -923,20 +936,13 @@ TEST_CASE("concurrent upserts linking the same customers in any order never dead
           *req.add_identifiers() = Id(kPhone, absl::StrCat("+4479111", 10000 + round * 10 + t));
           auto stub = v1::InformationStore::NewStub(c.service->channel());
           go.arrive_and_wait();
-          grpc::ClientContext ctx;
-          ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-          v1::UpsertCustomerResponse resp;
-          if (!stub->UpsertCustomer(&ctx, req, &resp).ok()) ++failures;
+          if (!UpsertFromThread(*stub, req)) ++failures;
         });
       }
       for (auto& th : threads) th.join();
     }
     CHECK(failures == 0);
-    v1::ListCustomersRequest req;
-    req.set_page_size(1000);
-    v1::ListCustomersResponse all;
-    REQUIRE(c.Call(&v1::InformationStore::Stub::ListCustomers, req, &all).ok());
-    CHECK(all.customers_size() == kRounds);  // each round's three are one customer
+    CHECK(c.ListAll().customers_size() == kRounds);  // each round's three are one customer
     c.service->process().Signal(SIGTERM);
     REQUIRE(c.service->process().Wait(absl::Seconds(30)).has_value());
   }
