@@ -844,6 +844,35 @@ TEST_CASE("export and erasure fan out to every configured engine and report the 
         grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_CASE("errors name the field and the rule, never the rejected personal data") {
+  Client c({});
+  auto refused = [&](const v1::UpsertCustomerRequest& req, const std::string& field, const std::string& value) {
+    v1::UpsertCustomerResponse resp;
+    grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, req, &resp);
+    INFO(s.error_message());
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(s.error_message(), Catch::StartsWith(field));
+    CHECK_THAT(s.error_message(), !Catch::Contains(value));
+  };
+  refused(WithIds({Id(kEmail, "zelda.quist@example")}), "identifiers[0].value", "zelda");
+  refused(WithIds({Id(kEmail, "a@b.co"), Id(kPhone, "0131 99")}), "identifiers[1].value", "0131");
+  auto birth = WithIds({Id(kEmail, "a@b.co")});
+  birth.mutable_profile()->set_birth_date("1984-13-32");
+  refused(birth, "profile.birth_date", "1984");
+  auto zone = WithIds({Id(kEmail, "a@b.co")});
+  zone.mutable_profile()->set_time_zone("Home/Zelda");
+  refused(zone, "profile.time_zone", "Zelda");
+  // Events name their customer by identifier too.
+  v1::RecordEventsRequest batch = Batch("bad", 1, common::CustomerRef());
+  *batch.mutable_events(0)->mutable_customer()->mutable_identifier() = Id(kEmail, "zelda.quist@example");
+  grpc::Status s;
+  SendBatches(c, {batch}, &s);
+  INFO(s.error_message());
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(s.error_message(), Catch::Contains("events[0].customer.identifier.value"));
+  CHECK_THAT(s.error_message(), !Catch::Contains("zelda"));
+}
+
 TEST_CASE("concurrent upserts with overlapping identifiers never create duplicates") {
   for (auto& [name, args] : Backends()) {
     DYNAMIC_SECTION(name) {

@@ -134,13 +134,13 @@ absl::Status ValidateProfile(const v1::Profile& p) {
     absl::CivilDay day;
     if (!absl::ParseCivilTime(p.birth_date(), &day) || day > absl::ToCivilDay(absl::Now(), absl::UTCTimeZone()) ||
         day.year() < 1900) {
-      return Invalid("profile.birth_date", absl::StrCat("\"", p.birth_date(), "\" is not a past date as YYYY-MM-DD"));
+      return Invalid("profile.birth_date", "is not a past date as YYYY-MM-DD (from 1900)");
     }
   }
   if (!p.time_zone().empty()) {
     absl::TimeZone tz;
     if (!absl::LoadTimeZone(p.time_zone(), &tz)) {
-      return Invalid("profile.time_zone", absl::StrCat("\"", p.time_zone(), "\" is not an IANA time zone"));
+      return Invalid("profile.time_zone", "is not an IANA time zone name such as Europe/London");
     }
   }
   const std::string& country = p.address().country();
