@@ -113,6 +113,9 @@ absl::StatusOr<std::string> TransactionStore::ExportCustomerData(const privacy::
       inquiries.push_back(util::ToJson(inquiry));
     }
   }
+  if (orders.empty() && carts.empty() && balances.empty() && ledger.empty() && inquiries.empty()) {
+    return std::string("{}");  // the contract's document for "nothing held"
+  }
   return absl::StrCat("{\"orders\":[", absl::StrJoin(orders, ","), "],\"carts\":[", absl::StrJoin(carts, ","),
                       "],\"loyalty_accounts\":[", absl::StrJoin(balances, ","), "],\"loyalty_ledger\":[",
                       absl::StrJoin(ledger, ","), "],\"inquiries\":[", absl::StrJoin(inquiries, ","), "]}");
