@@ -17,7 +17,7 @@ TransactionStore::TransactionStore(sql::Database& db, CustomerResolver* resolver
 
 absl::StatusOr<std::string> TransactionStore::Idempotent(
     absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
-    const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn) {
+    const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn, const std::string& customer_id) {
   std::string request_hash = util::Sha256Hex(request.SerializeAsString());
   std::string response;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
@@ -40,8 +40,8 @@ absl::StatusOr<std::string> TransactionStore::Idempotent(
     if (key.empty()) return absl::OkStatus();
     absl::Status stored = c.Execute(
                                "INSERT INTO idempotency_keys (operation, key, request_hash, response, "
-                               "created_at) VALUES ($1, $2, $3, $4, $5)",
-                               {operation, key, request_hash, sql::Blob{response}, NowMicros()})
+                               "created_at, customer_id) VALUES ($1, $2, $3, $4, $5, $6)",
+                               {operation, key, request_hash, sql::Blob{response}, NowMicros(), customer_id})
                               .status();
     // A concurrent retry with the same key committed first: run again, which replays its response.
     if (absl::IsAlreadyExists(stored)) return absl::AbortedError("idempotency key claimed concurrently");
