@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/privacy/v1/privacy.grpc.pb.h"
+#include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
@@ -616,6 +617,112 @@ TEST_CASE(
         REQUIRE(privacy->ExportCustomerData(&ctx, ex, &exported).ok());
       }
       CHECK(exported.json_document() == "{}");
+    }
+  }
+}
+
+namespace {
+
+ecrm::privacy::v1::EraseCustomerDataResponse Erase(Client& c, const std::string& customer_id) {
+  auto privacy = ecrm::privacy::v1::CustomerData::NewStub(c.service->channel());
+  ecrm::privacy::v1::EraseCustomerDataRequest req;
+  req.set_customer_id(customer_id);
+  ecrm::privacy::v1::EraseCustomerDataResponse erased;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  grpc::Status s = privacy->EraseCustomerData(&ctx, req, &erased);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  return erased;
+}
+
+std::unique_ptr<ecrm::sql::Database> OpenDatabase(const std::string& url) {
+  auto db = ecrm::sql::Database::Open(url);
+  if (!db.ok()) FAIL(db.status().ToString());
+  return std::move(*db);
+}
+
+}  // namespace
+
+TEST_CASE("after erasure idempotency keys replay only what is kept: never the erased customer's id or text") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      const std::string url = args.empty() ? absl::StrCat("sqlite://", dir.path(), "/txn.db") : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      const std::string who = "c_erased_7f3a", text = "Parcel left at 12 Hidden Lane";
+      c.Product("LAMP-1", 2000, "EUR", true, 10);
+      REQUIRE(c.Add(who, "LAMP-1", 1).ok());
+      v1::CheckoutRequest checkout;
+      checkout.set_customer_id(who);
+      checkout.set_idempotency_key("lamp-checkout");
+      v1::Order checked_out = c.Ok(&Stub::Checkout, checkout);
+      v1::Order placed;
+      REQUIRE(c.Place(who, "LAMP-1", 2, "lamp-pos", &placed).ok());
+      v1::RefundOrderRequest refund;
+      refund.set_id(placed.id());
+      refund.set_idempotency_key("lamp-refund");
+      refund.set_reason(text);
+      c.Ok(&Stub::RefundOrder, refund);
+      v1::AdjustPointsRequest adjust;
+      adjust.set_customer_id(who);
+      adjust.set_points(25);
+      adjust.set_reason(text);
+      adjust.set_idempotency_key("lamp-adjust");
+      c.Ok(&Stub::AdjustPoints, adjust);
+      v1::OpenInquiryRequest open;
+      open.set_customer_id(who);
+      open.set_subject("Delivery");
+      open.set_channel(common::CHANNEL_WEB);
+      open.set_body(text);
+      open.set_idempotency_key("lamp-inquiry");
+      v1::Inquiry inquiry = c.Ok(&Stub::OpenInquiry, open);
+
+      auto erased = Erase(c, who);
+      std::map<std::string, int64_t> items;
+      for (const auto& i : erased.items()) items[i.kind() + "/" + i.action()] = i.count();
+      CHECK(items["idempotency_keys/pseudonymised"] == 5);
+      CHECK(items["orders/pseudonymised"] == 2);
+
+      // Replays answer as the stored order now is: the same order, with no customer.
+      v1::Order replayed = c.Ok(&Stub::Checkout, checkout);
+      CHECK(replayed.id() == checked_out.id());
+      CHECK(replayed.customer_id().empty());
+      CHECK(replayed.total().amount_minor() == 2000);
+      REQUIRE(c.Place(who, "LAMP-1", 2, "lamp-pos", &replayed).ok());
+      CHECK(replayed.id() == placed.id());
+      CHECK(replayed.customer_id().empty());
+      replayed = c.Ok(&Stub::RefundOrder, refund);
+      CHECK(replayed.id() == placed.id());
+      CHECK(replayed.customer_id().empty());
+      CHECK(replayed.state() == v1::ORDER_STATE_REFUNDED);
+      v1::GetProductRequest gp;
+      gp.set_sku("LAMP-1");
+      CHECK(c.Ok(&Stub::GetProduct, gp).stock() == 10 - 1 - 2);  // the replays took nothing
+      // The deleted inquiry replays as its id alone; the deleted account as nothing.
+      v1::Inquiry inquiry_again = c.Ok(&Stub::OpenInquiry, open);
+      CHECK(inquiry_again.id() == inquiry.id());
+      CHECK(inquiry_again.customer_id().empty());
+      CHECK(inquiry_again.messages_size() == 0);
+      CHECK(inquiry_again.subject().empty());
+      v1::LoyaltyAccount account_again = c.Ok(&Stub::AdjustPoints, adjust);
+      CHECK(account_again.customer_id().empty());
+      CHECK(account_again.ledger_size() == 0);
+      // The replays re-created nothing about the customer.
+      v1::ListInquiriesRequest list;
+      list.set_customer_id(who);
+      CHECK(c.Ok(&Stub::ListInquiries, list).inquiries_size() == 0);
+      CHECK(c.Loyalty(who).ledger_size() == 0);
+
+      auto db = OpenDatabase(url);
+      auto stored = db->Execute("SELECT customer_id, response FROM idempotency_keys");
+      REQUIRE(stored.ok());
+      CHECK(stored->size() == 5);
+      for (auto row : *stored) {
+        CHECK(row.Text(0).empty());
+        CHECK(row.Text(1).find(who) == absl::string_view::npos);
+        CHECK(row.Text(1).find(text) == absl::string_view::npos);
+      }
     }
   }
 }

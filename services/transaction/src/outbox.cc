@@ -81,6 +81,25 @@ std::vector<std::string> AllIds(const std::string& id, const google::protobuf::R
   return ids;
 }
 
+// What an idempotency record replays once its customer is erased: only what this engine keeps.
+// An order stays, pseudonymised as the stored order is; of a deleted inquiry, its id; of a
+// deleted loyalty account (AdjustPoints), nothing.
+absl::StatusOr<std::string> ErasedResponse(absl::string_view operation, absl::string_view response) {
+  if (operation == "Checkout" || operation == "PlaceOrder" || operation == "CancelOrder" ||
+      operation == "RefundOrder") {
+    ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(response, "response"));
+    order.clear_customer_id();
+    return order.SerializeAsString();
+  }
+  if (operation == "OpenInquiry") {
+    ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, ParseBody<v1::Inquiry>(response, "response"));
+    v1::Inquiry kept;
+    kept.set_id(inquiry.id());
+    return kept.SerializeAsString();
+  }
+  return std::string();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> TransactionStore::ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) {
@@ -127,7 +146,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
   privacy::v1::EraseCustomerDataResponse out;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     out.Clear();
-    int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0;
+    int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0, keys = 0;
     for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
       auto count = [&](absl::string_view sql, int64_t& n) -> absl::Status {
         ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, {id}));
@@ -150,6 +169,21 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
         ECRM_RETURN_IF_ERROR(SaveOrder(c, order));
         ++orders;
       }
+      // Idempotency records go on replaying (a retry must not place an order twice), but only
+      // what is kept: a replay never returns the erased id or the customer's text.
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result k,
+          c.Execute(absl::StrCat("SELECT operation, key, response FROM idempotency_keys WHERE customer_id = $1",
+                                 ForUpdate(c)),
+                    {id}));
+      for (sql::Row row : k) {
+        ECRM_ASSIGN_OR_RETURN(std::string response, ErasedResponse(row.Text(0), row.Text(2)));
+        ECRM_RETURN_IF_ERROR(c.Execute("UPDATE idempotency_keys SET customer_id = '', response = $3 WHERE "
+                                       "operation = $1 AND key = $2",
+                                       {row.Text(0), row.Text(1), sql::Blob{response}})
+                                 .status());
+        ++keys;
+      }
     }
     auto item = [&](absl::string_view kind, int64_t n, absl::string_view action) {
       privacy::v1::ErasedItem* i = out.add_items();
@@ -164,6 +198,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
     item("inquiries", inquiries, "deleted");
     item("orders", orders, "pseudonymised");
     item("undelivered_events", events, "deleted");
+    item("idempotency_keys", keys, "pseudonymised");
     return absl::OkStatus();
   }));
   out.set_engine("transaction");
