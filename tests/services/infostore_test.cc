@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/cache/redis_client.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/privacy/v1/privacy.grpc.pb.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
@@ -871,6 +872,77 @@ TEST_CASE("errors name the field and the rule, never the rejected personal data"
   CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK_THAT(s.error_message(), Catch::Contains("events[0].customer.identifier.value"));
   CHECK_THAT(s.error_message(), !Catch::Contains("zelda"));
+}
+
+namespace {
+
+v1::EraseCustomerResponse EraseCustomer(Client& c, const std::string& id, const std::string& request_id) {
+  v1::EraseCustomerRequest req;
+  *req.mutable_customer() = RefId(id);
+  req.set_request_id(request_id);
+  v1::EraseCustomerResponse receipt;
+  grpc::Status s = c.Call(&v1::InformationStore::Stub::EraseCustomer, req, &receipt);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  REQUIRE(receipt.receipts_size() == 1);
+  return receipt;
+}
+
+}  // namespace
+
+TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused, not answered with the profile") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      std::string url = args.empty() ? absl::StrCat("sqlite://", dir.path(), "/erase.db") : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      auto first = WithIds({Id(kEmail, "quinn@example.com")});
+      first.mutable_profile()->set_first_name("Quinneth");
+      first.set_request_id("quinn-1");
+      auto a = c.Upsert(first);
+      auto second = WithIds({Id(kPhone, "+447911123456")});
+      second.set_request_id("quinn-2");
+      c.Upsert(second);
+      auto both = WithIds({Id(kEmail, "quinn@example.com"), Id(kPhone, "+447911123456")});
+      both.set_request_id("quinn-3");
+      REQUIRE(c.Upsert(both).outcome() == v1::UpsertCustomerResponse::OUTCOME_MERGED);
+      auto other = WithIds({Id(kEmail, "keep@example.com")});
+      other.set_request_id("keep-1");
+      auto kept = c.Upsert(other);
+
+      auto receipt = EraseCustomer(c, a.customer().id(), "erase-quinn");
+      std::map<std::string, int64_t> counts;
+      for (const auto& item : receipt.receipts(0).items()) counts[item.kind()] = item.count();
+      CHECK(counts["upsert_requests"] == 3);
+
+      for (const auto* retry : {&first, &second, &both}) {
+        v1::UpsertCustomerResponse resp;
+        grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, *retry, &resp);
+        INFO(retry->request_id() << ": " << s.error_message());
+        CHECK(s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+        CHECK_THAT(s.error_message(), Catch::Contains("erased"));
+        CHECK(resp.customer().profile().first_name().empty());
+      }
+      CHECK(c.Upsert(other).SerializeAsString() == kept.SerializeAsString());  // others still replay
+      auto privacy = ecrm::privacy::v1::CustomerData::NewStub(c.service->channel());
+      ecrm::privacy::v1::ExportCustomerDataRequest ex;
+      ex.set_customer_id(a.customer().id());
+      ecrm::privacy::v1::ExportCustomerDataResponse exported;
+      grpc::ClientContext ctx;
+      REQUIRE(privacy->ExportCustomerData(&ctx, ex, &exported).ok());
+      CHECK(exported.json_document() == "{}");  // nothing held
+
+      auto db = ecrm::sql::Database::Open(url);
+      REQUIRE(db.ok());
+      auto left = (*db)->Execute("SELECT request_id, response FROM upsert_requests");
+      REQUIRE(left.ok());
+      REQUIRE(left->size() == 1);
+      CHECK(left->front().Text(0) == "keep-1");
+      for (const char* pii : {"quinn@example.com", "Quinneth", "+447911123456"}) {
+        CHECK(left->front().Text(1).find(pii) == absl::string_view::npos);
+      }
+    }
+  }
 }
 
 TEST_CASE("concurrent upserts with overlapping identifiers never create duplicates") {

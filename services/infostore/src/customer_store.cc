@@ -789,9 +789,10 @@ absl::Status CustomerStore::RecordUpsert(sql::Connection& c, const v1::UpsertCus
   // A concurrent retry that committed first makes this a unique violation: the transaction
   // aborts, retries, and the retry finds the stored response.
   return AsContention(
-      c.Execute("INSERT INTO upsert_requests (request_id, request_hash, created_at, response) "
-                "VALUES ($1, $2, $3, $4)",
-                {request.request_id(), request_hash, NowMicros(), sql::Blob{response.SerializeAsString()}})
+      c.Execute("INSERT INTO upsert_requests (request_id, request_hash, created_at, response, customer_id) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                {request.request_id(), request_hash, NowMicros(), sql::Blob{response.SerializeAsString()},
+                 response.customer().id()})
           .status());
 }
 
@@ -1297,6 +1298,9 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
           ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM merge_members WHERE merge_id = $1", {merge_id}).status());
         }
         ECRM_RETURN_IF_ERROR(count("customers", c.Execute("DELETE FROM customers WHERE id = $1", {member})));
+        // A retried upsert then runs again and is refused: its identifiers are flagged erased.
+        ECRM_RETURN_IF_ERROR(
+            count("upsert_requests", c.Execute("DELETE FROM upsert_requests WHERE customer_id = $1", {member})));
         ECRM_RETURN_IF_ERROR(
             count("feed entries scrubbed", c.Execute("UPDATE changes SET change = $1 WHERE customer_id = $2",
                                                      {sql::Blob{scrubbed.SerializeAsString()}, member})));
