@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -888,6 +889,42 @@ v1::EraseCustomerResponse EraseCustomer(Client& c, const std::string& id, const 
   return receipt;
 }
 
+// PostgreSQL, read through pageinspect: row versions, live or dead, in the table's pages whose
+// bytes contain `needle`.
+int64_t RowVersionsHolding(ecrm::sql::Database& db, const std::string& table, const std::string& needle) {
+  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
+  auto r = db.Execute(
+      "SELECT COUNT(*) FROM generate_series(0, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
+      "LATERAL heap_page_items(get_raw_page($1::text, b::int)) AS h WHERE position(convert_to($2::text, 'UTF8') "
+      "IN h.t_data) > 0",
+      {table, needle});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+// PostgreSQL: entries of a B-tree index (past its metapage) whose key contains `needle`.
+int64_t IndexEntriesHolding(ecrm::sql::Database& db, const std::string& index, const std::string& needle) {
+  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
+  auto r = db.Execute(
+      "SELECT COUNT(*) FROM generate_series(1, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
+      "LATERAL bt_page_items($1::text, b::int) AS i WHERE position(convert_to($2::text, 'UTF8') IN "
+      "decode(replace(i.data, ' ', ''), 'hex')) > 0",
+      {index, needle});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+// How often `needle` occurs in a file (0 if there is no file).
+int64_t Occurrences(const std::string& path, const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int64_t n = 0;
+  for (size_t at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused, not answered with the profile") {
@@ -940,6 +977,59 @@ TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused
       CHECK(left->front().Text(0) == "keep-1");
       for (const char* pii : {"quinn@example.com", "Quinneth", "+447911123456"}) {
         CHECK(left->front().Text(1).find(pii) == absl::string_view::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("an erasure leaves no row version with the erased data in the database's pages") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      const std::string path = absl::StrCat(dir.path(), "/erase.db");
+      std::string url = args.empty() ? absl::StrCat("sqlite://", path) : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      const std::string email = "ottoline.quist@example.com", first_name = "Ottoline";
+      auto req = WithIds({Id(kEmail, email)});
+      req.mutable_profile()->set_first_name(first_name);
+      req.set_request_id("otto-1");
+      auto a = c.Upsert(req);
+      auto renamed = WithIds({Id(kEmail, email)});
+      renamed.mutable_profile()->set_last_name("Quist-Lindqvist");
+      c.Upsert(renamed);
+      v1::UpdateConsentRequest consent;
+      *consent.mutable_customer() = RefId(a.customer().id());
+      consent.set_channel(common::CHANNEL_EMAIL);
+      consent.set_purpose(common::PURPOSE_MARKETING);
+      consent.set_status(v1::CONSENT_STATUS_GRANTED);
+      consent.set_evidence("signed by Ottoline at the till");
+      v1::Customer out;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, consent, &out).ok());
+      grpc::Status s;
+      SendBatches(c, {Batch("otto", 20, RefId(a.customer().id()))}, &s);
+      REQUIRE(s.ok());
+      EraseCustomer(c, a.customer().id(), "erase-otto");
+
+      if (name == "postgres") {
+        auto db = ecrm::sql::Database::Open(url);
+        REQUIRE(db.ok());
+        for (const char* table :
+             {"customers", "identifiers", "events", "consent_history", "merges", "changes", "upsert_requests"}) {
+          for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
+            INFO(table << " " << pii);
+            CHECK(RowVersionsHolding(**db, table, pii) == 0);
+          }
+        }
+        CHECK(IndexEntriesHolding(**db, "identifiers_pkey", email) == 0);
+      } else {  // stopped, so that the WAL is copied back and removed
+        c.service->process().Signal(SIGTERM);
+        REQUIRE(c.service->process().Wait(absl::Seconds(20)).has_value());
+        for (const std::string& file : {path, path + "-wal"}) {
+          for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
+            INFO(file << " " << pii);
+            CHECK(Occurrences(file, pii) == 0);
+          }
+        }
       }
     }
   }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -642,6 +643,29 @@ std::unique_ptr<ecrm::sql::Database> OpenDatabase(const std::string& url) {
   return std::move(*db);
 }
 
+// PostgreSQL: row versions, live or dead, in the table's pages (read through pageinspect) whose
+// bytes contain `needle`.
+int64_t RowVersionsHolding(ecrm::sql::Database& db, const std::string& table, const std::string& needle) {
+  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
+  auto r = db.Execute(
+      "SELECT COUNT(*) FROM generate_series(0, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
+      "LATERAL heap_page_items(get_raw_page($1::text, b::int)) AS h WHERE position(convert_to($2::text, 'UTF8') "
+      "IN h.t_data) > 0",
+      {table, needle});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+// How often `needle` occurs in a file (0 if there is no file).
+int64_t Occurrences(const std::string& path, const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int64_t n = 0;
+  for (size_t at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("after erasure idempotency keys replay only what is kept: never the erased customer's id or text") {
@@ -722,6 +746,53 @@ TEST_CASE("after erasure idempotency keys replay only what is kept: never the er
         CHECK(row.Text(0).empty());
         CHECK(row.Text(1).find(who) == absl::string_view::npos);
         CHECK(row.Text(1).find(text) == absl::string_view::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("an erasure leaves no row version with the erased data in the database's pages") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      const std::string path = absl::StrCat(dir.path(), "/txn.db");
+      const std::string url = args.empty() ? absl::StrCat("sqlite://", path) : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      const std::string who = "c_residue_51d0", text = "Please call my mobile after six";
+      c.Product("PEN-2", 150);
+      v1::Order order;
+      REQUIRE(c.Place(who, "PEN-2", 3, "pen-2", &order).ok());
+      REQUIRE(c.Add(who, "PEN-2", 1).ok());
+      v1::OpenInquiryRequest open;
+      open.set_customer_id(who);
+      open.set_subject("Callback");
+      open.set_channel(common::CHANNEL_PHONE);
+      open.set_body(text);
+      open.set_idempotency_key("pen-q");
+      c.Ok(&Stub::OpenInquiry, open);
+      v1::AdjustPointsRequest adjust;
+      adjust.set_customer_id(who);
+      adjust.set_points(10);
+      adjust.set_reason(text);
+      c.Ok(&Stub::AdjustPoints, adjust);
+      Erase(c, who);
+
+      if (name == "postgres") {
+        auto db = OpenDatabase(url);
+        for (const char* table : {"carts", "cart_lines", "orders", "idempotency_keys", "loyalty_accounts",
+                                  "loyalty_ledger", "inquiries", "outbox"}) {
+          INFO(table);
+          CHECK(RowVersionsHolding(*db, table, text) == 0);
+          CHECK(RowVersionsHolding(*db, table, who) == 0);
+        }
+      } else {  // stopped, so that the WAL is copied back and removed
+        c.service->process().Signal(SIGTERM);
+        REQUIRE(c.service->process().Wait(absl::Seconds(20)).has_value());
+        for (const std::string& file : {path, path + "-wal"}) {
+          INFO(file);
+          CHECK(Occurrences(file, text) == 0);
+          CHECK(Occurrences(file, who) == 0);
+        }
       }
     }
   }

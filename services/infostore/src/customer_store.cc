@@ -1330,6 +1330,16 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
     for (const std::string& id : gone) tombstones.push_back({id, std::numeric_limits<int64_t>::max() / 2, "", true});
     cache_->Write(tombstones);
   }
+  if (!gone.empty()) {  // PostgreSQL: the deleted and scrubbed row versions leave the pages now
+    for (absl::string_view table : {"customers", "identifiers", "events", "consent_history", "merges", "merge_members",
+                                    "changes", "upsert_requests"}) {
+      // Only the identifiers' index holds personal data (the values) in its keys.
+      if (absl::Status s = sql::Vacuum(db_, table, /*index_cleanup=*/table == "identifiers"); !s.ok()) {
+        log::Warn("VACUUM after an erasure failed; autovacuum will remove the erased rows",
+                  {{"table", table}, {"error", s}});
+      }
+    }
+  }
   // The audit trail keeps ids and counts, never the erased data.
   int64_t items = 0;
   for (const auto& item : receipt.items()) items += item.count();

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 #include "store.h"
 #include "store_internal.h"
@@ -144,8 +145,10 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
     const privacy::v1::EraseCustomerDataRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   privacy::v1::EraseCustomerDataResponse out;
+  std::vector<absl::string_view> touched;  // tables the erasure changed
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     out.Clear();
+    touched.clear();
     int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0, keys = 0;
     for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
       auto count = [&](absl::string_view sql, int64_t& n) -> absl::Status {
@@ -185,22 +188,31 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
         ++keys;
       }
     }
-    auto item = [&](absl::string_view kind, int64_t n, absl::string_view action) {
+    auto item = [&](absl::string_view kind, int64_t n, absl::string_view action, absl::string_view table) {
       privacy::v1::ErasedItem* i = out.add_items();
       i->set_kind(std::string(kind));
       i->set_count(n);
       i->set_action(std::string(action));
+      if (n > 0) touched.push_back(table);
     };
-    item("carts", carts, "deleted");
-    item("cart_lines", lines, "deleted");
-    item("loyalty_accounts", accounts, "deleted");
-    item("loyalty_ledger_entries", entries, "deleted");
-    item("inquiries", inquiries, "deleted");
-    item("orders", orders, "pseudonymised");
-    item("undelivered_events", events, "deleted");
-    item("idempotency_keys", keys, "pseudonymised");
+    item("carts", carts, "deleted", "carts");
+    item("cart_lines", lines, "deleted", "cart_lines");
+    item("loyalty_accounts", accounts, "deleted", "loyalty_accounts");
+    item("loyalty_ledger_entries", entries, "deleted", "loyalty_ledger");
+    item("inquiries", inquiries, "deleted", "inquiries");
+    item("orders", orders, "pseudonymised", "orders");
+    item("undelivered_events", events, "deleted", "outbox");
+    item("idempotency_keys", keys, "pseudonymised", "idempotency_keys");
     return absl::OkStatus();
   }));
+  // PostgreSQL keeps the deleted and replaced row versions, erased data and all, in the tables'
+  // pages until a VACUUM: it runs now, after the commit, on the tables the erasure changed.
+  for (absl::string_view table : touched) {
+    if (absl::Status s = sql::Vacuum(db_, table); !s.ok()) {
+      log::Warn("VACUUM after an erasure failed; autovacuum will remove the erased rows",
+                {{"table", table}, {"error", s}});
+    }
+  }
   out.set_engine("transaction");
   *out.mutable_erased_at() = Ts(NowMicros());
   return out;
