@@ -145,6 +145,26 @@ TEST_CASE("constraint violations and bad SQL map to precise status codes") {
   }
 }
 
+TEST_CASE("a constraint violation's message names the constraint, never the row's values") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, kItems);
+      const std::string email = "zelda.quist@example.com";
+      REQUIRE(db->Execute("INSERT INTO items (id, name) VALUES ($1, $2)", {1, email}).ok());
+      absl::Status taken = db->Execute("INSERT INTO items (id, name) VALUES ($1, $2)", {2, email}).status();
+      CHECK(taken.code() == absl::StatusCode::kAlreadyExists);
+      absl::Status null = db->Execute("INSERT INTO items (id, name, note) VALUES ($1, NULL, $2)", {3, email}).status();
+      CHECK(null.code() == absl::StatusCode::kFailedPrecondition);
+      for (const absl::Status& s : {taken, null}) {
+        INFO(s.ToString());
+        CHECK(std::string(s.message()).find("zelda") == std::string::npos);
+        CHECK(std::string(s.message()).find("items") != std::string::npos);  // the table, at least
+      }
+    }
+  }
+}
+
 TEST_CASE("a transaction rolls back unless committed") {
   for (auto& [driver, url] : FreshDatabases()) {
     DYNAMIC_SECTION(driver) {

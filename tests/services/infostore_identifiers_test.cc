@@ -64,6 +64,21 @@ TEST_CASE("external ids need their source system and other kinds may not have on
   Rejected(Id(common::IDENTIFIER_TYPE_LOYALTY_CARD, std::string(300, '9')), "identifiers[3].value");
 }
 
+TEST_CASE("a rejected identifier's error names the field and the rule, never the value") {
+  for (const auto& id :
+       {Id(common::IDENTIFIER_TYPE_EMAIL, "zelda.quist@example"),
+        Id(common::IDENTIFIER_TYPE_EMAIL, "zelda quist@example.com"), Id(common::IDENTIFIER_TYPE_PHONE, "zelda 0791"),
+        Id(common::IDENTIFIER_TYPE_PHONE, "+44 1632 960999 12345")}) {
+    auto n = Normalize(id, "identifiers[0]", "GB");
+    const std::string message(n.status().message());
+    INFO(message);
+    CHECK(n.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK_THAT(message, Catch::StartsWith("identifiers[0].value: is not a"));
+    CHECK(message.find("zelda") == std::string::npos);
+    CHECK(message.find("1632 960999") == std::string::npos);
+  }
+}
+
 TEST_CASE("only device ids are weak") {
   CHECK(IsStrong(common::IDENTIFIER_TYPE_EMAIL));
   CHECK(IsStrong(common::IDENTIFIER_TYPE_PHONE));

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <latch>
 #include <map>
 #include <set>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/cache/redis_client.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/privacy/v1/privacy.grpc.pb.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
@@ -863,6 +865,195 @@ TEST_CASE("export and erasure fan out to every configured engine and report the 
   *no_id.mutable_customer() = RefId(a.customer().id());
   CHECK(c.Call(&v1::InformationStore::Stub::EraseCustomer, no_id, &receipt).error_code() ==
         grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_CASE("errors name the field and the rule, never the rejected personal data") {
+  Client c({});
+  auto refused = [&](const v1::UpsertCustomerRequest& req, const std::string& field, const std::string& value) {
+    v1::UpsertCustomerResponse resp;
+    grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, req, &resp);
+    INFO(s.error_message());
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(s.error_message(), Catch::StartsWith(field));
+    CHECK_THAT(s.error_message(), !Catch::Contains(value));
+  };
+  refused(WithIds({Id(kEmail, "zelda.quist@example")}), "identifiers[0].value", "zelda");
+  refused(WithIds({Id(kEmail, "a@b.co"), Id(kPhone, "0131 99")}), "identifiers[1].value", "0131");
+  auto birth = WithIds({Id(kEmail, "a@b.co")});
+  birth.mutable_profile()->set_birth_date("1984-13-32");
+  refused(birth, "profile.birth_date", "1984");
+  auto zone = WithIds({Id(kEmail, "a@b.co")});
+  zone.mutable_profile()->set_time_zone("Home/Zelda");
+  refused(zone, "profile.time_zone", "Zelda");
+  // Events name their customer by identifier too.
+  v1::RecordEventsRequest batch = Batch("bad", 1, common::CustomerRef());
+  *batch.mutable_events(0)->mutable_customer()->mutable_identifier() = Id(kEmail, "zelda.quist@example");
+  grpc::Status s;
+  SendBatches(c, {batch}, &s);
+  INFO(s.error_message());
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(s.error_message(), Catch::Contains("events[0].customer.identifier.value"));
+  CHECK_THAT(s.error_message(), !Catch::Contains("zelda"));
+}
+
+namespace {
+
+v1::EraseCustomerResponse EraseCustomer(Client& c, const std::string& id, const std::string& request_id) {
+  v1::EraseCustomerRequest req;
+  *req.mutable_customer() = RefId(id);
+  req.set_request_id(request_id);
+  v1::EraseCustomerResponse receipt;
+  grpc::Status s = c.Call(&v1::InformationStore::Stub::EraseCustomer, req, &receipt);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  REQUIRE(receipt.receipts_size() == 1);
+  return receipt;
+}
+
+// PostgreSQL, read through pageinspect: row versions, live or dead, in the table's pages whose
+// bytes contain `needle`.
+int64_t RowVersionsHolding(ecrm::sql::Database& db, const std::string& table, const std::string& needle) {
+  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
+  auto r = db.Execute(
+      "SELECT COUNT(*) FROM generate_series(0, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
+      "LATERAL heap_page_items(get_raw_page($1::text, b::int)) AS h WHERE position(convert_to($2::text, 'UTF8') "
+      "IN h.t_data) > 0",
+      {table, needle});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+// PostgreSQL: entries of a B-tree index (past its metapage) whose key contains `needle`.
+int64_t IndexEntriesHolding(ecrm::sql::Database& db, const std::string& index, const std::string& needle) {
+  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
+  auto r = db.Execute(
+      "SELECT COUNT(*) FROM generate_series(1, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
+      "LATERAL bt_page_items($1::text, b::int) AS i WHERE position(convert_to($2::text, 'UTF8') IN "
+      "decode(replace(i.data, ' ', ''), 'hex')) > 0",
+      {index, needle});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+// How often `needle` occurs in a file (0 if there is no file).
+int64_t Occurrences(const std::string& path, const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int64_t n = 0;
+  for (size_t at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused, not answered with the profile") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      std::string url = args.empty() ? absl::StrCat("sqlite://", dir.path(), "/erase.db") : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      auto first = WithIds({Id(kEmail, "quinn@example.com")});
+      first.mutable_profile()->set_first_name("Quinneth");
+      first.set_request_id("quinn-1");
+      auto a = c.Upsert(first);
+      auto second = WithIds({Id(kPhone, "+447911123456")});
+      second.set_request_id("quinn-2");
+      c.Upsert(second);
+      auto both = WithIds({Id(kEmail, "quinn@example.com"), Id(kPhone, "+447911123456")});
+      both.set_request_id("quinn-3");
+      REQUIRE(c.Upsert(both).outcome() == v1::UpsertCustomerResponse::OUTCOME_MERGED);
+      auto other = WithIds({Id(kEmail, "keep@example.com")});
+      other.set_request_id("keep-1");
+      auto kept = c.Upsert(other);
+
+      auto receipt = EraseCustomer(c, a.customer().id(), "erase-quinn");
+      std::map<std::string, int64_t> counts;
+      for (const auto& item : receipt.receipts(0).items()) counts[item.kind()] = item.count();
+      CHECK(counts["upsert_requests"] == 3);
+
+      for (const auto* retry : {&first, &second, &both}) {
+        v1::UpsertCustomerResponse resp;
+        grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, *retry, &resp);
+        INFO(retry->request_id() << ": " << s.error_message());
+        CHECK(s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+        CHECK_THAT(s.error_message(), Catch::Contains("erased"));
+        CHECK(resp.customer().profile().first_name().empty());
+      }
+      CHECK(c.Upsert(other).SerializeAsString() == kept.SerializeAsString());  // others still replay
+      auto privacy = ecrm::privacy::v1::CustomerData::NewStub(c.service->channel());
+      ecrm::privacy::v1::ExportCustomerDataRequest ex;
+      ex.set_customer_id(a.customer().id());
+      ecrm::privacy::v1::ExportCustomerDataResponse exported;
+      grpc::ClientContext ctx;
+      REQUIRE(privacy->ExportCustomerData(&ctx, ex, &exported).ok());
+      CHECK(exported.json_document() == "{}");  // nothing held
+
+      auto db = ecrm::sql::Database::Open(url);
+      REQUIRE(db.ok());
+      auto left = (*db)->Execute("SELECT request_id, response FROM upsert_requests");
+      REQUIRE(left.ok());
+      REQUIRE(left->size() == 1);
+      CHECK(left->front().Text(0) == "keep-1");
+      for (const char* pii : {"quinn@example.com", "Quinneth", "+447911123456"}) {
+        CHECK(left->front().Text(1).find(pii) == absl::string_view::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("an erasure leaves no row version with the erased data in the database's pages") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      const std::string path = absl::StrCat(dir.path(), "/erase.db");
+      std::string url = args.empty() ? absl::StrCat("sqlite://", path) : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      const std::string email = "ottoline.quist@example.com", first_name = "Ottoline";
+      auto req = WithIds({Id(kEmail, email)});
+      req.mutable_profile()->set_first_name(first_name);
+      req.set_request_id("otto-1");
+      auto a = c.Upsert(req);
+      auto renamed = WithIds({Id(kEmail, email)});
+      renamed.mutable_profile()->set_last_name("Quist-Lindqvist");
+      c.Upsert(renamed);
+      v1::UpdateConsentRequest consent;
+      *consent.mutable_customer() = RefId(a.customer().id());
+      consent.set_channel(common::CHANNEL_EMAIL);
+      consent.set_purpose(common::PURPOSE_MARKETING);
+      consent.set_status(v1::CONSENT_STATUS_GRANTED);
+      consent.set_evidence("signed by Ottoline at the till");
+      v1::Customer out;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, consent, &out).ok());
+      grpc::Status s;
+      SendBatches(c, {Batch("otto", 20, RefId(a.customer().id()))}, &s);
+      REQUIRE(s.ok());
+      EraseCustomer(c, a.customer().id(), "erase-otto");
+
+      if (name == "postgres") {
+        auto db = ecrm::sql::Database::Open(url);
+        REQUIRE(db.ok());
+        for (const char* table :
+             {"customers", "identifiers", "events", "consent_history", "merges", "changes", "upsert_requests"}) {
+          for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
+            INFO(table << " " << pii);
+            CHECK(RowVersionsHolding(**db, table, pii) == 0);
+          }
+        }
+        CHECK(IndexEntriesHolding(**db, "identifiers_pkey", email) == 0);
+      } else {  // stopped, so that the WAL is copied back and removed
+        c.service->process().Signal(SIGTERM);
+        REQUIRE(c.service->process().Wait(absl::Seconds(20)).has_value());
+        for (const std::string& file : {path, path + "-wal"}) {
+          for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
+            INFO(file << " " << pii);
+            CHECK(Occurrences(file, pii) == 0);
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("concurrent upserts with overlapping identifiers never create duplicates") {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <latch>
 #include <thread>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/privacy/v1/privacy.grpc.pb.h"
+#include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
@@ -739,8 +741,189 @@ TEST_CASE(
         grpc::ClientContext ctx;
         REQUIRE(privacy->ExportCustomerData(&ctx, ex, &exported).ok());
       }
-      CHECK(exported.json_document() ==
-            "{\"orders\":[],\"carts\":[],\"loyalty_accounts\":[],\"loyalty_ledger\":[],\"inquiries\":[]}");
+      CHECK(exported.json_document() == "{}");  // the contract's document for "nothing held"
+      ex.set_customer_id("nobody");
+      {
+        grpc::ClientContext ctx;
+        REQUIRE(privacy->ExportCustomerData(&ctx, ex, &exported).ok());
+      }
+      CHECK(exported.json_document() == "{}");
+    }
+  }
+}
+
+namespace {
+
+ecrm::privacy::v1::EraseCustomerDataResponse Erase(Client& c, const std::string& customer_id) {
+  auto privacy = ecrm::privacy::v1::CustomerData::NewStub(c.service->channel());
+  ecrm::privacy::v1::EraseCustomerDataRequest req;
+  req.set_customer_id(customer_id);
+  ecrm::privacy::v1::EraseCustomerDataResponse erased;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  grpc::Status s = privacy->EraseCustomerData(&ctx, req, &erased);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  return erased;
+}
+
+std::unique_ptr<ecrm::sql::Database> OpenDatabase(const std::string& url) {
+  auto db = ecrm::sql::Database::Open(url);
+  if (!db.ok()) FAIL(db.status().ToString());
+  return std::move(*db);
+}
+
+// PostgreSQL: row versions, live or dead, in the table's pages (read through pageinspect) whose
+// bytes contain `needle`.
+int64_t RowVersionsHolding(ecrm::sql::Database& db, const std::string& table, const std::string& needle) {
+  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
+  auto r = db.Execute(
+      "SELECT COUNT(*) FROM generate_series(0, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
+      "LATERAL heap_page_items(get_raw_page($1::text, b::int)) AS h WHERE position(convert_to($2::text, 'UTF8') "
+      "IN h.t_data) > 0",
+      {table, needle});
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return r->front().Int(0);
+}
+
+// How often `needle` occurs in a file (0 if there is no file).
+int64_t Occurrences(const std::string& path, const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int64_t n = 0;
+  for (size_t at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("after erasure idempotency keys replay only what is kept: never the erased customer's id or text") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      const std::string url = args.empty() ? absl::StrCat("sqlite://", dir.path(), "/txn.db") : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      const std::string who = "c_erased_7f3a", text = "Parcel left at 12 Hidden Lane";
+      c.Product("LAMP-1", 2000, "EUR", true, 10);
+      REQUIRE(c.Add(who, "LAMP-1", 1).ok());
+      v1::CheckoutRequest checkout;
+      checkout.set_customer_id(who);
+      checkout.set_idempotency_key("lamp-checkout");
+      v1::Order checked_out = c.Ok(&Stub::Checkout, checkout);
+      v1::Order placed;
+      REQUIRE(c.Place(who, "LAMP-1", 2, "lamp-pos", &placed).ok());
+      v1::RefundOrderRequest refund;
+      refund.set_id(placed.id());
+      refund.set_idempotency_key("lamp-refund");
+      refund.set_reason(text);
+      c.Ok(&Stub::RefundOrder, refund);
+      v1::AdjustPointsRequest adjust;
+      adjust.set_customer_id(who);
+      adjust.set_points(25);
+      adjust.set_reason(text);
+      adjust.set_idempotency_key("lamp-adjust");
+      c.Ok(&Stub::AdjustPoints, adjust);
+      v1::OpenInquiryRequest open;
+      open.set_customer_id(who);
+      open.set_subject("Delivery");
+      open.set_channel(common::CHANNEL_WEB);
+      open.set_body(text);
+      open.set_idempotency_key("lamp-inquiry");
+      v1::Inquiry inquiry = c.Ok(&Stub::OpenInquiry, open);
+
+      auto erased = Erase(c, who);
+      std::map<std::string, int64_t> items;
+      for (const auto& i : erased.items()) items[i.kind() + "/" + i.action()] = i.count();
+      CHECK(items["idempotency_keys/pseudonymised"] == 5);
+      CHECK(items["orders/pseudonymised"] == 2);
+
+      // Replays answer as the stored order now is: the same order, with no customer.
+      v1::Order replayed = c.Ok(&Stub::Checkout, checkout);
+      CHECK(replayed.id() == checked_out.id());
+      CHECK(replayed.customer_id().empty());
+      CHECK(replayed.total().amount_minor() == 2000);
+      REQUIRE(c.Place(who, "LAMP-1", 2, "lamp-pos", &replayed).ok());
+      CHECK(replayed.id() == placed.id());
+      CHECK(replayed.customer_id().empty());
+      replayed = c.Ok(&Stub::RefundOrder, refund);
+      CHECK(replayed.id() == placed.id());
+      CHECK(replayed.customer_id().empty());
+      CHECK(replayed.state() == v1::ORDER_STATE_REFUNDED);
+      v1::GetProductRequest gp;
+      gp.set_sku("LAMP-1");
+      CHECK(c.Ok(&Stub::GetProduct, gp).stock() == 10 - 1 - 2);  // the replays took nothing
+      // The deleted inquiry replays as its id alone; the deleted account as nothing.
+      v1::Inquiry inquiry_again = c.Ok(&Stub::OpenInquiry, open);
+      CHECK(inquiry_again.id() == inquiry.id());
+      CHECK(inquiry_again.customer_id().empty());
+      CHECK(inquiry_again.messages_size() == 0);
+      CHECK(inquiry_again.subject().empty());
+      v1::LoyaltyAccount account_again = c.Ok(&Stub::AdjustPoints, adjust);
+      CHECK(account_again.customer_id().empty());
+      CHECK(account_again.ledger_size() == 0);
+      // The replays re-created nothing about the customer.
+      v1::ListInquiriesRequest list;
+      list.set_customer_id(who);
+      CHECK(c.Ok(&Stub::ListInquiries, list).inquiries_size() == 0);
+      CHECK(c.Loyalty(who).ledger_size() == 0);
+
+      auto db = OpenDatabase(url);
+      auto stored = db->Execute("SELECT customer_id, response FROM idempotency_keys");
+      REQUIRE(stored.ok());
+      CHECK(stored->size() == 5);
+      for (auto row : *stored) {
+        CHECK(row.Text(0).empty());
+        CHECK(row.Text(1).find(who) == absl::string_view::npos);
+        CHECK(row.Text(1).find(text) == absl::string_view::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("an erasure leaves no row version with the erased data in the database's pages") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      ecrm::testing::TempDir dir;
+      const std::string path = absl::StrCat(dir.path(), "/txn.db");
+      const std::string url = args.empty() ? absl::StrCat("sqlite://", path) : args[0].substr(15);
+      Client c({"--database-url=" + url});
+      const std::string who = "c_residue_51d0", text = "Please call my mobile after six";
+      c.Product("PEN-2", 150);
+      v1::Order order;
+      REQUIRE(c.Place(who, "PEN-2", 3, "pen-2", &order).ok());
+      REQUIRE(c.Add(who, "PEN-2", 1).ok());
+      v1::OpenInquiryRequest open;
+      open.set_customer_id(who);
+      open.set_subject("Callback");
+      open.set_channel(common::CHANNEL_PHONE);
+      open.set_body(text);
+      open.set_idempotency_key("pen-q");
+      c.Ok(&Stub::OpenInquiry, open);
+      v1::AdjustPointsRequest adjust;
+      adjust.set_customer_id(who);
+      adjust.set_points(10);
+      adjust.set_reason(text);
+      c.Ok(&Stub::AdjustPoints, adjust);
+      Erase(c, who);
+
+      if (name == "postgres") {
+        auto db = OpenDatabase(url);
+        for (const char* table : {"carts", "cart_lines", "orders", "idempotency_keys", "loyalty_accounts",
+                                  "loyalty_ledger", "inquiries", "outbox"}) {
+          INFO(table);
+          CHECK(RowVersionsHolding(*db, table, text) == 0);
+          CHECK(RowVersionsHolding(*db, table, who) == 0);
+        }
+      } else {  // stopped, so that the WAL is copied back and removed
+        c.service->process().Signal(SIGTERM);
+        REQUIRE(c.service->process().Wait(absl::Seconds(20)).has_value());
+        for (const std::string& file : {path, path + "-wal"}) {
+          INFO(file);
+          CHECK(Occurrences(file, text) == 0);
+          CHECK(Occurrences(file, who) == 0);
+        }
+      }
     }
   }
 }

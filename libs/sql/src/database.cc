@@ -380,4 +380,11 @@ absl::StatusOr<int64_t> Connection::InsertBatch(absl::string_view table, absl::S
   return inserted;
 }
 
+absl::Status Vacuum(Database& db, absl::string_view table, bool index_cleanup) {
+  if (db.dialect() != Dialect::kPostgres) return absl::OkStatus();
+  ECRM_ASSIGN_OR_RETURN(Lease conn, db.Acquire());
+  return conn->ExecuteScript(
+      absl::StrCat("VACUUM (SKIP_LOCKED", index_cleanup ? ", INDEX_CLEANUP ON" : "", ") ", table));
+}
+
 }  // namespace ecrm::sql

@@ -136,7 +136,10 @@ class PgConnection final : public Connection {
     std::string msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
                           ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
                           : PQerrorMessage(conn_);
-    if (const char* detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) absl::StrAppend(&msg, " (", detail, ")");
+    // A constraint violation's detail quotes the row ("Key (value)=(ann@example.com) already
+    // exists."): personal data that would reach callers and logs. The constraint's name is kept.
+    const char* detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    if (detail != nullptr && !absl::StartsWith(state ? state : "", "23")) absl::StrAppend(&msg, " (", detail, ")");
     return absl::Status(CodeForSqlState(state ? state : ""),
                         absl::StrCat(msg, " [SQLSTATE ", state ? state : "?", "] in \"", sql.substr(0, 200), "\""));
   }

@@ -261,13 +261,15 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
   sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
   // WAL lets readers run beside the writer; NORMAL sync in WAL mode keeps every commit across
   // a process crash (only an OS crash can lose the last commits). A 64 MiB page cache per
-  // connection keeps hot index pages out of read() calls. The pragmas come before the WAL hook:
+  // connection keeps hot index pages out of read() calls. Deleted content is overwritten with
+  // zeros (secure_delete: Debian's SQLite does it by default, other builds may not), so an erased
+  // row leaves no copy in the database's free space. The pragmas come before the WAL hook:
   // wal_autocheckpoint would replace it.
   absl::Status s = [&] {
     char* err = nullptr;
     int rc = sqlite3_exec(db,
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-                          "PRAGMA cache_size=-65536;",
+                          "PRAGMA cache_size=-65536; PRAGMA secure_delete=ON;",
                           nullptr, nullptr, &err);
     absl::Status st = rc == SQLITE_OK ? absl::OkStatus() : absl::UnavailableError(err ? err : sqlite3_errstr(rc));
     sqlite3_free(err);

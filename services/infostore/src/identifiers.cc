@@ -56,16 +56,16 @@ absl::StatusOr<Identifier> Normalize(const Identifier& id, absl::string_view fie
   switch (id.type()) {
     case common::v1::IDENTIFIER_TYPE_EMAIL:
       absl::AsciiStrToLower(&value);
-      if (!LooksLikeEmail(value))
-        return Invalid(value_field, absl::StrCat("\"", id.value(), "\" is not an email address"));
+      if (!LooksLikeEmail(value)) {
+        return Invalid(value_field, "is not an email address (one '@', a dotted domain, no spaces, 254 bytes at most)");
+      }
       break;
     case common::v1::IDENTIFIER_TYPE_PHONE: {
       const PhoneNumberUtil* util = PhoneNumberUtil::GetInstance();
       PhoneNumber number;
       if (util->Parse(value, std::string(default_region), &number) != PhoneNumberUtil::NO_PARSING_ERROR ||
           !util->IsValidNumber(number)) {
-        return Invalid(value_field, absl::StrCat("\"", id.value(),
-                                                 "\" is not a valid phone number (use E.164, e.g. +447911123456)"));
+        return Invalid(value_field, "is not a valid phone number (use E.164, e.g. +447911123456)");
       }
       util->Format(number, PhoneNumberUtil::E164, &value);
       break;

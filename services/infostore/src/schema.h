@@ -90,6 +90,11 @@ CREATE INDEX upsert_requests_created ON upsert_requests (created_at);
     {5, "no index on customers.updated_at: it turned every summary update into index maintenance", R"sql(
 DROP INDEX customers_updated;
 )sql"},
+    // 6 was an unreleased migration, dropped in a7e5158; development databases may record it.
+    {7, "upsert request ids name the customer their response holds, so that erasure deletes them", R"sql(
+ALTER TABLE upsert_requests ADD COLUMN customer_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX upsert_requests_customer ON upsert_requests (customer_id);
+)sql"},
 };
 
 }  // namespace ecrm::infostore

@@ -17,7 +17,7 @@ TransactionStore::TransactionStore(sql::Database& db, CustomerResolver* resolver
 
 absl::StatusOr<std::string> TransactionStore::Idempotent(
     absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
-    const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn) {
+    const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn, const std::string& customer_id) {
   std::string request_hash = util::Sha256Hex(request.SerializeAsString());
   std::string response;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
@@ -48,8 +48,8 @@ absl::StatusOr<std::string> TransactionStore::Idempotent(
     ECRM_ASSIGN_OR_RETURN(response, fn(c));
     if (key.empty()) return absl::OkStatus();
     return c
-        .Execute("UPDATE idempotency_keys SET response = $3 WHERE operation = $1 AND key = $2",
-                 {operation, key, sql::Blob{response}})
+        .Execute("UPDATE idempotency_keys SET response = $3, customer_id = $4 WHERE operation = $1 AND key = $2",
+                 {operation, key, sql::Blob{response}, customer_id})
         .status();
   }));
   return response;

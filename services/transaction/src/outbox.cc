@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 #include "store.h"
 #include "store_internal.h"
@@ -81,6 +82,25 @@ std::vector<std::string> AllIds(const std::string& id, const google::protobuf::R
   return ids;
 }
 
+// What an idempotency record replays once its customer is erased: only what this engine keeps.
+// An order stays, pseudonymised as the stored order is; of a deleted inquiry, its id; of a
+// deleted loyalty account (AdjustPoints), nothing.
+absl::StatusOr<std::string> ErasedResponse(absl::string_view operation, absl::string_view response) {
+  if (operation == "Checkout" || operation == "PlaceOrder" || operation == "CancelOrder" ||
+      operation == "RefundOrder") {
+    ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(response, "response"));
+    order.clear_customer_id();
+    return order.SerializeAsString();
+  }
+  if (operation == "OpenInquiry") {
+    ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, ParseBody<v1::Inquiry>(response, "response"));
+    v1::Inquiry kept;
+    kept.set_id(inquiry.id());
+    return kept.SerializeAsString();
+  }
+  return std::string();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> TransactionStore::ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) {
@@ -113,6 +133,9 @@ absl::StatusOr<std::string> TransactionStore::ExportCustomerData(const privacy::
       inquiries.push_back(util::ToJson(inquiry));
     }
   }
+  if (orders.empty() && carts.empty() && balances.empty() && ledger.empty() && inquiries.empty()) {
+    return std::string("{}");  // the contract's document for "nothing held"
+  }
   return absl::StrCat("{\"orders\":[", absl::StrJoin(orders, ","), "],\"carts\":[", absl::StrJoin(carts, ","),
                       "],\"loyalty_accounts\":[", absl::StrJoin(balances, ","), "],\"loyalty_ledger\":[",
                       absl::StrJoin(ledger, ","), "],\"inquiries\":[", absl::StrJoin(inquiries, ","), "]}");
@@ -122,9 +145,11 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
     const privacy::v1::EraseCustomerDataRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   privacy::v1::EraseCustomerDataResponse out;
+  std::vector<absl::string_view> touched;  // tables the erasure changed
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     out.Clear();
-    int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0;
+    touched.clear();
+    int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0, keys = 0;
     for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
       auto count = [&](absl::string_view sql, int64_t& n) -> absl::Status {
         ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, {id}));
@@ -147,22 +172,47 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCu
         ECRM_RETURN_IF_ERROR(SaveOrder(c, order));
         ++orders;
       }
+      // Idempotency records go on replaying (a retry must not place an order twice), but only
+      // what is kept: a replay never returns the erased id or the customer's text.
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result k,
+          c.Execute(absl::StrCat("SELECT operation, key, response FROM idempotency_keys WHERE customer_id = $1",
+                                 ForUpdate(c)),
+                    {id}));
+      for (sql::Row row : k) {
+        ECRM_ASSIGN_OR_RETURN(std::string response, ErasedResponse(row.Text(0), row.Text(2)));
+        ECRM_RETURN_IF_ERROR(c.Execute("UPDATE idempotency_keys SET customer_id = '', response = $3 WHERE "
+                                       "operation = $1 AND key = $2",
+                                       {row.Text(0), row.Text(1), sql::Blob{response}})
+                                 .status());
+        ++keys;
+      }
     }
-    auto item = [&](absl::string_view kind, int64_t n, absl::string_view action) {
+    auto item = [&](absl::string_view kind, int64_t n, absl::string_view action, absl::string_view table) {
       privacy::v1::ErasedItem* i = out.add_items();
       i->set_kind(std::string(kind));
       i->set_count(n);
       i->set_action(std::string(action));
+      if (n > 0) touched.push_back(table);
     };
-    item("carts", carts, "deleted");
-    item("cart_lines", lines, "deleted");
-    item("loyalty_accounts", accounts, "deleted");
-    item("loyalty_ledger_entries", entries, "deleted");
-    item("inquiries", inquiries, "deleted");
-    item("orders", orders, "pseudonymised");
-    item("undelivered_events", events, "deleted");
+    item("carts", carts, "deleted", "carts");
+    item("cart_lines", lines, "deleted", "cart_lines");
+    item("loyalty_accounts", accounts, "deleted", "loyalty_accounts");
+    item("loyalty_ledger_entries", entries, "deleted", "loyalty_ledger");
+    item("inquiries", inquiries, "deleted", "inquiries");
+    item("orders", orders, "pseudonymised", "orders");
+    item("undelivered_events", events, "deleted", "outbox");
+    item("idempotency_keys", keys, "pseudonymised", "idempotency_keys");
     return absl::OkStatus();
   }));
+  // PostgreSQL keeps the deleted and replaced row versions, erased data and all, in the tables'
+  // pages until a VACUUM: it runs now, after the commit, on the tables the erasure changed.
+  for (absl::string_view table : touched) {
+    if (absl::Status s = sql::Vacuum(db_, table); !s.ok()) {
+      log::Warn("VACUUM after an erasure failed; autovacuum will remove the erased rows",
+                {{"table", table}, {"error", s}});
+    }
+  }
   out.set_engine("transaction");
   *out.mutable_erased_at() = Ts(NowMicros());
   return out;

@@ -94,6 +94,10 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_customer ON outbox (customer_id);
 )sql"},
+    {2, "idempotency keys name the customer their response is about, so that erasure finds them", R"sql(
+ALTER TABLE idempotency_keys ADD COLUMN customer_id TEXT NOT NULL DEFAULT '';  -- '' once erased
+CREATE INDEX idempotency_keys_customer ON idempotency_keys (customer_id);
+)sql"},
 };
 
 }  // namespace ecrm::transaction

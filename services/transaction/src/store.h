@@ -139,10 +139,12 @@ class TransactionStore {
   // Runs fn in a transaction under an idempotency key (Stripe's rules): a stored response for
   // the key replays byte for byte, a stored response for another request is refused, and
   // otherwise fn's response is stored with the key in fn's transaction. An empty key (where
-  // the key is optional) just runs fn.
+  // the key is optional) just runs fn. customer_id names whose data the response holds, so that
+  // erasure finds the record; it is read after fn returns (fn may set it).
   absl::StatusOr<std::string> Idempotent(absl::string_view operation, const std::string& key,
                                          const google::protobuf::Message& request,
-                                         const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn);
+                                         const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn,
+                                         const std::string& customer_id);
   template <typename Resp>
   absl::StatusOr<Resp> IdempotentMessage(absl::string_view operation, const std::string& key,
                                          const google::protobuf::Message& request,

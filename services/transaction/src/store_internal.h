@@ -63,11 +63,15 @@ template <typename Resp>
 absl::StatusOr<Resp> TransactionStore::IdempotentMessage(
     absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
     const std::function<absl::StatusOr<Resp>(sql::Connection&)>& fn) {
-  ECRM_ASSIGN_OR_RETURN(std::string bytes,
-                        Idempotent(operation, key, request, [&](sql::Connection& c) -> absl::StatusOr<std::string> {
-                          ECRM_ASSIGN_OR_RETURN(Resp r, fn(c));
-                          return r.SerializeAsString();
-                        }));
+  std::string customer_id;  // every response (order, inquiry, account) names its customer
+  ECRM_ASSIGN_OR_RETURN(std::string bytes, Idempotent(
+                                               operation, key, request,
+                                               [&](sql::Connection& c) -> absl::StatusOr<std::string> {
+                                                 ECRM_ASSIGN_OR_RETURN(Resp r, fn(c));
+                                                 customer_id = r.customer_id();
+                                                 return r.SerializeAsString();
+                                               },
+                                               customer_id));
   return ParseBody<Resp>(bytes, "response");
 }
 

@@ -282,6 +282,15 @@ class Database {
   std::string redacted_url_;
 };
 
+// Makes deleted and replaced row versions of `table` give up their data, e.g. after an erasure.
+// PostgreSQL keeps them in the table's and its indexes' pages until a VACUUM (autovacuum comes
+// once a fifth of the table has changed): this runs VACUUM on the table, outside a transaction, so
+// call it after the commit; index_cleanup also removes the index entries VACUUM may leave for a
+// later run. It skips a table another VACUUM holds, and cannot remove versions a transaction
+// older than the deletion may still read. SQLite overwrites deleted content as it deletes
+// (secure_delete, set on every connection): nothing to do.
+absl::Status Vacuum(Database& db, absl::string_view table, bool index_cleanup = false);
+
 // Renders a migration's {{tokens}} for a dialect (exposed for tests).
 std::string RenderDialect(absl::string_view sql, Dialect dialect);
 
