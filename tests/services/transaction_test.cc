@@ -11,7 +11,10 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/privacy/v1/privacy.grpc.pb.h"
 #include "ecrm/sql/sql.h"
@@ -555,6 +558,30 @@ int64_t Count(const infostore::Customer& c, const std::string& type) {
   return it == c.behaviour().event_counts().end() ? 0 : it->second;
 }
 
+// Completed runs of the engine's periodic task `task` (ecrm_periodic_task_runs_total), -1 when
+// /metrics cannot be read.
+int64_t PeriodicRuns(const ServiceProcess& s, const std::string& task) {
+  auto metrics = ecrm::testing::HttpGet(absl::StrCat("http://", s.metrics_address(), "/metrics"));
+  if (!metrics.ok()) return -1;
+  const std::string prefix = absl::StrCat("ecrm_periodic_task_runs_total{task=\"", task, "\"} ");
+  for (absl::string_view line : absl::StrSplit(*metrics, '\n')) {
+    double runs = 0;
+    if (absl::ConsumePrefix(&line, prefix) && absl::SimpleAtod(line, &runs)) return static_cast<int64_t>(runs);
+  }
+  return -1;
+}
+
+// Polls /metrics until `task` has completed at least `runs` runs; returns the last count seen.
+int64_t WaitForRuns(const ServiceProcess& s, const std::string& task, int64_t runs) {
+  int64_t done = PeriodicRuns(s, task);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (done < runs && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    done = PeriodicRuns(s, task);
+  }
+  return done;
+}
+
 }  // namespace
 
 TEST_CASE("the outbox delivers every event exactly once across kill -9 of either side") {
@@ -684,7 +711,9 @@ TEST_CASE("an idle cart raises one cart_abandoned event per idle period") {
   REQUIRE(abandoned.carts_size() == 1);
   CHECK(abandoned.carts(0).customer_id() == shopper);
   // Many more scans of the same idle period raise nothing more; touching the cart starts a new one.
-  for (int scans = 0; scans < 10; ++scans) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int64_t scans = PeriodicRuns(*c.service, "cart-scanner");
+  REQUIRE(scans >= 1);
+  REQUIRE(WaitForRuns(*c.service, "cart-scanner", scans + 10) >= scans + 10);
   CHECK(Count(info.WaitFor(shopper, [](const auto&) { return true; }), "cart_abandoned") == 1);
   REQUIRE(c.Add(shopper, "SOCK-1", 1).ok());
   got = info.WaitFor(shopper, [](const infostore::Customer& x) { return Count(x, "cart_abandoned") >= 2; });

@@ -1,13 +1,10 @@
 // ecrm-infostore: composition root of the customer-centric information store.
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "customer_store.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/executor.h"
+#include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
 #include "schema.h"
@@ -74,41 +71,26 @@ int main(int argc, char** argv) {
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
   runner.OnDrain([&feed] { feed.Drain(); });
 
-  // Deletes expired changes in the background; stopped before the stores close.
-  std::mutex prune_mu;
-  std::condition_variable prune_cv;
-  bool stopping = false;
-  std::thread pruner([&] {
-    std::unique_lock lock(prune_mu);
-    while (!prune_cv.wait_for(lock, absl::ToChronoNanoseconds(prune_every), [&] { return stopping; })) {
-      lock.unlock();
-      absl::StatusOr<int64_t> n = store.PruneFeed(absl::Now() - feed_retention);
-      if (!n.ok()) {
-        ecrm::log::Warn("feed pruning failed", {{"error", n.status()}});
-      } else if (*n > 0) {
-        ecrm::log::Info("feed pruned", {{"changes", *n}});
-      }
-      absl::StatusOr<int64_t> r = store.PruneRequests(absl::Now() - request_retention);
-      if (!r.ok()) {
-        ecrm::log::Warn("request id pruning failed", {{"error", r.status()}});
-      } else if (*r > 0) {
-        ecrm::log::Info("request ids pruned", {{"request_ids", *r}});
-      }
-      lock.lock();
-    }
-  });
-  // Also after a failed start, which never reaches the shutdown hooks: a joinable thread must
-  // not be destroyed.
-  auto stop_background = [&] {
-    {
-      std::lock_guard lock(prune_mu);
-      stopping = true;
-    }
-    prune_cv.notify_all();
-    if (pruner.joinable()) pruner.join();
-  };
-  runner.OnShutdown(stop_background);
-  const int exit_code = runner.Serve();
-  stop_background();
-  return exit_code;
+  // Deletes expired changes in the background; stopped before the stores close (also by its
+  // destructor, after a failed start that never reaches the shutdown hooks).
+  ecrm::server::PeriodicTask pruner(
+      "feed-pruner", prune_every,
+      [&] {
+        absl::StatusOr<int64_t> n = store.PruneFeed(absl::Now() - feed_retention);
+        if (!n.ok()) {
+          ecrm::log::Warn("feed pruning failed", {{"error", n.status()}});
+        } else if (*n > 0) {
+          ecrm::log::Info("feed pruned", {{"changes", *n}});
+        }
+        absl::StatusOr<int64_t> r = store.PruneRequests(absl::Now() - request_retention);
+        if (!r.ok()) {
+          ecrm::log::Warn("request id pruning failed", {{"error", r.status()}});
+        } else if (*r > 0) {
+          ecrm::log::Info("request ids pruned", {{"request_ids", *r}});
+        }
+      },
+      &runner.metrics());
+  pruner.Start();
+  runner.OnShutdown([&pruner] { pruner.Stop(); });
+  return runner.Serve();
 }

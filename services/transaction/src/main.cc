@@ -1,13 +1,10 @@
 // ecrm-transaction: composition root of the transaction engine.
 #include <grpcpp/channel.h>
 
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-
 #include "ecrm/log/log.h"
 #include "ecrm/server/channel.h"
 #include "ecrm/server/executor.h"
+#include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
 #include "infostore_client.h"
@@ -97,33 +94,23 @@ int main(int argc, char** argv) {
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
 
   // Raises cart_abandoned events and deletes expired idempotency keys in the background.
-  std::mutex scan_mu;
-  std::condition_variable scan_cv;
-  bool stopping = false;
-  std::thread scanner([&] {
-    std::unique_lock lock(scan_mu);
-    while (!scan_cv.wait_for(lock, absl::ToChronoNanoseconds(scan_every), [&] { return stopping; })) {
-      lock.unlock();
-      if (absl::StatusOr<int64_t> n = store.ReportAbandonedCarts(); !n.ok()) {
-        ecrm::log::Warn("abandoned cart scan failed", {{"error", n.status()}});
-      } else if (*n > 0) {
-        ecrm::log::Info("abandoned carts reported", {{"carts", *n}});
-      }
-      if (absl::StatusOr<int64_t> n = store.PruneIdempotencyKeys(absl::Now() - key_retention); !n.ok()) {
-        ecrm::log::Warn("idempotency key pruning failed", {{"error", n.status()}});
-      }
-      lock.lock();
-    }
-  });
-  // Also after a failed start, which never reaches the shutdown hooks: a joinable thread must
-  // not be destroyed.
+  ecrm::server::PeriodicTask scanner(
+      "cart-scanner", scan_every,
+      [&] {
+        if (absl::StatusOr<int64_t> n = store.ReportAbandonedCarts(); !n.ok()) {
+          ecrm::log::Warn("abandoned cart scan failed", {{"error", n.status()}});
+        } else if (*n > 0) {
+          ecrm::log::Info("abandoned carts reported", {{"carts", *n}});
+        }
+        if (absl::StatusOr<int64_t> n = store.PruneIdempotencyKeys(absl::Now() - key_retention); !n.ok()) {
+          ecrm::log::Warn("idempotency key pruning failed", {{"error", n.status()}});
+        }
+      },
+      &runner.metrics());
+  scanner.Start();
+  // Also after a failed start, which never reaches the shutdown hooks (both are idempotent).
   auto stop_background = [&] {
-    {
-      std::lock_guard lock(scan_mu);
-      stopping = true;
-    }
-    scan_cv.notify_all();
-    if (scanner.joinable()) scanner.join();
+    scanner.Stop();
     if (relay) relay->Stop();
   };
   runner.OnShutdown(stop_background);
