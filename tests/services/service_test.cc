@@ -194,6 +194,7 @@ TEST_CASE("bad configuration gives one clear error line and a non-zero exit") {
       {{"--database-url=postgresql://postgres@" + no_postgres.address() + "/x"}, 1, "cannot connect to PostgreSQL"},
       {{"--database-url=sqlite:///proc/forbidden/x.db"}, 1, "error="},
       {{"--redis-url=http://cache"}, 1, "Redis URL"},
+      {{"--feed-prune-interval=0s"}, 1, "--feed-prune-interval must be positive"},
   };
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.args[0]) {

@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
   if (workers < 1 || max_queue < 1) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--worker-threads and --max-queue must be >= 1"));
   }
+  if (prune_every <= absl::ZeroDuration()) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--feed-prune-interval must be positive"));
+  }
 
   auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());

@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
     return runner.Fail("configuration",
                        absl::InvalidArgumentError("--worker-threads must be >= 0 and --max-queue >= 1"));
   }
+  if (scan_every <= absl::ZeroDuration()) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--abandon-scan-interval must be positive"));
+  }
   if (key_retention < absl::Hours(24)) {
     return runner.Fail("configuration",
                        absl::InvalidArgumentError("--idempotency-retention must be at least 24h (keys are promised "
