@@ -6,14 +6,19 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <netdb.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -50,6 +55,44 @@ constexpr auto kClose = std::chrono::milliseconds(250);
 std::chrono::system_clock::time_point SystemTime(Drain::Clock::time_point t) {
   return std::chrono::system_clock::now() +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(t - Drain::Clock::now());
+}
+
+// Opens and closes a TCP connection to host:port, ignoring any failure.
+void Knock(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return;
+  if (found != nullptr) {
+    int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+    if (fd >= 0) {
+      (void)connect(fd, found->ai_addr, found->ai_addrlen);
+      close(fd);
+    }
+  }
+  freeaddrinfo(found);
+}
+
+// Stops the metrics endpoint. civetweb (under prometheus::Exposer) looks at its stop flag only
+// between 2 s polls of its listening socket; a connection ends the poll at once. Without the
+// knocks the process took up to 2 s more to exit.
+void StopMetricsEndpoint(std::unique_ptr<prometheus::Exposer> exposer, const std::string& address) {
+  const std::vector<int> ports = exposer->GetListeningPorts();
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  std::atomic<bool> stopped{false};
+  std::thread knocker([&] {
+    while (!ports.empty() && !stopped.load()) {
+      Knock(host, ports.front());
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  exposer.reset();
+  stopped = true;
+  knocker.join();
 }
 
 }  // namespace
@@ -218,6 +261,7 @@ int Runner::Serve() {
   }
   grpc_completion_queue_destroy(shutdown_cq);
   for (auto& hook : shutdown_hooks_) hook();
+  StopMetricsEndpoint(std::move(exposer), options_.metrics_address);
   log::Info("stopped", {{"took", absl::Now() - began}, {"refused", drain.refused()}});
   return 0;
 }
