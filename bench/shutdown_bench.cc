@@ -25,9 +25,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "bench_util.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/testing/process.h"
