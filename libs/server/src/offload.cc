@@ -2,6 +2,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include "ecrm/server/drain.h"
 #include "ecrm/server/grpc_status.h"
 
 namespace ecrm::server {
@@ -9,14 +10,18 @@ namespace ecrm::server {
 grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContext* ctx,
                                   std::function<absl::Status()> fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!executor.Submit([reactor, ctx, fn = std::move(fn)] {
+  Drain& drain = Drain::Instance();
+  if (!drain.Admit(reactor)) return reactor;  // shutting down: answered UNAVAILABLE by the drain
+  if (!executor.Submit([reactor, ctx, fn = std::move(fn), &drain] {
         if (ctx->IsCancelled()) {
           reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before it ran"));
-          return;
+        } else {
+          reactor->Finish(ToGrpc(fn()));
         }
-        reactor->Finish(ToGrpc(fn()));
+        drain.Done();
       })) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "server overloaded; retry with backoff"));
+    drain.Done();
   }
   return reactor;
 }

@@ -8,6 +8,7 @@
 #include <google/protobuf/util/time_util.h>
 #include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
+#include "ecrm/server/drain.h"
 #include "ecrm/server/grpc_status.h"
 #include "ecrm/server/offload.h"
 #include "ecrm/status/macros.h"
@@ -94,7 +95,8 @@ grpc::ServerUnaryReactor* InformationStoreService::GetCustomer(grpc::CallbackSer
                                                                const v1::GetCustomerRequest* req, v1::Customer* resp) {
   // A cache hit is answered right here: one Redis round trip (bounded by the Redis timeout,
   // skipped while the breaker is open) costs less than the hand-off to a worker and back.
-  if (req->customer().ref_case() == common::v1::CustomerRef::kCustomerId) {
+  // While shutting down, Offload refuses the call instead.
+  if (req->customer().ref_case() == common::v1::CustomerRef::kCustomerId && !server::Drain::Instance().draining()) {
     if (std::optional<v1::Customer> hit = store_.FromCache(req->customer().customer_id())) {
       *resp = std::move(*hit);
       auto* reactor = ctx->DefaultReactor();
@@ -206,7 +208,10 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
     if (finish) Finish(*finish);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    server::Drain::Instance().Done();
+    delete this;
+  }
 
  private:
   // Under mu_: hands the batch just read to a worker, which validates it and queues it for the
@@ -329,6 +334,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
 
   void OnDone() override {
     thread_.join();  // Run() has returned: Finish() was its last act
+    server::Drain::Instance().Done();
     delete this;
   }
 
@@ -420,13 +426,22 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
 
 }  // namespace
 
+// A stream that begins while the server shuts down is refused; one admitted before runs until
+// it ends (RecordEvents: when its client has sent its last batch; WatchChanges: at once, its
+// loop sees the feed draining).
 grpc::ServerReadReactor<v1::RecordEventsRequest>* InformationStoreService::RecordEvents(
     grpc::CallbackServerContext*, v1::RecordEventsResponse* resp) {
+  if (!server::Drain::Instance().Admit()) {
+    return new server::RefusedStream<grpc::ServerReadReactor<v1::RecordEventsRequest>>();
+  }
   return new EventsReader(store_, executor_, resp);
 }
 
 grpc::ServerWriteReactor<v1::WatchChangesResponse>* InformationStoreService::WatchChanges(
     grpc::CallbackServerContext*, const v1::WatchChangesRequest* req) {
+  if (!server::Drain::Instance().Admit()) {
+    return new server::RefusedStream<grpc::ServerWriteReactor<v1::WatchChangesResponse>>();
+  }
   return new FeedWriter(store_, feed_, *req);
 }
 

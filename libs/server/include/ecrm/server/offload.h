@@ -1,6 +1,7 @@
 // Runs a unary RPC's blocking work on the Executor, off gRPC's callback threads, and finishes
 // the call with its status. A full queue answers RESOURCE_EXHAUSTED; a call cancelled while
-// it waited is not run.
+// it waited is not run; once the server is shutting down, a call is answered UNAVAILABLE
+// without running (drain.h).
 //
 //   return server::Offload(executor_, ctx, resp, [this, req] { return store_.GetProduct(*req); });
 #pragma once

@@ -1,8 +1,8 @@
 // The runner every ecrm service's main() uses: configuration from flags and environment,
 // structured logs, a gRPC server with the standard health service, reflection, keepalive and
 // message-size limits, a Prometheus endpoint with RPC and process metrics, and a graceful
-// shutdown on SIGTERM/SIGINT (health → NOT_SERVING, drain in-flight RPCs up to a deadline,
-// exit 0).
+// shutdown on SIGTERM/SIGINT (health → NOT_SERVING, new RPCs refused UNAVAILABLE while those
+// already admitted finish, up to --shutdown-grace; then gRPC shut down; exit 0 — drain.h).
 //
 //   int main(int argc, char** argv) {
 //     ecrm::server::Runner runner({.name = "ecrm-infostore", .summary = "…", .grpc_port = 50051,
