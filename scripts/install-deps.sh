@@ -23,6 +23,8 @@ packages=(
   nlohmann-json3-dev
   # tests
   catch2 procps
+  # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
+  python3-grpcio
 )
 
 if [ "${1:-}" = "--runtime" ]; then

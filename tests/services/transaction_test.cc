@@ -694,7 +694,7 @@ TEST_CASE("SIGTERM while the information store is down does not wait for the rel
   c.service->process().Signal(SIGTERM);
   REQUIRE(c.service->process().Wait(absl::Seconds(30)).value_or(-1) == 0);
   INFO(c.service->process().Output());
-  CHECK(absl::Now() - start < absl::Seconds(8));  // the relay's call waits up to 10 s for a peer
+  CHECK(absl::Now() - start < absl::Seconds(5));  // the relay's call waits up to 10 s for a peer
 }
 
 TEST_CASE("an idle cart raises one cart_abandoned event per idle period") {
