@@ -12,11 +12,6 @@ constexpr size_t kMaxHeld = 10000;
 
 }  // namespace
 
-Drain& Drain::Instance() {
-  static Drain* drain = new Drain();  // never destroyed: gRPC threads may outlive main()'s locals
-  return *drain;
-}
-
 grpc::Status Drain::Refusal() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       "server shutting down; the call was not run: retry it on another instance");

@@ -6,8 +6,9 @@
 
 namespace ecrm::server {
 
-Executor::Executor(int threads, size_t max_queue, prometheus::Registry& registry)
-    : max_queue_(max_queue),
+Executor::Executor(int threads, size_t max_queue, prometheus::Registry& registry, Drain& drain)
+    : drain_(drain),
+      max_queue_(max_queue),
       depth_(prometheus::BuildGauge()
                  .Name("ecrm_executor_queue_depth")
                  .Help("Requests waiting for a worker thread.")

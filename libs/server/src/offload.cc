@@ -10,7 +10,7 @@ namespace ecrm::server {
 grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContext* ctx,
                                   std::function<absl::Status()> fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Drain& drain = Drain::Instance();
+  Drain& drain = executor.drain();
   if (!drain.Admit(reactor)) return reactor;  // shutting down: answered UNAVAILABLE by the drain
   if (!executor.Submit([reactor, ctx, fn = std::move(fn), &drain] {
         if (ctx->IsCancelled()) {

@@ -112,7 +112,10 @@ void StopMetricsEndpoint(std::unique_ptr<prometheus::Exposer> exposer, const std
 }  // namespace
 
 Runner::Runner(ServiceInfo info)
-    : info_(std::move(info)), flags_(info_.name, info_.summary), registry_(std::make_shared<prometheus::Registry>()) {
+    : info_(std::move(info)),
+      flags_(info_.name, info_.summary),
+      registry_(std::make_shared<prometheus::Registry>()),
+      drain_(std::make_unique<Drain>()) {
   // Blocked here, before any thread exists, so every thread inherits the mask and only
   // Serve()'s sigwait receives the shutdown signals.
   sigset_t set = ShutdownSignals();
@@ -264,7 +267,7 @@ int Runner::Serve() {
   const absl::Time began = absl::Now();
   const Drain::Clock::time_point grace_end = Drain::Clock::now() + absl::ToChronoNanoseconds(options_.shutdown_grace);
   log::Info("shutting down", {{"signal", strsignal(sig)}, {"grace", options_.shutdown_grace}});
-  Drain& drain = Drain::Instance();
+  Drain& drain = *drain_;
   drain.Start();      // RPCs that begin from now on are refused UNAVAILABLE (drain.h)
   health.Shutdown();  // every service NOT_SERVING, watchers told; load balancers stop sending
   for (auto& hook : drain_hooks_) hook();

@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
 
   auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
-  ecrm::server::Executor executor(static_cast<int>(workers), static_cast<size_t>(max_queue), runner.metrics());
+  ecrm::server::Executor executor(static_cast<int>(workers), static_cast<size_t>(max_queue), runner.metrics(),
+                                  runner.drain());
   ecrm::infostore::CustomerStore store(*stores->db, stores->profiles.get(), options);
   ecrm::infostore::FeedSignal feed;
   store.SetChangeListener([&feed] { feed.Notify(); });

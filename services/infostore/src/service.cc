@@ -96,7 +96,7 @@ grpc::ServerUnaryReactor* InformationStoreService::GetCustomer(grpc::CallbackSer
   // A cache hit is answered right here: one Redis round trip (bounded by the Redis timeout,
   // skipped while the breaker is open) costs less than the hand-off to a worker and back.
   // While shutting down, Offload refuses the call instead.
-  if (req->customer().ref_case() == common::v1::CustomerRef::kCustomerId && !server::Drain::Instance().draining()) {
+  if (req->customer().ref_case() == common::v1::CustomerRef::kCustomerId && !executor_.drain().draining()) {
     if (std::optional<v1::Customer> hit = store_.FromCache(req->customer().customer_id())) {
       *resp = std::move(*hit);
       auto* reactor = ctx->DefaultReactor();
@@ -209,7 +209,7 @@ class EventsReader final : public grpc::ServerReadReactor<v1::RecordEventsReques
   }
 
   void OnDone() override {
-    server::Drain::Instance().Done();
+    executor_.drain().Done();
     delete this;
   }
 
@@ -313,8 +313,8 @@ constexpr size_t kMessageBytes = 1 << 20;  // a message stops growing past this
 // processes), with heartbeats while idle.
 class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesResponse> {
  public:
-  FeedWriter(CustomerStore& store, FeedSignal& feed, const v1::WatchChangesRequest& request)
-      : store_(store), feed_(feed), request_(request) {
+  FeedWriter(CustomerStore& store, FeedSignal& feed, const v1::WatchChangesRequest& request, server::Drain& drain)
+      : store_(store), feed_(feed), request_(request), drain_(drain) {
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -334,7 +334,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
 
   void OnDone() override {
     thread_.join();  // Run() has returned: Finish() was its last act
-    server::Drain::Instance().Done();
+    drain_.Done();
     delete this;
   }
 
@@ -415,6 +415,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
   CustomerStore& store_;
   FeedSignal& feed_;
   const v1::WatchChangesRequest request_;
+  server::Drain& drain_;
   std::mutex mu_;
   std::condition_variable cv_;
   v1::WatchChangesResponse message_;
@@ -431,18 +432,18 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
 // loop sees the feed draining).
 grpc::ServerReadReactor<v1::RecordEventsRequest>* InformationStoreService::RecordEvents(
     grpc::CallbackServerContext*, v1::RecordEventsResponse* resp) {
-  if (!server::Drain::Instance().Admit()) {
-    return new server::RefusedStream<grpc::ServerReadReactor<v1::RecordEventsRequest>>();
+  if (!executor_.drain().Admit()) {
+    return new server::RefusedStream<grpc::ServerReadReactor<v1::RecordEventsRequest>>(executor_.drain());
   }
   return new EventsReader(store_, executor_, resp);
 }
 
 grpc::ServerWriteReactor<v1::WatchChangesResponse>* InformationStoreService::WatchChanges(
     grpc::CallbackServerContext*, const v1::WatchChangesRequest* req) {
-  if (!server::Drain::Instance().Admit()) {
-    return new server::RefusedStream<grpc::ServerWriteReactor<v1::WatchChangesResponse>>();
+  if (!executor_.drain().Admit()) {
+    return new server::RefusedStream<grpc::ServerWriteReactor<v1::WatchChangesResponse>>(executor_.drain());
   }
-  return new FeedWriter(store_, feed_, *req);
+  return new FeedWriter(store_, feed_, *req, executor_.drain());
 }
 
 }  // namespace ecrm::infostore

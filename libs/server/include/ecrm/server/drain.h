@@ -15,8 +15,10 @@
 //
 // Unary handlers use it through server::Offload; streaming handlers directly:
 //
-//   if (!server::Drain::Instance().Admit()) return new server::RefusedStream<Reactor>();
-//   return new MyReactor(…);  // which calls Drain::Instance().Done() in OnDone()
+//   if (!drain.Admit()) return new server::RefusedStream<Reactor>(drain);
+//   return new MyReactor(…);  // which calls drain.Done() in OnDone()
+//
+// The Runner owns the drain (Runner::drain()); handlers reach it through their Executor.
 #pragma once
 
 #include <grpcpp/support/server_callback.h>
@@ -36,8 +38,9 @@ class Drain {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // The process's drain (a process runs one gRPC server, the Runner's).
-  static Drain& Instance();
+  Drain() = default;
+  Drain(const Drain&) = delete;
+  Drain& operator=(const Drain&) = delete;
 
   // An RPC, as its handler begins. True: run it, and call Done() once it is over. False once
   // shutdown has begun: it must not run; hand its answer (finishing it with Refusal()) to
@@ -70,7 +73,6 @@ class Drain {
   int64_t refused();
 
  private:
-  Drain() = default;
   void Touch() { last_activity_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
 
   std::atomic<bool> draining_{false};
@@ -87,8 +89,8 @@ class Drain {
 template <typename Reactor>
 class RefusedStream final : public Reactor {
  public:
-  RefusedStream() {
-    Drain::Instance().Refuse([this] { this->Finish(Drain::Refusal()); });
+  explicit RefusedStream(Drain& drain) {
+    drain.Refuse([this] { this->Finish(Drain::Refusal()); });
   }
   void OnDone() override { delete this; }
 };

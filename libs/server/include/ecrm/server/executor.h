@@ -19,9 +19,13 @@ class Counter;
 
 namespace ecrm::server {
 
+class Drain;
+
 class Executor {
  public:
-  Executor(int threads, size_t max_queue, prometheus::Registry& registry);
+  // `drain` (the Runner's) is where the RPCs run here are admitted and counted; it must
+  // outlive the executor.
+  Executor(int threads, size_t max_queue, prometheus::Registry& registry, Drain& drain);
   ~Executor();  // runs what is queued, then joins
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -29,8 +33,11 @@ class Executor {
   // False when the queue is full.
   bool Submit(std::function<void()> task);
 
+  Drain& drain() const { return drain_; }
+
  private:
   void Work();
+  Drain& drain_;
   const size_t max_queue_;
   prometheus::Gauge& depth_;
   prometheus::Counter& rejected_;

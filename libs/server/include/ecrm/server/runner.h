@@ -34,6 +34,8 @@ class Registry;
 
 namespace ecrm::server {
 
+class Drain;
+
 struct ServiceInfo {
   std::string name;     // binary name, e.g. ecrm-infostore
   std::string engine;   // short name, e.g. infostore (database file, metrics label)
@@ -78,6 +80,9 @@ class Runner {
   const CommonOptions& options() const { return options_; }
   const ServiceInfo& info() const { return info_; }
   prometheus::Registry& metrics() { return *registry_; }
+  // Admits RPCs until shutdown begins, then refuses new ones while those admitted finish
+  // (drain.h). Handlers reach it through their Executor; it outlives everything main() builds.
+  Drain& drain() { return *drain_; }
 
   // Registers a service before Serve(); full_name (e.g. "ecrm.infostore.v1.InformationStore")
   // lets the RPC metrics be created up front for each of its methods.
@@ -105,6 +110,7 @@ class Runner {
   CommonOptions options_;
   config::Flags flags_;
   std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Drain> drain_;
   std::vector<std::pair<grpc::Service*, std::string>> services_;
   std::vector<std::function<absl::Status()>> ready_hooks_;
   std::vector<std::function<void()>> drain_hooks_;
