@@ -19,6 +19,7 @@
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/privacy/v1/privacy.grpc.pb.h"
 #include "ecrm/sql/sql.h"
+#include "ecrm/testing/remnants.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 
@@ -910,42 +911,6 @@ v1::EraseCustomerResponse EraseCustomer(Client& c, const std::string& id, const 
   return receipt;
 }
 
-// PostgreSQL, read through pageinspect: row versions, live or dead, in the table's pages whose
-// bytes contain `needle`.
-int64_t RowVersionsHolding(ecrm::sql::Database& db, const std::string& table, const std::string& needle) {
-  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
-  auto r = db.Execute(
-      "SELECT COUNT(*) FROM generate_series(0, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
-      "LATERAL heap_page_items(get_raw_page($1::text, b::int)) AS h WHERE position(convert_to($2::text, 'UTF8') "
-      "IN h.t_data) > 0",
-      {table, needle});
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  return r->front().Int(0);
-}
-
-// PostgreSQL: entries of a B-tree index (past its metapage) whose key contains `needle`.
-int64_t IndexEntriesHolding(ecrm::sql::Database& db, const std::string& index, const std::string& needle) {
-  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
-  auto r = db.Execute(
-      "SELECT COUNT(*) FROM generate_series(1, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
-      "LATERAL bt_page_items($1::text, b::int) AS i WHERE position(convert_to($2::text, 'UTF8') IN "
-      "decode(replace(i.data, ' ', ''), 'hex')) > 0",
-      {index, needle});
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  return r->front().Int(0);
-}
-
-// How often `needle` occurs in a file (0 if there is no file).
-int64_t Occurrences(const std::string& path, const std::string& needle) {
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  int64_t n = 0;
-  for (size_t at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused, not answered with the profile") {
@@ -1038,17 +1003,17 @@ TEST_CASE("an erasure leaves no row version with the erased data in the database
              {"customers", "identifiers", "events", "consent_history", "merges", "changes", "upsert_requests"}) {
           for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
             INFO(table << " " << pii);
-            CHECK(RowVersionsHolding(**db, table, pii) == 0);
+            CHECK(ecrm::testing::RowVersionsHolding(**db, table, pii).value() == 0);
           }
         }
-        CHECK(IndexEntriesHolding(**db, "identifiers_pkey", email) == 0);
+        CHECK(ecrm::testing::IndexEntriesHolding(**db, "identifiers_pkey", email).value() == 0);
       } else {  // stopped, so that the WAL is copied back and removed
         c.service->process().Signal(SIGTERM);
         REQUIRE(c.service->process().Wait(absl::Seconds(20)).has_value());
         for (const std::string& file : {path, path + "-wal"}) {
           for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
             INFO(file << " " << pii);
-            CHECK(Occurrences(file, pii) == 0);
+            CHECK(ecrm::testing::Occurrences(file, pii) == 0);
           }
         }
       }

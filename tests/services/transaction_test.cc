@@ -18,6 +18,7 @@
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/privacy/v1/privacy.grpc.pb.h"
 #include "ecrm/sql/sql.h"
+#include "ecrm/testing/remnants.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
@@ -802,29 +803,6 @@ std::unique_ptr<ecrm::sql::Database> OpenDatabase(const std::string& url) {
   return std::move(*db);
 }
 
-// PostgreSQL: row versions, live or dead, in the table's pages (read through pageinspect) whose
-// bytes contain `needle`.
-int64_t RowVersionsHolding(ecrm::sql::Database& db, const std::string& table, const std::string& needle) {
-  REQUIRE(db.Execute("CREATE EXTENSION IF NOT EXISTS pageinspect").ok());
-  auto r = db.Execute(
-      "SELECT COUNT(*) FROM generate_series(0, pg_relation_size($1::text::regclass) / 8192 - 1) AS b, "
-      "LATERAL heap_page_items(get_raw_page($1::text, b::int)) AS h WHERE position(convert_to($2::text, 'UTF8') "
-      "IN h.t_data) > 0",
-      {table, needle});
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  return r->front().Int(0);
-}
-
-// How often `needle` occurs in a file (0 if there is no file).
-int64_t Occurrences(const std::string& path, const std::string& needle) {
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  int64_t n = 0;
-  for (size_t at = bytes.find(needle); at != std::string::npos; at = bytes.find(needle, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("after erasure idempotency keys replay only what is kept: never the erased customer's id or text") {
@@ -941,16 +919,16 @@ TEST_CASE("an erasure leaves no row version with the erased data in the database
         for (const char* table : {"carts", "cart_lines", "orders", "idempotency_keys", "loyalty_accounts",
                                   "loyalty_ledger", "inquiries", "outbox"}) {
           INFO(table);
-          CHECK(RowVersionsHolding(*db, table, text) == 0);
-          CHECK(RowVersionsHolding(*db, table, who) == 0);
+          CHECK(ecrm::testing::RowVersionsHolding(*db, table, text).value() == 0);
+          CHECK(ecrm::testing::RowVersionsHolding(*db, table, who).value() == 0);
         }
       } else {  // stopped, so that the WAL is copied back and removed
         c.service->process().Signal(SIGTERM);
         REQUIRE(c.service->process().Wait(absl::Seconds(20)).has_value());
         for (const std::string& file : {path, path + "-wal"}) {
           INFO(file);
-          CHECK(Occurrences(file, text) == 0);
-          CHECK(Occurrences(file, who) == 0);
+          CHECK(ecrm::testing::Occurrences(file, text) == 0);
+          CHECK(ecrm::testing::Occurrences(file, who) == 0);
         }
       }
     }
