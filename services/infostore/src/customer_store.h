@@ -20,6 +20,7 @@
 #include "ecrm/infostore/internal/record.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/privacy/v1/privacy.pb.h"
+#include "ecrm/server/customer_data_owner.h"
 #include "ecrm/sql/sql.h"
 #include "work_queue.h"
 
@@ -46,7 +47,7 @@ struct EventBatchResult {
 // Runs once a RecordEvents batch is durable (with its counts) or has failed.
 using EventsDone = std::function<void(absl::StatusOr<EventBatchResult>)>;
 
-class CustomerStore {
+class CustomerStore final : public server::CustomerDataOwner {
  public:
   // `cache` may be null (no Redis configured).
   CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options);
@@ -88,6 +89,14 @@ class CustomerStore {
   absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseLocal(const std::string& customer_id,
                                                                     const std::string& reason,
                                                                     const std::string& request_id);
+  // CustomerData, for the shared service: ExportLocal and EraseLocal.
+  absl::StatusOr<std::string> ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) override {
+    return ExportLocal(req.customer_id());
+  }
+  absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseCustomerData(
+      const privacy::v1::EraseCustomerDataRequest& req) override {
+    return EraseLocal(req.customer_id(), req.reason(), req.request_id());
+  }
   // The receipt of an earlier erasure with this request id, if there was one.
   absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> FindErasure(const std::string& request_id);
   // The cached customer, if the cache holds a readable one (no database access).

@@ -3,6 +3,7 @@
 #include "absl/strings/str_split.h"
 #include "customer_store.h"
 #include "ecrm/log/log.h"
+#include "ecrm/server/customer_data.h"
 #include "ecrm/server/executor.h"
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
   store.SetChangeListener([&feed] { feed.Notify(); });
   ecrm::infostore::PrivacyFanout privacy(store, *peers, privacy_timeout);
   ecrm::infostore::InformationStoreService service(store, executor, feed, privacy);
-  ecrm::infostore::CustomerDataService customer_data(store, executor);
+  ecrm::server::CustomerDataService customer_data("infostore", store, executor);
   runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
   runner.OnDrain([&feed] { feed.Drain(); });

@@ -63,28 +63,6 @@ grpc::ServerUnaryReactor* InformationStoreService::EraseCustomer(grpc::CallbackS
   });
 }
 
-grpc::ServerUnaryReactor* CustomerDataService::ExportCustomerData(grpc::CallbackServerContext* ctx,
-                                                                  const privacy::v1::ExportCustomerDataRequest* req,
-                                                                  privacy::v1::ExportCustomerDataResponse* resp) {
-  return server::Offload(executor_, ctx, [this, req, resp]() -> absl::Status {
-    if (req->customer_id().empty()) return absl::InvalidArgumentError("customer_id: is required");
-    ECRM_ASSIGN_OR_RETURN(std::string doc, store_.ExportLocal(req->customer_id()));
-    resp->set_engine("infostore");
-    resp->set_json_document(std::move(doc));
-    *resp->mutable_exported_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
-    return absl::OkStatus();
-  });
-}
-
-grpc::ServerUnaryReactor* CustomerDataService::EraseCustomerData(grpc::CallbackServerContext* ctx,
-                                                                 const privacy::v1::EraseCustomerDataRequest* req,
-                                                                 privacy::v1::EraseCustomerDataResponse* resp) {
-  return server::Offload(executor_, ctx, [this, req, resp]() -> absl::Status {
-    ECRM_ASSIGN_OR_RETURN(*resp, store_.EraseLocal(req->customer_id(), req->reason(), req->request_id()));
-    return absl::OkStatus();
-  });
-}
-
 grpc::ServerUnaryReactor* InformationStoreService::UpsertCustomer(grpc::CallbackServerContext* ctx,
                                                                   const v1::UpsertCustomerRequest* req,
                                                                   v1::UpsertCustomerResponse* resp) {

@@ -89,20 +89,4 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
   PrivacyFanout& privacy_;
 };
 
-// This engine's part of data-subject requests, for the fan-out of ExportCustomer / EraseCustomer.
-class CustomerDataService final : public privacy::v1::CustomerData::CallbackService {
- public:
-  CustomerDataService(CustomerStore& store, server::Executor& executor) : store_(store), executor_(executor) {}
-  grpc::ServerUnaryReactor* ExportCustomerData(grpc::CallbackServerContext* ctx,
-                                               const privacy::v1::ExportCustomerDataRequest* req,
-                                               privacy::v1::ExportCustomerDataResponse* resp) override;
-  grpc::ServerUnaryReactor* EraseCustomerData(grpc::CallbackServerContext* ctx,
-                                              const privacy::v1::EraseCustomerDataRequest* req,
-                                              privacy::v1::EraseCustomerDataResponse* resp) override;
-
- private:
-  CustomerStore& store_;
-  server::Executor& executor_;
-};
-
 }  // namespace ecrm::infostore

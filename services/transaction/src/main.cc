@@ -3,6 +3,7 @@
 
 #include "ecrm/log/log.h"
 #include "ecrm/server/channel.h"
+#include "ecrm/server/customer_data.h"
 #include "ecrm/server/executor.h"
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
@@ -93,7 +94,7 @@ int main(int argc, char** argv) {
     store.SetOutboxListener([r = relay.get()] { r->Notify(); });
   }
   ecrm::transaction::TransactionService service(store, executor);
-  ecrm::transaction::CustomerDataService customer_data(store, executor);
+  ecrm::server::CustomerDataService customer_data("transaction", store, executor);
   runner.AddService(&service, ecrm::transaction::v1::Transaction::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
 

@@ -110,20 +110,4 @@ class TransactionService final : public v1::Transaction::CallbackService {
   server::Executor& executor_;
 };
 
-// This engine's part of data-subject requests (the information store fans out to it).
-class CustomerDataService final : public privacy::v1::CustomerData::CallbackService {
- public:
-  CustomerDataService(TransactionStore& store, server::Executor& executor) : store_(store), executor_(executor) {}
-  grpc::ServerUnaryReactor* ExportCustomerData(grpc::CallbackServerContext* ctx,
-                                               const privacy::v1::ExportCustomerDataRequest* req,
-                                               privacy::v1::ExportCustomerDataResponse* resp) override;
-  grpc::ServerUnaryReactor* EraseCustomerData(grpc::CallbackServerContext* ctx,
-                                              const privacy::v1::EraseCustomerDataRequest* req,
-                                              privacy::v1::EraseCustomerDataResponse* resp) override;
-
- private:
-  TransactionStore& store_;
-  server::Executor& executor_;
-};
-
 }  // namespace ecrm::transaction

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/privacy/v1/privacy.pb.h"
+#include "ecrm/server/customer_data_owner.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
 
@@ -67,7 +68,7 @@ struct OutboxEvent {
   infostore::v1::Event event;
 };
 
-class TransactionStore {
+class TransactionStore final : public server::CustomerDataOwner {
  public:
   // resolver may be null: PlaceOrder then accepts customer ids only.
   TransactionStore(sql::Database& db, CustomerResolver* resolver, TransactionMetrics& metrics, StoreOptions options);
@@ -118,9 +119,9 @@ class TransactionStore {
   void SetOutboxListener(std::function<void()> listener) { outbox_listener_ = std::move(listener); }
 
   // Privacy.
-  absl::StatusOr<std::string> ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req);
+  absl::StatusOr<std::string> ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) override;
   absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseCustomerData(
-      const privacy::v1::EraseCustomerDataRequest& req);
+      const privacy::v1::EraseCustomerDataRequest& req) override;
 
  private:
   struct LineInput {
