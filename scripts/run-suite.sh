@@ -17,15 +17,18 @@ redis_port=${ECRM_REDIS_PORT:-6379}
 engines=(infostore:50051:9101 segmentation:50052:9102 personalisation:50053:9103 broadcast:50054:9104
          transaction:50055:9105)
 
-alive() { [ -f "$run/pids/$1.pid" ] && kill -0 "$(cat "$run/pids/$1.pid")" 2>/dev/null; }
+# A process that has exited but not yet been reaped (a zombie: its parent, this script's earlier
+# run, is gone and some container inits reap late) counts as stopped.
+running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+alive() { [ -f "$run/pids/$1.pid" ] && running "$(cat "$run/pids/$1.pid")"; }
 
 stop_one() {
   local name=$1
   alive "$name" || { rm -f "$run/pids/$name.pid"; return 0; }
   local pid; pid=$(cat "$run/pids/$name.pid")
   kill -TERM "$pid"
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then echo "$name (pid $pid) did not stop within 15s; sending SIGKILL"; kill -KILL "$pid"; fi
+  for _ in $(seq 1 150); do running "$pid" || break; sleep 0.1; done
+  if running "$pid"; then echo "$name (pid $pid) did not stop within 15s; sending SIGKILL"; kill -KILL "$pid"; fi
   rm -f "$run/pids/$name.pid"
   echo "stopped $name"
 }
