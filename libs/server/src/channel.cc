@@ -5,6 +5,8 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include "ecrm/server/deadline.h"
+
 namespace ecrm::server {
 
 std::shared_ptr<grpc::Channel> OutboundChannel(const std::string& address) {
@@ -16,7 +18,7 @@ std::shared_ptr<grpc::Channel> OutboundChannel(const std::string& address) {
 }
 
 void PrepareOutboundCall(grpc::ClientContext& ctx, absl::Duration timeout) {
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  ctx.set_deadline(absl::ToChronoTime(OutboundDeadline(timeout)));
   ctx.set_wait_for_ready(true);
 }
 

@@ -2,6 +2,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include "ecrm/server/deadline.h"
 #include "ecrm/server/drain.h"
 #include "ecrm/server/grpc_status.h"
 
@@ -12,7 +13,8 @@ grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContex
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   Drain& drain = executor.drain();
   if (!drain.Admit(reactor)) return reactor;  // shutting down: answered UNAVAILABLE by the drain
-  if (!executor.Submit([reactor, ctx, fn = std::move(fn), &drain] {
+  if (!executor.Submit([reactor, ctx, fn = std::move(fn), &drain, deadline = absl::FromChrono(ctx->deadline())] {
+        ScopedDeadline scope(deadline);  // calls to other engines spend at most what the caller has left
         if (ctx->IsCancelled()) {
           reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled before it ran"));
         } else {

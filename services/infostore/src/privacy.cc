@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "ecrm/server/channel.h"
+#include "ecrm/server/deadline.h"
 #include "ecrm/server/grpc_status.h"
 #include "ecrm/status/macros.h"
 
@@ -48,7 +49,7 @@ absl::StatusOr<v1::ExportCustomerResponse> PrivacyFanout::Export(const common::v
     req.set_customer_id(id);
     for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    ctx.set_deadline(absl::ToChronoTime(server::OutboundDeadline(timeout_)));
     privacy::v1::ExportCustomerDataResponse resp;
     if (peer.stub->ExportCustomerData(&ctx, req, &resp).ok()) {
       resp.set_engine(peer.engine);
@@ -88,7 +89,7 @@ absl::StatusOr<v1::EraseCustomerResponse> PrivacyFanout::Erase(const v1::EraseCu
     req.set_reason(request.reason());
     req.set_request_id(request.request_id());
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    ctx.set_deadline(absl::ToChronoTime(server::OutboundDeadline(timeout_)));
     privacy::v1::EraseCustomerDataResponse resp;
     if (peer.stub->EraseCustomerData(&ctx, req, &resp).ok()) {
       resp.set_engine(peer.engine);

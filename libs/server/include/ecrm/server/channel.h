@@ -18,8 +18,10 @@ namespace ecrm::server {
 // seconds).
 std::shared_ptr<grpc::Channel> OutboundChannel(const std::string& address);
 
-// Sets the call's deadline and lets it wait for the channel to become ready within it, so a
-// call made while the peer is reconnecting is delayed, not failed at once with UNAVAILABLE.
+// Sets the call's deadline — `timeout` from now, or the deadline of the RPC this thread works
+// for if that comes sooner (deadline.h) — and lets the call wait for the channel to become
+// ready within it, so a call made while the peer is reconnecting is delayed, not failed at once
+// with UNAVAILABLE.
 void PrepareOutboundCall(grpc::ClientContext& ctx, absl::Duration timeout);
 
 }  // namespace ecrm::server
