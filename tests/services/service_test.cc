@@ -171,11 +171,23 @@ TEST_CASE("a service keeps serving when Redis is unreachable, and uses PostgreSQ
   REQUIRE(db.ok());
   const ecrm::testing::ClosedPort no_redis;
   auto service = ServiceProcess::Start(
-      Binary("transaction"), {"--database-url=" + (*pg)->url(*db), "--redis-url=redis://" + no_redis.address()});
+      Binary("infostore"), {"--database-url=" + (*pg)->url(*db), "--redis-url=redis://" + no_redis.address()});
   REQUIRE(service.ok());
   CHECK_THAT((*service)->process().Output(), Catch::Contains("profile cache unreachable"));
   (*service)->process().Signal(SIGINT);
   CHECK((*service)->process().Wait(absl::Seconds(15)).value_or(-1) == 0);
+}
+
+TEST_CASE("only engines that read profiles open the profile cache") {
+  const ecrm::testing::ClosedPort no_redis;
+  for (const std::string& engine : Engines()) {
+    DYNAMIC_SECTION(engine) {
+      auto service = ServiceProcess::Start(Binary(engine), {"--redis-url=redis://" + no_redis.address()});
+      REQUIRE(service.ok());
+      const bool opened = absl::StrContains((*service)->process().Output(), "profile cache");
+      CHECK(opened == (engine == "infostore"));
+    }
+  }
 }
 
 TEST_CASE("bad configuration gives one clear error line and a non-zero exit") {

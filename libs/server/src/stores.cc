@@ -10,7 +10,7 @@
 
 namespace ecrm::server {
 
-absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migration> migrations) {
+absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migration> migrations, StoreNeeds needs) {
   const CommonOptions& o = runner.options();
   Stores stores;
   // Configuration first: a bad Redis URL fails before any database work.
@@ -39,7 +39,7 @@ absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migratio
   ECRM_RETURN_IF_ERROR(stores.db->Migrate(runner.info().engine, migrations));
   log::Info("database ready", {{"url", stores.db->redacted_url()}});
 
-  if (redis_options) {
+  if (redis_options && needs.profile_cache) {
     stores.redis = std::make_unique<cache::RedisClient>(*redis_options);
     stores.cache_metrics = std::make_unique<cache::CacheMetrics>(runner.metrics());
     cache::ProfileCacheOptions cache_options;

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--feed-prune-interval must be positive"));
   }
 
-  auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations);
+  auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations, {.profile_cache = true});
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
   ecrm::server::Executor executor(static_cast<int>(workers), static_cast<size_t>(max_queue), runner.metrics(),
                                   runner.drain());

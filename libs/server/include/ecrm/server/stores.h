@@ -16,11 +16,20 @@ namespace ecrm::server {
 
 struct Stores {
   std::unique_ptr<sql::Database> db;
-  std::unique_ptr<cache::RedisClient> redis;           // null when --redis-url is empty
-  std::unique_ptr<cache::CacheMetrics> cache_metrics;  // null when --redis-url is empty
-  std::unique_ptr<cache::ProfileCache> profiles;       // null when --redis-url is empty
+  // Null when --redis-url is empty or the engine did not ask for the profile cache.
+  std::unique_ptr<cache::RedisClient> redis;
+  std::unique_ptr<cache::CacheMetrics> cache_metrics;
+  std::unique_ptr<cache::ProfileCache> profiles;
 };
 
-absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migration> migrations);
+// Which stores an engine uses besides its database.
+struct StoreNeeds {
+  // The shared Redis profile cache (with its own connections and, for local copies, a listener
+  // thread). Engines that never read or write profiles leave it closed; --redis-url is still
+  // checked, so a bad one fails the same way everywhere.
+  bool profile_cache = false;
+};
+
+absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migration> migrations, StoreNeeds needs = {});
 
 }  // namespace ecrm::server
