@@ -1,6 +1,7 @@
 // ecrm-infostore: composition root of the customer-centric information store.
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
+#include "clients/customer_data_client_grpc.h"
 #include "customer_store.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/customer_data.h"
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
   ecrm::infostore::CustomerStore store(*stores->db, stores->profiles.get(), options);
   ecrm::infostore::FeedSignal feed;
   store.SetChangeListener([&feed] { feed.Notify(); });
-  ecrm::infostore::PrivacyFanout privacy(store, *peers, privacy_timeout);
+  ecrm::infostore::PrivacyFanout privacy(store, ecrm::infostore::GrpcCustomerDataClients(*peers), privacy_timeout);
   ecrm::infostore::InformationStoreService service(store, executor, feed, privacy);
   ecrm::server::CustomerDataService customer_data("infostore", store, executor);
   runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());

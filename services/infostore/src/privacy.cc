@@ -1,36 +1,30 @@
 #include "privacy.h"
 
 #include <google/protobuf/util/time_util.h>
-#include <grpcpp/channel.h>
+
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "ecrm/server/channel.h"
 #include "ecrm/server/deadline.h"
-#include "ecrm/server/grpc_status.h"
 #include "ecrm/status/macros.h"
 
 namespace ecrm::infostore {
 
-absl::StatusOr<std::vector<PrivacyPeer>> ParsePrivacyPeers(absl::string_view spec) {
-  std::vector<PrivacyPeer> peers;
-  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
-    std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    if (kv.size() != 2 || kv[0].empty() || kv[1].find(':') == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--privacy-engines: \"", item, "\" is not engine=host:port (e.g. transaction=127.0.0.1:50055)"));
-    }
-    peers.push_back({kv[0], kv[1]});
-  }
-  return peers;
-}
+PrivacyFanout::PrivacyFanout(CustomerStore& store, std::vector<std::unique_ptr<CustomerDataClient>> engines,
+                             absl::Duration timeout)
+    : store_(store), engines_(std::move(engines)), timeout_(timeout) {}
 
-PrivacyFanout::PrivacyFanout(CustomerStore& store, const std::vector<PrivacyPeer>& peers, absl::Duration timeout)
-    : store_(store), timeout_(timeout) {
-  for (const PrivacyPeer& p : peers) {
-    peers_.push_back({p.engine, privacy::v1::CustomerData::NewStub(server::OutboundChannel(p.address))});
+template <typename Response>
+std::vector<absl::StatusOr<Response>> PrivacyFanout::AskEveryEngine(
+    const std::function<absl::StatusOr<Response>(CustomerDataClient&)>& call) {
+  std::vector<absl::StatusOr<Response>> answers(engines_.size(), absl::UnavailableError("not asked"));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    threads.emplace_back([&, i] { answers[i] = call(*engines_[i]); });
   }
+  for (std::thread& t : threads) t.join();
+  return answers;
 }
 
 absl::StatusOr<v1::ExportCustomerResponse> PrivacyFanout::Export(const common::v1::CustomerRef& ref) {
@@ -44,18 +38,18 @@ absl::StatusOr<v1::ExportCustomerResponse> PrivacyFanout::Export(const common::v
   mine->set_engine("infostore");
   mine->set_json_document(own);
   *mine->mutable_exported_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  for (Peer& peer : peers_) {
-    privacy::v1::ExportCustomerDataRequest req;
-    req.set_customer_id(id);
-    for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(server::OutboundDeadline(timeout_)));
-    privacy::v1::ExportCustomerDataResponse resp;
-    if (peer.stub->ExportCustomerData(&ctx, req, &resp).ok()) {
-      resp.set_engine(peer.engine);
-      *out.add_parts() = std::move(resp);
+  privacy::v1::ExportCustomerDataRequest req;
+  req.set_customer_id(id);
+  for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
+  const absl::Time deadline = server::OutboundDeadline(timeout_);  // on this thread: it knows the caller's
+  auto answers = AskEveryEngine<privacy::v1::ExportCustomerDataResponse>(
+      [&](CustomerDataClient& engine) { return engine.Export(req, deadline); });
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    if (answers[i].ok()) {
+      answers[i]->set_engine(engines_[i]->engine());
+      *out.add_parts() = std::move(*answers[i]);
     } else {
-      out.add_unavailable_engines(peer.engine);
+      out.add_unavailable_engines(engines_[i]->engine());
     }
   }
   std::vector<std::string> parts;
@@ -82,20 +76,20 @@ absl::StatusOr<v1::EraseCustomerResponse> PrivacyFanout::Erase(const v1::EraseCu
   common::v1::CustomerRef by_id;
   by_id.set_customer_id(id);
   ECRM_ASSIGN_OR_RETURN(v1::Customer customer, store_.Get(by_id));
-  for (Peer& peer : peers_) {
-    privacy::v1::EraseCustomerDataRequest req;
-    req.set_customer_id(id);
-    for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
-    req.set_reason(request.reason());
-    req.set_request_id(request.request_id());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(server::OutboundDeadline(timeout_)));
-    privacy::v1::EraseCustomerDataResponse resp;
-    if (peer.stub->EraseCustomerData(&ctx, req, &resp).ok()) {
-      resp.set_engine(peer.engine);
-      *out.add_receipts() = std::move(resp);
+  privacy::v1::EraseCustomerDataRequest req;
+  req.set_customer_id(id);
+  for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
+  req.set_reason(request.reason());
+  req.set_request_id(request.request_id());
+  const absl::Time deadline = server::OutboundDeadline(timeout_);
+  auto answers = AskEveryEngine<privacy::v1::EraseCustomerDataResponse>(
+      [&](CustomerDataClient& engine) { return engine.Erase(req, deadline); });
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    if (answers[i].ok()) {
+      answers[i]->set_engine(engines_[i]->engine());
+      *out.add_receipts() = std::move(*answers[i]);
     } else {
-      out.add_unavailable_engines(peer.engine);
+      out.add_unavailable_engines(engines_[i]->engine());
     }
   }
   if (out.unavailable_engines_size() > 0) return out;  // retry with the same request_id

@@ -1,27 +1,21 @@
 // Data-subject export and erasure across engines: this engine's own part through
-// CustomerStore, every other configured engine through its ecrm.privacy.v1.CustomerData.
+// CustomerStore, every other configured engine through its CustomerData service
+// (clients/customer_data_client.h), all of them at once, each within the caller's budget.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "clients/customer_data_client.h"
 #include "customer_store.h"
-#include "ecrm/privacy/v1/privacy.grpc.pb.h"
 
 namespace ecrm::infostore {
 
-struct PrivacyPeer {
-  std::string engine;   // e.g. "transaction"
-  std::string address;  // host:port
-};
-
-// Parses "transaction=127.0.0.1:50055,broadcast=127.0.0.1:50054".
-absl::StatusOr<std::vector<PrivacyPeer>> ParsePrivacyPeers(absl::string_view spec);
-
 class PrivacyFanout {
  public:
-  PrivacyFanout(CustomerStore& store, const std::vector<PrivacyPeer>& peers, absl::Duration timeout);
+  // `timeout` bounds each engine's call (and the caller's remaining budget, when shorter).
+  PrivacyFanout(CustomerStore& store, std::vector<std::unique_ptr<CustomerDataClient>> engines, absl::Duration timeout);
 
   absl::StatusOr<v1::ExportCustomerResponse> Export(const common::v1::CustomerRef& ref);
   // Other engines first; this engine's data is erased only once every engine has erased, so a
@@ -29,12 +23,13 @@ class PrivacyFanout {
   absl::StatusOr<v1::EraseCustomerResponse> Erase(const v1::EraseCustomerRequest& request);
 
  private:
-  struct Peer {
-    std::string engine;
-    std::unique_ptr<privacy::v1::CustomerData::Stub> stub;
-  };
+  // Runs call(engine i) for every engine at once and returns when all have answered.
+  template <typename Response>
+  std::vector<absl::StatusOr<Response>> AskEveryEngine(
+      const std::function<absl::StatusOr<Response>(CustomerDataClient&)>& call);
+
   CustomerStore& store_;
-  std::vector<Peer> peers_;
+  std::vector<std::unique_ptr<CustomerDataClient>> engines_;
   absl::Duration timeout_;
 };
 
