@@ -1,6 +1,7 @@
 // ecrm-transaction: composition root of the transaction engine.
 #include <grpcpp/channel.h>
 
+#include "clients/infostore_client.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/channel.h"
 #include "ecrm/server/customer_data.h"
@@ -8,7 +9,6 @@
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
-#include "infostore_client.h"
 #include "schema.h"
 #include "service.h"
 #include "store.h"

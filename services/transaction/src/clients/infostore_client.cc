@@ -1,4 +1,4 @@
-#include "infostore_client.h"
+#include "clients/infostore_client.h"
 
 #include <grpcpp/client_context.h>
 #include <prometheus/counter.h>
