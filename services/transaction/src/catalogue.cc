@@ -194,7 +194,8 @@ absl::StatusOr<v1::Cart> TransactionStore::ChangeCart(const std::string& custome
     const std::string currency(p.front().Text(0));
     if (quantity == 0) {
       // The cart's row is locked before its lines, as every cart change and Checkout do.
-      ECRM_RETURN_IF_ERROR(LoadCart(c, customer_id, /*lock=*/true).status());
+      ECRM_RETURN_IF_ERROR(
+          c.Execute(absl::StrCat("SELECT id FROM carts WHERE customer_id = $1", ForUpdate(c)), {customer_id}).status());
       ECRM_ASSIGN_OR_RETURN(
           sql::Result del, c.Execute("DELETE FROM cart_lines WHERE customer_id = $1 AND sku = $2", {customer_id, sku}));
       if (del.rows_affected() == 0) {

@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
               "information store (host:port) that receives purchase, refund, cart and inquiry events and resolves "
               "customers named by identifier; empty: events wait in the outbox");
   f.AddDuration("infostore-timeout", &infostore_timeout, "deadline of a customer lookup in the information store");
+  ecrm::transaction::RelayOptions relay_options;
+  f.AddDuration("outbox-timeout", &relay_options.timeout,
+                "deadline of each RecordEvents call that delivers the outbox to the information store");
   f.AddDuration("abandon-after", &options.abandon_after, "idle time after which a cart with items is abandoned");
   f.AddDuration("abandon-scan-interval", &scan_every,
                 "how often idle carts are looked for (and expired idempotency keys deleted)");
@@ -54,6 +57,9 @@ int main(int argc, char** argv) {
   if (workers < 0 || max_queue < 1) {
     return runner.Fail("configuration",
                        absl::InvalidArgumentError("--worker-threads must be >= 0 and --max-queue >= 1"));
+  }
+  if (relay_options.timeout <= absl::ZeroDuration()) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--outbox-timeout must be positive"));
   }
   if (scan_every <= absl::ZeroDuration()) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--abandon-scan-interval must be positive"));
@@ -89,8 +95,7 @@ int main(int argc, char** argv) {
   ecrm::transaction::TransactionStore store(*stores->db, resolver.get(), metrics, options);
   std::unique_ptr<ecrm::transaction::OutboxRelay> relay;
   if (infostore) {
-    relay = std::make_unique<ecrm::transaction::OutboxRelay>(store, infostore, ecrm::transaction::RelayOptions{},
-                                                             runner.metrics());
+    relay = std::make_unique<ecrm::transaction::OutboxRelay>(store, infostore, relay_options, runner.metrics());
     store.SetOutboxListener([r = relay.get()] { r->Notify(); });
   }
   ecrm::transaction::TransactionService service(store, executor);

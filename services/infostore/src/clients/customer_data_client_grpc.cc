@@ -21,25 +21,29 @@ class GrpcCustomerDataClient final : public CustomerDataClient {
 
   absl::StatusOr<privacy::v1::ExportCustomerDataResponse> Export(const privacy::v1::ExportCustomerDataRequest& request,
                                                                  absl::Time deadline) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(deadline));
-    privacy::v1::ExportCustomerDataResponse response;
-    if (grpc::Status s = stub_->ExportCustomerData(&ctx, request, &response); !s.ok()) return server::FromGrpc(s);
-    return response;
+    return Call(&Stub::ExportCustomerData, request, deadline);
   }
 
   absl::StatusOr<privacy::v1::EraseCustomerDataResponse> Erase(const privacy::v1::EraseCustomerDataRequest& request,
                                                                absl::Time deadline) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(deadline));
-    privacy::v1::EraseCustomerDataResponse response;
-    if (grpc::Status s = stub_->EraseCustomerData(&ctx, request, &response); !s.ok()) return server::FromGrpc(s);
-    return response;
+    return Call(&Stub::EraseCustomerData, request, deadline);
   }
 
  private:
+  using Stub = privacy::v1::CustomerData::Stub;
+
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                                const Request& request, absl::Time deadline) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(deadline));
+    Response response;
+    if (grpc::Status s = (stub_.get()->*method)(&ctx, request, &response); !s.ok()) return server::FromGrpc(s);
+    return response;
+  }
+
   const std::string engine_;
-  std::unique_ptr<privacy::v1::CustomerData::Stub> stub_;
+  std::unique_ptr<Stub> stub_;
 };
 
 }  // namespace
