@@ -202,6 +202,8 @@ TEST_CASE("bad configuration gives one clear error line and a non-zero exit") {
       {{"--no-such-flag=1"}, 2, "unknown flag --no-such-flag"},
       {{"--log-level=loud"}, 2, "log level"},
       {{"--shutdown-grace=soon"}, 2, "--shutdown-grace"},
+      {{"--worker-threads=-1"}, 2, "--worker-threads must be >= 0"},
+      {{"--max-queue=0"}, 2, "--max-queue >= 1"},
       {{"--database-url=mysql://db/x"}, 1, "not understood"},
       {{"--database-url=postgresql://postgres@" + no_postgres.address() + "/x"}, 1, "cannot connect to PostgreSQL"},
       {{"--database-url=sqlite:///proc/forbidden/x.db"}, 1, "error="},

@@ -140,6 +140,10 @@ Runner::Runner(ServiceInfo info)
   flags_.AddInt("sqlite-checkpoint-pages", &options_.sqlite_checkpoint_pages,
                 "SQLite: WAL pages (4 KiB) after which a background thread copies the WAL back into the database; "
                 "bounds the WAL's size");
+  flags_.AddInt("worker-threads", &options_.worker_threads,
+                absl::StrCat("threads running blocking (database) work off the gRPC threads (0: ", info_.sqlite_workers,
+                             " on SQLite, ", info_.postgres_workers, " on PostgreSQL)"));
+  flags_.AddInt("max-queue", &options_.max_queue, "requests that may wait for a worker before RESOURCE_EXHAUSTED");
   flags_.AddString("redis-url", &options_.redis_url,
                    "redis://host:port[/db] of the shared profile cache; empty disables it");
   flags_.AddDuration("redis-timeout", &options_.redis_timeout,
@@ -171,6 +175,10 @@ std::optional<int> Runner::Start(int argc, char** argv) {
   }
   if (options_.max_message_bytes <= 0 || options_.max_message_bytes > (1LL << 31) - 1) {
     std::fprintf(stderr, "%s: --max-message-bytes must be between 1 and 2147483647\n", info_.name.c_str());
+    return 2;
+  }
+  if (options_.worker_threads < 0 || options_.max_queue < 1) {
+    std::fprintf(stderr, "%s: --worker-threads must be >= 0 and --max-queue >= 1\n", info_.name.c_str());
     return 2;
   }
   log::Configure(info_.name, level, format);

@@ -38,6 +38,12 @@ absl::StatusOr<Stores> OpenStores(Runner& runner, absl::Span<const sql::Migratio
   ECRM_ASSIGN_OR_RETURN(stores.db, sql::Database::Open(o.database_url, db_options));
   ECRM_RETURN_IF_ERROR(stores.db->Migrate(runner.info().engine, migrations));
   log::Info("database ready", {{"url", stores.db->redacted_url()}});
+  const ServiceInfo& info = runner.info();
+  int64_t workers = o.worker_threads;
+  if (workers == 0)
+    workers = stores.db->dialect() == sql::Dialect::kSqlite ? info.sqlite_workers : info.postgres_workers;
+  stores.executor = std::make_unique<Executor>(static_cast<int>(workers), static_cast<size_t>(o.max_queue),
+                                               runner.metrics(), runner.drain());
 
   if (redis_options && needs.profile_cache) {
     stores.redis = std::make_unique<cache::RedisClient>(*redis_options);

@@ -5,7 +5,6 @@
 #include "customer_store.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/customer_data.h"
-#include "ecrm/server/executor.h"
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
@@ -21,7 +20,6 @@ int main(int argc, char** argv) {
                                .metrics_port = 9101});
   ecrm::infostore::StoreOptions options;
   std::string source_priority;
-  int64_t workers = 8, max_queue = 10000;
   std::string privacy_engines;
   absl::Duration feed_retention = absl::Hours(24 * 7), prune_every = absl::Minutes(1),
                  request_retention = absl::Hours(24);
@@ -31,8 +29,6 @@ int main(int argc, char** argv) {
   runner.flags().AddString("source-priority", &source_priority,
                            "profile survivorship: touchpoints by descending priority, e.g. erp,call_centre,web; "
                            "empty: the most recent non-empty value wins");
-  runner.flags().AddInt("worker-threads", &workers, "threads running database work off the gRPC threads");
-  runner.flags().AddInt("max-queue", &max_queue, "requests that may wait for a worker before RESOURCE_EXHAUSTED");
   runner.flags().AddString("privacy-engines", &privacy_engines,
                            "engines whose CustomerData ExportCustomer/EraseCustomer fan out to, as "
                            "name=host:port,… (e.g. transaction=127.0.0.1:50055)");
@@ -56,17 +52,13 @@ int main(int argc, char** argv) {
     }
     options.source_priority.push_back(t);
   }
-  if (workers < 1 || max_queue < 1) {
-    return runner.Fail("configuration", absl::InvalidArgumentError("--worker-threads and --max-queue must be >= 1"));
-  }
   if (prune_every <= absl::ZeroDuration()) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--feed-prune-interval must be positive"));
   }
 
   auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations, {.profile_cache = true});
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
-  ecrm::server::Executor executor(static_cast<int>(workers), static_cast<size_t>(max_queue), runner.metrics(),
-                                  runner.drain());
+  ecrm::server::Executor& executor = *stores->executor;
   ecrm::infostore::CustomerStore store(*stores->db, stores->profiles.get(), options);
   ecrm::infostore::FeedSignal feed;
   store.SetChangeListener([&feed] { feed.Notify(); });

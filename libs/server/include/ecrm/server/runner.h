@@ -42,6 +42,10 @@ struct ServiceInfo {
   std::string summary;  // one line for --help
   int grpc_port = 0;
   int metrics_port = 0;
+  // Worker threads (--worker-threads 0) for blocking work on each database: SQLite serialises
+  // writes, so an engine that mostly writes gains nothing from more threads than it has cores.
+  int sqlite_workers = 8;
+  int postgres_workers = 8;
 };
 
 // Settings every service shares; the runner registers their flags.
@@ -52,6 +56,8 @@ struct CommonOptions {
   std::string database_url;
   int64_t database_pool_size = 0;
   int64_t sqlite_checkpoint_pages = 2000;
+  int64_t worker_threads = 0;  // 0: the engine's default for its database (ServiceInfo)
+  int64_t max_queue = 10000;
   std::string redis_url = "redis://127.0.0.1:6379";
   absl::Duration redis_timeout = absl::Milliseconds(100);
   int64_t redis_local_copies = 10000;

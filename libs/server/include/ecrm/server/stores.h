@@ -1,6 +1,6 @@
-// Opens what a service stores data in: its database (with migrations) and the shared Redis
-// profile cache. Redis is optional: unreachable at start is a warning, not a failure, since
-// the cache only changes latency.
+// Opens what a service stores data in: its database (with migrations), the shared Redis
+// profile cache, and the worker pool that runs blocking work against them. Redis is optional: unreachable at start is a
+// warning, not a failure, since the cache only changes latency.
 #pragma once
 
 #include <memory>
@@ -9,6 +9,7 @@
 #include "absl/types/span.h"
 #include "ecrm/cache/profile_cache.h"
 #include "ecrm/cache/redis_client.h"
+#include "ecrm/server/executor.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/sql/sql.h"
 
@@ -20,6 +21,9 @@ struct Stores {
   std::unique_ptr<cache::RedisClient> redis;
   std::unique_ptr<cache::CacheMetrics> cache_metrics;
   std::unique_ptr<cache::ProfileCache> profiles;
+  // The workers that run blocking work against these stores off gRPC's threads
+  // (--worker-threads, by default the engine's count for its database; --max-queue).
+  std::unique_ptr<Executor> executor;
 };
 
 // Which stores an engine uses besides its database.
