@@ -53,16 +53,25 @@ start_postgres() {
   REPLY=$port
 }
 
-# start_service BINARY ARGS... → REPLY=host:port once SERVING
+# start_service BINARY ARGS... → REPLY=host:port once SERVING (on a port the service picks;
+# it reports it through --port-file). SERVICE_PID is its pid.
 start_service() {
   local bin=$1; shift
-  local gp; gp=$(free_port)
-  "$bin" --grpc-address=127.0.0.1:$gp --metrics-address=127.0.0.1:$(free_port) --log-level=warn "$@" \
+  local ports; ports=$(mktemp "$work/ports-XXXXXX")
+  rm -f "$ports"
+  "$bin" --grpc-address=127.0.0.1:0 --metrics-address=127.0.0.1:0 --port-file="$ports" --log-level=warn "$@" \
     2>>"$work/services.log" &
   pids+=($!)
+  SERVICE_PID=$!
+  for _ in $(seq 300); do [ -s "$ports" ] && break; kill -0 $SERVICE_PID 2>/dev/null || break; sleep 0.1; done
+  local gp; gp=$(sed -n 's/^grpc_port=//p' "$ports" 2>/dev/null)
+  [ -n "$gp" ] || { echo "$bin did not start; see $work/services.log" >&2; return 1; }
   "$B/tools/healthcheck/ecrm-healthcheck" --target=127.0.0.1:$gp --wait=30s >/dev/null
   REPLY=127.0.0.1:$gp
 }
+
+# stop_service PID: SIGTERM and wait (the service drains and exits).
+stop_service() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 bench_cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
