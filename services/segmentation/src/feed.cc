@@ -15,10 +15,6 @@ namespace {
 using infostore::v1::Change;
 using infostore::v1::ChangeKind;
 
-bool IsOrderEvent(const std::string& type) {
-  return type == "purchase" || type == "refund" || type == "order_cancelled";
-}
-
 // The event that tells the information store (and through it every engine) that a customer
 // entered or left a segment. Its id is derived from what it is about, so a replay of the same
 // change after a crash is recorded once.
@@ -149,9 +145,9 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
       }
     }
     // A customer changed and then removed in the same message is only removed.
-    changed.erase(std::remove_if(changed.begin(), changed.end(),
-                                 [&](const auto& c) { return !features_.IsLive(c.first); }),
-                  changed.end());
+    changed.erase(
+        std::remove_if(changed.begin(), changed.end(), [&](const auto& c) { return !features_.IsLive(c.first); }),
+        changed.end());
     segments_.Apply(changed, memberships);
     dirty.reserve(changed.size());
     for (const auto& [n, what] : changed) dirty.push_back(n);
@@ -196,16 +192,17 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
     }
     for (const infostore::v1::Event& e : events) {
-      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, "
-                                     "$3, $4) ON CONFLICT (event_id) DO NOTHING",
-                                     {e.event_id(), e.customer().customer_id(), sql::Blob{e.SerializeAsString()},
-                                      util::NowMicros()})
-                               .status());
+      ECRM_RETURN_IF_ERROR(
+          c.Execute("INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, "
+                    "$3, $4) ON CONFLICT (event_id) DO NOTHING",
+                    {e.event_id(), e.customer().customer_id(), sql::Blob{e.SerializeAsString()}, util::NowMicros()})
+              .status());
     }
     return c
-        .Execute("INSERT INTO feed_position (id, position) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET position = "
-                 "excluded.position",
-                 {position})
+        .Execute(
+            "INSERT INTO feed_position (id, position) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET position = "
+            "excluded.position",
+            {position})
         .status();
   });
 }
@@ -224,7 +221,9 @@ absl::Status FeedConsumer::Resync() {
     token = page.next_page_token();
   } while (!token.empty());
   std::map<std::string, std::vector<infostore::v1::Event>> events;
-  for (const auto& c : customers) ECRM_ASSIGN_OR_RETURN(events[c.id()], ReadEvents(c.id()));
+  for (const auto& c : customers) {
+    ECRM_ASSIGN_OR_RETURN(events[c.id()], ReadEvents(c.id()));
+  }
 
   std::vector<CustomerNo> all;
   std::vector<std::string> gone;
@@ -275,9 +274,8 @@ void FeedConsumer::Run() {
       std::lock_guard lock(mu_);
       if (stopping_) return;
     }
-    absl::Status s = infostore_.Watch(position_.load(), [this](const infostore::v1::WatchChangesResponse& m) {
-      return Apply(m);
-    });
+    absl::Status s =
+        infostore_.Watch(position_.load(), [this](const infostore::v1::WatchChangesResponse& m) { return Apply(m); });
     if (s.code() == absl::StatusCode::kOutOfRange) s = Resync();
     std::unique_lock lock(mu_);
     if (stopping_) return;

@@ -22,7 +22,7 @@
 #include "absl/time/time.h"
 #include "clients/infostore.h"
 #include "ecrm/sql/sql.h"
-#include "features.h"
+#include "customer_features.h"
 #include "segments.h"
 
 namespace ecrm::segmentation {

@@ -33,7 +33,8 @@ bool ValidName(const std::string& name) {
 
 absl::Status Validate(const v1::Segment& s) {
   if (!ValidName(s.name())) {
-    return util::Invalid("segment.name", "must be 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit");
+    return util::Invalid("segment.name",
+                         "must be 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit");
   }
   if (s.description().size() > 4096) return util::Invalid("segment.description", "must be at most 4,096 bytes");
   if (s.rule().empty()) return util::Invalid("segment.rule", "is required, e.g. profile.address.country == \"GB\"");
@@ -64,13 +65,12 @@ struct Segments::Slot {
   std::vector<int32_t> event_types;  // sorted
   std::vector<int32_t> references;   // slots this rule names
   bool time_relative = false;
-  roaring::Roaring members;
+  Roaring members;
   absl::Time evaluated_at;
   // Customers to evaluate again: from the start of a day (a bitmap per day), and today's at
   // their exact instant.
-  std::map<int64_t, roaring::Roaring> due_days;
-  std::priority_queue<std::pair<absl::Time, CustomerNo>, std::vector<std::pair<absl::Time, CustomerNo>>,
-                      std::greater<>>
+  std::map<int64_t, Roaring> due_days;
+  std::priority_queue<std::pair<absl::Time, CustomerNo>, std::vector<std::pair<absl::Time, CustomerNo>>, std::greater<>>
       due_today;
 };
 
@@ -81,16 +81,16 @@ class Segments::Schema final : public rules::Schema {
   // only to read, gives them an id no customer has events of.
   Schema(Features& features, const absl::flat_hash_map<std::string, int32_t>& segments, bool intern = true)
       : features_(features), segments_(segments), intern_(intern) {}
-  std::optional<rules::AttributeInfo> FindAttribute(std::string_view name) const override {
+  std::optional<rules::AttributeInfo> FindAttribute(absl::string_view name) const override {
     return features_.FindAttribute(name);
   }
   std::vector<std::string> AttributeNames() const override { return features_.AttributeNames(); }
   // Any well-formed type: a rule may count events nobody has recorded yet.
-  std::optional<int32_t> FindEventType(std::string_view name) const override {
+  std::optional<int32_t> FindEventType(absl::string_view name) const override {
     if (!intern_) return features_.FindEventType(name).value_or(Features::kUnseenEventType);
     return features_.InternEventType(name);
   }
-  std::optional<int32_t> FindSegment(std::string_view name) const override {
+  std::optional<int32_t> FindSegment(absl::string_view name) const override {
     auto it = segments_.find(name);
     if (it == segments_.end()) return std::nullopt;
     return it->second;
@@ -106,7 +106,7 @@ Segments::Segments(sql::Database& db, Features& features, Clock clock, rules::Li
     : db_(db), features_(features), clock_(std::move(clock)), limits_(limits) {}
 
 absl::StatusOr<std::unique_ptr<Segments::Slot>> Segments::Compile(const v1::Segment& definition,
-                                                                 int32_t slot_id) const {
+                                                                  int32_t slot_id) const {
   Schema schema(features_, by_name_);
   absl::StatusOr<rules::Rule> rule = rules::Compile(definition.rule(), schema, limits_);
   if (!rule.ok()) return util::Invalid("segment.rule", rule.status().message());
@@ -199,8 +199,8 @@ absl::Status Segments::Load() {
       slots_.push_back(*std::move(slot));
     }
     if (later.size() == pending.size()) {
-      return absl::DataLossError(absl::StrCat("saved segment \"", later.front().name(),
-                                              "\" no longer compiles: ", last.message()));
+      return absl::DataLossError(
+          absl::StrCat("saved segment \"", later.front().name(), "\" no longer compiles: ", last.message()));
     }
     pending = std::move(later);
   }
@@ -211,7 +211,7 @@ absl::Status Segments::Load() {
 
 void Segments::Fill(Slot& slot) {
   const absl::Time now = clock_();
-  slot.members = roaring::Roaring();
+  slot.members = Roaring();
   slot.due_days.clear();
   slot.due_today = {};
   for (CustomerNo n : features_.live()) Evaluate(slot, n, now, nullptr);
@@ -289,7 +289,7 @@ void Segments::Tick(std::vector<MembershipChange>& out) {
     Slot& slot = *slots_[s];
     const size_t before = out.size();
     while (!slot.due_days.empty() && slot.due_days.begin()->first <= today) {
-      roaring::Roaring due = std::move(slot.due_days.begin()->second);
+      Roaring due = std::move(slot.due_days.begin()->second);
       slot.due_days.erase(slot.due_days.begin());
       for (CustomerNo n : due) {
         if (features_.IsLive(n)) Evaluate(slot, n, now, &out);
@@ -331,15 +331,17 @@ v1::Segment Segments::Describe(const Slot& slot) const {
 absl::Status Segments::Save(const v1::Segment& s, bool create) {
   if (create) {
     return db_
-        .Execute("INSERT INTO segments (id, name, description, rule, version, created_at, updated_at) VALUES ($1, $2, "
-                 "$3, $4, $5, $6, $7)",
-                 {s.id(), s.name(), s.description(), s.rule(), s.version(), util::Micros(s.created_at()),
-                  util::Micros(s.updated_at())})
+        .Execute(
+            "INSERT INTO segments (id, name, description, rule, version, created_at, updated_at) VALUES ($1, $2, "
+            "$3, $4, $5, $6, $7)",
+            {s.id(), s.name(), s.description(), s.rule(), s.version(), util::Micros(s.created_at()),
+             util::Micros(s.updated_at())})
         .status();
   }
   return db_
-      .Execute("UPDATE segments SET name = $2, description = $3, rule = $4, version = $5, updated_at = $6 WHERE id = $1",
-               {s.id(), s.name(), s.description(), s.rule(), s.version(), util::Micros(s.updated_at())})
+      .Execute(
+          "UPDATE segments SET name = $2, description = $3, rule = $4, version = $5, updated_at = $6 WHERE id = $1",
+          {s.id(), s.name(), s.description(), s.rule(), s.version(), util::Micros(s.updated_at())})
       .status();
 }
 
@@ -422,7 +424,8 @@ absl::StatusOr<v1::Segment> Segments::Update(const v1::UpdateSegmentRequest& req
   std::vector<std::string> dependents;
   for (int32_t other : order_) {
     const auto& refs = slots_[other]->references;
-    if (std::find(refs.begin(), refs.end(), slot_id) != refs.end()) dependents.push_back(slots_[other]->definition.name());
+    if (std::find(refs.begin(), refs.end(), slot_id) != refs.end())
+      dependents.push_back(slots_[other]->definition.name());
   }
   if (s.name() != current->definition.name()) {
     if (by_name_.contains(s.name())) {
@@ -515,12 +518,13 @@ absl::StatusOr<v1::PreviewSegmentResponse> Segments::Preview(const v1::PreviewSe
 absl::StatusOr<v1::ListSegmentMembersResponse> Segments::ListMembers(
     const v1::ListSegmentMembersRequest& request) const {
   const Slot* slot = Find(request.segment_id());
-  if (slot == nullptr) return absl::NotFoundError(absl::StrCat("segment \"", request.segment_id(), "\" does not exist"));
+  if (slot == nullptr)
+    return absl::NotFoundError(absl::StrCat("segment \"", request.segment_id(), "\" does not exist"));
   ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> after,
                         util::DecodePageToken("ListSegmentMembers", request.page_token()));
   const int limit = util::PageSize(request.page_size(), 1000, 10000);
   v1::ListSegmentMembersResponse out;
-  roaring::RoaringSetBitForwardIterator it = slot->members.begin();
+  RoaringSetBitForwardIterator it = slot->members.begin();
   if (after) it.equalorlarger(static_cast<uint32_t>(after->number) + 1);
   CustomerNo last = 0;
   for (; it != slot->members.end() && out.customer_ids_size() < limit; ++it) {
@@ -533,7 +537,7 @@ absl::StatusOr<v1::ListSegmentMembersResponse> Segments::ListMembers(
   return out;
 }
 
-const roaring::Roaring* Segments::Members(const std::string& id) const {
+const Roaring* Segments::Members(const std::string& id) const {
   const Slot* slot = Find(id);
   return slot == nullptr ? nullptr : &slot->members;
 }

@@ -28,7 +28,7 @@
 #include "ecrm/rules/rule.h"
 #include "ecrm/segmentation/v1/segmentation.pb.h"
 #include "ecrm/sql/sql.h"
-#include "features.h"
+#include "customer_features.h"
 #include "roaring/roaring.hh"
 
 namespace ecrm::segmentation {
@@ -76,7 +76,7 @@ class Segments final : public Memberships {
   absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
   // The ids of the segments the customer belongs to, by name.
   absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
-  const roaring::Roaring* Members(const std::string& id) const;
+  const Roaring* Members(const std::string& id) const;
 
   // Evaluates changed customers against the rules that read what changed; appends the
   // entries and exits.

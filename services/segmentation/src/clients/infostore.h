@@ -22,19 +22,18 @@ class InformationStore {
   // of changes, or a heartbeat) in order, until StopWatching(), an error, or `on_message`
   // returns an error (which Watch returns). OUT_OF_RANGE: `after` is older than the feed keeps
   // (resync). UNAVAILABLE: the store is down or the stream broke (watch again).
-  virtual absl::Status Watch(int64_t after,
-                             const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>& on_message) = 0;
+  virtual absl::Status Watch(
+      int64_t after, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>& on_message) = 0;
   // Ends a Watch in progress, from another thread; Watch then returns CANCELLED, and so does
   // every later Watch at once.
   virtual void StopWatching() = 0;
 
   // One page of every customer (resync).
   virtual absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string& page_token,
-                                                                            int page_size) = 0;
+                                                                             int page_size) = 0;
   // One page of a customer's events at or after `since`, newest first.
-  virtual absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string& customer_id,
-                                                                      absl::Time since,
-                                                                      const std::string& page_token) = 0;
+  virtual absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string& customer_id, absl::Time since,
+                                                                       const std::string& page_token) = 0;
 };
 
 }  // namespace ecrm::segmentation

@@ -16,16 +16,17 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/rules/evaluator.h"
 #include "ecrm/rules/schema.h"
-#include "ecrm/segmentation/internal/record.pb.h"
 #include "ecrm/rules/types.h"
+#include "ecrm/segmentation/internal/record.pb.h"
 #include "roaring/roaring.hh"
 
 namespace ecrm::segmentation {
@@ -36,15 +37,15 @@ using CustomerNo = uint32_t;
 class Dictionary {
  public:
   Dictionary() { values_.emplace_back(); }
-  uint32_t Intern(std::string_view s);
-  std::optional<uint32_t> Find(std::string_view s) const;
-  std::string_view value(uint32_t code) const { return values_[code]; }
+  uint32_t Intern(absl::string_view s);
+  std::optional<uint32_t> Find(absl::string_view s) const;
+  absl::string_view value(uint32_t code) const { return values_[code]; }
   size_t size() const { return values_.size(); }
   size_t MemoryBytes() const;
 
  private:
   std::deque<std::string> values_;  // stable addresses: codes_ holds views into them
-  absl::flat_hash_map<std::string_view, uint32_t> codes_;
+  absl::flat_hash_map<absl::string_view, uint32_t> codes_;
 };
 
 // A value per customer number, `kMissing` for numbers past the last one set.
@@ -81,7 +82,7 @@ struct AttributeColumn {
   rules::Type type = rules::Type::kString;
   StringColumn strings;                                              // kString
   Column<double, std::numeric_limits<double>::quiet_NaN()> numbers;  // kNumber (NaN: missing)
-  roaring::Roaring has, truth;                                       // kBool
+  Roaring has, truth;                                       // kBool
   TimeColumn times;                                                  // kTime
 };
 
@@ -101,11 +102,11 @@ class Features {
   std::shared_mutex& mutex() const { return mu_; }
 
   // Customers.
-  CustomerNo Intern(std::string_view customer_id);
-  std::optional<CustomerNo> Find(std::string_view customer_id) const;
-  std::string_view Id(CustomerNo n) const { return ids_[n]; }
+  CustomerNo Intern(absl::string_view customer_id);
+  std::optional<CustomerNo> Find(absl::string_view customer_id) const;
+  absl::string_view Id(CustomerNo n) const { return ids_[n]; }
   // Customers currently held (not erased, not merged into another).
-  const roaring::Roaring& live() const { return live_; }
+  const Roaring& live() const { return live_; }
   bool IsLive(CustomerNo n) const { return live_.contains(n); }
   // One past the highest number given out.
   CustomerNo end() const { return static_cast<CustomerNo>(ids_.size()); }
@@ -124,30 +125,30 @@ class Features {
   // aggregates the customer's state already holds).
   CustomerNo CountEvent(const infostore::v1::Event& event);
   // The merged customers' event days move to the survivor, then they are removed.
-  void Merge(std::string_view survivor_id, absl::Span<const std::string> merged_ids);
+  void Merge(absl::string_view survivor_id, absl::Span<const std::string> merged_ids);
   // Forgets a customer's event days (an unmerge gives events back: reload them with AddEvent).
   void ClearEvents(CustomerNo n);
   // Drops event days older than the horizon.
   void PruneEvents(absl::Time now);
   // Erased, or merged into another: nothing is held on it and it is not live.
-  void Remove(std::string_view customer_id);
+  void Remove(absl::string_view customer_id);
   // Forgets every customer (before a resync).
   void Clear();
 
   // The customer as saved, and back: a restart loads what was saved instead of reading every
   // customer from the information store again.
   internal::CustomerFeaturesRecord ToRecord(CustomerNo n) const;
-  CustomerNo FromRecord(std::string_view customer_id, const internal::CustomerFeaturesRecord& record);
+  CustomerNo FromRecord(absl::string_view customer_id, const internal::CustomerFeaturesRecord& record);
 
   // Scores computed by the engine.
-  void SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, std::string_view cell);
+  void SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, absl::string_view cell);
   void SetClv(CustomerNo n, double value);
   void SetEngagement(CustomerNo n, double score);
 
   // Reading, for rules (the contract of rules::CustomerView). Events are counted by UTC day: a
   // window is the ceil(window / 1 day) days ending today, today included.
   rules::Value Field(CustomerNo n, const rules::FieldRef& field) const;
-  bool ListContains(CustomerNo n, const rules::FieldRef& field, std::string_view item) const;
+  bool ListContains(CustomerNo n, const rules::FieldRef& field, absl::string_view item) const;
   int64_t EventCount(CustomerNo n, int32_t type, absl::Duration window, absl::Time now) const;
   std::optional<absl::Time> LastEventAt(CustomerNo n, int32_t type) const;
   absl::Time EventCountAtMostAt(CustomerNo n, int32_t type, absl::Duration window, absl::Time now,
@@ -157,17 +158,17 @@ class Features {
   static constexpr int32_t kUnseenEventType = std::numeric_limits<int32_t>::max();
 
   // What rules may name beyond the built-in fields.
-  std::optional<rules::AttributeInfo> FindAttribute(std::string_view name) const;
+  std::optional<rules::AttributeInfo> FindAttribute(absl::string_view name) const;
   std::vector<std::string> AttributeNames() const;
-  std::optional<int32_t> FindEventType(std::string_view name) const;
+  std::optional<int32_t> FindEventType(absl::string_view name) const;
   // The id of an event type, numbered on first use.
-  int32_t InternEventType(std::string_view name);
+  int32_t InternEventType(absl::string_view name);
 
   // Columns, for the whole-population evaluator.
   const StringColumn* StringField(rules::Field f) const;
   const TimeColumn* TimeField(rules::Field f) const;
   const AttributeColumn* Attribute(int32_t id) const;
-  const roaring::Roaring* Interest(std::string_view item) const;
+  const Roaring* Interest(absl::string_view item) const;
 
   // Bytes held, roughly (the columns' and indexes' allocations).
   size_t MemoryBytes() const;
@@ -184,14 +185,14 @@ class Features {
     int64_t at;  // seconds
   };
   struct Events {
-    std::vector<EventDay> days;  // by (type, day)
+    std::vector<EventDay> days;   // by (type, day)
     std::vector<LastEvent> last;  // by type
   };
 
   void ClearProfile(CustomerNo n);
   StringColumn& MutableString(rules::Field f);
   TimeColumn& MutableTime(rules::Field f);
-  AttributeColumn& MutableAttribute(std::string_view name, rules::Type type);
+  AttributeColumn& MutableAttribute(absl::string_view name, rules::Type type);
   void NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds);
   void AddDays(CustomerNo n, uint16_t type, int64_t day, uint32_t count);
   void ApplyOrder(CustomerNo n, const infostore::v1::Event& event);
@@ -200,8 +201,8 @@ class Features {
   mutable std::shared_mutex mu_;
 
   std::deque<std::string> ids_;  // stable addresses: numbers_ holds views into them
-  absl::flat_hash_map<std::string_view, CustomerNo> numbers_;
-  roaring::Roaring live_;
+  absl::flat_hash_map<absl::string_view, CustomerNo> numbers_;
+  Roaring live_;
 
   // Built-in fields, indexed by rules::Field (only the string and time ones are used).
   std::vector<StringColumn> strings_;
@@ -210,8 +211,8 @@ class Features {
   Column<int64_t, 0> order_total_;
   std::string currency_;
   Column<uint32_t, 0> consents_;  // bit (channel - 1) * 4 + (purpose - 1): granted
-  roaring::Roaring anonymous_;
-  absl::flat_hash_map<std::string, roaring::Roaring> interests_;
+  Roaring anonymous_;
+  absl::flat_hash_map<std::string, Roaring> interests_;
   Column<uint8_t, 0> rfm_r_, rfm_f_, rfm_m_;
   StringColumn rfm_cell_;
   Column<double, std::numeric_limits<double>::quiet_NaN()> clv_, engagement_;
@@ -237,7 +238,7 @@ class CustomerFeatures final : public rules::CustomerView {
   CustomerFeatures(const Features& features, CustomerNo n, const Memberships* memberships = nullptr)
       : features_(features), n_(n), memberships_(memberships) {}
   rules::Value Field(const rules::FieldRef& field) const override { return features_.Field(n_, field); }
-  bool ListContains(const rules::FieldRef& field, std::string_view item) const override {
+  bool ListContains(const rules::FieldRef& field, absl::string_view item) const override {
     return features_.ListContains(n_, field, item);
   }
   int64_t EventCount(int32_t type, absl::Duration window, absl::Time now) const override {

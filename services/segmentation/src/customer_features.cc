@@ -1,4 +1,4 @@
-#include "features.h"
+#include "customer_features.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,6 @@
 namespace ecrm::segmentation {
 namespace {
 
-using rules::Field;
 using rules::FieldRef;
 using rules::Value;
 
@@ -33,9 +32,9 @@ int64_t ParseDate(const std::string& s) {
 }
 
 // The lower-case name of an enum value without its prefix: CHANNEL_DIRECT_MAIL → direct_mail.
-std::string EnumName(const std::string& name, std::string_view prefix) {
+std::string EnumName(const std::string& name, absl::string_view prefix) {
   if (name.empty() || absl::EndsWith(name, "_UNSPECIFIED")) return "";
-  return absl::AsciiStrToLower(std::string_view(name).substr(std::min(prefix.size(), name.size())));
+  return absl::AsciiStrToLower(name.substr(std::min(prefix.size(), name.size())));
 }
 
 // Events are counted by UTC day, so a window is whole days: the `ceil(window / 1 day)` days
@@ -50,58 +49,56 @@ constexpr uint32_t ConsentBit(int channel, int purpose) { return 1u << ((channel
 
 // The string-valued built-in fields and how to read each from a customer.
 struct StringSource {
-  Field field;
+  rules::Field field;
   std::string (*read)(const infostore::v1::Customer&);
 };
 const StringSource kStringSources[] = {
-    {Field::kFirstName, [](const infostore::v1::Customer& c) { return c.profile().first_name(); }},
-    {Field::kLastName, [](const infostore::v1::Customer& c) { return c.profile().last_name(); }},
-    {Field::kGender,
+    {rules::Field::kFirstName, [](const infostore::v1::Customer& c) { return c.profile().first_name(); }},
+    {rules::Field::kLastName, [](const infostore::v1::Customer& c) { return c.profile().last_name(); }},
+    {rules::Field::kGender,
      [](const infostore::v1::Customer& c) {
        return EnumName(infostore::v1::Gender_Name(c.profile().gender()), "GENDER_");
      }},
-    {Field::kLocale, [](const infostore::v1::Customer& c) { return c.profile().locale(); }},
-    {Field::kTimeZone, [](const infostore::v1::Customer& c) { return c.profile().time_zone(); }},
-    {Field::kAddressLine1, [](const infostore::v1::Customer& c) { return c.profile().address().line1(); }},
-    {Field::kAddressLine2, [](const infostore::v1::Customer& c) { return c.profile().address().line2(); }},
-    {Field::kCity, [](const infostore::v1::Customer& c) { return c.profile().address().city(); }},
-    {Field::kRegion, [](const infostore::v1::Customer& c) { return c.profile().address().region(); }},
-    {Field::kPostalCode, [](const infostore::v1::Customer& c) { return c.profile().address().postal_code(); }},
-    {Field::kCountry, [](const infostore::v1::Customer& c) { return c.profile().address().country(); }},
-    {Field::kCompany, [](const infostore::v1::Customer& c) { return c.profile().business().company(); }},
-    {Field::kIndustrySector,
-     [](const infostore::v1::Customer& c) { return c.profile().business().industry_sector(); }},
-    {Field::kCompanySize, [](const infostore::v1::Customer& c) { return c.profile().business().company_size(); }},
-    {Field::kRole, [](const infostore::v1::Customer& c) { return c.profile().business().role(); }},
-    {Field::kPurchasingInfluence,
+    {rules::Field::kLocale, [](const infostore::v1::Customer& c) { return c.profile().locale(); }},
+    {rules::Field::kTimeZone, [](const infostore::v1::Customer& c) { return c.profile().time_zone(); }},
+    {rules::Field::kAddressLine1, [](const infostore::v1::Customer& c) { return c.profile().address().line1(); }},
+    {rules::Field::kAddressLine2, [](const infostore::v1::Customer& c) { return c.profile().address().line2(); }},
+    {rules::Field::kCity, [](const infostore::v1::Customer& c) { return c.profile().address().city(); }},
+    {rules::Field::kRegion, [](const infostore::v1::Customer& c) { return c.profile().address().region(); }},
+    {rules::Field::kPostalCode, [](const infostore::v1::Customer& c) { return c.profile().address().postal_code(); }},
+    {rules::Field::kCountry, [](const infostore::v1::Customer& c) { return c.profile().address().country(); }},
+    {rules::Field::kCompany, [](const infostore::v1::Customer& c) { return c.profile().business().company(); }},
+    {rules::Field::kIndustrySector, [](const infostore::v1::Customer& c) { return c.profile().business().industry_sector(); }},
+    {rules::Field::kCompanySize, [](const infostore::v1::Customer& c) { return c.profile().business().company_size(); }},
+    {rules::Field::kRole, [](const infostore::v1::Customer& c) { return c.profile().business().role(); }},
+    {rules::Field::kPurchasingInfluence,
      [](const infostore::v1::Customer& c) { return c.profile().business().purchasing_influence(); }},
-    {Field::kPreferredChannel,
+    {rules::Field::kPreferredChannel,
      [](const infostore::v1::Customer& c) {
        return EnumName(common::v1::Channel_Name(c.preferences().preferred_channel()), "CHANNEL_");
      }},
-    {Field::kContactFrequency,
+    {rules::Field::kContactFrequency,
      [](const infostore::v1::Customer& c) {
-       return EnumName(infostore::v1::ContactFrequency_Name(c.preferences().contact_frequency()),
-                       "CONTACT_FREQUENCY_");
+       return EnumName(infostore::v1::ContactFrequency_Name(c.preferences().contact_frequency()), "CONTACT_FREQUENCY_");
      }},
 };
 
 struct TimeSource {
-  Field field;
+  rules::Field field;
   int64_t (*read)(const infostore::v1::Customer&);
 };
 int64_t TimeOrNone(const google::protobuf::Timestamp& t) { return Has(t) ? Seconds(t) : kNoTime; }
 const TimeSource kTimeSources[] = {
-    {Field::kBirthDate, [](const infostore::v1::Customer& c) { return ParseDate(c.profile().birth_date()); }},
-    {Field::kOrdersFirstAt,
+    {rules::Field::kBirthDate, [](const infostore::v1::Customer& c) { return ParseDate(c.profile().birth_date()); }},
+    {rules::Field::kOrdersFirstAt,
      [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().first_order_at()); }},
-    {Field::kOrdersLastAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_order_at()); }},
-    {Field::kCreatedAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.created_at()); }},
-    {Field::kFirstSeenAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().first_seen_at()); }},
-    {Field::kLastSeenAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_seen_at()); }},
+    {rules::Field::kOrdersLastAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_order_at()); }},
+    {rules::Field::kCreatedAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.created_at()); }},
+    {rules::Field::kFirstSeenAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().first_seen_at()); }},
+    {rules::Field::kLastSeenAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_seen_at()); }},
 };
 
-bool IsTimeField(Field f) {
+bool IsTimeField(rules::Field f) {
   for (const TimeSource& t : kTimeSources) {
     if (t.field == f) return true;
   }
@@ -128,7 +125,7 @@ rules::Type AttributeType(const common::v1::AttributeValue& v) {
 
 }  // namespace
 
-uint32_t Dictionary::Intern(std::string_view s) {
+uint32_t Dictionary::Intern(absl::string_view s) {
   if (s.empty()) return 0;
   auto it = codes_.find(s);
   if (it != codes_.end()) return it->second;
@@ -137,7 +134,7 @@ uint32_t Dictionary::Intern(std::string_view s) {
   return code;
 }
 
-std::optional<uint32_t> Dictionary::Find(std::string_view s) const {
+std::optional<uint32_t> Dictionary::Find(absl::string_view s) const {
   if (s.empty()) return 0;
   auto it = codes_.find(s);
   if (it == codes_.end()) return std::nullopt;
@@ -145,18 +142,18 @@ std::optional<uint32_t> Dictionary::Find(std::string_view s) const {
 }
 
 size_t Dictionary::MemoryBytes() const {
-  size_t bytes = codes_.capacity() * (sizeof(std::string_view) + sizeof(uint32_t) + 1);
+  size_t bytes = codes_.capacity() * (sizeof(absl::string_view) + sizeof(uint32_t) + 1);
   for (const std::string& v : values_) bytes += sizeof(std::string) + (v.capacity() > 15 ? v.capacity() + 1 : 0);
   return bytes;
 }
 
 Features::Features(FeatureOptions options)
     : options_(std::move(options)),
-      currency_(options_.reporting_currency),
       strings_(rules::kFieldCount),
-      times_(rules::kFieldCount) {}
+      times_(rules::kFieldCount),
+      currency_(options_.reporting_currency) {}
 
-CustomerNo Features::Intern(std::string_view customer_id) {
+CustomerNo Features::Intern(absl::string_view customer_id) {
   auto it = numbers_.find(customer_id);
   if (it != numbers_.end()) return it->second;
   const CustomerNo n = static_cast<CustomerNo>(ids_.size());
@@ -165,14 +162,14 @@ CustomerNo Features::Intern(std::string_view customer_id) {
   return n;
 }
 
-std::optional<CustomerNo> Features::Find(std::string_view customer_id) const {
+std::optional<CustomerNo> Features::Find(absl::string_view customer_id) const {
   auto it = numbers_.find(customer_id);
   if (it == numbers_.end()) return std::nullopt;
   return it->second;
 }
 
-StringColumn& Features::MutableString(Field f) { return strings_[static_cast<int>(f)]; }
-TimeColumn& Features::MutableTime(Field f) { return times_[static_cast<int>(f)]; }
+StringColumn& Features::MutableString(rules::Field f) { return strings_[static_cast<int>(f)]; }
+TimeColumn& Features::MutableTime(rules::Field f) { return times_[static_cast<int>(f)]; }
 
 CustomerNo Features::SetCustomer(const infostore::v1::Customer& c) {
   const CustomerNo n = Intern(c.id());
@@ -244,7 +241,7 @@ CustomerNo Features::SetCustomer(const infostore::v1::Customer& c) {
   return n;
 }
 
-AttributeColumn& Features::MutableAttribute(std::string_view name, rules::Type type) {
+AttributeColumn& Features::MutableAttribute(absl::string_view name, rules::Type type) {
   auto it = attribute_ids_.find(name);
   if (it != attribute_ids_.end()) return attributes_[it->second];
   attribute_ids_.emplace(std::string(name), static_cast<int32_t>(attributes_.size()));
@@ -253,7 +250,7 @@ AttributeColumn& Features::MutableAttribute(std::string_view name, rules::Type t
   return column;
 }
 
-int32_t Features::InternEventType(std::string_view name) {
+int32_t Features::InternEventType(absl::string_view name) {
   auto it = event_types_.find(name);
   if (it != event_types_.end()) return it->second;
   const int32_t id = static_cast<int32_t>(event_type_names_.size());
@@ -262,7 +259,7 @@ int32_t Features::InternEventType(std::string_view name) {
   return id;
 }
 
-std::optional<int32_t> Features::FindEventType(std::string_view name) const {
+std::optional<int32_t> Features::FindEventType(absl::string_view name) const {
   auto it = event_types_.find(name);
   if (it == event_types_.end()) return std::nullopt;
   return it->second;
@@ -298,10 +295,9 @@ void Features::AddDays(CustomerNo n, uint16_t type, int64_t day, uint32_t count)
   if (day < 0 || day > std::numeric_limits<uint16_t>::max() || count == 0) return;
   std::vector<EventDay>& days = events_[n].days;
   const auto d = static_cast<uint16_t>(day);
-  auto it = std::lower_bound(days.begin(), days.end(), std::make_pair(type, d),
-                             [](const EventDay& e, const std::pair<uint16_t, uint16_t>& k) {
-                               return std::make_pair(e.type, e.day) < k;
-                             });
+  auto it = std::lower_bound(
+      days.begin(), days.end(), std::make_pair(type, d),
+      [](const EventDay& e, const std::pair<uint16_t, uint16_t>& k) { return std::make_pair(e.type, e.day) < k; });
   if (it != days.end() && it->type == type && it->day == d) {
     it->count += count;
   } else {
@@ -336,19 +332,19 @@ void Features::ApplyOrder(CustomerNo n, const infostore::v1::Event& e) {
   if (purchase) {
     order_count_.Set(n, order_count_.Get(n) + 1);
     const int64_t at = Seconds(e.occurred_at());
-    TimeColumn& first = MutableTime(Field::kOrdersFirstAt);
-    TimeColumn& last = MutableTime(Field::kOrdersLastAt);
+    TimeColumn& first = MutableTime(rules::Field::kOrdersFirstAt);
+    TimeColumn& last = MutableTime(rules::Field::kOrdersLastAt);
     if (first.Get(n) == kNoTime || at < first.Get(n)) first.Set(n, at);
     if (last.Get(n) == kNoTime || at > last.Get(n)) last.Set(n, at);
   }
-  TimeColumn& first_seen = MutableTime(Field::kFirstSeenAt);
-  TimeColumn& last_seen = MutableTime(Field::kLastSeenAt);
+  TimeColumn& first_seen = MutableTime(rules::Field::kFirstSeenAt);
+  TimeColumn& last_seen = MutableTime(rules::Field::kLastSeenAt);
   const int64_t at = Seconds(e.occurred_at());
   if (first_seen.Get(n) == kNoTime || at < first_seen.Get(n)) first_seen.Set(n, at);
   if (last_seen.Get(n) == kNoTime || at > last_seen.Get(n)) last_seen.Set(n, at);
 }
 
-void Features::Merge(std::string_view survivor_id, absl::Span<const std::string> merged_ids) {
+void Features::Merge(absl::string_view survivor_id, absl::Span<const std::string> merged_ids) {
   const CustomerNo s = Intern(survivor_id);
   live_.add(s);
   for (const std::string& id : merged_ids) {
@@ -386,7 +382,7 @@ void Features::ClearProfile(CustomerNo n) {
   }
 }
 
-void Features::Remove(std::string_view customer_id) {
+void Features::Remove(absl::string_view customer_id) {
   std::optional<CustomerNo> n = Find(customer_id);
   if (!n) return;
   ClearProfile(*n);
@@ -401,7 +397,7 @@ void Features::Remove(std::string_view customer_id) {
 internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
   internal::CustomerFeaturesRecord r;
   for (int i = 0; i < rules::kFieldCount; ++i) {
-    const auto field = static_cast<Field>(i);
+    const auto field = static_cast<rules::Field>(i);
     if (IsTimeField(field)) {
       if (int64_t t = times_[i].Get(n); t != kNoTime) {
         auto* time = r.add_times();
@@ -460,15 +456,14 @@ internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
     }
   }
   // In name order, so that equal customers save equal bytes whatever the ids of their types.
-  std::sort(r.mutable_days()->begin(), r.mutable_days()->end(), [](const auto& a, const auto& b) {
-    return std::tie(a.type(), a.day()) < std::tie(b.type(), b.day());
-  });
+  std::sort(r.mutable_days()->begin(), r.mutable_days()->end(),
+            [](const auto& a, const auto& b) { return a.type() != b.type() ? a.type() < b.type() : a.day() < b.day(); });
   std::sort(r.mutable_last()->begin(), r.mutable_last()->end(),
             [](const auto& a, const auto& b) { return a.type() < b.type(); });
   return r;
 }
 
-CustomerNo Features::FromRecord(std::string_view customer_id, const internal::CustomerFeaturesRecord& r) {
+CustomerNo Features::FromRecord(absl::string_view customer_id, const internal::CustomerFeaturesRecord& r) {
   const CustomerNo n = Intern(customer_id);
   ClearProfile(n);
   ClearEvents(n);
@@ -494,7 +489,8 @@ CustomerNo Features::FromRecord(std::string_view customer_id, const internal::Cu
     switch (a.value_case()) {
       case A::kText: {
         AttributeColumn& column = MutableAttribute(a.name(), rules::Type::kString);
-        if (column.type == rules::Type::kString) column.strings.codes.Set(n, column.strings.dictionary.Intern(a.text()));
+        if (column.type == rules::Type::kString)
+          column.strings.codes.Set(n, column.strings.dictionary.Intern(a.text()));
         break;
       }
       case A::kNumber: {
@@ -519,7 +515,8 @@ CustomerNo Features::FromRecord(std::string_view customer_id, const internal::Cu
     }
   }
   for (const auto& last : r.last()) NoteLast(n, static_cast<uint16_t>(InternEventType(last.type())), last.seconds());
-  for (const auto& day : r.days()) AddDays(n, static_cast<uint16_t>(InternEventType(day.type())), day.day(), day.count());
+  for (const auto& day : r.days())
+    AddDays(n, static_cast<uint16_t>(InternEventType(day.type())), day.day(), day.count());
   return n;
 }
 
@@ -528,10 +525,10 @@ void Features::Clear() {
     ClearProfile(n);
     ClearEvents(n);
   }
-  live_ = roaring::Roaring();
+  live_ = Roaring();
 }
 
-void Features::SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, std::string_view cell) {
+void Features::SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, absl::string_view cell) {
   rfm_r_.Set(n, r);
   rfm_f_.Set(n, f);
   rfm_m_.Set(n, m);
@@ -570,29 +567,29 @@ Value Features::Field(CustomerNo n, const FieldRef& f) const {
   }
   const rules::Field field = f.builtin();
   switch (field) {
-    case Field::kInterests:
+    case rules::Field::kInterests:
       return Value::Missing();  // read through ListContains
-    case Field::kOrdersCount:
+    case rules::Field::kOrdersCount:
       return Value::Number(order_count_.Get(n));
-    case Field::kOrdersTotal:
+    case rules::Field::kOrdersTotal:
       return Value::Number(static_cast<double>(order_total_.Get(n)));
-    case Field::kRfmCell: {
+    case rules::Field::kRfmCell: {
       uint32_t code = rfm_cell_.codes.Get(n);
       return code == 0 ? Value::Missing() : Value::String(rfm_cell_.dictionary.value(code));
     }
-    case Field::kRfmR:
-    case Field::kRfmF:
-    case Field::kRfmM: {
-      const auto& column = field == Field::kRfmR ? rfm_r_ : field == Field::kRfmF ? rfm_f_ : rfm_m_;
+    case rules::Field::kRfmR:
+    case rules::Field::kRfmF:
+    case rules::Field::kRfmM: {
+      const auto& column = field == rules::Field::kRfmR ? rfm_r_ : field == rules::Field::kRfmF ? rfm_f_ : rfm_m_;
       uint8_t v = column.Get(n);
       return v == 0 ? Value::Missing() : Value::Number(v);
     }
-    case Field::kClv:
-    case Field::kEngagement: {
-      double v = (field == Field::kClv ? clv_ : engagement_).Get(n);
+    case rules::Field::kClv:
+    case rules::Field::kEngagement: {
+      double v = (field == rules::Field::kClv ? clv_ : engagement_).Get(n);
       return std::isnan(v) ? Value::Missing() : Value::Number(v);
     }
-    case Field::kAnonymous:
+    case rules::Field::kAnonymous:
       return Value::Bool(anonymous_.contains(n));
     default:
       break;
@@ -605,8 +602,8 @@ Value Features::Field(CustomerNo n, const FieldRef& f) const {
   return code == 0 ? Value::Missing() : Value::String(s.dictionary.value(code));
 }
 
-bool Features::ListContains(CustomerNo n, const FieldRef& f, std::string_view item) const {
-  if (f.kind != FieldRef::Kind::kBuiltin || f.builtin() != Field::kInterests) return false;
+bool Features::ListContains(CustomerNo n, const FieldRef& f, absl::string_view item) const {
+  if (f.kind != FieldRef::Kind::kBuiltin || f.builtin() != rules::Field::kInterests) return false;
   auto it = interests_.find(item);
   return it != interests_.end() && it->second.contains(n);
 }
@@ -655,7 +652,7 @@ absl::Time Features::EventCountAtMostAt(CustomerNo n, int32_t type, absl::Durati
   return absl::InfiniteFuture();
 }
 
-std::optional<rules::AttributeInfo> Features::FindAttribute(std::string_view name) const {
+std::optional<rules::AttributeInfo> Features::FindAttribute(absl::string_view name) const {
   auto it = attribute_ids_.find(name);
   if (it == attribute_ids_.end()) return std::nullopt;
   return rules::AttributeInfo{it->second, attributes_[it->second].type};
@@ -673,13 +670,13 @@ const TimeColumn* Features::TimeField(rules::Field f) const { return &times_[sta
 const AttributeColumn* Features::Attribute(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < attributes_.size() ? &attributes_[id] : nullptr;
 }
-const roaring::Roaring* Features::Interest(std::string_view item) const {
+const Roaring* Features::Interest(absl::string_view item) const {
   auto it = interests_.find(item);
   return it == interests_.end() ? nullptr : &it->second;
 }
 
 size_t Features::MemoryBytes() const {
-  size_t bytes = numbers_.capacity() * (sizeof(std::string_view) + sizeof(CustomerNo) + 1);
+  size_t bytes = numbers_.capacity() * (sizeof(absl::string_view) + sizeof(CustomerNo) + 1);
   for (const std::string& id : ids_) bytes += sizeof(std::string) + (id.capacity() > 15 ? id.capacity() + 1 : 0);
   for (const StringColumn& c : strings_) bytes += c.codes.MemoryBytes() + c.dictionary.MemoryBytes();
   for (const TimeColumn& c : times_) bytes += c.MemoryBytes();

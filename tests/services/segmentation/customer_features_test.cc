@@ -1,4 +1,4 @@
-#include "features.h"
+#include "customer_features.h"
 
 #include <catch2/catch.hpp>
 
@@ -104,9 +104,9 @@ TEST_CASE("events are counted by type in whole UTC days ending today") {
   const CustomerNo n = f.SetCustomer(Customer("c_1"));
   const int32_t view = f.InternEventType("page_view");
   const absl::Time now = Day(2026, 3, 31, 9);
-  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 31, 1)));   // today
-  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 2, 23)));   // day D-29: inside 30d
-  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 1, 0)));    // day D-30: outside 30d
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 31, 1)));  // today
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 2, 23)));  // day D-29: inside 30d
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 1, 0)));   // day D-30: outside 30d
   f.AddEvent(Event("c_1", "login", Day(2026, 3, 31, 2)));
   CHECK(f.EventCount(n, view, absl::Hours(24 * 30), now) == 2);
   CHECK(f.EventCount(n, view, absl::Hours(24 * 31), now) == 3);
@@ -151,7 +151,7 @@ TEST_CASE("orders are aggregated as the information store's behaviour summary") 
   CHECK(f.Field(other, FieldRef::Builtin(Field::kOrdersLastAt)).kind == Value::Kind::kMissing);
 }
 
-TEST_CASE("a merge moves event days to the survivor; removal forgets everything") {
+TEST_CASE("a merge moves event days to the survivor, and removal forgets everything") {
   Features f;
   const CustomerNo a = f.SetCustomer(Customer("c_a"));
   const CustomerNo b = f.SetCustomer(Customer("c_b"));
