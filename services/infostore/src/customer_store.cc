@@ -1,21 +1,15 @@
 #include "customer_store.h"
 
-#include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/reflection.h>
-#include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <map>
 #include <set>
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -23,141 +17,12 @@
 #include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 #include "identifiers.h"
+#include "identity.h"
 #include "store_helpers.h"
+#include "survivorship.h"
 
 namespace ecrm::infostore {
-namespace {
-
-using google::protobuf::FieldDescriptor;
-using google::protobuf::Message;
-using google::protobuf::util::TimeUtil;
 using internal::CustomerRecord;
-
-// A leaf of Profile ("profile.address.city") and the fields leading to it.
-struct Leaf {
-  std::string path;
-  std::vector<const FieldDescriptor*> chain;
-};
-
-void CollectLeaves(const google::protobuf::Descriptor* d, const std::string& prefix,
-                   std::vector<const FieldDescriptor*> chain, std::vector<Leaf>& out) {
-  for (int i = 0; i < d->field_count(); ++i) {
-    const FieldDescriptor* f = d->field(i);
-    auto c = chain;
-    c.push_back(f);
-    std::string path = absl::StrCat(prefix, ".", f->name());
-    if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
-      CollectLeaves(f->message_type(), path, c, out);
-    } else {
-      out.push_back({path, c});
-    }
-  }
-}
-
-const std::vector<Leaf>& ProfileLeaves() {
-  static const auto* leaves = [] {
-    auto* v = new std::vector<Leaf>();
-    CollectLeaves(v1::Profile::descriptor(), "profile", {}, *v);
-    return v;
-  }();
-  return *leaves;
-}
-
-// The message holding the leaf, or null when an enclosing message is unset.
-const Message* Holder(const Message& root, const Leaf& leaf) {
-  const Message* m = &root;
-  for (size_t i = 0; i + 1 < leaf.chain.size(); ++i) {
-    if (!m->GetReflection()->HasField(*m, leaf.chain[i])) return nullptr;
-    m = &m->GetReflection()->GetMessage(*m, leaf.chain[i]);
-  }
-  return m;
-}
-
-Message* MutableHolder(Message* root, const Leaf& leaf) {
-  Message* m = root;
-  for (size_t i = 0; i + 1 < leaf.chain.size(); ++i) m = m->GetReflection()->MutableMessage(m, leaf.chain[i]);
-  return m;
-}
-
-void CopyLeaf(const v1::Profile& from, v1::Profile* to, const Leaf& leaf) {
-  const FieldDescriptor* f = leaf.chain.back();
-  const Message* src = Holder(from, leaf);
-  Message* dst = MutableHolder(to, leaf);
-  if (src == nullptr) {
-    dst->GetReflection()->ClearField(dst, f);
-  } else if (f->type() == FieldDescriptor::TYPE_ENUM) {
-    dst->GetReflection()->SetEnumValue(dst, f, src->GetReflection()->GetEnumValue(*src, f));
-  } else {
-    dst->GetReflection()->SetString(dst, f, src->GetReflection()->GetString(*src, f));
-  }
-}
-
-// The leaf's value as text (enums by number), for comparisons.
-std::string LeafValue(const v1::Profile& p, const Leaf& leaf) {
-  const Message* m = Holder(p, leaf);
-  if (m == nullptr) return "";
-  const FieldDescriptor* f = leaf.chain.back();
-  if (f->type() == FieldDescriptor::TYPE_ENUM) {
-    int v = m->GetReflection()->GetEnumValue(*m, f);
-    return v == 0 ? "" : absl::StrCat(v);
-  }
-  return m->GetReflection()->GetString(*m, f);
-}
-
-bool LeafEmpty(const v1::Profile& p, const Leaf& leaf) { return LeafValue(p, leaf).empty(); }
-
-// Restrictiveness of a consent status: a merge keeps the most restrictive.
-int Restrictiveness(v1::ConsentStatus s) {
-  switch (s) {
-    case v1::CONSENT_STATUS_WITHDRAWN:
-      return 4;
-    case v1::CONSENT_STATUS_DENIED:
-      return 3;
-    case v1::CONSENT_STATUS_PENDING_CONFIRMATION:
-      return 2;
-    case v1::CONSENT_STATUS_GRANTED:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
-absl::Status ValidateProfile(const v1::Profile& p) {
-  for (const Leaf& leaf : ProfileLeaves()) {
-    const Message* m = Holder(p, leaf);
-    if (m == nullptr || leaf.chain.back()->type() != FieldDescriptor::TYPE_STRING) continue;
-    if (m->GetReflection()->GetString(*m, leaf.chain.back()).size() > 256) {
-      return Invalid(leaf.path, "is longer than 256 characters");
-    }
-  }
-  if (!p.birth_date().empty()) {
-    absl::CivilDay day;
-    if (!absl::ParseCivilTime(p.birth_date(), &day) || day > absl::ToCivilDay(absl::Now(), absl::UTCTimeZone()) ||
-        day.year() < 1900) {
-      return Invalid("profile.birth_date", "is not a past date as YYYY-MM-DD (from 1900)");
-    }
-  }
-  if (!p.time_zone().empty()) {
-    absl::TimeZone tz;
-    if (!absl::LoadTimeZone(p.time_zone(), &tz)) {
-      return Invalid("profile.time_zone", "is not an IANA time zone name such as Europe/London");
-    }
-  }
-  const std::string& country = p.address().country();
-  if (!country.empty() &&
-      (country.size() != 2 || !absl::ascii_isupper(country[0]) || !absl::ascii_isupper(country[1]))) {
-    return Invalid("profile.address.country", "must be an ISO 3166-1 alpha-2 code such as \"GB\"");
-  }
-  if (!v1::Gender_IsValid(p.gender())) return Invalid("profile.gender", "is not a known value");
-  return absl::OkStatus();
-}
-
-}  // namespace
-
-int CustomerStore::Rank(common::v1::Touchpoint source) const {
-  auto it = std::find(options_.source_priority.begin(), options_.source_priority.end(), source);
-  return static_cast<int>(it - options_.source_priority.begin());  // unlisted: after every listed one
-}
 
 absl::StatusOr<CustomerStore::Loaded> CustomerStore::Load(sql::Connection& c, const std::string& id, bool for_update) {
   const bool lock = for_update && c.dialect() == sql::Dialect::kPostgres;
@@ -407,57 +272,6 @@ absl::StatusOr<v1::BatchGetCustomersResponse> CustomerStore::BatchGet(const std:
   return out;
 }
 
-absl::Status CustomerStore::ApplyProfile(const v1::UpsertCustomerRequest& request, CustomerRecord& record,
-                                         int64_t now_us) const {
-  // Which leaves the request writes: those under each mask path, or every non-empty one.
-  std::vector<const Leaf*> leaves;
-  if (request.has_update_mask() && request.update_mask().paths_size() > 0) {
-    for (int i = 0; i < request.update_mask().paths_size(); ++i) {
-      const std::string& path = request.update_mask().paths(i);
-      size_t before = leaves.size();
-      for (const Leaf& leaf : ProfileLeaves()) {
-        if (leaf.path == path || absl::StartsWith(leaf.path, path + ".")) leaves.push_back(&leaf);
-      }
-      if (leaves.size() == before) {
-        return Invalid(
-            absl::StrCat("update_mask.paths[", i, "]"),
-            absl::StrCat("\"", path, "\" is not a profile field (e.g. profile.first_name, profile.address)"));
-      }
-    }
-  } else {
-    for (const Leaf& leaf : ProfileLeaves()) {
-      if (!LeafEmpty(request.profile(), leaf)) leaves.push_back(&leaf);
-    }
-  }
-  v1::Profile* profile = record.mutable_customer()->mutable_profile();
-  const bool by_priority = !options_.source_priority.empty();
-  for (const Leaf* leaf : leaves) {
-    auto prov = record.provenance().find(leaf->path);
-    if (by_priority && !LeafEmpty(*profile, *leaf) && prov != record.provenance().end() &&
-        Rank(request.source()) > Rank(prov->second.source())) {
-      continue;  // a lower-priority source never overwrites a higher one
-    }
-    if (LeafValue(request.profile(), *leaf) == LeafValue(*profile, *leaf)) continue;  // no change, keep provenance
-    CopyLeaf(request.profile(), profile, *leaf);
-    internal::FieldSource& fs = (*record.mutable_provenance())[leaf->path];
-    fs.set_source(request.source());
-    fs.set_updated_at_us(now_us);
-  }
-  auto* attributes = record.mutable_customer()->mutable_attributes();
-  for (const auto& [name, value] : request.attributes()) {
-    if (value.value_case() == common::v1::AttributeValue::VALUE_NOT_SET) {
-      attributes->erase(name);
-    } else {
-      (*attributes)[name] = value;
-    }
-  }
-  if (static_cast<int>(attributes->size()) > options_.max_attributes) {
-    return Invalid("attributes", absl::StrCat("a customer may have at most ", options_.max_attributes,
-                                              " attributes; this would make ", attributes->size()));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<v1::MergeRecord> CustomerStore::MergeInto(sql::Connection& c, CustomerRecord& survivor,
                                                          std::vector<CustomerRecord> others, const std::string& reason,
                                                          std::vector<v1::Customer>* merged) {
@@ -466,104 +280,17 @@ absl::StatusOr<v1::MergeRecord> CustomerStore::MergeInto(sql::Connection& c, Cus
   *before.add_records() = survivor;
   for (const CustomerRecord& o : others) *before.add_records() = o;
 
-  v1::Customer& s = *survivor.mutable_customer();
+  const v1::Customer& s = survivor.customer();
+  for (const v1::ConsentChange& change : MergeRecords(rules_, survivor, others)) {
+    ECRM_RETURN_IF_ERROR(
+        c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
+                  "VALUES ($1, $2, $3, $4, $5)",
+                  {s.id(), static_cast<int>(change.consent().channel()), static_cast<int>(change.consent().purpose()),
+                   now, sql::Blob{change.SerializeAsString()}})
+            .status());
+  }
   std::vector<const CustomerRecord*> all = {&survivor};
   for (const CustomerRecord& o : others) all.push_back(&o);
-
-  // Profile: per field, by source priority (if configured), then the most recent non-empty.
-  const v1::Profile survivor_profile = s.profile();
-  for (const Leaf& leaf : ProfileLeaves()) {
-    const CustomerRecord* best = nullptr;
-    internal::FieldSource best_fs;
-    for (const CustomerRecord* r : all) {
-      const v1::Profile& p = r == &survivor ? survivor_profile : r->customer().profile();
-      if (LeafEmpty(p, leaf)) continue;
-      auto it = r->provenance().find(leaf.path);
-      internal::FieldSource fs = it == r->provenance().end() ? internal::FieldSource() : it->second;
-      bool better = best == nullptr;
-      if (!better && !options_.source_priority.empty() && Rank(fs.source()) != Rank(best_fs.source())) {
-        better = Rank(fs.source()) < Rank(best_fs.source());
-      } else if (!better) {
-        better = fs.updated_at_us() > best_fs.updated_at_us();
-      }
-      if (better) {
-        best = r;
-        best_fs = fs;
-      }
-    }
-    if (best == nullptr || best == &survivor) continue;
-    CopyLeaf(best->customer().profile(), s.mutable_profile(), leaf);
-    (*survivor.mutable_provenance())[leaf.path] = best_fs;
-  }
-
-  // Consents: the most restrictive status per channel and purpose; a withdrawal is never lost.
-  std::map<std::pair<int, int>, v1::Consent> consents;
-  for (const CustomerRecord* r : all) {
-    for (const v1::Consent& cons : r->customer().consents()) {
-      auto key = std::make_pair(static_cast<int>(cons.channel()), static_cast<int>(cons.purpose()));
-      auto it = consents.find(key);
-      if (it == consents.end() || Restrictiveness(cons.status()) > Restrictiveness(it->second.status()) ||
-          (Restrictiveness(cons.status()) == Restrictiveness(it->second.status()) &&
-           Micros(cons.updated_at()) > Micros(it->second.updated_at()))) {
-        consents[key] = cons;
-      }
-    }
-  }
-  std::map<std::pair<int, int>, v1::ConsentStatus> before_status;
-  for (const v1::Consent& cons : s.consents()) {
-    before_status[{static_cast<int>(cons.channel()), static_cast<int>(cons.purpose())}] = cons.status();
-  }
-  s.clear_consents();
-  for (auto& [key, cons] : consents) {
-    *s.add_consents() = cons;
-    auto was = before_status.find(key);
-    v1::ConsentStatus previous = was == before_status.end() ? v1::CONSENT_STATUS_UNSPECIFIED : was->second;
-    if (previous == cons.status()) continue;
-    v1::ConsentChange change;
-    *change.mutable_consent() = cons;
-    change.set_previous_status(previous);
-    change.set_reason("merge");
-    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
-                                   "VALUES ($1, $2, $3, $4, $5)",
-                                   {s.id(), key.first, key.second, now, sql::Blob{change.SerializeAsString()}})
-                             .status());
-  }
-
-  // Identifiers, attributes, preferences and behaviour are combined.
-  std::set<std::string> interests(s.preferences().interests().begin(), s.preferences().interests().end());
-  v1::BehaviourSummary& b = *s.mutable_behaviour();
-  for (const CustomerRecord& o : others) {
-    const v1::Customer& oc = o.customer();
-    for (const auto& id : oc.identifiers()) *s.add_identifiers() = id;
-    for (const auto& [name, value] : oc.attributes()) s.mutable_attributes()->insert({name, value});
-    for (const auto& i : oc.preferences().interests()) interests.insert(i);
-    v1::Preferences& p = *s.mutable_preferences();
-    if (p.preferred_channel() == 0) p.set_preferred_channel(oc.preferences().preferred_channel());
-    if (p.contact_frequency() == 0) p.set_contact_frequency(oc.preferences().contact_frequency());
-    if (!p.has_quiet_hours() && oc.preferences().has_quiet_hours())
-      *p.mutable_quiet_hours() = oc.preferences().quiet_hours();
-    const v1::BehaviourSummary& ob = oc.behaviour();
-    if (ob.has_first_seen_at() && (!b.has_first_seen_at() || Micros(ob.first_seen_at()) < Micros(b.first_seen_at()))) {
-      *b.mutable_first_seen_at() = ob.first_seen_at();
-    }
-    if (ob.has_last_seen_at() && (!b.has_last_seen_at() || Micros(ob.last_seen_at()) > Micros(b.last_seen_at()))) {
-      *b.mutable_last_seen_at() = ob.last_seen_at();
-    }
-    if (ob.has_last_order_at() && (!b.has_last_order_at() || Micros(ob.last_order_at()) > Micros(b.last_order_at()))) {
-      *b.mutable_last_order_at() = ob.last_order_at();
-    }
-    for (const auto& [type, n] : ob.event_counts()) (*b.mutable_event_counts())[type] += n;
-    b.set_order_count(b.order_count() + ob.order_count());
-    if (ob.has_total_spent() &&
-        (b.total_spent().currency().empty() || b.total_spent().currency() == ob.total_spent().currency())) {
-      b.mutable_total_spent()->set_currency(ob.total_spent().currency());
-      b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + ob.total_spent().amount_minor());
-    }
-    s.add_merged_ids(oc.id());
-    for (const auto& m : oc.merged_ids()) s.add_merged_ids(m);
-  }
-  s.mutable_preferences()->clear_interests();
-  for (const auto& i : interests) s.mutable_preferences()->add_interests(i);
 
   v1::MergeRecord record;
   record.set_merge_id(NewId("m_"));
@@ -691,90 +418,73 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
         return absl::OkStatus();
       }
     }
-    // Who already owns the request's identifiers?
-    std::vector<std::string> strong, device;
-    auto add = [](std::vector<std::string>& v, const std::string& id) {
-      if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
-    };
+    // Who already owns the request's identifiers, and the facts identity resolution needs of them.
+    std::string by_id;
     if (!request.customer_id().empty()) {
       common::v1::CustomerRef ref;
       ref.set_customer_id(request.customer_id());
       bool found = false;
-      ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
+      ECRM_ASSIGN_OR_RETURN(by_id, ResolveId(c, ref, &found));
       if (!found)
         return absl::NotFoundError(
             absl::StrCat("customer_id: customer \"", request.customer_id(), "\" does not exist"));
-      add(strong, id);
     }
-    std::map<IdKey, std::string> owner;
-    for (const auto& id : ids) {
+    std::vector<std::string> owners(ids.size());  // parallel to ids; "" when nobody owns it
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const common::v1::Identifier& id = ids[i];
       ECRM_ASSIGN_OR_RETURN(
           sql::Result r, c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
                                    {static_cast<int>(id.type()), id.source(), id.value()}));
-      if (r.empty()) continue;
-      owner[KeyOf(id)] = std::string(r.front().Text(0));
-      add(IsStrong(id.type()) ? strong : device, std::string(r.front().Text(0)));
+      if (!r.empty()) owners[i] = std::string(r.front().Text(0));
     }
-    std::vector<std::string> owners = strong;
-    owners.insert(owners.end(), device.begin(), device.end());
-    ECRM_ASSIGN_OR_RETURN(auto records, LoadLiveInOrder(c, owners));
-    // Strong matches may merge. A device id joins an anonymous customer (a login claims its
-    // device history) but never fuses two identified people on a shared computer.
-    // An identified device owner is the target only of a device-only request: a request with
-    // any strong identifier is a person of its own.
-    const bool request_is_strong =
-        !request.customer_id().empty() ||
-        std::any_of(ids.begin(), ids.end(), [](const auto& i) { return IsStrong(i.type()); });
-    std::vector<std::string> participants = strong;
-    for (const std::string& id : device) {
-      bool identified = !records[id].customer().anonymous();
-      bool have_identified = std::any_of(participants.begin(), participants.end(),
-                                         [&](const std::string& p) { return !records[p].customer().anonymous(); });
-      if (!identified || (!request_is_strong && !have_identified)) add(participants, id);
-    }
+    std::vector<std::string> named = owners;
+    named.push_back(by_id);
+    std::erase(named, std::string());
+    ECRM_ASSIGN_OR_RETURN(auto records, LoadLiveInOrder(c, named));
+    auto facts = [&](const std::string& id) {
+      if (id.empty()) return NamedCustomer();
+      const v1::Customer& cu = records[id].customer();
+      return NamedCustomer{id, cu.anonymous(), Micros(cu.created_at())};
+    };
+    std::vector<RequestIdentifier> request_ids(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) request_ids[i] = {&ids[i], facts(owners[i])};
+    const IdentityPlan plan = ResolveIdentity(facts(by_id), request_ids);
 
     CustomerRecord survivor;
-    bool create = participants.empty();
+    const bool create = plan.create();
     if (create) {
       survivor.mutable_customer()->set_id(NewId("c_"));
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_CREATED);
     } else {
-      std::sort(participants.begin(), participants.end(), [&](const std::string& a, const std::string& b) {
-        int64_t ta = Micros(records[a].customer().created_at()), tb = Micros(records[b].customer().created_at());
-        return ta != tb ? ta < tb : a < b;  // the oldest customer survives
-      });
-      survivor = records[participants[0]];
+      survivor = records[plan.participants[0]];
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UPDATED);
     }
     const std::string before = survivor.SerializeAsString();
     std::optional<v1::MergeRecord> merge;
-    if (participants.size() > 1) {
+    if (plan.merge()) {
       std::vector<CustomerRecord> others;
-      for (size_t i = 1; i < participants.size(); ++i) others.push_back(records[participants[i]]);
+      for (size_t i = 1; i < plan.participants.size(); ++i) others.push_back(records[plan.participants[i]]);
       ECRM_ASSIGN_OR_RETURN(merge, MergeInto(c, survivor, std::move(others), "identity resolution", &gone));
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_MERGED);
-      for (size_t i = 1; i < participants.size(); ++i) result.add_merged_ids(participants[i]);
+      for (size_t i = 1; i < plan.participants.size(); ++i) result.add_merged_ids(plan.participants[i]);
     }
     const std::string& sid = survivor.customer().id();
-    // New identifiers are inserted in key order (two upserts claiming the same new identifiers
-    // then wait on one another instead of deadlocking) and kept in the request's order.
-    std::map<IdKey, const common::v1::Identifier*> claimed;
-    for (const auto& id : ids) {
-      if (owner.count(KeyOf(id))) continue;  // owned by a participant (now the survivor) or left with its owner
-      ECRM_RETURN_IF_ERROR(CheckNotErased(c, id, "identifiers"));
-      claimed.emplace(KeyOf(id), &id);
-      *survivor.mutable_customer()->add_identifiers() = id;
+    // New identifiers are kept in the request's order and inserted in key order.
+    for (size_t i : plan.new_identifiers) {
+      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ids[i], "identifiers"));
+      *survivor.mutable_customer()->add_identifiers() = ids[i];
     }
-    for (const auto& [key, id] : claimed) {
+    for (size_t i : plan.insert_order) {
+      const common::v1::Identifier& id = ids[i];
       ECRM_RETURN_IF_ERROR(
           AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
-                                 {static_cast<int>(id->type()), id->source(), id->value(), sid})
+                                 {static_cast<int>(id.type()), id.source(), id.value(), sid})
                            .status()));
     }
-    const bool identity_changed = !claimed.empty();
+    const bool identity_changed = !plan.new_identifiers.empty();
     const int64_t now = NowMicros();
     ECRM_RETURN_IF_ERROR(CheckAttributeTypes(c, request.attributes(), declared));
-    ECRM_RETURN_IF_ERROR(ApplyProfile(request, survivor, now));
+    ECRM_RETURN_IF_ERROR(ApplyProfileUpdate(rules_, request, now, survivor));
     if (!create && !merge && survivor.SerializeAsString() == before) {
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UNCHANGED);
       *result.mutable_customer() = survivor.customer();

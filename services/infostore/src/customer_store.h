@@ -22,6 +22,7 @@
 #include "ecrm/privacy/v1/privacy.pb.h"
 #include "ecrm/server/customer_data_owner.h"
 #include "ecrm/sql/sql.h"
+#include "survivorship.h"
 #include "work_queue.h"
 
 namespace ecrm::infostore {
@@ -174,20 +175,18 @@ class CustomerStore final : public server::CustomerDataOwner {
   absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,
                                             std::vector<internal::CustomerRecord> others, const std::string& reason,
                                             std::vector<v1::Customer>* merged);
-  absl::Status ApplyProfile(const v1::UpsertCustomerRequest& request, internal::CustomerRecord& record,
-                            int64_t now_us) const;
   // Resolves ref in the database (following merges) and reads the customer, from the cache
   // unless `missed` (an id the cache was just asked for) is where it resolved, then from the
   // database, filling the cache.
   absl::StatusOr<v1::Customer> ReadResolved(const common::v1::CustomerRef& ref, const std::string& missed);
   void CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone);
-  int Rank(common::v1::Touchpoint source) const;
   // FAILED_PRECONDITION when an identifier belongs to an erased person.
   absl::Status CheckNotErased(sql::Connection& c, const common::v1::Identifier& id, absl::string_view field);
 
   sql::Database& db_;
   cache::ProfileCache* cache_;
   StoreOptions options_;
+  SurvivorshipRules rules_;  // from options_
   std::function<void()> on_change_;
   // Attribute name → AttributeValue value case, as declared in the database (never changes).
   std::mutex attribute_types_mu_;

@@ -66,6 +66,7 @@ CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, Stor
     : db_(db),
       cache_(cache),
       options_(std::move(options)),
+      rules_{options_.source_priority, options_.max_attributes},
       event_acker_([this] { AckEventsLoop(); }),
       event_writer_([this] { WriteEventsLoop(); }) {}
 
