@@ -118,90 +118,6 @@ absl::Status CustomerStore::Save(sql::Connection& c, CustomerRecord& record, boo
   return absl::OkStatus();
 }
 
-void CustomerStore::AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
-                                 const v1::MergeRecord* merge) {
-  v1::Change& change = pending.emplace_back();
-  change.set_kind(kind);
-  change.set_customer_id(customer.id());
-  change.set_customer_version(customer.version());
-  if (kind != v1::CHANGE_KIND_EVENT) *change.mutable_customer() = customer;
-  if (merge != nullptr) *change.mutable_merge() = *merge;
-}
-
-absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,
-                                         const std::vector<std::string>* tails) {
-  if (pending.empty()) return absl::OkStatus();
-  if (c.dialect() == sql::Dialect::kPostgres) {
-    // Sequences are drawn at insert, not at commit: feed writers are serialised until commit
-    // so a consumer never sees sequence N+1 before N. Taken last, after every row lock the
-    // transaction needs, so holding it never waits on another writer (no deadlock cycle).
-    ECRM_RETURN_IF_ERROR(c.Execute("SELECT pg_advisory_xact_lock(70101)").status());
-  }
-  const int64_t now = NowMicros();
-  std::vector<sql::Value> values;
-  values.reserve(pending.size() * 4);
-  for (size_t i = 0; i < pending.size(); ++i) {
-    v1::Change& change = pending[i];
-    // The customer id and commit time have columns, so the bytes leave them to ReadChanges.
-    std::string customer_id;
-    customer_id.swap(*change.mutable_customer_id());
-    std::string bytes = change.SerializeAsString();
-    customer_id.swap(*change.mutable_customer_id());
-    values.emplace_back(static_cast<int>(change.kind()));
-    values.emplace_back(sql::TextRef{change.customer_id()});  // `pending` outlives the insert
-    values.emplace_back(now);
-    if (tails != nullptr && i < tails->size()) bytes += (*tails)[i];
-    values.emplace_back(sql::Blob{std::move(bytes)});
-  }
-  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "change"};
-  ECRM_RETURN_IF_ERROR(c.InsertBatch("changes", kColumns, values).status());
-  pending.clear();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, customer_id, committed_at, change FROM changes "
-                                                   "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
-                                                   {after, limit}));
-  std::vector<v1::Change> out;
-  out.reserve(r.size());
-  for (sql::Row row : r) {
-    v1::Change& ch = out.emplace_back();
-    const absl::string_view bytes = row.Text(3);
-    if (!ch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return absl::DataLossError(absl::StrCat("change ", row.Int(0), " is unreadable"));
-    }
-    ch.set_sequence(row.Int(0));
-    ch.set_customer_id(std::string(row.Text(1)));
-    *ch.mutable_committed_at() = Ts(row.Int(2));
-    if (ch.has_event()) ch.mutable_event()->set_customer_id(ch.customer_id());
-  }
-  return out;
-}
-
-absl::StatusOr<int64_t> CustomerStore::PruneFeed(absl::Time before) {
-  // committed_at has no index (every event writes a change; an index would slow ingestion), so
-  // the first change to keep is found by walking the sequence from the oldest change: only what
-  // is old enough to go is read. A single DELETE … WHERE committed_at < … scanned the whole
-  // feed holding SQLite's write lock: a stall of seconds for every writer on a 10M-change feed.
-  ECRM_ASSIGN_OR_RETURN(sql::Result young,
-                        db_.Execute("SELECT sequence FROM changes WHERE committed_at >= $1 ORDER BY sequence LIMIT 1",
-                                    {absl::ToUnixMicros(before)}));
-  int64_t keep_from = 0;
-  if (!young.empty()) {
-    keep_from = young.front().Int(0);
-  } else {
-    ECRM_ASSIGN_OR_RETURN(auto bounds, FeedBounds());
-    keep_from = bounds.second;  // the newest change always stays: it tells a consumer where the feed is
-  }
-  return db_.DeleteInBatches("changes", "sequence", "sequence < $1", {keep_from});
-}
-
-absl::StatusOr<std::pair<int64_t, int64_t>> CustomerStore::FeedBounds() {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT MIN(sequence), MAX(sequence) FROM changes"));
-  return std::make_pair(r.front().Int(0), r.front().Int(1));
-}
-
 std::optional<v1::Customer> CustomerStore::FromCache(const std::string& id) {
   if (cache_ == nullptr) return std::nullopt;
   std::optional<cache::CachedProfile> hit = cache_->Get(id);
@@ -229,7 +145,7 @@ absl::StatusOr<v1::Customer> CustomerStore::ReadResolved(const common::v1::Custo
 }
 
 void CustomerStore::CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone) {
-  if (on_change_ && !written.empty()) on_change_();
+  if (!written.empty()) feed_.NotifyCommitted();
   if (cache_ == nullptr) return;
   std::vector<cache::ProfileWrite> writes;
   writes.reserve(written.size() + gone.size());
@@ -406,7 +322,7 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
   std::vector<v1::Customer> written, gone;
   std::map<std::string, int> declared;  // attribute types this upsert declares
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     result.Clear();
     written.clear();
     gone.clear();
@@ -494,7 +410,7 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
       *survivor.mutable_customer()->mutable_behaviour()->mutable_first_seen_at() = Ts(now);
     }
     ECRM_RETURN_IF_ERROR(AsContention(Save(c, survivor, create)));
-    AppendChange(pending,
+    feed_.Append(pending,
                  merge              ? v1::CHANGE_KIND_MERGE
                  : identity_changed ? v1::CHANGE_KIND_IDENTITY
                                     : v1::CHANGE_KIND_PROFILE,
@@ -502,7 +418,7 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
     *result.mutable_customer() = survivor.customer();
     written.push_back(survivor.customer());
     ECRM_RETURN_IF_ERROR(RecordUpsert(c, request, request_hash, result));
-    return FlushChanges(c, pending);
+    return feed_.Flush(c, pending);
   });
   if (!status.ok()) return status;
   if (!declared.empty()) {
@@ -575,7 +491,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
   v1::Customer out;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     written.clear();
     ECRM_ASSIGN_OR_RETURN(Loaded l, LoadRef(c, request.customer()));
     v1::Customer& cu = *l.record.mutable_customer();
@@ -601,10 +517,10 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
                                     decided, sql::Blob{change.SerializeAsString()}})
                              .status());
     ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
-    AppendChange(pending, v1::CHANGE_KIND_CONSENT, cu);
+    feed_.Append(pending, v1::CHANGE_KIND_CONSENT, cu);
     out = cu;
     written.push_back(cu);
-    return FlushChanges(c, pending);
+    return feed_.Flush(c, pending);
   }));
   CacheAfterCommit(written, {});
   return out;
@@ -669,7 +585,7 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePr
   v1::Customer out;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     written.clear();
     ECRM_ASSIGN_OR_RETURN(Loaded l, LoadRef(c, request.customer()));
     v1::Preferences& cur = *l.record.mutable_customer()->mutable_preferences();
@@ -689,10 +605,10 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePr
       }
     }
     ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
-    AppendChange(pending, v1::CHANGE_KIND_PROFILE, l.record.customer());
+    feed_.Append(pending, v1::CHANGE_KIND_PROFILE, l.record.customer());
     out = l.record.customer();
     written.push_back(out);
-    return FlushChanges(c, pending);
+    return feed_.Flush(c, pending);
   }));
   CacheAfterCommit(written, {});
   return out;
@@ -705,7 +621,7 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
   v1::MergeCustomersResponse out;
   std::vector<v1::Customer> written, gone;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     written.clear();
     gone.clear();
     std::vector<std::string> live;
@@ -731,11 +647,11 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
         v1::MergeRecord merge,
         MergeInto(c, survivor, std::move(others), request.reason().empty() ? "manual" : request.reason(), &gone));
     ECRM_RETURN_IF_ERROR(Save(c, survivor, false));
-    AppendChange(pending, v1::CHANGE_KIND_MERGE, survivor.customer(), &merge);
+    feed_.Append(pending, v1::CHANGE_KIND_MERGE, survivor.customer(), &merge);
     *out.mutable_survivor() = survivor.customer();
     *out.mutable_merge() = merge;
     written.push_back(survivor.customer());
-    return FlushChanges(c, pending);
+    return feed_.Flush(c, pending);
   }));
   CacheAfterCommit(written, gone);
   return out;
@@ -766,7 +682,7 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
   v1::UnmergeCustomersResponse out;
   std::vector<v1::Customer> written;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     out.Clear();
     written.clear();
     ECRM_ASSIGN_OR_RETURN(sql::Result m, c.Execute("SELECT survivor_id, merged_at, unmerged_at, record, before_images "
@@ -846,7 +762,7 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
       }
       *restored.mutable_customer()->mutable_behaviour() = summary;
       ECRM_RETURN_IF_ERROR(Save(c, restored, false));
-      AppendChange(pending, v1::CHANGE_KIND_UNMERGE, restored.customer(), &record);
+      feed_.Append(pending, v1::CHANGE_KIND_UNMERGE, restored.customer(), &record);
       *out.add_customers() = restored.customer();
       written.push_back(restored.customer());
     }
@@ -854,7 +770,7 @@ absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::Un
     ECRM_RETURN_IF_ERROR(c.Execute("UPDATE merges SET unmerged_at = $1, record = $2 WHERE merge_id = $3",
                                    {now, sql::Blob{record.SerializeAsString()}, request.merge_id()})
                              .status());
-    return FlushChanges(c, pending);
+    return feed_.Flush(c, pending);
   }));
   CacheAfterCommit(written, {});
   return out;
@@ -976,7 +892,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
   privacy::v1::EraseCustomerDataResponse receipt;
   std::vector<std::string> gone;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     receipt.Clear();
     gone.clear();
     receipt.set_engine("infostore");
@@ -1012,11 +928,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
       };
       ECRM_RETURN_IF_ERROR(count("identifiers", c.Execute("DELETE FROM identifiers WHERE customer_id = $1", {id})));
       ECRM_RETURN_IF_ERROR(count("events", c.Execute("DELETE FROM events WHERE customer_id = $1", {id})));
-      // Erased tombstones replace every past feed payload about these customers.
-      v1::Change scrubbed;
-      scrubbed.set_kind(v1::CHANGE_KIND_ERASE);
       for (const std::string& member : members) {
-        scrubbed.set_customer_id(member);
         ECRM_RETURN_IF_ERROR(count("events", c.Execute("DELETE FROM events WHERE recorded_for = $1", {member})));
         ECRM_RETURN_IF_ERROR(
             count("consent_history", c.Execute("DELETE FROM consent_history WHERE customer_id = $1", {member})));
@@ -1031,15 +943,15 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
         // A retried upsert then runs again and is refused: its identifiers are flagged erased.
         ECRM_RETURN_IF_ERROR(
             count("upsert_requests", c.Execute("DELETE FROM upsert_requests WHERE customer_id = $1", {member})));
-        ECRM_RETURN_IF_ERROR(
-            count("feed entries scrubbed", c.Execute("UPDATE changes SET change = $1 WHERE customer_id = $2",
-                                                     {sql::Blob{scrubbed.SerializeAsString()}, member})));
+        // Erased tombstones replace every past feed payload about them.
+        ECRM_ASSIGN_OR_RETURN(int64_t scrubbed, feed_.Scrub(c, member));
+        counts["feed entries scrubbed"] += scrubbed;
         gone.push_back(member);
       }
       v1::Customer tombstone;
       tombstone.set_id(id);
       tombstone.set_version(l.record.customer().version() + 1);
-      AppendChange(pending, v1::CHANGE_KIND_ERASE, tombstone);
+      feed_.Append(pending, v1::CHANGE_KIND_ERASE, tombstone);
     }
     for (const auto& [kind, n] : counts) {
       privacy::v1::ErasedItem* item = receipt.add_items();
@@ -1052,9 +964,9 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
                                      {request_id, now, sql::Blob{receipt.SerializeAsString()}})
                                .status());
     }
-    return FlushChanges(c, pending);
+    return feed_.Flush(c, pending);
   }));
-  if (on_change_ && !gone.empty()) on_change_();
+  if (!gone.empty()) feed_.NotifyCommitted();
   if (cache_ != nullptr) {  // tombstones no later fill can outrank, in one round trip
     std::vector<cache::ProfileWrite> tombstones;
     for (const std::string& id : gone) tombstones.push_back({id, std::numeric_limits<int64_t>::max() / 2, "", true});

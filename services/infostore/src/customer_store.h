@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "change_feed.h"
 #include "ecrm/cache/profile_cache.h"
 #include "ecrm/infostore/internal/record.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
@@ -50,8 +51,8 @@ using EventsDone = std::function<void(absl::StatusOr<EventBatchResult>)>;
 
 class CustomerStore final : public server::CustomerDataOwner {
  public:
-  // `cache` may be null (no Redis configured).
-  CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options);
+  // Every write appends its changes to `feed`. `cache` may be null (no Redis configured).
+  CustomerStore(sql::Database& db, ChangeFeed& feed, cache::ProfileCache* cache, StoreOptions options);
   // Commits the event batches still queued, then stops the event writer.
   ~CustomerStore();
 
@@ -105,18 +106,8 @@ class CustomerStore final : public server::CustomerDataOwner {
   // Resolves a reference to the live customer id (following merges); NOT_FOUND if none.
   absl::StatusOr<std::string> Resolve(const common::v1::CustomerRef& ref);
 
-  // Called after every commit that appended to the change feed (wakes feed streams).
-  void SetChangeListener(std::function<void()> listener) { on_change_ = std::move(listener); }
-
-  // Changes with sequence > after, in order, at most `limit`.
-  absl::StatusOr<std::vector<v1::Change>> ReadChanges(int64_t after, int limit);
-  // Deletes changes committed before `before`, always keeping the newest one so the feed
-  // position survives. Returns how many were deleted.
-  absl::StatusOr<int64_t> PruneFeed(absl::Time before);
   // Forgets upsert request ids recorded before `before`. Returns how many.
   absl::StatusOr<int64_t> PruneRequests(absl::Time before);
-  // Lowest sequence still retained (0 when the feed is empty) and the latest one.
-  absl::StatusOr<std::pair<int64_t, int64_t>> FeedBounds();
 
  private:
   struct Loaded {
@@ -162,14 +153,6 @@ class CustomerStore final : public server::CustomerDataOwner {
   // Resolves `ref` (NOT_FOUND naming the field "customer") and loads it for a write.
   absl::StatusOr<Loaded> LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
-  // Changes are buffered during a transaction and written by FlushChanges as its last step. A
-  // change carries the customer after it, except an event change: it carries its event (a tail).
-  static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
-                           const v1::MergeRecord* merge = nullptr);
-  // `tails[i]`, when given, is appended to change i as serialised: fields already encoded (an
-  // event change gets its event that way, from the bytes stored for it, not serialised again).
-  static absl::Status FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,
-                                   const std::vector<std::string>* tails = nullptr);
   // Merges `others` into `survivor` (all loaded in this transaction); the merged records are
   // saved as redirects and returned through `merged`.
   absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,
@@ -184,10 +167,10 @@ class CustomerStore final : public server::CustomerDataOwner {
   absl::Status CheckNotErased(sql::Connection& c, const common::v1::Identifier& id, absl::string_view field);
 
   sql::Database& db_;
+  ChangeFeed& feed_;
   cache::ProfileCache* cache_;
   StoreOptions options_;
   SurvivorshipRules rules_;  // from options_
-  std::function<void()> on_change_;
   // Attribute name → AttributeValue value case, as declared in the database (never changes).
   std::mutex attribute_types_mu_;
   std::map<std::string, int> attribute_types_;
