@@ -117,7 +117,8 @@ struct Fixture {
     answers = static_cast<FakeEngine*>(engines[0].get());
     down = static_cast<FakeEngine*>(engines[1].get());
     slow = static_cast<FakeEngine*>(engines[2].get());
-    fanout = std::make_unique<ecrm::infostore::PrivacyFanout>(*store, std::move(engines), absl::Seconds(30));
+    fanout = std::make_unique<ecrm::infostore::PrivacyFanout>(*store, std::move(engines), absl::Seconds(30),
+                                                              ecrm::server::CurrentDeadline);
     v1::UpsertCustomerRequest upsert;
     auto* id = upsert.add_identifiers();
     id->set_type(ecrm::common::v1::IDENTIFIER_TYPE_EMAIL);

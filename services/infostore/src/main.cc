@@ -6,6 +6,7 @@
 #include "customer_store.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/customer_data.h"
+#include "ecrm/server/deadline.h"
 #include "ecrm/server/executor.h"
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
@@ -72,7 +73,8 @@ int main(int argc, char** argv) {
   ecrm::infostore::FeedSignal feed_signal;
   feed.SetListener([&feed_signal] { feed_signal.Notify(); });
   ecrm::infostore::CustomerStore store(*stores->db, feed, stores->profiles.get(), options);
-  ecrm::infostore::PrivacyFanout privacy(store, ecrm::infostore::GrpcCustomerDataClients(*peers), privacy_timeout);
+  ecrm::infostore::PrivacyFanout privacy(store, ecrm::infostore::GrpcCustomerDataClients(*peers), privacy_timeout,
+                                         ecrm::server::CurrentDeadline);
   ecrm::infostore::InformationStoreService service(store, feed, executor, feed_signal, privacy);
   ecrm::server::CustomerDataService customer_data("infostore", store, executor);
   runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());
