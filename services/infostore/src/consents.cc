@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "customer_store.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "store_helpers.h"
 
 namespace ecrm::infostore {
@@ -69,10 +70,9 @@ absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsen
 absl::StatusOr<v1::GetConsentHistoryResponse> CustomerStore::ConsentHistory(
     const v1::GetConsentHistoryRequest& request) {
   int limit = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
-  int64_t before = std::numeric_limits<int64_t>::max();
-  if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return Invalid("page_token", "is not a token from a previous response");
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> after,
+                        util::DecodePageToken("GetConsentHistory", request.page_token()));
+  const int64_t before = after ? after->number : std::numeric_limits<int64_t>::max();
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   bool found = false;
   ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
@@ -94,7 +94,8 @@ absl::StatusOr<v1::GetConsentHistoryResponse> CustomerStore::ConsentHistory(
   v1::GetConsentHistoryResponse out;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < limit; ++i)
     out.add_changes()->ParseFromString(rows[i].second);
-  if (static_cast<int>(rows.size()) > limit) out.set_next_page_token(absl::StrCat(rows[limit - 1].first));
+  if (static_cast<int>(rows.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("GetConsentHistory", {rows[limit - 1].first, ""}));
   return out;
 }
 

@@ -3,9 +3,6 @@
 // ListCustomers. Consents, merges, erasure and events live in files of their own.
 #include "customer_store.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -13,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "identifiers.h"
 #include "identity.h"
 #include "store_helpers.h"
@@ -196,6 +194,8 @@ absl::StatusOr<v1::BatchGetCustomersResponse> CustomerStore::BatchGet(const std:
 
 namespace {
 
+constexpr idempotency::Operation kUpsert{"UpsertCustomer", "request_id"};
+
 absl::string_view CaseName(int value_case) {
   switch (value_case) {
     case common::v1::AttributeValue::kStringValue:
@@ -222,58 +222,12 @@ absl::Status ValidateAttributes(const google::protobuf::Map<std::string, common:
   return absl::OkStatus();
 }
 
-// SHA-256 of the request's deterministic serialization: what a request_id is bound to.
-std::string RequestHash(const v1::UpsertCustomerRequest& request) {
-  std::string bytes;
-  google::protobuf::io::StringOutputStream stream(&bytes);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  request.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return Sha256Hex(bytes);
-}
-
 }  // namespace
 
-// UpsertCustomer's request ids: a retry replays the first response.
-absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> CustomerStore::FindUpsert(
-    sql::Connection& c, const v1::UpsertCustomerRequest& request, const std::string& request_hash) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT request_hash, response FROM upsert_requests "
-                                                 "WHERE request_id = $1",
-                                                 {request.request_id()}));
-  if (r.empty()) return std::nullopt;
-  if (r.front().Text(0) != request_hash) {
-    return Invalid("request_id", absl::StrCat("\"", request.request_id(),
-                                              "\" was already used for a different request; use a new request_id"));
-  }
-  v1::UpsertCustomerResponse first;
-  if (!first.ParseFromString(std::string(r.front().Text(1)))) return absl::DataLossError("unreadable stored response");
-  return first;
-}
-
-absl::Status CustomerStore::RecordUpsert(sql::Connection& c, const v1::UpsertCustomerRequest& request,
-                                         const std::string& request_hash, const v1::UpsertCustomerResponse& response) {
-  if (request.request_id().empty()) return absl::OkStatus();
-  // A concurrent retry that committed first makes this a unique violation: the transaction
-  // aborts, retries, and the retry finds the stored response.
-  return AsContention(
-      c.Execute("INSERT INTO upsert_requests (request_id, request_hash, created_at, response, customer_id) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                {request.request_id(), request_hash, NowMicros(), sql::Blob{response.SerializeAsString()},
-                 response.customer().id()})
-          .status());
-}
-
-absl::StatusOr<int64_t> CustomerStore::PruneRequests(absl::Time before) {
-  return db_.DeleteInBatches("upsert_requests", "request_id", "created_at < $1", {absl::ToUnixMicros(before)});
-}
+absl::StatusOr<int64_t> CustomerStore::PruneRequests(absl::Time before) { return idempotency_.Prune(before); }
 
 absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
-  std::string request_hash;  // empty without a request_id
-  if (!request.request_id().empty()) {
-    if (request.request_id().size() > 128) return Invalid("request_id", "must be at most 128 characters");
-    request_hash = RequestHash(request);
-  }
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kUpsert, request.request_id(), /*required=*/false));
   if (request.identifiers_size() == 0 && request.customer_id().empty()) {
     return Invalid("identifiers", "give at least one identifier, or customer_id");
   }
@@ -299,12 +253,12 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
     written.clear();
     gone.clear();
     declared.clear();
-    if (!request_hash.empty()) {  // a retry: the first response, as it was
-      ECRM_ASSIGN_OR_RETURN(std::optional<v1::UpsertCustomerResponse> first, FindUpsert(c, request, request_hash));
-      if (first) {
-        result = std::move(*first);
-        return absl::OkStatus();
-      }
+    // A retry: the first response, as it was.
+    ECRM_ASSIGN_OR_RETURN(std::optional<std::string> first,
+                          idempotency_.Claim(c, kUpsert, request.request_id(), request));
+    if (first) {
+      if (!result.ParseFromString(*first)) return absl::DataLossError("stored UpsertCustomer response does not parse");
+      return absl::OkStatus();
     }
     // Who already owns the request's identifiers, and the facts identity resolution needs of them.
     std::string by_id;
@@ -376,7 +330,7 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
     if (!create && !merge && survivor.SerializeAsString() == before) {
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UNCHANGED);
       *result.mutable_customer() = survivor.customer();
-      return RecordUpsert(c, request, request_hash, result);
+      return idempotency_.Complete(c, kUpsert, request.request_id(), result.SerializeAsString(), sid);
     }
     if (create) {
       *survivor.mutable_customer()->mutable_behaviour()->mutable_first_seen_at() = Ts(now);
@@ -389,7 +343,8 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
                  survivor.customer(), merge ? &*merge : nullptr);
     *result.mutable_customer() = survivor.customer();
     written.push_back(survivor.customer());
-    ECRM_RETURN_IF_ERROR(RecordUpsert(c, request, request_hash, result));
+    ECRM_RETURN_IF_ERROR(
+        idempotency_.Complete(c, kUpsert, request.request_id(), result.SerializeAsString(), survivor.customer().id()));
     return feed_.Flush(c, pending);
   });
   if (!status.ok()) return status;
@@ -433,14 +388,9 @@ absl::Status CustomerStore::CheckAttributeTypes(
 
 absl::StatusOr<v1::ListCustomersResponse> CustomerStore::ListCustomers(const v1::ListCustomersRequest& request) {
   const int limit = PageSize(request.page_size());
-  std::string after;
-  if (!request.page_token().empty()) {
-    absl::string_view token = request.page_token();
-    if (!absl::ConsumePrefix(&token, "c:") || token.empty()) {
-      return Invalid("page_token", "is not a token from a previous ListCustomers response");
-    }
-    after = std::string(token);
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListCustomers", request.page_token()));
+  const std::string after = cursor ? cursor->text : "";
   const int64_t since = request.has_updated_since() ? Micros(request.updated_since()) : 0;
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   ECRM_ASSIGN_OR_RETURN(sql::Result seq, conn->Execute("SELECT MAX(sequence) FROM changes"));
@@ -455,7 +405,8 @@ absl::StatusOr<v1::ListCustomersResponse> CustomerStore::ListCustomers(const v1:
     if (!record.ParseFromString(std::string(r.row(i).Text(1)))) return absl::DataLossError("unreadable customer");
     *out.add_customers() = std::move(*record.mutable_customer());
   }
-  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat("c:", r.row(limit - 1).Text(0)));
+  if (static_cast<int>(r.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("ListCustomers", {0, std::string(r.row(limit - 1).Text(0))}));
   return out;
 }
 

@@ -18,13 +18,14 @@
 #include "absl/types/span.h"
 #include "change_feed.h"
 #include "ecrm/cache/profile_cache.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/infostore/internal/record.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/privacy/v1/privacy.pb.h"
 #include "ecrm/server/customer_data_owner.h"
 #include "ecrm/sql/sql.h"
+#include "ecrm/util/work_queue.h"
 #include "survivorship.h"
-#include "work_queue.h"
 
 namespace ecrm::infostore {
 
@@ -66,7 +67,8 @@ class CustomerStore final : public server::CustomerDataOwner {
 
   // customer_store.cc
   // With a request_id, a retry of the same request returns the first response (kept for
-  // --request-retention) and the same id with a different request is INVALID_ARGUMENT.
+  // --request-retention) and the same id with a different request is FAILED_PRECONDITION, as
+  // every engine's idempotency keys (libs/idempotency).
   absl::StatusOr<v1::UpsertCustomerResponse> Upsert(const v1::UpsertCustomerRequest& request);
   absl::StatusOr<v1::Customer> Get(const common::v1::CustomerRef& ref);
   absl::StatusOr<v1::BatchGetCustomersResponse> BatchGet(const std::vector<std::string>& ids);
@@ -152,13 +154,6 @@ class CustomerStore final : public server::CustomerDataOwner {
   // database, filling the cache.
   absl::StatusOr<v1::Customer> ReadResolved(const common::v1::CustomerRef& ref, const std::string& missed);
   void CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone);
-  // The stored response of an earlier upsert with this request_id; INVALID_ARGUMENT when that
-  // was a different request.
-  absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> FindUpsert(sql::Connection& c,
-                                                                       const v1::UpsertCustomerRequest& request,
-                                                                       const std::string& request_hash);
-  absl::Status RecordUpsert(sql::Connection& c, const v1::UpsertCustomerRequest& request,
-                            const std::string& request_hash, const v1::UpsertCustomerResponse& response);
   // INVALID_ARGUMENT when an attribute's value is of another type than the attribute's first
   // use; declares the types of attributes used for the first time (returned in `declared`).
   absl::Status CheckAttributeTypes(sql::Connection& c,
@@ -190,6 +185,7 @@ class CustomerStore final : public server::CustomerDataOwner {
   absl::Status SaveMany(sql::Connection& c, std::map<std::string, internal::CustomerRecord>& records);
 
   sql::Database& db_;
+  idempotency::Store idempotency_;  // UpsertCustomer's request ids
   ChangeFeed& feed_;
   cache::ProfileCache* cache_;
   StoreOptions options_;
@@ -199,8 +195,8 @@ class CustomerStore final : public server::CustomerDataOwner {
   std::map<std::string, int> attribute_types_;
   // RecordEvents batches waiting for the event writer, then committed groups waiting for the
   // acknowledger.
-  WorkQueue<std::unique_ptr<EventBatch>> events_queue_;
-  WorkQueue<CommittedGroup> acks_queue_;
+  util::WorkQueue<std::unique_ptr<EventBatch>> events_queue_;
+  util::WorkQueue<CommittedGroup> acks_queue_;
   std::atomic<int64_t> queued_events_{0};  // from RecordEvents until acknowledged
   std::thread event_acker_;                // last: started once everything above exists
   std::thread event_writer_;

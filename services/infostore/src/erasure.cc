@@ -139,7 +139,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
         ECRM_RETURN_IF_ERROR(count("customers", c.Execute("DELETE FROM customers WHERE id = $1", {member})));
         // A retried upsert then runs again and is refused: its identifiers are flagged erased.
         ECRM_RETURN_IF_ERROR(
-            count("upsert_requests", c.Execute("DELETE FROM upsert_requests WHERE customer_id = $1", {member})));
+            count("idempotency_keys", c.Execute("DELETE FROM idempotency_keys WHERE customer_id = $1", {member})));
         // Erased tombstones replace every past feed payload about them.
         ECRM_ASSIGN_OR_RETURN(int64_t scrubbed, feed_.Scrub(c, member));
         counts["feed entries scrubbed"] += scrubbed;
@@ -171,7 +171,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal
   }
   if (!gone.empty()) {  // PostgreSQL: the deleted and scrubbed row versions leave the pages now
     for (absl::string_view table : {"customers", "identifiers", "events", "consent_history", "merges", "merge_members",
-                                    "changes", "upsert_requests"}) {
+                                    "changes", "idempotency_keys"}) {
       // Only the identifiers' index holds personal data (the values) in its keys.
       if (absl::Status s = sql::Vacuum(db_, table, /*index_cleanup=*/table == "identifiers"); !s.ok()) {
         log::Warn("VACUUM after an erasure failed; autovacuum will remove the erased rows",

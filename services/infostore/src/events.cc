@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "customer_store.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "identifiers.h"
 #include "store_helpers.h"
 
@@ -64,6 +65,7 @@ struct CustomerStore::CommittedGroup {
 
 CustomerStore::CustomerStore(sql::Database& db, ChangeFeed& feed, cache::ProfileCache* cache, StoreOptions options)
     : db_(db),
+      idempotency_(db),
       feed_(feed),
       cache_(cache),
       options_(std::move(options)),
@@ -453,15 +455,10 @@ absl::Status CustomerStore::SaveMany(sql::Connection& c, std::map<std::string, C
 absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListEventsRequest& request) {
   const int limit = PageSize(request.page_size());
   if (request.types_size() > 20) return Invalid("types", "at most 20");
-  int64_t before_at = std::numeric_limits<int64_t>::max();
-  std::string before_id;
-  if (!request.page_token().empty()) {
-    std::vector<std::string> parts = absl::StrSplit(request.page_token(), absl::MaxSplits(':', 2));
-    if (parts.size() != 3 || parts[0] != "e" || !absl::SimpleAtoi(parts[1], &before_at) || parts[2].empty()) {
-      return Invalid("page_token", "is not a token from a previous ListEvents response");
-    }
-    before_id = parts[2];
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListEvents", request.page_token()));
+  const int64_t before_at = cursor ? cursor->number : std::numeric_limits<int64_t>::max();
+  const std::string before_id = cursor ? cursor->text : "";
   const int64_t start = request.has_start_time() ? Micros(request.start_time()) : std::numeric_limits<int64_t>::min();
   const int64_t end = request.has_end_time() ? Micros(request.end_time()) : std::numeric_limits<int64_t>::max();
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
@@ -493,7 +490,8 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
     ECRM_ASSIGN_OR_RETURN(*out.add_events(), StoredEvent(r.row(i), 2));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListEvents", {r.row(limit - 1).Int(0), std::string(r.row(limit - 1).Text(1))}));
   }
   return out;
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "customer_store.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "identifiers.h"
 #include "store_helpers.h"
 #include "survivorship.h"
@@ -110,10 +111,9 @@ absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeC
 absl::StatusOr<v1::ListMergesResponse> CustomerStore::ListMerges(const v1::ListMergesRequest& request) {
   if (request.customer_id().empty()) return Invalid("customer_id", "is required");
   int limit = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
-  int64_t before = std::numeric_limits<int64_t>::max();
-  if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return Invalid("page_token", "is not a token from a previous response");
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListMerges", request.page_token()));
+  const int64_t before = cursor ? cursor->number : std::numeric_limits<int64_t>::max();
   ECRM_ASSIGN_OR_RETURN(sql::Result r,
                         db_.Execute("SELECT m.merged_at, m.record FROM merges m JOIN merge_members mm "
                                     "ON mm.merge_id = m.merge_id WHERE mm.customer_id = $1 AND m.merged_at < $2 "
@@ -123,7 +123,8 @@ absl::StatusOr<v1::ListMergesResponse> CustomerStore::ListMerges(const v1::ListM
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
     out.add_merges()->ParseFromString(std::string(r.row(i).Text(1)));
   }
-  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat(r.row(limit - 1).Int(0)));
+  if (static_cast<int>(r.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("ListMerges", {r.row(limit - 1).Int(0), ""}));
   return out;
 }
 
