@@ -3,6 +3,9 @@
 # the path relative to the calling CMakeLists.txt, so imports and includes then match.
 # Generates C++ (and, with GRPC, service stubs) into the build tree and wraps it in a library
 # aliased ecrm::<target>. Generated code is never committed.
+# ecrm::<target>_messages is the messages alone, linking protobuf but not gRPC, for domain code
+# (with GRPC a library of its own that ecrm::<target> links; without, ecrm::<target> itself).
+# DEPS name other ecrm_proto_library targets; the messages library links their messages.
 set(ECRM_PROTO_OUT "${PROJECT_BINARY_DIR}/gen")
 file(MAKE_DIRECTORY "${ECRM_PROTO_OUT}")
 
@@ -13,17 +16,24 @@ function(ecrm_proto_library)
   foreach(p IN LISTS P_PROTOS)
     list(APPEND abs_protos "${P_ROOT}/${p}")
   endforeach()
-  add_library(${P_NAME} STATIC ${abs_protos})
-  add_library(ecrm::${P_NAME} ALIAS ${P_NAME})
-  target_include_directories(${P_NAME} PUBLIC "${ECRM_PROTO_OUT}")
-  target_link_libraries(${P_NAME} PUBLIC protobuf::libprotobuf ${P_DEPS})
-  protobuf_generate(TARGET ${P_NAME} LANGUAGE cpp
+  set(messages ${P_NAME})
+  if(P_GRPC)
+    set(messages ${P_NAME}_messages)
+  endif()
+  list(TRANSFORM P_DEPS APPEND _messages OUTPUT_VARIABLE message_deps)
+  add_library(${messages} STATIC ${abs_protos})
+  add_library(ecrm::${P_NAME}_messages ALIAS ${messages})
+  target_include_directories(${messages} PUBLIC "${ECRM_PROTO_OUT}")
+  target_link_libraries(${messages} PUBLIC protobuf::libprotobuf ${message_deps})
+  protobuf_generate(TARGET ${messages} LANGUAGE cpp
     IMPORT_DIRS "${P_ROOT}" "${PROJECT_SOURCE_DIR}/proto" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
   if(P_GRPC)
-    target_link_libraries(${P_NAME} PUBLIC gRPC::grpc++)
+    add_library(${P_NAME} STATIC ${abs_protos})
+    target_link_libraries(${P_NAME} PUBLIC ${messages} ${P_DEPS} gRPC::grpc++)
     protobuf_generate(TARGET ${P_NAME} LANGUAGE grpc
       GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
       PLUGIN "protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin>"
       IMPORT_DIRS "${P_ROOT}" "${PROJECT_SOURCE_DIR}/proto" PROTOC_OUT_DIR "${ECRM_PROTO_OUT}")
   endif()
+  add_library(ecrm::${P_NAME} ALIAS ${P_NAME})
 endfunction()

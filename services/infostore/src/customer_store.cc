@@ -1,163 +1,24 @@
+// CustomerStore: loading, saving and resolving customers, reads through the profile cache,
+// UpsertCustomer (identity resolution in identity.h, survivorship in survivorship.h) and
+// ListCustomers. Consents, merges, erasure and events live in files of their own.
 #include "customer_store.h"
 
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/reflection.h>
-#include <google/protobuf/util/time_util.h>
-
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <map>
 #include <set>
-#include <tuple>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "identifiers.h"
+#include "identity.h"
 #include "store_helpers.h"
+#include "survivorship.h"
 
 namespace ecrm::infostore {
-namespace {
 
-using google::protobuf::FieldDescriptor;
-using google::protobuf::Message;
-using google::protobuf::util::TimeUtil;
 using internal::CustomerRecord;
-
-// A leaf of Profile ("profile.address.city") and the fields leading to it.
-struct Leaf {
-  std::string path;
-  std::vector<const FieldDescriptor*> chain;
-};
-
-void CollectLeaves(const google::protobuf::Descriptor* d, const std::string& prefix,
-                   std::vector<const FieldDescriptor*> chain, std::vector<Leaf>& out) {
-  for (int i = 0; i < d->field_count(); ++i) {
-    const FieldDescriptor* f = d->field(i);
-    auto c = chain;
-    c.push_back(f);
-    std::string path = absl::StrCat(prefix, ".", f->name());
-    if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
-      CollectLeaves(f->message_type(), path, c, out);
-    } else {
-      out.push_back({path, c});
-    }
-  }
-}
-
-const std::vector<Leaf>& ProfileLeaves() {
-  static const auto* leaves = [] {
-    auto* v = new std::vector<Leaf>();
-    CollectLeaves(v1::Profile::descriptor(), "profile", {}, *v);
-    return v;
-  }();
-  return *leaves;
-}
-
-// The message holding the leaf, or null when an enclosing message is unset.
-const Message* Holder(const Message& root, const Leaf& leaf) {
-  const Message* m = &root;
-  for (size_t i = 0; i + 1 < leaf.chain.size(); ++i) {
-    if (!m->GetReflection()->HasField(*m, leaf.chain[i])) return nullptr;
-    m = &m->GetReflection()->GetMessage(*m, leaf.chain[i]);
-  }
-  return m;
-}
-
-Message* MutableHolder(Message* root, const Leaf& leaf) {
-  Message* m = root;
-  for (size_t i = 0; i + 1 < leaf.chain.size(); ++i) m = m->GetReflection()->MutableMessage(m, leaf.chain[i]);
-  return m;
-}
-
-void CopyLeaf(const v1::Profile& from, v1::Profile* to, const Leaf& leaf) {
-  const FieldDescriptor* f = leaf.chain.back();
-  const Message* src = Holder(from, leaf);
-  Message* dst = MutableHolder(to, leaf);
-  if (src == nullptr) {
-    dst->GetReflection()->ClearField(dst, f);
-  } else if (f->type() == FieldDescriptor::TYPE_ENUM) {
-    dst->GetReflection()->SetEnumValue(dst, f, src->GetReflection()->GetEnumValue(*src, f));
-  } else {
-    dst->GetReflection()->SetString(dst, f, src->GetReflection()->GetString(*src, f));
-  }
-}
-
-// The leaf's value as text (enums by number), for comparisons.
-std::string LeafValue(const v1::Profile& p, const Leaf& leaf) {
-  const Message* m = Holder(p, leaf);
-  if (m == nullptr) return "";
-  const FieldDescriptor* f = leaf.chain.back();
-  if (f->type() == FieldDescriptor::TYPE_ENUM) {
-    int v = m->GetReflection()->GetEnumValue(*m, f);
-    return v == 0 ? "" : absl::StrCat(v);
-  }
-  return m->GetReflection()->GetString(*m, f);
-}
-
-bool LeafEmpty(const v1::Profile& p, const Leaf& leaf) { return LeafValue(p, leaf).empty(); }
-
-// Restrictiveness of a consent status: a merge keeps the most restrictive.
-int Restrictiveness(v1::ConsentStatus s) {
-  switch (s) {
-    case v1::CONSENT_STATUS_WITHDRAWN:
-      return 4;
-    case v1::CONSENT_STATUS_DENIED:
-      return 3;
-    case v1::CONSENT_STATUS_PENDING_CONFIRMATION:
-      return 2;
-    case v1::CONSENT_STATUS_GRANTED:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
-absl::Status ValidateProfile(const v1::Profile& p) {
-  for (const Leaf& leaf : ProfileLeaves()) {
-    const Message* m = Holder(p, leaf);
-    if (m == nullptr || leaf.chain.back()->type() != FieldDescriptor::TYPE_STRING) continue;
-    if (m->GetReflection()->GetString(*m, leaf.chain.back()).size() > 256) {
-      return Invalid(leaf.path, "is longer than 256 characters");
-    }
-  }
-  if (!p.birth_date().empty()) {
-    absl::CivilDay day;
-    if (!absl::ParseCivilTime(p.birth_date(), &day) || day > absl::ToCivilDay(absl::Now(), absl::UTCTimeZone()) ||
-        day.year() < 1900) {
-      return Invalid("profile.birth_date", "is not a past date as YYYY-MM-DD (from 1900)");
-    }
-  }
-  if (!p.time_zone().empty()) {
-    absl::TimeZone tz;
-    if (!absl::LoadTimeZone(p.time_zone(), &tz)) {
-      return Invalid("profile.time_zone", "is not an IANA time zone name such as Europe/London");
-    }
-  }
-  const std::string& country = p.address().country();
-  if (!country.empty() &&
-      (country.size() != 2 || !absl::ascii_isupper(country[0]) || !absl::ascii_isupper(country[1]))) {
-    return Invalid("profile.address.country", "must be an ISO 3166-1 alpha-2 code such as \"GB\"");
-  }
-  if (!v1::Gender_IsValid(p.gender())) return Invalid("profile.gender", "is not a known value");
-  return absl::OkStatus();
-}
-
-}  // namespace
-
-int CustomerStore::Rank(common::v1::Touchpoint source) const {
-  auto it = std::find(options_.source_priority.begin(), options_.source_priority.end(), source);
-  return static_cast<int>(it - options_.source_priority.begin());  // unlisted: after every listed one
-}
 
 absl::StatusOr<CustomerStore::Loaded> CustomerStore::Load(sql::Connection& c, const std::string& id, bool for_update) {
   const bool lock = for_update && c.dialect() == sql::Dialect::kPostgres;
@@ -230,6 +91,14 @@ absl::StatusOr<std::string> CustomerStore::ResolveId(sql::Connection& c, const c
   return absl::InternalError(absl::StrCat("merge redirects of \"", id, "\" form a cycle"));
 }
 
+absl::StatusOr<std::string> CustomerStore::Resolve(const common::v1::CustomerRef& ref) {
+  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
+  bool found = false;
+  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
+  if (!found) return absl::NotFoundError("customer: no such customer");
+  return id;
+}
+
 absl::Status CustomerStore::Save(sql::Connection& c, CustomerRecord& record, bool create) {
   v1::Customer& cu = *record.mutable_customer();
   const int64_t now = NowMicros();
@@ -251,90 +120,6 @@ absl::Status CustomerStore::Save(sql::Connection& c, CustomerRecord& record, boo
                                                  {cu.version(), now, sql::Blob{bytes}, cu.id(), old_version}));
   if (r.rows_affected() != 1) return absl::AbortedError(absl::StrCat("customer ", cu.id(), " changed concurrently"));
   return absl::OkStatus();
-}
-
-void CustomerStore::AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
-                                 const v1::MergeRecord* merge) {
-  v1::Change& change = pending.emplace_back();
-  change.set_kind(kind);
-  change.set_customer_id(customer.id());
-  change.set_customer_version(customer.version());
-  if (kind != v1::CHANGE_KIND_EVENT) *change.mutable_customer() = customer;
-  if (merge != nullptr) *change.mutable_merge() = *merge;
-}
-
-absl::Status CustomerStore::FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,
-                                         const std::vector<std::string>* tails) {
-  if (pending.empty()) return absl::OkStatus();
-  if (c.dialect() == sql::Dialect::kPostgres) {
-    // Sequences are drawn at insert, not at commit: feed writers are serialised until commit
-    // so a consumer never sees sequence N+1 before N. Taken last, after every row lock the
-    // transaction needs, so holding it never waits on another writer (no deadlock cycle).
-    ECRM_RETURN_IF_ERROR(c.Execute("SELECT pg_advisory_xact_lock(70101)").status());
-  }
-  const int64_t now = NowMicros();
-  std::vector<sql::Value> values;
-  values.reserve(pending.size() * 4);
-  for (size_t i = 0; i < pending.size(); ++i) {
-    v1::Change& change = pending[i];
-    // The customer id and commit time have columns, so the bytes leave them to ReadChanges.
-    std::string customer_id;
-    customer_id.swap(*change.mutable_customer_id());
-    std::string bytes = change.SerializeAsString();
-    customer_id.swap(*change.mutable_customer_id());
-    values.emplace_back(static_cast<int>(change.kind()));
-    values.emplace_back(sql::TextRef{change.customer_id()});  // `pending` outlives the insert
-    values.emplace_back(now);
-    if (tails != nullptr && i < tails->size()) bytes += (*tails)[i];
-    values.emplace_back(sql::Blob{std::move(bytes)});
-  }
-  static const std::vector<std::string> kColumns = {"kind", "customer_id", "committed_at", "change"};
-  ECRM_RETURN_IF_ERROR(c.InsertBatch("changes", kColumns, values).status());
-  pending.clear();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<v1::Change>> CustomerStore::ReadChanges(int64_t after, int limit) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT sequence, customer_id, committed_at, change FROM changes "
-                                                   "WHERE sequence > $1 ORDER BY sequence LIMIT $2",
-                                                   {after, limit}));
-  std::vector<v1::Change> out;
-  out.reserve(r.size());
-  for (sql::Row row : r) {
-    v1::Change& ch = out.emplace_back();
-    const absl::string_view bytes = row.Text(3);
-    if (!ch.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return absl::DataLossError(absl::StrCat("change ", row.Int(0), " is unreadable"));
-    }
-    ch.set_sequence(row.Int(0));
-    ch.set_customer_id(std::string(row.Text(1)));
-    *ch.mutable_committed_at() = Ts(row.Int(2));
-    if (ch.has_event()) ch.mutable_event()->set_customer_id(ch.customer_id());
-  }
-  return out;
-}
-
-absl::StatusOr<int64_t> CustomerStore::PruneFeed(absl::Time before) {
-  // committed_at has no index (every event writes a change; an index would slow ingestion), so
-  // the first change to keep is found by walking the sequence from the oldest change: only what
-  // is old enough to go is read. A single DELETE … WHERE committed_at < … scanned the whole
-  // feed holding SQLite's write lock: a stall of seconds for every writer on a 10M-change feed.
-  ECRM_ASSIGN_OR_RETURN(sql::Result young,
-                        db_.Execute("SELECT sequence FROM changes WHERE committed_at >= $1 ORDER BY sequence LIMIT 1",
-                                    {absl::ToUnixMicros(before)}));
-  int64_t keep_from = 0;
-  if (!young.empty()) {
-    keep_from = young.front().Int(0);
-  } else {
-    ECRM_ASSIGN_OR_RETURN(auto bounds, FeedBounds());
-    keep_from = bounds.second;  // the newest change always stays: it tells a consumer where the feed is
-  }
-  return db_.DeleteInBatches("changes", "sequence", "sequence < $1", {keep_from});
-}
-
-absl::StatusOr<std::pair<int64_t, int64_t>> CustomerStore::FeedBounds() {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT MIN(sequence), MAX(sequence) FROM changes"));
-  return std::make_pair(r.front().Int(0), r.front().Int(1));
 }
 
 std::optional<v1::Customer> CustomerStore::FromCache(const std::string& id) {
@@ -364,7 +149,7 @@ absl::StatusOr<v1::Customer> CustomerStore::ReadResolved(const common::v1::Custo
 }
 
 void CustomerStore::CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone) {
-  if (on_change_ && !written.empty()) on_change_();
+  if (!written.empty()) feed_.NotifyCommitted();
   if (cache_ == nullptr) return;
   std::vector<cache::ProfileWrite> writes;
   writes.reserve(written.size() + gone.size());
@@ -407,193 +192,9 @@ absl::StatusOr<v1::BatchGetCustomersResponse> CustomerStore::BatchGet(const std:
   return out;
 }
 
-absl::Status CustomerStore::ApplyProfile(const v1::UpsertCustomerRequest& request, CustomerRecord& record,
-                                         int64_t now_us) const {
-  // Which leaves the request writes: those under each mask path, or every non-empty one.
-  std::vector<const Leaf*> leaves;
-  if (request.has_update_mask() && request.update_mask().paths_size() > 0) {
-    for (int i = 0; i < request.update_mask().paths_size(); ++i) {
-      const std::string& path = request.update_mask().paths(i);
-      size_t before = leaves.size();
-      for (const Leaf& leaf : ProfileLeaves()) {
-        if (leaf.path == path || absl::StartsWith(leaf.path, path + ".")) leaves.push_back(&leaf);
-      }
-      if (leaves.size() == before) {
-        return Invalid(
-            absl::StrCat("update_mask.paths[", i, "]"),
-            absl::StrCat("\"", path, "\" is not a profile field (e.g. profile.first_name, profile.address)"));
-      }
-    }
-  } else {
-    for (const Leaf& leaf : ProfileLeaves()) {
-      if (!LeafEmpty(request.profile(), leaf)) leaves.push_back(&leaf);
-    }
-  }
-  v1::Profile* profile = record.mutable_customer()->mutable_profile();
-  const bool by_priority = !options_.source_priority.empty();
-  for (const Leaf* leaf : leaves) {
-    auto prov = record.provenance().find(leaf->path);
-    if (by_priority && !LeafEmpty(*profile, *leaf) && prov != record.provenance().end() &&
-        Rank(request.source()) > Rank(prov->second.source())) {
-      continue;  // a lower-priority source never overwrites a higher one
-    }
-    if (LeafValue(request.profile(), *leaf) == LeafValue(*profile, *leaf)) continue;  // no change, keep provenance
-    CopyLeaf(request.profile(), profile, *leaf);
-    internal::FieldSource& fs = (*record.mutable_provenance())[leaf->path];
-    fs.set_source(request.source());
-    fs.set_updated_at_us(now_us);
-  }
-  auto* attributes = record.mutable_customer()->mutable_attributes();
-  for (const auto& [name, value] : request.attributes()) {
-    if (value.value_case() == common::v1::AttributeValue::VALUE_NOT_SET) {
-      attributes->erase(name);
-    } else {
-      (*attributes)[name] = value;
-    }
-  }
-  if (static_cast<int>(attributes->size()) > options_.max_attributes) {
-    return Invalid("attributes", absl::StrCat("a customer may have at most ", options_.max_attributes,
-                                              " attributes; this would make ", attributes->size()));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<v1::MergeRecord> CustomerStore::MergeInto(sql::Connection& c, CustomerRecord& survivor,
-                                                         std::vector<CustomerRecord> others, const std::string& reason,
-                                                         std::vector<v1::Customer>* merged) {
-  const int64_t now = NowMicros();
-  internal::MergeBeforeImages before;
-  *before.add_records() = survivor;
-  for (const CustomerRecord& o : others) *before.add_records() = o;
-
-  v1::Customer& s = *survivor.mutable_customer();
-  std::vector<const CustomerRecord*> all = {&survivor};
-  for (const CustomerRecord& o : others) all.push_back(&o);
-
-  // Profile: per field, by source priority (if configured), then the most recent non-empty.
-  const v1::Profile survivor_profile = s.profile();
-  for (const Leaf& leaf : ProfileLeaves()) {
-    const CustomerRecord* best = nullptr;
-    internal::FieldSource best_fs;
-    for (const CustomerRecord* r : all) {
-      const v1::Profile& p = r == &survivor ? survivor_profile : r->customer().profile();
-      if (LeafEmpty(p, leaf)) continue;
-      auto it = r->provenance().find(leaf.path);
-      internal::FieldSource fs = it == r->provenance().end() ? internal::FieldSource() : it->second;
-      bool better = best == nullptr;
-      if (!better && !options_.source_priority.empty() && Rank(fs.source()) != Rank(best_fs.source())) {
-        better = Rank(fs.source()) < Rank(best_fs.source());
-      } else if (!better) {
-        better = fs.updated_at_us() > best_fs.updated_at_us();
-      }
-      if (better) {
-        best = r;
-        best_fs = fs;
-      }
-    }
-    if (best == nullptr || best == &survivor) continue;
-    CopyLeaf(best->customer().profile(), s.mutable_profile(), leaf);
-    (*survivor.mutable_provenance())[leaf.path] = best_fs;
-  }
-
-  // Consents: the most restrictive status per channel and purpose; a withdrawal is never lost.
-  std::map<std::pair<int, int>, v1::Consent> consents;
-  for (const CustomerRecord* r : all) {
-    for (const v1::Consent& cons : r->customer().consents()) {
-      auto key = std::make_pair(static_cast<int>(cons.channel()), static_cast<int>(cons.purpose()));
-      auto it = consents.find(key);
-      if (it == consents.end() || Restrictiveness(cons.status()) > Restrictiveness(it->second.status()) ||
-          (Restrictiveness(cons.status()) == Restrictiveness(it->second.status()) &&
-           Micros(cons.updated_at()) > Micros(it->second.updated_at()))) {
-        consents[key] = cons;
-      }
-    }
-  }
-  std::map<std::pair<int, int>, v1::ConsentStatus> before_status;
-  for (const v1::Consent& cons : s.consents()) {
-    before_status[{static_cast<int>(cons.channel()), static_cast<int>(cons.purpose())}] = cons.status();
-  }
-  s.clear_consents();
-  for (auto& [key, cons] : consents) {
-    *s.add_consents() = cons;
-    auto was = before_status.find(key);
-    v1::ConsentStatus previous = was == before_status.end() ? v1::CONSENT_STATUS_UNSPECIFIED : was->second;
-    if (previous == cons.status()) continue;
-    v1::ConsentChange change;
-    *change.mutable_consent() = cons;
-    change.set_previous_status(previous);
-    change.set_reason("merge");
-    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
-                                   "VALUES ($1, $2, $3, $4, $5)",
-                                   {s.id(), key.first, key.second, now, sql::Blob{change.SerializeAsString()}})
-                             .status());
-  }
-
-  // Identifiers, attributes, preferences and behaviour are combined.
-  std::set<std::string> interests(s.preferences().interests().begin(), s.preferences().interests().end());
-  v1::BehaviourSummary& b = *s.mutable_behaviour();
-  for (const CustomerRecord& o : others) {
-    const v1::Customer& oc = o.customer();
-    for (const auto& id : oc.identifiers()) *s.add_identifiers() = id;
-    for (const auto& [name, value] : oc.attributes()) s.mutable_attributes()->insert({name, value});
-    for (const auto& i : oc.preferences().interests()) interests.insert(i);
-    v1::Preferences& p = *s.mutable_preferences();
-    if (p.preferred_channel() == 0) p.set_preferred_channel(oc.preferences().preferred_channel());
-    if (p.contact_frequency() == 0) p.set_contact_frequency(oc.preferences().contact_frequency());
-    if (!p.has_quiet_hours() && oc.preferences().has_quiet_hours())
-      *p.mutable_quiet_hours() = oc.preferences().quiet_hours();
-    const v1::BehaviourSummary& ob = oc.behaviour();
-    if (ob.has_first_seen_at() && (!b.has_first_seen_at() || Micros(ob.first_seen_at()) < Micros(b.first_seen_at()))) {
-      *b.mutable_first_seen_at() = ob.first_seen_at();
-    }
-    if (ob.has_last_seen_at() && (!b.has_last_seen_at() || Micros(ob.last_seen_at()) > Micros(b.last_seen_at()))) {
-      *b.mutable_last_seen_at() = ob.last_seen_at();
-    }
-    if (ob.has_last_order_at() && (!b.has_last_order_at() || Micros(ob.last_order_at()) > Micros(b.last_order_at()))) {
-      *b.mutable_last_order_at() = ob.last_order_at();
-    }
-    for (const auto& [type, n] : ob.event_counts()) (*b.mutable_event_counts())[type] += n;
-    b.set_order_count(b.order_count() + ob.order_count());
-    if (ob.has_total_spent() &&
-        (b.total_spent().currency().empty() || b.total_spent().currency() == ob.total_spent().currency())) {
-      b.mutable_total_spent()->set_currency(ob.total_spent().currency());
-      b.mutable_total_spent()->set_amount_minor(b.total_spent().amount_minor() + ob.total_spent().amount_minor());
-    }
-    s.add_merged_ids(oc.id());
-    for (const auto& m : oc.merged_ids()) s.add_merged_ids(m);
-  }
-  s.mutable_preferences()->clear_interests();
-  for (const auto& i : interests) s.mutable_preferences()->add_interests(i);
-
-  v1::MergeRecord record;
-  record.set_merge_id(NewId("m_"));
-  record.set_survivor_id(s.id());
-  record.set_reason(reason);
-  *record.mutable_merged_at() = Ts(now);
-  for (CustomerRecord& o : others) {
-    const std::string& id = o.customer().id();
-    record.add_merged_ids(id);
-    ECRM_RETURN_IF_ERROR(
-        c.Execute("UPDATE identifiers SET customer_id = $1 WHERE customer_id = $2", {s.id(), id}).status());
-    ECRM_RETURN_IF_ERROR(c.Execute("UPDATE events SET customer_id = $1 WHERE customer_id = $2", {s.id(), id}).status());
-    ECRM_RETURN_IF_ERROR(c.Execute("UPDATE customers SET merged_into = $1 WHERE id = $2", {s.id(), id}).status());
-    ECRM_RETURN_IF_ERROR(Save(c, o, false));  // bumps its version so its cache tombstone outranks old fills
-    merged->push_back(o.customer());
-  }
-  for (const CustomerRecord* r : all) {
-    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO merge_members (merge_id, customer_id) VALUES ($1, $2)",
-                                   {record.merge_id(), r->customer().id()})
-                             .status());
-  }
-  ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO merges (merge_id, survivor_id, merged_at, record, before_images) "
-                                 "VALUES ($1, $2, $3, $4, $5)",
-                                 {record.merge_id(), s.id(), now, sql::Blob{record.SerializeAsString()},
-                                  sql::Blob{before.SerializeAsString()}})
-                           .status());
-  return record;
-}
-
 namespace {
+
+constexpr idempotency::Operation kUpsert{"UpsertCustomer", "request_id"};
 
 absl::string_view CaseName(int value_case) {
   switch (value_case) {
@@ -621,44 +222,12 @@ absl::Status ValidateAttributes(const google::protobuf::Map<std::string, common:
   return absl::OkStatus();
 }
 
-// SHA-256 of the request's deterministic serialization: what a request_id is bound to.
-std::string RequestHash(const v1::UpsertCustomerRequest& request) {
-  std::string bytes;
-  google::protobuf::io::StringOutputStream stream(&bytes);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  request.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return Sha256Hex(bytes);
-}
-
 }  // namespace
 
-absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> CustomerStore::FindUpsert(
-    sql::Connection& c, const v1::UpsertCustomerRequest& request, const std::string& request_hash) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("SELECT request_hash, response FROM upsert_requests "
-                                                 "WHERE request_id = $1",
-                                                 {request.request_id()}));
-  if (r.empty()) return std::nullopt;
-  if (r.front().Text(0) != request_hash) {
-    return Invalid("request_id", absl::StrCat("\"", request.request_id(),
-                                              "\" was already used for a different request; use a new request_id"));
-  }
-  v1::UpsertCustomerResponse first;
-  if (!first.ParseFromString(std::string(r.front().Text(1)))) return absl::DataLossError("unreadable stored response");
-  return first;
-}
-
-absl::StatusOr<int64_t> CustomerStore::PruneRequests(absl::Time before) {
-  return db_.DeleteInBatches("upsert_requests", "request_id", "created_at < $1", {absl::ToUnixMicros(before)});
-}
+absl::StatusOr<int64_t> CustomerStore::PruneRequests(absl::Time before) { return idempotency_.Prune(before); }
 
 absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::UpsertCustomerRequest& request) {
-  std::string request_hash;  // empty without a request_id
-  if (!request.request_id().empty()) {
-    if (request.request_id().size() > 128) return Invalid("request_id", "must be at most 128 characters");
-    request_hash = RequestHash(request);
-  }
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kUpsert, request.request_id(), /*required=*/false));
   if (request.identifiers_size() == 0 && request.customer_id().empty()) {
     return Invalid("identifiers", "give at least one identifier, or customer_id");
   }
@@ -679,120 +248,104 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
   std::vector<v1::Customer> written, gone;
   std::map<std::string, int> declared;  // attribute types this upsert declares
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     result.Clear();
     written.clear();
     gone.clear();
     declared.clear();
-    if (!request_hash.empty()) {  // a retry: the first response, as it was
-      ECRM_ASSIGN_OR_RETURN(std::optional<v1::UpsertCustomerResponse> first, FindUpsert(c, request, request_hash));
-      if (first) {
-        result = std::move(*first);
-        return absl::OkStatus();
-      }
+    // A retry: the first response, as it was.
+    ECRM_ASSIGN_OR_RETURN(std::optional<std::string> first,
+                          idempotency_.Claim(c, kUpsert, request.request_id(), request));
+    if (first) {
+      if (!result.ParseFromString(*first)) return absl::DataLossError("stored UpsertCustomer response does not parse");
+      return absl::OkStatus();
     }
-    // Who already owns the request's identifiers?
-    std::vector<std::string> strong, device;
-    auto add = [](std::vector<std::string>& v, const std::string& id) {
-      if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
-    };
+    // Who already owns the request's identifiers, and the facts identity resolution needs of them.
+    std::string by_id;
     if (!request.customer_id().empty()) {
       common::v1::CustomerRef ref;
       ref.set_customer_id(request.customer_id());
       bool found = false;
-      ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
+      ECRM_ASSIGN_OR_RETURN(by_id, ResolveId(c, ref, &found));
       if (!found)
         return absl::NotFoundError(
             absl::StrCat("customer_id: customer \"", request.customer_id(), "\" does not exist"));
-      add(strong, id);
     }
-    std::map<IdKey, std::string> owner;
-    for (const auto& id : ids) {
+    std::vector<std::string> owners(ids.size());  // parallel to ids; "" when nobody owns it
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const common::v1::Identifier& id = ids[i];
       ECRM_ASSIGN_OR_RETURN(
           sql::Result r, c.Execute("SELECT customer_id FROM identifiers WHERE type = $1 AND source = $2 AND value = $3",
                                    {static_cast<int>(id.type()), id.source(), id.value()}));
-      if (r.empty()) continue;
-      owner[KeyOf(id)] = std::string(r.front().Text(0));
-      add(IsStrong(id.type()) ? strong : device, std::string(r.front().Text(0)));
+      if (!r.empty()) owners[i] = std::string(r.front().Text(0));
     }
-    std::vector<std::string> owners = strong;
-    owners.insert(owners.end(), device.begin(), device.end());
-    ECRM_ASSIGN_OR_RETURN(auto records, LoadLiveInOrder(c, owners));
-    // Strong matches may merge. A device id joins an anonymous customer (a login claims its
-    // device history) but never fuses two identified people on a shared computer.
-    // An identified device owner is the target only of a device-only request: a request with
-    // any strong identifier is a person of its own.
-    const bool request_is_strong =
-        !request.customer_id().empty() ||
-        std::any_of(ids.begin(), ids.end(), [](const auto& i) { return IsStrong(i.type()); });
-    std::vector<std::string> participants = strong;
-    for (const std::string& id : device) {
-      bool identified = !records[id].customer().anonymous();
-      bool have_identified = std::any_of(participants.begin(), participants.end(),
-                                         [&](const std::string& p) { return !records[p].customer().anonymous(); });
-      if (!identified || (!request_is_strong && !have_identified)) add(participants, id);
-    }
+    std::vector<std::string> named = owners;
+    named.push_back(by_id);
+    std::erase(named, std::string());
+    ECRM_ASSIGN_OR_RETURN(auto records, LoadLiveInOrder(c, named));
+    auto facts = [&](const std::string& id) {
+      if (id.empty()) return NamedCustomer();
+      const v1::Customer& cu = records[id].customer();
+      return NamedCustomer{id, cu.anonymous(), Micros(cu.created_at())};
+    };
+    std::vector<RequestIdentifier> request_ids(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) request_ids[i] = {&ids[i], facts(owners[i])};
+    const IdentityPlan plan = ResolveIdentity(facts(by_id), request_ids);
 
     CustomerRecord survivor;
-    bool create = participants.empty();
+    const bool create = plan.create();
     if (create) {
       survivor.mutable_customer()->set_id(NewId("c_"));
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_CREATED);
     } else {
-      std::sort(participants.begin(), participants.end(), [&](const std::string& a, const std::string& b) {
-        int64_t ta = Micros(records[a].customer().created_at()), tb = Micros(records[b].customer().created_at());
-        return ta != tb ? ta < tb : a < b;  // the oldest customer survives
-      });
-      survivor = records[participants[0]];
+      survivor = records[plan.participants[0]];
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UPDATED);
     }
     const std::string before = survivor.SerializeAsString();
     std::optional<v1::MergeRecord> merge;
-    if (participants.size() > 1) {
+    if (plan.merge()) {
       std::vector<CustomerRecord> others;
-      for (size_t i = 1; i < participants.size(); ++i) others.push_back(records[participants[i]]);
+      for (size_t i = 1; i < plan.participants.size(); ++i) others.push_back(records[plan.participants[i]]);
       ECRM_ASSIGN_OR_RETURN(merge, MergeInto(c, survivor, std::move(others), "identity resolution", &gone));
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_MERGED);
-      for (size_t i = 1; i < participants.size(); ++i) result.add_merged_ids(participants[i]);
+      for (size_t i = 1; i < plan.participants.size(); ++i) result.add_merged_ids(plan.participants[i]);
     }
     const std::string& sid = survivor.customer().id();
-    // New identifiers are inserted in key order (two upserts claiming the same new identifiers
-    // then wait on one another instead of deadlocking) and kept in the request's order.
-    std::map<IdKey, const common::v1::Identifier*> claimed;
-    for (const auto& id : ids) {
-      if (owner.count(KeyOf(id))) continue;  // owned by a participant (now the survivor) or left with its owner
-      ECRM_RETURN_IF_ERROR(CheckNotErased(c, id, "identifiers"));
-      claimed.emplace(KeyOf(id), &id);
-      *survivor.mutable_customer()->add_identifiers() = id;
+    // New identifiers are kept in the request's order and inserted in key order.
+    for (size_t i : plan.new_identifiers) {
+      ECRM_RETURN_IF_ERROR(CheckNotErased(c, ids[i], "identifiers"));
+      *survivor.mutable_customer()->add_identifiers() = ids[i];
     }
-    for (const auto& [key, id] : claimed) {
+    for (size_t i : plan.insert_order) {
+      const common::v1::Identifier& id = ids[i];
       ECRM_RETURN_IF_ERROR(
           AsContention(c.Execute("INSERT INTO identifiers (type, source, value, customer_id) VALUES ($1, $2, $3, $4)",
-                                 {static_cast<int>(id->type()), id->source(), id->value(), sid})
+                                 {static_cast<int>(id.type()), id.source(), id.value(), sid})
                            .status()));
     }
-    const bool identity_changed = !claimed.empty();
+    const bool identity_changed = !plan.new_identifiers.empty();
     const int64_t now = NowMicros();
     ECRM_RETURN_IF_ERROR(CheckAttributeTypes(c, request.attributes(), declared));
-    ECRM_RETURN_IF_ERROR(ApplyProfile(request, survivor, now));
+    ECRM_RETURN_IF_ERROR(ApplyProfileUpdate(rules_, request, now, survivor));
     if (!create && !merge && survivor.SerializeAsString() == before) {
       result.set_outcome(v1::UpsertCustomerResponse::OUTCOME_UNCHANGED);
       *result.mutable_customer() = survivor.customer();
-      return RecordUpsert(c, request, request_hash, result);
+      return idempotency_.Complete(c, kUpsert, request.request_id(), result.SerializeAsString(), sid);
     }
     if (create) {
       *survivor.mutable_customer()->mutable_behaviour()->mutable_first_seen_at() = Ts(now);
     }
     ECRM_RETURN_IF_ERROR(AsContention(Save(c, survivor, create)));
-    AppendChange(pending,
+    feed_.Append(pending,
                  merge              ? v1::CHANGE_KIND_MERGE
                  : identity_changed ? v1::CHANGE_KIND_IDENTITY
                                     : v1::CHANGE_KIND_PROFILE,
                  survivor.customer(), merge ? &*merge : nullptr);
     *result.mutable_customer() = survivor.customer();
     written.push_back(survivor.customer());
-    ECRM_RETURN_IF_ERROR(RecordUpsert(c, request, request_hash, result));
-    return FlushChanges(c, pending);
+    ECRM_RETURN_IF_ERROR(
+        idempotency_.Complete(c, kUpsert, request.request_id(), result.SerializeAsString(), survivor.customer().id()));
+    return feed_.Flush(c, pending);
   });
   if (!status.ok()) return status;
   if (!declared.empty()) {
@@ -801,19 +354,6 @@ absl::StatusOr<v1::UpsertCustomerResponse> CustomerStore::Upsert(const v1::Upser
   }
   CacheAfterCommit(written, gone);
   return result;
-}
-
-absl::Status CustomerStore::RecordUpsert(sql::Connection& c, const v1::UpsertCustomerRequest& request,
-                                         const std::string& request_hash, const v1::UpsertCustomerResponse& response) {
-  if (request.request_id().empty()) return absl::OkStatus();
-  // A concurrent retry that committed first makes this a unique violation: the transaction
-  // aborts, retries, and the retry finds the stored response.
-  return AsContention(
-      c.Execute("INSERT INTO upsert_requests (request_id, request_hash, created_at, response, customer_id) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                {request.request_id(), request_hash, NowMicros(), sql::Blob{response.SerializeAsString()},
-                 response.customer().id()})
-          .status());
 }
 
 absl::Status CustomerStore::CheckAttributeTypes(
@@ -846,320 +386,11 @@ absl::Status CustomerStore::CheckAttributeTypes(
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Customer> CustomerStore::UpdateConsent(const v1::UpdateConsentRequest& request) {
-  if (request.channel() == common::v1::CHANNEL_UNSPECIFIED || !common::v1::Channel_IsValid(request.channel())) {
-    return Invalid("channel", "must be a channel such as CHANNEL_EMAIL");
-  }
-  if (request.purpose() == common::v1::PURPOSE_UNSPECIFIED || !common::v1::Purpose_IsValid(request.purpose())) {
-    return Invalid("purpose", "must be a purpose such as PURPOSE_MARKETING");
-  }
-  if (request.status() == v1::CONSENT_STATUS_UNSPECIFIED || !v1::ConsentStatus_IsValid(request.status())) {
-    return Invalid("status", "must be GRANTED, PENDING_CONFIRMATION, DENIED or WITHDRAWN");
-  }
-  const int64_t now = NowMicros();
-  int64_t decided = request.has_decided_at() ? Micros(request.decided_at()) : now;
-  if (decided > now + absl::ToInt64Microseconds(options_.max_future_skew)) {
-    return Invalid("decided_at", "is in the future");
-  }
-  if (request.evidence().size() > 4096) return Invalid("evidence", "is longer than 4096 bytes");
-  v1::Customer out;
-  std::vector<v1::Customer> written;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
-    written.clear();
-    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadRef(c, request.customer()));
-    v1::Customer& cu = *l.record.mutable_customer();
-    v1::Consent* consent = nullptr;
-    for (auto& cons : *cu.mutable_consents()) {
-      if (cons.channel() == request.channel() && cons.purpose() == request.purpose()) consent = &cons;
-    }
-    v1::ConsentStatus previous = consent ? consent->status() : v1::CONSENT_STATUS_UNSPECIFIED;
-    if (consent == nullptr) consent = cu.add_consents();
-    consent->set_channel(request.channel());
-    consent->set_purpose(request.purpose());
-    consent->set_status(request.status());
-    consent->set_source(request.source());
-    *consent->mutable_updated_at() = Ts(decided);
-    consent->set_evidence(request.evidence());
-    consent->set_policy_version(request.policy_version());
-    v1::ConsentChange change;
-    *change.mutable_consent() = *consent;
-    change.set_previous_status(previous);
-    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO consent_history (customer_id, channel, purpose, decided_at, change) "
-                                   "VALUES ($1, $2, $3, $4, $5)",
-                                   {cu.id(), static_cast<int>(request.channel()), static_cast<int>(request.purpose()),
-                                    decided, sql::Blob{change.SerializeAsString()}})
-                             .status());
-    ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
-    AppendChange(pending, v1::CHANGE_KIND_CONSENT, cu);
-    out = cu;
-    written.push_back(cu);
-    return FlushChanges(c, pending);
-  }));
-  CacheAfterCommit(written, {});
-  return out;
-}
-
-absl::StatusOr<v1::GetConsentHistoryResponse> CustomerStore::ConsentHistory(
-    const v1::GetConsentHistoryRequest& request) {
-  int limit = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
-  int64_t before = std::numeric_limits<int64_t>::max();
-  if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return Invalid("page_token", "is not a token from a previous response");
-  }
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  bool found = false;
-  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, request.customer(), &found));
-  if (!found) return absl::NotFoundError("customer: no such customer");
-  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
-  // The survivor's history includes the history of every customer merged into it.
-  std::vector<std::string> members = {id};
-  members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
-  std::vector<std::pair<int64_t, std::string>> rows;  // (history id, change)
-  for (const std::string& member : members) {
-    ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute("SELECT id, change FROM consent_history WHERE customer_id = $1 "
-                                                       "AND id < $2 AND ($3 = 0 OR channel = $3) "
-                                                       "AND ($4 = 0 OR purpose = $4) ORDER BY id DESC LIMIT $5",
-                                                       {member, before, static_cast<int>(request.channel()),
-                                                        static_cast<int>(request.purpose()), limit + 1}));
-    for (sql::Row row : r) rows.emplace_back(row.Int(0), std::string(row.Text(1)));
-  }
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  v1::GetConsentHistoryResponse out;
-  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < limit; ++i)
-    out.add_changes()->ParseFromString(rows[i].second);
-  if (static_cast<int>(rows.size()) > limit) out.set_next_page_token(absl::StrCat(rows[limit - 1].first));
-  return out;
-}
-
-absl::StatusOr<v1::Customer> CustomerStore::UpdatePreferences(const v1::UpdatePreferencesRequest& request) {
-  const v1::Preferences& p = request.preferences();
-  if (!common::v1::Channel_IsValid(p.preferred_channel()))
-    return Invalid("preferences.preferred_channel", "unknown channel");
-  if (!v1::ContactFrequency_IsValid(p.contact_frequency()))
-    return Invalid("preferences.contact_frequency", "unknown value");
-  if (p.interests_size() > 100) return Invalid("preferences.interests", "at most 100");
-  for (int i = 0; i < p.interests_size(); ++i) {
-    if (p.interests(i).empty() || p.interests(i).size() > 64) {
-      return Invalid(absl::StrCat("preferences.interests[", i, "]"), "must be 1–64 characters");
-    }
-  }
-  for (const auto* t : {&p.quiet_hours().start(), &p.quiet_hours().end()}) {
-    if (t->hours() < 0 || t->hours() > 23 || t->minutes() < 0 || t->minutes() > 59) {
-      return Invalid("preferences.quiet_hours", "times are hours 0–23 and minutes 0–59");
-    }
-  }
-  static const std::set<std::string> kPaths = {"preferred_channel", "interests", "contact_frequency", "quiet_hours"};
-  for (int i = 0; i < request.update_mask().paths_size(); ++i) {
-    if (!kPaths.count(request.update_mask().paths(i))) {
-      return Invalid(absl::StrCat("update_mask.paths[", i, "]"),
-                     "must be preferred_channel, interests, contact_frequency or quiet_hours");
-    }
-  }
-  v1::Customer out;
-  std::vector<v1::Customer> written;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
-    written.clear();
-    ECRM_ASSIGN_OR_RETURN(Loaded l, LoadRef(c, request.customer()));
-    v1::Preferences& cur = *l.record.mutable_customer()->mutable_preferences();
-    auto masked = [&](const std::string& path) {
-      if (request.update_mask().paths_size() == 0) return true;
-      return std::find(request.update_mask().paths().begin(), request.update_mask().paths().end(), path) !=
-             request.update_mask().paths().end();
-    };
-    if (masked("preferred_channel")) cur.set_preferred_channel(p.preferred_channel());
-    if (masked("interests")) *cur.mutable_interests() = p.interests();
-    if (masked("contact_frequency")) cur.set_contact_frequency(p.contact_frequency());
-    if (masked("quiet_hours")) {
-      if (p.has_quiet_hours()) {
-        *cur.mutable_quiet_hours() = p.quiet_hours();
-      } else {
-        cur.clear_quiet_hours();
-      }
-    }
-    ECRM_RETURN_IF_ERROR(Save(c, l.record, false));
-    AppendChange(pending, v1::CHANGE_KIND_PROFILE, l.record.customer());
-    out = l.record.customer();
-    written.push_back(out);
-    return FlushChanges(c, pending);
-  }));
-  CacheAfterCommit(written, {});
-  return out;
-}
-
-absl::StatusOr<v1::MergeCustomersResponse> CustomerStore::Merge(const v1::MergeCustomersRequest& request) {
-  std::set<std::string> unique(request.customer_ids().begin(), request.customer_ids().end());
-  if (unique.size() < 2) return Invalid("customer_ids", "give at least two different customers");
-  if (unique.size() > 20) return Invalid("customer_ids", "at most 20 per merge");
-  v1::MergeCustomersResponse out;
-  std::vector<v1::Customer> written, gone;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
-    written.clear();
-    gone.clear();
-    std::vector<std::string> live;
-    for (const std::string& requested : unique) {
-      common::v1::CustomerRef ref;
-      ref.set_customer_id(requested);
-      bool found = false;
-      ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
-      if (!found) return absl::NotFoundError(absl::StrCat("customer_ids: customer \"", requested, "\" does not exist"));
-      live.push_back(std::move(id));  // ids already merged together are locked once
-    }
-    ECRM_ASSIGN_OR_RETURN(auto locked, LoadLiveInOrder(c, live));
-    std::vector<CustomerRecord> records;
-    for (auto& [id, record] : locked) records.push_back(std::move(record));
-    if (records.size() < 2) return absl::FailedPreconditionError("customer_ids: these customers are already merged");
-    std::sort(records.begin(), records.end(), [](const CustomerRecord& a, const CustomerRecord& b) {
-      int64_t ta = Micros(a.customer().created_at()), tb = Micros(b.customer().created_at());
-      return ta != tb ? ta < tb : a.customer().id() < b.customer().id();
-    });
-    CustomerRecord survivor = records.front();
-    std::vector<CustomerRecord> others(records.begin() + 1, records.end());
-    ECRM_ASSIGN_OR_RETURN(
-        v1::MergeRecord merge,
-        MergeInto(c, survivor, std::move(others), request.reason().empty() ? "manual" : request.reason(), &gone));
-    ECRM_RETURN_IF_ERROR(Save(c, survivor, false));
-    AppendChange(pending, v1::CHANGE_KIND_MERGE, survivor.customer(), &merge);
-    *out.mutable_survivor() = survivor.customer();
-    *out.mutable_merge() = merge;
-    written.push_back(survivor.customer());
-    return FlushChanges(c, pending);
-  }));
-  CacheAfterCommit(written, gone);
-  return out;
-}
-
-absl::StatusOr<v1::ListMergesResponse> CustomerStore::ListMerges(const v1::ListMergesRequest& request) {
-  if (request.customer_id().empty()) return Invalid("customer_id", "is required");
-  int limit = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
-  int64_t before = std::numeric_limits<int64_t>::max();
-  if (!request.page_token().empty() && (!absl::SimpleAtoi(request.page_token(), &before) || before <= 0)) {
-    return Invalid("page_token", "is not a token from a previous response");
-  }
-  ECRM_ASSIGN_OR_RETURN(sql::Result r,
-                        db_.Execute("SELECT m.merged_at, m.record FROM merges m JOIN merge_members mm "
-                                    "ON mm.merge_id = m.merge_id WHERE mm.customer_id = $1 AND m.merged_at < $2 "
-                                    "ORDER BY m.merged_at DESC LIMIT $3",
-                                    {request.customer_id(), before, limit + 1}));
-  v1::ListMergesResponse out;
-  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    out.add_merges()->ParseFromString(std::string(r.row(i).Text(1)));
-  }
-  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat(r.row(limit - 1).Int(0)));
-  return out;
-}
-
-absl::StatusOr<v1::UnmergeCustomersResponse> CustomerStore::Unmerge(const v1::UnmergeCustomersRequest& request) {
-  if (request.merge_id().empty()) return Invalid("merge_id", "is required");
-  v1::UnmergeCustomersResponse out;
-  std::vector<v1::Customer> written;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
-    out.Clear();
-    written.clear();
-    ECRM_ASSIGN_OR_RETURN(sql::Result m, c.Execute("SELECT survivor_id, merged_at, unmerged_at, record, before_images "
-                                                   "FROM merges WHERE merge_id = $1",
-                                                   {request.merge_id()}));
-    if (m.empty())
-      return absl::NotFoundError(absl::StrCat("merge_id: merge \"", request.merge_id(), "\" does not exist"));
-    if (!m.front().IsNull(2)) return absl::FailedPreconditionError("merge_id: this merge was already undone");
-    const std::string survivor_id(m.front().Text(0));
-    const int64_t merged_at = m.front().Int(1);
-    v1::MergeRecord record;
-    internal::MergeBeforeImages before;
-    if (!record.ParseFromString(std::string(m.front().Text(3))) ||
-        !before.ParseFromString(std::string(m.front().Text(4)))) {
-      return absl::DataLossError("unreadable merge record");
-    }
-    // A later merge that touched any of these customers must be undone first.
-    for (const CustomerRecord& r : before.records()) {
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result later,
-          c.Execute("SELECT m.merge_id FROM merges m JOIN merge_members mm ON mm.merge_id = m.merge_id "
-                    "WHERE mm.customer_id = $1 AND m.merged_at > $2 AND m.unmerged_at IS NULL",
-                    {r.customer().id(), merged_at}));
-      if (!later.empty()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("merge_id: merge \"", later.front().Text(0), "\" came later; undo it first"));
-      }
-    }
-    ECRM_ASSIGN_OR_RETURN(Loaded current, Load(c, survivor_id));
-    // Identifiers the survivor gained after the merge stay with it.
-    std::set<IdKey> before_ids;
-    for (const CustomerRecord& r : before.records()) {
-      for (const auto& id : r.customer().identifiers()) before_ids.insert(KeyOf(id));
-    }
-    std::vector<common::v1::Identifier> gained;
-    for (const auto& id : current.record.customer().identifiers()) {
-      if (!before_ids.count(KeyOf(id))) gained.push_back(id);
-    }
-    const int64_t now = NowMicros();
-    // First hand identifiers and events back, then rebuild each summary from what it owns.
-    for (const CustomerRecord& image : before.records()) {
-      const std::string& id = image.customer().id();
-      for (const auto& ident : image.customer().identifiers()) {
-        ECRM_RETURN_IF_ERROR(c.Execute("UPDATE identifiers SET customer_id = $1 WHERE type = $2 AND source = $3 "
-                                       "AND value = $4",
-                                       {id, static_cast<int>(ident.type()), ident.source(), ident.value()})
-                                 .status());
-      }
-      if (id == survivor_id) continue;
-      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE events SET customer_id = $1 WHERE recorded_for = $1 AND customer_id = $2",
-                                     {id, survivor_id})
-                               .status());
-      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE customers SET merged_into = NULL WHERE id = $1", {id}).status());
-    }
-    for (const CustomerRecord& image : before.records()) {
-      const std::string& id = image.customer().id();
-      ECRM_ASSIGN_OR_RETURN(Loaded now_loaded, Load(c, id));
-      CustomerRecord restored = image;
-      restored.mutable_customer()->set_version(now_loaded.record.customer().version());  // Save bumps past both
-      if (id == survivor_id) {
-        for (const auto& g : gained) *restored.mutable_customer()->add_identifiers() = g;
-      }
-      // The summary follows the events the customer now owns (including any recorded since).
-      v1::BehaviourSummary summary;
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result events,
-          c.Execute(absl::StrCat("SELECT ", kStoredEventColumns, " FROM events WHERE customer_id = $1"), {id}));
-      for (sql::Row row : events) {
-        absl::StatusOr<v1::Event> e = StoredEvent(row, 0);
-        if (e.ok()) ApplyEvent(*e, summary);
-      }
-      // First seen can predate every event (the customer was created first).
-      const v1::BehaviourSummary& was = image.customer().behaviour();
-      if (was.has_first_seen_at() &&
-          (!summary.has_first_seen_at() || Micros(was.first_seen_at()) < Micros(summary.first_seen_at()))) {
-        *summary.mutable_first_seen_at() = was.first_seen_at();
-      }
-      *restored.mutable_customer()->mutable_behaviour() = summary;
-      ECRM_RETURN_IF_ERROR(Save(c, restored, false));
-      AppendChange(pending, v1::CHANGE_KIND_UNMERGE, restored.customer(), &record);
-      *out.add_customers() = restored.customer();
-      written.push_back(restored.customer());
-    }
-    *record.mutable_unmerged_at() = Ts(now);
-    ECRM_RETURN_IF_ERROR(c.Execute("UPDATE merges SET unmerged_at = $1, record = $2 WHERE merge_id = $3",
-                                   {now, sql::Blob{record.SerializeAsString()}, request.merge_id()})
-                             .status());
-    return FlushChanges(c, pending);
-  }));
-  CacheAfterCommit(written, {});
-  return out;
-}
-
 absl::StatusOr<v1::ListCustomersResponse> CustomerStore::ListCustomers(const v1::ListCustomersRequest& request) {
   const int limit = PageSize(request.page_size());
-  std::string after;
-  if (!request.page_token().empty()) {
-    absl::string_view token = request.page_token();
-    if (!absl::ConsumePrefix(&token, "c:") || token.empty()) {
-      return Invalid("page_token", "is not a token from a previous ListCustomers response");
-    }
-    after = std::string(token);
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListCustomers", request.page_token()));
+  const std::string after = cursor ? cursor->text : "";
   const int64_t since = request.has_updated_since() ? Micros(request.updated_since()) : 0;
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   ECRM_ASSIGN_OR_RETURN(sql::Result seq, conn->Execute("SELECT MAX(sequence) FROM changes"));
@@ -1174,198 +405,9 @@ absl::StatusOr<v1::ListCustomersResponse> CustomerStore::ListCustomers(const v1:
     if (!record.ParseFromString(std::string(r.row(i).Text(1)))) return absl::DataLossError("unreadable customer");
     *out.add_customers() = std::move(*record.mutable_customer());
   }
-  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(absl::StrCat("c:", r.row(limit - 1).Text(0)));
+  if (static_cast<int>(r.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("ListCustomers", {0, std::string(r.row(limit - 1).Text(0))}));
   return out;
-}
-
-}  // namespace ecrm::infostore
-
-namespace ecrm::infostore {
-namespace {
-
-std::string IdentifierHash(const common::v1::Identifier& id) {
-  return Sha256Hex(absl::StrCat("ecrm-erased:", static_cast<int>(id.type()), "|", id.source(), "|", id.value()));
-}
-
-}  // namespace
-
-absl::Status CustomerStore::CheckNotErased(sql::Connection& c, const common::v1::Identifier& id,
-                                           absl::string_view field) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r,
-                        c.Execute("SELECT 1 FROM erased_identifiers WHERE hash = $1", {IdentifierHash(id)}));
-  if (!r.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(field, ": this identifier belonged to a person whose data was erased; it is not re-created"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> CustomerStore::FindErasure(
-    const std::string& request_id) {
-  ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT receipt FROM erasures WHERE request_id = $1", {request_id}));
-  if (r.empty()) return std::nullopt;
-  privacy::v1::EraseCustomerDataResponse receipt;
-  if (!receipt.ParseFromString(std::string(r.front().Text(0)))) return absl::DataLossError("unreadable receipt");
-  return receipt;
-}
-
-absl::StatusOr<std::string> CustomerStore::Resolve(const common::v1::CustomerRef& ref) {
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  bool found = false;
-  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
-  if (!found) return absl::NotFoundError("customer: no such customer");
-  return id;
-}
-
-absl::StatusOr<std::string> CustomerStore::ExportLocal(const std::string& customer_id) {
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  common::v1::CustomerRef ref;
-  ref.set_customer_id(customer_id);
-  bool found = false;
-  ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(*conn, ref, &found));
-  if (!found) return std::string("{}");
-  ECRM_ASSIGN_OR_RETURN(Loaded l, Load(*conn, id, false));
-  std::vector<std::string> members = {id};
-  members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
-  std::vector<std::string> history, events, merges;
-  for (const std::string& member : members) {
-    ECRM_ASSIGN_OR_RETURN(
-        sql::Result h,
-        conn->Execute("SELECT change FROM consent_history WHERE customer_id = $1 ORDER BY id", {member}));
-    for (sql::Row row : h) {
-      v1::ConsentChange change;
-      if (change.ParseFromString(std::string(row.Text(0)))) history.push_back(util::ToJson(change));
-    }
-    ECRM_ASSIGN_OR_RETURN(sql::Result m, conn->Execute("SELECT m.record FROM merges m JOIN merge_members mm "
-                                                       "ON mm.merge_id = m.merge_id WHERE mm.customer_id = $1",
-                                                       {member}));
-    for (sql::Row row : m) {
-      v1::MergeRecord merge;
-      if (merge.ParseFromString(std::string(row.Text(0)))) merges.push_back(util::ToJson(merge));
-    }
-  }
-  ECRM_ASSIGN_OR_RETURN(sql::Result ev, conn->Execute(absl::StrCat("SELECT ", kStoredEventColumns,
-                                                                   " FROM events WHERE customer_id = $1 "
-                                                                   "ORDER BY occurred_at"),
-                                                      {id}));
-  for (sql::Row row : ev) {
-    absl::StatusOr<v1::Event> e = StoredEvent(row, 0);
-    if (e.ok()) events.push_back(util::ToJson(*e));
-  }
-  std::sort(merges.begin(), merges.end());
-  merges.erase(std::unique(merges.begin(), merges.end()), merges.end());
-  return absl::StrCat("{\"customer\":", util::ToJson(l.record.customer()), ",\"consent_history\":[",
-                      absl::StrJoin(history, ","), "],\"events\":[", absl::StrJoin(events, ","), "],\"merges\":[",
-                      absl::StrJoin(merges, ","), "]}");
-}
-
-absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerStore::EraseLocal(const std::string& customer_id,
-                                                                                 const std::string& reason,
-                                                                                 const std::string& request_id) {
-  if (customer_id.empty()) return Invalid("customer_id", "is required");
-  privacy::v1::EraseCustomerDataResponse receipt;
-  std::vector<std::string> gone;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
-    receipt.Clear();
-    gone.clear();
-    receipt.set_engine("infostore");
-    if (!request_id.empty()) {
-      ECRM_ASSIGN_OR_RETURN(sql::Result done,
-                            c.Execute("SELECT receipt FROM erasures WHERE request_id = $1", {request_id}));
-      if (!done.empty()) {
-        receipt.ParseFromString(std::string(done.front().Text(0)));
-        return absl::OkStatus();
-      }
-    }
-    const int64_t now = NowMicros();
-    *receipt.mutable_erased_at() = Ts(now);
-    common::v1::CustomerRef ref;
-    ref.set_customer_id(customer_id);
-    bool found = false;
-    ECRM_ASSIGN_OR_RETURN(std::string id, ResolveId(c, ref, &found));
-    std::map<std::string, int64_t> counts;
-    if (found) {
-      ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, id));
-      std::vector<std::string> members = {id};
-      members.insert(members.end(), l.record.customer().merged_ids().begin(), l.record.customer().merged_ids().end());
-      for (const auto& ident : l.record.customer().identifiers()) {
-        ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO erased_identifiers (hash, erased_at) VALUES ($1, $2) "
-                                       "ON CONFLICT (hash) DO NOTHING",
-                                       {IdentifierHash(ident), now})
-                                 .status());
-      }
-      auto count = [&](const std::string& kind, absl::StatusOr<sql::Result> r) -> absl::Status {
-        if (!r.ok()) return r.status();
-        counts[kind] += r->rows_affected();
-        return absl::OkStatus();
-      };
-      ECRM_RETURN_IF_ERROR(count("identifiers", c.Execute("DELETE FROM identifiers WHERE customer_id = $1", {id})));
-      ECRM_RETURN_IF_ERROR(count("events", c.Execute("DELETE FROM events WHERE customer_id = $1", {id})));
-      // Erased tombstones replace every past feed payload about these customers.
-      v1::Change scrubbed;
-      scrubbed.set_kind(v1::CHANGE_KIND_ERASE);
-      for (const std::string& member : members) {
-        scrubbed.set_customer_id(member);
-        ECRM_RETURN_IF_ERROR(count("events", c.Execute("DELETE FROM events WHERE recorded_for = $1", {member})));
-        ECRM_RETURN_IF_ERROR(
-            count("consent_history", c.Execute("DELETE FROM consent_history WHERE customer_id = $1", {member})));
-        ECRM_ASSIGN_OR_RETURN(sql::Result merges,
-                              c.Execute("SELECT merge_id FROM merge_members WHERE customer_id = $1", {member}));
-        for (sql::Row row : merges) {
-          std::string merge_id(row.Text(0));
-          ECRM_RETURN_IF_ERROR(count("merges", c.Execute("DELETE FROM merges WHERE merge_id = $1", {merge_id})));
-          ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM merge_members WHERE merge_id = $1", {merge_id}).status());
-        }
-        ECRM_RETURN_IF_ERROR(count("customers", c.Execute("DELETE FROM customers WHERE id = $1", {member})));
-        // A retried upsert then runs again and is refused: its identifiers are flagged erased.
-        ECRM_RETURN_IF_ERROR(
-            count("upsert_requests", c.Execute("DELETE FROM upsert_requests WHERE customer_id = $1", {member})));
-        ECRM_RETURN_IF_ERROR(
-            count("feed entries scrubbed", c.Execute("UPDATE changes SET change = $1 WHERE customer_id = $2",
-                                                     {sql::Blob{scrubbed.SerializeAsString()}, member})));
-        gone.push_back(member);
-      }
-      v1::Customer tombstone;
-      tombstone.set_id(id);
-      tombstone.set_version(l.record.customer().version() + 1);
-      AppendChange(pending, v1::CHANGE_KIND_ERASE, tombstone);
-    }
-    for (const auto& [kind, n] : counts) {
-      privacy::v1::ErasedItem* item = receipt.add_items();
-      item->set_kind(kind);
-      item->set_count(n);
-      item->set_action(kind == "feed entries scrubbed" ? "pseudonymised" : "deleted");
-    }
-    if (!request_id.empty()) {
-      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO erasures (request_id, erased_at, receipt) VALUES ($1, $2, $3)",
-                                     {request_id, now, sql::Blob{receipt.SerializeAsString()}})
-                               .status());
-    }
-    return FlushChanges(c, pending);
-  }));
-  if (on_change_ && !gone.empty()) on_change_();
-  if (cache_ != nullptr) {  // tombstones no later fill can outrank, in one round trip
-    std::vector<cache::ProfileWrite> tombstones;
-    for (const std::string& id : gone) tombstones.push_back({id, std::numeric_limits<int64_t>::max() / 2, "", true});
-    cache_->Write(tombstones);
-  }
-  if (!gone.empty()) {  // PostgreSQL: the deleted and scrubbed row versions leave the pages now
-    for (absl::string_view table : {"customers", "identifiers", "events", "consent_history", "merges", "merge_members",
-                                    "changes", "upsert_requests"}) {
-      // Only the identifiers' index holds personal data (the values) in its keys.
-      if (absl::Status s = sql::Vacuum(db_, table, /*index_cleanup=*/table == "identifiers"); !s.ok()) {
-        log::Warn("VACUUM after an erasure failed; autovacuum will remove the erased rows",
-                  {{"table", table}, {"error", s}});
-      }
-    }
-  }
-  // The audit trail keeps ids and counts, never the erased data.
-  int64_t items = 0;
-  for (const auto& item : receipt.items()) items += item.count();
-  log::Info("customer erased",
-            {{"customer_id", customer_id}, {"reason", reason}, {"request_id", request_id}, {"records", items}});
-  return receipt;
 }
 
 }  // namespace ecrm::infostore

@@ -1,5 +1,5 @@
 // The information store's domain: identity resolution, profiles, consents, events, merges and
-// the change feed, over libs/sql and the shared profile cache. No gRPC types here.
+// erasure, over libs/sql, the change feed and the shared profile cache. No gRPC types here.
 #pragma once
 
 #include <atomic>
@@ -16,13 +16,16 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "change_feed.h"
 #include "ecrm/cache/profile_cache.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/infostore/internal/record.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/privacy/v1/privacy.pb.h"
 #include "ecrm/server/customer_data_owner.h"
 #include "ecrm/sql/sql.h"
-#include "work_queue.h"
+#include "ecrm/util/work_queue.h"
+#include "survivorship.h"
 
 namespace ecrm::infostore {
 
@@ -47,28 +50,50 @@ struct EventBatchResult {
 // Runs once a RecordEvents batch is durable (with its counts) or has failed.
 using EventsDone = std::function<void(absl::StatusOr<EventBatchResult>)>;
 
+// The information store's customers. One class, implemented in one file per concern:
+//   customer_store.cc  loading, saving, resolving; reads through the cache; Upsert (identity.h,
+//                      survivorship.h); ListCustomers; upsert request ids
+//   consents.cc        UpdateConsent, ConsentHistory, UpdatePreferences
+//   merges.cc          MergeInto, Merge, ListMerges, Unmerge
+//   erasure.cc         CheckNotErased, FindErasure, ExportLocal, EraseLocal
+//   events.cc          construction, RecordEvents (the event writer and acknowledger), ListEvents
+// The change feed is a class of its own (change_feed.h), which every write appends to.
 class CustomerStore final : public server::CustomerDataOwner {
  public:
-  // `cache` may be null (no Redis configured).
-  CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options);
+  // Every write appends its changes to `feed`. `cache` may be null (no Redis configured).
+  CustomerStore(sql::Database& db, ChangeFeed& feed, cache::ProfileCache* cache, StoreOptions options);
   // Commits the event batches still queued, then stops the event writer.
   ~CustomerStore();
 
+  // customer_store.cc
   // With a request_id, a retry of the same request returns the first response (kept for
-  // --request-retention) and the same id with a different request is INVALID_ARGUMENT.
+  // --request-retention) and the same id with a different request is FAILED_PRECONDITION, as
+  // every engine's idempotency keys (libs/idempotency).
   absl::StatusOr<v1::UpsertCustomerResponse> Upsert(const v1::UpsertCustomerRequest& request);
   absl::StatusOr<v1::Customer> Get(const common::v1::CustomerRef& ref);
   absl::StatusOr<v1::BatchGetCustomersResponse> BatchGet(const std::vector<std::string>& ids);
+  absl::StatusOr<v1::ListCustomersResponse> ListCustomers(const v1::ListCustomersRequest& request);
+  // The cached customer, if the cache holds a readable one (no database access).
+  std::optional<v1::Customer> FromCache(const std::string& id);
+  // Resolves a reference to the live customer id (following merges); NOT_FOUND if none.
+  absl::StatusOr<std::string> Resolve(const common::v1::CustomerRef& ref);
+  // Forgets upsert request ids recorded before `before`. Returns how many.
+  absl::StatusOr<int64_t> PruneRequests(absl::Time before);
+
+  // consents.cc
   absl::StatusOr<v1::Customer> UpdateConsent(const v1::UpdateConsentRequest& request);
   absl::StatusOr<v1::GetConsentHistoryResponse> ConsentHistory(const v1::GetConsentHistoryRequest& request);
   absl::StatusOr<v1::Customer> UpdatePreferences(const v1::UpdatePreferencesRequest& request);
+
+  // merges.cc
   absl::StatusOr<v1::MergeCustomersResponse> Merge(const v1::MergeCustomersRequest& request);
   absl::StatusOr<v1::ListMergesResponse> ListMerges(const v1::ListMergesRequest& request);
   // Restores every customer of a merge as it was before it; identifiers added to the survivor
   // since stay with it, events go back to the customer they were recorded for, and behaviour
   // summaries are recomputed from the events.
   absl::StatusOr<v1::UnmergeCustomersResponse> Unmerge(const v1::UnmergeCustomersRequest& request);
-  absl::StatusOr<v1::ListCustomersResponse> ListCustomers(const v1::ListCustomersRequest& request);
+
+  // events.cc
   absl::StatusOr<v1::ListEventsResponse> ListEvents(const v1::ListEventsRequest& request);
   // Validates one RecordEvents batch — an error (INVALID_ARGUMENT naming the field) is returned
   // at once and `done` never runs — and queues it for the event writer thread. That thread
@@ -80,6 +105,7 @@ class CustomerStore final : public server::CustomerDataOwner {
   // is small).
   int64_t QueuedEvents() const { return queued_events_.load(std::memory_order_relaxed); }
 
+  // erasure.cc
   // This engine's part of a data-subject export: one JSON object (customer, consent history,
   // events, merges); "{}" when nothing is held.
   absl::StatusOr<std::string> ExportLocal(const std::string& customer_id);
@@ -89,6 +115,8 @@ class CustomerStore final : public server::CustomerDataOwner {
   absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseLocal(const std::string& customer_id,
                                                                     const std::string& reason,
                                                                     const std::string& request_id);
+  // The receipt of an earlier erasure with this request id, if there was one.
+  absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> FindErasure(const std::string& request_id);
   // CustomerData, for the shared service: ExportLocal and EraseLocal.
   absl::StatusOr<std::string> ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) override {
     return ExportLocal(req.customer_id());
@@ -97,25 +125,6 @@ class CustomerStore final : public server::CustomerDataOwner {
       const privacy::v1::EraseCustomerDataRequest& req) override {
     return EraseLocal(req.customer_id(), req.reason(), req.request_id());
   }
-  // The receipt of an earlier erasure with this request id, if there was one.
-  absl::StatusOr<std::optional<privacy::v1::EraseCustomerDataResponse>> FindErasure(const std::string& request_id);
-  // The cached customer, if the cache holds a readable one (no database access).
-  std::optional<v1::Customer> FromCache(const std::string& id);
-  // Resolves a reference to the live customer id (following merges); NOT_FOUND if none.
-  absl::StatusOr<std::string> Resolve(const common::v1::CustomerRef& ref);
-
-  // Called after every commit that appended to the change feed (wakes feed streams).
-  void SetChangeListener(std::function<void()> listener) { on_change_ = std::move(listener); }
-
-  // Changes with sequence > after, in order, at most `limit`.
-  absl::StatusOr<std::vector<v1::Change>> ReadChanges(int64_t after, int limit);
-  // Deletes changes committed before `before`, always keeping the newest one so the feed
-  // position survives. Returns how many were deleted.
-  absl::StatusOr<int64_t> PruneFeed(absl::Time before);
-  // Forgets upsert request ids recorded before `before`. Returns how many.
-  absl::StatusOr<int64_t> PruneRequests(absl::Time before);
-  // Lowest sequence still retained (0 when the feed is empty) and the latest one.
-  absl::StatusOr<std::pair<int64_t, int64_t>> FeedBounds();
 
  private:
   struct Loaded {
@@ -124,29 +133,8 @@ class CustomerStore final : public server::CustomerDataOwner {
   };
   struct EventBatch;
   struct CommittedGroup;
-  // The event writer thread: takes the queued batches in groups and commits them.
-  void WriteEventsLoop();
-  // The event acknowledger thread: after each commit, writes the summaries to the cache, runs
-  // the batches' callbacks and frees them, while the writer goes on with the next group.
-  void AckEventsLoop();
-  // Commits a group of batches in one transaction; when that fails, each batch alone. The
-  // customers written are appended to `written`.
-  void CommitGroup(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
-  absl::Status WriteEvents(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
-  // The stored response of an earlier upsert with this request_id; INVALID_ARGUMENT when that
-  // was a different request.
-  absl::StatusOr<std::optional<v1::UpsertCustomerResponse>> FindUpsert(sql::Connection& c,
-                                                                       const v1::UpsertCustomerRequest& request,
-                                                                       const std::string& request_hash);
-  absl::Status RecordUpsert(sql::Connection& c, const v1::UpsertCustomerRequest& request,
-                            const std::string& request_hash, const v1::UpsertCustomerResponse& response);
-  // INVALID_ARGUMENT when an attribute's value is of another type than the attribute's first
-  // use; declares the types of attributes used for the first time (returned in `declared`).
-  absl::Status CheckAttributeTypes(sql::Connection& c,
-                                   const google::protobuf::Map<std::string, common::v1::AttributeValue>& attributes,
-                                   std::map<std::string, int>& declared);
-  // Saves (updates) every record, each checked against the version it was loaded at.
-  absl::Status SaveMany(sql::Connection& c, std::map<std::string, internal::CustomerRecord>& records);
+
+  // customer_store.cc
   absl::StatusOr<std::string> ResolveId(sql::Connection& c, const common::v1::CustomerRef& ref, bool* found);
   // `for_update`: lock the row until commit (PostgreSQL; SQLite writers are serialised anyway),
   // so concurrent writers of one customer queue instead of failing their version check.
@@ -161,41 +149,54 @@ class CustomerStore final : public server::CustomerDataOwner {
   // Resolves `ref` (NOT_FOUND naming the field "customer") and loads it for a write.
   absl::StatusOr<Loaded> LoadRef(sql::Connection& c, const common::v1::CustomerRef& ref);
   absl::Status Save(sql::Connection& c, internal::CustomerRecord& record, bool create);
-  // Changes are buffered during a transaction and written by FlushChanges as its last step. A
-  // change carries the customer after it, except an event change: it carries its event (a tail).
-  static void AppendChange(std::vector<v1::Change>& pending, v1::ChangeKind kind, const v1::Customer& customer,
-                           const v1::MergeRecord* merge = nullptr);
-  // `tails[i]`, when given, is appended to change i as serialised: fields already encoded (an
-  // event change gets its event that way, from the bytes stored for it, not serialised again).
-  static absl::Status FlushChanges(sql::Connection& c, std::vector<v1::Change>& pending,
-                                   const std::vector<std::string>* tails = nullptr);
-  // Merges `others` into `survivor` (all loaded in this transaction); the merged records are
-  // saved as redirects and returned through `merged`.
-  absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,
-                                            std::vector<internal::CustomerRecord> others, const std::string& reason,
-                                            std::vector<v1::Customer>* merged);
-  absl::Status ApplyProfile(const v1::UpsertCustomerRequest& request, internal::CustomerRecord& record,
-                            int64_t now_us) const;
   // Resolves ref in the database (following merges) and reads the customer, from the cache
   // unless `missed` (an id the cache was just asked for) is where it resolved, then from the
   // database, filling the cache.
   absl::StatusOr<v1::Customer> ReadResolved(const common::v1::CustomerRef& ref, const std::string& missed);
   void CacheAfterCommit(const std::vector<v1::Customer>& written, const std::vector<v1::Customer>& gone);
-  int Rank(common::v1::Touchpoint source) const;
+  // INVALID_ARGUMENT when an attribute's value is of another type than the attribute's first
+  // use; declares the types of attributes used for the first time (returned in `declared`).
+  absl::Status CheckAttributeTypes(sql::Connection& c,
+                                   const google::protobuf::Map<std::string, common::v1::AttributeValue>& attributes,
+                                   std::map<std::string, int>& declared);
+
+  // merges.cc
+  // Merges `others` into `survivor` (all loaded in this transaction); the merged records are
+  // saved as redirects and returned through `merged`.
+  absl::StatusOr<v1::MergeRecord> MergeInto(sql::Connection& c, internal::CustomerRecord& survivor,
+                                            std::vector<internal::CustomerRecord> others, const std::string& reason,
+                                            std::vector<v1::Customer>* merged);
+
+  // erasure.cc
   // FAILED_PRECONDITION when an identifier belongs to an erased person.
   absl::Status CheckNotErased(sql::Connection& c, const common::v1::Identifier& id, absl::string_view field);
 
+  // events.cc
+  // The event writer thread: takes the queued batches in groups and commits them.
+  void WriteEventsLoop();
+  // The event acknowledger thread: after each commit, writes the summaries to the cache, runs
+  // the batches' callbacks and frees them, while the writer goes on with the next group.
+  void AckEventsLoop();
+  // Commits a group of batches in one transaction; when that fails, each batch alone. The
+  // customers written are appended to `written`.
+  void CommitGroup(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
+  absl::Status WriteEvents(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
+  // Saves (updates) every record, each checked against the version it was loaded at.
+  absl::Status SaveMany(sql::Connection& c, std::map<std::string, internal::CustomerRecord>& records);
+
   sql::Database& db_;
+  idempotency::Store idempotency_;  // UpsertCustomer's request ids
+  ChangeFeed& feed_;
   cache::ProfileCache* cache_;
   StoreOptions options_;
-  std::function<void()> on_change_;
+  SurvivorshipRules rules_;  // from options_
   // Attribute name → AttributeValue value case, as declared in the database (never changes).
   std::mutex attribute_types_mu_;
   std::map<std::string, int> attribute_types_;
   // RecordEvents batches waiting for the event writer, then committed groups waiting for the
   // acknowledger.
-  WorkQueue<std::unique_ptr<EventBatch>> events_queue_;
-  WorkQueue<CommittedGroup> acks_queue_;
+  util::WorkQueue<std::unique_ptr<EventBatch>> events_queue_;
+  util::WorkQueue<CommittedGroup> acks_queue_;
   std::atomic<int64_t> queued_events_{0};  // from RecordEvents until acknowledged
   std::thread event_acker_;                // last: started once everything above exists
   std::thread event_writer_;

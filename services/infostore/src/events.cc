@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "customer_store.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "identifiers.h"
 #include "store_helpers.h"
 
@@ -25,7 +26,7 @@ using internal::CustomerRecord;
 namespace {
 // Change.event (field 7) holding the event as stored plus its columns' fields (two serialised
 // parts of one Event parse as their merge), encoded as a protobuf field: appended to a
-// serialised Change it parses as that event. ReadChanges adds the customer.
+// serialised Change it parses as that event. ChangeFeed::Read adds the customer.
 std::string EventField(const std::string& stored, const std::string& columns) {
   std::string out;
   {
@@ -62,10 +63,13 @@ struct CustomerStore::CommittedGroup {
   std::vector<v1::Customer> written;  // the customers to write to the cache
 };
 
-CustomerStore::CustomerStore(sql::Database& db, cache::ProfileCache* cache, StoreOptions options)
+CustomerStore::CustomerStore(sql::Database& db, ChangeFeed& feed, cache::ProfileCache* cache, StoreOptions options)
     : db_(db),
+      idempotency_(db),
+      feed_(feed),
       cache_(cache),
       options_(std::move(options)),
+      rules_{options_.source_priority, options_.max_attributes},
       event_acker_([this] { AckEventsLoop(); }),
       event_writer_([this] { WriteEventsLoop(); }) {}
 
@@ -197,7 +201,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
   }
   const size_t written_before = written.size();
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    std::vector<v1::Change> pending;
+    ChangeFeed::Pending pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
     written.resize(written_before);                      // a retried transaction starts again
     std::map<std::string, CustomerRecord> touched;       // every customer concerned, by id
@@ -268,7 +272,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
         continue;
       }
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
-      AppendChange(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
+      feed_.Append(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
       i.owner = fresh.customer().id();
       CustomerRecord& record = touched[i.owner];
       record = std::move(fresh);
@@ -382,7 +386,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       absl::flat_hash_set<absl::string_view> ids(inserted_ids.begin(), inserted_ids.end());
       for (size_t k : order) is_new[k] = ids.contains(items[k].event().event_id());
     }
-    // Each event change's event, encoded (for FlushChanges; none for the changes before them),
+    // Each event change's event, encoded (for ChangeFeed::Flush; none for the changes before them),
     // and its customer, whose version after this commit it names.
     std::vector<std::string> event_fields(pending.size());
     std::vector<std::pair<size_t, const v1::Customer*>> event_changes;  // index in pending, customer
@@ -397,7 +401,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       CustomerRecord& record = *names[name_of[k]].record;
       changed.insert(&record);
       ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
-      AppendChange(pending, v1::CHANGE_KIND_EVENT, record.customer());
+      feed_.Append(pending, v1::CHANGE_KIND_EVENT, record.customer());
       event_changes.emplace_back(pending.size() - 1, &record.customer());
       event_fields.push_back(EventField(items[k].stored(), items[k].columns()));
     }
@@ -406,7 +410,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
     for (const auto& [i, customer] : event_changes) pending[i].set_customer_version(customer->version());
     for (auto& [id, record] : touched) written.push_back(record.customer());
-    return FlushChanges(c, pending, &event_fields);
+    return feed_.Flush(c, pending, &event_fields);
   });
   if (!status.ok()) written.resize(written_before);  // rolled back: nothing to cache
   return status;
@@ -451,15 +455,10 @@ absl::Status CustomerStore::SaveMany(sql::Connection& c, std::map<std::string, C
 absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListEventsRequest& request) {
   const int limit = PageSize(request.page_size());
   if (request.types_size() > 20) return Invalid("types", "at most 20");
-  int64_t before_at = std::numeric_limits<int64_t>::max();
-  std::string before_id;
-  if (!request.page_token().empty()) {
-    std::vector<std::string> parts = absl::StrSplit(request.page_token(), absl::MaxSplits(':', 2));
-    if (parts.size() != 3 || parts[0] != "e" || !absl::SimpleAtoi(parts[1], &before_at) || parts[2].empty()) {
-      return Invalid("page_token", "is not a token from a previous ListEvents response");
-    }
-    before_id = parts[2];
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListEvents", request.page_token()));
+  const int64_t before_at = cursor ? cursor->number : std::numeric_limits<int64_t>::max();
+  const std::string before_id = cursor ? cursor->text : "";
   const int64_t start = request.has_start_time() ? Micros(request.start_time()) : std::numeric_limits<int64_t>::min();
   const int64_t end = request.has_end_time() ? Micros(request.end_time()) : std::numeric_limits<int64_t>::max();
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
@@ -491,7 +490,8 @@ absl::StatusOr<v1::ListEventsResponse> CustomerStore::ListEvents(const v1::ListE
     ECRM_ASSIGN_OR_RETURN(*out.add_events(), StoredEvent(r.row(i), 2));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(absl::StrCat("e:", r.row(limit - 1).Int(0), ":", r.row(limit - 1).Text(1)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListEvents", {r.row(limit - 1).Int(0), std::string(r.row(limit - 1).Text(1))}));
   }
   return out;
 }

@@ -91,4 +91,6 @@ absl::StatusOr<Identifier> Normalize(const Identifier& id, absl::string_view fie
   return out;
 }
 
+IdKey KeyOf(const common::v1::Identifier& id) { return {static_cast<int>(id.type()), id.source(), id.value()}; }
+
 }  // namespace ecrm::infostore

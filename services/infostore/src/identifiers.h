@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <tuple>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -21,5 +22,9 @@ absl::StatusOr<Identifier> Normalize(const Identifier& id, absl::string_view fie
 
 // Strong identifiers may merge customers; a device id never merges two identified customers.
 bool IsStrong(common::v1::IdentifierType type);
+
+// An identifier's identity: two identifiers with the same key are one.
+using IdKey = std::tuple<int, std::string, std::string>;  // (type, source, value)
+IdKey KeyOf(const common::v1::Identifier& id);
 
 }  // namespace ecrm::infostore

@@ -1,10 +1,12 @@
 // ecrm-infostore: composition root of the customer-centric information store.
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
+#include "change_feed.h"
 #include "clients/customer_data_client_grpc.h"
 #include "customer_store.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/customer_data.h"
+#include "ecrm/server/deadline.h"
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
@@ -59,22 +61,24 @@ int main(int argc, char** argv) {
   auto stores = ecrm::server::OpenStores(runner, ecrm::infostore::kMigrations, {.profile_cache = true});
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
   ecrm::server::Executor& executor = *stores->executor;
-  ecrm::infostore::CustomerStore store(*stores->db, stores->profiles.get(), options);
-  ecrm::infostore::FeedSignal feed;
-  store.SetChangeListener([&feed] { feed.Notify(); });
-  ecrm::infostore::PrivacyFanout privacy(store, ecrm::infostore::GrpcCustomerDataClients(*peers), privacy_timeout);
-  ecrm::infostore::InformationStoreService service(store, executor, feed, privacy);
+  ecrm::infostore::ChangeFeed feed(*stores->db);
+  ecrm::infostore::FeedSignal feed_signal;
+  feed.SetListener([&feed_signal] { feed_signal.Notify(); });
+  ecrm::infostore::CustomerStore store(*stores->db, feed, stores->profiles.get(), options);
+  ecrm::infostore::PrivacyFanout privacy(store, ecrm::infostore::GrpcCustomerDataClients(*peers), privacy_timeout,
+                                         ecrm::server::CurrentDeadline);
+  ecrm::infostore::InformationStoreService service(store, feed, executor, feed_signal, privacy);
   ecrm::server::CustomerDataService customer_data("infostore", store, executor);
   runner.AddService(&service, ecrm::infostore::v1::InformationStore::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
-  runner.OnDrain([&feed] { feed.Drain(); });
+  runner.OnDrain([&feed_signal] { feed_signal.Drain(); });
 
   // Deletes expired changes in the background; stopped before the stores close (also by its
   // destructor, after a failed start that never reaches the shutdown hooks).
   ecrm::server::PeriodicTask pruner(
       "feed-pruner", prune_every,
       [&] {
-        absl::StatusOr<int64_t> n = store.PruneFeed(absl::Now() - feed_retention);
+        absl::StatusOr<int64_t> n = feed.Prune(absl::Now() - feed_retention);
         if (!n.ok()) {
           ecrm::log::Warn("feed pruning failed", {{"error", n.status()}});
         } else if (*n > 0) {

@@ -2,18 +2,21 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "ecrm/server/deadline.h"
+#include "absl/time/clock.h"
 #include "ecrm/status/macros.h"
 
 namespace ecrm::infostore {
 
 PrivacyFanout::PrivacyFanout(CustomerStore& store, std::vector<std::unique_ptr<CustomerDataClient>> engines,
-                             absl::Duration timeout)
-    : store_(store), engines_(std::move(engines)), timeout_(timeout) {}
+                             absl::Duration timeout, std::function<absl::Time()> caller_deadline)
+    : store_(store), engines_(std::move(engines)), timeout_(timeout), caller_deadline_(std::move(caller_deadline)) {}
+
+absl::Time PrivacyFanout::Deadline() const { return std::min(absl::Now() + timeout_, caller_deadline_()); }
 
 template <typename Response>
 std::vector<absl::StatusOr<Response>> PrivacyFanout::AskEveryEngine(
@@ -41,7 +44,7 @@ absl::StatusOr<v1::ExportCustomerResponse> PrivacyFanout::Export(const common::v
   privacy::v1::ExportCustomerDataRequest req;
   req.set_customer_id(id);
   for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
-  const absl::Time deadline = server::OutboundDeadline(timeout_);  // on this thread: it knows the caller's
+  const absl::Time deadline = Deadline();  // on this thread: it knows the caller's
   auto answers = AskEveryEngine<privacy::v1::ExportCustomerDataResponse>(
       [&](CustomerDataClient& engine) { return engine.Export(req, deadline); });
   for (size_t i = 0; i < engines_.size(); ++i) {
@@ -81,7 +84,7 @@ absl::StatusOr<v1::EraseCustomerResponse> PrivacyFanout::Erase(const v1::EraseCu
   for (const auto& m : customer.merged_ids()) req.add_merged_customer_ids(m);
   req.set_reason(request.reason());
   req.set_request_id(request.request_id());
-  const absl::Time deadline = server::OutboundDeadline(timeout_);
+  const absl::Time deadline = Deadline();
   auto answers = AskEveryEngine<privacy::v1::EraseCustomerDataResponse>(
       [&](CustomerDataClient& engine) { return engine.Erase(req, deadline); });
   for (size_t i = 0; i < engines_.size(); ++i) {

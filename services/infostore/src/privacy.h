@@ -3,6 +3,7 @@
 // (clients/customer_data_client.h), all of them at once, each within the caller's budget.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,8 +15,11 @@ namespace ecrm::infostore {
 
 class PrivacyFanout {
  public:
-  // `timeout` bounds each engine's call (and the caller's remaining budget, when shorter).
-  PrivacyFanout(CustomerStore& store, std::vector<std::unique_ptr<CustomerDataClient>> engines, absl::Duration timeout);
+  // `timeout` bounds each engine's call, and so does the caller's deadline when it comes sooner:
+  // `caller_deadline` returns it on the thread serving the caller (main.cc passes
+  // server::CurrentDeadline, which server::Offload sets for the RPC it runs).
+  PrivacyFanout(CustomerStore& store, std::vector<std::unique_ptr<CustomerDataClient>> engines, absl::Duration timeout,
+                std::function<absl::Time()> caller_deadline);
 
   absl::StatusOr<v1::ExportCustomerResponse> Export(const common::v1::CustomerRef& ref);
   // Other engines first; this engine's data is erased only once every engine has erased, so a
@@ -23,6 +27,8 @@ class PrivacyFanout {
   absl::StatusOr<v1::EraseCustomerResponse> Erase(const v1::EraseCustomerRequest& request);
 
  private:
+  // The deadline of every engine's call: `timeout` from now, or the caller's if that comes sooner.
+  absl::Time Deadline() const;
   // Runs call(engine i) for every engine at once and returns when all have answered.
   template <typename Response>
   std::vector<absl::StatusOr<Response>> AskEveryEngine(
@@ -31,6 +37,7 @@ class PrivacyFanout {
   CustomerStore& store_;
   std::vector<std::unique_ptr<CustomerDataClient>> engines_;
   absl::Duration timeout_;
+  std::function<absl::Time()> caller_deadline_;
 };
 
 }  // namespace ecrm::infostore

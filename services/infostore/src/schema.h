@@ -95,6 +95,22 @@ DROP INDEX customers_updated;
 ALTER TABLE upsert_requests ADD COLUMN customer_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX upsert_requests_customer ON upsert_requests (customer_id);
 )sql"},
+    {8, "UpsertCustomer request ids move to idempotency_keys, the table every engine keeps them in", R"sql(
+CREATE TABLE idempotency_keys (
+  operation TEXT NOT NULL,
+  key TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  response {{blob}} NOT NULL,
+  created_at BIGINT NOT NULL,
+  customer_id TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (operation, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_customer ON idempotency_keys (customer_id);
+INSERT INTO idempotency_keys (operation, key, request_hash, response, created_at, customer_id)
+  SELECT 'UpsertCustomer', request_id, request_hash, response, created_at, customer_id FROM upsert_requests;
+DROP TABLE upsert_requests;
+)sql"},
 };
 
 }  // namespace ecrm::infostore

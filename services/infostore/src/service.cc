@@ -291,8 +291,8 @@ constexpr size_t kMessageBytes = 1 << 20;  // a message stops growing past this
 // processes), with heartbeats while idle.
 class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesResponse> {
  public:
-  FeedWriter(CustomerStore& store, FeedSignal& feed, const v1::WatchChangesRequest& request, server::Drain& drain)
-      : store_(store), feed_(feed), request_(request), drain_(drain) {
+  FeedWriter(ChangeFeed& feed, FeedSignal& signal, const v1::WatchChangesRequest& request, server::Drain& drain)
+      : feed_(feed), signal_(signal), request_(request), drain_(drain) {
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -307,7 +307,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
     std::lock_guard lock(mu_);
     cancelled_ = true;
     cv_.notify_all();
-    feed_.Notify();  // wake the loop if it is waiting for changes
+    signal_.Notify();  // wake the loop if it is waiting for changes
   }
 
   void OnDone() override {
@@ -342,7 +342,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
       return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                  "max_changes_per_message: must be >= 0 (0 means the default, 1,000)"));
     }
-    absl::StatusOr<std::pair<int64_t, int64_t>> bounds = store_.FeedBounds();
+    absl::StatusOr<std::pair<int64_t, int64_t>> bounds = feed_.Bounds();
     if (!bounds.ok()) return Finish(ToGrpc(bounds.status()));
     if (bounds->first > 0 && after < bounds->first - 1) {
       return Finish(
@@ -357,7 +357,7 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
                                 ? std::min(request_.max_changes_per_message(), kMaxChangesPerMessage)
                                 : kMaxChangesPerMessage;
     absl::Time last_write = absl::Now();
-    uint64_t seen = feed_.generation();
+    uint64_t seen = signal_.generation();
     v1::WatchChangesResponse message;
     size_t message_bytes = 0;
     auto send = [&]() {
@@ -366,8 +366,8 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
       last_write = absl::Now();
       return Write(message);  // leaves `message` empty
     };
-    while (!cancelled() && !feed_.draining()) {
-      absl::StatusOr<std::vector<v1::Change>> changes = store_.ReadChanges(after, 2000);
+    while (!cancelled() && !signal_.draining()) {
+      absl::StatusOr<std::vector<v1::Change>> changes = feed_.Read(after, 2000);
       if (!changes.ok()) return Finish(ToGrpc(changes.status()));
       for (v1::Change& ch : *changes) {
         after = ch.sequence();
@@ -383,15 +383,15 @@ class FeedWriter final : public grpc::ServerWriteReactor<v1::WatchChangesRespons
       if (message.changes_size() > 0 || absl::Now() - last_write >= heartbeat) {
         if (!send()) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       }
-      seen = feed_.Wait(seen, absl::Milliseconds(100));
+      seen = signal_.Wait(seen, absl::Milliseconds(100));
     }
     if (cancelled()) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         absl::StrCat("server shutting down; resume from after_sequence ", after)));
   }
 
-  CustomerStore& store_;
-  FeedSignal& feed_;
+  ChangeFeed& feed_;
+  FeedSignal& signal_;
   const v1::WatchChangesRequest request_;
   server::Drain& drain_;
   std::mutex mu_;
@@ -421,7 +421,7 @@ grpc::ServerWriteReactor<v1::WatchChangesResponse>* InformationStoreService::Wat
   if (!executor_.drain().Admit()) {
     return new server::RefusedStream<grpc::ServerWriteReactor<v1::WatchChangesResponse>>(executor_.drain());
   }
-  return new FeedWriter(store_, feed_, *req, executor_.drain());
+  return new FeedWriter(feed_, signal_, *req, executor_.drain());
 }
 
 }  // namespace ecrm::infostore

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "change_feed.h"
 #include "customer_store.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/server/executor.h"
@@ -33,8 +34,9 @@ class FeedSignal {
 
 class InformationStoreService final : public v1::InformationStore::CallbackService {
  public:
-  InformationStoreService(CustomerStore& store, server::Executor& executor, FeedSignal& feed, PrivacyFanout& privacy)
-      : store_(store), executor_(executor), feed_(feed), privacy_(privacy) {}
+  InformationStoreService(CustomerStore& store, ChangeFeed& feed, server::Executor& executor, FeedSignal& signal,
+                          PrivacyFanout& privacy)
+      : store_(store), feed_(feed), executor_(executor), signal_(signal), privacy_(privacy) {}
 
   grpc::ServerUnaryReactor* UpsertCustomer(grpc::CallbackServerContext* ctx, const v1::UpsertCustomerRequest* req,
                                            v1::UpsertCustomerResponse* resp) override;
@@ -84,8 +86,9 @@ class InformationStoreService final : public v1::InformationStore::CallbackServi
   }
 
   CustomerStore& store_;
+  ChangeFeed& feed_;
   server::Executor& executor_;
-  FeedSignal& feed_;
+  FeedSignal& signal_;
   PrivacyFanout& privacy_;
 };
 

@@ -96,6 +96,4 @@ absl::Status AsContention(absl::Status s) {
   return s;
 }
 
-IdKey KeyOf(const common::v1::Identifier& id) { return {static_cast<int>(id.type()), id.source(), id.value()}; }
-
 }  // namespace ecrm::infostore

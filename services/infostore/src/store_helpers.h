@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -50,9 +49,6 @@ absl::Status ValidateValue(const common::v1::AttributeValue& v, const std::strin
 // A unique violation while claiming an identifier means a concurrent writer claimed it first:
 // retry the transaction (ABORTED), which then finds the owner.
 absl::Status AsContention(absl::Status s);
-
-using IdKey = std::tuple<int, std::string, std::string>;  // (type, source, value)
-IdKey KeyOf(const common::v1::Identifier& id);
 
 // Pads a list of statement parameters by repeating its last entry up to the next power of two,
 // so a bulk statement comes in a few sizes and each size is prepared once per connection.

@@ -96,6 +96,7 @@ class FakeEngine final : public CustomerDataClient {
 struct Fixture {
   ecrm::testing::TempDir dir;
   std::unique_ptr<ecrm::sql::Database> db;
+  std::unique_ptr<ecrm::infostore::ChangeFeed> feed;
   std::unique_ptr<ecrm::infostore::CustomerStore> store;
   Rendezvous rendezvous{3};
   FakeEngine *answers, *down, *slow;
@@ -107,7 +108,8 @@ struct Fixture {
     REQUIRE(opened.ok());
     db = std::move(*opened);
     REQUIRE(db->Migrate("infostore", ecrm::infostore::kMigrations).ok());
-    store = std::make_unique<ecrm::infostore::CustomerStore>(*db, nullptr, ecrm::infostore::StoreOptions{});
+    feed = std::make_unique<ecrm::infostore::ChangeFeed>(*db);
+    store = std::make_unique<ecrm::infostore::CustomerStore>(*db, *feed, nullptr, ecrm::infostore::StoreOptions{});
     std::vector<std::unique_ptr<CustomerDataClient>> engines;
     engines.push_back(std::make_unique<FakeEngine>("transaction", Behaviour::kAnswers, rendezvous));
     engines.push_back(std::make_unique<FakeEngine>("broadcast", Behaviour::kDown, rendezvous));
@@ -115,7 +117,8 @@ struct Fixture {
     answers = static_cast<FakeEngine*>(engines[0].get());
     down = static_cast<FakeEngine*>(engines[1].get());
     slow = static_cast<FakeEngine*>(engines[2].get());
-    fanout = std::make_unique<ecrm::infostore::PrivacyFanout>(*store, std::move(engines), absl::Seconds(30));
+    fanout = std::make_unique<ecrm::infostore::PrivacyFanout>(*store, std::move(engines), absl::Seconds(30),
+                                                              ecrm::server::CurrentDeadline);
     v1::UpsertCustomerRequest upsert;
     auto* id = upsert.add_identifiers();
     id->set_type(ecrm::common::v1::IDENTIFIER_TYPE_EMAIL);

@@ -936,7 +936,7 @@ TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused
       auto receipt = EraseCustomer(c, a.customer().id(), "erase-quinn");
       std::map<std::string, int64_t> counts;
       for (const auto& item : receipt.receipts(0).items()) counts[item.kind()] = item.count();
-      CHECK(counts["upsert_requests"] == 3);
+      CHECK(counts["idempotency_keys"] == 3);
 
       for (const auto* retry : {&first, &second, &both}) {
         v1::UpsertCustomerResponse resp;
@@ -957,7 +957,7 @@ TEST_CASE("erasure deletes the customer's upsert request ids: a retry is refused
 
       auto db = ecrm::sql::Database::Open(url);
       REQUIRE(db.ok());
-      auto left = (*db)->Execute("SELECT request_id, response FROM upsert_requests");
+      auto left = (*db)->Execute("SELECT key, response FROM idempotency_keys");
       REQUIRE(left.ok());
       REQUIRE(left->size() == 1);
       CHECK(left->front().Text(0) == "keep-1");
@@ -1000,7 +1000,7 @@ TEST_CASE("an erasure leaves no row version with the erased data in the database
         auto db = ecrm::sql::Database::Open(url);
         REQUIRE(db.ok());
         for (const char* table :
-             {"customers", "identifiers", "events", "consent_history", "merges", "changes", "upsert_requests"}) {
+             {"customers", "identifiers", "events", "consent_history", "merges", "changes", "idempotency_keys"}) {
           for (const std::string& pii : {email, first_name, std::string("Quist-Lindqvist")}) {
             INFO(table << " " << pii);
             CHECK(ecrm::testing::RowVersionsHolding(**db, table, pii).value() == 0);
@@ -1261,7 +1261,7 @@ TEST_CASE("an upsert retried with its request_id replays the first response and 
       other.mutable_profile()->set_first_name("Someone else");
       v1::UpsertCustomerResponse resp;
       grpc::Status s = c.Call(&v1::InformationStore::Stub::UpsertCustomer, other, &resp);
-      CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+      CHECK(s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);  // as every engine's keys
       CHECK_THAT(s.error_message(), Catch::Contains("request_id"));
 
       // Concurrent retries of one new request create one customer.

@@ -6,7 +6,7 @@
 #include <mutex>
 #include <vector>
 
-namespace ecrm::infostore {
+namespace ecrm::util {
 
 template <typename T>
 class WorkQueue {
@@ -50,4 +50,4 @@ class WorkQueue {
   bool closed_ = false;
 };
 
-}  // namespace ecrm::infostore
+}  // namespace ecrm::util
