@@ -68,8 +68,10 @@ const StringSource kStringSources[] = {
     {rules::Field::kPostalCode, [](const infostore::v1::Customer& c) { return c.profile().address().postal_code(); }},
     {rules::Field::kCountry, [](const infostore::v1::Customer& c) { return c.profile().address().country(); }},
     {rules::Field::kCompany, [](const infostore::v1::Customer& c) { return c.profile().business().company(); }},
-    {rules::Field::kIndustrySector, [](const infostore::v1::Customer& c) { return c.profile().business().industry_sector(); }},
-    {rules::Field::kCompanySize, [](const infostore::v1::Customer& c) { return c.profile().business().company_size(); }},
+    {rules::Field::kIndustrySector,
+     [](const infostore::v1::Customer& c) { return c.profile().business().industry_sector(); }},
+    {rules::Field::kCompanySize,
+     [](const infostore::v1::Customer& c) { return c.profile().business().company_size(); }},
     {rules::Field::kRole, [](const infostore::v1::Customer& c) { return c.profile().business().role(); }},
     {rules::Field::kPurchasingInfluence,
      [](const infostore::v1::Customer& c) { return c.profile().business().purchasing_influence(); }},
@@ -92,10 +94,13 @@ const TimeSource kTimeSources[] = {
     {rules::Field::kBirthDate, [](const infostore::v1::Customer& c) { return ParseDate(c.profile().birth_date()); }},
     {rules::Field::kOrdersFirstAt,
      [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().first_order_at()); }},
-    {rules::Field::kOrdersLastAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_order_at()); }},
+    {rules::Field::kOrdersLastAt,
+     [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_order_at()); }},
     {rules::Field::kCreatedAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.created_at()); }},
-    {rules::Field::kFirstSeenAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().first_seen_at()); }},
-    {rules::Field::kLastSeenAt, [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_seen_at()); }},
+    {rules::Field::kFirstSeenAt,
+     [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().first_seen_at()); }},
+    {rules::Field::kLastSeenAt,
+     [](const infostore::v1::Customer& c) { return TimeOrNone(c.behaviour().last_seen_at()); }},
 };
 
 bool IsTimeField(rules::Field f) {
@@ -456,8 +461,9 @@ internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
     }
   }
   // In name order, so that equal customers save equal bytes whatever the ids of their types.
-  std::sort(r.mutable_days()->begin(), r.mutable_days()->end(),
-            [](const auto& a, const auto& b) { return a.type() != b.type() ? a.type() < b.type() : a.day() < b.day(); });
+  std::sort(r.mutable_days()->begin(), r.mutable_days()->end(), [](const auto& a, const auto& b) {
+    return a.type() != b.type() ? a.type() < b.type() : a.day() < b.day();
+  });
   std::sort(r.mutable_last()->begin(), r.mutable_last()->end(),
             [](const auto& a, const auto& b) { return a.type() < b.type(); });
   return r;

@@ -16,8 +16,8 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
@@ -82,7 +82,7 @@ struct AttributeColumn {
   rules::Type type = rules::Type::kString;
   StringColumn strings;                                              // kString
   Column<double, std::numeric_limits<double>::quiet_NaN()> numbers;  // kNumber (NaN: missing)
-  Roaring has, truth;                                       // kBool
+  Roaring has, truth;                                                // kBool
   TimeColumn times;                                                  // kTime
 };
 

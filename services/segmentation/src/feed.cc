@@ -32,14 +32,21 @@ infostore::v1::Event MembershipEvent(const MembershipChange& m, const std::strin
 }  // namespace
 
 FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
-                           FeedOptions options)
-    : db_(db), features_(features), segments_(segments), infostore_(infostore), options_(options) {}
+                           SegmentationMetrics& metrics, FeedOptions options)
+    : db_(db), features_(features), segments_(segments), infostore_(infostore), metrics_(metrics), options_(options) {}
+
+namespace {
+void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& memberships) {
+  for (const MembershipChange& m : memberships) (m.entered ? metrics.entered : metrics.exited).Increment();
+}
+}  // namespace
 
 FeedConsumer::~FeedConsumer() { Stop(); }
 
 absl::Status FeedConsumer::Load() {
   ECRM_ASSIGN_OR_RETURN(sql::Result pos, db_.Execute("SELECT position FROM feed_position WHERE id = 1"));
   if (!pos.empty()) position_ = pos.front().Int(0);
+  metrics_.feed_position.Set(static_cast<double>(position_.load()));
   std::unique_lock lock(features_.mutex());
   ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT customer_id, record FROM customers"));
   for (const sql::Row& r : rows) {
@@ -50,7 +57,7 @@ absl::Status FeedConsumer::Load() {
     }
     features_.FromRecord(r.Text(0), record);
   }
-  counters_.customers_loaded = static_cast<int64_t>(rows.size());
+  metrics_.customers_loaded.Increment(static_cast<double>(rows.size()));
   return absl::OkStatus();
 }
 
@@ -152,10 +159,12 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
     dirty.reserve(changed.size());
     for (const auto& [n, what] : changed) dirty.push_back(n);
   }
-  ECRM_RETURN_IF_ERROR(Save(dirty, removed, memberships, message.position()));
-  counters_.messages++;
-  counters_.changes += message.changes_size();
-  counters_.memberships_changed += static_cast<int64_t>(memberships.size());
+  ECRM_RETURN_IF_ERROR(
+      Save(dirty, removed, memberships, message.position(), absl::StrCat("feed-", message.position())));
+  metrics_.feed_messages.Increment();
+  metrics_.feed_changes.Increment(message.changes_size());
+  metrics_.feed_position.Set(static_cast<double>(message.position()));
+  Count(metrics_, memberships);
   {
     std::lock_guard lock(mu_);
     position_ = std::max(position_.load(), message.position());
@@ -165,7 +174,8 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
 }
 
 absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
-                                const std::vector<MembershipChange>& memberships, int64_t position) {
+                                const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
+                                const std::string& cause) {
   // Rows are built under the shared lock (the features may move on once it is released: what
   // is saved is never older than the position saved with it).
   std::vector<std::pair<std::string, std::string>> rows;
@@ -177,7 +187,7 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
       if (features_.IsLive(n)) rows.emplace_back(features_.Id(n), features_.ToRecord(n).SerializeAsString());
     }
     for (const MembershipChange& m : memberships) {
-      events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), absl::StrCat(position)));
+      events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), cause));
     }
   }
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
@@ -198,17 +208,18 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
                     {e.event_id(), e.customer().customer_id(), sql::Blob{e.SerializeAsString()}, util::NowMicros()})
               .status());
     }
+    if (!position) return absl::OkStatus();
     return c
         .Execute(
             "INSERT INTO feed_position (id, position) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET position = "
             "excluded.position",
-            {position})
+            {*position})
         .status();
   });
 }
 
 absl::Status FeedConsumer::Resync() {
-  counters_.resyncs++;
+  metrics_.feed_resyncs.Increment();
   log::Warn("resyncing from the information store: the saved feed position is older than its retention",
             {{"position", position_.load()}});
   std::string token;
@@ -240,13 +251,27 @@ absl::Status FeedConsumer::Resync() {
     segments_.Refill();
   }
   ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
-  ECRM_RETURN_IF_ERROR(Save(all, {}, {}, as_of));
+  ECRM_RETURN_IF_ERROR(Save(all, {}, {}, as_of, "resync"));
   {
     std::lock_guard lock(mu_);
     position_ = as_of;
   }
   cv_.notify_all();
   return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::Tick() {
+  std::vector<MembershipChange> memberships;
+  {
+    std::unique_lock lock(features_.mutex());
+    segments_.Tick(memberships);
+  }
+  if (memberships.empty()) return absl::OkStatus();
+  Count(metrics_, memberships);
+  // A boundary crossed is what the change is about: the same crossing after a restart is
+  // published once.
+  return Save({}, {}, memberships, std::nullopt,
+              absl::StrCat("time-", absl::ToUnixSeconds(memberships.front().at) / 86400));
 }
 
 void FeedConsumer::Start() {

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,8 +22,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "clients/infostore.h"
-#include "ecrm/sql/sql.h"
 #include "customer_features.h"
+#include "ecrm/sql/sql.h"
+#include "metrics.h"
 #include "segments.h"
 
 namespace ecrm::segmentation {
@@ -34,19 +36,10 @@ struct FeedOptions {
   absl::Duration retry_after = absl::Milliseconds(500);
 };
 
-// What the consumer has done, for metrics and tests.
-struct FeedCounters {
-  std::atomic<int64_t> messages{0};
-  std::atomic<int64_t> changes{0};
-  std::atomic<int64_t> resyncs{0};
-  std::atomic<int64_t> customers_loaded{0};  // from the database at start
-  std::atomic<int64_t> memberships_changed{0};
-};
-
 class FeedConsumer {
  public:
   FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
-               FeedOptions options = {});
+               SegmentationMetrics& metrics, FeedOptions options = {});
   ~FeedConsumer();
 
   // Loads the saved features and position. Call once before Start() (and before the
@@ -60,9 +53,11 @@ class FeedConsumer {
   absl::Status Apply(const infostore::v1::WatchChangesResponse& message);
   // Reads every customer again and fills the segments anew (no entry events).
   absl::Status Resync();
+  // Evaluates again the customers whose time-relative rules may have changed by now; saves and
+  // publishes the entries and exits.
+  absl::Status Tick();
 
   int64_t position() const { return position_.load(); }
-  const FeedCounters& counters() const { return counters_; }
   // Blocks until the applied position reaches `sequence` or `timeout` passes; true if reached.
   bool WaitForPosition(int64_t sequence, absl::Duration timeout);
 
@@ -70,16 +65,18 @@ class FeedConsumer {
   void Run();
   // Reads back the events of customers an unmerge gave events to.
   absl::StatusOr<std::vector<infostore::v1::Event>> ReadEvents(const std::string& customer_id);
-  // Saves the customers, removals, published events and position in one transaction.
+  // Saves the customers, removals, published events and (when given) the position in one
+  // transaction. `cause` makes the published events' ids: what led to them.
   absl::Status Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
-                    const std::vector<MembershipChange>& memberships, int64_t position);
+                    const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
+                    const std::string& cause);
 
   sql::Database& db_;
   Features& features_;
   Segments& segments_;
   InformationStore& infostore_;
+  SegmentationMetrics& metrics_;
   const FeedOptions options_;
-  FeedCounters counters_;
   std::atomic<int64_t> position_{0};
   std::mutex mu_;
   std::condition_variable cv_;  // position moved, or stopping

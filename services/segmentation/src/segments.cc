@@ -1,7 +1,9 @@
 #include "segments.h"
 
 #include <algorithm>
+#include <mutex>
 #include <set>
+#include <shared_mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -105,6 +107,8 @@ class Segments::Schema final : public rules::Schema {
 Segments::Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits)
     : db_(db), features_(features), clock_(std::move(clock)), limits_(limits) {}
 
+Segments::~Segments() = default;
+
 absl::StatusOr<std::unique_ptr<Segments::Slot>> Segments::Compile(const v1::Segment& definition,
                                                                   int32_t slot_id) const {
   Schema schema(features_, by_name_);
@@ -166,6 +170,7 @@ void Segments::Reorder() {
 }
 
 absl::Status Segments::Load() {
+  std::unique_lock lock(features_.mutex());
   ECRM_ASSIGN_OR_RETURN(sql::Result rows,
                         db_.Execute("SELECT id, name, description, rule, version, created_at, updated_at FROM "
                                     "segments ORDER BY created_at, id"));
@@ -346,6 +351,7 @@ absl::Status Segments::Save(const v1::Segment& s, bool create) {
 }
 
 absl::StatusOr<v1::Segment> Segments::Create(const v1::Segment& request) {
+  std::unique_lock lock(features_.mutex());
   ECRM_RETURN_IF_ERROR(Validate(request));
   if (by_name_.contains(request.name())) {
     return absl::AlreadyExistsError(absl::StrCat("segment.name: \"", request.name(), "\" is taken"));
@@ -371,12 +377,14 @@ absl::StatusOr<v1::Segment> Segments::Create(const v1::Segment& request) {
 }
 
 absl::StatusOr<v1::Segment> Segments::Get(const std::string& id) const {
+  std::shared_lock lock(features_.mutex());
   const Slot* slot = Find(id);
   if (slot == nullptr) return absl::NotFoundError(absl::StrCat("segment \"", id, "\" does not exist"));
   return Describe(*slot);
 }
 
 absl::StatusOr<v1::ListSegmentsResponse> Segments::List(const v1::ListSegmentsRequest& request) const {
+  std::shared_lock lock(features_.mutex());
   ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> after,
                         util::DecodePageToken("ListSegments", request.page_token()));
   const int limit = util::PageSize(request.page_size());
@@ -395,6 +403,7 @@ absl::StatusOr<v1::ListSegmentsResponse> Segments::List(const v1::ListSegmentsRe
 }
 
 absl::StatusOr<v1::Segment> Segments::Update(const v1::UpdateSegmentRequest& request) {
+  std::unique_lock lock(features_.mutex());
   const std::string& id = request.segment().id();
   Slot* current = Find(id);
   if (current == nullptr) return absl::NotFoundError(absl::StrCat("segment \"", id, "\" does not exist"));
@@ -468,6 +477,7 @@ absl::StatusOr<v1::Segment> Segments::Update(const v1::UpdateSegmentRequest& req
 }
 
 absl::Status Segments::Delete(const std::string& id) {
+  std::unique_lock lock(features_.mutex());
   Slot* slot = Find(id);
   if (slot == nullptr) return absl::NotFoundError(absl::StrCat("segment \"", id, "\" does not exist"));
   std::vector<std::string> dependents;
@@ -491,6 +501,7 @@ absl::Status Segments::Delete(const std::string& id) {
 }
 
 absl::StatusOr<v1::PreviewSegmentResponse> Segments::Preview(const v1::PreviewSegmentRequest& request) const {
+  std::shared_lock lock(features_.mutex());
   if (request.rule().empty()) return util::Invalid("rule", "is required");
   if (request.sample_size() < 0 || request.sample_size() > 100) return util::Invalid("sample_size", "must be 0-100");
   const int sample = request.sample_size() == 0 ? 10 : request.sample_size();
@@ -517,6 +528,7 @@ absl::StatusOr<v1::PreviewSegmentResponse> Segments::Preview(const v1::PreviewSe
 
 absl::StatusOr<v1::ListSegmentMembersResponse> Segments::ListMembers(
     const v1::ListSegmentMembersRequest& request) const {
+  std::shared_lock lock(features_.mutex());
   const Slot* slot = Find(request.segment_id());
   if (slot == nullptr)
     return absl::NotFoundError(absl::StrCat("segment \"", request.segment_id(), "\" does not exist"));
@@ -542,7 +554,17 @@ const Roaring* Segments::Members(const std::string& id) const {
   return slot == nullptr ? nullptr : &slot->members;
 }
 
+std::vector<std::pair<std::string, std::string>> Segments::MembershipsOf(CustomerNo n) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& slot : slots_) {
+    if (slot != nullptr && slot->members.contains(n)) out.emplace_back(slot->definition.id(), slot->definition.name());
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
+}
+
 absl::StatusOr<v1::GetCustomerSegmentsResponse> Segments::CustomerSegments(const std::string& customer_id) const {
+  std::shared_lock lock(features_.mutex());
   if (customer_id.empty()) return util::Invalid("customer_id", "is required");
   v1::GetCustomerSegmentsResponse out;
   std::optional<CustomerNo> n = features_.Find(customer_id);

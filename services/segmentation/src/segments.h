@@ -9,8 +9,9 @@
 // (woken at the start of that UTC day, early rather than late) or, for today, in an exact
 // queue. Tick() wakes what is due.
 //
-// Not thread-safe by itself: callers hold the Features lock (shared to read, exclusive to
-// change), which guards memberships too.
+// The Features lock guards the memberships too: the definition and query methods take it
+// themselves; Apply, Refill, Forget and Tick are for the feed consumer, which holds it
+// exclusively while it applies a batch.
 #pragma once
 
 #include <cstdint>
@@ -25,10 +26,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "customer_features.h"
 #include "ecrm/rules/rule.h"
 #include "ecrm/segmentation/v1/segmentation.pb.h"
 #include "ecrm/sql/sql.h"
-#include "customer_features.h"
 #include "roaring/roaring.hh"
 
 namespace ecrm::segmentation {
@@ -54,6 +55,7 @@ class Segments final : public Memberships {
  public:
   using Clock = std::function<absl::Time()>;
   Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits = {});
+  ~Segments() override;
 
   // Reads the saved definitions, compiles them and fills their members (no entry events).
   // Call once, before serving, after the features are loaded.
@@ -76,7 +78,10 @@ class Segments final : public Memberships {
   absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
   // The ids of the segments the customer belongs to, by name.
   absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
+  // The caller holds the lock.
   const Roaring* Members(const std::string& id) const;
+  // (id, name) of the segments the customer belongs to; the caller holds the lock.
+  std::vector<std::pair<std::string, std::string>> MembershipsOf(CustomerNo n) const;
 
   // Evaluates changed customers against the rules that read what changed; appends the
   // entries and exits.
