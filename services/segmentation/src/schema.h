@@ -31,7 +31,8 @@ CREATE TABLE outbox (
   event_id TEXT NOT NULL UNIQUE,
   customer_id TEXT NOT NULL,
   body {{blob}} NOT NULL,                -- ecrm.infostore.v1.Event, sent as is
-  created_at BIGINT NOT NULL
+  created_at BIGINT NOT NULL,
+  failed TEXT                            -- set when the information store refused it for good
 );
 CREATE INDEX outbox_customer ON outbox (customer_id);
 )sql"},

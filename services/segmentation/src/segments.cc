@@ -12,6 +12,7 @@
 #include "ecrm/status/macros.h"
 #include "ecrm/util/page_token.h"
 #include "ecrm/util/util.h"
+#include "population.h"
 
 namespace ecrm::segmentation {
 namespace {
@@ -216,11 +217,16 @@ absl::Status Segments::Load() {
 
 void Segments::Fill(Slot& slot) {
   const absl::Time now = clock_();
-  slot.members = Roaring();
   slot.due_days.clear();
   slot.due_today = {};
-  for (CustomerNo n : features_.live()) Evaluate(slot, n, now, nullptr);
-  slot.members.runOptimize();
+  if (slot.time_relative) {
+    // One by one: each customer's evaluation also says when to evaluate it again.
+    slot.members = Roaring();
+    for (CustomerNo n : features_.live()) Evaluate(slot, n, now, nullptr);
+    slot.members.runOptimize();
+  } else {
+    slot.members = EvaluatePopulation(slot.rule, features_, this, now).members;
+  }
   slot.evaluated_at = now;
 }
 
@@ -244,6 +250,9 @@ void Segments::Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<Me
 }
 
 void Segments::Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time now) {
+  // At a crossing instant itself (>= and == hold only there) the value changes right after:
+  // look again at a later reading of the clock, not at this one.
+  if (next <= now) next = now + absl::Seconds(1);
   const int64_t day = DayOf(next);
   if (day <= DayOf(now)) {
     slot.due_today.emplace(next, n);
@@ -509,15 +518,13 @@ absl::StatusOr<v1::PreviewSegmentResponse> Segments::Preview(const v1::PreviewSe
   absl::StatusOr<rules::Rule> rule = rules::Compile(request.rule(), schema, limits_);
   if (!rule.ok()) return util::Invalid("rule", rule.status().message());
   const absl::Time start = absl::Now();
-  const absl::Time now = clock_();
+  PopulationResult result = EvaluatePopulation(*rule, features_, this, clock_());
   v1::PreviewSegmentResponse out;
-  int64_t count = 0;
-  for (CustomerNo n : features_.live()) {
-    CustomerFeatures view(features_, n, this);
-    if (!rules::Matches(*rule, view, now)) continue;
-    if (count++ < sample) out.add_sample_customer_ids(std::string(features_.Id(n)));
+  out.set_count(static_cast<int64_t>(result.members.cardinality()));
+  for (CustomerNo n : result.members) {
+    if (out.sample_customer_ids_size() >= sample) break;
+    out.add_sample_customer_ids(std::string(features_.Id(n)));
   }
-  out.set_count(count);
   out.set_population(static_cast<int64_t>(features_.live().cardinality()));
   const absl::Duration took = absl::Now() - start;
   out.mutable_evaluation_time()->set_seconds(absl::ToInt64Seconds(took));
@@ -547,6 +554,23 @@ absl::StatusOr<v1::ListSegmentMembersResponse> Segments::ListMembers(
     out.set_next_page_token(util::EncodePageToken("ListSegmentMembers", {static_cast<int64_t>(last), ""}));
   }
   return out;
+}
+
+absl::StatusOr<Roaring> Segments::Snapshot(const std::string& id) const {
+  std::shared_lock lock(features_.mutex());
+  const Slot* slot = Find(id);
+  if (slot == nullptr) return absl::NotFoundError(absl::StrCat("segment \"", id, "\" does not exist"));
+  return slot->members;
+}
+
+std::vector<std::string> Segments::Ids(absl::Span<const CustomerNo> numbers) const {
+  std::shared_lock lock(features_.mutex());
+  std::vector<std::string> ids;
+  ids.reserve(numbers.size());
+  for (CustomerNo n : numbers) {
+    if (features_.IsLive(n)) ids.emplace_back(features_.Id(n));
+  }
+  return ids;
 }
 
 const Roaring* Segments::Members(const std::string& id) const {

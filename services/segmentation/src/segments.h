@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "customer_features.h"
 #include "ecrm/rules/rule.h"
 #include "ecrm/segmentation/v1/segmentation.pb.h"
@@ -78,6 +79,10 @@ class Segments final : public Memberships {
   absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
   // The ids of the segments the customer belongs to, by name.
   absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
+  // A copy of the segment's members now (a stream's audience does not move under it).
+  absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
+  // The ids of customer numbers, skipping those erased since; takes the lock.
+  std::vector<std::string> Ids(absl::Span<const CustomerNo> numbers) const;
   // The caller holds the lock.
   const Roaring* Members(const std::string& id) const;
   // (id, name) of the segments the customer belongs to; the caller holds the lock.

@@ -27,6 +27,8 @@ class SegmentationService final : public v1::Segmentation::CallbackService {
   grpc::ServerUnaryReactor* ListSegmentMembers(grpc::CallbackServerContext* ctx,
                                                const v1::ListSegmentMembersRequest* req,
                                                v1::ListSegmentMembersResponse* resp) override;
+  grpc::ServerWriteReactor<v1::SegmentMemberBatch>* StreamSegmentMembers(
+      grpc::CallbackServerContext* ctx, const v1::StreamSegmentMembersRequest* req) override;
   grpc::ServerUnaryReactor* GetCustomerSegments(grpc::CallbackServerContext* ctx,
                                                 const v1::GetCustomerSegmentsRequest* req,
                                                 v1::GetCustomerSegmentsResponse* resp) override;
