@@ -1,10 +1,10 @@
-// Service inquiries: open, reply, resolve, list; response times as Prometheus histograms.
+#include "inquiries.h"
+
 #include <prometheus/histogram.h>
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
-#include "store.h"
-#include "store_internal.h"
+#include "store_helpers.h"
 
 namespace ecrm::transaction {
 
@@ -32,7 +32,7 @@ infostore::v1::Event InquiryEvent(const v1::Inquiry& q, absl::string_view type, 
 
 }  // namespace
 
-absl::StatusOr<v1::Inquiry> TransactionStore::OpenInquiry(const v1::OpenInquiryRequest& req) {
+absl::StatusOr<v1::Inquiry> Inquiries::OpenInquiry(const v1::OpenInquiryRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
   if (req.subject().empty() || req.subject().size() > 200) return Invalid("subject", "is required (1–200 bytes)");
@@ -40,7 +40,7 @@ absl::StatusOr<v1::Inquiry> TransactionStore::OpenInquiry(const v1::OpenInquiryR
   ECRM_RETURN_IF_ERROR(ValidateBody(req.body()));
   ECRM_ASSIGN_OR_RETURN(
       v1::Inquiry opened,
-      IdempotentMessage<v1::Inquiry>(
+      keys_.IdempotentMessage<v1::Inquiry>(
           "OpenInquiry", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Inquiry> {
             if (!req.order_id().empty()) {
               ECRM_ASSIGN_OR_RETURN(sql::Result o,
@@ -68,14 +68,14 @@ absl::StatusOr<v1::Inquiry> TransactionStore::OpenInquiry(const v1::OpenInquiryR
                           "$2, $3, $4, $5)",
                           {q.id(), q.customer_id(), static_cast<int>(q.state()), now, sql::Blob{q.SerializeAsString()}})
                     .status());
-            ECRM_RETURN_IF_ERROR(AddEvent(c, InquiryEvent(q, "inquiry_opened", now)));
+            ECRM_RETURN_IF_ERROR(outbox_.Add(c, InquiryEvent(q, "inquiry_opened", now)));
             return q;
           }));
-  Notify();
+  outbox_.Notify();
   return opened;
 }
 
-absl::StatusOr<v1::Inquiry> TransactionStore::ChangeInquiry(
+absl::StatusOr<v1::Inquiry> Inquiries::ChangeInquiry(
     const std::string& id, const std::function<absl::Status(sql::Connection&, v1::Inquiry&)>& fn) {
   if (id.empty()) return Invalid("id", "is required");
   v1::Inquiry q;
@@ -93,7 +93,7 @@ absl::StatusOr<v1::Inquiry> TransactionStore::ChangeInquiry(
   return q;
 }
 
-absl::StatusOr<v1::Inquiry> TransactionStore::ReplyToInquiry(const v1::ReplyToInquiryRequest& req) {
+absl::StatusOr<v1::Inquiry> Inquiries::ReplyToInquiry(const v1::ReplyToInquiryRequest& req) {
   if (req.author() == v1::AUTHOR_UNSPECIFIED) return Invalid("author", "is required (customer or agent)");
   if (req.author() == v1::AUTHOR_AGENT && req.agent_id().empty()) return Invalid("agent_id", "is required for agents");
   ECRM_RETURN_IF_ERROR(ValidateBody(req.body()));
@@ -125,7 +125,7 @@ absl::StatusOr<v1::Inquiry> TransactionStore::ReplyToInquiry(const v1::ReplyToIn
   return q;
 }
 
-absl::StatusOr<v1::Inquiry> TransactionStore::ResolveInquiry(const v1::ResolveInquiryRequest& req) {
+absl::StatusOr<v1::Inquiry> Inquiries::ResolveInquiry(const v1::ResolveInquiryRequest& req) {
   if (req.resolution().size() > 10'000) return Invalid("resolution", "is longer than 10,000 bytes");
   double resolution_seconds = -1;
   ECRM_ASSIGN_OR_RETURN(v1::Inquiry q, ChangeInquiry(req.id(), [&](sql::Connection& c, v1::Inquiry& q) -> absl::Status {
@@ -142,16 +142,16 @@ absl::StatusOr<v1::Inquiry> TransactionStore::ResolveInquiry(const v1::ResolveIn
                           q.set_state(v1::INQUIRY_STATE_RESOLVED);
                           *q.mutable_resolved_at() = Ts(now);
                           resolution_seconds = static_cast<double>(now - Micros(q.opened_at())) / 1e6;
-                          return AddEvent(c, InquiryEvent(q, "inquiry_resolved", now));
+                          return outbox_.Add(c, InquiryEvent(q, "inquiry_resolved", now));
                         }));
   if (resolution_seconds >= 0) {
     metrics_.inquiry_resolution.Observe(resolution_seconds);
-    Notify();
+    outbox_.Notify();
   }
   return q;
 }
 
-absl::StatusOr<v1::ListInquiriesResponse> TransactionStore::ListInquiries(const v1::ListInquiriesRequest& req) {
+absl::StatusOr<v1::ListInquiriesResponse> Inquiries::ListInquiries(const v1::ListInquiriesRequest& req) {
   if (!req.customer_id().empty()) ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   const int limit = PageSize(req.page_size());
   int64_t before_at = INT64_MAX;

@@ -1,9 +1,6 @@
 #include "clients/infostore_client.h"
 
 #include <grpcpp/client_context.h>
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/registry.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -45,32 +42,9 @@ bool Permanent(grpc::StatusCode code) {
 
 }  // namespace
 
-OutboxRelay::OutboxRelay(TransactionStore& store, std::shared_ptr<grpc::Channel> channel, RelayOptions options,
-                         prometheus::Registry& registry)
-    : store_(store),
-      channel_(std::move(channel)),
-      options_(options),
-      delivered_(prometheus::BuildCounter()
-                     .Name("ecrm_transaction_outbox_delivered_total")
-                     .Help("Outbox events acknowledged by the information store")
-                     .Register(registry)
-                     .Add({})),
-      parked_(prometheus::BuildCounter()
-                  .Name("ecrm_transaction_outbox_parked_total")
-                  .Help("Outbox events the information store refused for good; kept in the outbox with the error")
-                  .Register(registry)
-                  .Add({})),
-      failures_(prometheus::BuildCounter()
-                    .Name("ecrm_transaction_outbox_delivery_failures_total")
-                    .Help("RecordEvents calls to the information store that failed and were retried")
-                    .Register(registry)
-                    .Add({})),
-      pending_(prometheus::BuildGauge()
-                   .Name("ecrm_transaction_outbox_pending")
-                   .Help("Outbox events waiting for delivery")
-                   .Register(registry)
-                   .Add({})),
-      thread_([this] { Run(); }) {}
+OutboxRelay::OutboxRelay(Outbox& outbox, std::shared_ptr<grpc::Channel> channel, RelayOptions options,
+                         RelayMetrics& metrics)
+    : outbox_(outbox), channel_(std::move(channel)), options_(options), metrics_(metrics), thread_([this] { Run(); }) {}
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
@@ -117,16 +91,16 @@ grpc::Status OutboxRelay::Send(const std::vector<OutboxEvent>& events, size_t be
 
 bool OutboxRelay::DeliverPending() {
   while (true) {
-    absl::StatusOr<std::vector<OutboxEvent>> events = store_.PendingEvents(options_.batch_size);
+    absl::StatusOr<std::vector<OutboxEvent>> events = outbox_.PendingEvents(options_.batch_size);
     if (!events.ok()) {
       log::Warn("outbox read failed", {{"error", events.status()}});
       return false;
     }
     // A short batch is everything pending; only a full one needs a count.
     if (events->size() < static_cast<size_t>(options_.batch_size)) {
-      pending_.Set(static_cast<double>(events->size()));
-    } else if (absl::StatusOr<int64_t> n = store_.PendingCount(); n.ok()) {
-      pending_.Set(static_cast<double>(*n));
+      metrics_.pending.Set(static_cast<double>(events->size()));
+    } else if (absl::StatusOr<int64_t> n = outbox_.PendingCount(); n.ok()) {
+      metrics_.pending.Set(static_cast<double>(*n));
     }
     if (events->empty()) return true;
     grpc::Status s = Send(*events, 0, events->size());
@@ -135,33 +109,33 @@ bool OutboxRelay::DeliverPending() {
       for (size_t i = 0; i < events->size(); ++i) {
         grpc::Status one = Send(*events, i, i + 1);
         if (one.ok()) {
-          if (!store_.MarkDelivered({(*events)[i].seq}).ok()) return false;
-          delivered_.Increment();
+          if (!outbox_.MarkDelivered({(*events)[i].seq}).ok()) return false;
+          metrics_.delivered.Increment();
         } else if (Permanent(one.error_code())) {
           log::Error("outbox event refused by the information store; parked",
                      {{"event_id", (*events)[i].event.event_id()}, {"error", one.error_message()}});
-          if (!store_.MarkFailed((*events)[i].seq, one.error_message()).ok()) return false;
-          parked_.Increment();
+          if (!outbox_.MarkFailed((*events)[i].seq, one.error_message()).ok()) return false;
+          metrics_.parked.Increment();
         } else {
-          failures_.Increment();
+          metrics_.delivery_failures.Increment();
           return false;
         }
       }
       continue;
     }
     if (!s.ok()) {
-      failures_.Increment();
+      metrics_.delivery_failures.Increment();
       log::Warn("outbox delivery failed; backing off",
                 {{"code", static_cast<int>(s.error_code())}, {"error", s.error_message()}});
       return false;
     }
     std::vector<int64_t> seqs;
     for (const OutboxEvent& e : *events) seqs.push_back(e.seq);
-    if (absl::Status done = store_.MarkDelivered(seqs); !done.ok()) {
+    if (absl::Status done = outbox_.MarkDelivered(seqs); !done.ok()) {
       log::Warn("outbox: marking delivered events failed (they will be sent again)", {{"error", done}});
       return false;
     }
-    delivered_.Increment(static_cast<double>(seqs.size()));
+    metrics_.delivered.Increment(static_cast<double>(seqs.size()));
   }
 }
 

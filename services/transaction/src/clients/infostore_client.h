@@ -11,12 +11,9 @@
 #include <thread>
 
 #include "absl/time/time.h"
-#include "store.h"
-
-namespace prometheus {
-class Counter;
-class Gauge;
-}  // namespace prometheus
+#include "clients/customer_resolver.h"
+#include "metrics.h"
+#include "outbox.h"
 
 namespace ecrm::transaction {
 
@@ -46,8 +43,7 @@ struct RelayOptions {
 // error, counted, and no longer blocks the ones behind it.
 class OutboxRelay {
  public:
-  OutboxRelay(TransactionStore& store, std::shared_ptr<grpc::Channel> channel, RelayOptions options,
-              prometheus::Registry& registry);
+  OutboxRelay(Outbox& outbox, std::shared_ptr<grpc::Channel> channel, RelayOptions options, RelayMetrics& metrics);
   ~OutboxRelay();  // stops
   void Notify();
   void Stop();
@@ -58,13 +54,10 @@ class OutboxRelay {
   bool DeliverPending();
   grpc::Status Send(const std::vector<OutboxEvent>& events, size_t begin, size_t end);
 
-  TransactionStore& store_;
+  Outbox& outbox_;
   std::shared_ptr<grpc::Channel> channel_;
   const RelayOptions options_;
-  prometheus::Counter& delivered_;
-  prometheus::Counter& parked_;
-  prometheus::Counter& failures_;
-  prometheus::Gauge& pending_;
+  RelayMetrics& metrics_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool notified_ = false;
