@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
+#include "records.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
@@ -66,7 +67,7 @@ absl::StatusOr<v1::Inquiry> Inquiries::OpenInquiry(const v1::OpenInquiryRequest&
             ECRM_RETURN_IF_ERROR(
                 c.Execute("INSERT INTO inquiries (id, customer_id, state, opened_at, body) VALUES ($1, "
                           "$2, $3, $4, $5)",
-                          {q.id(), q.customer_id(), static_cast<int>(q.state()), now, sql::Blob{q.SerializeAsString()}})
+                          {q.id(), q.customer_id(), static_cast<int>(q.state()), now, sql::Blob{InquiryBody(q)}})
                     .status());
             ECRM_RETURN_IF_ERROR(outbox_.Add(c, InquiryEvent(q, "inquiry_opened", now)));
             return q;
@@ -83,11 +84,11 @@ absl::StatusOr<v1::Inquiry> Inquiries::ChangeInquiry(
     ECRM_ASSIGN_OR_RETURN(sql::Result r,
                           c.Execute(absl::StrCat("SELECT body FROM inquiries WHERE id = $1", ForUpdate(c)), {id}));
     if (r.empty()) return absl::NotFoundError(absl::StrCat("id: no inquiry \"", id, "\""));
-    ECRM_ASSIGN_OR_RETURN(q, ParseBody<v1::Inquiry>(r.front().Text(0), "inquiry"));
+    ECRM_ASSIGN_OR_RETURN(q, InquiryFromBody(r.front().Text(0)));
     ECRM_RETURN_IF_ERROR(fn(c, q));
     return c
         .Execute("UPDATE inquiries SET state = $2, body = $3 WHERE id = $1",
-                 {id, static_cast<int>(q.state()), sql::Blob{q.SerializeAsString()}})
+                 {id, static_cast<int>(q.state()), sql::Blob{InquiryBody(q)}})
         .status();
   }));
   return q;
@@ -164,7 +165,7 @@ absl::StatusOr<v1::ListInquiriesResponse> Inquiries::ListInquiries(const v1::Lis
                   {req.customer_id(), static_cast<int>(req.state()), before_at, before_id, limit + 1}));
   v1::ListInquiriesResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    ECRM_ASSIGN_OR_RETURN(*out.add_inquiries(), ParseBody<v1::Inquiry>(r.row(i).Text(0), "inquiry"));
+    ECRM_ASSIGN_OR_RETURN(*out.add_inquiries(), InquiryFromBody(r.row(i).Text(0)));
   }
   if (static_cast<int>(r.size()) > limit) {
     out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
+#include "records.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
@@ -63,14 +64,14 @@ absl::StatusOr<v1::Order> Orders::Load(sql::Connection& c, const std::string& id
   ECRM_ASSIGN_OR_RETURN(
       sql::Result r, c.Execute(absl::StrCat("SELECT body FROM orders WHERE id = $1", lock ? ForUpdate(c) : ""), {id}));
   if (r.empty()) return absl::NotFoundError(absl::StrCat("id: no order \"", id, "\""));
-  return ParseBody<v1::Order>(r.front().Text(0), "order");
+  return OrderFromBody(r.front().Text(0));
 }
 
 absl::Status Orders::Save(sql::Connection& c, const v1::Order& order) {
   return c
-      .Execute("UPDATE orders SET state = $2, customer_id = $3, paid_minor = $4, body = $5 WHERE id = $1",
-               {order.id(), static_cast<int>(order.state()), order.customer_id(), Paid(order),
-                sql::Blob{order.SerializeAsString()}})
+      .Execute(
+          "UPDATE orders SET state = $2, customer_id = $3, paid_minor = $4, body = $5 WHERE id = $1",
+          {order.id(), static_cast<int>(order.state()), order.customer_id(), Paid(order), sql::Blob{OrderBody(order)}})
       .status();
 }
 
@@ -146,7 +147,7 @@ absl::StatusOr<v1::Order> Orders::Place(sql::Connection& c, const OrderInput& in
   ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO orders (id, customer_id, state, currency, paid_minor, placed_at, body) "
                                  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                                  {order.id(), order.customer_id(), static_cast<int>(order.state()), currency,
-                                  Paid(order), now, sql::Blob{order.SerializeAsString()}})
+                                  Paid(order), now, sql::Blob{OrderBody(order)}})
                            .status());
   ECRM_RETURN_IF_ERROR(
       outbox_.Add(c, OrderEvent(order, "purchase", absl::StrCat("order:", order.id()), order.total(), now)));
@@ -233,7 +234,7 @@ absl::StatusOr<v1::ListOrdersResponse> Orders::ListOrders(const v1::ListOrdersRe
                                     {req.customer_id(), before_at, before_id, limit + 1}));
   v1::ListOrdersResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    ECRM_ASSIGN_OR_RETURN(*out.add_orders(), ParseBody<v1::Order>(r.row(i).Text(0), "order"));
+    ECRM_ASSIGN_OR_RETURN(*out.add_orders(), OrderFromBody(r.row(i).Text(0)));
   }
   if (static_cast<int>(r.size()) > limit) {
     out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));

@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
+#include "records.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
@@ -46,7 +47,7 @@ absl::StatusOr<std::string> CustomerData::ExportCustomerData(const privacy::v1::
     ECRM_ASSIGN_OR_RETURN(sql::Result o,
                           conn->Execute("SELECT body FROM orders WHERE customer_id = $1 ORDER BY placed_at", {id}));
     for (sql::Row row : o) {
-      ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(row.Text(0), "order"));
+      ECRM_ASSIGN_OR_RETURN(v1::Order order, OrderFromBody(row.Text(0)));
       orders.push_back(util::ToJson(order));
     }
     ECRM_ASSIGN_OR_RETURN(v1::Cart cart, carts_.Load(*conn, id));
@@ -63,7 +64,7 @@ absl::StatusOr<std::string> CustomerData::ExportCustomerData(const privacy::v1::
     ECRM_ASSIGN_OR_RETURN(sql::Result q,
                           conn->Execute("SELECT body FROM inquiries WHERE customer_id = $1 ORDER BY opened_at", {id}));
     for (sql::Row row : q) {
-      ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, ParseBody<v1::Inquiry>(row.Text(0), "inquiry"));
+      ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, InquiryFromBody(row.Text(0)));
       inquiries.push_back(util::ToJson(inquiry));
     }
   }
@@ -101,7 +102,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerData::EraseCustom
       ECRM_ASSIGN_OR_RETURN(
           sql::Result o, c.Execute(absl::StrCat("SELECT body FROM orders WHERE customer_id = $1", ForUpdate(c)), {id}));
       for (sql::Row row : o) {
-        ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(row.Text(0), "order"));
+        ECRM_ASSIGN_OR_RETURN(v1::Order order, OrderFromBody(row.Text(0)));
         order.clear_customer_id();
         ECRM_RETURN_IF_ERROR(orders_.Save(c, order));
         ++orders;
