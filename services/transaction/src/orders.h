@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "carts.h"
-#include "clients/customer_resolver.h"
+#include "clients/infostore.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
