@@ -244,16 +244,16 @@ TEST_CASE("a reversal never takes the balance below zero: a later reversal of th
 }
 
 TEST_CASE("an order placed by identifier belongs to the customer the information store names") {
+  v1::PlaceOrderRequest req;
+  req.mutable_customer()->mutable_identifier()->set_value("ann@example.com");
+  v1::OrderLineInput* line = req.add_lines();
+  line->set_sku("bike");
+  line->set_quantity(1);
+  req.set_idempotency_key("k1");
   SECTION("resolved") {
     FakeResolver resolver;
     Engine engine({}, &resolver);
     engine.Product("bike", 1999);
-    v1::PlaceOrderRequest req;
-    req.mutable_customer()->mutable_identifier()->set_value("ann@example.com");
-    v1::OrderLineInput* line = req.add_lines();
-    line->set_sku("bike");
-    line->set_quantity(1);
-    req.set_idempotency_key("k1");
     absl::StatusOr<v1::Order> order = engine.orders.PlaceOrder(req);
     REQUIRE(order.ok());
     CHECK(order->customer_id() == "c_ann@example.com");
@@ -266,12 +266,6 @@ TEST_CASE("an order placed by identifier belongs to the customer the information
   SECTION("without an information store") {
     Engine engine;
     engine.Product("bike", 1999);
-    v1::PlaceOrderRequest req;
-    req.mutable_customer()->mutable_identifier()->set_value("ann@example.com");
-    v1::OrderLineInput* line = req.add_lines();
-    line->set_sku("bike");
-    line->set_quantity(1);
-    req.set_idempotency_key("k1");
     CHECK(engine.orders.PlaceOrder(req).status().code() == absl::StatusCode::kFailedPrecondition);
   }
 }
