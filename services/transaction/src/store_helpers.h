@@ -1,4 +1,4 @@
-// Helpers shared by the transaction store's source files (not an API).
+// Row and validation helpers shared by the transaction engine's domain classes (not an API).
 #pragma once
 
 #include <string>
@@ -8,9 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/common/v1/common.pb.h"
 #include "ecrm/sql/sql.h"
-#include "ecrm/status/macros.h"
+#include "ecrm/transaction/v1/transaction.pb.h"
 #include "ecrm/util/util.h"
-#include "store.h"
 
 namespace ecrm::transaction {
 
@@ -58,21 +57,5 @@ absl::Status ParseToken(absl::string_view token, int64_t& n, std::string& s);
 
 // A ledger row: seq, points, reason, order_id, balance_after, created_at.
 v1::LedgerEntry LedgerEntryFromRow(const sql::Row& r);
-
-template <typename Resp>
-absl::StatusOr<Resp> TransactionStore::IdempotentMessage(
-    absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
-    const std::function<absl::StatusOr<Resp>(sql::Connection&)>& fn) {
-  std::string customer_id;  // every response (order, inquiry, account) names its customer
-  ECRM_ASSIGN_OR_RETURN(std::string bytes, Idempotent(
-                                               operation, key, request,
-                                               [&](sql::Connection& c) -> absl::StatusOr<std::string> {
-                                                 ECRM_ASSIGN_OR_RETURN(Resp r, fn(c));
-                                                 customer_id = r.customer_id();
-                                                 return r.SerializeAsString();
-                                               },
-                                               customer_id));
-  return ParseBody<Resp>(bytes, "response");
-}
 
 }  // namespace ecrm::transaction

@@ -1,0 +1,65 @@
+#include "store_helpers.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
+namespace ecrm::transaction {
+
+absl::Status ValidateCustomerId(absl::string_view id, absl::string_view field) {
+  if (id.empty()) return Invalid(field, "is required");
+  if (id.size() > 128) return Invalid(field, "is longer than 128 characters");
+  for (char c : id) {
+    if (!absl::ascii_isgraph(c)) return Invalid(field, "must be printable ASCII without spaces");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSku(absl::string_view sku, absl::string_view field) {
+  if (sku.empty()) return Invalid(field, "is required");
+  if (sku.size() > 64) return Invalid(field, "is longer than 64 characters");
+  for (char c : sku) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
+      return Invalid(field, absl::StrCat("\"", sku, "\" may hold only letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateQuantity(int64_t quantity, absl::string_view field) {
+  if (quantity < 1 || quantity > 999) return Invalid(field, absl::StrCat("must be 1–999, got ", quantity));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateKey(absl::string_view key, bool required) {
+  if (key.empty()) return required ? Invalid("idempotency_key", "is required") : absl::OkStatus();
+  if (key.size() > 255) return Invalid("idempotency_key", "is longer than 255 characters");
+  for (char c : key) {
+    if (!absl::ascii_isprint(c)) return Invalid("idempotency_key", "must be printable ASCII");
+  }
+  return absl::OkStatus();
+}
+
+std::string Token(int64_t n, absl::string_view s) { return absl::StrCat(n, ":", s); }
+
+absl::Status ParseToken(absl::string_view token, int64_t& n, std::string& s) {
+  std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(token, absl::MaxSplits(':', 1));
+  if (!absl::SimpleAtoi(parts.first, &n) || parts.second.empty()) {
+    return Invalid("page_token", "is not a token from a previous response");
+  }
+  s = std::string(parts.second);
+  return absl::OkStatus();
+}
+
+v1::LedgerEntry LedgerEntryFromRow(const sql::Row& r) {
+  v1::LedgerEntry e;
+  e.set_id(absl::StrCat("l", r.Int(0)));
+  e.set_points(r.Int(1));
+  e.set_reason(std::string(r.Text(2)));
+  e.set_order_id(std::string(r.Text(3)));
+  e.set_balance_after(r.Int(4));
+  *e.mutable_created_at() = Ts(r.Int(5));
+  return e;
+}
+
+}  // namespace ecrm::transaction
