@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
@@ -131,9 +132,10 @@ absl::StatusOr<v1::Cart> Carts::RemoveCartItem(const v1::RemoveCartItemRequest& 
 
 absl::StatusOr<v1::ListAbandonedCartsResponse> Carts::ListAbandonedCarts(const v1::ListAbandonedCartsRequest& req) {
   const int limit = PageSize(req.page_size());
-  int64_t after_at = -1;
-  std::string after_customer;
-  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), after_at, after_customer));
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> after,
+                        util::DecodePageToken("ListAbandonedCarts", req.page_token()));
+  const int64_t after_at = after ? after->number : -1;
+  const std::string after_customer = after ? after->text : "";
   const int64_t cutoff = NowMicros() - absl::ToInt64Microseconds(abandon_after_);
   v1::ListAbandonedCartsResponse out;
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
@@ -145,7 +147,8 @@ absl::StatusOr<v1::ListAbandonedCartsResponse> Carts::ListAbandonedCarts(const v
     ECRM_ASSIGN_OR_RETURN(*out.add_carts(), Load(*conn, std::string(r.row(i).Text(0))));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(0)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListAbandonedCarts", {r.row(limit - 1).Int(1), std::string(r.row(limit - 1).Text(0))}));
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
@@ -78,12 +79,9 @@ absl::StatusOr<v1::Product> Catalogue::GetProduct(const v1::GetProductRequest& r
 
 absl::StatusOr<v1::ListProductsResponse> Catalogue::ListProducts(const v1::ListProductsRequest& req) {
   const int limit = PageSize(req.page_size());
-  std::string after;
-  if (!req.page_token().empty()) {
-    int64_t marker = 0;
-    ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), marker, after));
-    if (marker != 0) return Invalid("page_token", "is not a token from a previous ListProducts response");
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListProducts", req.page_token()));
+  const std::string after = cursor ? cursor->text : "";
   // A category and everything under it: "a/b", then the range "a/b/" up to "a/b0" ('0' follows '/').
   const std::string& cat = req.category();
   ECRM_ASSIGN_OR_RETURN(
@@ -94,7 +92,8 @@ absl::StatusOr<v1::ListProductsResponse> Catalogue::ListProducts(const v1::ListP
                   {after, cat, absl::StrCat(cat, "/"), absl::StrCat(cat, "0"), req.active_only(), limit + 1}));
   v1::ListProductsResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) *out.add_products() = ProductFromRow(r.row(i));
-  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(Token(0, out.products(limit - 1).sku()));
+  if (static_cast<int>(r.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("ListProducts", {0, out.products(limit - 1).sku()}));
   return out;
 }
 

@@ -3,13 +3,17 @@
 #include <prometheus/histogram.h>
 
 #include "absl/strings/str_cat.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "records.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
 
 namespace {
+
+constexpr idempotency::Operation kOpenInquiry{"OpenInquiry", "idempotency_key"};
 
 absl::Status ValidateBody(absl::string_view body) {
   if (body.empty()) return Invalid("body", "is required");
@@ -35,14 +39,14 @@ infostore::v1::Event InquiryEvent(const v1::Inquiry& q, absl::string_view type, 
 
 absl::StatusOr<v1::Inquiry> Inquiries::OpenInquiry(const v1::OpenInquiryRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kOpenInquiry, req.idempotency_key(), /*required=*/false));
   if (req.subject().empty() || req.subject().size() > 200) return Invalid("subject", "is required (1–200 bytes)");
   if (req.channel() == common::v1::CHANNEL_UNSPECIFIED) return Invalid("channel", "is required");
   ECRM_RETURN_IF_ERROR(ValidateBody(req.body()));
   ECRM_ASSIGN_OR_RETURN(
       v1::Inquiry opened,
-      keys_.IdempotentMessage<v1::Inquiry>(
-          "OpenInquiry", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Inquiry> {
+      keys_.Run<v1::Inquiry>(
+          kOpenInquiry, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Inquiry> {
             if (!req.order_id().empty()) {
               ECRM_ASSIGN_OR_RETURN(sql::Result o,
                                     c.Execute("SELECT customer_id FROM orders WHERE id = $1", {req.order_id()}));
@@ -155,9 +159,10 @@ absl::StatusOr<v1::Inquiry> Inquiries::ResolveInquiry(const v1::ResolveInquiryRe
 absl::StatusOr<v1::ListInquiriesResponse> Inquiries::ListInquiries(const v1::ListInquiriesRequest& req) {
   if (!req.customer_id().empty()) ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   const int limit = PageSize(req.page_size());
-  int64_t before_at = INT64_MAX;
-  std::string before_id = "\x7f";
-  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before_at, before_id));
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> before,
+                        util::DecodePageToken("ListInquiries", req.page_token()));
+  const int64_t before_at = before ? before->number : INT64_MAX;
+  const std::string before_id = before ? before->text : "\x7f";
   ECRM_ASSIGN_OR_RETURN(
       sql::Result r,
       db_.Execute("SELECT body, opened_at, id FROM inquiries WHERE ($1 = '' OR customer_id = $1) AND ($2 = 0 OR "
@@ -168,7 +173,8 @@ absl::StatusOr<v1::ListInquiriesResponse> Inquiries::ListInquiries(const v1::Lis
     ECRM_ASSIGN_OR_RETURN(*out.add_inquiries(), InquiryFromBody(r.row(i).Text(0)));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListInquiries", {r.row(limit - 1).Int(1), std::string(r.row(limit - 1).Text(2))}));
   }
   return out;
 }

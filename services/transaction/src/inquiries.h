@@ -6,9 +6,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
-#include "idempotency.h"
 #include "metrics.h"
 #include "outbox.h"
 
@@ -16,7 +16,7 @@ namespace ecrm::transaction {
 
 class Inquiries {
  public:
-  Inquiries(sql::Database& db, IdempotencyKeys& keys, Outbox& outbox, TransactionMetrics& metrics)
+  Inquiries(sql::Database& db, idempotency::Store& keys, Outbox& outbox, TransactionMetrics& metrics)
       : db_(db), keys_(keys), outbox_(outbox), metrics_(metrics) {}
 
   absl::StatusOr<v1::Inquiry> OpenInquiry(const v1::OpenInquiryRequest& req);
@@ -30,7 +30,7 @@ class Inquiries {
                                             const std::function<absl::Status(sql::Connection&, v1::Inquiry&)>& fn);
 
   sql::Database& db_;
-  IdempotencyKeys& keys_;
+  idempotency::Store& keys_;
   Outbox& outbox_;
   TransactionMetrics& metrics_;
 };

@@ -3,12 +3,16 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "store_helpers.h"
 
 namespace ecrm::transaction {
 
 namespace {
+
+constexpr idempotency::Operation kAdjustPoints{"AdjustPoints", "idempotency_key"};
 
 constexpr absl::string_view kEarningReasons =
     "'spend', 'second_purchase_bonus', 'third_purchase_bonus', 'reactivation_bonus'";
@@ -150,12 +154,9 @@ absl::StatusOr<v1::LoyaltyAccount> Loyalty::GetLoyaltyAccount(const v1::GetLoyal
 
 absl::StatusOr<v1::LoyaltyAccount> Loyalty::LoadAccount(sql::Connection& c, const v1::GetLoyaltyAccountRequest& req) {
   const int limit = PageSize(req.page_size(), 20);
-  int64_t before = INT64_MAX;
-  if (!req.page_token().empty()) {
-    std::string marker;
-    ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before, marker));
-    if (marker != "l") return Invalid("page_token", "is not a token from a previous GetLoyaltyAccount response");
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("GetLoyaltyAccount", req.page_token()));
+  const int64_t before = cursor ? cursor->number : INT64_MAX;
   const LoyaltyRules& rules = rules_;
   v1::LoyaltyAccount out;
   out.set_customer_id(req.customer_id());
@@ -181,18 +182,19 @@ absl::StatusOr<v1::LoyaltyAccount> Loyalty::LoadAccount(sql::Connection& c, cons
   for (size_t i = 0; i < ledger.size() && static_cast<int>(i) < limit; ++i) {
     *out.add_ledger() = LedgerEntryFromRow(ledger.row(i));
   }
-  if (static_cast<int>(ledger.size()) > limit) out.set_next_page_token(Token(ledger.row(limit - 1).Int(0), "l"));
+  if (static_cast<int>(ledger.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("GetLoyaltyAccount", {ledger.row(limit - 1).Int(0), ""}));
   return out;
 }
 
 absl::StatusOr<v1::LoyaltyAccount> Loyalty::AdjustPoints(const v1::AdjustPointsRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kAdjustPoints, req.idempotency_key(), /*required=*/false));
   if (req.points() == 0) return Invalid("points", "must not be zero");
   if (std::llabs(req.points()) > 1'000'000'000) return Invalid("points", "must be within ±1,000,000,000");
   if (req.reason().empty() || req.reason().size() > 200) return Invalid("reason", "is required (1–200 bytes)");
-  return keys_.IdempotentMessage<v1::LoyaltyAccount>(
-      "AdjustPoints", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::LoyaltyAccount> {
+  return keys_.Run<v1::LoyaltyAccount>(
+      kAdjustPoints, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::LoyaltyAccount> {
         const int64_t now = NowMicros();
         ECRM_ASSIGN_OR_RETURN(Account account, OpenAccount(c, req.customer_id(), now));
         ECRM_RETURN_IF_ERROR(Credit(c, req.customer_id(), account, req.points(), absl::StrCat("manual: ", req.reason()),

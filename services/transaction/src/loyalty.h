@@ -7,9 +7,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
-#include "idempotency.h"
 
 namespace ecrm::transaction {
 
@@ -31,7 +31,7 @@ struct LoyaltyRules {
 
 class Loyalty {
  public:
-  Loyalty(sql::Database& db, IdempotencyKeys& keys, LoyaltyRules rules)
+  Loyalty(sql::Database& db, idempotency::Store& keys, LoyaltyRules rules)
       : db_(db), keys_(keys), rules_(std::move(rules)) {}
 
   absl::StatusOr<v1::LoyaltyAccount> GetLoyaltyAccount(const v1::GetLoyaltyAccountRequest& req);
@@ -67,7 +67,7 @@ class Loyalty {
   absl::StatusOr<v1::LoyaltyAccount> LoadAccount(sql::Connection& c, const v1::GetLoyaltyAccountRequest& req);
 
   sql::Database& db_;
-  IdempotencyKeys& keys_;
+  idempotency::Store& keys_;
   const LoyaltyRules rules_;
 };
 

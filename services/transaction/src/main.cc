@@ -4,6 +4,7 @@
 #include "carts.h"
 #include "catalogue.h"
 #include "clients/infostore_grpc.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/channel.h"
 #include "ecrm/server/customer_data.h"
@@ -11,7 +12,6 @@
 #include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
-#include "idempotency.h"
 #include "inquiries.h"
 #include "loyalty.h"
 #include "metrics.h"
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   ecrm::server::Executor& executor = *stores->executor;
   ecrm::sql::Database& db = *stores->db;
   tx::TransactionMetrics metrics(runner.metrics());
-  tx::IdempotencyKeys keys(db);
+  ecrm::idempotency::Store keys(db);
   tx::Outbox outbox(db);
   tx::Catalogue catalogue(db);
   tx::Carts carts(db, outbox, metrics, abandon_after);

@@ -6,7 +6,9 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/page_token.h"
 #include "records.h"
 #include "store_helpers.h"
 
@@ -52,6 +54,11 @@ infostore::v1::Event Orders::OrderEvent(const v1::Order& order, absl::string_vie
 }
 
 namespace {
+
+constexpr idempotency::Operation kCheckout{"Checkout", "idempotency_key"};
+constexpr idempotency::Operation kPlaceOrder{"PlaceOrder", "idempotency_key"};
+constexpr idempotency::Operation kCancelOrder{"CancelOrder", "idempotency_key"};
+constexpr idempotency::Operation kRefundOrder{"RefundOrder", "idempotency_key"};
 
 int64_t Paid(const v1::Order& o) {
   return o.state() == v1::ORDER_STATE_CANCELLED ? 0 : o.total().amount_minor() - o.refunded().amount_minor();
@@ -156,32 +163,31 @@ absl::StatusOr<v1::Order> Orders::Place(sql::Connection& c, const OrderInput& in
 
 absl::StatusOr<v1::Order> Orders::Checkout(const v1::CheckoutRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCheckout, req.idempotency_key(), /*required=*/true));
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
-      keys_.IdempotentMessage<v1::Order>(
-          "Checkout", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
-            // Locked until commit: a cart change waits for the checkout (its lines go into this order,
-            // or into a new cart after it), never slips in between reading and deleting the lines.
-            ECRM_ASSIGN_OR_RETURN(v1::Cart cart, carts_.Load(c, req.customer_id(), /*lock=*/true));
-            if (cart.lines().empty()) {
-              return absl::FailedPreconditionError("customer_id: the cart is empty; add items before checking out");
-            }
-            OrderInput in{req.customer_id(), {}, req.channel(), "", req.redeem_points()};
-            for (const v1::Line& l : cart.lines()) {
-              in.lines.push_back({l.sku(), l.quantity(), absl::StrCat("cart ", l.sku())});
-            }
-            ECRM_ASSIGN_OR_RETURN(v1::Order o, Place(c, in, NowMicros()));
-            ECRM_RETURN_IF_ERROR(carts_.Close(c, req.customer_id()));
-            return o;
-          }));
+      keys_.Run<v1::Order>(kCheckout, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+        // Locked until commit: a cart change waits for the checkout (its lines go into this order,
+        // or into a new cart after it), never slips in between reading and deleting the lines.
+        ECRM_ASSIGN_OR_RETURN(v1::Cart cart, carts_.Load(c, req.customer_id(), /*lock=*/true));
+        if (cart.lines().empty()) {
+          return absl::FailedPreconditionError("customer_id: the cart is empty; add items before checking out");
+        }
+        OrderInput in{req.customer_id(), {}, req.channel(), "", req.redeem_points()};
+        for (const v1::Line& l : cart.lines()) {
+          in.lines.push_back({l.sku(), l.quantity(), absl::StrCat("cart ", l.sku())});
+        }
+        ECRM_ASSIGN_OR_RETURN(v1::Order o, Place(c, in, NowMicros()));
+        ECRM_RETURN_IF_ERROR(carts_.Close(c, req.customer_id()));
+        return o;
+      }));
   metrics_.orders_placed.Increment();
   outbox_.Notify();
   return order;
 }
 
 absl::StatusOr<v1::Order> Orders::PlaceOrder(const v1::PlaceOrderRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kPlaceOrder, req.idempotency_key(), /*required=*/true));
   if (req.lines().empty()) return Invalid("lines", "at least one line is required");
   if (req.lines_size() > 200) return Invalid("lines", "at most 200 lines per order");
   if (req.location().size() > 200) return Invalid("location", "is longer than 200 bytes");
@@ -209,8 +215,8 @@ absl::StatusOr<v1::Order> Orders::PlaceOrder(const v1::PlaceOrderRequest& req) {
     default:
       return Invalid("customer", "set customer_id or identifier");
   }
-  ECRM_ASSIGN_OR_RETURN(v1::Order order, keys_.IdempotentMessage<v1::Order>(
-                                             "PlaceOrder", req.idempotency_key(), req,
+  ECRM_ASSIGN_OR_RETURN(v1::Order order,
+                        keys_.Run<v1::Order>(kPlaceOrder, req.idempotency_key(), req,
                                              [&](sql::Connection& c) { return Place(c, in, NowMicros()); }));
   metrics_.orders_placed.Increment();
   outbox_.Notify();
@@ -225,9 +231,9 @@ absl::StatusOr<v1::Order> Orders::GetOrder(const v1::GetOrderRequest& req) {
 absl::StatusOr<v1::ListOrdersResponse> Orders::ListOrders(const v1::ListOrdersRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   const int limit = PageSize(req.page_size());
-  int64_t before_at = INT64_MAX;
-  std::string before_id = "\x7f";
-  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before_at, before_id));
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> before, util::DecodePageToken("ListOrders", req.page_token()));
+  const int64_t before_at = before ? before->number : INT64_MAX;
+  const std::string before_id = before ? before->text : "\x7f";
   ECRM_ASSIGN_OR_RETURN(sql::Result r,
                         db_.Execute("SELECT body, placed_at, id FROM orders WHERE customer_id = $1 AND (placed_at, id) "
                                     "< ($2, $3) ORDER BY placed_at DESC, id DESC LIMIT $4",
@@ -237,7 +243,8 @@ absl::StatusOr<v1::ListOrdersResponse> Orders::ListOrders(const v1::ListOrdersRe
     ECRM_ASSIGN_OR_RETURN(*out.add_orders(), OrderFromBody(r.row(i).Text(0)));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListOrders", {r.row(limit - 1).Int(1), std::string(r.row(limit - 1).Text(2))}));
   }
   return out;
 }
@@ -260,13 +267,13 @@ absl::StatusOr<v1::Order> Orders::FulfilOrder(const v1::FulfilOrderRequest& req)
 }
 
 absl::StatusOr<v1::Order> Orders::CancelOrder(const v1::CancelOrderRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCancelOrder, req.idempotency_key(), /*required=*/false));
   if (req.reason().size() > 1000) return Invalid("reason", "is longer than 1,000 bytes");
   bool changed = false;
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
-      keys_.IdempotentMessage<v1::Order>(
-          "CancelOrder", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+      keys_.Run<v1::Order>(
+          kCancelOrder, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
             changed = false;
             ECRM_ASSIGN_OR_RETURN(v1::Order o, Load(c, req.id(), /*lock=*/true));
             if (o.state() == v1::ORDER_STATE_CANCELLED) return o;  // cancelling twice is cancelling once
@@ -298,7 +305,7 @@ absl::StatusOr<v1::Order> Orders::CancelOrder(const v1::CancelOrderRequest& req)
 }
 
 absl::StatusOr<v1::Order> Orders::RefundOrder(const v1::RefundOrderRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kRefundOrder, req.idempotency_key(), /*required=*/true));
   if (req.reason().size() > 1000) return Invalid("reason", "is longer than 1,000 bytes");
   for (int i = 0; i < req.lines_size(); ++i) {
     ECRM_RETURN_IF_ERROR(ValidateSku(req.lines(i).sku(), absl::StrCat("lines[", i, "].sku")));
@@ -308,8 +315,8 @@ absl::StatusOr<v1::Order> Orders::RefundOrder(const v1::RefundOrderRequest& req)
   }
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
-      keys_.IdempotentMessage<v1::Order>(
-          "RefundOrder", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+      keys_.Run<v1::Order>(
+          kRefundOrder, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
             ECRM_ASSIGN_OR_RETURN(v1::Order o, Load(c, req.id(), /*lock=*/true));
             const v1::OrderState s = o.state();
             if (s != v1::ORDER_STATE_PLACED && s != v1::ORDER_STATE_FULFILLED &&

@@ -10,10 +10,10 @@
 #include "absl/status/statusor.h"
 #include "carts.h"
 #include "clients/infostore.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
-#include "idempotency.h"
 #include "loyalty.h"
 #include "metrics.h"
 #include "outbox.h"
@@ -23,7 +23,7 @@ namespace ecrm::transaction {
 class Orders {
  public:
   // resolver may be null: PlaceOrder then accepts customer ids only.
-  Orders(sql::Database& db, IdempotencyKeys& keys, Carts& carts, Loyalty& loyalty, Outbox& outbox,
+  Orders(sql::Database& db, idempotency::Store& keys, Carts& carts, Loyalty& loyalty, Outbox& outbox,
          CustomerResolver* resolver, TransactionMetrics& metrics)
       : db_(db),
         keys_(keys),
@@ -64,7 +64,7 @@ class Orders {
                                          const common::v1::Money& amount, int64_t at);
 
   sql::Database& db_;
-  IdempotencyKeys& keys_;
+  idempotency::Store& keys_;
   Carts& carts_;
   Loyalty& loyalty_;
   Outbox& outbox_;

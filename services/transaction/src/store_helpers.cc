@@ -31,26 +31,6 @@ absl::Status ValidateQuantity(int64_t quantity, absl::string_view field) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateKey(absl::string_view key, bool required) {
-  if (key.empty()) return required ? Invalid("idempotency_key", "is required") : absl::OkStatus();
-  if (key.size() > 255) return Invalid("idempotency_key", "is longer than 255 characters");
-  for (char c : key) {
-    if (!absl::ascii_isprint(c)) return Invalid("idempotency_key", "must be printable ASCII");
-  }
-  return absl::OkStatus();
-}
-
-std::string Token(int64_t n, absl::string_view s) { return absl::StrCat(n, ":", s); }
-
-absl::Status ParseToken(absl::string_view token, int64_t& n, std::string& s) {
-  std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(token, absl::MaxSplits(':', 1));
-  if (!absl::SimpleAtoi(parts.first, &n) || parts.second.empty()) {
-    return Invalid("page_token", "is not a token from a previous response");
-  }
-  s = std::string(parts.second);
-  return absl::OkStatus();
-}
-
 v1::LedgerEntry LedgerEntryFromRow(const sql::Row& r) {
   v1::LedgerEntry e;
   e.set_id(absl::StrCat("l", r.Int(0)));

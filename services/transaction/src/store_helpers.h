@@ -48,12 +48,6 @@ absl::Status ValidateCustomerId(absl::string_view id, absl::string_view field = 
 // [A-Za-z0-9._-]{1,64}
 absl::Status ValidateSku(absl::string_view sku, absl::string_view field = "sku");
 absl::Status ValidateQuantity(int64_t quantity, absl::string_view field = "quantity");
-// Idempotency keys: 1–255 printable ASCII characters; empty is allowed only where optional.
-absl::Status ValidateKey(absl::string_view key, bool required);
-
-// Keyset page tokens "<int>:<text>" (e.g. time and id).
-std::string Token(int64_t n, absl::string_view s);
-absl::Status ParseToken(absl::string_view token, int64_t& n, std::string& s);
 
 // A ledger row: seq, points, reason, order_id, balance_after, created_at.
 v1::LedgerEntry LedgerEntryFromRow(const sql::Row& r);

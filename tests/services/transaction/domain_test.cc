@@ -9,8 +9,8 @@
 #include "carts.h"
 #include "catalogue.h"
 #include "clients/infostore.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/testing/process.h"
-#include "idempotency.h"
 #include "loyalty.h"
 #include "metrics.h"
 #include "orders.h"
@@ -49,7 +49,7 @@ struct Engine {
   std::unique_ptr<ecrm::sql::Database> db = OpenDatabase(dir);
   prometheus::Registry registry;
   tx::TransactionMetrics metrics{registry};
-  tx::IdempotencyKeys keys{*db};
+  ecrm::idempotency::Store keys{*db};
   tx::Outbox outbox{*db};
   tx::Catalogue catalogue{*db};
   tx::Carts carts{*db, outbox, metrics, absl::Hours(1)};
