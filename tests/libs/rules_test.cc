@@ -416,6 +416,14 @@ TEST_CASE("rules: limits bound length, nesting, lists and size", "[rules]") {
   CHECK(ErrorOf(chain, huge) == "1:1: expected at most 256 levels of nesting, found more");
 }
 
+TEST_CASE("rules: a rule never compiled is false", "[rules]") {
+  const Rule rule;
+  CHECK(Format(rule) == "false");
+  CHECK(Evaluate(rule, FakeCustomer(), kNow) == Truth::kFalse);
+  CHECK(EvaluateWithNextChange(rule, FakeCustomer(), kNow).next_change == absl::InfiniteFuture());
+  CHECK(rule.dependencies().fields.empty());
+}
+
 TEST_CASE("rules: the design brief's example evaluates over one customer", "[rules]") {
   const std::string rule =
       R"(profile.country == "GB" && orders.count >= 2 && days_since(orders.last_at) <= 90 && consent.email && )"

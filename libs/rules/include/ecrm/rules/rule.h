@@ -100,6 +100,9 @@ struct Dependencies {
 
 class Rule {
  public:
+  // The rule `false`, so that a Rule that was never compiled still evaluates safely.
+  Rule() { nodes_.push_back(Node{}); }
+
   absl::string_view source() const { return source_; }
   const Dependencies& dependencies() const { return dependencies_; }
 
