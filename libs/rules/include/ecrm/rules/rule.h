@@ -98,6 +98,7 @@ struct Dependencies {
   bool time_relative = false;
 };
 
+// A compiled rule: immutable, so any number of threads may evaluate it at once.
 class Rule {
  public:
   // The rule `false`, so that a Rule that was never compiled still evaluates safely.
