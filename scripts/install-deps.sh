@@ -21,8 +21,8 @@ packages=(
   # observability, HTTP, bitmaps, identity
   prometheus-cpp-dev prometheus libcurl4-openssl-dev curl libroaring-dev libphonenumber-dev
   nlohmann-json3-dev
-  # tests
-  catch2 procps
+  # tests; fuzzing (scripts/fuzz-rules.sh: clang's libFuzzer, ASan and UBSan)
+  catch2 procps clang libclang-rt-14-dev
   # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
   python3-grpcio
 )

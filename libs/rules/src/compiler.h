@@ -15,6 +15,8 @@ namespace ecrm::rules {
 
 // The most nesting any Limits may allow: parsing and evaluation recurse that deep.
 inline constexpr int kMaxDepthCeiling = 256;
+// The longest rule any Limits may allow.
+inline constexpr size_t kMaxLengthCeiling = size_t{1} << 30;
 
 class Compiler {
  public:

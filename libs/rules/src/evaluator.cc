@@ -251,8 +251,10 @@ class Evaluator {
   R DaysSince(int32_t child) {
     const R t = Run(child);
     if (t.kind == R::K::kMissing) return Missing(t.next);
+    const absl::Duration since = now_ - t.t;
+    if (since == absl::InfiniteDuration() || since == -absl::InfiniteDuration()) return Missing(t.next);
     absl::Duration rem;
-    int64_t days = absl::IDivDuration(now_ - t.t, absl::Hours(24), &rem);
+    int64_t days = absl::IDivDuration(since, absl::Hours(24), &rem);
     if (rem < absl::ZeroDuration()) --days;  // round down, also before t
     R r = NumberR(static_cast<double>(days));
     if constexpr (kTrack) {
@@ -266,7 +268,8 @@ class Evaluator {
   }
 
   R EventCount(const Node& n, bool with_next) {
-    const int64_t count = view_.EventCount(n.aux, n.duration, now_);
+    // Within [0, 2^53], a count is exact as a double and converts back safely.
+    const int64_t count = std::clamp<int64_t>(view_.EventCount(n.aux, n.duration, now_), 0, int64_t{1} << 53);
     R r = NumberR(static_cast<double>(count));
     if constexpr (kTrack) {
       if (n.duration != absl::InfiniteDuration() && count > 0) {

@@ -104,6 +104,7 @@ bool IsGlobalFunction(absl::string_view name) {
 Compiler::Compiler(absl::string_view source, const Schema& schema, const Limits& limits)
     : source_(source), schema_(schema), limits_(limits), lexer_(source) {
   limits_.max_depth = std::clamp(limits_.max_depth, 1, kMaxDepthCeiling);
+  limits_.max_length = std::min<size_t>(limits_.max_length, kMaxLengthCeiling);  // offsets are int32
 }
 
 absl::Status Compiler::Advance() { return lexer_.Next(tok_); }
@@ -412,6 +413,7 @@ absl::StatusOr<Rule> Compiler::Run() {
                  absl::StrCat("expected a rule of at most ", limits_.max_length, " bytes, found ", source_.size()));
   }
   rule_.source_ = std::string(source_);
+  rule_.nodes_.clear();
   ECRM_RETURN_IF_ERROR(Advance());
   ECRM_ASSIGN_OR_RETURN(rule_.root_, ParseOperand(kOrPrec, ""));
   if (tok_.kind != Tok::kEnd) {

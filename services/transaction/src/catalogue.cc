@@ -1,59 +1,12 @@
-// Catalogue and carts.
-#include <prometheus/counter.h>
+#include "catalogue.h"
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "ecrm/status/macros.h"
-#include "store.h"
-#include "store_internal.h"
+#include "ecrm/util/page_token.h"
+#include "store_helpers.h"
 
 namespace ecrm::transaction {
-
-absl::Status ValidateCustomerId(absl::string_view id, absl::string_view field) {
-  if (id.empty()) return Invalid(field, "is required");
-  if (id.size() > 128) return Invalid(field, "is longer than 128 characters");
-  for (char c : id) {
-    if (!absl::ascii_isgraph(c)) return Invalid(field, "must be printable ASCII without spaces");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateSku(absl::string_view sku, absl::string_view field) {
-  if (sku.empty()) return Invalid(field, "is required");
-  if (sku.size() > 64) return Invalid(field, "is longer than 64 characters");
-  for (char c : sku) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
-      return Invalid(field, absl::StrCat("\"", sku, "\" may hold only letters, digits, '.', '_' and '-'"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateQuantity(int64_t quantity, absl::string_view field) {
-  if (quantity < 1 || quantity > 999) return Invalid(field, absl::StrCat("must be 1–999, got ", quantity));
-  return absl::OkStatus();
-}
-
-absl::Status ValidateKey(absl::string_view key, bool required) {
-  if (key.empty()) return required ? Invalid("idempotency_key", "is required") : absl::OkStatus();
-  if (key.size() > 255) return Invalid("idempotency_key", "is longer than 255 characters");
-  for (char c : key) {
-    if (!absl::ascii_isprint(c)) return Invalid("idempotency_key", "must be printable ASCII");
-  }
-  return absl::OkStatus();
-}
-
-std::string Token(int64_t n, absl::string_view s) { return absl::StrCat(n, ":", s); }
-
-absl::Status ParseToken(absl::string_view token, int64_t& n, std::string& s) {
-  std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(token, absl::MaxSplits(':', 1));
-  if (!absl::SimpleAtoi(parts.first, &n) || parts.second.empty()) {
-    return Invalid("page_token", "is not a token from a previous response");
-  }
-  s = std::string(parts.second);
-  return absl::OkStatus();
-}
 
 namespace {
 
@@ -95,7 +48,7 @@ v1::Product ProductFromRow(const sql::Row& r) {
 
 }  // namespace
 
-absl::StatusOr<v1::Product> TransactionStore::UpsertProduct(const v1::UpsertProductRequest& req) {
+absl::StatusOr<v1::Product> Catalogue::UpsertProduct(const v1::UpsertProductRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateProduct(req.product()));
   v1::Product p = req.product();
   const int64_t now = NowMicros();
@@ -115,7 +68,7 @@ absl::StatusOr<v1::Product> TransactionStore::UpsertProduct(const v1::UpsertProd
   return p;
 }
 
-absl::StatusOr<v1::Product> TransactionStore::GetProduct(const v1::GetProductRequest& req) {
+absl::StatusOr<v1::Product> Catalogue::GetProduct(const v1::GetProductRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateSku(req.sku()));
   ECRM_ASSIGN_OR_RETURN(
       sql::Result r,
@@ -124,14 +77,11 @@ absl::StatusOr<v1::Product> TransactionStore::GetProduct(const v1::GetProductReq
   return ProductFromRow(r.front());
 }
 
-absl::StatusOr<v1::ListProductsResponse> TransactionStore::ListProducts(const v1::ListProductsRequest& req) {
+absl::StatusOr<v1::ListProductsResponse> Catalogue::ListProducts(const v1::ListProductsRequest& req) {
   const int limit = PageSize(req.page_size());
-  std::string after;
-  if (!req.page_token().empty()) {
-    int64_t marker = 0;
-    ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), marker, after));
-    if (marker != 0) return Invalid("page_token", "is not a token from a previous ListProducts response");
-  }
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("ListProducts", req.page_token()));
+  const std::string after = cursor ? cursor->text : "";
   // A category and everything under it: "a/b", then the range "a/b/" up to "a/b0" ('0' follows '/').
   const std::string& cat = req.category();
   ECRM_ASSIGN_OR_RETURN(
@@ -142,186 +92,9 @@ absl::StatusOr<v1::ListProductsResponse> TransactionStore::ListProducts(const v1
                   {after, cat, absl::StrCat(cat, "/"), absl::StrCat(cat, "0"), req.active_only(), limit + 1}));
   v1::ListProductsResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) *out.add_products() = ProductFromRow(r.row(i));
-  if (static_cast<int>(r.size()) > limit) out.set_next_page_token(Token(0, out.products(limit - 1).sku()));
+  if (static_cast<int>(r.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("ListProducts", {0, out.products(limit - 1).sku()}));
   return out;
-}
-
-absl::StatusOr<v1::Cart> TransactionStore::LoadCart(sql::Connection& c, const std::string& customer_id, bool lock) {
-  v1::Cart cart;
-  cart.set_customer_id(customer_id);
-  ECRM_ASSIGN_OR_RETURN(sql::Result head,
-                        c.Execute(absl::StrCat("SELECT id, currency, updated_at FROM carts WHERE customer_id = $1",
-                                               lock ? ForUpdate(c) : ""),
-                                  {customer_id}));
-  if (head.empty()) return cart;
-  cart.set_id(std::string(head.front().Text(0)));
-  *cart.mutable_updated_at() = Ts(head.front().Int(2));
-  const std::string currency(head.front().Text(1));
-  ECRM_ASSIGN_OR_RETURN(sql::Result lines,
-                        c.Execute("SELECT l.sku, p.title, l.quantity, p.price_minor FROM cart_lines l JOIN products "
-                                  "p ON p.sku = l.sku WHERE l.customer_id = $1 ORDER BY l.added_at, l.sku",
-                                  {customer_id}));
-  int64_t subtotal = 0;
-  for (sql::Row row : lines) {
-    v1::Line* line = cart.add_lines();
-    line->set_sku(std::string(row.Text(0)));
-    line->set_title(std::string(row.Text(1)));
-    line->set_quantity(static_cast<int32_t>(row.Int(2)));
-    *line->mutable_unit_price() = MakeMoney(row.Int(3), currency);
-    *line->mutable_total() = MakeMoney(row.Int(3) * row.Int(2), currency);
-    subtotal += row.Int(3) * row.Int(2);
-  }
-  *cart.mutable_subtotal() = MakeMoney(subtotal, currency);
-  return cart;
-}
-
-absl::StatusOr<v1::Cart> TransactionStore::GetCart(const v1::GetCartRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  return LoadCart(*conn, req.customer_id());
-}
-
-absl::StatusOr<v1::Cart> TransactionStore::ChangeCart(const std::string& customer_id, const std::string& sku,
-                                                      int32_t quantity, bool add) {
-  v1::Cart cart;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    const int64_t now = NowMicros();
-    ECRM_ASSIGN_OR_RETURN(sql::Result p, c.Execute("SELECT currency, active FROM products WHERE sku = $1", {sku}));
-    if (p.empty()) return absl::NotFoundError(absl::StrCat("sku: no product \"", sku, "\""));
-    if (quantity > 0 && !p.front().Bool(1)) {
-      return absl::FailedPreconditionError(absl::StrCat("sku: product \"", sku, "\" is not active"));
-    }
-    const std::string currency(p.front().Text(0));
-    if (quantity == 0) {
-      // The cart's row is locked before its lines, as every cart change and Checkout do.
-      ECRM_RETURN_IF_ERROR(
-          c.Execute(absl::StrCat("SELECT id FROM carts WHERE customer_id = $1", ForUpdate(c)), {customer_id}).status());
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result del, c.Execute("DELETE FROM cart_lines WHERE customer_id = $1 AND sku = $2", {customer_id, sku}));
-      if (del.rows_affected() == 0) {
-        return absl::NotFoundError(absl::StrCat("sku: \"", sku, "\" is not in the cart"));
-      }
-      ECRM_ASSIGN_OR_RETURN(sql::Result left,
-                            c.Execute("SELECT COUNT(*) FROM cart_lines WHERE customer_id = $1", {customer_id}));
-      // An emptied cart closes; the next item opens a new one (in any currency).
-      ECRM_RETURN_IF_ERROR(
-          left.front().Int(0) == 0
-              ? c.Execute("DELETE FROM carts WHERE customer_id = $1", {customer_id}).status()
-              : c.Execute("UPDATE carts SET updated_at = $2 WHERE customer_id = $1", {customer_id, now}).status());
-      ECRM_ASSIGN_OR_RETURN(cart, LoadCart(c, customer_id));
-      return absl::OkStatus();
-    }
-    ECRM_ASSIGN_OR_RETURN(
-        sql::Result head,
-        c.Execute("INSERT INTO carts (customer_id, id, currency, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
-                  "(customer_id) DO UPDATE SET updated_at = excluded.updated_at RETURNING currency",
-                  {customer_id, NewId("cart_"), currency, now}));
-    if (head.front().Text(0) != currency) {
-      return Invalid("sku", absl::StrCat("\"", sku, "\" is priced in ", currency, " but the cart is in ",
-                                         head.front().Text(0), "; a cart holds one currency"));
-    }
-    if (add) {
-      ECRM_ASSIGN_OR_RETURN(sql::Result line,
-                            c.Execute("INSERT INTO cart_lines (customer_id, sku, quantity, added_at) VALUES ($1, $2, "
-                                      "$3, $4) ON CONFLICT (customer_id, sku) DO UPDATE SET quantity = "
-                                      "cart_lines.quantity + excluded.quantity RETURNING quantity",
-                                      {customer_id, sku, quantity, now}));
-      if (line.front().Int(0) > 999) {
-        return Invalid("quantity", absl::StrCat("would make ", line.front().Int(0), " of \"", sku,
-                                                "\" in the cart; a line holds at most 999"));
-      }
-    } else {
-      ECRM_ASSIGN_OR_RETURN(sql::Result upd,
-                            c.Execute("UPDATE cart_lines SET quantity = $3 WHERE customer_id = $1 AND sku = $2",
-                                      {customer_id, sku, quantity}));
-      if (upd.rows_affected() == 0) return absl::NotFoundError(absl::StrCat("sku: \"", sku, "\" is not in the cart"));
-    }
-    ECRM_ASSIGN_OR_RETURN(cart, LoadCart(c, customer_id));
-    return absl::OkStatus();
-  }));
-  return cart;
-}
-
-absl::StatusOr<v1::Cart> TransactionStore::AddCartItem(const v1::AddCartItemRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateSku(req.sku()));
-  ECRM_RETURN_IF_ERROR(ValidateQuantity(req.quantity()));
-  return ChangeCart(req.customer_id(), req.sku(), req.quantity(), /*add=*/true);
-}
-
-absl::StatusOr<v1::Cart> TransactionStore::UpdateCartItem(const v1::UpdateCartItemRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateSku(req.sku()));
-  ECRM_RETURN_IF_ERROR(ValidateQuantity(req.quantity()));
-  return ChangeCart(req.customer_id(), req.sku(), req.quantity(), /*add=*/false);
-}
-
-absl::StatusOr<v1::Cart> TransactionStore::RemoveCartItem(const v1::RemoveCartItemRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateSku(req.sku()));
-  return ChangeCart(req.customer_id(), req.sku(), 0, /*add=*/false);
-}
-
-absl::StatusOr<v1::ListAbandonedCartsResponse> TransactionStore::ListAbandonedCarts(
-    const v1::ListAbandonedCartsRequest& req) {
-  const int limit = PageSize(req.page_size());
-  int64_t after_at = -1;
-  std::string after_customer;
-  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), after_at, after_customer));
-  const int64_t cutoff = NowMicros() - absl::ToInt64Microseconds(options_.abandon_after);
-  v1::ListAbandonedCartsResponse out;
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  ECRM_ASSIGN_OR_RETURN(sql::Result r,
-                        conn->Execute("SELECT customer_id, updated_at FROM carts WHERE updated_at <= $1 AND "
-                                      "(updated_at, customer_id) > ($2, $3) ORDER BY updated_at, customer_id LIMIT $4",
-                                      {cutoff, after_at, after_customer, limit + 1}));
-  for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    ECRM_ASSIGN_OR_RETURN(*out.add_carts(), LoadCart(*conn, std::string(r.row(i).Text(0))));
-  }
-  if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(0)));
-  }
-  return out;
-}
-
-absl::StatusOr<int64_t> TransactionStore::ReportAbandonedCarts() {
-  const int64_t cutoff = NowMicros() - absl::ToInt64Microseconds(options_.abandon_after);
-  ECRM_ASSIGN_OR_RETURN(sql::Result idle,
-                        db_.Execute("SELECT customer_id, updated_at FROM carts WHERE updated_at <= $1 AND "
-                                    "abandoned_at < updated_at ORDER BY updated_at LIMIT 1000",
-                                    {cutoff}));
-  int64_t raised = 0;
-  for (sql::Row row : idle) {
-    const std::string customer_id(row.Text(0));
-    const int64_t idle_since = row.Int(1);
-    bool claimed = false;
-    ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-      claimed = false;
-      // Claims this idle period; a cart touched since, or claimed by another replica, is skipped.
-      ECRM_ASSIGN_OR_RETURN(sql::Result upd, c.Execute("UPDATE carts SET abandoned_at = updated_at WHERE "
-                                                       "customer_id = $1 AND updated_at = $2 AND abandoned_at < $2",
-                                                       {customer_id, idle_since}));
-      if (upd.rows_affected() == 0) return absl::OkStatus();
-      ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(c, customer_id));
-      infostore::v1::Event e;
-      e.set_event_id(absl::StrCat("cart_abandoned:", cart.id(), ":", idle_since));
-      e.mutable_customer()->set_customer_id(customer_id);
-      e.set_type("cart_abandoned");
-      *e.mutable_occurred_at() = Ts(idle_since + absl::ToInt64Microseconds(options_.abandon_after));
-      e.set_touchpoint(common::v1::TOUCHPOINT_WEB);
-      *e.mutable_amount() = cart.subtotal();
-      (*e.mutable_properties())["cart_id"].set_string_value(cart.id());
-      (*e.mutable_properties())["lines"].set_int_value(cart.lines_size());
-      claimed = true;
-      return AddEvent(c, std::move(e));
-    }));
-    if (claimed) ++raised;
-  }
-  if (raised > 0) {
-    metrics_.abandoned_carts.Increment(static_cast<double>(raised));
-    Notify();
-  }
-  return raised;
 }
 
 }  // namespace ecrm::transaction

@@ -1,14 +1,19 @@
-// Service inquiries: open, reply, resolve, list; response times as Prometheus histograms.
+#include "inquiries.h"
+
 #include <prometheus/histogram.h>
 
 #include "absl/strings/str_cat.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/status/macros.h"
-#include "store.h"
-#include "store_internal.h"
+#include "ecrm/util/page_token.h"
+#include "records.h"
+#include "store_helpers.h"
 
 namespace ecrm::transaction {
 
 namespace {
+
+constexpr idempotency::Operation kOpenInquiry{"OpenInquiry", "idempotency_key"};
 
 absl::Status ValidateBody(absl::string_view body) {
   if (body.empty()) return Invalid("body", "is required");
@@ -32,16 +37,16 @@ infostore::v1::Event InquiryEvent(const v1::Inquiry& q, absl::string_view type, 
 
 }  // namespace
 
-absl::StatusOr<v1::Inquiry> TransactionStore::OpenInquiry(const v1::OpenInquiryRequest& req) {
+absl::StatusOr<v1::Inquiry> Inquiries::OpenInquiry(const v1::OpenInquiryRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kOpenInquiry, req.idempotency_key(), /*required=*/false));
   if (req.subject().empty() || req.subject().size() > 200) return Invalid("subject", "is required (1–200 bytes)");
   if (req.channel() == common::v1::CHANNEL_UNSPECIFIED) return Invalid("channel", "is required");
   ECRM_RETURN_IF_ERROR(ValidateBody(req.body()));
   ECRM_ASSIGN_OR_RETURN(
       v1::Inquiry opened,
-      IdempotentMessage<v1::Inquiry>(
-          "OpenInquiry", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Inquiry> {
+      keys_.Run<v1::Inquiry>(
+          kOpenInquiry, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Inquiry> {
             if (!req.order_id().empty()) {
               ECRM_ASSIGN_OR_RETURN(sql::Result o,
                                     c.Execute("SELECT customer_id FROM orders WHERE id = $1", {req.order_id()}));
@@ -66,16 +71,16 @@ absl::StatusOr<v1::Inquiry> TransactionStore::OpenInquiry(const v1::OpenInquiryR
             ECRM_RETURN_IF_ERROR(
                 c.Execute("INSERT INTO inquiries (id, customer_id, state, opened_at, body) VALUES ($1, "
                           "$2, $3, $4, $5)",
-                          {q.id(), q.customer_id(), static_cast<int>(q.state()), now, sql::Blob{q.SerializeAsString()}})
+                          {q.id(), q.customer_id(), static_cast<int>(q.state()), now, sql::Blob{InquiryBody(q)}})
                     .status());
-            ECRM_RETURN_IF_ERROR(AddEvent(c, InquiryEvent(q, "inquiry_opened", now)));
+            ECRM_RETURN_IF_ERROR(outbox_.Add(c, InquiryEvent(q, "inquiry_opened", now)));
             return q;
           }));
-  Notify();
+  outbox_.Notify();
   return opened;
 }
 
-absl::StatusOr<v1::Inquiry> TransactionStore::ChangeInquiry(
+absl::StatusOr<v1::Inquiry> Inquiries::ChangeInquiry(
     const std::string& id, const std::function<absl::Status(sql::Connection&, v1::Inquiry&)>& fn) {
   if (id.empty()) return Invalid("id", "is required");
   v1::Inquiry q;
@@ -83,17 +88,17 @@ absl::StatusOr<v1::Inquiry> TransactionStore::ChangeInquiry(
     ECRM_ASSIGN_OR_RETURN(sql::Result r,
                           c.Execute(absl::StrCat("SELECT body FROM inquiries WHERE id = $1", ForUpdate(c)), {id}));
     if (r.empty()) return absl::NotFoundError(absl::StrCat("id: no inquiry \"", id, "\""));
-    ECRM_ASSIGN_OR_RETURN(q, ParseBody<v1::Inquiry>(r.front().Text(0), "inquiry"));
+    ECRM_ASSIGN_OR_RETURN(q, InquiryFromBody(r.front().Text(0)));
     ECRM_RETURN_IF_ERROR(fn(c, q));
     return c
         .Execute("UPDATE inquiries SET state = $2, body = $3 WHERE id = $1",
-                 {id, static_cast<int>(q.state()), sql::Blob{q.SerializeAsString()}})
+                 {id, static_cast<int>(q.state()), sql::Blob{InquiryBody(q)}})
         .status();
   }));
   return q;
 }
 
-absl::StatusOr<v1::Inquiry> TransactionStore::ReplyToInquiry(const v1::ReplyToInquiryRequest& req) {
+absl::StatusOr<v1::Inquiry> Inquiries::ReplyToInquiry(const v1::ReplyToInquiryRequest& req) {
   if (req.author() == v1::AUTHOR_UNSPECIFIED) return Invalid("author", "is required (customer or agent)");
   if (req.author() == v1::AUTHOR_AGENT && req.agent_id().empty()) return Invalid("agent_id", "is required for agents");
   ECRM_RETURN_IF_ERROR(ValidateBody(req.body()));
@@ -125,7 +130,7 @@ absl::StatusOr<v1::Inquiry> TransactionStore::ReplyToInquiry(const v1::ReplyToIn
   return q;
 }
 
-absl::StatusOr<v1::Inquiry> TransactionStore::ResolveInquiry(const v1::ResolveInquiryRequest& req) {
+absl::StatusOr<v1::Inquiry> Inquiries::ResolveInquiry(const v1::ResolveInquiryRequest& req) {
   if (req.resolution().size() > 10'000) return Invalid("resolution", "is longer than 10,000 bytes");
   double resolution_seconds = -1;
   ECRM_ASSIGN_OR_RETURN(v1::Inquiry q, ChangeInquiry(req.id(), [&](sql::Connection& c, v1::Inquiry& q) -> absl::Status {
@@ -142,21 +147,22 @@ absl::StatusOr<v1::Inquiry> TransactionStore::ResolveInquiry(const v1::ResolveIn
                           q.set_state(v1::INQUIRY_STATE_RESOLVED);
                           *q.mutable_resolved_at() = Ts(now);
                           resolution_seconds = static_cast<double>(now - Micros(q.opened_at())) / 1e6;
-                          return AddEvent(c, InquiryEvent(q, "inquiry_resolved", now));
+                          return outbox_.Add(c, InquiryEvent(q, "inquiry_resolved", now));
                         }));
   if (resolution_seconds >= 0) {
     metrics_.inquiry_resolution.Observe(resolution_seconds);
-    Notify();
+    outbox_.Notify();
   }
   return q;
 }
 
-absl::StatusOr<v1::ListInquiriesResponse> TransactionStore::ListInquiries(const v1::ListInquiriesRequest& req) {
+absl::StatusOr<v1::ListInquiriesResponse> Inquiries::ListInquiries(const v1::ListInquiriesRequest& req) {
   if (!req.customer_id().empty()) ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   const int limit = PageSize(req.page_size());
-  int64_t before_at = INT64_MAX;
-  std::string before_id = "\x7f";
-  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before_at, before_id));
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> before,
+                        util::DecodePageToken("ListInquiries", req.page_token()));
+  const int64_t before_at = before ? before->number : INT64_MAX;
+  const std::string before_id = before ? before->text : "\x7f";
   ECRM_ASSIGN_OR_RETURN(
       sql::Result r,
       db_.Execute("SELECT body, opened_at, id FROM inquiries WHERE ($1 = '' OR customer_id = $1) AND ($2 = 0 OR "
@@ -164,10 +170,11 @@ absl::StatusOr<v1::ListInquiriesResponse> TransactionStore::ListInquiries(const 
                   {req.customer_id(), static_cast<int>(req.state()), before_at, before_id, limit + 1}));
   v1::ListInquiriesResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    ECRM_ASSIGN_OR_RETURN(*out.add_inquiries(), ParseBody<v1::Inquiry>(r.row(i).Text(0), "inquiry"));
+    ECRM_ASSIGN_OR_RETURN(*out.add_inquiries(), InquiryFromBody(r.row(i).Text(0)));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListInquiries", {r.row(limit - 1).Int(1), std::string(r.row(limit - 1).Text(2))}));
   }
   return out;
 }

@@ -1,33 +1,25 @@
-// Loyalty: accounts, the append-only points ledger, earning rules, reversals, tiers.
+#include "loyalty.h"
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/status/macros.h"
-#include "store.h"
-#include "store_internal.h"
+#include "ecrm/util/page_token.h"
+#include "store_helpers.h"
 
 namespace ecrm::transaction {
 
 namespace {
+
+constexpr idempotency::Operation kAdjustPoints{"AdjustPoints", "idempotency_key"};
 
 constexpr absl::string_view kEarningReasons =
     "'spend', 'second_purchase_bonus', 'third_purchase_bonus', 'reactivation_bonus'";
 
 }  // namespace
 
-v1::LedgerEntry LedgerEntryFromRow(const sql::Row& r) {
-  v1::LedgerEntry e;
-  e.set_id(absl::StrCat("l", r.Int(0)));
-  e.set_points(r.Int(1));
-  e.set_reason(std::string(r.Text(2)));
-  e.set_order_id(std::string(r.Text(3)));
-  e.set_balance_after(r.Int(4));
-  *e.mutable_created_at() = Ts(r.Int(5));
-  return e;
-}
-
-absl::StatusOr<TransactionStore::Account> TransactionStore::OpenAccount(sql::Connection& c,
-                                                                        const std::string& customer_id, int64_t now) {
+absl::StatusOr<Loyalty::Account> Loyalty::OpenAccount(sql::Connection& c, const std::string& customer_id, int64_t now) {
   ECRM_ASSIGN_OR_RETURN(sql::Result created,
                         c.Execute("INSERT INTO loyalty_accounts (customer_id, balance, orders, last_order_at, "
                                   "created_at) VALUES ($1, 0, 0, 0, $2) ON CONFLICT (customer_id) DO NOTHING",
@@ -38,17 +30,17 @@ absl::StatusOr<TransactionStore::Account> TransactionStore::OpenAccount(sql::Con
                                                  {customer_id}));
   if (r.empty()) return absl::AbortedError("loyalty account vanished while opening it");
   Account a{r.front().Int(0), r.front().Int(1), r.front().Int(2)};
-  if (created.rows_affected() > 0 && options_.loyalty.signup_bonus > 0) {
-    ECRM_RETURN_IF_ERROR(Credit(c, customer_id, a, options_.loyalty.signup_bonus, "signup_bonus", "",
+  if (created.rows_affected() > 0 && rules_.signup_bonus > 0) {
+    ECRM_RETURN_IF_ERROR(Credit(c, customer_id, a, rules_.signup_bonus, "signup_bonus", "",
                                 absl::StrCat("signup_bonus:", customer_id), "", now)
                              .status());
   }
   return a;
 }
 
-absl::StatusOr<bool> TransactionStore::Credit(sql::Connection& c, const std::string& customer_id, Account& account,
-                                              int64_t points, absl::string_view reason, const std::string& order_id,
-                                              const std::string& rule_key, absl::string_view note, int64_t now) {
+absl::StatusOr<bool> Loyalty::Credit(sql::Connection& c, const std::string& customer_id, Account& account,
+                                     int64_t points, absl::string_view reason, const std::string& order_id,
+                                     const std::string& rule_key, absl::string_view note, int64_t now) {
   if (points == 0) return false;
   const int64_t balance = account.balance + points;
   if (balance < 0) {
@@ -68,9 +60,27 @@ absl::StatusOr<bool> TransactionStore::Credit(sql::Connection& c, const std::str
   return true;
 }
 
-absl::StatusOr<int64_t> TransactionStore::EarnPoints(sql::Connection& c, const v1::Order& order, Account& account,
-                                                     int64_t now) {
-  const LoyaltyRules& rules = options_.loyalty;
+absl::StatusOr<int64_t> Loyalty::Redeem(sql::Connection& c, const std::string& customer_id, Account& account,
+                                        int64_t points, int64_t subtotal, absl::string_view currency,
+                                        const std::string& order_id, int64_t now) {
+  if (points <= 0) return 0;
+  const int64_t discount = points * rules_.point_value_minor;
+  if (discount > subtotal) {
+    return Invalid("redeem_points", absl::StrCat(points, " points are worth ", discount, " ", currency,
+                                                 " minor units, more than the order's ", subtotal));
+  }
+  if (points > account.balance) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("redeem_points: ", points, " requested, the balance is ", account.balance));
+  }
+  ECRM_RETURN_IF_ERROR(
+      Credit(c, customer_id, account, -points, "redemption", order_id, absl::StrCat("redemption:", order_id), "", now)
+          .status());
+  return discount;
+}
+
+absl::StatusOr<int64_t> Loyalty::EarnPoints(sql::Connection& c, const v1::Order& order, Account& account, int64_t now) {
+  const LoyaltyRules& rules = rules_;
   const int64_t previous_order_at = account.last_order_at;
   account.orders += 1;
   account.last_order_at = now;
@@ -97,7 +107,7 @@ absl::StatusOr<int64_t> TransactionStore::EarnPoints(sql::Connection& c, const v
   return earned;
 }
 
-absl::Status TransactionStore::ReversePoints(sql::Connection& c, const v1::Order& order, double fraction, int64_t now) {
+absl::Status Loyalty::ReversePoints(sql::Connection& c, const v1::Order& order, double fraction, int64_t now) {
   if (order.customer_id().empty()) return absl::OkStatus();  // erased: the ledger is gone
   ECRM_ASSIGN_OR_RETURN(
       sql::Result sums,
@@ -136,22 +146,18 @@ absl::Status TransactionStore::ReversePoints(sql::Connection& c, const v1::Order
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::LoyaltyAccount> TransactionStore::GetLoyaltyAccount(const v1::GetLoyaltyAccountRequest& req) {
+absl::StatusOr<v1::LoyaltyAccount> Loyalty::GetLoyaltyAccount(const v1::GetLoyaltyAccountRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   return LoadAccount(*conn, req);
 }
 
-absl::StatusOr<v1::LoyaltyAccount> TransactionStore::LoadAccount(sql::Connection& c,
-                                                                 const v1::GetLoyaltyAccountRequest& req) {
+absl::StatusOr<v1::LoyaltyAccount> Loyalty::LoadAccount(sql::Connection& c, const v1::GetLoyaltyAccountRequest& req) {
   const int limit = PageSize(req.page_size(), 20);
-  int64_t before = INT64_MAX;
-  if (!req.page_token().empty()) {
-    std::string marker;
-    ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before, marker));
-    if (marker != "l") return Invalid("page_token", "is not a token from a previous GetLoyaltyAccount response");
-  }
-  const LoyaltyRules& rules = options_.loyalty;
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> cursor,
+                        util::DecodePageToken("GetLoyaltyAccount", req.page_token()));
+  const int64_t before = cursor ? cursor->number : INT64_MAX;
+  const LoyaltyRules& rules = rules_;
   v1::LoyaltyAccount out;
   out.set_customer_id(req.customer_id());
   ECRM_ASSIGN_OR_RETURN(sql::Result a,
@@ -176,18 +182,19 @@ absl::StatusOr<v1::LoyaltyAccount> TransactionStore::LoadAccount(sql::Connection
   for (size_t i = 0; i < ledger.size() && static_cast<int>(i) < limit; ++i) {
     *out.add_ledger() = LedgerEntryFromRow(ledger.row(i));
   }
-  if (static_cast<int>(ledger.size()) > limit) out.set_next_page_token(Token(ledger.row(limit - 1).Int(0), "l"));
+  if (static_cast<int>(ledger.size()) > limit)
+    out.set_next_page_token(util::EncodePageToken("GetLoyaltyAccount", {ledger.row(limit - 1).Int(0), ""}));
   return out;
 }
 
-absl::StatusOr<v1::LoyaltyAccount> TransactionStore::AdjustPoints(const v1::AdjustPointsRequest& req) {
+absl::StatusOr<v1::LoyaltyAccount> Loyalty::AdjustPoints(const v1::AdjustPointsRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kAdjustPoints, req.idempotency_key(), /*required=*/false));
   if (req.points() == 0) return Invalid("points", "must not be zero");
   if (std::llabs(req.points()) > 1'000'000'000) return Invalid("points", "must be within ±1,000,000,000");
   if (req.reason().empty() || req.reason().size() > 200) return Invalid("reason", "is required (1–200 bytes)");
-  return IdempotentMessage<v1::LoyaltyAccount>(
-      "AdjustPoints", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::LoyaltyAccount> {
+  return keys_.Run<v1::LoyaltyAccount>(
+      kAdjustPoints, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::LoyaltyAccount> {
         const int64_t now = NowMicros();
         ECRM_ASSIGN_OR_RETURN(Account account, OpenAccount(c, req.customer_id(), now));
         ECRM_RETURN_IF_ERROR(Credit(c, req.customer_id(), account, req.points(), absl::StrCat("manual: ", req.reason()),

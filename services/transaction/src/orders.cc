@@ -1,77 +1,21 @@
-// Orders: checkout, offline orders, cancellation, refunds; idempotency keys; the outbox.
+#include "orders.h"
+
 #include <prometheus/counter.h>
 
 #include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "ecrm/idempotency/idempotency.h"
 #include "ecrm/status/macros.h"
-#include "store.h"
-#include "store_internal.h"
+#include "ecrm/util/page_token.h"
+#include "records.h"
+#include "store_helpers.h"
 
 namespace ecrm::transaction {
 
-TransactionStore::TransactionStore(sql::Database& db, CustomerResolver* resolver, TransactionMetrics& metrics,
-                                   StoreOptions options)
-    : db_(db), resolver_(resolver), metrics_(metrics), options_(std::move(options)) {}
-
-absl::StatusOr<std::string> TransactionStore::Idempotent(
-    absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
-    const std::function<absl::StatusOr<std::string>(sql::Connection&)>& fn, const std::string& customer_id) {
-  std::string request_hash = util::Sha256Hex(request.SerializeAsString());
-  std::string response;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    if (!key.empty()) {
-      // The key is claimed before fn runs: a concurrent request with the same key waits on this
-      // row until this transaction ends, then replays its response (or claims the key itself if
-      // this one rolled back) instead of running fn against state this one already changed.
-      ECRM_ASSIGN_OR_RETURN(sql::Result claim,
-                            c.Execute("INSERT INTO idempotency_keys (operation, key, request_hash, response, "
-                                      "created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (operation, key) DO NOTHING",
-                                      {operation, key, request_hash, sql::Blob{""}, NowMicros()}));
-      if (claim.rows_affected() == 0) {
-        ECRM_ASSIGN_OR_RETURN(sql::Result seen,
-                              c.Execute("SELECT request_hash, response FROM idempotency_keys WHERE operation = $1 AND "
-                                        "key = $2",
-                                        {operation, key}));
-        // Claimed and then pruned, or claimed by a transaction that rolled back: claim it again.
-        if (seen.empty()) return absl::AbortedError("idempotency key released concurrently");
-        if (seen.front().Text(0) != request_hash) {
-          return absl::FailedPreconditionError(absl::StrCat("idempotency_key: \"", key,
-                                                            "\" was already used for a different ", operation,
-                                                            " request; use a new key for a new request"));
-        }
-        response = std::string(seen.front().Text(1));
-        return absl::OkStatus();
-      }
-    }
-    ECRM_ASSIGN_OR_RETURN(response, fn(c));
-    if (key.empty()) return absl::OkStatus();
-    return c
-        .Execute("UPDATE idempotency_keys SET response = $3, customer_id = $4 WHERE operation = $1 AND key = $2",
-                 {operation, key, sql::Blob{response}, customer_id})
-        .status();
-  }));
-  return response;
-}
-
-absl::StatusOr<int64_t> TransactionStore::PruneIdempotencyKeys(absl::Time before) {
-  return db_.DeleteInBatches("idempotency_keys", "operation, key", "created_at < $1", {absl::ToUnixMicros(before)});
-}
-
-absl::Status TransactionStore::AddEvent(sql::Connection& c, infostore::v1::Event event) {
-  const std::string customer_id = event.customer().customer_id();
-  return c
-      .Execute(
-          "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
-          "(event_id) DO NOTHING",
-          {event.event_id(), customer_id, sql::Blob{event.SerializeAsString()}, NowMicros()})
-      .status();
-}
-
-infostore::v1::Event TransactionStore::OrderEvent(const v1::Order& order, absl::string_view type,
-                                                  absl::string_view event_id, const common::v1::Money& amount,
-                                                  int64_t at) const {
+infostore::v1::Event Orders::OrderEvent(const v1::Order& order, absl::string_view type, absl::string_view event_id,
+                                        const common::v1::Money& amount, int64_t at) {
   infostore::v1::Event e;
   e.set_event_id(std::string(event_id));
   e.mutable_customer()->set_customer_id(order.customer_id());
@@ -111,29 +55,34 @@ infostore::v1::Event TransactionStore::OrderEvent(const v1::Order& order, absl::
 
 namespace {
 
+constexpr idempotency::Operation kCheckout{"Checkout", "idempotency_key"};
+constexpr idempotency::Operation kPlaceOrder{"PlaceOrder", "idempotency_key"};
+constexpr idempotency::Operation kCancelOrder{"CancelOrder", "idempotency_key"};
+constexpr idempotency::Operation kRefundOrder{"RefundOrder", "idempotency_key"};
+
 int64_t Paid(const v1::Order& o) {
   return o.state() == v1::ORDER_STATE_CANCELLED ? 0 : o.total().amount_minor() - o.refunded().amount_minor();
 }
 
 }  // namespace
 
-absl::StatusOr<v1::Order> TransactionStore::LoadOrder(sql::Connection& c, const std::string& id, bool lock) {
+absl::StatusOr<v1::Order> Orders::Load(sql::Connection& c, const std::string& id, bool lock) {
   if (id.empty()) return Invalid("id", "is required");
   ECRM_ASSIGN_OR_RETURN(
       sql::Result r, c.Execute(absl::StrCat("SELECT body FROM orders WHERE id = $1", lock ? ForUpdate(c) : ""), {id}));
   if (r.empty()) return absl::NotFoundError(absl::StrCat("id: no order \"", id, "\""));
-  return ParseBody<v1::Order>(r.front().Text(0), "order");
+  return OrderFromBody(r.front().Text(0));
 }
 
-absl::Status TransactionStore::SaveOrder(sql::Connection& c, const v1::Order& order) {
+absl::Status Orders::Save(sql::Connection& c, const v1::Order& order) {
   return c
-      .Execute("UPDATE orders SET state = $2, customer_id = $3, paid_minor = $4, body = $5 WHERE id = $1",
-               {order.id(), static_cast<int>(order.state()), order.customer_id(), Paid(order),
-                sql::Blob{order.SerializeAsString()}})
+      .Execute(
+          "UPDATE orders SET state = $2, customer_id = $3, paid_minor = $4, body = $5 WHERE id = $1",
+          {order.id(), static_cast<int>(order.state()), order.customer_id(), Paid(order), sql::Blob{OrderBody(order)}})
       .status();
 }
 
-absl::StatusOr<v1::Order> TransactionStore::Place(sql::Connection& c, const OrderInput& in, int64_t now) {
+absl::StatusOr<v1::Order> Orders::Place(sql::Connection& c, const OrderInput& in, int64_t now) {
   if (in.lines.empty()) return absl::FailedPreconditionError("lines: an order needs at least one line");
   if (in.redeem_points < 0) return Invalid("redeem_points", "must not be negative");
   v1::Order order;
@@ -191,70 +140,54 @@ absl::StatusOr<v1::Order> TransactionStore::Place(sql::Connection& c, const Orde
     *order.add_lines() = std::move(priced[l.sku]);
   }
 
-  ECRM_ASSIGN_OR_RETURN(Account account, OpenAccount(c, in.customer_id, now));
-  int64_t discount = 0;
-  if (in.redeem_points > 0) {
-    discount = in.redeem_points * options_.loyalty.point_value_minor;
-    if (discount > subtotal) {
-      return Invalid("redeem_points", absl::StrCat(in.redeem_points, " points are worth ", discount, " ", currency,
-                                                   " minor units, more than the order's ", subtotal));
-    }
-    if (in.redeem_points > account.balance) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("redeem_points: ", in.redeem_points, " requested, the balance is ", account.balance));
-    }
-    ECRM_RETURN_IF_ERROR(Credit(c, in.customer_id, account, -in.redeem_points, "redemption", order.id(),
-                                absl::StrCat("redemption:", order.id()), "", now)
-                             .status());
-  }
+  ECRM_ASSIGN_OR_RETURN(Loyalty::Account account, loyalty_.OpenAccount(c, in.customer_id, now));
+  ECRM_ASSIGN_OR_RETURN(int64_t discount, loyalty_.Redeem(c, in.customer_id, account, in.redeem_points, subtotal,
+                                                          currency, order.id(), now));
   *order.mutable_subtotal() = MakeMoney(subtotal, currency);
   *order.mutable_points_discount() = MakeMoney(discount, currency);
   *order.mutable_total() = MakeMoney(subtotal - discount, currency);
   *order.mutable_refunded() = MakeMoney(0, currency);
   order.set_points_redeemed(in.redeem_points);
-  ECRM_ASSIGN_OR_RETURN(int64_t earned, EarnPoints(c, order, account, now));
+  ECRM_ASSIGN_OR_RETURN(int64_t earned, loyalty_.EarnPoints(c, order, account, now));
   order.set_points_earned(earned);
 
   ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO orders (id, customer_id, state, currency, paid_minor, placed_at, body) "
                                  "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                                  {order.id(), order.customer_id(), static_cast<int>(order.state()), currency,
-                                  Paid(order), now, sql::Blob{order.SerializeAsString()}})
+                                  Paid(order), now, sql::Blob{OrderBody(order)}})
                            .status());
   ECRM_RETURN_IF_ERROR(
-      AddEvent(c, OrderEvent(order, "purchase", absl::StrCat("order:", order.id()), order.total(), now)));
+      outbox_.Add(c, OrderEvent(order, "purchase", absl::StrCat("order:", order.id()), order.total(), now)));
   return order;
 }
 
-absl::StatusOr<v1::Order> TransactionStore::Checkout(const v1::CheckoutRequest& req) {
+absl::StatusOr<v1::Order> Orders::Checkout(const v1::CheckoutRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCheckout, req.idempotency_key(), /*required=*/true));
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
-      IdempotentMessage<v1::Order>(
-          "Checkout", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
-            // Locked until commit: a cart change waits for the checkout (its lines go into this order,
-            // or into a new cart after it), never slips in between reading and deleting the lines.
-            ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(c, req.customer_id(), /*lock=*/true));
-            if (cart.lines().empty()) {
-              return absl::FailedPreconditionError("customer_id: the cart is empty; add items before checking out");
-            }
-            OrderInput in{req.customer_id(), {}, req.channel(), "", req.redeem_points()};
-            for (const v1::Line& l : cart.lines()) {
-              in.lines.push_back({l.sku(), l.quantity(), absl::StrCat("cart ", l.sku())});
-            }
-            ECRM_ASSIGN_OR_RETURN(v1::Order o, Place(c, in, NowMicros()));
-            ECRM_RETURN_IF_ERROR(
-                c.Execute("DELETE FROM cart_lines WHERE customer_id = $1", {req.customer_id()}).status());
-            ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM carts WHERE customer_id = $1", {req.customer_id()}).status());
-            return o;
-          }));
+      keys_.Run<v1::Order>(kCheckout, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+        // Locked until commit: a cart change waits for the checkout (its lines go into this order,
+        // or into a new cart after it), never slips in between reading and deleting the lines.
+        ECRM_ASSIGN_OR_RETURN(v1::Cart cart, carts_.Load(c, req.customer_id(), /*lock=*/true));
+        if (cart.lines().empty()) {
+          return absl::FailedPreconditionError("customer_id: the cart is empty; add items before checking out");
+        }
+        OrderInput in{req.customer_id(), {}, req.channel(), "", req.redeem_points()};
+        for (const v1::Line& l : cart.lines()) {
+          in.lines.push_back({l.sku(), l.quantity(), absl::StrCat("cart ", l.sku())});
+        }
+        ECRM_ASSIGN_OR_RETURN(v1::Order o, Place(c, in, NowMicros()));
+        ECRM_RETURN_IF_ERROR(carts_.Close(c, req.customer_id()));
+        return o;
+      }));
   metrics_.orders_placed.Increment();
-  Notify();
+  outbox_.Notify();
   return order;
 }
 
-absl::StatusOr<v1::Order> TransactionStore::PlaceOrder(const v1::PlaceOrderRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+absl::StatusOr<v1::Order> Orders::PlaceOrder(const v1::PlaceOrderRequest& req) {
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kPlaceOrder, req.idempotency_key(), /*required=*/true));
   if (req.lines().empty()) return Invalid("lines", "at least one line is required");
   if (req.lines_size() > 200) return Invalid("lines", "at most 200 lines per order");
   if (req.location().size() > 200) return Invalid("location", "is longer than 200 bytes");
@@ -283,42 +216,43 @@ absl::StatusOr<v1::Order> TransactionStore::PlaceOrder(const v1::PlaceOrderReque
       return Invalid("customer", "set customer_id or identifier");
   }
   ECRM_ASSIGN_OR_RETURN(v1::Order order,
-                        IdempotentMessage<v1::Order>("PlaceOrder", req.idempotency_key(), req,
-                                                     [&](sql::Connection& c) { return Place(c, in, NowMicros()); }));
+                        keys_.Run<v1::Order>(kPlaceOrder, req.idempotency_key(), req,
+                                             [&](sql::Connection& c) { return Place(c, in, NowMicros()); }));
   metrics_.orders_placed.Increment();
-  Notify();
+  outbox_.Notify();
   return order;
 }
 
-absl::StatusOr<v1::Order> TransactionStore::GetOrder(const v1::GetOrderRequest& req) {
+absl::StatusOr<v1::Order> Orders::GetOrder(const v1::GetOrderRequest& req) {
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  return LoadOrder(*conn, req.id(), /*lock=*/false);
+  return Load(*conn, req.id(), /*lock=*/false);
 }
 
-absl::StatusOr<v1::ListOrdersResponse> TransactionStore::ListOrders(const v1::ListOrdersRequest& req) {
+absl::StatusOr<v1::ListOrdersResponse> Orders::ListOrders(const v1::ListOrdersRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   const int limit = PageSize(req.page_size());
-  int64_t before_at = INT64_MAX;
-  std::string before_id = "\x7f";
-  if (!req.page_token().empty()) ECRM_RETURN_IF_ERROR(ParseToken(req.page_token(), before_at, before_id));
+  ECRM_ASSIGN_OR_RETURN(std::optional<util::PageCursor> before, util::DecodePageToken("ListOrders", req.page_token()));
+  const int64_t before_at = before ? before->number : INT64_MAX;
+  const std::string before_id = before ? before->text : "\x7f";
   ECRM_ASSIGN_OR_RETURN(sql::Result r,
                         db_.Execute("SELECT body, placed_at, id FROM orders WHERE customer_id = $1 AND (placed_at, id) "
                                     "< ($2, $3) ORDER BY placed_at DESC, id DESC LIMIT $4",
                                     {req.customer_id(), before_at, before_id, limit + 1}));
   v1::ListOrdersResponse out;
   for (size_t i = 0; i < r.size() && static_cast<int>(i) < limit; ++i) {
-    ECRM_ASSIGN_OR_RETURN(*out.add_orders(), ParseBody<v1::Order>(r.row(i).Text(0), "order"));
+    ECRM_ASSIGN_OR_RETURN(*out.add_orders(), OrderFromBody(r.row(i).Text(0)));
   }
   if (static_cast<int>(r.size()) > limit) {
-    out.set_next_page_token(Token(r.row(limit - 1).Int(1), r.row(limit - 1).Text(2)));
+    out.set_next_page_token(
+        util::EncodePageToken("ListOrders", {r.row(limit - 1).Int(1), std::string(r.row(limit - 1).Text(2))}));
   }
   return out;
 }
 
-absl::StatusOr<v1::Order> TransactionStore::FulfilOrder(const v1::FulfilOrderRequest& req) {
+absl::StatusOr<v1::Order> Orders::FulfilOrder(const v1::FulfilOrderRequest& req) {
   v1::Order order;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    ECRM_ASSIGN_OR_RETURN(order, LoadOrder(c, req.id(), /*lock=*/true));
+    ECRM_ASSIGN_OR_RETURN(order, Load(c, req.id(), /*lock=*/true));
     if (order.state() == v1::ORDER_STATE_FULFILLED) return absl::OkStatus();
     if (order.state() != v1::ORDER_STATE_PLACED) {
       return absl::FailedPreconditionError(absl::StrCat("id: order \"", order.id(), "\" is ",
@@ -327,21 +261,21 @@ absl::StatusOr<v1::Order> TransactionStore::FulfilOrder(const v1::FulfilOrderReq
     }
     order.set_state(v1::ORDER_STATE_FULFILLED);
     *order.mutable_updated_at() = Ts(NowMicros());
-    return SaveOrder(c, order);
+    return Save(c, order);
   }));
   return order;
 }
 
-absl::StatusOr<v1::Order> TransactionStore::CancelOrder(const v1::CancelOrderRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/false));
+absl::StatusOr<v1::Order> Orders::CancelOrder(const v1::CancelOrderRequest& req) {
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCancelOrder, req.idempotency_key(), /*required=*/false));
   if (req.reason().size() > 1000) return Invalid("reason", "is longer than 1,000 bytes");
   bool changed = false;
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
-      IdempotentMessage<v1::Order>(
-          "CancelOrder", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+      keys_.Run<v1::Order>(
+          kCancelOrder, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
             changed = false;
-            ECRM_ASSIGN_OR_RETURN(v1::Order o, LoadOrder(c, req.id(), /*lock=*/true));
+            ECRM_ASSIGN_OR_RETURN(v1::Order o, Load(c, req.id(), /*lock=*/true));
             if (o.state() == v1::ORDER_STATE_CANCELLED) return o;  // cancelling twice is cancelling once
             if (o.state() != v1::ORDER_STATE_PLACED) {
               return absl::FailedPreconditionError(absl::StrCat("id: order \"", o.id(), "\" is ",
@@ -355,23 +289,23 @@ absl::StatusOr<v1::Order> TransactionStore::CancelOrder(const v1::CancelOrderReq
                                              {l.sku(), l.quantity()})
                                        .status());
             }
-            ECRM_RETURN_IF_ERROR(ReversePoints(c, o, 1.0, now));
+            ECRM_RETURN_IF_ERROR(loyalty_.ReversePoints(c, o, 1.0, now));
             o.set_state(v1::ORDER_STATE_CANCELLED);
             *o.mutable_updated_at() = Ts(now);
-            ECRM_RETURN_IF_ERROR(SaveOrder(c, o));
+            ECRM_RETURN_IF_ERROR(Save(c, o));
             infostore::v1::Event e =
                 OrderEvent(o, "order_cancelled", absl::StrCat("order_cancelled:", o.id()), o.total(), now);
             if (!req.reason().empty()) (*e.mutable_properties())["reason"].set_string_value(req.reason());
-            ECRM_RETURN_IF_ERROR(AddEvent(c, std::move(e)));
+            ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
             changed = true;
             return o;
           }));
-  if (changed) Notify();
+  if (changed) outbox_.Notify();
   return order;
 }
 
-absl::StatusOr<v1::Order> TransactionStore::RefundOrder(const v1::RefundOrderRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateKey(req.idempotency_key(), /*required=*/true));
+absl::StatusOr<v1::Order> Orders::RefundOrder(const v1::RefundOrderRequest& req) {
+  ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kRefundOrder, req.idempotency_key(), /*required=*/true));
   if (req.reason().size() > 1000) return Invalid("reason", "is longer than 1,000 bytes");
   for (int i = 0; i < req.lines_size(); ++i) {
     ECRM_RETURN_IF_ERROR(ValidateSku(req.lines(i).sku(), absl::StrCat("lines[", i, "].sku")));
@@ -381,9 +315,9 @@ absl::StatusOr<v1::Order> TransactionStore::RefundOrder(const v1::RefundOrderReq
   }
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
-      IdempotentMessage<v1::Order>(
-          "RefundOrder", req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
-            ECRM_ASSIGN_OR_RETURN(v1::Order o, LoadOrder(c, req.id(), /*lock=*/true));
+      keys_.Run<v1::Order>(
+          kRefundOrder, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+            ECRM_ASSIGN_OR_RETURN(v1::Order o, Load(c, req.id(), /*lock=*/true));
             const v1::OrderState s = o.state();
             if (s != v1::ORDER_STATE_PLACED && s != v1::ORDER_STATE_FULFILLED &&
                 s != v1::ORDER_STATE_PARTIALLY_REFUNDED) {
@@ -434,16 +368,16 @@ absl::StatusOr<v1::Order> TransactionStore::RefundOrder(const v1::RefundOrderReq
             o.mutable_refunded()->set_amount_minor(already + amount);
             o.set_state(complete ? v1::ORDER_STATE_REFUNDED : v1::ORDER_STATE_PARTIALLY_REFUNDED);
             *o.mutable_updated_at() = Ts(now);
-            ECRM_RETURN_IF_ERROR(
-                ReversePoints(c, o, complete || total == 0 ? 1.0 : static_cast<double>(already + amount) / total, now));
-            ECRM_RETURN_IF_ERROR(SaveOrder(c, o));
+            ECRM_RETURN_IF_ERROR(loyalty_.ReversePoints(
+                c, o, complete || total == 0 ? 1.0 : static_cast<double>(already + amount) / total, now));
+            ECRM_RETURN_IF_ERROR(Save(c, o));
             infostore::v1::Event e = OrderEvent(o, "refund", absl::StrCat("refund:", o.id(), ":", already + amount),
                                                 MakeMoney(amount, o.total().currency()), now);
             if (!req.reason().empty()) (*e.mutable_properties())["reason"].set_string_value(req.reason());
-            ECRM_RETURN_IF_ERROR(AddEvent(c, std::move(e)));
+            ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
             return o;
           }));
-  Notify();
+  outbox_.Notify();
   return order;
 }
 

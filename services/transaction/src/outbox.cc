@@ -1,48 +1,21 @@
-// The outbox of events for the information store, metrics, and data-subject requests.
-#include <prometheus/counter.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
+#include "outbox.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
-#include "store.h"
-#include "store_internal.h"
+#include "store_helpers.h"
 
 namespace ecrm::transaction {
 
-namespace {
+absl::Status Outbox::Add(sql::Connection& c, const infostore::v1::Event& event) {
+  return c
+      .Execute(
+          "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
+          "(event_id) DO NOTHING",
+          {event.event_id(), event.customer().customer_id(), sql::Blob{event.SerializeAsString()}, NowMicros()})
+      .status();
+}
 
-// Seconds: a minute up to a week.
-const prometheus::Histogram::BucketBoundaries kResponseBuckets = {
-    60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 48 * 3600, 7 * 24 * 3600};
-
-}  // namespace
-
-TransactionMetrics::TransactionMetrics(prometheus::Registry& registry)
-    : inquiry_first_response(prometheus::BuildHistogram()
-                                 .Name("ecrm_transaction_inquiry_first_response_seconds")
-                                 .Help("Time from opening a service inquiry to the first agent reply")
-                                 .Register(registry)
-                                 .Add({}, kResponseBuckets)),
-      inquiry_resolution(prometheus::BuildHistogram()
-                             .Name("ecrm_transaction_inquiry_resolution_seconds")
-                             .Help("Time from opening a service inquiry to its resolution")
-                             .Register(registry)
-                             .Add({}, kResponseBuckets)),
-      orders_placed(prometheus::BuildCounter()
-                        .Name("ecrm_transaction_orders_placed_total")
-                        .Help("Orders placed (checkout and direct), not counting idempotent replays")
-                        .Register(registry)
-                        .Add({})),
-      abandoned_carts(prometheus::BuildCounter()
-                          .Name("ecrm_transaction_abandoned_carts_total")
-                          .Help("cart_abandoned events raised, one per idle period of a cart")
-                          .Register(registry)
-                          .Add({})) {}
-
-absl::StatusOr<std::vector<OutboxEvent>> TransactionStore::PendingEvents(int limit) {
+absl::StatusOr<std::vector<OutboxEvent>> Outbox::PendingEvents(int limit) {
   ECRM_ASSIGN_OR_RETURN(
       sql::Result r, db_.Execute("SELECT seq, body FROM outbox WHERE failed IS NULL ORDER BY seq LIMIT $1", {limit}));
   std::vector<OutboxEvent> out;
@@ -54,7 +27,7 @@ absl::StatusOr<std::vector<OutboxEvent>> TransactionStore::PendingEvents(int lim
   return out;
 }
 
-absl::Status TransactionStore::MarkDelivered(const std::vector<int64_t>& seqs) {
+absl::Status Outbox::MarkDelivered(const std::vector<int64_t>& seqs) {
   if (seqs.empty()) return absl::OkStatus();
   std::vector<sql::Value> params(seqs.begin(), seqs.end());
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
@@ -65,157 +38,13 @@ absl::Status TransactionStore::MarkDelivered(const std::vector<int64_t>& seqs) {
       .status();
 }
 
-absl::Status TransactionStore::MarkFailed(int64_t seq, absl::string_view error) {
+absl::Status Outbox::MarkFailed(int64_t seq, absl::string_view error) {
   return db_.Execute("UPDATE outbox SET failed = $2 WHERE seq = $1", {seq, error.substr(0, 1000)}).status();
 }
 
-absl::StatusOr<int64_t> TransactionStore::PendingCount() {
+absl::StatusOr<int64_t> Outbox::PendingCount() {
   ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT COUNT(*) FROM outbox WHERE failed IS NULL"));
   return r.front().Int(0);
-}
-
-namespace {
-
-std::vector<std::string> AllIds(const std::string& id, const google::protobuf::RepeatedPtrField<std::string>& merged) {
-  std::vector<std::string> ids = {id};
-  ids.insert(ids.end(), merged.begin(), merged.end());
-  return ids;
-}
-
-// What an idempotency record replays once its customer is erased: only what this engine keeps.
-// An order stays, pseudonymised as the stored order is; of a deleted inquiry, its id; of a
-// deleted loyalty account (AdjustPoints), nothing.
-absl::StatusOr<std::string> ErasedResponse(absl::string_view operation, absl::string_view response) {
-  if (operation == "Checkout" || operation == "PlaceOrder" || operation == "CancelOrder" ||
-      operation == "RefundOrder") {
-    ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(response, "response"));
-    order.clear_customer_id();
-    return order.SerializeAsString();
-  }
-  if (operation == "OpenInquiry") {
-    ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, ParseBody<v1::Inquiry>(response, "response"));
-    v1::Inquiry kept;
-    kept.set_id(inquiry.id());
-    return kept.SerializeAsString();
-  }
-  return std::string();
-}
-
-}  // namespace
-
-absl::StatusOr<std::string> TransactionStore::ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  std::vector<std::string> orders, carts, ledger, inquiries;
-  std::vector<std::string> balances;
-  ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
-  for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
-    ECRM_ASSIGN_OR_RETURN(sql::Result o,
-                          conn->Execute("SELECT body FROM orders WHERE customer_id = $1 ORDER BY placed_at", {id}));
-    for (sql::Row row : o) {
-      ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(row.Text(0), "order"));
-      orders.push_back(util::ToJson(order));
-    }
-    ECRM_ASSIGN_OR_RETURN(v1::Cart cart, LoadCart(*conn, id));
-    if (!cart.id().empty()) carts.push_back(util::ToJson(cart));
-    ECRM_ASSIGN_OR_RETURN(sql::Result a,
-                          conn->Execute("SELECT balance FROM loyalty_accounts WHERE customer_id = $1", {id}));
-    if (!a.empty())
-      balances.push_back(absl::StrCat("{\"customer_id\":\"", id, "\",\"balance\":", a.front().Int(0), "}"));
-    ECRM_ASSIGN_OR_RETURN(sql::Result l, conn->Execute("SELECT seq, points, reason, order_id, balance_after, "
-                                                       "created_at FROM loyalty_ledger WHERE customer_id = $1 ORDER "
-                                                       "BY seq",
-                                                       {id}));
-    for (sql::Row row : l) ledger.push_back(util::ToJson(LedgerEntryFromRow(row)));
-    ECRM_ASSIGN_OR_RETURN(sql::Result q,
-                          conn->Execute("SELECT body FROM inquiries WHERE customer_id = $1 ORDER BY opened_at", {id}));
-    for (sql::Row row : q) {
-      ECRM_ASSIGN_OR_RETURN(v1::Inquiry inquiry, ParseBody<v1::Inquiry>(row.Text(0), "inquiry"));
-      inquiries.push_back(util::ToJson(inquiry));
-    }
-  }
-  if (orders.empty() && carts.empty() && balances.empty() && ledger.empty() && inquiries.empty()) {
-    return std::string("{}");  // the contract's document for "nothing held"
-  }
-  return absl::StrCat("{\"orders\":[", absl::StrJoin(orders, ","), "],\"carts\":[", absl::StrJoin(carts, ","),
-                      "],\"loyalty_accounts\":[", absl::StrJoin(balances, ","), "],\"loyalty_ledger\":[",
-                      absl::StrJoin(ledger, ","), "],\"inquiries\":[", absl::StrJoin(inquiries, ","), "]}");
-}
-
-absl::StatusOr<privacy::v1::EraseCustomerDataResponse> TransactionStore::EraseCustomerData(
-    const privacy::v1::EraseCustomerDataRequest& req) {
-  ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
-  privacy::v1::EraseCustomerDataResponse out;
-  std::vector<absl::string_view> touched;  // tables the erasure changed
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    out.Clear();
-    touched.clear();
-    int64_t carts = 0, lines = 0, accounts = 0, entries = 0, inquiries = 0, orders = 0, events = 0, keys = 0;
-    for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
-      auto count = [&](absl::string_view sql, int64_t& n) -> absl::Status {
-        ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, {id}));
-        n += r.rows_affected();
-        return absl::OkStatus();
-      };
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM cart_lines WHERE customer_id = $1", lines));
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM carts WHERE customer_id = $1", carts));
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM loyalty_ledger WHERE customer_id = $1", entries));
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM loyalty_accounts WHERE customer_id = $1", accounts));
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM inquiries WHERE customer_id = $1", inquiries));
-      // Undelivered events would re-create data about the person in the information store.
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM outbox WHERE customer_id = $1", events));
-      // Financial records stay, without the link to the person.
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result o, c.Execute(absl::StrCat("SELECT body FROM orders WHERE customer_id = $1", ForUpdate(c)), {id}));
-      for (sql::Row row : o) {
-        ECRM_ASSIGN_OR_RETURN(v1::Order order, ParseBody<v1::Order>(row.Text(0), "order"));
-        order.clear_customer_id();
-        ECRM_RETURN_IF_ERROR(SaveOrder(c, order));
-        ++orders;
-      }
-      // Idempotency records go on replaying (a retry must not place an order twice), but only
-      // what is kept: a replay never returns the erased id or the customer's text.
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result k,
-          c.Execute(absl::StrCat("SELECT operation, key, response FROM idempotency_keys WHERE customer_id = $1",
-                                 ForUpdate(c)),
-                    {id}));
-      for (sql::Row row : k) {
-        ECRM_ASSIGN_OR_RETURN(std::string response, ErasedResponse(row.Text(0), row.Text(2)));
-        ECRM_RETURN_IF_ERROR(c.Execute("UPDATE idempotency_keys SET customer_id = '', response = $3 WHERE "
-                                       "operation = $1 AND key = $2",
-                                       {row.Text(0), row.Text(1), sql::Blob{response}})
-                                 .status());
-        ++keys;
-      }
-    }
-    auto item = [&](absl::string_view kind, int64_t n, absl::string_view action, absl::string_view table) {
-      privacy::v1::ErasedItem* i = out.add_items();
-      i->set_kind(std::string(kind));
-      i->set_count(n);
-      i->set_action(std::string(action));
-      if (n > 0) touched.push_back(table);
-    };
-    item("carts", carts, "deleted", "carts");
-    item("cart_lines", lines, "deleted", "cart_lines");
-    item("loyalty_accounts", accounts, "deleted", "loyalty_accounts");
-    item("loyalty_ledger_entries", entries, "deleted", "loyalty_ledger");
-    item("inquiries", inquiries, "deleted", "inquiries");
-    item("orders", orders, "pseudonymised", "orders");
-    item("undelivered_events", events, "deleted", "outbox");
-    item("idempotency_keys", keys, "pseudonymised", "idempotency_keys");
-    return absl::OkStatus();
-  }));
-  // PostgreSQL keeps the deleted and replaced row versions, erased data and all, in the tables'
-  // pages until a VACUUM: it runs now, after the commit, on the tables the erasure changed.
-  for (absl::string_view table : touched) {
-    if (absl::Status s = sql::Vacuum(db_, table); !s.ok()) {
-      log::Warn("VACUUM after an erasure failed; autovacuum will remove the erased rows",
-                {{"table", table}, {"error", s}});
-    }
-  }
-  out.set_engine("transaction");
-  *out.mutable_erased_at() = Ts(NowMicros());
-  return out;
 }
 
 }  // namespace ecrm::transaction

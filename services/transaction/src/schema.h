@@ -6,6 +6,9 @@
 
 namespace ecrm::transaction {
 
+// The body of orders and inquiries holds ecrm.transaction.internal.OrderRecord / InquiryRecord
+// (services/transaction/proto/…/internal/record.proto), wire-compatible with the
+// ecrm.transaction.v1 messages that migration 1's comments name and that older rows hold.
 inline constexpr sql::Migration kMigrations[] = {
     {1, "catalogue, carts, orders, idempotency keys, loyalty, inquiries, outbox", R"sql(
 CREATE TABLE products (

@@ -20,17 +20,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ecrm/sql/sql.h"
-
-namespace google::protobuf {
-class Message;
-}
+#include "ecrm/status/macros.h"
+#include "google/protobuf/message.h"
 
 namespace ecrm::idempotency {
 
@@ -64,11 +64,35 @@ class Store {
   absl::Status Complete(sql::Connection& c, const Operation& op, absl::string_view key, absl::string_view response,
                         absl::string_view customer_id);
 
+  // The whole of a keyed operation in a transaction of its own: Claim, then fn and Complete
+  // unless the key replays. Resp is a message that names the customer it is about
+  // (customer_id()), so that erasure finds the record.
+  template <typename Resp>
+  absl::StatusOr<Resp> Run(const Operation& op, absl::string_view key, const google::protobuf::Message& request,
+                           const std::function<absl::StatusOr<Resp>(sql::Connection&)>& fn);
+
   // Forgets keys claimed before `before`, in short batches; returns how many.
   absl::StatusOr<int64_t> Prune(absl::Time before);
 
  private:
   sql::Database& db_;
 };
+
+template <typename Resp>
+absl::StatusOr<Resp> Store::Run(const Operation& op, absl::string_view key, const google::protobuf::Message& request,
+                                const std::function<absl::StatusOr<Resp>(sql::Connection&)>& fn) {
+  Resp out;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    ECRM_ASSIGN_OR_RETURN(std::optional<std::string> replay, Claim(c, op, key, request));
+    if (replay) {
+      if (!out.ParseFromString(*replay))
+        return absl::DataLossError(absl::StrCat("stored ", op.name, " response does not parse"));
+      return absl::OkStatus();
+    }
+    ECRM_ASSIGN_OR_RETURN(out, fn(c));
+    return Complete(c, op, key, out.SerializeAsString(), out.customer_id());
+  }));
+  return out;
+}
 
 }  // namespace ecrm::idempotency

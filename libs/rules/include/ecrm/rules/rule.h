@@ -98,8 +98,12 @@ struct Dependencies {
   bool time_relative = false;
 };
 
+// A compiled rule: immutable, so any number of threads may evaluate it at once.
 class Rule {
  public:
+  // The rule `false`, so that a Rule that was never compiled still evaluates safely.
+  Rule() { nodes_.push_back(Node{}); }
+
   absl::string_view source() const { return source_; }
   const Dependencies& dependencies() const { return dependencies_; }
 

@@ -37,7 +37,8 @@ class Schema {
 };
 
 // A Schema held in maps: attributes and segments as added, every event type accepted and
-// numbered in order of first use. For tests and for callers with a fixed vocabulary.
+// numbered in order of first use. For tests and for callers with a fixed vocabulary; not
+// thread-safe (FindEventType may add a type).
 class SimpleSchema : public Schema {
  public:
   // Returns the attribute's id (0, 1, … in order of addition; the same id if added again).

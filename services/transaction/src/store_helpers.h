@@ -1,4 +1,4 @@
-// Helpers shared by the transaction store's source files (not an API).
+// Row and validation helpers shared by the transaction engine's domain classes (not an API).
 #pragma once
 
 #include <string>
@@ -8,9 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/common/v1/common.pb.h"
 #include "ecrm/sql/sql.h"
-#include "ecrm/status/macros.h"
+#include "ecrm/transaction/v1/transaction.pb.h"
 #include "ecrm/util/util.h"
-#include "store.h"
 
 namespace ecrm::transaction {
 
@@ -49,30 +48,8 @@ absl::Status ValidateCustomerId(absl::string_view id, absl::string_view field = 
 // [A-Za-z0-9._-]{1,64}
 absl::Status ValidateSku(absl::string_view sku, absl::string_view field = "sku");
 absl::Status ValidateQuantity(int64_t quantity, absl::string_view field = "quantity");
-// Idempotency keys: 1–255 printable ASCII characters; empty is allowed only where optional.
-absl::Status ValidateKey(absl::string_view key, bool required);
-
-// Keyset page tokens "<int>:<text>" (e.g. time and id).
-std::string Token(int64_t n, absl::string_view s);
-absl::Status ParseToken(absl::string_view token, int64_t& n, std::string& s);
 
 // A ledger row: seq, points, reason, order_id, balance_after, created_at.
 v1::LedgerEntry LedgerEntryFromRow(const sql::Row& r);
-
-template <typename Resp>
-absl::StatusOr<Resp> TransactionStore::IdempotentMessage(
-    absl::string_view operation, const std::string& key, const google::protobuf::Message& request,
-    const std::function<absl::StatusOr<Resp>(sql::Connection&)>& fn) {
-  std::string customer_id;  // every response (order, inquiry, account) names its customer
-  ECRM_ASSIGN_OR_RETURN(std::string bytes, Idempotent(
-                                               operation, key, request,
-                                               [&](sql::Connection& c) -> absl::StatusOr<std::string> {
-                                                 ECRM_ASSIGN_OR_RETURN(Resp r, fn(c));
-                                                 customer_id = r.customer_id();
-                                                 return r.SerializeAsString();
-                                               },
-                                               customer_id));
-  return ParseBody<Resp>(bytes, "response");
-}
 
 }  // namespace ecrm::transaction
