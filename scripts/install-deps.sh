@@ -7,7 +7,7 @@ set -euo pipefail
 
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libhiredis0.14 libprometheus-cpp-core1.0
-  libprometheus-cpp-pull1.0 libsqlite3-0 libpq5 libcurl4 libroaring0 libphonenumber8 ca-certificates
+  libprometheus-cpp-pull1.0 libsqlite3-0 libpq5 libcurl4 libroaring0 libphonenumber8 libnlopt0 ca-certificates
 )
 
 packages=(
@@ -21,6 +21,8 @@ packages=(
   # observability, HTTP, bitmaps, identity
   prometheus-cpp-dev prometheus libcurl4-openssl-dev curl libroaring-dev libphonenumber-dev
   nlohmann-json3-dev
+  # numerical optimisation (segmentation's lifetime-value fits)
+  libnlopt-dev
   # tests
   catch2 procps
   # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
