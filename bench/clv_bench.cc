@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "bench_util.h"
 #include "clv.h"
 #include "clv_simulation.h"
@@ -91,10 +92,10 @@ int main(int argc, char** argv) {
       score_rate.push_back(static_cast<double>(customers) / (ms / 1000));
     }
   }
-  ecrm::bench::PrintResult("clv_fit_bgnbd_1m", "ms", bgnbd_ms);
-  ecrm::bench::PrintResult("clv_fit_gamma_gamma_1m", "ms", gg_ms);
-  ecrm::bench::PrintResult("clv_fit_total_1m", "ms", total_ms);
-  ecrm::bench::PrintResult("clv_loglik_pass_baseline_1m", "ms", baseline_ms);
+  ecrm::bench::PrintResult(absl::StrCat("clv_fit_bgnbd_", customers), "ms", bgnbd_ms);
+  ecrm::bench::PrintResult(absl::StrCat("clv_fit_gamma_gamma_", customers), "ms", gg_ms);
+  ecrm::bench::PrintResult(absl::StrCat("clv_fit_total_", customers), "ms", total_ms);
+  ecrm::bench::PrintResult(absl::StrCat("clv_loglik_pass_baseline_", customers), "ms", baseline_ms);
   if (score) ecrm::bench::PrintResult("clv_predict", "customers/s", score_rate);
   std::printf(
       "{\"bench\":\"clv_recovered\",\"customers\":%lld,\"repeat_buyers\":%lld,"

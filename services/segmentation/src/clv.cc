@@ -464,6 +464,9 @@ double ProbabilityAlive(const BgNbdParams& p, const CustomerSummary& s) {
 }
 
 absl::StatusOr<double> ConditionalExpectedPurchases(const BgNbdParams& p, const CustomerSummary& s, double t) {
+  if (std::isnan(t) || t == std::numeric_limits<double>::infinity()) {
+    return absl::InvalidArgumentError("expected purchases: the horizon t must be a finite number of weeks");
+  }
   if (!(t > 0)) return 0.0;
   const double x = static_cast<double>(s.x);
   const double A = p.r + x;         // shape of λ's posterior

@@ -92,7 +92,8 @@ double GammaGammaLogLikelihood(const GammaGammaParams& params, const CustomerSum
 // P(alive | x, t_x, T); 1 when x = 0 (BG/NBD customers only drop out after a repeat purchase).
 double ProbabilityAlive(const BgNbdParams& params, const CustomerSummary& s);
 // E[purchases in (T, T + t] | x, t_x, T]. OUT_OF_RANGE when the series cannot converge within 10^7
-// terms, which takes t/(α + T) beyond about 3·10^5 — purchase rates far outside any retail data.
+// terms, which takes t/(α + T) beyond about 3·10^5 — purchase rates far outside any retail data;
+// INVALID_ARGUMENT for a t that is NaN or infinite; 0 for t ≤ 0.
 absl::StatusOr<double> ConditionalExpectedPurchases(const BgNbdParams& params, const CustomerSummary& s, double t);
 // E[spend per transaction | x, monetary] = p (γ + x m̄) / (p x + q − 1); needs p x + q > 1.
 double ExpectedAverageSpend(const GammaGammaParams& params, const CustomerSummary& s);

@@ -193,6 +193,10 @@ TEST_CASE("BG/NBD and Gamma-Gamma: never NaN on edge cases") {
       CHECK(std::isfinite(seg::ExpectedAverageSpend(kCdnowSpend, c)));
     }
   }
+  CHECK(seg::ConditionalExpectedPurchases(kCdnow, {.x = 1, .t_x = 1, .T = 2}, INFINITY).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(seg::ConditionalExpectedPurchases(kCdnow, {.x = 1, .t_x = 1, .T = 2}, NAN).status().code() ==
+        absl::StatusCode::kInvalidArgument);
   // x = 0, T = 0: the likelihood of "bought once, just now" is 1.
   CHECK(seg::BgNbdLogLikelihood(kCdnow, {.x = 0, .t_x = 0, .T = 0}) == Approx(0).margin(1e-12));
 }
