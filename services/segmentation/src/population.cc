@@ -118,7 +118,8 @@ bool CompareWithLiteral(const Value& v, Op op, const Node& lit, const rules::Rul
     case Op::kTime:
       return v.kind == Value::Kind::kTime && Holds(op, Order(v.time, lit.time));
     case Op::kBool:
-      return v.kind == Value::Kind::kBool && Holds(op, Order(static_cast<int>(v.boolean), static_cast<int>(lit.boolean)));
+      return v.kind == Value::Kind::kBool &&
+             Holds(op, Order(static_cast<int>(v.boolean), static_cast<int>(lit.boolean)));
     default:
       return false;
   }

@@ -34,14 +34,16 @@ void Populate(Features& f) {
     c.mutable_profile()->mutable_address()->set_country(countries[pick(countries.size())]);
     c.mutable_profile()->mutable_address()->set_city(cities[pick(cities.size())]);
     if (pick(3) != 0) c.mutable_profile()->set_first_name(absl::StrCat("N", pick(50)));
-    if (pick(2) == 0) c.mutable_profile()->set_birth_date(absl::StrCat(1950 + pick(50), "-0", 1 + pick(9), "-1", pick(9)));
+    if (pick(2) == 0)
+      c.mutable_profile()->set_birth_date(absl::StrCat(1950 + pick(50), "-0", 1 + pick(9), "-1", pick(9)));
     c.set_anonymous(pick(10) == 0);
     for (int ch = 1; ch <= 3; ++ch) {
       if (pick(2) == 0) continue;
       auto* consent = c.add_consents();
       consent->set_channel(static_cast<common::v1::Channel>(ch));
       consent->set_purpose(common::v1::PURPOSE_MARKETING);
-      consent->set_status(pick(3) == 0 ? infostore::v1::CONSENT_STATUS_WITHDRAWN : infostore::v1::CONSENT_STATUS_GRANTED);
+      consent->set_status(pick(3) == 0 ? infostore::v1::CONSENT_STATUS_WITHDRAWN
+                                       : infostore::v1::CONSENT_STATUS_GRANTED);
     }
     for (const auto& interest : interests) {
       if (pick(3) == 0) c.mutable_preferences()->add_interests(interest);
