@@ -6,6 +6,8 @@
 #include <csignal>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -291,4 +293,128 @@ TEST_CASE("a restarted segmentation engine resumes from its saved position witho
       CHECK(now.size() == 22);
     }
   }
+}
+
+TEST_CASE("members are listed page by page and streamed, previews count without saving, erasure forgets") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Suite s(args.first, args.second, kStart);
+      std::vector<std::string> gb;
+      for (int i = 0; i < 25; ++i) gb.push_back(s.Upsert(absl::StrCat("m", i, "@example.com"), "GB"));
+      s.Upsert("fr@example.com", "FR");
+      REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") >= 26; }));
+      seg::Segment segment = s.CreateSegment("gb", "profile.address.country == \"GB\"");
+      REQUIRE(segment.size() == 25);
+
+      std::set<std::string> listed;
+      seg::ListSegmentMembersRequest list;
+      list.set_segment_id(segment.id());
+      list.set_page_size(10);
+      int pages = 0;
+      do {
+        seg::ListSegmentMembersResponse page;
+        grpc::Status st = Call(*s.segments, &seg::Segmentation::Stub::ListSegmentMembers, list, &page);
+        REQUIRE(st.ok());
+        listed.insert(page.customer_ids().begin(), page.customer_ids().end());
+        list.set_page_token(page.next_page_token());
+        ++pages;
+      } while (!list.page_token().empty() && pages < 10);
+      CHECK(pages == 3);
+      CHECK(listed == std::set<std::string>(gb.begin(), gb.end()));
+      list.set_page_token("garbage");
+      seg::ListSegmentMembersResponse bad;
+      CHECK(Call(*s.segments, &seg::Segmentation::Stub::ListSegmentMembers, list, &bad).error_code() ==
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+      grpc::ClientContext ctx;
+      seg::StreamSegmentMembersRequest stream;
+      stream.set_segment_id(segment.id());
+      stream.set_batch_size(7);
+      auto reader = s.segments->StreamSegmentMembers(&ctx, stream);
+      seg::SegmentMemberBatch batch;
+      std::set<std::string> streamed;
+      int batches = 0;
+      while (reader->Read(&batch)) {
+        streamed.insert(batch.customer_ids().begin(), batch.customer_ids().end());
+        ++batches;
+      }
+      REQUIRE(reader->Finish().ok());
+      CHECK(batches == 4);
+      CHECK(streamed == listed);
+
+      seg::PreviewSegmentRequest preview;
+      preview.set_rule("profile.address.country == \"FR\" || profile.address.country == \"GB\"");
+      preview.set_sample_size(3);
+      seg::PreviewSegmentResponse previewed;
+      REQUIRE(Call(*s.segments, &seg::Segmentation::Stub::PreviewSegment, preview, &previewed).ok());
+      CHECK(previewed.count() == 26);
+      CHECK(previewed.population() == 26);
+      CHECK(previewed.sample_customer_ids_size() == 3);
+      seg::ListSegmentsRequest all;
+      seg::ListSegmentsResponse segments;
+      REQUIRE(Call(*s.segments, &seg::Segmentation::Stub::ListSegments, all, &segments).ok());
+      CHECK(segments.segments_size() == 1);  // the preview saved nothing
+
+      // Erasure through the shared CustomerData service: gone from the segment and the export.
+      auto privacy = ecrm::privacy::v1::CustomerData::NewStub(s.segmentation->channel());
+      ecrm::privacy::v1::EraseCustomerDataRequest erase;
+      erase.set_customer_id(gb[0]);
+      erase.set_request_id("erase-1");
+      ecrm::privacy::v1::EraseCustomerDataResponse receipt;
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::EraseCustomerData, erase, &receipt).ok());
+      std::map<std::string, int64_t> counts;
+      for (const auto& item : receipt.items()) counts[item.kind()] = item.count();
+      CHECK(counts["segment memberships"] == 1);
+      CHECK(counts["customer features"] == 1);
+      CHECK(s.SegmentsOf(gb[0]).empty());
+      ecrm::privacy::v1::ExportCustomerDataRequest ex;
+      ex.set_customer_id(gb[0]);
+      ecrm::privacy::v1::ExportCustomerDataResponse exported;
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::ExportCustomerData, ex, &exported).ok());
+      CHECK(exported.json_document() == "{}");
+      ex.set_customer_id(gb[1]);
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::ExportCustomerData, ex, &exported).ok());
+      CHECK_THAT(exported.json_document(), Catch::Contains(segment.id()) && Catch::Contains("\"GB\""));
+    }
+  }
+}
+
+TEST_CASE("segments name each other in dependency order, and cycles and dangling names are refused") {
+  Suite s({}, {}, kStart);
+  const std::string ada = s.Upsert("ada@example.com", "GB");
+  REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") >= 1; }));
+  seg::Segment gb = s.CreateSegment("gb", "profile.address.country == \"GB\"");
+  seg::Segment not_gb = s.CreateSegment("not-gb", "!segment(\"gb\")");
+  CHECK(s.In(ada, gb));
+  CHECK_FALSE(s.In(ada, not_gb));
+  s.Upsert("ada@example.com", "FR");
+  CHECK(Eventually([&] { return s.In(ada, not_gb) && !s.In(ada, gb); }));
+
+  seg::UpdateSegmentRequest cycle;
+  cycle.mutable_segment()->set_id(gb.id());
+  cycle.mutable_segment()->set_rule("segment(\"not-gb\")");
+  cycle.mutable_update_mask()->add_paths("rule");
+  seg::Segment out;
+  grpc::Status st = Call(*s.segments, &seg::Segmentation::Stub::UpdateSegment, cycle, &out);
+  CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK_THAT(st.error_message(), Catch::Contains("gb"));
+  seg::DeleteSegmentRequest del;
+  del.set_id(gb.id());
+  seg::DeleteSegmentResponse deleted;
+  st = Call(*s.segments, &seg::Segmentation::Stub::DeleteSegment, del, &deleted);
+  CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK_THAT(st.error_message(), Catch::Contains("not-gb"));
+
+  seg::UpdateSegmentRequest stale;
+  stale.mutable_segment()->set_id(gb.id());
+  stale.mutable_segment()->set_description("an old edit");
+  stale.mutable_update_mask()->add_paths("description");
+  stale.set_expected_version(7);
+  CHECK(Call(*s.segments, &seg::Segmentation::Stub::UpdateSegment, stale, &out).error_code() ==
+        grpc::StatusCode::ABORTED);
+  seg::CreateSegmentRequest dup;
+  dup.mutable_segment()->set_name("gb");
+  dup.mutable_segment()->set_rule("true");
+  CHECK(Call(*s.segments, &seg::Segmentation::Stub::CreateSegment, dup, &out).error_code() ==
+        grpc::StatusCode::ALREADY_EXISTS);
 }
