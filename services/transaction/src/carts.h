@@ -7,17 +7,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
 #include "metrics.h"
-#include "outbox.h"
 
 namespace ecrm::transaction {
 
 class Carts {
  public:
   // abandon_after: idle time after which a cart with items is abandoned.
-  Carts(sql::Database& db, Outbox& outbox, TransactionMetrics& metrics, absl::Duration abandon_after)
+  Carts(sql::Database& db, outbox::Outbox& outbox, TransactionMetrics& metrics, absl::Duration abandon_after)
       : db_(db), outbox_(outbox), metrics_(metrics), abandon_after_(abandon_after) {}
 
   absl::StatusOr<v1::Cart> GetCart(const v1::GetCartRequest& req);
@@ -41,7 +41,7 @@ class Carts {
                                       bool add);
 
   sql::Database& db_;
-  Outbox& outbox_;
+  outbox::Outbox& outbox_;
   TransactionMetrics& metrics_;
   const absl::Duration abandon_after_;
 };

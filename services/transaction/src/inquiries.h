@@ -7,16 +7,16 @@
 
 #include "absl/status/statusor.h"
 #include "ecrm/idempotency/idempotency.h"
+#include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
 #include "metrics.h"
-#include "outbox.h"
 
 namespace ecrm::transaction {
 
 class Inquiries {
  public:
-  Inquiries(sql::Database& db, idempotency::Store& keys, Outbox& outbox, TransactionMetrics& metrics)
+  Inquiries(sql::Database& db, idempotency::Store& keys, outbox::Outbox& outbox, TransactionMetrics& metrics)
       : db_(db), keys_(keys), outbox_(outbox), metrics_(metrics) {}
 
   absl::StatusOr<v1::Inquiry> OpenInquiry(const v1::OpenInquiryRequest& req);
@@ -31,7 +31,7 @@ class Inquiries {
 
   sql::Database& db_;
   idempotency::Store& keys_;
-  Outbox& outbox_;
+  outbox::Outbox& outbox_;
   TransactionMetrics& metrics_;
 };
 

@@ -6,6 +6,9 @@
 #include "clients/infostore_grpc.h"
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/log/log.h"
+#include "ecrm/outbox/grpc_event_sink.h"
+#include "ecrm/outbox/outbox.h"
+#include "ecrm/outbox/relay.h"
 #include "ecrm/server/channel.h"
 #include "ecrm/server/customer_data.h"
 #include "ecrm/server/executor.h"
@@ -16,8 +19,6 @@
 #include "loyalty.h"
 #include "metrics.h"
 #include "orders.h"
-#include "outbox.h"
-#include "outbox_relay.h"
 #include "privacy.h"
 #include "schema.h"
 #include "service.h"
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
               "information store (host:port) that receives purchase, refund, cart and inquiry events and resolves "
               "customers named by identifier; empty: events wait in the outbox");
   f.AddDuration("infostore-timeout", &infostore_timeout, "deadline of a customer lookup in the information store");
-  tx::RelayOptions relay_options;
+  ecrm::outbox::RelayOptions relay_options;
   absl::Duration outbox_timeout = absl::Seconds(10);
   f.AddDuration("outbox-timeout", &outbox_timeout,
                 "deadline of each RecordEvents call that delivers the outbox to the information store");
@@ -88,28 +89,30 @@ int main(int argc, char** argv) {
   auto stores = ecrm::server::OpenStores(runner, tx::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
   std::unique_ptr<tx::InfostoreResolver> resolver;
-  std::unique_ptr<tx::InfostoreEventSink> sink;
+  std::unique_ptr<ecrm::outbox::InfostoreEventSink> sink;
   if (!infostore_address.empty()) {
     std::shared_ptr<grpc::Channel> infostore = ecrm::server::OutboundChannel(infostore_address);
     resolver = std::make_unique<tx::InfostoreResolver>(infostore, infostore_timeout);
-    sink = std::make_unique<tx::InfostoreEventSink>(infostore, outbox_timeout);
+    sink = std::make_unique<ecrm::outbox::InfostoreEventSink>(infostore, outbox_timeout);
   }
   ecrm::server::Executor& executor = *stores->executor;
   ecrm::sql::Database& db = *stores->db;
   tx::TransactionMetrics metrics(runner.metrics());
   ecrm::idempotency::Store keys(db);
-  tx::Outbox outbox(db);
+  ecrm::outbox::Outbox outbox(db);
   tx::Catalogue catalogue(db);
   tx::Carts carts(db, outbox, metrics, abandon_after);
   tx::Loyalty loyalty(db, keys, rules);
   tx::Orders orders(db, keys, carts, loyalty, outbox, resolver.get(), metrics);
   tx::Inquiries inquiries(db, keys, outbox, metrics);
   tx::CustomerData customer_data(db, carts, orders);
-  std::unique_ptr<tx::RelayMetrics> relay_metrics;
-  std::unique_ptr<tx::OutboxRelay> relay;
+  // Relay metrics only with a relay, so that a scrape never shows a pending count that nothing
+  // is delivering.
+  std::unique_ptr<ecrm::outbox::RelayMetrics> relay_metrics;
+  std::unique_ptr<ecrm::outbox::OutboxRelay> relay;
   if (sink) {
-    relay_metrics = std::make_unique<tx::RelayMetrics>(runner.metrics());
-    relay = std::make_unique<tx::OutboxRelay>(outbox, *sink, relay_options, *relay_metrics);
+    relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_transaction_outbox");
+    relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, relay_options, *relay_metrics);
     outbox.SetListener([r = relay.get()] { r->Notify(); });
     relay->Start();
   }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -41,37 +40,6 @@ struct TransactionMetrics {
   prometheus::Histogram& inquiry_resolution;
   prometheus::Counter& orders_placed;
   prometheus::Counter& abandoned_carts;
-};
-
-// What the outbox relay records; registered only when there is a relay (--infostore-address),
-// so that a scrape never shows a pending count that nothing is delivering.
-struct RelayMetrics {
-  explicit RelayMetrics(prometheus::Registry& registry)
-      : delivered(prometheus::BuildCounter()
-                      .Name("ecrm_transaction_outbox_delivered_total")
-                      .Help("Outbox events acknowledged by the information store")
-                      .Register(registry)
-                      .Add({})),
-        parked(prometheus::BuildCounter()
-                   .Name("ecrm_transaction_outbox_parked_total")
-                   .Help("Outbox events the information store refused for good; kept in the outbox with the error")
-                   .Register(registry)
-                   .Add({})),
-        delivery_failures(prometheus::BuildCounter()
-                              .Name("ecrm_transaction_outbox_delivery_failures_total")
-                              .Help("RecordEvents calls to the information store that failed and were retried")
-                              .Register(registry)
-                              .Add({})),
-        pending(prometheus::BuildGauge()
-                    .Name("ecrm_transaction_outbox_pending")
-                    .Help("Outbox events waiting for delivery")
-                    .Register(registry)
-                    .Add({})) {}
-
-  prometheus::Counter& delivered;
-  prometheus::Counter& parked;
-  prometheus::Counter& delivery_failures;
-  prometheus::Gauge& pending;
 };
 
 }  // namespace ecrm::transaction

@@ -12,18 +12,18 @@
 #include "clients/infostore.h"
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/transaction/v1/transaction.pb.h"
 #include "loyalty.h"
 #include "metrics.h"
-#include "outbox.h"
 
 namespace ecrm::transaction {
 
 class Orders {
  public:
   // resolver may be null: PlaceOrder then accepts customer ids only.
-  Orders(sql::Database& db, idempotency::Store& keys, Carts& carts, Loyalty& loyalty, Outbox& outbox,
+  Orders(sql::Database& db, idempotency::Store& keys, Carts& carts, Loyalty& loyalty, outbox::Outbox& outbox,
          CustomerResolver* resolver, TransactionMetrics& metrics)
       : db_(db),
         keys_(keys),
@@ -67,7 +67,7 @@ class Orders {
   idempotency::Store& keys_;
   Carts& carts_;
   Loyalty& loyalty_;
-  Outbox& outbox_;
+  outbox::Outbox& outbox_;
   CustomerResolver* resolver_;
   TransactionMetrics& metrics_;
 };

@@ -1,21 +1,19 @@
-// The transaction engine's domain classes in-process: a temporary SQLite database, a fake
-// resolver and a fake information store behind the client interfaces (no servers).
+// The transaction engine's domain classes in-process: a temporary SQLite database and a fake
+// resolver behind the client interface (no servers). The outbox relay's cases are libs/outbox's
+// (tests/libs/outbox_test.cc).
 #include <prometheus/registry.h>
 
 #include <catch2/catch.hpp>
-#include <condition_variable>
-#include <mutex>
 
 #include "carts.h"
 #include "catalogue.h"
 #include "clients/infostore.h"
 #include "ecrm/idempotency/idempotency.h"
+#include "ecrm/outbox/outbox.h"
 #include "ecrm/testing/process.h"
 #include "loyalty.h"
 #include "metrics.h"
 #include "orders.h"
-#include "outbox.h"
-#include "outbox_relay.h"
 #include "schema.h"
 
 namespace tx = ecrm::transaction;
@@ -50,7 +48,7 @@ struct Engine {
   prometheus::Registry registry;
   tx::TransactionMetrics metrics{registry};
   ecrm::idempotency::Store keys{*db};
-  tx::Outbox outbox{*db};
+  ecrm::outbox::Outbox outbox{*db};
   tx::Catalogue catalogue{*db};
   tx::Carts carts{*db, outbox, metrics, absl::Hours(1)};
   tx::Loyalty loyalty;
@@ -105,18 +103,11 @@ struct Engine {
     REQUIRE(a.ok());
     return *a;
   }
-  void AddEvent(const std::string& event_id) {
-    ecrm::infostore::v1::Event e;
-    e.set_event_id(event_id);
-    e.mutable_customer()->set_customer_id("c_1");
-    e.set_type("purchase");
-    REQUIRE(db->InTransaction([&](ecrm::sql::Connection& c) { return outbox.Add(c, e); }).ok());
-  }
   std::vector<std::string> Pending() {
-    absl::StatusOr<std::vector<tx::OutboxEvent>> events = outbox.PendingEvents(100);
+    absl::StatusOr<std::vector<ecrm::outbox::OutboxEvent>> events = outbox.PendingEvents(100);
     REQUIRE(events.ok());
     std::vector<std::string> ids;
-    for (const tx::OutboxEvent& e : *events) ids.push_back(e.event.event_id());
+    for (const ecrm::outbox::OutboxEvent& e : *events) ids.push_back(e.event.event_id());
     return ids;
   }
 
@@ -165,7 +156,7 @@ TEST_CASE("checkout turns the cart into a priced order, closes the cart, takes s
   bell.set_sku("bell");
   CHECK(engine.catalogue.GetProduct(bell)->stock() == 9);
 
-  absl::StatusOr<std::vector<tx::OutboxEvent>> events = engine.outbox.PendingEvents(10);
+  absl::StatusOr<std::vector<ecrm::outbox::OutboxEvent>> events = engine.outbox.PendingEvents(10);
   REQUIRE(events.ok());
   REQUIRE(events->size() == 1);
   const ecrm::infostore::v1::Event& e = events->front().event;
@@ -268,121 +259,4 @@ TEST_CASE("an order placed by identifier belongs to the customer the information
     engine.Product("bike", 1999);
     CHECK(engine.orders.PlaceOrder(req).status().code() == absl::StatusCode::kFailedPrecondition);
   }
-}
-
-namespace {
-
-// The information store's RecordEvents as the relay sees it. `answer` decides each call;
-// `hold` makes a call wait until Cancel().
-class FakeSink final : public tx::EventSink {
- public:
-  std::function<absl::Status(absl::Span<const tx::OutboxEvent>)> answer = [](auto) { return absl::OkStatus(); };
-  bool hold = false;
-
-  absl::Status Record(absl::Span<const tx::OutboxEvent> events) override {
-    std::unique_lock lock(mu_);
-    std::vector<std::string> ids;
-    for (const tx::OutboxEvent& e : events) ids.push_back(e.event.event_id());
-    calls_.push_back(ids);
-    cv_.notify_all();
-    if (hold) {
-      // Generous: a relay that never cancels fails the test instead of hanging it.
-      if (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return cancelled_; })) {
-        return absl::DeadlineExceededError("never cancelled");
-      }
-    }
-    if (cancelled_) return absl::CancelledError("cancelled");
-    return answer(events);
-  }
-  void Cancel() override {
-    std::lock_guard lock(mu_);
-    cancelled_ = true;
-    cv_.notify_all();
-  }
-  bool WaitForCall() {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(60), [&] { return !calls_.empty(); });
-  }
-  std::vector<std::vector<std::string>> calls() {
-    std::lock_guard lock(mu_);
-    return calls_;
-  }
-  bool cancelled() {
-    std::lock_guard lock(mu_);
-    return cancelled_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::vector<std::string>> calls_;
-  bool cancelled_ = false;
-};
-
-}  // namespace
-
-TEST_CASE("the relay parks an event refused for its data and delivers the others, in order") {
-  Engine engine;
-  tx::RelayMetrics metrics(engine.registry);
-  FakeSink sink;
-  sink.answer = [](absl::Span<const tx::OutboxEvent> events) {
-    for (const tx::OutboxEvent& e : events) {
-      if (e.event.event_id() == "e2") return absl::InvalidArgumentError("events[0].type: not allowed");
-    }
-    return absl::OkStatus();
-  };
-  for (const char* id : {"e1", "e2", "e3"}) engine.AddEvent(id);
-  tx::OutboxRelay relay(engine.outbox, sink, {}, metrics);
-
-  CHECK(relay.DeliverPending());
-  using Calls = std::vector<std::vector<std::string>>;
-  CHECK(sink.calls() == Calls{{"e1", "e2", "e3"}, {"e1"}, {"e2"}, {"e3"}});
-  CHECK(engine.Pending().empty());
-  CHECK(engine.outbox.PendingCount().value() == 0);
-  CHECK(metrics.delivered.Value() == 2);
-  CHECK(metrics.parked.Value() == 1);
-  // The parked event stays, with the error, and is not sent again.
-  auto failed = engine.db->Execute("SELECT event_id, failed FROM outbox");
-  REQUIRE(failed.ok());
-  REQUIRE(failed->size() == 1);
-  CHECK(failed->front().Text(0) == "e2");
-  CHECK(failed->front().Text(1) == "events[0].type: not allowed");
-  engine.AddEvent("e4");
-  CHECK(relay.DeliverPending());
-  CHECK(sink.calls().back() == std::vector<std::string>{"e4"});
-}
-
-TEST_CASE("while the information store is unavailable nothing leaves the outbox and the relay backs off") {
-  Engine engine;
-  tx::RelayMetrics metrics(engine.registry);
-  FakeSink sink;
-  sink.answer = [](auto) { return absl::UnavailableError("connection refused"); };
-  for (const char* id : {"e1", "e2"}) engine.AddEvent(id);
-  tx::OutboxRelay relay(engine.outbox, sink, {}, metrics);
-
-  CHECK_FALSE(relay.DeliverPending());
-  CHECK(sink.calls().size() == 1);  // no event-by-event retry for a failure that is not the data's
-  CHECK(engine.Pending() == std::vector<std::string>{"e1", "e2"});
-  CHECK(metrics.delivery_failures.Value() == 1);
-  CHECK(metrics.pending.Value() == 2);
-
-  sink.answer = [](auto) { return absl::OkStatus(); };
-  CHECK(relay.DeliverPending());
-  CHECK(engine.Pending().empty());
-  CHECK(metrics.delivered.Value() == 2);
-}
-
-TEST_CASE("stopping the relay cancels its call in flight, whose events stay in the outbox") {
-  Engine engine;
-  tx::RelayMetrics metrics(engine.registry);
-  FakeSink sink;
-  sink.hold = true;
-  engine.AddEvent("e1");
-  tx::OutboxRelay relay(engine.outbox, sink, {}, metrics);
-  relay.Start();
-  REQUIRE(sink.WaitForCall());
-  relay.Stop();
-  CHECK(sink.cancelled());
-  CHECK(engine.Pending() == std::vector<std::string>{"e1"});
-  CHECK(metrics.delivered.Value() == 0);
 }

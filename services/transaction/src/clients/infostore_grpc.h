@@ -1,12 +1,11 @@
 // The information store over gRPC (ecrm.infostore.v1.InformationStore): GetCustomer for the
-// resolver, RecordEvents for the outbox relay.
+// resolver. (RecordEvents, for the outbox relay, is libs/outbox's InfostoreEventSink.)
 #pragma once
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
 #include <memory>
-#include <mutex>
 
 #include "absl/time/time.h"
 #include "clients/infostore.h"
@@ -23,22 +22,6 @@ class InfostoreResolver final : public CustomerResolver {
  private:
   std::shared_ptr<grpc::Channel> channel_;
   absl::Duration timeout_;
-};
-
-class InfostoreEventSink final : public EventSink {
- public:
-  // timeout: of each RecordEvents call (--outbox-timeout).
-  InfostoreEventSink(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout)
-      : channel_(std::move(channel)), timeout_(timeout) {}
-  absl::Status Record(absl::Span<const OutboxEvent> events) override;
-  void Cancel() override;
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  const absl::Duration timeout_;
-  std::mutex mu_;
-  bool cancelled_ = false;
-  grpc::ClientContext* sending_ = nullptr;  // the call in flight, cancelled by Cancel()
 };
 
 }  // namespace ecrm::transaction

@@ -1,17 +1,17 @@
-#include "outbox.h"
+#include "ecrm/outbox/outbox.h"
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
-#include "store_helpers.h"
+#include "ecrm/util/util.h"
 
-namespace ecrm::transaction {
+namespace ecrm::outbox {
 
 absl::Status Outbox::Add(sql::Connection& c, const infostore::v1::Event& event) {
   return c
       .Execute(
           "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
           "(event_id) DO NOTHING",
-          {event.event_id(), event.customer().customer_id(), sql::Blob{event.SerializeAsString()}, NowMicros()})
+          {event.event_id(), event.customer().customer_id(), sql::Blob{event.SerializeAsString()}, util::NowMicros()})
       .status();
 }
 
@@ -21,8 +21,12 @@ absl::StatusOr<std::vector<OutboxEvent>> Outbox::PendingEvents(int limit) {
   std::vector<OutboxEvent> out;
   out.reserve(r.size());
   for (sql::Row row : r) {
-    ECRM_ASSIGN_OR_RETURN(infostore::v1::Event e, ParseBody<infostore::v1::Event>(row.Text(1), "outbox event"));
-    out.push_back({row.Int(0), std::move(e)});
+    const absl::string_view body = row.Text(1);
+    OutboxEvent e{.seq = row.Int(0)};
+    if (!e.event.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+      return absl::DataLossError("stored outbox event does not parse");
+    }
+    out.push_back(std::move(e));
   }
   return out;
 }
@@ -47,4 +51,4 @@ absl::StatusOr<int64_t> Outbox::PendingCount() {
   return r.front().Int(0);
 }
 
-}  // namespace ecrm::transaction
+}  // namespace ecrm::outbox

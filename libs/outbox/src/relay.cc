@@ -1,10 +1,11 @@
-#include "outbox_relay.h"
+#include "ecrm/outbox/relay.h"
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
 
-namespace ecrm::transaction {
+namespace ecrm::outbox {
 
 namespace {
 
@@ -15,6 +16,28 @@ bool Permanent(absl::StatusCode code) {
 }
 
 }  // namespace
+
+RelayMetrics::RelayMetrics(prometheus::Registry& registry, absl::string_view prefix)
+    : delivered(prometheus::BuildCounter()
+                    .Name(absl::StrCat(prefix, "_delivered_total"))
+                    .Help("Outbox events acknowledged by the information store")
+                    .Register(registry)
+                    .Add({})),
+      parked(prometheus::BuildCounter()
+                 .Name(absl::StrCat(prefix, "_parked_total"))
+                 .Help("Outbox events the information store refused for good; kept in the outbox with the error")
+                 .Register(registry)
+                 .Add({})),
+      delivery_failures(prometheus::BuildCounter()
+                            .Name(absl::StrCat(prefix, "_delivery_failures_total"))
+                            .Help("RecordEvents calls to the information store that failed and were retried")
+                            .Register(registry)
+                            .Add({})),
+      pending(prometheus::BuildGauge()
+                  .Name(absl::StrCat(prefix, "_pending"))
+                  .Help("Outbox events waiting for delivery")
+                  .Register(registry)
+                  .Add({})) {}
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
@@ -111,4 +134,4 @@ void OutboxRelay::Run() {
   }
 }
 
-}  // namespace ecrm::transaction
+}  // namespace ecrm::outbox

@@ -1,6 +1,17 @@
-// The outbox of events for the information store. Every write that causes an event appends it
-// in its own database transaction, so an event exists exactly when its change does; the relay
-// (clients/) reads what is pending, oldest first, and deletes what was delivered.
+// The transactional outbox of events for the information store, for every engine that raises
+// events (transaction, segmentation, broadcast, personalisation). A write that causes an event
+// appends it in its own database transaction, so an event exists exactly when its change does;
+// the relay (relay.h) reads what is pending, oldest first, and deletes what was delivered.
+//
+// Each engine's migrations create the table (same columns everywhere):
+//   CREATE TABLE outbox (
+//     seq {{id}},
+//     event_id TEXT NOT NULL UNIQUE,      -- derived from what caused it: a retry makes the same id
+//     customer_id TEXT NOT NULL,          -- whose event (erasure deletes the undelivered ones)
+//     body {{blob}} NOT NULL,             -- ecrm.infostore.v1.Event, as it will be sent
+//     created_at BIGINT NOT NULL,
+//     failed TEXT);                       -- set when the information store refused it for good
+//   CREATE INDEX outbox_customer ON outbox (customer_id);
 #pragma once
 
 #include <cstdint>
@@ -8,13 +19,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/sql/sql.h"
 
-namespace ecrm::transaction {
+namespace ecrm::outbox {
 
 // An undelivered event. Its body is the information store's API message, stored as it will
-// be sent: a message in flight to another engine, not a record this engine reads back.
+// be sent: a message in flight to another engine, not a record the engine reads back.
 struct OutboxEvent {
   int64_t seq = 0;
   infostore::v1::Event event;
@@ -45,4 +57,4 @@ class Outbox {
   std::function<void()> listener_;
 };
 
-}  // namespace ecrm::transaction
+}  // namespace ecrm::outbox

@@ -5,22 +5,39 @@
 // (bad data) is parked with the error, counted, and no longer blocks the ones behind it.
 #pragma once
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "clients/infostore.h"
-#include "metrics.h"
-#include "outbox.h"
+#include "ecrm/outbox/event_sink.h"
+#include "ecrm/outbox/outbox.h"
 
-namespace ecrm::transaction {
+namespace ecrm::outbox {
 
 struct RelayOptions {
   int batch_size = 500;
   absl::Duration min_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(30);
   absl::Duration poll = absl::Seconds(1);  // looks again even without a notification
+};
+
+// What the relay records, under the engine's prefix: RelayMetrics(registry,
+// "ecrm_transaction_outbox") registers ecrm_transaction_outbox_delivered_total, …_parked_total,
+// …_delivery_failures_total and …_pending. Build it only with a relay, so that a scrape never
+// shows a pending count that nothing is delivering.
+struct RelayMetrics {
+  RelayMetrics(prometheus::Registry& registry, absl::string_view prefix);
+
+  prometheus::Counter& delivered;
+  prometheus::Counter& parked;
+  prometheus::Counter& delivery_failures;
+  prometheus::Gauge& pending;
 };
 
 class OutboxRelay {
@@ -55,4 +72,4 @@ class OutboxRelay {
   std::thread thread_;
 };
 
-}  // namespace ecrm::transaction
+}  // namespace ecrm::outbox
