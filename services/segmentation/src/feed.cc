@@ -32,8 +32,14 @@ infostore::v1::Event MembershipEvent(const MembershipChange& m, const std::strin
 }  // namespace
 
 FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
-                           SegmentationMetrics& metrics, FeedOptions options)
-    : db_(db), features_(features), segments_(segments), infostore_(infostore), metrics_(metrics), options_(options) {}
+                           outbox::Outbox& outbox, SegmentationMetrics& metrics, FeedOptions options)
+    : db_(db),
+      features_(features),
+      segments_(segments),
+      infostore_(infostore),
+      outbox_(outbox),
+      metrics_(metrics),
+      options_(options) {}
 
 namespace {
 void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& memberships) {
@@ -190,7 +196,7 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
       events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), cause));
     }
   }
-  return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+  absl::Status saved = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     for (const auto& [id, record] : rows) {
       ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, record) VALUES ($1, $2) ON CONFLICT "
                                      "(customer_id) DO UPDATE SET record = excluded.record",
@@ -201,13 +207,7 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
     }
-    for (const infostore::v1::Event& e : events) {
-      ECRM_RETURN_IF_ERROR(
-          c.Execute("INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, "
-                    "$3, $4) ON CONFLICT (event_id) DO NOTHING",
-                    {e.event_id(), e.customer().customer_id(), sql::Blob{e.SerializeAsString()}, util::NowMicros()})
-              .status());
-    }
+    for (const infostore::v1::Event& e : events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
     if (!position) return absl::OkStatus();
     return c
         .Execute(
@@ -216,6 +216,8 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
             {*position})
         .status();
   });
+  if (saved.ok() && !events.empty()) outbox_.Notify();
+  return saved;
 }
 
 absl::Status FeedConsumer::Resync() {

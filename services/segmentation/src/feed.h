@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "clients/infostore.h"
 #include "customer_features.h"
+#include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "metrics.h"
 #include "segments.h"
@@ -38,8 +39,9 @@ struct FeedOptions {
 
 class FeedConsumer {
  public:
+  // Entries and exits go to `outbox` (relayed to the information store by libs/outbox).
   FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
-               SegmentationMetrics& metrics, FeedOptions options = {});
+               outbox::Outbox& outbox, SegmentationMetrics& metrics, FeedOptions options = {});
   ~FeedConsumer();
 
   // Loads the saved features and position. Call once before Start() (and before the
@@ -75,6 +77,7 @@ class FeedConsumer {
   Features& features_;
   Segments& segments_;
   InformationStore& infostore_;
+  outbox::Outbox& outbox_;
   SegmentationMetrics& metrics_;
   const FeedOptions options_;
   std::atomic<int64_t> position_{0};

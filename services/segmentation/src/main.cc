@@ -5,6 +5,9 @@
 #include "clients/infostore_grpc.h"
 #include "customer_features.h"
 #include "ecrm/log/log.h"
+#include "ecrm/outbox/grpc_event_sink.h"
+#include "ecrm/outbox/outbox.h"
+#include "ecrm/outbox/relay.h"
 #include "ecrm/server/channel.h"
 #include "ecrm/server/customer_data.h"
 #include "ecrm/server/periodic_task.h"
@@ -70,16 +73,26 @@ int main(int argc, char** argv) {
   ecrm::segmentation::Features features(feature_options);
   ecrm::segmentation::Segments segments(*stores->db, features, MakeClock(clock_file));
   std::unique_ptr<ecrm::segmentation::InformationStore> infostore;
+  // Segment entries and exits, relayed to the information store as segment_entered /
+  // segment_exited events.
+  ecrm::outbox::Outbox outbox(*stores->db);
+  std::unique_ptr<ecrm::outbox::InfostoreEventSink> sink;
+  std::unique_ptr<ecrm::outbox::RelayMetrics> relay_metrics;
+  std::unique_ptr<ecrm::outbox::OutboxRelay> relay;
   if (!infostore_address.empty()) {
-    infostore = std::make_unique<ecrm::segmentation::GrpcInformationStore>(
-        ecrm::server::OutboundChannel(infostore_address), infostore_timeout);
+    std::shared_ptr<grpc::Channel> channel = ecrm::server::OutboundChannel(infostore_address);
+    infostore = std::make_unique<ecrm::segmentation::GrpcInformationStore>(channel, infostore_timeout);
+    sink = std::make_unique<ecrm::outbox::InfostoreEventSink>(channel, infostore_timeout);
+    relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_segmentation_outbox");
+    relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, ecrm::outbox::RelayOptions{}, *relay_metrics);
+    outbox.SetListener([r = relay.get()] { r->Notify(); });
   } else {
     ecrm::log::Warn("no --infostore-address: segments are evaluated over no customers", {});
   }
   std::unique_ptr<ecrm::segmentation::FeedConsumer> feed;
   if (infostore) {
     feed = std::make_unique<ecrm::segmentation::FeedConsumer>(
-        *stores->db, features, segments, *infostore, metrics,
+        *stores->db, features, segments, *infostore, outbox, metrics,
         ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon});
     if (absl::Status s = feed->Load(); !s.ok()) return runner.Fail("loading saved features", s);
   }
@@ -103,10 +116,12 @@ int main(int argc, char** argv) {
       },
       &runner.metrics());
   if (feed) feed->Start();
+  if (relay) relay->Start();
   ticker.Start();
   runner.OnShutdown([&] {
     ticker.Stop();
     if (feed) feed->Stop();
+    if (relay) relay->Stop();
   });
   return runner.Serve();
 }

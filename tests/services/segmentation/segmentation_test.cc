@@ -2,6 +2,7 @@
 // engine following its change feed, on SQLite and on PostgreSQL.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <fstream>
@@ -162,6 +163,22 @@ struct Suite {
     return out;
   }
 
+  // The segment events the information store holds for a customer, as "<type> <segment id>".
+  std::vector<std::string> SegmentEvents(const std::string& customer) {
+    is::ListEventsRequest req;
+    req.mutable_customer()->set_customer_id(customer);
+    req.add_types("segment_entered");
+    req.add_types("segment_exited");
+    is::ListEventsResponse resp;
+    if (!Call(*store, &is::InformationStore::Stub::ListEvents, req, &resp).ok()) return {"<error>"};
+    std::vector<std::string> out;
+    for (const auto& e : resp.events()) {
+      out.push_back(absl::StrCat(e.type(), " ", e.properties().at("segment_id").string_value()));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
   std::vector<std::string> SegmentsOf(const std::string& customer) {
     seg::GetCustomerSegmentsRequest req;
     req.set_customer_id(customer);
@@ -227,7 +244,16 @@ TEST_CASE("a segment follows its customers as their profile, consents and events
       CHECK_FALSE(Eventually([&] { return s.In(bob, active); }, absl::Milliseconds(300)));
       s.Event(bob, "page_view", kStart - absl::Hours(2), "pv-2");
       CHECK(Eventually([&] { return s.In(bob, active); }));
-      CHECK(s.Metric("ecrm_segmentation_membership_changes_total") == 3);  // bob +gb, ada -gb, bob +active
+      // bob +gb, ada -gb, bob +active (counted once saved, just after the members change)
+      CHECK(Eventually([&] { return s.Metric("ecrm_segmentation_membership_changes_total") == 3; }));
+      // Published to the information store, where every engine sees them.
+      const std::vector<std::string> bob_events = {"segment_entered " + active.id(), "segment_entered " + gb.id()};
+      CHECK(Eventually([&] {
+        std::vector<std::string> want = bob_events;
+        std::sort(want.begin(), want.end());
+        return s.SegmentEvents(bob) == want;
+      }));
+      CHECK(Eventually([&] { return s.SegmentEvents(ada) == std::vector<std::string>{"segment_exited " + gb.id()}; }));
     }
   }
 }
@@ -263,7 +289,7 @@ TEST_CASE("a customer leaves days_since(orders.last_at) <= 90 on day 91 with no 
       CHECK_FALSE(Eventually([&] { return !s.In(ada, recent); }, absl::Milliseconds(300)));
       s.SetClock(kStart + absl::Hours(24 * 91));
       CHECK(Eventually([&] { return !s.In(ada, recent); }));
-      CHECK(s.Metric("ecrm_segmentation_membership_changes_total") == 1);
+      CHECK(Eventually([&] { return s.Metric("ecrm_segmentation_membership_changes_total") == 1; }));
     }
   }
 }
@@ -274,8 +300,8 @@ TEST_CASE("a restarted segmentation engine resumes from its saved position witho
       Suite s(args.first, args.second, kStart);
       std::vector<std::string> ids;
       for (int i = 0; i < 20; ++i) ids.push_back(s.Upsert(absl::StrCat("c", i, "@example.com"), "GB"));
-      seg::Segment gb = s.CreateSegment("gb", "profile.address.country == \"GB\"");
       REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") >= 20; }));
+      seg::Segment gb = s.CreateSegment("gb", "profile.address.country == \"GB\"");
       CHECK(gb.size() == 20);
       s.segmentation->process().Signal(SIGTERM);
       REQUIRE(s.segmentation->process().Wait(absl::Seconds(30)) == 0);
@@ -284,8 +310,9 @@ TEST_CASE("a restarted segmentation engine resumes from its saved position witho
       CHECK(s.Metric("ecrm_segmentation_customers_loaded_total") == 20);
       const std::string late = s.Upsert("later@example.com", "GB");
       CHECK(Eventually([&] { return s.In(late, gb); }));
-      // Only what happened since the saved position was read from the feed.
-      CHECK(s.Metric("ecrm_segmentation_feed_changes_total") == 2);
+      // Only what happened since the saved position is read from the feed: the two upserts and
+      // the two segment_entered events they led to (published, and back through the feed).
+      CHECK(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") == 4; }));
       seg::GetSegmentRequest get;
       get.set_id(gb.id());
       seg::Segment now;
