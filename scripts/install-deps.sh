@@ -7,7 +7,7 @@ set -euo pipefail
 
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libhiredis0.14 libprometheus-cpp-core1.0
-  libprometheus-cpp-pull1.0 libsqlite3-0 libpq5 libcurl4 libroaring0 libphonenumber8 ca-certificates
+  libprometheus-cpp-pull1.0 libsqlite3-0 libpq5 libcurl4 libroaring0 libphonenumber8 libnlopt0 ca-certificates
 )
 
 packages=(
@@ -23,6 +23,8 @@ packages=(
   nlohmann-json3-dev
   # tests; fuzzing (scripts/fuzz-rules.sh: clang's libFuzzer, ASan and UBSan)
   catch2 procps clang libclang-rt-14-dev
+  # numerical optimisation (segmentation's lifetime-value fits)
+  libnlopt-dev
   # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
   python3-grpcio
 )

@@ -66,6 +66,9 @@ void ApplyEvent(const v1::Event& e, v1::BehaviourSummary& b) {
     if (!b.has_last_order_at() || at > TimeUtil::TimestampToMicroseconds(b.last_order_at())) {
       *b.mutable_last_order_at() = e.occurred_at();
     }
+    if (!b.has_first_order_at() || at < TimeUtil::TimestampToMicroseconds(b.first_order_at())) {
+      *b.mutable_first_order_at() = e.occurred_at();
+    }
   }
 }
 

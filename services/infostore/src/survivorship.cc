@@ -287,6 +287,10 @@ std::vector<v1::ConsentChange> MergeRecords(const SurvivorshipRules& rules, Cust
     if (ob.has_last_order_at() && (!b.has_last_order_at() || Micros(ob.last_order_at()) > Micros(b.last_order_at()))) {
       *b.mutable_last_order_at() = ob.last_order_at();
     }
+    if (ob.has_first_order_at() &&
+        (!b.has_first_order_at() || Micros(ob.first_order_at()) < Micros(b.first_order_at()))) {
+      *b.mutable_first_order_at() = ob.first_order_at();
+    }
     for (const auto& [type, n] : ob.event_counts()) (*b.mutable_event_counts())[type] += n;
     b.set_order_count(b.order_count() + ob.order_count());
     if (ob.has_total_spent() &&

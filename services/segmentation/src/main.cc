@@ -1,6 +1,42 @@
 // ecrm-segmentation: composition root of the analysis and segmentation engine.
+#include <fstream>
+
+#include "absl/strings/strip.h"
+#include "clients/infostore_grpc.h"
+#include "customer_features.h"
+#include "ecrm/log/log.h"
+#include "ecrm/outbox/grpc_event_sink.h"
+#include "ecrm/outbox/outbox.h"
+#include "ecrm/outbox/relay.h"
+#include "ecrm/server/channel.h"
+#include "ecrm/server/customer_data.h"
+#include "ecrm/server/periodic_task.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
+#include "feed.h"
+#include "metrics.h"
+#include "privacy.h"
+#include "schema.h"
+#include "segments.h"
+#include "service.h"
+
+namespace {
+
+// The time rules are evaluated at: the system clock, or for tests the RFC 3339 instant written
+// in --clock-file (read at every use, so a test moves time by rewriting the file).
+ecrm::segmentation::Segments::Clock MakeClock(const std::string& clock_file) {
+  if (clock_file.empty()) return [] { return absl::Now(); };
+  return [clock_file] {
+    std::ifstream in(clock_file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::Time t;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, absl::StripAsciiWhitespace(text), &t, &error)) return absl::Now();
+    return t;
+  };
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   ecrm::server::Runner runner(
@@ -9,8 +45,83 @@ int main(int argc, char** argv) {
        .summary = "ecrm segmentation: rule-based segments, RFM and scores, campaigns and their reports",
        .grpc_port = 50052,
        .metrics_port = 9102});
+  std::string infostore_address, clock_file;
+  absl::Duration infostore_timeout = absl::Seconds(5), tick_every = absl::Seconds(1);
+  ecrm::segmentation::FeatureOptions feature_options;
+  ecrm::config::Flags& f = runner.flags();
+  f.AddString("infostore-address", &infostore_address,
+              "information store (host:port) whose change feed segmentation follows; empty: no customers");
+  f.AddDuration("infostore-timeout", &infostore_timeout,
+                "deadline of each listing call to the information store (resync, events after an unmerge)");
+  f.AddDuration("event-horizon", &feature_options.event_horizon,
+                "how far back events are counted by day; rule windows reach back this far at most");
+  f.AddString("reporting-currency", &feature_options.reporting_currency,
+              "currency of orders.total (ISO 4217); empty: the first currency seen");
+  f.AddDuration("time-check-interval", &tick_every,
+                "how often customers whose time-relative rules may have changed are evaluated again");
+  f.AddString("clock-file", &clock_file,
+              "testing only: evaluate rules at the RFC 3339 time written in this file instead of now");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
-  auto stores = ecrm::server::OpenStores(runner, {});
+  if (tick_every <= absl::ZeroDuration() || feature_options.event_horizon < absl::Hours(24)) {
+    return runner.Fail("configuration", absl::InvalidArgumentError(
+                                            "--time-check-interval must be positive and --event-horizon at least 24h"));
+  }
+
+  auto stores = ecrm::server::OpenStores(runner, ecrm::segmentation::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
+  ecrm::segmentation::SegmentationMetrics metrics(runner.metrics());
+  ecrm::segmentation::Features features(feature_options);
+  ecrm::segmentation::Segments segments(*stores->db, features, MakeClock(clock_file));
+  std::unique_ptr<ecrm::segmentation::InformationStore> infostore;
+  // Segment entries and exits, relayed to the information store as segment_entered /
+  // segment_exited events.
+  ecrm::outbox::Outbox outbox(*stores->db);
+  std::unique_ptr<ecrm::outbox::InfostoreEventSink> sink;
+  std::unique_ptr<ecrm::outbox::RelayMetrics> relay_metrics;
+  std::unique_ptr<ecrm::outbox::OutboxRelay> relay;
+  if (!infostore_address.empty()) {
+    std::shared_ptr<grpc::Channel> channel = ecrm::server::OutboundChannel(infostore_address);
+    infostore = std::make_unique<ecrm::segmentation::GrpcInformationStore>(channel, infostore_timeout);
+    sink = std::make_unique<ecrm::outbox::InfostoreEventSink>(channel, infostore_timeout);
+    relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_segmentation_outbox");
+    relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, ecrm::outbox::RelayOptions{}, *relay_metrics);
+    outbox.SetListener([r = relay.get()] { r->Notify(); });
+  } else {
+    ecrm::log::Warn("no --infostore-address: segments are evaluated over no customers", {});
+  }
+  std::unique_ptr<ecrm::segmentation::FeedConsumer> feed;
+  if (infostore) {
+    feed = std::make_unique<ecrm::segmentation::FeedConsumer>(
+        *stores->db, features, segments, *infostore, outbox, metrics,
+        ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon});
+    if (absl::Status s = feed->Load(); !s.ok()) return runner.Fail("loading saved features", s);
+  }
+  if (absl::Status s = segments.Load(); !s.ok()) return runner.Fail("loading segments", s);
+
+  ecrm::server::Executor& executor = *stores->executor;
+  ecrm::segmentation::SegmentationService service(segments, executor);
+  ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments);
+  ecrm::server::CustomerDataService customer_data("segmentation", privacy, executor);
+  runner.AddService(&service, ecrm::segmentation::v1::Segmentation::service_full_name());
+  runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
+
+  // Customers leave (or enter) time-relative segments as time passes, with no new data.
+  ecrm::server::PeriodicTask ticker(
+      "segment-clock", tick_every,
+      [&] {
+        if (!feed) return;
+        if (absl::Status s = feed->Tick(); !s.ok()) {
+          ecrm::log::Warn("time-relative segment evaluation failed", {{"error", s}});
+        }
+      },
+      &runner.metrics());
+  if (feed) feed->Start();
+  if (relay) relay->Start();
+  ticker.Start();
+  runner.OnShutdown([&] {
+    ticker.Stop();
+    if (feed) feed->Stop();
+    if (relay) relay->Stop();
+  });
   return runner.Serve();
 }

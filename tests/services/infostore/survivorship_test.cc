@@ -237,6 +237,7 @@ TEST_CASE("a merge combines identifiers, attributes, preferences and behaviour s
   *ob.mutable_first_seen_at() = TimeUtil::SecondsToTimestamp(100);
   *ob.mutable_last_seen_at() = TimeUtil::SecondsToTimestamp(200);
   *ob.mutable_last_order_at() = TimeUtil::SecondsToTimestamp(150);
+  *ob.mutable_first_order_at() = TimeUtil::SecondsToTimestamp(120);
   (*ob.mutable_event_counts())["page_view"] = 3;
   (*ob.mutable_event_counts())["purchase"] = 1;
   ob.set_order_count(2);
@@ -245,6 +246,7 @@ TEST_CASE("a merge combines identifiers, attributes, preferences and behaviour s
   v1::Customer& e = *others[1].mutable_customer();
   e.set_id("c_3");
   e.mutable_behaviour()->set_order_count(1);
+  *e.mutable_behaviour()->mutable_first_order_at() = TimeUtil::SecondsToTimestamp(130);
   e.mutable_behaviour()->mutable_total_spent()->set_currency("EUR");  // another currency: counted, not added
   e.mutable_behaviour()->mutable_total_spent()->set_amount_minor(700);
 
@@ -259,6 +261,7 @@ TEST_CASE("a merge combines identifiers, attributes, preferences and behaviour s
   CHECK(TimeUtil::TimestampToSeconds(b.first_seen_at()) == 100);
   CHECK(TimeUtil::TimestampToSeconds(b.last_seen_at()) == 600);
   CHECK(TimeUtil::TimestampToSeconds(b.last_order_at()) == 150);
+  CHECK(TimeUtil::TimestampToSeconds(b.first_order_at()) == 120);  // the earliest of all
   CHECK(b.event_counts().at("page_view") == 5);
   CHECK(b.event_counts().at("purchase") == 1);
   CHECK(b.order_count() == 4);

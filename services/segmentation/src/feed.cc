@@ -1,0 +1,321 @@
+#include "feed.h"
+
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/log/log.h"
+#include "ecrm/status/macros.h"
+#include "ecrm/util/util.h"
+
+namespace ecrm::segmentation {
+namespace {
+
+using infostore::v1::Change;
+using infostore::v1::ChangeKind;
+
+// The event that tells the information store (and through it every engine) that a customer
+// entered or left a segment. Its id is derived from what it is about, so a replay of the same
+// change after a crash is recorded once.
+infostore::v1::Event MembershipEvent(const MembershipChange& m, const std::string& customer_id,
+                                     absl::string_view cause) {
+  infostore::v1::Event e;
+  e.set_type(m.entered ? "segment_entered" : "segment_exited");
+  e.set_event_id(absl::StrCat(e.type(), ":", m.segment_id, ":", customer_id, ":", cause));
+  e.mutable_customer()->set_customer_id(customer_id);
+  *e.mutable_occurred_at() = util::Ts(absl::ToUnixMicros(m.at));
+  (*e.mutable_properties())["segment_id"].set_string_value(m.segment_id);
+  return e;
+}
+
+}  // namespace
+
+FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
+                           outbox::Outbox& outbox, SegmentationMetrics& metrics, FeedOptions options)
+    : db_(db),
+      features_(features),
+      segments_(segments),
+      infostore_(infostore),
+      outbox_(outbox),
+      metrics_(metrics),
+      options_(options) {}
+
+namespace {
+void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& memberships) {
+  for (const MembershipChange& m : memberships) (m.entered ? metrics.entered : metrics.exited).Increment();
+}
+}  // namespace
+
+FeedConsumer::~FeedConsumer() { Stop(); }
+
+absl::Status FeedConsumer::Load() {
+  ECRM_ASSIGN_OR_RETURN(sql::Result pos, db_.Execute("SELECT position FROM feed_position WHERE id = 1"));
+  if (!pos.empty()) position_ = pos.front().Int(0);
+  metrics_.feed_position.Set(static_cast<double>(position_.load()));
+  std::unique_lock lock(features_.mutex());
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT customer_id, record FROM customers"));
+  for (const sql::Row& r : rows) {
+    internal::CustomerFeaturesRecord record;
+    absl::string_view bytes = r.Text(1);
+    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return absl::DataLossError(absl::StrCat("saved features of customer \"", r.Text(0), "\" do not parse"));
+    }
+    features_.FromRecord(r.Text(0), record);
+  }
+  metrics_.customers_loaded.Increment(static_cast<double>(rows.size()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<infostore::v1::Event>> FeedConsumer::ReadEvents(const std::string& customer_id) {
+  std::vector<infostore::v1::Event> events;
+  const absl::Time since = absl::Now() - options_.event_horizon;
+  std::string token;
+  do {
+    ECRM_ASSIGN_OR_RETURN(infostore::v1::ListEventsResponse page, infostore_.ListEvents(customer_id, since, token));
+    for (auto& e : *page.mutable_events()) {
+      if (e.customer_id().empty()) e.set_customer_id(customer_id);
+      events.push_back(std::move(e));
+    }
+    token = page.next_page_token();
+  } while (!token.empty());
+  return events;
+}
+
+absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& message) {
+  // An unmerge gives events back to the customers they were recorded for: read those
+  // customers' events first, without holding the features.
+  std::map<std::string, std::vector<infostore::v1::Event>> reread;
+  for (const Change& c : message.changes()) {
+    if (c.kind() == infostore::v1::CHANGE_KIND_UNMERGE && !reread.contains(c.customer_id())) {
+      ECRM_ASSIGN_OR_RETURN(reread[c.customer_id()], ReadEvents(c.customer_id()));
+    }
+  }
+
+  std::vector<CustomerNo> dirty;
+  std::vector<std::string> removed;
+  std::vector<MembershipChange> memberships;
+  std::vector<std::pair<CustomerNo, ChangedData>> changed;
+  {
+    std::unique_lock lock(features_.mutex());
+    absl::flat_hash_map<CustomerNo, size_t> index;  // customer → its entry in `changed`
+    auto mark = [&](CustomerNo n) -> ChangedData& {
+      auto [it, added] = index.try_emplace(n, changed.size());
+      if (added) changed.emplace_back(n, ChangedData());
+      return changed[it->second].second;
+    };
+    auto everything = [&](CustomerNo n) {
+      ChangedData& d = mark(n);
+      d.profile = d.consents = d.orders = true;
+      d.all_event_types = true;
+    };
+    for (const Change& c : message.changes()) {
+      switch (c.kind()) {
+        case infostore::v1::CHANGE_KIND_PROFILE:
+        case infostore::v1::CHANGE_KIND_IDENTITY: {
+          ChangedData& d = mark(features_.SetCustomer(c.customer()));
+          d.profile = d.orders = true;
+          break;
+        }
+        case infostore::v1::CHANGE_KIND_CONSENT:
+          mark(features_.SetCustomer(c.customer())).consents = true;
+          break;
+        case infostore::v1::CHANGE_KIND_EVENT: {
+          infostore::v1::Event e = c.event();
+          if (e.customer_id().empty()) e.set_customer_id(c.customer_id());
+          ChangedData& d = mark(features_.AddEvent(e));
+          d.orders = true;  // first and last seen move with every event
+          d.event_types.push_back(*features_.FindEventType(e.type()));
+          break;
+        }
+        case infostore::v1::CHANGE_KIND_MERGE: {
+          std::vector<std::string> merged(c.merge().merged_ids().begin(), c.merge().merged_ids().end());
+          for (const std::string& id : merged) {
+            if (std::optional<CustomerNo> m = features_.Find(id)) segments_.Forget(*m);
+          }
+          features_.Merge(c.customer_id(), merged);
+          removed.insert(removed.end(), merged.begin(), merged.end());
+          everything(features_.SetCustomer(c.customer()));
+          break;
+        }
+        case infostore::v1::CHANGE_KIND_UNMERGE: {
+          const CustomerNo n = features_.Intern(c.customer_id());
+          features_.ClearEvents(n);
+          for (const infostore::v1::Event& e : reread[c.customer_id()]) features_.CountEvent(e);
+          features_.SetCustomer(c.customer());  // its order aggregates, as the store recomputed them
+          everything(n);
+          break;
+        }
+        case infostore::v1::CHANGE_KIND_ERASE:
+          if (std::optional<CustomerNo> n = features_.Find(c.customer_id())) {
+            segments_.Forget(*n);
+            features_.Remove(c.customer_id());
+            removed.push_back(c.customer_id());
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    // A customer changed and then removed in the same message is only removed.
+    changed.erase(
+        std::remove_if(changed.begin(), changed.end(), [&](const auto& c) { return !features_.IsLive(c.first); }),
+        changed.end());
+    segments_.Apply(changed, memberships);
+    dirty.reserve(changed.size());
+    for (const auto& [n, what] : changed) dirty.push_back(n);
+  }
+  ECRM_RETURN_IF_ERROR(
+      Save(dirty, removed, memberships, message.position(), absl::StrCat("feed-", message.position())));
+  metrics_.feed_messages.Increment();
+  metrics_.feed_changes.Increment(message.changes_size());
+  metrics_.feed_position.Set(static_cast<double>(message.position()));
+  Count(metrics_, memberships);
+  {
+    std::lock_guard lock(mu_);
+    position_ = std::max(position_.load(), message.position());
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
+                                const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
+                                const std::string& cause) {
+  // Rows are built under the shared lock (the features may move on once it is released: what
+  // is saved is never older than the position saved with it).
+  std::vector<std::pair<std::string, std::string>> rows;
+  std::vector<infostore::v1::Event> events;
+  {
+    std::shared_lock lock(features_.mutex());
+    rows.reserve(customers.size());
+    for (CustomerNo n : customers) {
+      if (features_.IsLive(n)) rows.emplace_back(features_.Id(n), features_.ToRecord(n).SerializeAsString());
+    }
+    for (const MembershipChange& m : memberships) {
+      events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), cause));
+    }
+  }
+  absl::Status saved = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    for (const auto& [id, record] : rows) {
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, record) VALUES ($1, $2) ON CONFLICT "
+                                     "(customer_id) DO UPDATE SET record = excluded.record",
+                                     {id, sql::BlobRef{record}})
+                               .status());
+    }
+    for (const std::string& id : removed) {
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
+    }
+    for (const infostore::v1::Event& e : events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
+    if (!position) return absl::OkStatus();
+    return c
+        .Execute(
+            "INSERT INTO feed_position (id, position) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET position = "
+            "excluded.position",
+            {*position})
+        .status();
+  });
+  if (saved.ok() && !events.empty()) outbox_.Notify();
+  return saved;
+}
+
+absl::Status FeedConsumer::Resync() {
+  metrics_.feed_resyncs.Increment();
+  log::Warn("resyncing from the information store: the saved feed position is older than its retention",
+            {{"position", position_.load()}});
+  std::string token;
+  int64_t as_of = -1;
+  std::vector<infostore::v1::Customer> customers;
+  do {
+    ECRM_ASSIGN_OR_RETURN(infostore::v1::ListCustomersResponse page, infostore_.ListCustomers(token, 1000));
+    if (as_of < 0) as_of = page.as_of_sequence();
+    for (auto& c : *page.mutable_customers()) customers.push_back(std::move(c));
+    token = page.next_page_token();
+  } while (!token.empty());
+  std::map<std::string, std::vector<infostore::v1::Event>> events;
+  for (const auto& c : customers) {
+    ECRM_ASSIGN_OR_RETURN(events[c.id()], ReadEvents(c.id()));
+  }
+
+  std::vector<CustomerNo> all;
+  std::vector<std::string> gone;
+  {
+    std::unique_lock lock(features_.mutex());
+    for (CustomerNo n : features_.live()) gone.emplace_back(features_.Id(n));
+    features_.Clear();
+    for (const auto& c : customers) {
+      const CustomerNo n = features_.Intern(c.id());
+      for (const infostore::v1::Event& e : events[c.id()]) features_.CountEvent(e);
+      features_.SetCustomer(c);
+      all.push_back(n);
+    }
+    segments_.Refill();
+  }
+  ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
+  ECRM_RETURN_IF_ERROR(Save(all, {}, {}, as_of, "resync"));
+  {
+    std::lock_guard lock(mu_);
+    position_ = as_of;
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::Tick() {
+  std::vector<MembershipChange> memberships;
+  {
+    std::unique_lock lock(features_.mutex());
+    segments_.Tick(memberships);
+  }
+  if (memberships.empty()) return absl::OkStatus();
+  Count(metrics_, memberships);
+  // A boundary crossed is what the change is about: the same crossing after a restart is
+  // published once.
+  return Save({}, {}, memberships, std::nullopt,
+              absl::StrCat("time-", absl::ToUnixSeconds(memberships.front().at) / 86400));
+}
+
+void FeedConsumer::Start() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+void FeedConsumer::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  infostore_.StopWatching();
+  if (thread_.joinable()) thread_.join();
+}
+
+void FeedConsumer::Run() {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    absl::Status s =
+        infostore_.Watch(position_.load(), [this](const infostore::v1::WatchChangesResponse& m) { return Apply(m); });
+    if (s.code() == absl::StatusCode::kOutOfRange) s = Resync();
+    std::unique_lock lock(mu_);
+    if (stopping_) return;
+    if (!s.ok()) {
+      log::Warn("change feed interrupted; watching again", {{"error", s}, {"position", position_.load()}});
+      cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.retry_after), [this] { return stopping_; });
+    }
+  }
+}
+
+bool FeedConsumer::WaitForPosition(int64_t sequence, absl::Duration timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return position_.load() >= sequence; });
+}
+
+}  // namespace ecrm::segmentation

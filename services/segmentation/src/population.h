@@ -1,0 +1,29 @@
+// A rule over the whole population at once (previews, a segment's first fill): the second of
+// the two evaluators DESIGN §8 names, sharing the compiled rule's AST with the per-customer one.
+//
+// A rule's top-level conjuncts that are simple — a field compared with a literal, days_since of
+// a field, an event count against a number, a consent or other bool field, `"x" in interests`,
+// a field in a list, startsWith/endsWith/contains against a literal, segment("…") — are
+// evaluated column by column, each only over the customers every earlier conjunct left. When
+// every conjunct is simple the result is exact; otherwise the per-customer evaluator decides for
+// each customer left, so the answer is always the per-customer one.
+#pragma once
+
+#include "absl/time/time.h"
+#include "customer_features.h"
+#include "ecrm/rules/rule.h"
+#include "roaring/roaring.hh"
+
+namespace ecrm::segmentation {
+
+struct PopulationResult {
+  Roaring members;
+  // Customers the per-customer evaluator was run on (0 when every conjunct was columnar).
+  int64_t evaluated_one_by_one = 0;
+};
+
+// The live customers for whom `rule` is true at `now`. The caller holds the features' lock.
+PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& features, const Memberships* memberships,
+                                    absl::Time now);
+
+}  // namespace ecrm::segmentation

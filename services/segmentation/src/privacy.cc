@@ -1,0 +1,87 @@
+#include "privacy.h"
+
+#include <mutex>
+#include <shared_mutex>
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/status/macros.h"
+#include "ecrm/util/util.h"
+
+namespace ecrm::segmentation {
+namespace {
+
+std::vector<std::string> AllIds(const std::string& id, const google::protobuf::RepeatedPtrField<std::string>& merged) {
+  std::vector<std::string> ids = {id};
+  ids.insert(ids.end(), merged.begin(), merged.end());
+  return ids;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SegmentationPrivacy::ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) {
+  google::protobuf::Struct doc;
+  google::protobuf::ListValue* customers = (*doc.mutable_fields())["customers"].mutable_list_value();
+  std::shared_lock lock(features_.mutex());
+  for (const std::string& id : AllIds(req.customer_id(), req.merged_customer_ids())) {
+    std::optional<CustomerNo> n = features_.Find(id);
+    if (!n || !features_.IsLive(*n)) continue;
+    auto& fields = *customers->add_values()->mutable_struct_value()->mutable_fields();
+    fields["customer_id"].set_string_value(id);
+    if (!google::protobuf::util::JsonStringToMessage(util::ToJson(features_.ToRecord(*n)),
+                                                     fields["features"].mutable_struct_value())
+             .ok()) {
+      return absl::InternalError("the customer's features do not convert to JSON");
+    }
+    google::protobuf::ListValue* segments = fields["segments"].mutable_list_value();
+    for (const auto& [segment_id, name] : segments_.MembershipsOf(*n)) {
+      auto& segment = *segments->add_values()->mutable_struct_value()->mutable_fields();
+      segment["id"].set_string_value(segment_id);
+      segment["name"].set_string_value(name);
+    }
+  }
+  if (customers->values_size() == 0) return std::string("{}");
+  return util::ToJson(doc);
+}
+
+absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::EraseCustomerData(
+    const privacy::v1::EraseCustomerDataRequest& req) {
+  const std::vector<std::string> ids = AllIds(req.customer_id(), req.merged_customer_ids());
+  int64_t memberships = 0;
+  {
+    std::unique_lock lock(features_.mutex());
+    for (const std::string& id : ids) {
+      std::optional<CustomerNo> n = features_.Find(id);
+      if (!n) continue;
+      memberships += static_cast<int64_t>(segments_.MembershipsOf(*n).size());
+      segments_.Forget(*n);
+      features_.Remove(id);
+    }
+  }
+  int64_t saved = 0, queued = 0;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    saved = queued = 0;
+    for (const std::string& id : ids) {
+      ECRM_ASSIGN_OR_RETURN(sql::Result a, c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}));
+      ECRM_ASSIGN_OR_RETURN(sql::Result b, c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}));
+      saved += a.rows_affected();
+      queued += b.rows_affected();
+    }
+    return absl::OkStatus();
+  }));
+  privacy::v1::EraseCustomerDataResponse out;
+  for (const auto& [kind, count] :
+       std::vector<std::pair<std::string, int64_t>>{{"customer features", saved},
+                                                    {"segment memberships", memberships},
+                                                    {"undelivered segment events", queued}}) {
+    auto* item = out.add_items();
+    item->set_kind(kind);
+    item->set_count(count);
+    item->set_action("deleted");
+  }
+  return out;
+}
+
+}  // namespace ecrm::segmentation

@@ -1,0 +1,131 @@
+// Segments: rule definitions (saved), their compiled rules and their members (Roaring bitmaps
+// over customer numbers), kept exact as customers change and as time passes.
+//
+// Incremental: after the feed consumer applies a batch, each changed customer is evaluated
+// against only the segments whose rules read what changed, in dependency order (a rule naming
+// segment("x") after x). Time-relative rules (days_since, event windows, now) are evaluated
+// again when their value can next change with no new data: each evaluation gives that instant
+// (rules::EvaluateWithNextChange), and the customer is put in a per-day bitmap of its segment
+// (woken at the start of that UTC day, early rather than late) or, for today, in an exact
+// queue. Tick() wakes what is due.
+//
+// The Features lock guards the memberships too: the definition and query methods take it
+// themselves; Apply, Refill, Forget and Tick are for the feed consumer, which holds it
+// exclusively while it applies a batch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "customer_features.h"
+#include "ecrm/rules/rule.h"
+#include "ecrm/segmentation/v1/segmentation.pb.h"
+#include "ecrm/sql/sql.h"
+#include "roaring/roaring.hh"
+
+namespace ecrm::segmentation {
+
+// A customer entering or leaving a segment.
+struct MembershipChange {
+  std::string segment_id;
+  CustomerNo customer = 0;
+  bool entered = false;
+  absl::Time at;
+};
+
+// What changed for one customer, to find the rules that read it.
+struct ChangedData {
+  bool profile = false;   // profile, preferences, attributes, identity, anonymous, anything but below
+  bool consents = false;  // consent.*
+  bool orders = false;    // orders.*, first and last seen
+  std::vector<int32_t> event_types;
+  bool all_event_types = false;  // a merge or unmerge moved events of any type
+};
+
+class Segments final : public Memberships {
+ public:
+  using Clock = std::function<absl::Time()>;
+  Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits = {});
+  ~Segments() override;
+
+  // Reads the saved definitions, compiles them and fills their members (no entry events).
+  // Call once, before serving, after the features are loaded.
+  absl::Status Load();
+
+  // Definitions. Errors: INVALID_ARGUMENT (naming the field; a rule's error carries its line
+  // and column), NOT_FOUND, ALREADY_EXISTS (name taken), ABORTED (expected_version is not the
+  // current one), FAILED_PRECONDITION (a deletion or rename of a segment other rules name, a
+  // change that would make rules name each other in a cycle).
+  absl::StatusOr<v1::Segment> Create(const v1::Segment& segment);
+  absl::StatusOr<v1::Segment> Get(const std::string& id) const;
+  absl::StatusOr<v1::ListSegmentsResponse> List(const v1::ListSegmentsRequest& request) const;
+  absl::StatusOr<v1::Segment> Update(const v1::UpdateSegmentRequest& request);
+  absl::Status Delete(const std::string& id);
+
+  // Evaluates a rule over every live customer without saving anything.
+  absl::StatusOr<v1::PreviewSegmentResponse> Preview(const v1::PreviewSegmentRequest& request) const;
+
+  // Members in customer-number order (stable: numbers are never reused).
+  absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
+  // The ids of the segments the customer belongs to, by name.
+  absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
+  // A copy of the segment's members now (a stream's audience does not move under it).
+  absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
+  // The ids of customer numbers, skipping those erased since; takes the lock.
+  std::vector<std::string> Ids(absl::Span<const CustomerNo> numbers) const;
+  // The caller holds the lock.
+  const Roaring* Members(const std::string& id) const;
+  // (id, name) of the segments the customer belongs to; the caller holds the lock.
+  std::vector<std::pair<std::string, std::string>> MembershipsOf(CustomerNo n) const;
+
+  // Evaluates changed customers against the rules that read what changed; appends the
+  // entries and exits.
+  void Apply(const std::vector<std::pair<CustomerNo, ChangedData>>& changed, std::vector<MembershipChange>& out);
+  // Fills every segment anew from the features (after a resync; no entry events).
+  void Refill();
+  // A customer gone (erased, merged into another) leaves every segment silently.
+  void Forget(CustomerNo n);
+  // Evaluates again every customer whose time-relative rules may have changed by now.
+  void Tick(std::vector<MembershipChange>& out);
+
+  // Memberships, for rules naming segment("…"): by the slot the schema gave.
+  bool Contains(int32_t slot, CustomerNo n) const override;
+
+ private:
+  struct Slot;
+  class Schema;
+
+  absl::StatusOr<std::unique_ptr<Slot>> Compile(const v1::Segment& definition, int32_t slot_id) const;
+  Slot* Find(const std::string& id);
+  const Slot* Find(const std::string& id) const;
+  // Slots in an order where every rule comes after the segments it names.
+  void Reorder();
+  // Fills a slot's members from scratch (no events) and schedules its time-relative customers.
+  void Fill(Slot& slot);
+  // Evaluates one customer against one slot; records a change (when `out`) and schedules.
+  void Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<MembershipChange>* out);
+  void Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time now);
+  bool Reads(const Slot& slot, const ChangedData& changed) const;
+  absl::Status Save(const v1::Segment& segment, bool create);
+  v1::Segment Describe(const Slot& slot) const;
+
+  sql::Database& db_;
+  Features& features_;
+  Clock clock_;
+  const rules::Limits limits_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // by slot id; null once deleted
+  absl::flat_hash_map<std::string, int32_t> by_id_, by_name_;
+  std::vector<int32_t> order_;  // live slots, dependencies first
+};
+
+}  // namespace ecrm::segmentation

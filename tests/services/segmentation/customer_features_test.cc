@@ -1,0 +1,204 @@
+#include "customer_features.h"
+
+#include <catch2/catch.hpp>
+
+#include "absl/time/civil_time.h"
+
+namespace ecrm::segmentation {
+namespace {
+
+using rules::Field;
+using rules::FieldRef;
+using rules::Value;
+
+absl::Time Day(int y, int m, int d, int h = 12) {
+  return absl::FromCivil(absl::CivilHour(y, m, d, h), absl::UTCTimeZone());
+}
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  return ts;
+}
+
+infostore::v1::Customer Customer(const std::string& id) {
+  infostore::v1::Customer c;
+  c.set_id(id);
+  c.mutable_profile()->set_first_name("Ada");
+  c.mutable_profile()->mutable_address()->set_country("GB");
+  c.mutable_profile()->set_birth_date("1990-05-17");
+  c.mutable_profile()->set_gender(infostore::v1::GENDER_FEMALE);
+  c.mutable_preferences()->set_preferred_channel(common::v1::CHANNEL_EMAIL);
+  c.mutable_preferences()->add_interests("cycling");
+  auto* consent = c.add_consents();
+  consent->set_channel(common::v1::CHANNEL_EMAIL);
+  consent->set_purpose(common::v1::PURPOSE_MARKETING);
+  consent->set_status(infostore::v1::CONSENT_STATUS_GRANTED);
+  auto* denied = c.add_consents();
+  denied->set_channel(common::v1::CHANNEL_SMS);
+  denied->set_purpose(common::v1::PURPOSE_MARKETING);
+  denied->set_status(infostore::v1::CONSENT_STATUS_WITHDRAWN);
+  (*c.mutable_attributes())["tier"].set_string_value("gold");
+  (*c.mutable_attributes())["score"].set_int_value(7);
+  (*c.mutable_attributes())["vip"].set_bool_value(true);
+  return c;
+}
+
+infostore::v1::Event Event(const std::string& customer, const std::string& type, absl::Time at, int64_t amount = 0) {
+  infostore::v1::Event e;
+  e.set_customer_id(customer);
+  e.set_type(type);
+  *e.mutable_occurred_at() = Ts(at);
+  if (amount != 0) {
+    e.mutable_amount()->set_amount_minor(amount);
+    e.mutable_amount()->set_currency("EUR");
+  }
+  return e;
+}
+
+std::string Str(const Value& v) { return v.kind == Value::Kind::kString ? std::string(v.string) : "<missing>"; }
+
+TEST_CASE("profile, preferences, consents and attributes read back by field") {
+  Features f;
+  const CustomerNo n = f.SetCustomer(Customer("c_1"));
+  CHECK(f.IsLive(n));
+  CHECK(Str(f.Field(n, FieldRef::Builtin(Field::kFirstName))) == "Ada");
+  CHECK(Str(f.Field(n, FieldRef::Builtin(Field::kCountry))) == "GB");
+  CHECK(Str(f.Field(n, FieldRef::Builtin(Field::kGender))) == "female");
+  CHECK(Str(f.Field(n, FieldRef::Builtin(Field::kPreferredChannel))) == "email");
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kCompany)).kind == Value::Kind::kMissing);
+  Value birth = f.Field(n, FieldRef::Builtin(Field::kBirthDate));
+  REQUIRE(birth.kind == Value::Kind::kTime);
+  CHECK(birth.time == absl::FromCivil(absl::CivilDay(1990, 5, 17), absl::UTCTimeZone()));
+  CHECK(f.Field(n, FieldRef::Consent(rules::Channel::kEmail, rules::Purpose::kMarketing)).boolean);
+  CHECK_FALSE(f.Field(n, FieldRef::Consent(rules::Channel::kSms, rules::Purpose::kMarketing)).boolean);
+  CHECK(f.ListContains(n, FieldRef::Builtin(Field::kInterests), "cycling"));
+  CHECK_FALSE(f.ListContains(n, FieldRef::Builtin(Field::kInterests), "golf"));
+
+  auto tier = f.FindAttribute("tier");
+  REQUIRE(tier);
+  CHECK(tier->type == rules::Type::kString);
+  CHECK(Str(f.Field(n, FieldRef::Attribute(tier->id))) == "gold");
+  auto score = f.FindAttribute("score");
+  REQUIRE(score);
+  CHECK(score->type == rules::Type::kNumber);
+  CHECK(f.Field(n, FieldRef::Attribute(score->id)).number == 7);
+  CHECK(f.Field(n, FieldRef::Attribute(f.FindAttribute("vip")->id)).boolean);
+  CHECK_FALSE(f.FindAttribute("nope"));
+
+  // A later state replaces the earlier one: values removed are gone.
+  infostore::v1::Customer later = Customer("c_1");
+  later.mutable_profile()->clear_first_name();
+  later.mutable_preferences()->clear_interests();
+  later.mutable_attributes()->erase("tier");
+  later.mutable_consents(0)->set_status(infostore::v1::CONSENT_STATUS_WITHDRAWN);
+  CHECK(f.SetCustomer(later) == n);
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kFirstName)).kind == Value::Kind::kMissing);
+  CHECK_FALSE(f.ListContains(n, FieldRef::Builtin(Field::kInterests), "cycling"));
+  CHECK(f.Field(n, FieldRef::Attribute(tier->id)).kind == Value::Kind::kMissing);
+  CHECK_FALSE(f.Field(n, FieldRef::Consent(rules::Channel::kEmail, rules::Purpose::kMarketing)).boolean);
+}
+
+TEST_CASE("events are counted by type in whole UTC days ending today") {
+  Features f;
+  const CustomerNo n = f.SetCustomer(Customer("c_1"));
+  const int32_t view = f.InternEventType("page_view");
+  const absl::Time now = Day(2026, 3, 31, 9);
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 31, 1)));  // today
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 2, 23)));  // day D-29: inside 30d
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 1, 0)));   // day D-30: outside 30d
+  f.AddEvent(Event("c_1", "login", Day(2026, 3, 31, 2)));
+  CHECK(f.EventCount(n, view, absl::Hours(24 * 30), now) == 2);
+  CHECK(f.EventCount(n, view, absl::Hours(24 * 31), now) == 3);
+  CHECK(f.EventCount(n, view, absl::Hours(12), now) == 1);  // less than a day: today
+  CHECK(f.EventCount(n, view, absl::InfiniteDuration(), now) == 3);
+  CHECK(f.EventCount(n, *f.FindEventType("login"), absl::Hours(24), now) == 1);
+  CHECK(*f.LastEventAt(n, view) == Day(2026, 3, 31, 1));
+  CHECK_FALSE(f.LastEventAt(n, f.InternEventType("search")));
+
+  // With 2 page views in 30 days, "at most 1" holds from the day the older one leaves.
+  CHECK(f.EventCountAtMostAt(n, view, absl::Hours(24 * 30), now, 1) ==
+        absl::FromCivil(absl::CivilDay(2026, 4, 1), absl::UTCTimeZone()));
+  CHECK(f.EventCountAtMostAt(n, view, absl::Hours(24 * 30), now, 0) ==
+        absl::FromCivil(absl::CivilDay(2026, 4, 30), absl::UTCTimeZone()));
+  CHECK(f.EventCountAtMostAt(n, view, absl::Hours(24 * 30), now, 5) == now);
+  // And the count agrees at those instants.
+  CHECK(f.EventCount(n, view, absl::Hours(24 * 30), absl::FromCivil(absl::CivilDay(2026, 4, 1), absl::UTCTimeZone())) ==
+        1);
+  CHECK(f.EventCount(n, view, absl::Hours(24 * 30),
+                     absl::FromCivil(absl::CivilSecond(2026, 3, 31, 23, 59, 59), absl::UTCTimeZone())) == 2);
+
+  f.PruneEvents(Day(2026, 3, 31) + absl::Hours(24 * 401));
+  CHECK(f.EventCount(n, view, absl::InfiniteDuration(), now) == 0);
+  CHECK(f.LastEventAt(n, view));  // the latest time outlives the horizon
+}
+
+TEST_CASE("orders are aggregated as the information store's behaviour summary") {
+  Features f;
+  const CustomerNo n = f.SetCustomer(Customer("c_1"));
+  f.AddEvent(Event("c_1", "purchase", Day(2026, 1, 10), 5000));
+  f.AddEvent(Event("c_1", "purchase", Day(2026, 2, 10), 3000));
+  f.AddEvent(Event("c_1", "refund", Day(2026, 2, 11), 1000));
+  f.AddEvent(Event("c_1", "order_cancelled", Day(2026, 2, 12), 3000));
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kOrdersCount)).number == 1);
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kOrdersTotal)).number == 4000);
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kOrdersFirstAt)).time == Day(2026, 1, 10));
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kOrdersLastAt)).time == Day(2026, 2, 10));
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kLastSeenAt)).time == Day(2026, 2, 12));
+
+  const CustomerNo other = f.SetCustomer(Customer("c_2"));
+  CHECK(f.Field(other, FieldRef::Builtin(Field::kOrdersCount)).number == 0);
+  CHECK(f.Field(other, FieldRef::Builtin(Field::kOrdersLastAt)).kind == Value::Kind::kMissing);
+}
+
+TEST_CASE("a merge moves event days to the survivor, and removal forgets everything") {
+  Features f;
+  const CustomerNo a = f.SetCustomer(Customer("c_a"));
+  const CustomerNo b = f.SetCustomer(Customer("c_b"));
+  const int32_t view = f.InternEventType("page_view");
+  const absl::Time now = Day(2026, 3, 31);
+  f.AddEvent(Event("c_a", "page_view", Day(2026, 3, 30)));
+  f.AddEvent(Event("c_b", "page_view", Day(2026, 3, 30)));
+  f.AddEvent(Event("c_b", "page_view", Day(2026, 3, 31, 6)));
+  f.Merge("c_a", {"c_b"});
+  CHECK(f.EventCount(a, view, absl::Hours(24 * 7), now) == 3);
+  CHECK(*f.LastEventAt(a, view) == Day(2026, 3, 31, 6));
+  CHECK_FALSE(f.IsLive(b));
+  CHECK(f.EventCount(b, view, absl::Hours(24 * 7), now) == 0);
+  CHECK(f.Field(b, FieldRef::Builtin(Field::kFirstName)).kind == Value::Kind::kMissing);
+  CHECK_FALSE(f.ListContains(b, FieldRef::Builtin(Field::kInterests), "cycling"));
+  CHECK(f.live().cardinality() == 1);
+
+  f.Remove("c_a");
+  CHECK(f.live().cardinality() == 0);
+  CHECK(f.Field(a, FieldRef::Attribute(f.FindAttribute("tier")->id)).kind == Value::Kind::kMissing);
+}
+
+TEST_CASE("a customer saved as a record loads back the same") {
+  Features f;
+  const CustomerNo n = f.SetCustomer(Customer("c_1"));
+  const absl::Time now = Day(2026, 3, 31);
+  f.AddEvent(Event("c_1", "purchase", Day(2026, 3, 1), 2500));
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 30)));
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 30, 18)));
+  infostore::v1::Customer anon;
+  anon.set_id("c_2");
+  anon.set_anonymous(true);
+  f.SetCustomer(anon);
+  const internal::CustomerFeaturesRecord saved = f.ToRecord(n);
+
+  Features g;
+  g.FromRecord("c_2", f.ToRecord(*f.Find("c_2")));  // numbers need not match
+  const CustomerNo m = g.FromRecord("c_1", saved);
+  CHECK(g.ToRecord(m).SerializeAsString() == saved.SerializeAsString());
+  CHECK(g.Field(*g.Find("c_2"), FieldRef::Builtin(Field::kAnonymous)).boolean);
+  CHECK(Str(g.Field(m, FieldRef::Builtin(Field::kCountry))) == "GB");
+  CHECK(g.Field(m, FieldRef::Attribute(g.FindAttribute("vip")->id)).boolean);
+  CHECK(g.Field(m, FieldRef::Builtin(Field::kOrdersTotal)).number == 2500);
+  CHECK(g.EventCount(m, *g.FindEventType("page_view"), absl::Hours(24 * 7), now) == 2);
+  CHECK(*g.LastEventAt(m, *g.FindEventType("page_view")) == Day(2026, 3, 30, 18));
+  CHECK(g.ListContains(m, FieldRef::Builtin(Field::kInterests), "cycling"));
+}
+
+}  // namespace
+}  // namespace ecrm::segmentation
