@@ -170,6 +170,12 @@ class Features {
   const AttributeColumn* Attribute(int32_t id) const;
   const Roaring* Interest(absl::string_view item) const;
 
+  // The currency orders.total is summed in ("" until one is seen); takes the lock.
+  std::string ReportingCurrency() const {
+    std::shared_lock lock(mu_);
+    return currency_;
+  }
+
   // Bytes held, roughly (the columns' and indexes' allocations).
   size_t MemoryBytes() const;
 

@@ -2,6 +2,8 @@
 #include <fstream>
 
 #include "absl/strings/strip.h"
+#include "campaigns.h"
+#include "clients/broadcast_grpc.h"
 #include "clients/infostore_grpc.h"
 #include "customer_features.h"
 #include "ecrm/log/log.h"
@@ -45,12 +47,15 @@ int main(int argc, char** argv) {
        .summary = "ecrm segmentation: rule-based segments, RFM and scores, campaigns and their reports",
        .grpc_port = 50052,
        .metrics_port = 9102});
-  std::string infostore_address, clock_file;
+  std::string infostore_address, broadcast_address, clock_file;
   absl::Duration infostore_timeout = absl::Seconds(5), tick_every = absl::Seconds(1);
   ecrm::segmentation::FeatureOptions feature_options;
   ecrm::config::Flags& f = runner.flags();
   f.AddString("infostore-address", &infostore_address,
               "information store (host:port) whose change feed segmentation follows; empty: no customers");
+  f.AddString("broadcast-address", &broadcast_address,
+              "broadcast engine (host:port) that campaigns hand their treatment groups to; empty: launching is "
+              "refused");
   f.AddDuration("infostore-timeout", &infostore_timeout,
                 "deadline of each listing call to the information store (resync, events after an unmerge)");
   f.AddDuration("event-horizon", &feature_options.event_horizon,
@@ -99,7 +104,14 @@ int main(int argc, char** argv) {
   if (absl::Status s = segments.Load(); !s.ok()) return runner.Fail("loading segments", s);
 
   ecrm::server::Executor& executor = *stores->executor;
-  ecrm::segmentation::SegmentationService service(segments, executor);
+  std::unique_ptr<ecrm::segmentation::GrpcBroadcaster> broadcaster;
+  if (!broadcast_address.empty()) {
+    broadcaster = std::make_unique<ecrm::segmentation::GrpcBroadcaster>(
+        ecrm::server::OutboundChannel(broadcast_address), infostore_timeout);
+  }
+  ecrm::segmentation::Campaigns campaigns(*stores->db, segments, features, broadcaster.get(), MakeClock(clock_file));
+  if (absl::Status s = campaigns.Load(); !s.ok()) return runner.Fail("loading campaigns", s);
+  ecrm::segmentation::SegmentationService service(segments, campaigns, executor);
   ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments);
   ecrm::server::CustomerDataService customer_data("segmentation", privacy, executor);
   runner.AddService(&service, ecrm::segmentation::v1::Segmentation::service_full_name());

@@ -36,6 +36,32 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_customer ON outbox (customer_id);
 )sql"},
+    {2, "campaigns, their members and what the feed told of them", R"sql(
+CREATE TABLE campaigns (
+  id TEXT PRIMARY KEY,
+  state INTEGER NOT NULL,                -- ecrm.segmentation.v1.CampaignState
+  created_at BIGINT NOT NULL,
+  record {{blob}} NOT NULL               -- ecrm.segmentation.internal.CampaignRecord
+);
+CREATE INDEX campaigns_created ON campaigns (created_at);
+CREATE TABLE campaign_members (
+  campaign_id TEXT NOT NULL,
+  customer_id TEXT NOT NULL,
+  control INTEGER NOT NULL,              -- 1: held out (uplift.h's InControl)
+  PRIMARY KEY (campaign_id, customer_id)
+);
+CREATE INDEX campaign_members_customer ON campaign_members (customer_id);
+CREATE TABLE campaign_outcomes (
+  campaign_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,                -- the information store's event: each counted once
+  customer_id TEXT NOT NULL,
+  stage TEXT NOT NULL,                   -- sent, delivered, failed, opened, clicked, unsubscribed, goal
+  at BIGINT NOT NULL,
+  amount BIGINT NOT NULL,
+  PRIMARY KEY (campaign_id, event_id)
+);
+CREATE INDEX campaign_outcomes_customer ON campaign_outcomes (customer_id);
+)sql"},
 };
 
 }  // namespace ecrm::segmentation

@@ -122,4 +122,33 @@ grpc::ServerUnaryReactor* SegmentationService::GetCustomerSegments(grpc::Callbac
   return Offload(executor_, ctx, resp, [this, req] { return segments_.CustomerSegments(req->customer_id()); });
 }
 
+grpc::ServerUnaryReactor* SegmentationService::CreateCampaign(grpc::CallbackServerContext* ctx,
+                                                              const v1::CreateCampaignRequest* req,
+                                                              v1::Campaign* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return campaigns_.Create(req->campaign()); });
+}
+
+grpc::ServerUnaryReactor* SegmentationService::LaunchCampaign(grpc::CallbackServerContext* ctx,
+                                                              const v1::LaunchCampaignRequest* req,
+                                                              v1::Campaign* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return campaigns_.Launch(*req); });
+}
+
+grpc::ServerUnaryReactor* SegmentationService::GetCampaign(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetCampaignRequest* req, v1::Campaign* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return campaigns_.Get(req->id()); });
+}
+
+grpc::ServerUnaryReactor* SegmentationService::ListCampaigns(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListCampaignsRequest* req,
+                                                             v1::ListCampaignsResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return campaigns_.List(*req); });
+}
+
+grpc::ServerUnaryReactor* SegmentationService::GetCampaignReport(grpc::CallbackServerContext* ctx,
+                                                                 const v1::GetCampaignReportRequest* req,
+                                                                 v1::CampaignReport* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return campaigns_.Report(req->id()); });
+}
+
 }  // namespace ecrm::segmentation

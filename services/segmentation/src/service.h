@@ -2,6 +2,7 @@
 // pool and absl::Status to grpc::Status. No domain logic here.
 #pragma once
 
+#include "campaigns.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/server/executor.h"
 #include "segments.h"
@@ -10,7 +11,8 @@ namespace ecrm::segmentation {
 
 class SegmentationService final : public v1::Segmentation::CallbackService {
  public:
-  SegmentationService(Segments& segments, server::Executor& executor) : segments_(segments), executor_(executor) {}
+  SegmentationService(Segments& segments, Campaigns& campaigns, server::Executor& executor)
+      : segments_(segments), campaigns_(campaigns), executor_(executor) {}
 
   grpc::ServerUnaryReactor* CreateSegment(grpc::CallbackServerContext* ctx, const v1::CreateSegmentRequest* req,
                                           v1::Segment* resp) override;
@@ -33,8 +35,20 @@ class SegmentationService final : public v1::Segmentation::CallbackService {
                                                 const v1::GetCustomerSegmentsRequest* req,
                                                 v1::GetCustomerSegmentsResponse* resp) override;
 
+  grpc::ServerUnaryReactor* CreateCampaign(grpc::CallbackServerContext* ctx, const v1::CreateCampaignRequest* req,
+                                           v1::Campaign* resp) override;
+  grpc::ServerUnaryReactor* LaunchCampaign(grpc::CallbackServerContext* ctx, const v1::LaunchCampaignRequest* req,
+                                           v1::Campaign* resp) override;
+  grpc::ServerUnaryReactor* GetCampaign(grpc::CallbackServerContext* ctx, const v1::GetCampaignRequest* req,
+                                        v1::Campaign* resp) override;
+  grpc::ServerUnaryReactor* ListCampaigns(grpc::CallbackServerContext* ctx, const v1::ListCampaignsRequest* req,
+                                          v1::ListCampaignsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCampaignReport(grpc::CallbackServerContext* ctx, const v1::GetCampaignReportRequest* req,
+                                              v1::CampaignReport* resp) override;
+
  private:
   Segments& segments_;
+  Campaigns& campaigns_;
   server::Executor& executor_;
 };
 

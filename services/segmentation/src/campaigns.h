@@ -1,0 +1,94 @@
+// Campaigns: an audience (include / exclude segments), a message (template or offer) sent
+// through broadcast, a control group held out by a deterministic hash, a goal event and an
+// attribution window — and the report that says whether it worked.
+//
+// Launch freezes the audience (the segments' members at that moment), draws the control group
+// (uplift.h: the same customers on every retry and machine), saves every member with its group,
+// and hands the treatment group to broadcast. A launch that saved its members but could not
+// reach broadcast is finished by the next launch call; a launched campaign's launch returns it
+// as it is.
+//
+// The report reads what the change feed brought back (Observe): delivery events of the
+// campaign's messages (message_sent … message_unsubscribed, property campaign_id) and goal events
+// of its members within the attribution window, each saved once by event id.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "clients/broadcast.h"
+#include "customer_features.h"
+#include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/segmentation/internal/record.pb.h"
+#include "ecrm/segmentation/v1/segmentation.pb.h"
+#include "ecrm/sql/sql.h"
+#include "roaring/roaring.hh"
+#include "segments.h"
+
+namespace ecrm::segmentation {
+
+// What a campaign's member did, as the feed told it: a delivery stage or the goal.
+struct CampaignOutcome {
+  std::string campaign_id;
+  std::string customer_id;
+  std::string stage;  // sent, delivered, failed, opened, clicked, unsubscribed, goal
+  std::string event_id;
+  int64_t at_us = 0;
+  int64_t amount_minor = 0;  // goal events with an amount
+};
+
+class Campaigns {
+ public:
+  using Clock = std::function<absl::Time()>;
+  // `broadcaster` may be null (no broadcast engine configured): launching is then refused.
+  Campaigns(sql::Database& db, Segments& segments, Features& features, Broadcaster* broadcaster, Clock clock);
+
+  // Reads the running campaigns' members into memory (Observe needs them). Once, before serving.
+  absl::Status Load();
+
+  // Errors name the field: INVALID_ARGUMENT, NOT_FOUND (a segment that does not exist),
+  // FAILED_PRECONDITION (launching a campaign that is not a draft, or with no broadcast engine),
+  // UNAVAILABLE (broadcast could not be reached: launch again).
+  absl::StatusOr<v1::Campaign> Create(const v1::Campaign& campaign);
+  absl::StatusOr<v1::Campaign> Get(const std::string& id);
+  absl::StatusOr<v1::ListCampaignsResponse> List(const v1::ListCampaignsRequest& request);
+  absl::StatusOr<v1::Campaign> Launch(const v1::LaunchCampaignRequest& request);
+  absl::StatusOr<v1::CampaignReport> Report(const std::string& id);
+
+  // The outcomes an event recorded in the information store is for. The caller holds the
+  // features' lock (shared is enough) and saves them with SaveOutcomes in its transaction.
+  std::vector<CampaignOutcome> Observe(const infostore::v1::Event& event) const;
+  static absl::Status SaveOutcomes(sql::Connection& c, const std::vector<CampaignOutcome>& outcomes);
+
+ private:
+  // A running campaign, as Observe needs it.
+  struct Running {
+    std::string goal_event_type;
+    int64_t launched_at_us = 0;
+    int64_t window_us = 0;
+    Roaring members;  // customer numbers, treatment and control
+  };
+
+  absl::StatusOr<internal::CampaignRecord> Load(sql::Connection& c, const std::string& id);
+  absl::Status Save(sql::Connection& c, const internal::CampaignRecord& record);
+  absl::StatusOr<v1::Campaign> HandOver(internal::CampaignRecord record);
+
+  sql::Database& db_;
+  Segments& segments_;
+  Features& features_;
+  Broadcaster* broadcaster_;
+  Clock clock_;
+  mutable std::mutex mu_;  // guards running_
+  std::map<std::string, Running> running_;
+};
+
+// The API message of a stored campaign.
+v1::Campaign ToCampaign(const internal::CampaignRecord& record);
+
+}  // namespace ecrm::segmentation
