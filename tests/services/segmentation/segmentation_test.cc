@@ -445,3 +445,49 @@ TEST_CASE("segments name each other in dependency order, and cycles and dangling
   CHECK(Call(*s.segments, &seg::Segmentation::Stub::CreateSegment, dup, &out).error_code() ==
         grpc::StatusCode::ALREADY_EXISTS);
 }
+
+TEST_CASE("campaigns over gRPC: precise errors, and no launch without a broadcast engine") {
+  Suite s({}, {}, kStart);
+  s.Upsert("ada@example.com", "GB");
+  REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") >= 1; }));
+  seg::Segment gb = s.CreateSegment("gb", "profile.address.country == \"GB\"");
+  seg::CreateCampaignRequest create;
+  seg::Campaign& c = *create.mutable_campaign();
+  c.set_name("welcome");
+  c.set_type(seg::CAMPAIGN_TYPE_ONE_OFF);
+  c.add_include_segment_ids(gb.id());
+  c.mutable_channel_policy()->add_channels(common::CHANNEL_EMAIL);
+  c.set_template_id("t_welcome");
+  c.set_control_fraction(0.7);
+  seg::Campaign out;
+  grpc::Status st = Call(*s.segments, &seg::Segmentation::Stub::CreateCampaign, create, &out);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), Catch::StartsWith("campaign.control_fraction"));
+  c.set_control_fraction(0.2);
+  c.add_exclude_segment_ids("s_missing");
+  st = Call(*s.segments, &seg::Segmentation::Stub::CreateCampaign, create, &out);
+  CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK_THAT(st.error_message(), Catch::StartsWith("campaign.exclude_segment_ids[0]"));
+  c.clear_exclude_segment_ids();
+  REQUIRE(Call(*s.segments, &seg::Segmentation::Stub::CreateCampaign, create, &out).ok());
+  CHECK(out.state() == seg::CAMPAIGN_STATE_DRAFT);
+
+  seg::LaunchCampaignRequest launch;
+  launch.set_id(out.id());
+  launch.set_request_id("launch-1");
+  seg::Campaign launched;
+  st = Call(*s.segments, &seg::Segmentation::Stub::LaunchCampaign, launch, &launched);
+  CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  CHECK_THAT(st.error_message(), Catch::Contains("--broadcast-address"));
+
+  seg::ListCampaignsRequest list;
+  seg::ListCampaignsResponse campaigns;
+  REQUIRE(Call(*s.segments, &seg::Segmentation::Stub::ListCampaigns, list, &campaigns).ok());
+  REQUIRE(campaigns.campaigns_size() == 1);
+  CHECK(campaigns.campaigns(0).state() == seg::CAMPAIGN_STATE_DRAFT);
+  seg::GetCampaignReportRequest report;
+  report.set_id("cmp_missing");
+  seg::CampaignReport r;
+  CHECK(Call(*s.segments, &seg::Segmentation::Stub::GetCampaignReport, report, &r).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+}
