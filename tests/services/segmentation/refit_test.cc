@@ -1,7 +1,10 @@
 // Scores over a Features filled in-process: RFM cells of a known population, engagement from
 // the event days, lifetime values equal to clv.h's functions on the same histories, customers
-// without orders, fit failures.
+// without orders, fit failures; and the feed consumer's refit, which re-evaluates the segments
+// that read scores and publishes their entries and exits (not on the first refit).
 #include "scores.h"
+
+#include <prometheus/registry.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -11,6 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "clv_simulation.h"
+#include "ecrm/outbox/outbox.h"
+#include "ecrm/testing/process.h"
+#include "feed.h"
+#include "schema.h"
+#include "segments.h"
 
 namespace ecrm::segmentation {
 namespace {
@@ -291,6 +299,111 @@ TEST_CASE("a failed fit keeps the last model, and a refit of unchanged data chan
   CHECK(few.Field(*few.Find("s0"), FieldRef::Builtin(Field::kClv)).kind == Value::Kind::kMissing);
   CHECK_FALSE(none.Report("s0")->probability_alive);
   CHECK(none.Report("s0")->rfm);
+}
+
+// A fake information store the feed consumer is driven around (tests call Apply themselves).
+class NoStore final : public InformationStore {
+ public:
+  absl::Status Watch(int64_t, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>&) override {
+    return absl::CancelledError("not watched in this test");
+  }
+  void StopWatching() override {}
+  absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
+    return infostore::v1::ListCustomersResponse();
+  }
+  absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string&, absl::Time,
+                                                               const std::string&) override {
+    return infostore::v1::ListEventsResponse();
+  }
+};
+
+TEST_CASE("a refit moves customers between segments that read scores and publishes it, after the first") {
+  testing::TempDir dir;
+  auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate("segmentation", kMigrations).ok());
+  Features f;
+  Segments segments(**db, f, [] { return kNow; });
+  REQUIRE(segments.Load().ok());
+  NoStore store;
+  outbox::Outbox outbox(**db);
+  prometheus::Registry registry;
+  SegmentationMetrics metrics(registry);
+  FeedConsumer feed(**db, f, segments, store, outbox, metrics);
+  Scores scores(f, [] { return kNow; });
+
+  // Through the feed, as the engine receives them.
+  int64_t position = 0;
+  auto apply = [&](const std::vector<infostore::v1::Change>& changes) {
+    infostore::v1::WatchChangesResponse m;
+    for (const auto& c : changes) *m.add_changes() = c;
+    m.set_position(++position);
+    REQUIRE(feed.Apply(m).ok());
+  };
+  auto profile = [](const std::string& id) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+    c.set_customer_id(id);
+    *c.mutable_customer() = Customer(id);
+    return c;
+  };
+  auto purchase = [](const std::string& id, int64_t days_ago) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    c.set_customer_id(id);
+    *c.mutable_event() = Event(id, "purchase", DaysAgo(days_ago), 1000);
+    return c;
+  };
+  std::vector<infostore::v1::Change> changes;
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = absl::StrCat("b", i);
+    changes.push_back(profile(id));
+    for (int k = 0; k <= i; ++k) changes.push_back(purchase(id, 10 - i + 7 * k));
+  }
+  apply(changes);
+
+  v1::Segment request;
+  request.set_name("champions");
+  request.set_rule("rfm.cell == \"champions\"");
+  absl::StatusOr<v1::Segment> champions = segments.Create(request);
+  REQUIRE(champions.ok());
+  CHECK(champions->size() == 0);  // nobody scored yet
+  request.set_name("engaged");
+  request.set_rule("engagement > 0 && orders.count >= 1");
+  REQUIRE(segments.Create(request).ok());
+
+  auto members = [&](const std::string& id) {
+    std::shared_lock lock(f.mutex());
+    std::vector<std::string> out;
+    for (CustomerNo n : *segments.Members(id)) out.emplace_back(f.Id(n));
+    return out;
+  };
+  auto published = [&] {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<outbox::OutboxEvent>> pending = outbox.PendingEvents(100);
+    if (!pending.ok()) return std::vector<std::string>{pending.status().ToString()};
+    for (const auto& e : *pending) {
+      out.push_back(absl::StrCat(e.event.type(), " ", e.event.customer().customer_id()));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+
+  // The first refit after a start fills them without publishing.
+  REQUIRE(feed.ApplyScores(scores).ok());
+  CHECK(members(champions->id()) == std::vector<std::string>{"b8", "b9"});
+  CHECK(segments.Get(champions->id())->size() == 2);
+  CHECK(published().empty());
+  CHECK(metrics.score_refits.Value() == 1);
+  CHECK(metrics.scored_rfm.Value() == 10);
+
+  // b7 buys three times more today: its recency, frequency and spend now rank first, b9's
+  // second and b8's third, so b7 becomes a champion (5, 5) and b8 loyal (4, 4).
+  apply({purchase("b7", 0), purchase("b7", 0), purchase("b7", 0)});
+  REQUIRE(feed.ApplyScores(scores).ok());
+  CHECK(members(champions->id()) == std::vector<std::string>{"b7", "b9"});
+  CHECK(published() == std::vector<std::string>{"segment_entered b7", "segment_exited b8"});
+  CHECK(metrics.score_refits.Value() == 2);
 }
 
 }  // namespace
