@@ -1,16 +1,18 @@
-// The thin gRPC layer of segmentation: maps requests to the Segments domain class on the worker
-// pool and absl::Status to grpc::Status. No domain logic here.
+// The thin gRPC layer of segmentation: maps requests to the Segments and Scores domain classes on
+// the worker pool and absl::Status to grpc::Status. No domain logic here.
 #pragma once
 
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/server/executor.h"
+#include "scores.h"
 #include "segments.h"
 
 namespace ecrm::segmentation {
 
 class SegmentationService final : public v1::Segmentation::CallbackService {
  public:
-  SegmentationService(Segments& segments, server::Executor& executor) : segments_(segments), executor_(executor) {}
+  SegmentationService(Segments& segments, Scores& scores, server::Executor& executor)
+      : segments_(segments), scores_(scores), executor_(executor) {}
 
   grpc::ServerUnaryReactor* CreateSegment(grpc::CallbackServerContext* ctx, const v1::CreateSegmentRequest* req,
                                           v1::Segment* resp) override;
@@ -32,9 +34,12 @@ class SegmentationService final : public v1::Segmentation::CallbackService {
   grpc::ServerUnaryReactor* GetCustomerSegments(grpc::CallbackServerContext* ctx,
                                                 const v1::GetCustomerSegmentsRequest* req,
                                                 v1::GetCustomerSegmentsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCustomerScores(grpc::CallbackServerContext* ctx, const v1::GetCustomerScoresRequest* req,
+                                              v1::CustomerScores* resp) override;
 
  private:
   Segments& segments_;
+  Scores& scores_;
   server::Executor& executor_;
 };
 
