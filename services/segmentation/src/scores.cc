@@ -268,6 +268,10 @@ std::vector<CustomerNo> Scores::Write(const ScoreUpdate& u) {
   return changed;
 }
 
+void Scores::Forget(CustomerNo n) {
+  if (n < details_.size()) details_[n] = Details{};
+}
+
 absl::StatusOr<CustomerScoreReport> Scores::Report(absl::string_view customer_id) const {
   if (customer_id.empty()) return absl::InvalidArgumentError("customer_id: is required");
   std::shared_lock lock(features_.mutex());

@@ -107,6 +107,10 @@ class Scores {
   absl::StatusOr<CustomerScoreReport> Report(absl::string_view customer_id) const;
   // The same for a live customer; the caller holds the lock.
   CustomerScoreReport ReportLocked(CustomerNo n) const;
+  // Drops what is kept on an erased customer beyond the features (whose Remove clears the
+  // rest); the caller holds the lock exclusively. A customer erased through the feed is dropped
+  // by the next Write.
+  void Forget(CustomerNo n);
 
  private:
   // The lifetime-value predictions kept per customer number (rules read the value from the

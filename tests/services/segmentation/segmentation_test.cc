@@ -629,6 +629,24 @@ TEST_CASE("scores are refitted in the background, read by GetCustomerScores and 
         CHECK(s.In(ids[b.email], valuable) == valuable_want.contains(b.email));
       }
       CHECK_FALSE(s.In(browser, early));
+
+      // The scores are part of what segmentation exports on a person, and erasure drops them.
+      auto privacy = ecrm::privacy::v1::CustomerData::NewStub(s.segmentation->channel());
+      const std::string& buyer = ids[buyers[0].email];
+      ecrm::privacy::v1::ExportCustomerDataRequest ex;
+      ex.set_customer_id(buyer);
+      ecrm::privacy::v1::ExportCustomerDataResponse exported;
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::ExportCustomerData, ex, &exported).ok());
+      CHECK_THAT(exported.json_document(), Catch::Contains("\"scores\"") && Catch::Contains("\"rfm_cell\"") &&
+                                               Catch::Contains("\"predicted_value_12m_minor\"") &&
+                                               Catch::Contains("\"probability_alive\""));
+      ecrm::privacy::v1::EraseCustomerDataRequest erase;
+      erase.set_customer_id(buyer);
+      erase.set_request_id("erase-scores");
+      ecrm::privacy::v1::EraseCustomerDataResponse receipt;
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::EraseCustomerData, erase, &receipt).ok());
+      seg::CustomerScores gone;
+      CHECK(scores(buyer, &gone).error_code() == grpc::StatusCode::NOT_FOUND);
     }
   }
 }
