@@ -153,6 +153,15 @@ TEST_CASE("Stop waits for a run in progress, and no run starts after it returns"
   CHECK(runs_after_stop == 0);
 }
 
+TEST_CASE("Start with a first delay runs first after it, then once a period") {
+  Counter runs;
+  PeriodicTask task("first-soon", absl::Hours(1), [&] { runs.Increment(); });
+  task.Start(absl::Milliseconds(1));
+  REQUIRE(runs.WaitFor(1));
+  task.Stop();
+  CHECK(runs.value() == 1);  // the next run was an hour away
+}
+
 TEST_CASE("a period of zero runs the callback back to back") {
   Counter runs;
   PeriodicTask task("zero-period", absl::ZeroDuration(), [&] { runs.Increment(); });

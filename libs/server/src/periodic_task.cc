@@ -22,14 +22,16 @@ PeriodicTask::PeriodicTask(std::string name, absl::Duration period, std::functio
 
 PeriodicTask::~PeriodicTask() { Stop(); }
 
-void PeriodicTask::Start() {
+void PeriodicTask::Start() { Start(period_); }
+
+void PeriodicTask::Start(absl::Duration first_run_after) {
   std::lock_guard lifecycle(lifecycle_mu_);
   if (thread_.joinable()) return;
   {
     std::lock_guard lock(mu_);
     stopping_ = false;
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this, first_run_after] { Loop(first_run_after); });
 }
 
 void PeriodicTask::Stop() {
@@ -47,7 +49,7 @@ void PeriodicTask::RunNow() {
   RunOnce();
 }
 
-void PeriodicTask::Loop() {
+void PeriodicTask::Loop(absl::Duration wait) {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   // Past this a deadline would overflow the steady clock (absl::InfiniteDuration among them).
   constexpr absl::Duration kForever = absl::Hours(24 * 365 * 100);
@@ -55,13 +57,14 @@ void PeriodicTask::Loop() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (period_ >= kForever) {
+      if (wait >= kForever) {
         cv_.wait(lock, stop_requested);
       } else {
-        cv_.wait_for(lock, absl::ToChronoNanoseconds(period_), stop_requested);
+        cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), stop_requested);
       }
       if (stopping_) return;
     }
+    wait = period_;
     std::lock_guard run(run_mu_);
     {
       // Stop() may have come while a RunNow() held run_mu_.

@@ -384,7 +384,11 @@ absl::StatusOr<v1::CampaignReport> Campaigns::Report(const std::string& id) {
   out.set_campaign_id(id);
   out.set_audience_size(groups[0].size + groups[1].size);
   // Money in the currency the features sum orders in (the reporting currency).
-  const std::string currency = features_.ReportingCurrency();
+  std::string currency;
+  {
+    std::shared_lock lock(features_.mutex());
+    currency = features_.currency();
+  }
   for (int i = 0; i < 2; ++i) {
     v1::GroupOutcome* g = i == 0 ? out.mutable_treatment() : out.mutable_control();
     g->set_size(groups[i].size);

@@ -628,6 +628,12 @@ int64_t Features::EventCount(CustomerNo n, int32_t type, absl::Duration window, 
   return count;
 }
 
+void Features::ForEachEventDay(CustomerNo n,
+                               absl::FunctionRef<void(int32_t type, int64_t day, int64_t count)> fn) const {
+  if (n >= events_.size()) return;
+  for (const EventDay& d : events_[n].days) fn(d.type, d.day, d.count);
+}
+
 std::optional<absl::Time> Features::LastEventAt(CustomerNo n, int32_t type) const {
   if (n >= events_.size() || type < 0 || type > std::numeric_limits<uint16_t>::max()) return std::nullopt;
   const Events& ev = events_[n];

@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
@@ -153,6 +154,11 @@ class Features {
   std::optional<absl::Time> LastEventAt(CustomerNo n, int32_t type) const;
   absl::Time EventCountAtMostAt(CustomerNo n, int32_t type, absl::Duration window, absl::Time now,
                                 int64_t at_most) const;
+  // Every (event type, UTC day as days since 1970-01-01, count) held for the customer, in no
+  // promised order (the scores read a customer's recent activity in one pass).
+  void ForEachEventDay(CustomerNo n, absl::FunctionRef<void(int32_t type, int64_t day, int64_t count)> fn) const;
+  // The currency orders.total is in; empty until an order with an amount has been seen.
+  const std::string& currency() const { return currency_; }
 
   // An event type id no customer has events of (a preview naming a type never recorded).
   static constexpr int32_t kUnseenEventType = std::numeric_limits<int32_t>::max();
@@ -169,12 +175,6 @@ class Features {
   const TimeColumn* TimeField(rules::Field f) const;
   const AttributeColumn* Attribute(int32_t id) const;
   const Roaring* Interest(absl::string_view item) const;
-
-  // The currency orders.total is summed in ("" until one is seen); takes the lock.
-  std::string ReportingCurrency() const {
-    std::shared_lock lock(mu_);
-    return currency_;
-  }
 
   // Bytes held, roughly (the columns' and indexes' allocations).
   size_t MemoryBytes() const;

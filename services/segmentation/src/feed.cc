@@ -251,6 +251,7 @@ absl::Status FeedConsumer::Resync() {
       all.push_back(n);
     }
     segments_.Refill();
+    scores_cleared_ = true;  // Clear() took them with the rest
   }
   ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
   ECRM_RETURN_IF_ERROR(Save(all, {}, {}, as_of, "resync"));
@@ -274,6 +275,53 @@ absl::Status FeedConsumer::Tick() {
   // published once.
   return Save({}, {}, memberships, std::nullopt,
               absl::StrCat("time-", absl::ToUnixSeconds(memberships.front().at) / 86400));
+}
+
+absl::Status FeedConsumer::ApplyScores(Scores& scores) {
+  const absl::Time start = absl::Now();
+  const ScoreUpdate update = scores.Compute();
+  if (!update.purchases_fit.ok() && update.buyers > 0) metrics_.purchase_fit_failures.Increment();
+  if (!update.spend_fit.ok() && update.buyers > 0) metrics_.spend_fit_failures.Increment();
+  std::vector<MembershipChange> memberships;
+  bool quiet = false;
+  size_t changed = 0;
+  absl::Duration held;
+  {
+    std::unique_lock lock(features_.mutex());
+    const absl::Time locked = absl::Now();
+    const std::vector<CustomerNo> customers = scores.Write(update);
+    changed = customers.size();
+    ChangedData what;
+    what.scores = true;
+    segments_.Apply(customers, what, memberships);
+    quiet = scores_cleared_;
+    scores_cleared_ = false;
+    held = absl::Now() - locked;
+  }
+  metrics_.score_write_seconds.Set(absl::ToDoubleSeconds(held));
+  metrics_.score_fit_seconds.Set(absl::ToDoubleSeconds(update.fit_time));
+  metrics_.scored_engagement.Set(static_cast<double>(update.customers.size()));
+  metrics_.scored_rfm.Set(static_cast<double>(update.buyers));
+  metrics_.scored_value.Set(static_cast<double>(update.valued));
+  log::Info("scores refitted", {{"customers", static_cast<int64_t>(update.customers.size())},
+                                {"with_orders", update.buyers},
+                                {"valued", update.valued},
+                                {"changed", static_cast<int64_t>(changed)},
+                                {"memberships_changed", static_cast<int64_t>(memberships.size())},
+                                {"published", !quiet},
+                                {"read", update.read_time},
+                                {"fit", update.fit_time},
+                                {"predict", update.predict_time},
+                                {"locked", held}});
+  absl::Status saved = absl::OkStatus();
+  if (!quiet && !memberships.empty()) {
+    Count(metrics_, memberships);
+    // The refit is what the change is about.
+    saved = Save({}, {}, memberships, std::nullopt, absl::StrCat("scores-", absl::ToUnixMicros(update.computed_at)));
+  }
+  metrics_.score_refit_seconds.Set(absl::ToDoubleSeconds(absl::Now() - start));
+  if (saved.ok()) metrics_.score_refits.Increment();
+  return saved;
 }
 
 void FeedConsumer::Start() {

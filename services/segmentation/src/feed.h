@@ -26,6 +26,7 @@
 #include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "metrics.h"
+#include "scores.h"
 #include "segments.h"
 
 namespace ecrm::segmentation {
@@ -58,6 +59,12 @@ class FeedConsumer {
   // Evaluates again the customers whose time-relative rules may have changed by now; saves and
   // publishes the entries and exits.
   absl::Status Tick();
+  // Refits the scores (Scores::Compute, holding no lock), writes them into the features and
+  // evaluates the customers whose scores changed against the rules that read scores (holding
+  // the lock exclusively once), then saves and publishes the entries and exits. The first
+  // refit after a start or a resync publishes nothing: scores are not saved, so until then the
+  // segments that read them were empty for want of scores, not because customers had left.
+  absl::Status ApplyScores(Scores& scores);
 
   int64_t position() const { return position_.load(); }
   // Blocks until the applied position reaches `sequence` or `timeout` passes; true if reached.
@@ -85,6 +92,8 @@ class FeedConsumer {
   std::condition_variable cv_;  // position moved, or stopping
   bool stopping_ = false;
   std::thread thread_;
+  // No refit written since the start or the last resync (guarded by the features' lock).
+  bool scores_cleared_ = true;
 };
 
 }  // namespace ecrm::segmentation

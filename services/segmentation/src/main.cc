@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "privacy.h"
 #include "schema.h"
+#include "scores.h"
 #include "segments.h"
 #include "service.h"
 
@@ -48,7 +49,7 @@ int main(int argc, char** argv) {
        .grpc_port = 50052,
        .metrics_port = 9102});
   std::string infostore_address, broadcast_address, clock_file;
-  absl::Duration infostore_timeout = absl::Seconds(5), tick_every = absl::Seconds(1);
+  absl::Duration infostore_timeout = absl::Seconds(5), tick_every = absl::Seconds(1), scores_every = absl::Hours(1);
   ecrm::segmentation::FeatureOptions feature_options;
   ecrm::config::Flags& f = runner.flags();
   f.AddString("infostore-address", &infostore_address,
@@ -64,12 +65,17 @@ int main(int argc, char** argv) {
               "currency of orders.total (ISO 4217); empty: the first currency seen");
   f.AddDuration("time-check-interval", &tick_every,
                 "how often customers whose time-relative rules may have changed are evaluated again");
+  f.AddDuration("scores-interval", &scores_every,
+                "how often RFM, engagement and lifetime value are computed again over the population (the models "
+                "refitted); the first run comes after this or 10s, whichever is sooner");
   f.AddString("clock-file", &clock_file,
               "testing only: evaluate rules at the RFC 3339 time written in this file instead of now");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
-  if (tick_every <= absl::ZeroDuration() || feature_options.event_horizon < absl::Hours(24)) {
-    return runner.Fail("configuration", absl::InvalidArgumentError(
-                                            "--time-check-interval must be positive and --event-horizon at least 24h"));
+  if (tick_every <= absl::ZeroDuration() || scores_every <= absl::ZeroDuration() ||
+      feature_options.event_horizon < absl::Hours(24)) {
+    return runner.Fail("configuration",
+                       absl::InvalidArgumentError("--time-check-interval and --scores-interval must be positive and "
+                                                  "--event-horizon at least 24h"));
   }
 
   auto stores = ecrm::server::OpenStores(runner, ecrm::segmentation::kMigrations);
@@ -77,6 +83,7 @@ int main(int argc, char** argv) {
   ecrm::segmentation::SegmentationMetrics metrics(runner.metrics());
   ecrm::segmentation::Features features(feature_options);
   ecrm::segmentation::Segments segments(*stores->db, features, MakeClock(clock_file));
+  ecrm::segmentation::Scores scores(features, MakeClock(clock_file));
   std::unique_ptr<ecrm::segmentation::InformationStore> infostore;
   // Segment entries and exits, relayed to the information store as segment_entered /
   // segment_exited events.
@@ -111,8 +118,8 @@ int main(int argc, char** argv) {
   }
   ecrm::segmentation::Campaigns campaigns(*stores->db, segments, features, broadcaster.get(), MakeClock(clock_file));
   if (absl::Status s = campaigns.Load(); !s.ok()) return runner.Fail("loading campaigns", s);
-  ecrm::segmentation::SegmentationService service(segments, campaigns, executor);
-  ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments);
+  ecrm::segmentation::SegmentationService service(segments, campaigns, scores, executor);
+  ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments, scores);
   ecrm::server::CustomerDataService customer_data("segmentation", privacy, executor);
   runner.AddService(&service, ecrm::segmentation::v1::Segmentation::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
@@ -127,10 +134,23 @@ int main(int argc, char** argv) {
         }
       },
       &runner.metrics());
+  // Scores over the population, refitted in the background (and soon after a start: scores are
+  // not saved).
+  ecrm::server::PeriodicTask scorer(
+      "scores", scores_every,
+      [&] {
+        if (!feed) return;
+        if (absl::Status s = feed->ApplyScores(scores); !s.ok()) {
+          ecrm::log::Warn("scores computed but their segment entries and exits not saved", {{"error", s}});
+        }
+      },
+      &runner.metrics());
   if (feed) feed->Start();
   if (relay) relay->Start();
   ticker.Start();
+  scorer.Start(std::min(scores_every, absl::Seconds(10)));
   runner.OnShutdown([&] {
+    scorer.Stop();
     ticker.Stop();
     if (feed) feed->Stop();
     if (relay) relay->Stop();

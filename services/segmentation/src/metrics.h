@@ -40,7 +40,43 @@ struct SegmentationMetrics {
                         .Help("Customers entering or leaving segments after the segments' first evaluation")
                         .Register(registry)),
         entered(memberships.Add({{"change", "entered"}})),
-        exited(memberships.Add({{"change", "exited"}})) {}
+        exited(memberships.Add({{"change", "exited"}})),
+        score_refits(prometheus::BuildCounter()
+                         .Name("ecrm_segmentation_score_refits_total")
+                         .Help("Refits of the scores over the population (RFM, engagement, lifetime value) written")
+                         .Register(registry)
+                         .Add({})),
+        fit_failures(prometheus::BuildCounter()
+                         .Name("ecrm_segmentation_score_fit_failures_total")
+                         .Help("Lifetime-value model fits that failed (the last fitted model, if any, is kept)")
+                         .Register(registry)),
+        purchase_fit_failures(fit_failures.Add({{"model", "bg_nbd"}})),
+        spend_fit_failures(fit_failures.Add({{"model", "gamma_gamma"}})),
+        score_fit_seconds(prometheus::BuildGauge()
+                              .Name("ecrm_segmentation_score_fit_seconds")
+                              .Help("Time the last refit took to fit the BG/NBD and Gamma-Gamma models")
+                              .Register(registry)
+                              .Add({})),
+        score_refit_seconds(prometheus::BuildGauge()
+                                .Name("ecrm_segmentation_score_refit_seconds")
+                                .Help("Time the last refit took from reading the population to saving its entries "
+                                      "and exits")
+                                .Register(registry)
+                                .Add({})),
+        score_write_seconds(prometheus::BuildGauge()
+                                .Name("ecrm_segmentation_score_write_seconds")
+                                .Help("Time the last refit held the features exclusively: writing the scores and "
+                                      "evaluating the segments that read them")
+                                .Register(registry)
+                                .Add({})),
+        scored(prometheus::BuildGauge()
+                   .Name("ecrm_segmentation_scored_customers")
+                   .Help("Customers the last refit scored, by what they have: engagement (every customer), rfm (an "
+                         "order), value (a predicted 12-month value)")
+                   .Register(registry)),
+        scored_engagement(scored.Add({{"score", "engagement"}})),
+        scored_rfm(scored.Add({{"score", "rfm"}})),
+        scored_value(scored.Add({{"score", "value"}})) {}
 
   prometheus::Counter& feed_messages;
   prometheus::Counter& feed_changes;
@@ -50,6 +86,17 @@ struct SegmentationMetrics {
   prometheus::Family<prometheus::Counter>& memberships;
   prometheus::Counter& entered;
   prometheus::Counter& exited;
+  prometheus::Counter& score_refits;
+  prometheus::Family<prometheus::Counter>& fit_failures;
+  prometheus::Counter& purchase_fit_failures;
+  prometheus::Counter& spend_fit_failures;
+  prometheus::Gauge& score_fit_seconds;
+  prometheus::Gauge& score_refit_seconds;
+  prometheus::Gauge& score_write_seconds;
+  prometheus::Family<prometheus::Gauge>& scored;
+  prometheus::Gauge& scored_engagement;
+  prometheus::Gauge& scored_rfm;
+  prometheus::Gauge& scored_value;
 };
 
 }  // namespace ecrm::segmentation

@@ -260,11 +260,12 @@ class Columnar {
   }
 
  private:
-  // Keeps the customers whose string field satisfies `test`; a built-in field is tested once
-  // per distinct value (its dictionary), not once per customer.
+  // Keeps the customers whose string field satisfies `test`; a built-in profile field is tested
+  // once per distinct value (its dictionary), not once per customer. rfm.cell is not among the
+  // profile columns (Features keeps it with the scores): it is read per customer.
   template <typename Test>
   bool FilterString(const rules::FieldRef& ref, Bits& set, Test test) const {
-    if (ref.kind == rules::FieldRef::Kind::kBuiltin) {
+    if (ref.kind == rules::FieldRef::Kind::kBuiltin && ref.builtin() != rules::Field::kRfmCell) {
       const StringColumn& column = *f_.StringField(ref.builtin());
       std::vector<uint8_t> pass(column.dictionary.size(), 0);
       for (uint32_t code = 1; code < pass.size(); ++code) pass[code] = test(column.dictionary.value(code)) ? 1 : 0;

@@ -35,6 +35,27 @@ absl::StatusOr<std::string> SegmentationPrivacy::ExportCustomerData(const privac
              .ok()) {
       return absl::InternalError("the customer's features do not convert to JSON");
     }
+    const CustomerScoreReport report = scores_.ReportLocked(*n);
+    auto& scores = *fields["scores"].mutable_struct_value()->mutable_fields();
+    if (report.computed_at != absl::InfinitePast()) {
+      scores["computed_at"].set_string_value(
+          absl::FormatTime(absl::RFC3339_full, report.computed_at, absl::UTCTimeZone()));
+      if (report.rfm) {
+        scores["rfm_r"].set_number_value(report.rfm->r);
+        scores["rfm_f"].set_number_value(report.rfm->f);
+        scores["rfm_m"].set_number_value(report.rfm->m);
+        scores["rfm_cell"].set_string_value(std::string(RfmCellName(report.rfm->cell)));
+      }
+      auto number = [&](const char* name, const std::optional<double>& v) {
+        if (v) scores[name].set_number_value(*v);
+      };
+      number("engagement", report.engagement);
+      number("probability_alive", report.probability_alive);
+      number("expected_purchases_90d", report.expected_purchases);
+      number("expected_order_value_minor", report.expected_order_value);
+      number("predicted_value_12m_minor", report.value);
+      if (report.value || report.expected_order_value) scores["currency"].set_string_value(report.currency);
+    }
     google::protobuf::ListValue* segments = fields["segments"].mutable_list_value();
     for (const auto& [segment_id, name] : segments_.MembershipsOf(*n)) {
       auto& segment = *segments->add_values()->mutable_struct_value()->mutable_fields();
@@ -57,6 +78,7 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::Eras
       if (!n) continue;
       memberships += static_cast<int64_t>(segments_.MembershipsOf(*n).size());
       segments_.Forget(*n);
+      scores_.Forget(*n);
       features_.Remove(id);
     }
   }

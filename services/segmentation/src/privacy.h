@@ -1,24 +1,26 @@
 // What segmentation holds on a person, for the shared CustomerData service: their features (as
-// saved), their segment memberships and the segment events not yet delivered.
+// saved), their scores, their segment memberships and the segment events not yet delivered.
 #pragma once
 
 #include "customer_features.h"
 #include "ecrm/server/customer_data_owner.h"
 #include "ecrm/sql/sql.h"
+#include "scores.h"
 #include "segments.h"
 
 namespace ecrm::segmentation {
 
 class SegmentationPrivacy final : public server::CustomerDataOwner {
  public:
-  SegmentationPrivacy(sql::Database& db, Features& features, Segments& segments)
-      : db_(db), features_(features), segments_(segments) {}
+  SegmentationPrivacy(sql::Database& db, Features& features, Segments& segments, Scores& scores)
+      : db_(db), features_(features), segments_(segments), scores_(scores) {}
 
-  // {"customers": [{"customer_id", "features", "segments": [{"id", "name"}]}]}; "{}" when
-  // nothing is held.
+  // {"customers": [{"customer_id", "features", "scores", "segments": [{"id", "name"}]}]}; "{}"
+  // when nothing is held. "scores" as GetCustomerScores reports them (empty before a refit).
   absl::StatusOr<std::string> ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) override;
-  // Forgets the customer and the ids merged into it everywhere: features in memory and saved,
-  // every segment's members, queued segment events. Nothing is published about them.
+  // Forgets the customer and the ids merged into it everywhere: features and scores in memory,
+  // saved features, every segment's members, queued segment events. Nothing is published about
+  // them.
   absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseCustomerData(
       const privacy::v1::EraseCustomerDataRequest& req) override;
 
@@ -26,6 +28,7 @@ class SegmentationPrivacy final : public server::CustomerDataOwner {
   sql::Database& db_;
   Features& features_;
   Segments& segments_;
+  Scores& scores_;
 };
 
 }  // namespace ecrm::segmentation

@@ -58,13 +58,27 @@ bool ReadsOrders(Field f) {
   }
 }
 
+bool ReadsScores(Field f) {
+  switch (f) {
+    case Field::kRfmCell:
+    case Field::kRfmR:
+    case Field::kRfmF:
+    case Field::kRfmM:
+    case Field::kClv:
+    case Field::kEngagement:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 struct Segments::Slot {
   int32_t slot = 0;
   v1::Segment definition;
   rules::Rule rule;
-  bool reads_profile = false, reads_consents = false, reads_orders = false;
+  bool reads_profile = false, reads_consents = false, reads_orders = false, reads_scores = false;
   std::vector<int32_t> event_types;  // sorted
   std::vector<int32_t> references;   // slots this rule names
   bool time_relative = false;
@@ -129,7 +143,9 @@ absl::StatusOr<std::unique_ptr<Segments::Slot>> Segments::Compile(const v1::Segm
         slot->reads_profile = true;
         break;
       case rules::FieldRef::Kind::kBuiltin:
-        (ReadsOrders(f.builtin()) ? slot->reads_orders : slot->reads_profile) = true;
+        (ReadsOrders(f.builtin())   ? slot->reads_orders
+         : ReadsScores(f.builtin()) ? slot->reads_scores
+                                    : slot->reads_profile) = true;
         break;
     }
   }
@@ -263,7 +279,7 @@ void Segments::Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time no
 
 bool Segments::Reads(const Slot& slot, const ChangedData& changed) const {
   if ((changed.profile && slot.reads_profile) || (changed.consents && slot.reads_consents) ||
-      (changed.orders && slot.reads_orders)) {
+      (changed.orders && slot.reads_orders) || (changed.scores && slot.reads_scores)) {
     return true;
   }
   if (changed.all_event_types && !slot.event_types.empty()) return true;
@@ -275,15 +291,36 @@ bool Segments::Reads(const Slot& slot, const ChangedData& changed) const {
 
 void Segments::Apply(const std::vector<std::pair<CustomerNo, ChangedData>>& changed,
                      std::vector<MembershipChange>& out) {
+  ApplyInOrder(
+      [&](Slot& slot, absl::Time now, std::vector<MembershipChange>& changes) {
+        for (const auto& [n, what] : changed) {
+          if (features_.IsLive(n) && Reads(slot, what)) Evaluate(slot, n, now, &changes);
+        }
+      },
+      out);
+}
+
+void Segments::Apply(absl::Span<const CustomerNo> customers, const ChangedData& what,
+                     std::vector<MembershipChange>& out) {
+  ApplyInOrder(
+      [&](Slot& slot, absl::Time now, std::vector<MembershipChange>& changes) {
+        if (!Reads(slot, what)) return;
+        for (CustomerNo n : customers) {
+          if (features_.IsLive(n)) Evaluate(slot, n, now, &changes);
+        }
+      },
+      out);
+}
+
+void Segments::ApplyInOrder(const std::function<void(Slot&, absl::Time, std::vector<MembershipChange>&)>& evaluate,
+                            std::vector<MembershipChange>& out) {
   const absl::Time now = clock_();
   // Customers whose membership changed in this pass, by slot: rules naming that slot see it.
   absl::flat_hash_map<int32_t, std::vector<CustomerNo>> moved;
   for (int32_t s : order_) {
     Slot& slot = *slots_[s];
     const size_t before = out.size();
-    for (const auto& [n, what] : changed) {
-      if (features_.IsLive(n) && Reads(slot, what)) Evaluate(slot, n, now, &out);
-    }
+    evaluate(slot, now, out);
     for (int32_t r : slot.references) {
       auto it = moved.find(r);
       if (it == moved.end()) continue;

@@ -48,6 +48,7 @@ struct ChangedData {
   bool profile = false;   // profile, preferences, attributes, identity, anonymous, anything but below
   bool consents = false;  // consent.*
   bool orders = false;    // orders.*, first and last seen
+  bool scores = false;    // rfm.*, clv, engagement (written by the scores' refit)
   std::vector<int32_t> event_types;
   bool all_event_types = false;  // a merge or unmerge moved events of any type
 };
@@ -91,6 +92,8 @@ class Segments final : public Memberships {
   // Evaluates changed customers against the rules that read what changed; appends the
   // entries and exits.
   void Apply(const std::vector<std::pair<CustomerNo, ChangedData>>& changed, std::vector<MembershipChange>& out);
+  // The same for customers who all changed in the same way (the scores' refit: `what.scores`).
+  void Apply(absl::Span<const CustomerNo> customers, const ChangedData& what, std::vector<MembershipChange>& out);
   // Fills every segment anew from the features (after a resync; no entry events).
   void Refill();
   // A customer gone (erased, merged into another) leaves every segment silently.
@@ -116,6 +119,10 @@ class Segments final : public Memberships {
   void Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<MembershipChange>* out);
   void Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time now);
   bool Reads(const Slot& slot, const ChangedData& changed) const;
+  // Apply's pass over the slots in dependency order: `evaluate` evaluates a slot's changed
+  // customers, then those whose membership of a segment the slot names changed in this pass.
+  void ApplyInOrder(const std::function<void(Slot&, absl::Time, std::vector<MembershipChange>&)>& evaluate,
+                    std::vector<MembershipChange>& out);
   absl::Status Save(const v1::Segment& segment, bool create);
   v1::Segment Describe(const Slot& slot) const;
 

@@ -1,9 +1,12 @@
 #include "service.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "ecrm/server/drain.h"
 #include "ecrm/server/grpc_status.h"
 #include "ecrm/server/offload.h"
+#include "ecrm/util/util.h"
 
 namespace ecrm::segmentation {
 
@@ -66,6 +69,35 @@ class MemberStream final : public grpc::ServerWriteReactor<v1::SegmentMemberBatc
   RoaringSetBitForwardIterator it_ = members_.begin();
   v1::SegmentMemberBatch batch_;
 };
+
+common::v1::Money Money(double minor, const std::string& currency) {
+  common::v1::Money m;
+  m.set_amount_minor(std::llround(minor));
+  m.set_currency(currency);
+  return m;
+}
+
+v1::CustomerScores ToProto(const CustomerScoreReport& r) {
+  v1::CustomerScores out;
+  out.set_customer_id(r.customer_id);
+  if (r.computed_at == absl::InfinitePast()) return out;  // not scored yet
+  *out.mutable_computed_at() = util::Ts(absl::ToUnixMicros(r.computed_at));
+  if (r.rfm) {
+    out.set_recency(r.rfm->r);
+    out.set_frequency(r.rfm->f);
+    out.set_monetary(r.rfm->m);
+    out.set_rfm_cell(std::string(RfmCellName(r.rfm->cell)));
+  }
+  out.set_engagement(r.engagement.value_or(0));
+  if (r.probability_alive) out.set_probability_alive(*r.probability_alive);
+  if (r.expected_purchases) out.set_expected_purchases_90d(*r.expected_purchases);
+  if (r.expected_order_value) *out.mutable_expected_order_value() = Money(*r.expected_order_value, r.currency);
+  if (r.value) {
+    *out.mutable_predicted_value_12m() = Money(*r.value, r.currency);
+    *out.mutable_lifetime_value() = out.predicted_value_12m();
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -149,6 +181,16 @@ grpc::ServerUnaryReactor* SegmentationService::GetCampaignReport(grpc::CallbackS
                                                                  const v1::GetCampaignReportRequest* req,
                                                                  v1::CampaignReport* resp) {
   return Offload(executor_, ctx, resp, [this, req] { return campaigns_.Report(req->id()); });
+}
+
+grpc::ServerUnaryReactor* SegmentationService::GetCustomerScores(grpc::CallbackServerContext* ctx,
+                                                                 const v1::GetCustomerScoresRequest* req,
+                                                                 v1::CustomerScores* resp) {
+  return Offload(executor_, ctx, resp, [this, req]() -> absl::StatusOr<v1::CustomerScores> {
+    absl::StatusOr<CustomerScoreReport> report = scores_.Report(req->customer_id());
+    if (!report.ok()) return report.status();
+    return ToProto(*report);
+  });
 }
 
 }  // namespace ecrm::segmentation

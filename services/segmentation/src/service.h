@@ -1,18 +1,19 @@
-// The thin gRPC layer of segmentation: maps requests to the Segments domain class on the worker
-// pool and absl::Status to grpc::Status. No domain logic here.
+// The thin gRPC layer of segmentation: maps requests to the Segments and Scores domain classes on
+// the worker pool and absl::Status to grpc::Status. No domain logic here.
 #pragma once
 
 #include "campaigns.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/server/executor.h"
+#include "scores.h"
 #include "segments.h"
 
 namespace ecrm::segmentation {
 
 class SegmentationService final : public v1::Segmentation::CallbackService {
  public:
-  SegmentationService(Segments& segments, Campaigns& campaigns, server::Executor& executor)
-      : segments_(segments), campaigns_(campaigns), executor_(executor) {}
+  SegmentationService(Segments& segments, Campaigns& campaigns, Scores& scores, server::Executor& executor)
+      : segments_(segments), campaigns_(campaigns), scores_(scores), executor_(executor) {}
 
   grpc::ServerUnaryReactor* CreateSegment(grpc::CallbackServerContext* ctx, const v1::CreateSegmentRequest* req,
                                           v1::Segment* resp) override;
@@ -34,6 +35,8 @@ class SegmentationService final : public v1::Segmentation::CallbackService {
   grpc::ServerUnaryReactor* GetCustomerSegments(grpc::CallbackServerContext* ctx,
                                                 const v1::GetCustomerSegmentsRequest* req,
                                                 v1::GetCustomerSegmentsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCustomerScores(grpc::CallbackServerContext* ctx, const v1::GetCustomerScoresRequest* req,
+                                              v1::CustomerScores* resp) override;
 
   grpc::ServerUnaryReactor* CreateCampaign(grpc::CallbackServerContext* ctx, const v1::CreateCampaignRequest* req,
                                            v1::Campaign* resp) override;
@@ -49,6 +52,7 @@ class SegmentationService final : public v1::Segmentation::CallbackService {
  private:
   Segments& segments_;
   Campaigns& campaigns_;
+  Scores& scores_;
   server::Executor& executor_;
 };
 

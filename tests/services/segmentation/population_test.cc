@@ -63,6 +63,15 @@ void Populate(Features& f) {
       }
       f.AddEvent(ev);
     }
+    // Scores, as the refit writes them, for some.
+    const CustomerNo n = *f.Find(c.id());
+    if (pick(3) != 0) {
+      const std::vector<std::string> cells = {"champions", "loyal", "lost"};
+      f.SetRfm(n, static_cast<uint8_t>(1 + pick(5)), static_cast<uint8_t>(1 + pick(5)),
+               static_cast<uint8_t>(1 + pick(5)), cells[pick(cells.size())]);
+      f.SetClv(n, pick(500));
+    }
+    if (pick(2) == 0) f.SetEngagement(n, pick(101));
   }
   // Some are gone again.
   for (int i = 0; i < 3000; i += 97) f.Remove(absl::StrCat("c_", i));
@@ -117,6 +126,9 @@ TEST_CASE("the population evaluator finds exactly the customers the per-customer
       {"!attributes.vip && orders.count + 1 > 2", false},
       {"has(profile.first_name) && profile.first_name.startsWith(\"N1\")", false},
       {"events.last_at(\"purchase\") > timestamp(\"2026-05-01T00:00:00Z\")", false},
+      {"rfm.cell == \"champions\"", true},
+      {"rfm.cell in [\"loyal\", \"lost\"] && rfm.r >= 3", true},
+      {"clv > 250 && engagement >= 50", true},
       {"true", true},
       {"false || consent.push", false},
   };

@@ -42,6 +42,9 @@ class PeriodicTask {
   // Starts the thread; the first run comes one period later. Does nothing while running;
   // after Stop() starts the schedule again.
   void Start();
+  // The same, with the first run `first_run_after` from now and the next ones a period apart
+  // (a job that should also run soon after the process starts).
+  void Start(absl::Duration first_run_after);
   // Ends the schedule: returns once a periodic run in progress has completed, and no periodic
   // run starts after it returns. Idempotent; safe without Start() and from any thread but the
   // callback's own.
@@ -53,8 +56,8 @@ class PeriodicTask {
   const std::string& name() const { return name_; }
 
  private:
-  void Loop();
-  void RunOnce() noexcept;  // an exception from the callback terminates
+  void Loop(absl::Duration wait);  // `wait`: until the first run
+  void RunOnce() noexcept;         // an exception from the callback terminates
 
   const std::string name_;
   const absl::Duration period_;

@@ -1,0 +1,410 @@
+// Scores over a Features filled in-process: RFM cells of a known population, engagement from
+// the event days, lifetime values equal to clv.h's functions on the same histories, customers
+// without orders, fit failures; and the feed consumer's refit, which re-evaluates the segments
+// that read scores and publishes their entries and exits (not on the first refit).
+#include "scores.h"
+
+#include <prometheus/registry.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "clv_simulation.h"
+#include "ecrm/outbox/outbox.h"
+#include "ecrm/testing/process.h"
+#include "feed.h"
+#include "schema.h"
+#include "segments.h"
+
+namespace ecrm::segmentation {
+namespace {
+
+using rules::Field;
+using rules::FieldRef;
+using rules::Value;
+
+const absl::Time kNow = absl::FromCivil(absl::CivilSecond(2026, 6, 15, 12, 0, 0), absl::UTCTimeZone());
+const int64_t kToday = absl::ToUnixSeconds(kNow) / 86400;
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  return ts;
+}
+
+infostore::v1::Customer Customer(const std::string& id) {
+  infostore::v1::Customer c;
+  c.set_id(id);
+  c.mutable_profile()->mutable_address()->set_country("GB");
+  return c;
+}
+
+infostore::v1::Event Event(const std::string& customer, const std::string& type, absl::Time at, int64_t amount = 0) {
+  infostore::v1::Event e;
+  e.set_customer_id(customer);
+  e.set_type(type);
+  *e.mutable_occurred_at() = Ts(at);
+  if (amount != 0) {
+    e.mutable_amount()->set_amount_minor(amount);
+    e.mutable_amount()->set_currency("EUR");
+  }
+  return e;
+}
+
+// 10:00 UTC, `days` days before today.
+absl::Time DaysAgo(int64_t days) { return kNow - absl::Hours(24 * days + 2); }
+// The noon of a UTC day, where the scores place that day's events.
+absl::Time Noon(int64_t days_ago) { return absl::FromUnixSeconds((kToday - days_ago) * 86400 + 43200); }
+
+std::string Text(const Features& f, CustomerNo n, Field field) {
+  const Value v = f.Field(n, FieldRef::Builtin(field));
+  return v.kind == Value::Kind::kString ? std::string(v.string) : "<missing>";
+}
+double Number(const Features& f, CustomerNo n, Field field) {
+  const Value v = f.Field(n, FieldRef::Builtin(field));
+  return v.kind == Value::Kind::kNumber ? v.number : -1;
+}
+
+ScoreUpdate Refit(Scores& scores, Features& f, std::vector<CustomerNo>* changed = nullptr) {
+  ScoreUpdate u = scores.Compute();
+  std::unique_lock lock(f.mutex());
+  std::vector<CustomerNo> c = scores.Write(u);
+  if (changed != nullptr) *changed = std::move(c);
+  return u;
+}
+
+// b0 … b9: customer i has i + 1 orders of 10.00, the last one 10 − i days ago: recency,
+// frequency and spend all rank i, so r = f = m = 1 + ⌊5i / 10⌋. "browser" only looks around,
+// "idle" has done nothing.
+void TenBuyers(Features& f) {
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = absl::StrCat("b", i);
+    f.SetCustomer(Customer(id));
+    for (int k = 0; k <= i; ++k) f.AddEvent(Event(id, "purchase", DaysAgo(10 - i + 7 * k), 1000));
+  }
+  f.SetCustomer(Customer("browser"));
+  f.AddEvent(Event("browser", "page_view", DaysAgo(2)));
+  f.SetCustomer(Customer("idle"));
+}
+
+TEST_CASE("RFM quintiles and cells over the customers with an order, none for customers without one") {
+  Features f;
+  TenBuyers(f);
+  Scores scores(f, [] { return kNow; });
+  const ScoreUpdate u = Refit(scores, f);
+  CHECK(u.customers.size() == 12);
+  CHECK(u.buyers == 10);
+  const std::vector<std::string> cells = {"lost",           "lost",  "hibernating", "hibernating", "need_attention",
+                                          "need_attention", "loyal", "loyal",       "champions",   "champions"};
+  for (int i = 0; i < 10; ++i) {
+    INFO("b" << i);
+    const CustomerNo n = *f.Find(absl::StrCat("b", i));
+    const double s = 1 + (5 * i) / 10;
+    CHECK(Number(f, n, Field::kRfmR) == s);
+    CHECK(Number(f, n, Field::kRfmF) == s);
+    CHECK(Number(f, n, Field::kRfmM) == s);
+    CHECK(Text(f, n, Field::kRfmCell) == cells[i]);
+    absl::StatusOr<CustomerScoreReport> report = scores.Report(absl::StrCat("b", i));
+    REQUIRE(report.ok());
+    REQUIRE(report->rfm);
+    CHECK(report->rfm->r == s);
+    CHECK(RfmCellName(report->rfm->cell) == cells[i]);
+    CHECK(report->computed_at == kNow);
+    CHECK(report->currency == "EUR");
+  }
+  // The same scores as RfmScorer's over the same inputs.
+  std::vector<RfmInput> inputs;
+  for (int i = 0; i < 10; ++i) inputs.push_back({DaysAgo(10 - i), i + 1, 1000.0 * (i + 1)});
+  absl::StatusOr<RfmScorer> scorer = RfmScorer::Build(inputs);
+  REQUIRE(scorer.ok());
+  for (int i = 0; i < 10; ++i) {
+    CHECK(Number(f, *f.Find(absl::StrCat("b", i)), Field::kRfmR) == scorer->Score(inputs[i]).r);
+  }
+
+  for (const std::string id : {"browser", "idle"}) {
+    INFO(id);
+    const CustomerNo n = *f.Find(id);
+    CHECK(f.Field(n, FieldRef::Builtin(Field::kRfmCell)).kind == Value::Kind::kMissing);
+    CHECK(f.Field(n, FieldRef::Builtin(Field::kRfmR)).kind == Value::Kind::kMissing);
+    CHECK(f.Field(n, FieldRef::Builtin(Field::kClv)).kind == Value::Kind::kMissing);
+    absl::StatusOr<CustomerScoreReport> report = scores.Report(id);
+    REQUIRE(report.ok());
+    CHECK(report->computed_at == kNow);
+    CHECK_FALSE(report->rfm);
+    CHECK_FALSE(report->probability_alive);
+    CHECK_FALSE(report->value);
+    REQUIRE(report->engagement);
+  }
+  CHECK(*scores.Report("browser")->engagement > 0);
+  CHECK(*scores.Report("idle")->engagement == 0);
+
+  // Ten customers are too few for the lifetime-value models here (fewer than ten repeat
+  // buyers): no value, and that is not an error of the refit.
+  CHECK_FALSE(u.spend_fit.ok());
+  CHECK(u.valued == 0);
+
+  CHECK(scores.Report("nobody").status().code() == absl::StatusCode::kNotFound);
+  CHECK(scores.Report("").status().code() == absl::StatusCode::kInvalidArgument);
+  // A customer seen after the refit is known but not scored yet.
+  f.SetCustomer(Customer("late"));
+  absl::StatusOr<CustomerScoreReport> late = scores.Report("late");
+  REQUIRE(late.ok());
+  CHECK(late->computed_at == absl::InfinitePast());
+  CHECK_FALSE(late->engagement);
+  // Erased: gone.
+  f.Remove("b9");
+  CHECK(scores.Report("b9").status().code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("engagement is rfm.h's score of the customer's event days, each at its noon, without the engine's own") {
+  Features f;
+  f.SetCustomer(Customer("e"));
+  f.AddEvent(Event("e", "purchase", DaysAgo(0), 1000));
+  for (int i = 0; i < 2; ++i) f.AddEvent(Event("e", "message_clicked", DaysAgo(3)));
+  for (int i = 0; i < 5; ++i) f.AddEvent(Event("e", "message_opened", DaysAgo(3)));
+  f.AddEvent(Event("e", "page_view", DaysAgo(10)));
+  f.AddEvent(Event("e", "login", DaysAgo(40)));
+  f.AddEvent(Event("e", "page_view", DaysAgo(200)));        // past the 180-day horizon
+  f.AddEvent(Event("e", "segment_entered", DaysAgo(1)));    // the engine's own
+  f.AddEvent(Event("e", "message_delivered", DaysAgo(3)));  // not the customer's doing
+  Scores scores(f, [] { return kNow; });
+  Refit(scores, f);
+  const std::vector<EngagementEvent> want = {{EngagementKind::kPurchase, Noon(0), 1},
+                                             {EngagementKind::kMessageClick, Noon(3), 2},
+                                             {EngagementKind::kMessageOpen, Noon(3), 5},
+                                             {EngagementKind::kEvent, Noon(10), 1},
+                                             {EngagementKind::kEvent, Noon(40), 1}};
+  const double expected = EngagementScore(want, kNow);
+  CHECK(expected > 60);
+  CHECK(Number(f, *f.Find("e"), Field::kEngagement) == expected);
+  CHECK(*scores.Report("e")->engagement == expected);
+}
+
+// 2,000 customers drawn from the two models, their orders placed on whole days.
+struct Simulated {
+  std::vector<std::string> ids;
+  std::vector<CustomerSummary> summaries;  // as the scores must build them
+};
+
+Simulated Simulate(Features& f, int64_t customers, uint64_t seed) {
+  SimulationOptions options;
+  options.customers = customers;
+  options.seed = seed;
+  const std::vector<CustomerSummary> drawn =
+      SimulateCustomers({.r = 0.25, .alpha = 4, .a = 0.8, .b = 2.5}, {.p = 6, .q = 4, .gamma = 15}, options);
+  Simulated out;
+  for (size_t i = 0; i < drawn.size(); ++i) {
+    const std::string id = absl::StrCat("s", i);
+    f.SetCustomer(Customer(id));
+    const int64_t first = std::llround(drawn[i].T * 7), last = first - std::llround(drawn[i].t_x * 7);
+    const int64_t amount = drawn[i].x > 0 ? std::max<int64_t>(1, std::llround(drawn[i].monetary * 100)) : 2500;
+    f.AddEvent(Event(id, "purchase", DaysAgo(first), amount));
+    for (int64_t k = 0; k < drawn[i].x; ++k) f.AddEvent(Event(id, "purchase", DaysAgo(last), amount));
+    CustomerSummary s;
+    s.x = drawn[i].x;
+    s.t_x = s.x > 0 ? static_cast<double>(first - last) / 7 : 0;
+    s.T = static_cast<double>(first) / 7;
+    s.monetary = s.x > 0 ? static_cast<double>(amount) : 0;  // total / orders
+    out.ids.push_back(id);
+    out.summaries.push_back(s);
+  }
+  return out;
+}
+
+TEST_CASE("lifetime values are clv.h's functions of each customer's history under the models fitted on all") {
+  Features f;
+  const Simulated sim = Simulate(f, 2000, 7);
+  Scores scores(f, [] { return kNow; });
+  const ScoreUpdate u = Refit(scores, f);
+  REQUIRE(u.purchases_fit.ok());
+  REQUIRE(u.spend_fit.ok());
+  CHECK(u.buyers == 2000);
+  CHECK(u.valued == 2000);
+
+  // The fits over the same histories.
+  absl::StatusOr<BgNbdFit> bgnbd = FitBgNbd(sim.summaries);
+  absl::StatusOr<GammaGammaFit> gg = FitGammaGamma(sim.summaries);
+  REQUIRE(bgnbd.ok());
+  REQUIRE(gg.ok());
+  CHECK(u.purchases_fit->customers == 2000);
+  CHECK(u.purchases->r == Approx(bgnbd->params.r).epsilon(1e-9));
+  CHECK(u.purchases->alpha == Approx(bgnbd->params.alpha).epsilon(1e-9));
+  CHECK(u.purchases->a == Approx(bgnbd->params.a).epsilon(1e-9));
+  CHECK(u.purchases->b == Approx(bgnbd->params.b).epsilon(1e-9));
+  CHECK(u.spend->p == Approx(gg->params.p).epsilon(1e-9));
+  CHECK(u.spend->q == Approx(gg->params.q).epsilon(1e-9));
+  CHECK(u.spend->gamma == Approx(gg->params.gamma).epsilon(1e-9));
+
+  // Each customer's values: the functions at the models the refit used.
+  int alive_below_half = 0;
+  for (size_t i = 0; i < sim.ids.size(); ++i) {
+    INFO(sim.ids[i] << " x=" << sim.summaries[i].x << " t_x=" << sim.summaries[i].t_x << " T=" << sim.summaries[i].T);
+    const CustomerSummary& s = sim.summaries[i];
+    const double alive = ProbabilityAlive(*u.purchases, s);
+    const double near = *ConditionalExpectedPurchases(*u.purchases, s, 90.0 / 7);
+    const double year = *ConditionalExpectedPurchases(*u.purchases, s, 52);
+    const double spend = ExpectedAverageSpend(*u.spend, s);
+    CHECK(Number(f, *f.Find(sim.ids[i]), Field::kClv) == year * spend);
+    absl::StatusOr<CustomerScoreReport> r = scores.Report(sim.ids[i]);
+    REQUIRE(r.ok());
+    REQUIRE(r->probability_alive);
+    REQUIRE(r->expected_purchases);
+    REQUIRE(r->expected_order_value);
+    REQUIRE(r->value);
+    CHECK(*r->probability_alive == Approx(alive).epsilon(1e-6));
+    CHECK(*r->expected_purchases == Approx(near).epsilon(1e-6));
+    CHECK(*r->expected_order_value == Approx(spend).epsilon(1e-6));
+    CHECK(*r->value == year * spend);
+    if (alive < 0.5) ++alive_below_half;
+  }
+  CHECK(alive_below_half > 0);  // the population has customers who have probably left
+}
+
+TEST_CASE("a failed fit keeps the last model, and a refit of unchanged data changes nothing") {
+  Features f;
+  const Simulated sim = Simulate(f, 500, 11);
+  Scores scores(f, [] { return kNow; });
+  std::vector<CustomerNo> changed;
+  const ScoreUpdate first = Refit(scores, f, &changed);
+  REQUIRE(first.purchases_fit.ok());
+  REQUIRE(first.spend_fit.ok());
+  CHECK(changed.size() == 500);
+  Refit(scores, f, &changed);
+  CHECK(changed.empty());
+
+  // Five customers left: too few to fit, the last models are used.
+  for (size_t i = 5; i < sim.ids.size(); ++i) f.Remove(sim.ids[i]);
+  const ScoreUpdate second = Refit(scores, f, &changed);
+  CHECK(second.purchases_fit.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_FALSE(second.spend_fit.ok());
+  REQUIRE(second.purchases);
+  CHECK(second.purchases->r == first.purchases->r);
+  CHECK(second.valued == 5);
+  const double value = Number(f, *f.Find(sim.ids[0]), Field::kClv);
+  CHECK(value == ExpectedAverageSpend(*first.spend, sim.summaries[0]) *
+                     *ConditionalExpectedPurchases(*first.purchases, sim.summaries[0], 52));
+
+  // Never fitted: no value at all.
+  Features few;
+  Simulate(few, 5, 3);
+  Scores none(few, [] { return kNow; });
+  const ScoreUpdate u = Refit(none, few);
+  CHECK_FALSE(u.purchases_fit.ok());
+  CHECK_FALSE(u.purchases);
+  CHECK(u.valued == 0);
+  CHECK(few.Field(*few.Find("s0"), FieldRef::Builtin(Field::kClv)).kind == Value::Kind::kMissing);
+  CHECK_FALSE(none.Report("s0")->probability_alive);
+  CHECK(none.Report("s0")->rfm);
+}
+
+// A fake information store the feed consumer is driven around (tests call Apply themselves).
+class NoStore final : public InformationStore {
+ public:
+  absl::Status Watch(int64_t, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>&) override {
+    return absl::CancelledError("not watched in this test");
+  }
+  void StopWatching() override {}
+  absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
+    return infostore::v1::ListCustomersResponse();
+  }
+  absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string&, absl::Time,
+                                                               const std::string&) override {
+    return infostore::v1::ListEventsResponse();
+  }
+};
+
+TEST_CASE("a refit moves customers between segments that read scores and publishes it, after the first") {
+  testing::TempDir dir;
+  auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate("segmentation", kMigrations).ok());
+  Features f;
+  Segments segments(**db, f, [] { return kNow; });
+  REQUIRE(segments.Load().ok());
+  NoStore store;
+  outbox::Outbox outbox(**db);
+  prometheus::Registry registry;
+  SegmentationMetrics metrics(registry);
+  FeedConsumer feed(**db, f, segments, store, outbox, metrics);
+  Scores scores(f, [] { return kNow; });
+
+  // Through the feed, as the engine receives them.
+  int64_t position = 0;
+  auto apply = [&](const std::vector<infostore::v1::Change>& changes) {
+    infostore::v1::WatchChangesResponse m;
+    for (const auto& c : changes) *m.add_changes() = c;
+    m.set_position(++position);
+    REQUIRE(feed.Apply(m).ok());
+  };
+  auto profile = [](const std::string& id) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+    c.set_customer_id(id);
+    *c.mutable_customer() = Customer(id);
+    return c;
+  };
+  auto purchase = [](const std::string& id, int64_t days_ago) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    c.set_customer_id(id);
+    *c.mutable_event() = Event(id, "purchase", DaysAgo(days_ago), 1000);
+    return c;
+  };
+  std::vector<infostore::v1::Change> changes;
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = absl::StrCat("b", i);
+    changes.push_back(profile(id));
+    for (int k = 0; k <= i; ++k) changes.push_back(purchase(id, 10 - i + 7 * k));
+  }
+  apply(changes);
+
+  v1::Segment request;
+  request.set_name("champions");
+  request.set_rule("rfm.cell == \"champions\"");
+  absl::StatusOr<v1::Segment> champions = segments.Create(request);
+  REQUIRE(champions.ok());
+  CHECK(champions->size() == 0);  // nobody scored yet
+  request.set_name("engaged");
+  request.set_rule("engagement > 0 && orders.count >= 1");
+  REQUIRE(segments.Create(request).ok());
+
+  auto members = [&](const std::string& id) {
+    std::shared_lock lock(f.mutex());
+    std::vector<std::string> out;
+    for (CustomerNo n : *segments.Members(id)) out.emplace_back(f.Id(n));
+    return out;
+  };
+  auto published = [&] {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<outbox::OutboxEvent>> pending = outbox.PendingEvents(100);
+    if (!pending.ok()) return std::vector<std::string>{pending.status().ToString()};
+    for (const auto& e : *pending) {
+      out.push_back(absl::StrCat(e.event.type(), " ", e.event.customer().customer_id()));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+
+  // The first refit after a start fills them without publishing.
+  REQUIRE(feed.ApplyScores(scores).ok());
+  CHECK(members(champions->id()) == std::vector<std::string>{"b8", "b9"});
+  CHECK(segments.Get(champions->id())->size() == 2);
+  CHECK(published().empty());
+  CHECK(metrics.score_refits.Value() == 1);
+  CHECK(metrics.scored_rfm.Value() == 10);
+
+  // b7 buys three times more today: its recency, frequency and spend now rank first, b9's
+  // second and b8's third, so b7 becomes a champion (5, 5) and b8 loyal (4, 4).
+  apply({purchase("b7", 0), purchase("b7", 0), purchase("b7", 0)});
+  REQUIRE(feed.ApplyScores(scores).ok());
+  CHECK(members(champions->id()) == std::vector<std::string>{"b7", "b9"});
+  CHECK(published() == std::vector<std::string>{"segment_entered b7", "segment_exited b8"});
+  CHECK(metrics.score_refits.Value() == 2);
+}
+
+}  // namespace
+}  // namespace ecrm::segmentation
