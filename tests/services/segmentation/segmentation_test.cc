@@ -494,204 +494,205 @@ TEST_CASE("campaigns over gRPC: precise errors, and no launch without a broadcas
   seg::CampaignReport r;
   CHECK(Call(*s.segments, &seg::Segmentation::Stub::GetCampaignReport, report, &r).error_code() ==
         grpc::StatusCode::NOT_FOUND);
+}
 
-  TEST_CASE("scores are refitted in the background, read by GetCustomerScores and by rules") {
-    // 100 customers: the fits succeed for every seed tried (1–6); at 30–60 some draws leave the
-    // models unidentified (an optimum on a parameter's bound).
-    const int64_t kBuyers = 100;
-    const uint64_t kSeed = 1;
-    // Buyers drawn from the two models (seeded), one customer who only browses; every purchase
-    // through RecordEvents, on whole days.
-    struct Buyer {
-      std::string email;
-      int64_t first = 0, last = 0, repeats = 0, amount = 0;  // days ago; minor units
-    };
-    std::vector<Buyer> buyers;
-    ecrm::segmentation::SimulationOptions simulation;
-    simulation.customers = kBuyers;
-    simulation.seed = kSeed;
-    for (const auto& drawn : ecrm::segmentation::SimulateCustomers({.r = 0.25, .alpha = 4, .a = 0.8, .b = 2.5},
-                                                                   {.p = 6, .q = 4, .gamma = 15}, simulation)) {
-      Buyer b;
-      b.email = absl::StrCat("buyer", buyers.size(), "@example.com");
-      b.first = std::llround(drawn.T * 7);
-      b.last = b.first - std::llround(drawn.t_x * 7);
-      b.repeats = drawn.x;
-      b.amount = drawn.x > 0 ? std::max<int64_t>(1, std::llround(drawn.monetary * 100)) : 2500;
-      buyers.push_back(b);
-    }
-    auto at = [](int64_t days_ago) { return kStart - absl::Hours(24 * days_ago + 2); };
+TEST_CASE("scores are refitted in the background, read by GetCustomerScores and by rules") {
+  // 100 customers: the fits succeed for every seed tried (1–6); at 30–60 some draws leave the
+  // models unidentified (an optimum on a parameter's bound).
+  const int64_t kBuyers = 100;
+  const uint64_t kSeed = 1;
+  // Buyers drawn from the two models (seeded), one customer who only browses; every purchase
+  // through RecordEvents, on whole days.
+  struct Buyer {
+    std::string email;
+    int64_t first = 0, last = 0, repeats = 0, amount = 0;  // days ago; minor units
+  };
+  std::vector<Buyer> buyers;
+  ecrm::segmentation::SimulationOptions simulation;
+  simulation.customers = kBuyers;
+  simulation.seed = kSeed;
+  for (const auto& drawn : ecrm::segmentation::SimulateCustomers({.r = 0.25, .alpha = 4, .a = 0.8, .b = 2.5},
+                                                                 {.p = 6, .q = 4, .gamma = 15}, simulation)) {
+    Buyer b;
+    b.email = absl::StrCat("buyer", buyers.size(), "@example.com");
+    b.first = std::llround(drawn.T * 7);
+    b.last = b.first - std::llround(drawn.t_x * 7);
+    b.repeats = drawn.x;
+    b.amount = drawn.x > 0 ? std::max<int64_t>(1, std::llround(drawn.monetary * 100)) : 2500;
+    buyers.push_back(b);
+  }
+  auto at = [](int64_t days_ago) { return kStart - absl::Hours(24 * days_ago + 2); };
 
-    // What the engine must compute from these histories (docs/scores.md): RFM over (last order,
-    // orders, total); the models fitted on (x, t_x, T, total / orders) in weeks of whole days.
-    std::vector<ecrm::segmentation::RfmInput> rfm;
-    std::vector<ecrm::segmentation::CustomerSummary> summaries;
-    for (const Buyer& b : buyers) {
-      rfm.push_back({at(b.last), b.repeats + 1, static_cast<double>(b.amount * (b.repeats + 1))});
-      ecrm::segmentation::CustomerSummary s;
-      s.x = b.repeats;
-      s.t_x = s.x > 0 ? static_cast<double>(b.first - b.last) / 7 : 0;
-      s.T = static_cast<double>(b.first) / 7;
-      s.monetary = s.x > 0 ? static_cast<double>(b.amount) : 0;
-      summaries.push_back(s);
-    }
-    auto scorer = ecrm::segmentation::RfmScorer::Build(rfm);
-    REQUIRE(scorer.ok());
-    auto bgnbd = ecrm::segmentation::FitBgNbd(summaries);
-    auto gg = ecrm::segmentation::FitGammaGamma(summaries);
-    INFO(bgnbd.status() << " " << gg.status());
-    REQUIRE(bgnbd.ok());
-    REQUIRE(gg.ok());
-    std::vector<double> values;
-    std::set<std::string> champions_want;
-    for (size_t i = 0; i < buyers.size(); ++i) {
-      values.push_back(*ecrm::segmentation::ConditionalExpectedPurchases(bgnbd->params, summaries[i], 52) *
-                       ecrm::segmentation::ExpectedAverageSpend(gg->params, summaries[i]));
-      if (scorer->Score(rfm[i]).cell == ecrm::segmentation::RfmCell::kChampions) champions_want.insert(buyers[i].email);
-    }
-    REQUIRE_FALSE(champions_want.empty());
-    std::vector<double> sorted = values;
-    std::sort(sorted.begin(), sorted.end());
-    // About half the buyers above it, with no value near it (one-time buyers of the same age share
-    // a value).
-    size_t cut = sorted.size() / 2;
-    while (cut + 1 < sorted.size() && sorted[cut + 1] - sorted[cut] < 1) ++cut;
-    REQUIRE(cut + 1 < sorted.size());
-    const std::string threshold = absl::StrFormat("%.3f", (sorted[cut] + sorted[cut + 1]) / 2);
+  // What the engine must compute from these histories (docs/scores.md): RFM over (last order,
+  // orders, total); the models fitted on (x, t_x, T, total / orders) in weeks of whole days.
+  std::vector<ecrm::segmentation::RfmInput> rfm;
+  std::vector<ecrm::segmentation::CustomerSummary> summaries;
+  for (const Buyer& b : buyers) {
+    rfm.push_back({at(b.last), b.repeats + 1, static_cast<double>(b.amount * (b.repeats + 1))});
+    ecrm::segmentation::CustomerSummary s;
+    s.x = b.repeats;
+    s.t_x = s.x > 0 ? static_cast<double>(b.first - b.last) / 7 : 0;
+    s.T = static_cast<double>(b.first) / 7;
+    s.monetary = s.x > 0 ? static_cast<double>(b.amount) : 0;
+    summaries.push_back(s);
+  }
+  auto scorer = ecrm::segmentation::RfmScorer::Build(rfm);
+  REQUIRE(scorer.ok());
+  auto bgnbd = ecrm::segmentation::FitBgNbd(summaries);
+  auto gg = ecrm::segmentation::FitGammaGamma(summaries);
+  INFO(bgnbd.status() << " " << gg.status());
+  REQUIRE(bgnbd.ok());
+  REQUIRE(gg.ok());
+  std::vector<double> values;
+  std::set<std::string> champions_want;
+  for (size_t i = 0; i < buyers.size(); ++i) {
+    values.push_back(*ecrm::segmentation::ConditionalExpectedPurchases(bgnbd->params, summaries[i], 52) *
+                     ecrm::segmentation::ExpectedAverageSpend(gg->params, summaries[i]));
+    if (scorer->Score(rfm[i]).cell == ecrm::segmentation::RfmCell::kChampions) champions_want.insert(buyers[i].email);
+  }
+  REQUIRE_FALSE(champions_want.empty());
+  std::vector<double> sorted = values;
+  std::sort(sorted.begin(), sorted.end());
+  // About half the buyers above it, with no value near it (one-time buyers of the same age share
+  // a value).
+  size_t cut = sorted.size() / 2;
+  while (cut + 1 < sorted.size() && sorted[cut + 1] - sorted[cut] < 1) ++cut;
+  REQUIRE(cut + 1 < sorted.size());
+  const std::string threshold = absl::StrFormat("%.3f", (sorted[cut] + sorted[cut + 1]) / 2);
 
-    for (auto& [name, args] : Backends()) {
-      DYNAMIC_SECTION(name) {
-        std::vector<std::string> seg_args = args.second;
-        seg_args.push_back("--scores-interval=200ms");
-        Suite s(args.first, seg_args, kStart);
-        // Saved before any score exists: filled by the refits.
-        seg::Segment early = s.CreateSegment("champions-early", "rfm.cell == \"champions\"");
-        CHECK(early.size() == 0);
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      std::vector<std::string> seg_args = args.second;
+      seg_args.push_back("--scores-interval=200ms");
+      Suite s(args.first, seg_args, kStart);
+      // Saved before any score exists: filled by the refits.
+      seg::Segment early = s.CreateSegment("champions-early", "rfm.cell == \"champions\"");
+      CHECK(early.size() == 0);
 
-        std::map<std::string, std::string> ids;  // email → customer id
-        for (const Buyer& b : buyers) ids[b.email] = s.Upsert(b.email, "GB");
-        const std::string browser = s.Upsert("browser@example.com", "GB");
-        {
-          grpc::ClientContext ctx;
-          ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-          is::RecordEventsResponse resp;
-          auto writer = s.store->RecordEvents(&ctx, &resp);
-          is::RecordEventsRequest batch;
-          auto add = [&](const std::string& customer, const std::string& type, absl::Time when, int64_t amount,
-                         const std::string& id) {
-            is::Event* e = batch.add_events();
-            e->set_event_id(id);
-            e->set_type(type);
-            e->mutable_customer()->set_customer_id(customer);
-            e->mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(when));
-            if (amount > 0) {
-              e->mutable_amount()->set_amount_minor(amount);
-              e->mutable_amount()->set_currency("EUR");
-            }
-          };
-          for (const Buyer& b : buyers) {
-            add(ids[b.email], "purchase", at(b.first), b.amount, b.email + "-first");
-            for (int64_t k = 0; k < b.repeats; ++k) {
-              add(ids[b.email], "purchase", at(b.last + (b.first - b.last) * k / b.repeats), b.amount,
-                  absl::StrCat(b.email, "-", k));
-            }
+      std::map<std::string, std::string> ids;  // email → customer id
+      for (const Buyer& b : buyers) ids[b.email] = s.Upsert(b.email, "GB");
+      const std::string browser = s.Upsert("browser@example.com", "GB");
+      {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+        is::RecordEventsResponse resp;
+        auto writer = s.store->RecordEvents(&ctx, &resp);
+        is::RecordEventsRequest batch;
+        auto add = [&](const std::string& customer, const std::string& type, absl::Time when, int64_t amount,
+                       const std::string& id) {
+          is::Event* e = batch.add_events();
+          e->set_event_id(id);
+          e->set_type(type);
+          e->mutable_customer()->set_customer_id(customer);
+          e->mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(when));
+          if (amount > 0) {
+            e->mutable_amount()->set_amount_minor(amount);
+            e->mutable_amount()->set_currency("EUR");
           }
-          add(browser, "page_view", at(1), 0, "browser-view");
-          REQUIRE(writer->Write(batch));
-          REQUIRE(writer->WritesDone());
-          grpc::Status st = writer->Finish();
-          INFO(st.error_message());
-          REQUIRE(st.ok());
-        }
-        // The feed is applied in order: once a later change is seen, every purchase is in.
-        s.Upsert("marker@example.com", "ZZ");
-        REQUIRE(Eventually([&] {
-          seg::PreviewSegmentRequest preview;
-          preview.set_rule("profile.address.country == \"ZZ\"");
-          seg::PreviewSegmentResponse out;
-          return Call(*s.segments, &seg::Segmentation::Stub::PreviewSegment, preview, &out).ok() && out.count() == 1;
-        }));
-        // Two refits later, one has started after every purchase was applied.
-        const double refits = s.Metric("ecrm_segmentation_score_refits_total");
-        REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_score_refits_total") >= refits + 2; }));
-        CHECK(s.Metric("ecrm_segmentation_scored_customers{score=\"rfm\"}") == kBuyers);
-        CHECK(s.Metric("ecrm_segmentation_scored_customers{score=\"value\"}") == kBuyers);
-        CHECK(s.Metric("ecrm_periodic_task_runs_total{task=\"scores\"}") >= refits + 2);
-
-        auto scores = [&](const std::string& id, seg::CustomerScores* out) {
-          seg::GetCustomerScoresRequest req;
-          req.set_customer_id(id);
-          return Call(*s.segments, &seg::Segmentation::Stub::GetCustomerScores, req, out);
         };
-        for (size_t i = 0; i < buyers.size(); ++i) {
-          INFO(buyers[i].email);
-          seg::CustomerScores got;
-          grpc::Status st = scores(ids[buyers[i].email], &got);
-          REQUIRE(st.ok());
-          const auto want = scorer->Score(rfm[i]);
-          CHECK(got.recency() == want.r);
-          CHECK(got.frequency() == want.f);
-          CHECK(got.monetary() == want.m);
-          CHECK(got.rfm_cell() == ecrm::segmentation::RfmCellName(want.cell));
-          CHECK(got.computed_at().seconds() == absl::ToUnixSeconds(kStart));
-          REQUIRE(got.has_probability_alive());
-          CHECK(got.probability_alive() ==
-                Approx(ecrm::segmentation::ProbabilityAlive(bgnbd->params, summaries[i])).epsilon(1e-6));
-          CHECK(got.expected_purchases_90d() ==
-                Approx(*ecrm::segmentation::ConditionalExpectedPurchases(bgnbd->params, summaries[i], 90.0 / 7))
-                    .epsilon(1e-6));
-          CHECK(got.expected_order_value().amount_minor() ==
-                std::llround(ecrm::segmentation::ExpectedAverageSpend(gg->params, summaries[i])));
-          CHECK(got.predicted_value_12m().amount_minor() == std::llround(values[i]));
-          CHECK(got.predicted_value_12m().currency() == "EUR");
-          CHECK(got.lifetime_value().amount_minor() == got.predicted_value_12m().amount_minor());
-        }
-        seg::CustomerScores none;
-        REQUIRE(scores(browser, &none).ok());
-        CHECK(none.computed_at().seconds() == absl::ToUnixSeconds(kStart));
-        CHECK(none.engagement() > 0);
-        CHECK(none.rfm_cell().empty());
-        CHECK(none.recency() == 0);
-        CHECK_FALSE(none.has_probability_alive());
-        CHECK_FALSE(none.has_predicted_value_12m());
-        CHECK(scores("c_nobody", &none).error_code() == grpc::StatusCode::NOT_FOUND);
-        CHECK(scores("", &none).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-
-        // Rules read the scores: the segment saved before them has filled, and new ones fill at once.
-        std::set<std::string> valuable_want;
-        for (size_t i = 0; i < buyers.size(); ++i) {
-          if (values[i] > (sorted[cut] + sorted[cut + 1]) / 2) valuable_want.insert(buyers[i].email);
-        }
-        seg::Segment champions = s.CreateSegment("champions", "rfm.cell == \"champions\"");
-        seg::Segment valuable = s.CreateSegment("valuable", absl::StrCat("clv > ", threshold));
-        CHECK(champions.size() == static_cast<int64_t>(champions_want.size()));
-        CHECK(valuable.size() == static_cast<int64_t>(valuable_want.size()));
-        CHECK(valuable_want.size() == sorted.size() - cut - 1);
         for (const Buyer& b : buyers) {
-          INFO(b.email);
-          CHECK(s.In(ids[b.email], champions) == champions_want.contains(b.email));
-          CHECK(s.In(ids[b.email], early) == champions_want.contains(b.email));
-          CHECK(s.In(ids[b.email], valuable) == valuable_want.contains(b.email));
+          add(ids[b.email], "purchase", at(b.first), b.amount, b.email + "-first");
+          for (int64_t k = 0; k < b.repeats; ++k) {
+            add(ids[b.email], "purchase", at(b.last + (b.first - b.last) * k / b.repeats), b.amount,
+                absl::StrCat(b.email, "-", k));
+          }
         }
-        CHECK_FALSE(s.In(browser, early));
-
-        // The scores are part of what segmentation exports on a person, and erasure drops them.
-        auto privacy = ecrm::privacy::v1::CustomerData::NewStub(s.segmentation->channel());
-        const std::string& buyer = ids[buyers[0].email];
-        ecrm::privacy::v1::ExportCustomerDataRequest ex;
-        ex.set_customer_id(buyer);
-        ecrm::privacy::v1::ExportCustomerDataResponse exported;
-        REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::ExportCustomerData, ex, &exported).ok());
-        CHECK_THAT(exported.json_document(), Catch::Contains("\"scores\"") && Catch::Contains("\"rfm_cell\"") &&
-                                                 Catch::Contains("\"predicted_value_12m_minor\"") &&
-                                                 Catch::Contains("\"probability_alive\""));
-        ecrm::privacy::v1::EraseCustomerDataRequest erase;
-        erase.set_customer_id(buyer);
-        erase.set_request_id("erase-scores");
-        ecrm::privacy::v1::EraseCustomerDataResponse receipt;
-        REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::EraseCustomerData, erase, &receipt).ok());
-        seg::CustomerScores gone;
-        CHECK(scores(buyer, &gone).error_code() == grpc::StatusCode::NOT_FOUND);
+        add(browser, "page_view", at(1), 0, "browser-view");
+        REQUIRE(writer->Write(batch));
+        REQUIRE(writer->WritesDone());
+        grpc::Status st = writer->Finish();
+        INFO(st.error_message());
+        REQUIRE(st.ok());
       }
+      // The feed is applied in order: once a later change is seen, every purchase is in.
+      s.Upsert("marker@example.com", "ZZ");
+      REQUIRE(Eventually([&] {
+        seg::PreviewSegmentRequest preview;
+        preview.set_rule("profile.address.country == \"ZZ\"");
+        seg::PreviewSegmentResponse out;
+        return Call(*s.segments, &seg::Segmentation::Stub::PreviewSegment, preview, &out).ok() && out.count() == 1;
+      }));
+      // Two refits later, one has started after every purchase was applied.
+      const double refits = s.Metric("ecrm_segmentation_score_refits_total");
+      REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_score_refits_total") >= refits + 2; }));
+      CHECK(s.Metric("ecrm_segmentation_scored_customers{score=\"rfm\"}") == kBuyers);
+      CHECK(s.Metric("ecrm_segmentation_scored_customers{score=\"value\"}") == kBuyers);
+      CHECK(s.Metric("ecrm_periodic_task_runs_total{task=\"scores\"}") >= refits + 2);
+
+      auto scores = [&](const std::string& id, seg::CustomerScores* out) {
+        seg::GetCustomerScoresRequest req;
+        req.set_customer_id(id);
+        return Call(*s.segments, &seg::Segmentation::Stub::GetCustomerScores, req, out);
+      };
+      for (size_t i = 0; i < buyers.size(); ++i) {
+        INFO(buyers[i].email);
+        seg::CustomerScores got;
+        grpc::Status st = scores(ids[buyers[i].email], &got);
+        REQUIRE(st.ok());
+        const auto want = scorer->Score(rfm[i]);
+        CHECK(got.recency() == want.r);
+        CHECK(got.frequency() == want.f);
+        CHECK(got.monetary() == want.m);
+        CHECK(got.rfm_cell() == ecrm::segmentation::RfmCellName(want.cell));
+        CHECK(got.computed_at().seconds() == absl::ToUnixSeconds(kStart));
+        REQUIRE(got.has_probability_alive());
+        CHECK(got.probability_alive() ==
+              Approx(ecrm::segmentation::ProbabilityAlive(bgnbd->params, summaries[i])).epsilon(1e-6));
+        CHECK(got.expected_purchases_90d() ==
+              Approx(*ecrm::segmentation::ConditionalExpectedPurchases(bgnbd->params, summaries[i], 90.0 / 7))
+                  .epsilon(1e-6));
+        CHECK(got.expected_order_value().amount_minor() ==
+              std::llround(ecrm::segmentation::ExpectedAverageSpend(gg->params, summaries[i])));
+        CHECK(got.predicted_value_12m().amount_minor() == std::llround(values[i]));
+        CHECK(got.predicted_value_12m().currency() == "EUR");
+        CHECK(got.lifetime_value().amount_minor() == got.predicted_value_12m().amount_minor());
+      }
+      seg::CustomerScores none;
+      REQUIRE(scores(browser, &none).ok());
+      CHECK(none.computed_at().seconds() == absl::ToUnixSeconds(kStart));
+      CHECK(none.engagement() > 0);
+      CHECK(none.rfm_cell().empty());
+      CHECK(none.recency() == 0);
+      CHECK_FALSE(none.has_probability_alive());
+      CHECK_FALSE(none.has_predicted_value_12m());
+      CHECK(scores("c_nobody", &none).error_code() == grpc::StatusCode::NOT_FOUND);
+      CHECK(scores("", &none).error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+      // Rules read the scores: the segment saved before them has filled, and new ones fill at once.
+      std::set<std::string> valuable_want;
+      for (size_t i = 0; i < buyers.size(); ++i) {
+        if (values[i] > (sorted[cut] + sorted[cut + 1]) / 2) valuable_want.insert(buyers[i].email);
+      }
+      seg::Segment champions = s.CreateSegment("champions", "rfm.cell == \"champions\"");
+      seg::Segment valuable = s.CreateSegment("valuable", absl::StrCat("clv > ", threshold));
+      CHECK(champions.size() == static_cast<int64_t>(champions_want.size()));
+      CHECK(valuable.size() == static_cast<int64_t>(valuable_want.size()));
+      CHECK(valuable_want.size() == sorted.size() - cut - 1);
+      for (const Buyer& b : buyers) {
+        INFO(b.email);
+        CHECK(s.In(ids[b.email], champions) == champions_want.contains(b.email));
+        CHECK(s.In(ids[b.email], early) == champions_want.contains(b.email));
+        CHECK(s.In(ids[b.email], valuable) == valuable_want.contains(b.email));
+      }
+      CHECK_FALSE(s.In(browser, early));
+
+      // The scores are part of what segmentation exports on a person, and erasure drops them.
+      auto privacy = ecrm::privacy::v1::CustomerData::NewStub(s.segmentation->channel());
+      const std::string& buyer = ids[buyers[0].email];
+      ecrm::privacy::v1::ExportCustomerDataRequest ex;
+      ex.set_customer_id(buyer);
+      ecrm::privacy::v1::ExportCustomerDataResponse exported;
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::ExportCustomerData, ex, &exported).ok());
+      CHECK_THAT(exported.json_document(), Catch::Contains("\"scores\"") && Catch::Contains("\"rfm_cell\"") &&
+                                               Catch::Contains("\"predicted_value_12m_minor\"") &&
+                                               Catch::Contains("\"probability_alive\""));
+      ecrm::privacy::v1::EraseCustomerDataRequest erase;
+      erase.set_customer_id(buyer);
+      erase.set_request_id("erase-scores");
+      ecrm::privacy::v1::EraseCustomerDataResponse receipt;
+      REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::EraseCustomerData, erase, &receipt).ok());
+      seg::CustomerScores gone;
+      CHECK(scores(buyer, &gone).error_code() == grpc::StatusCode::NOT_FOUND);
     }
   }
+}
