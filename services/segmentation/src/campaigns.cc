@@ -353,6 +353,24 @@ absl::Status Campaigns::SaveOutcomes(sql::Connection& c, const std::vector<Campa
   return absl::OkStatus();
 }
 
+absl::StatusOr<int64_t> Campaigns::ForgetCustomer(sql::Connection& c, const std::string& customer_id) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result members,
+                        c.Execute("DELETE FROM campaign_members WHERE customer_id = $1", {customer_id}));
+  ECRM_ASSIGN_OR_RETURN(sql::Result outcomes,
+                        c.Execute("DELETE FROM campaign_outcomes WHERE customer_id = $1", {customer_id}));
+  return members.rows_affected() + outcomes.rows_affected();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, bool>>> Campaigns::MembershipsOf(sql::Database& db,
+                                                                                   const std::string& customer_id) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows, db.Execute("SELECT campaign_id, control FROM campaign_members WHERE "
+                                                     "customer_id = $1 ORDER BY campaign_id",
+                                                     {customer_id}));
+  std::vector<std::pair<std::string, bool>> out;
+  for (const sql::Row& r : rows) out.emplace_back(std::string(r.Text(0)), r.Int(1) != 0);
+  return out;
+}
+
 absl::StatusOr<v1::CampaignReport> Campaigns::Report(const std::string& id) {
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   ECRM_ASSIGN_OR_RETURN(internal::CampaignRecord r, Load(*conn, id));

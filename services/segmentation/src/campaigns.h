@@ -65,6 +65,15 @@ class Campaigns {
   // features' lock (shared is enough) and saves them with SaveOutcomes in its transaction.
   std::vector<CampaignOutcome> Observe(const infostore::v1::Event& event) const;
   static absl::Status SaveOutcomes(sql::Connection& c, const std::vector<CampaignOutcome>& outcomes);
+  // Deletes what campaigns hold on a customer (erasure, or merged into another); returns how
+  // many rows (memberships and outcomes).
+  static absl::StatusOr<int64_t> ForgetCustomer(sql::Connection& c, const std::string& customer_id);
+  static absl::Status Forget(sql::Connection& c, const std::string& customer_id) {
+    return ForgetCustomer(c, customer_id).status();
+  }
+  // What campaigns hold on a customer, for an export: [{"campaign_id", "group", "outcomes"}].
+  static absl::StatusOr<std::vector<std::pair<std::string, bool>>> MembershipsOf(sql::Database& db,
+                                                                                 const std::string& customer_id);
 
  private:
   // A running campaign, as Observe needs it.

@@ -96,6 +96,7 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
   std::vector<std::string> removed;
   std::vector<MembershipChange> memberships;
   std::vector<std::pair<CustomerNo, ChangedData>> changed;
+  std::vector<CampaignOutcome> outcomes;
   {
     std::unique_lock lock(features_.mutex());
     absl::flat_hash_map<CustomerNo, size_t> index;  // customer → its entry in `changed`
@@ -126,6 +127,10 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
           ChangedData& d = mark(features_.AddEvent(e));
           d.orders = true;  // first and last seen move with every event
           d.event_types.push_back(*features_.FindEventType(e.type()));
+          if (campaigns_ != nullptr) {
+            std::vector<CampaignOutcome> seen = campaigns_->Observe(e);
+            outcomes.insert(outcomes.end(), seen.begin(), seen.end());
+          }
           break;
         }
         case infostore::v1::CHANGE_KIND_MERGE: {
@@ -166,7 +171,7 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
     for (const auto& [n, what] : changed) dirty.push_back(n);
   }
   ECRM_RETURN_IF_ERROR(
-      Save(dirty, removed, memberships, message.position(), absl::StrCat("feed-", message.position())));
+      Save(dirty, removed, memberships, message.position(), absl::StrCat("feed-", message.position()), outcomes));
   metrics_.feed_messages.Increment();
   metrics_.feed_changes.Increment(message.changes_size());
   metrics_.feed_position.Set(static_cast<double>(message.position()));
@@ -181,7 +186,7 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
 
 absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
                                 const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
-                                const std::string& cause) {
+                                const std::string& cause, const std::vector<CampaignOutcome>& outcomes) {
   // Rows are built under the shared lock (the features may move on once it is released: what
   // is saved is never older than the position saved with it).
   std::vector<std::pair<std::string, std::string>> rows;
@@ -206,8 +211,10 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
     for (const std::string& id : removed) {
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
+      ECRM_RETURN_IF_ERROR(Campaigns::Forget(c, id));
     }
     for (const infostore::v1::Event& e : events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
+    ECRM_RETURN_IF_ERROR(Campaigns::SaveOutcomes(c, outcomes));
     if (!position) return absl::OkStatus();
     return c
         .Execute(

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "campaigns.h"
 #include "clients/infostore.h"
 #include "customer_features.h"
 #include "ecrm/outbox/outbox.h"
@@ -67,6 +68,10 @@ class FeedConsumer {
   absl::Status ApplyScores(Scores& scores);
 
   int64_t position() const { return position_.load(); }
+  // Campaigns to tell of every event (their delivery funnel and goals), saved with the feed
+  // position. Set once, before Start().
+  void SetCampaigns(Campaigns* campaigns) { campaigns_ = campaigns; }
+
   // Blocks until the applied position reaches `sequence` or `timeout` passes; true if reached.
   bool WaitForPosition(int64_t sequence, absl::Duration timeout);
 
@@ -78,13 +83,14 @@ class FeedConsumer {
   // transaction. `cause` makes the published events' ids: what led to them.
   absl::Status Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
                     const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
-                    const std::string& cause);
+                    const std::string& cause, const std::vector<CampaignOutcome>& outcomes = {});
 
   sql::Database& db_;
   Features& features_;
   Segments& segments_;
   InformationStore& infostore_;
   outbox::Outbox& outbox_;
+  Campaigns* campaigns_ = nullptr;
   SegmentationMetrics& metrics_;
   const FeedOptions options_;
   std::atomic<int64_t> position_{0};

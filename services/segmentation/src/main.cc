@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
   }
   ecrm::segmentation::Campaigns campaigns(*stores->db, segments, features, broadcaster.get(), MakeClock(clock_file));
   if (absl::Status s = campaigns.Load(); !s.ok()) return runner.Fail("loading campaigns", s);
+  if (feed) feed->SetCampaigns(&campaigns);
   ecrm::segmentation::SegmentationService service(segments, campaigns, scores, executor);
   ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments, scores);
   ecrm::server::CustomerDataService customer_data("segmentation", privacy, executor);

@@ -1,5 +1,7 @@
 #include "privacy.h"
 
+#include "campaigns.h"
+
 #include <mutex>
 #include <shared_mutex>
 
@@ -56,6 +58,13 @@ absl::StatusOr<std::string> SegmentationPrivacy::ExportCustomerData(const privac
       number("predicted_value_12m_minor", report.value);
       if (report.value || report.expected_order_value) scores["currency"].set_string_value(report.currency);
     }
+    ECRM_ASSIGN_OR_RETURN(auto assigned, Campaigns::MembershipsOf(db_, id));
+    google::protobuf::ListValue* campaigns = fields["campaigns"].mutable_list_value();
+    for (const auto& [campaign_id, control] : assigned) {
+      auto& campaign = *campaigns->add_values()->mutable_struct_value()->mutable_fields();
+      campaign["campaign_id"].set_string_value(campaign_id);
+      campaign["group"].set_string_value(control ? "control" : "treatment");
+    }
     google::protobuf::ListValue* segments = fields["segments"].mutable_list_value();
     for (const auto& [segment_id, name] : segments_.MembershipsOf(*n)) {
       auto& segment = *segments->add_values()->mutable_struct_value()->mutable_fields();
@@ -82,14 +91,16 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::Eras
       features_.Remove(id);
     }
   }
-  int64_t saved = 0, queued = 0;
+  int64_t saved = 0, queued = 0, campaign_rows = 0;
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    saved = queued = 0;
+    saved = queued = campaign_rows = 0;
     for (const std::string& id : ids) {
       ECRM_ASSIGN_OR_RETURN(sql::Result a, c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}));
       ECRM_ASSIGN_OR_RETURN(sql::Result b, c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}));
+      ECRM_ASSIGN_OR_RETURN(int64_t in_campaigns, Campaigns::ForgetCustomer(c, id));
       saved += a.rows_affected();
       queued += b.rows_affected();
+      campaign_rows += in_campaigns;
     }
     return absl::OkStatus();
   }));
@@ -97,7 +108,8 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::Eras
   for (const auto& [kind, count] :
        std::vector<std::pair<std::string, int64_t>>{{"customer features", saved},
                                                     {"segment memberships", memberships},
-                                                    {"undelivered segment events", queued}}) {
+                                                    {"undelivered segment events", queued},
+                                                    {"campaign assignments and outcomes", campaign_rows}}) {
     auto* item = out.add_items();
     item->set_kind(kind);
     item->set_count(count);

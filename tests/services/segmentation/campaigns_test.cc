@@ -2,6 +2,8 @@
 // broadcast engine.
 #include "campaigns.h"
 
+#include <prometheus/registry.h>
+
 #include <catch2/catch.hpp>
 #include <functional>
 #include <mutex>
@@ -11,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ecrm/testing/process.h"
+#include "feed.h"
+#include "metrics.h"
 #include "schema.h"
 #include "uplift.h"
 
@@ -271,6 +275,75 @@ TEST_CASE("a campaign with an empty control group reports no uplift rather than 
   CHECK_FALSE(report->has_absolute_uplift());
   CHECK_FALSE(report->has_p_value());
   CHECK_FALSE(report->has_uplift_ci_low());
+}
+
+}  // namespace
+}  // namespace ecrm::segmentation
+
+namespace ecrm::segmentation {
+namespace {
+
+class QuietStore final : public InformationStore {
+ public:
+  absl::Status Watch(int64_t, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>&) override {
+    return absl::CancelledError("not watched in this test");
+  }
+  void StopWatching() override {}
+  absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
+    return infostore::v1::ListCustomersResponse();
+  }
+  absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string&, absl::Time,
+                                                               const std::string&) override {
+    return infostore::v1::ListEventsResponse();
+  }
+};
+
+TEST_CASE("the feed consumer tells campaigns of the events it applies, and an erasure forgets the customer's part") {
+  Engine e;
+  const std::string gb = e.Segment("gb", "profile.address.country == \"GB\"");
+  v1::Campaign c = e.Launch(e.Draft(gb, 0.5).id());
+  QuietStore store;
+  outbox::Outbox outbox(*e.db);
+  prometheus::Registry registry;
+  SegmentationMetrics metrics(registry);
+  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
+  feed.SetCampaigns(e.campaigns.get());
+
+  std::string buyer;
+  for (int i = 0; i < 1000 && buyer.empty(); ++i) {
+    const std::string id = absl::StrCat("c_", 1000 + i);
+    if (i % 5 < 3 && !InControl(c.id(), id, 0.5)) buyer = id;
+  }
+  infostore::v1::WatchChangesResponse m;
+  for (const auto& ev : {Event("open-1", buyer, "message_opened", kNow + absl::Hours(1), c.id()),
+                         Event("buy-1", buyer, "purchase", kNow + absl::Hours(2), "", 2500)}) {
+    infostore::v1::Change* change = m.add_changes();
+    change->set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    change->set_customer_id(buyer);
+    *change->mutable_event() = ev;
+  }
+  m.set_position(1);
+  REQUIRE(feed.Apply(m).ok());
+  REQUIRE(feed.Apply(m).ok());  // the same message again (a restart before the position was saved)
+  auto report = e.campaigns->Report(c.id());
+  REQUIRE(report.ok());
+  CHECK(report->funnel().opened() == 1);
+  CHECK(report->treatment().converted() == 1);
+  CHECK(report->treatment().revenue().amount_minor() == 2500);
+
+  infostore::v1::WatchChangesResponse erase;
+  infostore::v1::Change* gone = erase.add_changes();
+  gone->set_kind(infostore::v1::CHANGE_KIND_ERASE);
+  gone->set_customer_id(buyer);
+  erase.set_position(2);
+  REQUIRE(feed.Apply(erase).ok());
+  report = e.campaigns->Report(c.id());
+  REQUIRE(report.ok());
+  CHECK(report->treatment().converted() == 0);
+  CHECK(report->audience_size() == 599);
+  auto left = e.db->Execute("SELECT COUNT(*) FROM campaign_members WHERE customer_id = $1", {buyer});
+  REQUIRE(left.ok());
+  CHECK(left->front().Int(0) == 0);
 }
 
 }  // namespace
