@@ -1,9 +1,16 @@
 #include "customer_features.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <tuple>
+#include <type_traits>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -152,6 +159,284 @@ size_t Dictionary::MemoryBytes() const {
   return bytes;
 }
 
+void TimeColumn::Set(CustomerNo n, int64_t seconds) {
+  if (n >= values_.size()) {
+    if (seconds == kNoTime) return;
+    GrowTo(values_, size_t{n} + 1, kMissing);
+  }
+  if (values_[n] == kWide) wide_.erase(n);
+  if (seconds == kNoTime) {
+    values_[n] = kMissing;
+  } else if (seconds > kEpoch + kWide && seconds <= kEpoch + std::numeric_limits<int32_t>::max()) {
+    values_[n] = static_cast<int32_t>(seconds - kEpoch);
+  } else {
+    values_[n] = kWide;
+    wide_[n] = seconds;
+  }
+}
+
+size_t TimeColumn::MemoryBytes() const {
+  return values_.capacity() * sizeof(int32_t) + wide_.capacity() * (sizeof(CustomerNo) + sizeof(int64_t) + 1);
+}
+
+namespace {
+template <typename To, typename From>
+void Widen(std::vector<From>& from, std::vector<To>& to) {
+  to.reserve(from.capacity());
+  to.assign(from.begin(), from.end());
+  std::vector<From>().swap(from);
+}
+}  // namespace
+
+void CodeColumn::Set(CustomerNo n, uint32_t code) {
+  const int width = code <= 0xff ? 1 : code <= 0xffff ? 2 : 4;
+  if (width > width_) {
+    if (width_ == 1 && width == 2) Widen(w1_, w2_);
+    if (width_ == 1 && width == 4) Widen(w1_, w4_);
+    if (width_ == 2) Widen(w2_, w4_);
+    width_ = width;
+  }
+  auto set = [&](auto& values) {
+    using T = typename std::decay_t<decltype(values)>::value_type;
+    if (n >= values.size()) {
+      if (code == 0) return;
+      GrowTo(values, size_t{n} + 1, T{0});
+    }
+    values[n] = static_cast<T>(code);
+  };
+  if (width_ == 1) {
+    set(w1_);
+  } else if (width_ == 2) {
+    set(w2_);
+  } else {
+    set(w4_);
+  }
+}
+
+size_t CustomerIds::Hash::operator()(absl::string_view id) const { return absl::Hash<absl::string_view>()(id); }
+
+char* CustomerIds::At(CustomerNo n) const {
+  const uint64_t at = runs_[n / 64] + offsets_[n];
+  return chunks_[at / kChunk].get() + at % kChunk;
+}
+
+std::optional<CustomerNo> CustomerIds::Find(absl::string_view id) const {
+  auto it = numbers_.find(id);
+  if (it == numbers_.end()) return std::nullopt;
+  return *it;
+}
+
+absl::string_view CustomerIds::Get(CustomerNo n) const {
+  const char* p = At(n);
+  const auto length = static_cast<uint8_t>(p[0]);
+  if (length != kLong) return absl::string_view(p + 1, length);
+  uint32_t index;
+  std::memcpy(&index, p + 1, sizeof(index));
+  return long_[index];
+}
+
+CustomerNo CustomerIds::Add(absl::string_view id) {
+  const auto n = static_cast<CustomerNo>(offsets_.size());
+  const bool is_long = id.size() >= kLong;
+  const size_t size = 1 + (is_long ? sizeof(uint32_t) : id.size());
+  if (used_ + size > kChunk) {
+    chunks_.push_back(std::make_unique_for_overwrite<char[]>(kChunk));
+    used_ = 0;
+  }
+  const uint64_t at = (chunks_.size() - 1) * kChunk + used_;
+  if (n % 64 == 0) GrowTo(runs_, runs_.size() + 1, at);
+  // A run's 64 ids (at most 255 bytes each with their length) and the unused end of a chunk
+  // stay within 16 bits.
+  GrowTo(offsets_, offsets_.size() + 1, static_cast<uint16_t>(at - runs_.back()));
+  char* p = chunks_.back().get() + used_;
+  if (is_long) {
+    p[0] = static_cast<char>(kLong);
+    const auto index = static_cast<uint32_t>(long_.size());
+    long_.emplace_back(id);
+    std::memcpy(p + 1, &index, sizeof(index));
+  } else {
+    p[0] = static_cast<char>(id.size());
+    std::memcpy(p + 1, id.data(), id.size());
+  }
+  used_ += size;
+  numbers_.insert(n);
+  return n;
+}
+
+void CustomerIds::Forget(CustomerNo n) {
+  numbers_.erase(n);
+  char* p = At(n);
+  const auto length = static_cast<uint8_t>(p[0]);
+  if (length == kLong) {
+    uint32_t index;
+    std::memcpy(&index, p + 1, sizeof(index));
+    std::string().swap(long_[index]);
+  } else {
+    std::memset(p + 1, 0, length);
+  }
+  p[0] = 0;
+}
+
+size_t CustomerIds::MemoryBytes() const {
+  size_t bytes = chunks_.size() * kChunk + runs_.capacity() * sizeof(uint64_t) + offsets_.capacity() * sizeof(uint16_t);
+  bytes += numbers_.capacity() * (sizeof(CustomerNo) + 1);
+  for (const std::string& id : long_) bytes += sizeof(std::string) + id.capacity();
+  return bytes;
+}
+
+EventStore::~EventStore() {
+  for (uint32_t* b : blocks_) std::free(b);
+}
+
+void EventStore::Resize(CustomerNo end) {
+  if (end > blocks_.size()) GrowTo(blocks_, end, static_cast<uint32_t*>(nullptr));
+}
+
+int64_t EventStore::Last(CustomerNo n, const uint32_t* b, uint32_t i) const {
+  const uint32_t at = b[2 + 2 * i];
+  if (at < kWide) return at;
+  return at == kNone ? kNoTime : wide_.at(Key(n, static_cast<uint16_t>(b[1 + 2 * i] >> 16)));
+}
+
+size_t EventStore::Used(const uint32_t* b) {
+  size_t words = 1 + 2 * size_t{b[0]};
+  for (uint32_t i = 0; i < b[0]; ++i) words += b[1 + 2 * i] & 0xffff;
+  return words;
+}
+
+uint32_t* EventStore::Reserve(CustomerNo n, size_t words) {
+  uint32_t*& b = blocks_[n];
+  if (b != nullptr && malloc_usable_size(b) >= words * sizeof(uint32_t)) return b;
+  auto* grown = static_cast<uint32_t*>(std::realloc(b, words * sizeof(uint32_t)));
+  if (grown == nullptr) throw std::bad_alloc();
+  if (b == nullptr) grown[0] = 0;
+  b = grown;
+  return b;
+}
+
+uint32_t EventStore::TypeIndex(CustomerNo n, uint16_t type) {
+  uint32_t* b = blocks_[n];
+  const uint32_t types = b == nullptr ? 0 : b[0];
+  uint32_t i = 0;
+  while (i < types && (b[1 + 2 * i] >> 16) < type) ++i;
+  if (i < types && (b[1 + 2 * i] >> 16) == type) return i;
+  const size_t used = b == nullptr ? 1 : Used(b);
+  b = Reserve(n, used + 2);
+  uint32_t* at = b + 1 + 2 * i;
+  std::memmove(at + 2, at, (used - (1 + 2 * i)) * sizeof(uint32_t));
+  at[0] = uint32_t{type} << 16;
+  at[1] = kNone;
+  ++b[0];
+  return i;
+}
+
+void EventStore::NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds) {
+  const uint32_t i = TypeIndex(n, type);
+  uint32_t* b = blocks_[n];
+  if (at_seconds <= Last(n, b, i)) return;
+  if (b[2 + 2 * i] == kWide) wide_.erase(Key(n, type));
+  if (at_seconds >= 0 && at_seconds < kWide) {
+    b[2 + 2 * i] = static_cast<uint32_t>(at_seconds);
+  } else {
+    b[2 + 2 * i] = kWide;
+    wide_[Key(n, type)] = at_seconds;
+  }
+}
+
+void EventStore::AddDays(CustomerNo n, uint16_t type, uint16_t day, uint32_t count) {
+  const uint32_t i = TypeIndex(n, type);
+  while (count > 0) {
+    uint32_t* b = blocks_[n];
+    size_t start = 1 + 2 * size_t{b[0]};
+    for (uint32_t k = 0; k < i; ++k) start += b[1 + 2 * k] & 0xffff;
+    const uint32_t entries = b[1 + 2 * i] & 0xffff;
+    // The last entry of the day, if any (a new event is most often of the latest day).
+    size_t at = start + entries;
+    while (at > start && (b[at - 1] >> 16) > day) --at;
+    if (at > start && (b[at - 1] >> 16) == day && (b[at - 1] & 0xffff) < 0xffff) {
+      const uint32_t add = std::min<uint32_t>(count, 0xffff - (b[at - 1] & 0xffff));
+      b[at - 1] += add;
+      count -= add;
+      continue;
+    }
+    if (entries == 0xffff) return;  // the type's entries are full: not counted
+    const size_t used = Used(b);
+    b = Reserve(n, used + 1);
+    std::memmove(b + at + 1, b + at, (used - at) * sizeof(uint32_t));
+    const uint32_t add = std::min<uint32_t>(count, 0xffff);
+    b[at] = uint32_t{day} << 16 | add;
+    ++b[1 + 2 * i];
+    count -= add;
+  }
+}
+
+void EventStore::Clear(CustomerNo n) {
+  if (n >= blocks_.size() || blocks_[n] == nullptr) return;
+  const uint32_t* b = blocks_[n];
+  for (uint32_t i = 0; i < b[0]; ++i) {
+    if (b[2 + 2 * i] == kWide) wide_.erase(Key(n, static_cast<uint16_t>(b[1 + 2 * i] >> 16)));
+  }
+  std::free(blocks_[n]);
+  blocks_[n] = nullptr;
+}
+
+void EventStore::Prune(int64_t first_day) {
+  for (uint32_t*& b : blocks_) {
+    if (b == nullptr) continue;
+    const uint32_t types = b[0];
+    const uint32_t* from = b + 1 + 2 * types;
+    uint32_t* to = b + 1 + 2 * types;
+    bool dropped = false;
+    for (uint32_t i = 0; i < types; ++i) {
+      const uint32_t entries = b[1 + 2 * i] & 0xffff;
+      uint32_t kept = 0;
+      for (uint32_t k = 0; k < entries; ++k, ++from) {
+        if (static_cast<int64_t>(*from >> 16) < first_day) continue;
+        *to++ = *from;
+        ++kept;
+      }
+      dropped = dropped || kept != entries;
+      b[1 + 2 * i] = (b[1 + 2 * i] & 0xffff0000) | kept;
+    }
+    const size_t used = static_cast<size_t>(to - b);
+    if (dropped && malloc_usable_size(b) >= (used + 8) * sizeof(uint32_t)) {
+      if (auto* shrunk = static_cast<uint32_t*>(std::realloc(b, used * sizeof(uint32_t)))) b = shrunk;
+    }
+  }
+}
+
+absl::Span<const uint32_t> EventStore::Days(CustomerNo n, uint16_t type) const {
+  const uint32_t* b = n < blocks_.size() ? blocks_[n] : nullptr;
+  if (b == nullptr) return {};
+  size_t start = 1 + 2 * size_t{b[0]};
+  for (uint32_t i = 0; i < b[0]; ++i) {
+    const uint32_t d = b[1 + 2 * i];
+    if ((d >> 16) == type) return absl::Span<const uint32_t>(b + start, d & 0xffff);
+    if ((d >> 16) > type) break;
+    start += d & 0xffff;
+  }
+  return {};
+}
+
+std::optional<int64_t> EventStore::LastAt(CustomerNo n, uint16_t type) const {
+  const uint32_t* b = n < blocks_.size() ? blocks_[n] : nullptr;
+  if (b == nullptr) return std::nullopt;
+  for (uint32_t i = 0; i < b[0]; ++i) {
+    if ((b[1 + 2 * i] >> 16) != type) continue;
+    const int64_t at = Last(n, b, i);
+    if (at == kNoTime) return std::nullopt;  // days read back without their latest time
+    return at;
+  }
+  return std::nullopt;
+}
+
+size_t EventStore::MemoryBytes() const {
+  size_t bytes = blocks_.capacity() * sizeof(uint32_t*) + wide_.capacity() * (sizeof(uint64_t) + sizeof(int64_t) + 1);
+  // Each allocation's usable size and glibc's 8-byte chunk header.
+  for (const uint32_t* b : blocks_) bytes += b == nullptr ? 0 : malloc_usable_size(const_cast<uint32_t*>(b)) + 8;
+  return bytes;
+}
+
 Features::Features(FeatureOptions options)
     : options_(std::move(options)),
       strings_(rules::kFieldCount),
@@ -159,18 +444,23 @@ Features::Features(FeatureOptions options)
       currency_(options_.reporting_currency) {}
 
 CustomerNo Features::Intern(absl::string_view customer_id) {
-  auto it = numbers_.find(customer_id);
-  if (it != numbers_.end()) return it->second;
-  const CustomerNo n = static_cast<CustomerNo>(ids_.size());
-  numbers_.emplace(ids_.emplace_back(customer_id), n);
-  events_.emplace_back();
+  if (std::optional<CustomerNo> n = ids_.Find(customer_id)) return *n;
+  const CustomerNo n = ids_.Add(customer_id);
+  events_.Resize(n + 1);
   return n;
 }
 
-std::optional<CustomerNo> Features::Find(absl::string_view customer_id) const {
-  auto it = numbers_.find(customer_id);
-  if (it == numbers_.end()) return std::nullopt;
-  return it->second;
+std::optional<CustomerNo> Features::Find(absl::string_view customer_id) const { return ids_.Find(customer_id); }
+
+void Features::MarkLive(CustomerNo n) {
+  live_.add(n);
+  if (n / 64 >= live_words_.size()) GrowTo(live_words_, size_t{n} / 64 + 1, uint64_t{0});
+  live_words_[n / 64] |= uint64_t{1} << (n % 64);
+}
+
+void Features::MarkGone(CustomerNo n) {
+  live_.remove(n);
+  if (n / 64 < live_words_.size()) live_words_[n / 64] &= ~(uint64_t{1} << (n % 64));
 }
 
 StringColumn& Features::MutableString(rules::Field f) { return strings_[static_cast<int>(f)]; }
@@ -178,7 +468,7 @@ TimeColumn& Features::MutableTime(rules::Field f) { return times_[static_cast<in
 
 CustomerNo Features::SetCustomer(const infostore::v1::Customer& c) {
   const CustomerNo n = Intern(c.id());
-  live_.add(n);
+  MarkLive(n);
   for (const StringSource& s : kStringSources) {
     StringColumn& column = MutableString(s.field);
     column.codes.Set(n, column.dictionary.Intern(s.read(c)));
@@ -278,48 +568,20 @@ CustomerNo Features::AddEvent(const infostore::v1::Event& e) {
 
 CustomerNo Features::CountEvent(const infostore::v1::Event& e) {
   const CustomerNo n = Intern(e.customer_id());
-  live_.add(n);
+  MarkLive(n);
   const int32_t type = InternEventType(e.type());
   if (type > std::numeric_limits<uint16_t>::max()) return n;  // past 65,536 types: orders only
-  NoteLast(n, static_cast<uint16_t>(type), Seconds(e.occurred_at()));
+  events_.NoteLast(n, static_cast<uint16_t>(type), Seconds(e.occurred_at()));
   AddDays(n, static_cast<uint16_t>(type), DayOf(Seconds(e.occurred_at())), 1);
   return n;
 }
 
-void Features::NoteLast(CustomerNo n, uint16_t type, int64_t at) {
-  std::vector<LastEvent>& last = events_[n].last;
-  auto it = std::lower_bound(last.begin(), last.end(), type, [](const LastEvent& l, uint16_t t) { return l.type < t; });
-  if (it == last.end() || it->type != type) {
-    last.insert(it, LastEvent{type, at});
-  } else {
-    it->at = std::max(it->at, at);
-  }
-}
-
 void Features::AddDays(CustomerNo n, uint16_t type, int64_t day, uint32_t count) {
   if (day < 0 || day > std::numeric_limits<uint16_t>::max() || count == 0) return;
-  std::vector<EventDay>& days = events_[n].days;
-  const auto d = static_cast<uint16_t>(day);
-  auto it = std::lower_bound(
-      days.begin(), days.end(), std::make_pair(type, d),
-      [](const EventDay& e, const std::pair<uint16_t, uint16_t>& k) { return std::make_pair(e.type, e.day) < k; });
-  if (it != days.end() && it->type == type && it->day == d) {
-    it->count += count;
-  } else {
-    days.insert(it, EventDay{type, d, count});
-  }
+  events_.AddDays(n, type, static_cast<uint16_t>(day), count);
 }
 
-void Features::PruneEvents(absl::Time now) {
-  const int64_t horizon = DayOf(absl::ToUnixSeconds(now - options_.event_horizon));
-  for (Events& ev : events_) {
-    auto old = std::remove_if(ev.days.begin(), ev.days.end(), [&](const EventDay& d) { return d.day < horizon; });
-    if (old != ev.days.end()) {
-      ev.days.erase(old, ev.days.end());
-      ev.days.shrink_to_fit();
-    }
-  }
-}
+void Features::PruneEvents(absl::Time now) { events_.Prune(DayOf(absl::ToUnixSeconds(now - options_.event_horizon))); }
 
 // As the information store's behaviour summary: a purchase adds an order and its amount, a
 // refund takes back its amount, a cancelled order its amount and the order.
@@ -351,18 +613,19 @@ void Features::ApplyOrder(CustomerNo n, const infostore::v1::Event& e) {
 
 void Features::Merge(absl::string_view survivor_id, absl::Span<const std::string> merged_ids) {
   const CustomerNo s = Intern(survivor_id);
-  live_.add(s);
+  MarkLive(s);
   for (const std::string& id : merged_ids) {
     std::optional<CustomerNo> m = Find(id);
     if (!m || *m == s) continue;
-    Events moved = std::move(events_[*m]);
-    for (const LastEvent& l : moved.last) NoteLast(s, l.type, l.at);
-    for (const EventDay& d : moved.days) AddDays(s, d.type, d.day, d.count);
+    events_.ForEachType(*m, [&](uint16_t type, int64_t last, absl::Span<const uint32_t> days) {
+      events_.NoteLast(s, type, last);
+      for (uint32_t d : days) events_.AddDays(s, type, static_cast<uint16_t>(d >> 16), d & 0xffff);
+    });
     Remove(id);
   }
 }
 
-void Features::ClearEvents(CustomerNo n) { events_[n] = Events(); }
+void Features::ClearEvents(CustomerNo n) { events_.Clear(n); }
 
 void Features::ClearProfile(CustomerNo n) {
   for (StringColumn& column : strings_) column.codes.Set(n, 0);
@@ -392,11 +655,10 @@ void Features::Remove(absl::string_view customer_id) {
   if (!n) return;
   ClearProfile(*n);
   ClearEvents(*n);
-  live_.remove(*n);
+  MarkGone(*n);
   // The number is not given out again (bitmaps may still be read for it until they are
   // updated); the id is forgotten.
-  numbers_.erase(customer_id);
-  ids_[*n] = std::string();
+  ids_.Forget(*n);
 }
 
 internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
@@ -447,19 +709,21 @@ internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
   }
   std::sort(r.mutable_attributes()->begin(), r.mutable_attributes()->end(),
             [](const auto& a, const auto& b) { return a.name() < b.name(); });
-  if (n < events_.size()) {
-    for (const EventDay& d : events_[n].days) {
+  events_.ForEachType(n, [&](uint16_t type, int64_t at, absl::Span<const uint32_t> days) {
+    for (size_t i = 0; i < days.size(); ++i) {
+      // A day whose count went past 65,535 has several entries: saved as one.
+      uint32_t count = days[i] & 0xffff;
+      while (i + 1 < days.size() && (days[i + 1] >> 16) == (days[i] >> 16)) count += days[++i] & 0xffff;
       auto* day = r.add_days();
-      day->set_type(event_type_names_[d.type]);
-      day->set_day(d.day);
-      day->set_count(d.count);
+      day->set_type(event_type_names_[type]);
+      day->set_day(static_cast<int32_t>(days[i] >> 16));
+      day->set_count(count);
     }
-    for (const LastEvent& l : events_[n].last) {
-      auto* last = r.add_last();
-      last->set_type(event_type_names_[l.type]);
-      last->set_seconds(l.at);
-    }
-  }
+    if (at == kNoTime) return;
+    auto* last = r.add_last();
+    last->set_type(event_type_names_[type]);
+    last->set_seconds(at);
+  });
   // In name order, so that equal customers save equal bytes whatever the ids of their types.
   std::sort(r.mutable_days()->begin(), r.mutable_days()->end(), [](const auto& a, const auto& b) {
     return a.type() != b.type() ? a.type() < b.type() : a.day() < b.day();
@@ -473,7 +737,7 @@ CustomerNo Features::FromRecord(absl::string_view customer_id, const internal::C
   const CustomerNo n = Intern(customer_id);
   ClearProfile(n);
   ClearEvents(n);
-  live_.add(n);
+  MarkLive(n);
   for (const auto& text : r.texts()) {
     std::optional<rules::BuiltinField> f = rules::FindBuiltinField(text.field());
     if (!f || f->ref.kind != FieldRef::Kind::kBuiltin || IsTimeField(f->ref.builtin())) continue;
@@ -520,9 +784,14 @@ CustomerNo Features::FromRecord(absl::string_view customer_id, const internal::C
         break;
     }
   }
-  for (const auto& last : r.last()) NoteLast(n, static_cast<uint16_t>(InternEventType(last.type())), last.seconds());
-  for (const auto& day : r.days())
-    AddDays(n, static_cast<uint16_t>(InternEventType(day.type())), day.day(), day.count());
+  for (const auto& last : r.last()) {
+    const int32_t type = InternEventType(last.type());
+    if (type <= std::numeric_limits<uint16_t>::max()) events_.NoteLast(n, static_cast<uint16_t>(type), last.seconds());
+  }
+  for (const auto& day : r.days()) {
+    const int32_t type = InternEventType(day.type());
+    if (type <= std::numeric_limits<uint16_t>::max()) AddDays(n, static_cast<uint16_t>(type), day.day(), day.count());
+  }
   return n;
 }
 
@@ -532,6 +801,7 @@ void Features::Clear() {
     ClearEvents(n);
   }
   live_ = Roaring();
+  live_words_.clear();
 }
 
 void Features::SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, absl::string_view cell) {
@@ -614,33 +884,38 @@ bool Features::ListContains(CustomerNo n, const FieldRef& f, absl::string_view i
   return it != interests_.end() && it->second.contains(n);
 }
 
-int64_t Features::EventCount(CustomerNo n, int32_t type, absl::Duration window, absl::Time now) const {
-  if (n >= events_.size() || type < 0 || type > std::numeric_limits<uint16_t>::max()) return 0;
-  const std::vector<EventDay>& days = events_[n].days;
+Features::DayRange Features::WindowDays(absl::Duration window, absl::Time now) {
   const int64_t today = DayOf(absl::ToUnixSeconds(now));
-  const int64_t first_day = FirstDay(window, today);
+  return {FirstDay(window, today), today};
+}
+
+int64_t Features::EventCountInDays(CustomerNo n, int32_t type, DayRange range) const {
+  if (type < 0 || type > std::numeric_limits<uint16_t>::max()) return 0;
   int64_t count = 0;
-  auto it = std::lower_bound(days.begin(), days.end(), static_cast<uint16_t>(type),
-                             [](const EventDay& e, uint16_t t) { return e.type < t; });
-  for (; it != days.end() && it->type == type; ++it) {
-    if (it->day >= first_day && it->day <= today) count += it->count;
+  for (uint32_t d : events_.Days(n, static_cast<uint16_t>(type))) {
+    const int64_t day = d >> 16;
+    if (day > range.last) break;
+    if (day >= range.first) count += d & 0xffff;
   }
   return count;
 }
 
 void Features::ForEachEventDay(CustomerNo n,
                                absl::FunctionRef<void(int32_t type, int64_t day, int64_t count)> fn) const {
-  if (n >= events_.size()) return;
-  for (const EventDay& d : events_[n].days) fn(d.type, d.day, d.count);
+  events_.ForEachType(n, [&](uint16_t type, int64_t, absl::Span<const uint32_t> days) {
+    for (uint32_t d : days) fn(type, d >> 16, d & 0xffff);
+  });
+}
+
+int64_t Features::EventCount(CustomerNo n, int32_t type, absl::Duration window, absl::Time now) const {
+  return EventCountInDays(n, type, WindowDays(window, now));
 }
 
 std::optional<absl::Time> Features::LastEventAt(CustomerNo n, int32_t type) const {
-  if (n >= events_.size() || type < 0 || type > std::numeric_limits<uint16_t>::max()) return std::nullopt;
-  const Events& ev = events_[n];
-  auto it = std::lower_bound(ev.last.begin(), ev.last.end(), static_cast<uint16_t>(type),
-                             [](const LastEvent& l, uint16_t t) { return l.type < t; });
-  if (it == ev.last.end() || it->type != type) return std::nullopt;
-  return absl::FromUnixSeconds(it->at);
+  if (type < 0 || type > std::numeric_limits<uint16_t>::max()) return std::nullopt;
+  std::optional<int64_t> at = events_.LastAt(n, static_cast<uint16_t>(type));
+  if (!at) return std::nullopt;
+  return absl::FromUnixSeconds(*at);
 }
 
 absl::Time Features::EventCountAtMostAt(CustomerNo n, int32_t type, absl::Duration window, absl::Time now,
@@ -648,18 +923,15 @@ absl::Time Features::EventCountAtMostAt(CustomerNo n, int32_t type, absl::Durati
   if (window == absl::InfiniteDuration()) return absl::InfiniteFuture();
   int64_t excess = EventCount(n, type, window, now) - at_most;
   if (excess <= 0) return now;
-  if (n >= events_.size()) return absl::InfiniteFuture();  // (at_most < 0: never)
-  const std::vector<EventDay>& days = events_[n].days;
-  const int64_t today = DayOf(absl::ToUnixSeconds(now));
-  const int64_t first_day = FirstDay(window, today);
-  const int64_t span = today - first_day + 1;  // whole days the window covers
-  auto it = std::lower_bound(days.begin(), days.end(), static_cast<uint16_t>(type),
-                             [](const EventDay& e, uint16_t t) { return e.type < t; });
-  for (; it != days.end() && it->type == type; ++it) {
-    if (it->day < first_day || it->day > today) continue;
-    excess -= it->count;
+  if (type < 0 || type > std::numeric_limits<uint16_t>::max()) return absl::InfiniteFuture();  // (at_most < 0)
+  const DayRange range = WindowDays(window, now);
+  const int64_t span = range.last - range.first + 1;  // whole days the window covers
+  for (uint32_t d : events_.Days(n, static_cast<uint16_t>(type))) {
+    const int64_t day = d >> 16;
+    if (day < range.first || day > range.last) continue;
+    excess -= d & 0xffff;
     // Day d leaves the window when the window's first day passes it: at the start of d + span.
-    if (excess <= 0) return absl::FromUnixSeconds((it->day + span) * kSecondsPerDay);
+    if (excess <= 0) return absl::FromUnixSeconds((day + span) * kSecondsPerDay);
   }
   return absl::InfiniteFuture();
 }
@@ -688,8 +960,7 @@ const Roaring* Features::Interest(absl::string_view item) const {
 }
 
 size_t Features::MemoryBytes() const {
-  size_t bytes = numbers_.capacity() * (sizeof(absl::string_view) + sizeof(CustomerNo) + 1);
-  for (const std::string& id : ids_) bytes += sizeof(std::string) + (id.capacity() > 15 ? id.capacity() + 1 : 0);
+  size_t bytes = ids_.MemoryBytes() + live_words_.capacity() * sizeof(uint64_t);
   for (const StringColumn& c : strings_) bytes += c.codes.MemoryBytes() + c.dictionary.MemoryBytes();
   for (const TimeColumn& c : times_) bytes += c.MemoryBytes();
   bytes += order_count_.MemoryBytes() + order_total_.MemoryBytes() + consents_.MemoryBytes();
@@ -700,11 +971,7 @@ size_t Features::MemoryBytes() const {
     bytes += c.strings.codes.MemoryBytes() + c.strings.dictionary.MemoryBytes() + c.numbers.MemoryBytes() +
              c.times.MemoryBytes() + c.has.getSizeInBytes(false) + c.truth.getSizeInBytes(false);
   }
-  bytes += events_.capacity() * sizeof(Events);
-  for (const Events& e : events_) {
-    bytes += e.days.capacity() * sizeof(EventDay) + e.last.capacity() * sizeof(LastEvent);
-  }
-  return bytes;
+  return bytes + events_.MemoryBytes();
 }
 
 }  // namespace ecrm::segmentation

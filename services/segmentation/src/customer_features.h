@@ -4,23 +4,28 @@
 // are bits, order aggregates plain numbers, events counted per type and UTC day within a
 // horizon, interests one bitmap per interest. A column holds memory only up to the highest
 // customer number that has a value in it, so fields nobody fills (B2B fields in a B2C
-// business) cost nothing.
+// business) cost nothing. Sized for tens of millions of customers: ids packed in an arena,
+// times in 4 bytes, each customer's events in one allocation (docs/segmentation.md has the
+// bytes per customer).
 //
 // One writer (the feed consumer) and many readers: callers hold the lock (mutex()) — shared
 // to read, exclusive to apply.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
-#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
@@ -49,6 +54,14 @@ class Dictionary {
   absl::flat_hash_map<absl::string_view, uint32_t> codes_;
 };
 
+// Grows `v` to `size` elements of `fill`, by a quarter of its capacity at a time: doubling
+// would leave up to half of a column of millions of customers allocated and unused.
+template <typename T>
+void GrowTo(std::vector<T>& v, size_t size, const T& fill) {
+  if (size > v.capacity()) v.reserve(std::max(size, v.capacity() + v.capacity() / 4 + 256));
+  v.resize(size, fill);
+}
+
 // A value per customer number, `kMissing` for numbers past the last one set.
 template <typename T, T kMissing>
 class Column {
@@ -57,7 +70,7 @@ class Column {
   void Set(CustomerNo n, T v) {
     if (n >= values_.size()) {
       if (v == kMissing) return;
-      values_.resize(n + 1, kMissing);
+      GrowTo(values_, size_t{n} + 1, kMissing);
     }
     values_[n] = v;
   }
@@ -69,8 +82,59 @@ class Column {
 };
 
 inline constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
-using TimeColumn = Column<int64_t, kNoTime>;  // seconds since the Unix epoch, UTC
-using CodeColumn = Column<uint32_t, 0>;       // Dictionary codes
+
+// Times, exactly, in seconds since the Unix epoch (UTC): 4 bytes each, as seconds from
+// 2000-01-01 (1931-12-13 to 2068-01-19); the rare times outside that range are kept aside.
+class TimeColumn {
+ public:
+  // kNoTime when there is none.
+  int64_t Get(CustomerNo n) const {
+    if (n >= values_.size()) return kNoTime;
+    const int32_t v = values_[n];
+    if (v > kWide) return kEpoch + v;
+    return v == kMissing ? kNoTime : wide_.at(n);
+  }
+  void Set(CustomerNo n, int64_t seconds);
+  size_t MemoryBytes() const;
+
+ private:
+  static constexpr int64_t kEpoch = 946684800;  // 2000-01-01T00:00:00Z
+  static constexpr int32_t kMissing = std::numeric_limits<int32_t>::min();
+  static constexpr int32_t kWide = kMissing + 1;  // in wide_
+  std::vector<int32_t> values_;
+  absl::flat_hash_map<CustomerNo, int64_t> wide_;
+};
+
+// Dictionary codes per customer number, 0 for none: 1, 2 or 4 bytes each, as wide as the
+// dictionary's codes need (a country takes a byte per customer, a postal code 4).
+class CodeColumn {
+ public:
+  uint32_t Get(CustomerNo n) const {
+    switch (width_) {
+      case 1:
+        return n < w1_.size() ? w1_[n] : 0;
+      case 2:
+        return n < w2_.size() ? w2_[n] : 0;
+      default:
+        return n < w4_.size() ? w4_[n] : 0;
+    }
+  }
+  void Set(CustomerNo n, uint32_t code);
+  // Calls f with the codes' vector (of uint8_t, uint16_t or uint32_t).
+  template <typename F>
+  decltype(auto) Visit(F f) const {
+    return width_ == 1 ? f(w1_) : width_ == 2 ? f(w2_) : f(w4_);
+  }
+  size_t MemoryBytes() const {
+    return w1_.capacity() + w2_.capacity() * sizeof(uint16_t) + w4_.capacity() * sizeof(uint32_t);
+  }
+
+ private:
+  int width_ = 1;
+  std::vector<uint8_t> w1_;
+  std::vector<uint16_t> w2_;
+  std::vector<uint32_t> w4_;
+};
 
 // A dictionary-encoded string column.
 struct StringColumn {
@@ -85,6 +149,112 @@ struct AttributeColumn {
   Column<double, std::numeric_limits<double>::quiet_NaN()> numbers;  // kNumber (NaN: missing)
   Roaring has, truth;                                                // kBool
   TimeColumn times;                                                  // kTime
+};
+
+// Customer ids and their numbers. The ids' text is packed in 1 MiB chunks (a length byte, then
+// the bytes), found by number through the start of each 64 numbers' run and a 16-bit offset
+// within it, and by text through a hash set of numbers that hashes and compares the text they
+// point to: ~20 bytes of text, 2 bytes of offset and ~8 bytes of hash table per customer.
+class CustomerIds {
+ public:
+  CustomerIds() : numbers_(0, Hash{this}, Eq{this}) {}
+  CustomerIds(const CustomerIds&) = delete;
+  CustomerIds& operator=(const CustomerIds&) = delete;
+
+  std::optional<CustomerNo> Find(absl::string_view id) const;
+  // A new number for an id not held.
+  CustomerNo Add(absl::string_view id);
+  // "" once forgotten.
+  absl::string_view Get(CustomerNo n) const;
+  // The id is no longer found, and its text is overwritten.
+  void Forget(CustomerNo n);
+  CustomerNo end() const { return static_cast<CustomerNo>(offsets_.size()); }
+  size_t MemoryBytes() const;
+
+ private:
+  static constexpr size_t kChunk = size_t{1} << 20;
+  static constexpr uint8_t kLong = 255;  // length byte of an id of 255 bytes or more: in long_
+  struct Hash {
+    using is_transparent = void;
+    const CustomerIds* ids;
+    size_t operator()(absl::string_view id) const;
+    size_t operator()(CustomerNo n) const { return (*this)(ids->Get(n)); }
+  };
+  struct Eq {
+    using is_transparent = void;
+    const CustomerIds* ids;
+    bool operator()(CustomerNo a, CustomerNo b) const { return a == b; }
+    bool operator()(CustomerNo a, absl::string_view b) const { return ids->Get(a) == b; }
+    bool operator()(absl::string_view a, CustomerNo b) const { return a == ids->Get(b); }
+    bool operator()(absl::string_view a, absl::string_view b) const { return a == b; }
+  };
+  char* At(CustomerNo n) const;
+
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t used_ = kChunk;           // bytes used in the last chunk
+  std::vector<uint64_t> runs_;     // where the ids of numbers 64k … 64k + 63 start
+  std::vector<uint16_t> offsets_;  // each id's offset from its run's start
+  std::vector<std::string> long_;  // ids of 255 bytes or more
+  absl::flat_hash_set<CustomerNo, Hash, Eq> numbers_;
+};
+
+// Each customer's events counted by type and UTC day, and the latest time of each type, in
+// one allocation of 32-bit words (none for a customer without events):
+//   [0]                 T, the number of types
+//   [1 + 2i]            type i's id << 16 | its number of day entries (types ascending)
+//   [2 + 2i]            the latest time of type i: seconds since 1970 until 2106; kNone when
+//                       only days were read back; kWide: kept aside (before 1970, after 2106)
+//   [1 + 2T …]          the day entries of type 0, then type 1, …: day << 16 | count, by day
+// Days are days since 1970-01-01 (16 bits: until 2149); a count past 65,535 goes on in another
+// entry for the same day. A customer holds at most 65,535 entries per type (179 years of days
+// within the horizon); a day past that is not counted. About 4 bytes per type and 4 per day
+// with events, plus the allocation's 8-byte header and the pointer to it.
+class EventStore {
+ public:
+  EventStore() = default;
+  ~EventStore();
+  EventStore(const EventStore&) = delete;
+  EventStore& operator=(const EventStore&) = delete;
+
+  // Makes room for numbers below `end`.
+  void Resize(CustomerNo end);
+  void NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds);
+  void AddDays(CustomerNo n, uint16_t type, uint16_t day, uint32_t count);
+  void Clear(CustomerNo n);
+  // Drops the entries of days before `first_day` (the latest times stay).
+  void Prune(int64_t first_day);
+
+  // The entries of a type (day << 16 | count, by day); empty when none.
+  absl::Span<const uint32_t> Days(CustomerNo n, uint16_t type) const;
+  std::optional<int64_t> LastAt(CustomerNo n, uint16_t type) const;
+  // Calls f(type, last_at_seconds or kNoTime, entries) for each type the customer has events
+  // of, by type.
+  template <typename F>
+  void ForEachType(CustomerNo n, F f) const {
+    const uint32_t* b = n < blocks_.size() ? blocks_[n] : nullptr;
+    if (b == nullptr) return;
+    const uint32_t* entries = b + 1 + 2 * b[0];
+    for (uint32_t i = 0; i < b[0]; ++i) {
+      const uint32_t d = b[1 + 2 * i];
+      f(static_cast<uint16_t>(d >> 16), Last(n, b, i), absl::Span<const uint32_t>(entries, d & 0xffff));
+      entries += d & 0xffff;
+    }
+  }
+  size_t MemoryBytes() const;
+
+ private:
+  static constexpr uint32_t kNone = 0xffffffff, kWide = 0xfffffffe;
+  static uint64_t Key(CustomerNo n, uint16_t type) { return uint64_t{n} << 16 | type; }
+  int64_t Last(CustomerNo n, const uint32_t* b, uint32_t i) const;
+  // The words in use.
+  static size_t Used(const uint32_t* b);
+  // The customer's block with room for `words` words.
+  uint32_t* Reserve(CustomerNo n, size_t words);
+  // Type's descriptor index, inserting an empty one when missing.
+  uint32_t TypeIndex(CustomerNo n, uint16_t type);
+
+  std::vector<uint32_t*> blocks_;
+  absl::flat_hash_map<uint64_t, int64_t> wide_;  // latest times outside 1970–2106, by Key
 };
 
 struct FeatureOptions {
@@ -105,12 +275,14 @@ class Features {
   // Customers.
   CustomerNo Intern(absl::string_view customer_id);
   std::optional<CustomerNo> Find(absl::string_view customer_id) const;
-  absl::string_view Id(CustomerNo n) const { return ids_[n]; }
+  absl::string_view Id(CustomerNo n) const { return ids_.Get(n); }
   // Customers currently held (not erased, not merged into another).
   const Roaring& live() const { return live_; }
+  // The same, as plain bits: bit n % 64 of word n / 64 (the population evaluator's start).
+  const std::vector<uint64_t>& live_words() const { return live_words_; }
   bool IsLive(CustomerNo n) const { return live_.contains(n); }
   // One past the highest number given out.
-  CustomerNo end() const { return static_cast<CustomerNo>(ids_.size()); }
+  CustomerNo end() const { return ids_.end(); }
 
   // Applying the information store's data. Each returns the customer's number.
   //
@@ -159,6 +331,13 @@ class Features {
   void ForEachEventDay(CustomerNo n, absl::FunctionRef<void(int32_t type, int64_t day, int64_t count)> fn) const;
   // The currency orders.total is in; empty until an order with an amount has been seen.
   const std::string& currency() const { return currency_; }
+  // The UTC days [first, last] a window ending at `now` counts (as EventCount does).
+  struct DayRange {
+    int64_t first = 0, last = 0;
+  };
+  static DayRange WindowDays(absl::Duration window, absl::Time now);
+  // Events of the type on days first … last (EventCount with its days worked out).
+  int64_t EventCountInDays(CustomerNo n, int32_t type, DayRange days) const;
 
   // An event type id no customer has events of (a preview naming a type never recorded).
   static constexpr int32_t kUnseenEventType = std::numeric_limits<int32_t>::max();
@@ -175,40 +354,29 @@ class Features {
   const TimeColumn* TimeField(rules::Field f) const;
   const AttributeColumn* Attribute(int32_t id) const;
   const Roaring* Interest(absl::string_view item) const;
+  const Column<uint32_t, 0>& consents() const { return consents_; }  // bit (channel - 1) * 4 + (purpose - 1)
+  const Column<uint32_t, 0>& order_counts() const { return order_count_; }
+  const Column<int64_t, 0>& order_totals() const { return order_total_; }
 
   // Bytes held, roughly (the columns' and indexes' allocations).
   size_t MemoryBytes() const;
 
  private:
-  // Events of one type on one UTC day.
-  struct EventDay {
-    uint16_t type;
-    uint16_t day;  // days since 1970-01-01 (until 2149)
-    uint32_t count;
-  };
-  struct LastEvent {
-    uint16_t type;
-    int64_t at;  // seconds
-  };
-  struct Events {
-    std::vector<EventDay> days;   // by (type, day)
-    std::vector<LastEvent> last;  // by type
-  };
-
   void ClearProfile(CustomerNo n);
   StringColumn& MutableString(rules::Field f);
   TimeColumn& MutableTime(rules::Field f);
   AttributeColumn& MutableAttribute(absl::string_view name, rules::Type type);
-  void NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds);
   void AddDays(CustomerNo n, uint16_t type, int64_t day, uint32_t count);
+  void MarkLive(CustomerNo n);
+  void MarkGone(CustomerNo n);
   void ApplyOrder(CustomerNo n, const infostore::v1::Event& event);
 
   const FeatureOptions options_;
   mutable std::shared_mutex mu_;
 
-  std::deque<std::string> ids_;  // stable addresses: numbers_ holds views into them
-  absl::flat_hash_map<absl::string_view, CustomerNo> numbers_;
+  CustomerIds ids_;
   Roaring live_;
+  std::vector<uint64_t> live_words_;
 
   // Built-in fields, indexed by rules::Field (only the string and time ones are used).
   std::vector<StringColumn> strings_;
@@ -228,7 +396,7 @@ class Features {
 
   std::vector<std::string> event_type_names_;
   absl::flat_hash_map<std::string, int32_t> event_types_;
-  std::vector<Events> events_;  // by customer number
+  EventStore events_;
 };
 
 // Who belongs to which segment, for rules that name segment("…").

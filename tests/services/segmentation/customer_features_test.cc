@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 
 namespace ecrm::segmentation {
@@ -198,6 +199,122 @@ TEST_CASE("a customer saved as a record loads back the same") {
   CHECK(g.EventCount(m, *g.FindEventType("page_view"), absl::Hours(24 * 7), now) == 2);
   CHECK(*g.LastEventAt(m, *g.FindEventType("page_view")) == Day(2026, 3, 30, 18));
   CHECK(g.ListContains(m, FieldRef::Builtin(Field::kInterests), "cycling"));
+}
+
+TEST_CASE("ids are found by text and by number, and an erased id is forgotten") {
+  Features f;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5000; ++i) ids.push_back(absl::StrCat("c_", i, i % 7 == 0 ? std::string(300, 'x') : ""));
+  for (const std::string& id : ids) f.SetCustomer(Customer(id));
+  REQUIRE(f.end() == 5000);
+  for (CustomerNo n = 0; n < 5000; ++n) {
+    CHECK(f.Id(n) == ids[n]);
+    CHECK(f.Find(ids[n]) == n);
+  }
+  CHECK_FALSE(f.Find("c_5000"));
+  CHECK_FALSE(f.Find("c_10000"));
+
+  for (CustomerNo n = 0; n < 5000; n += 3) f.Remove(ids[n]);
+  for (CustomerNo n = 0; n < 5000; ++n) {
+    if (n % 3 == 0) {
+      CHECK(f.Id(n).empty());
+      CHECK_FALSE(f.Find(ids[n]));
+      CHECK_FALSE(f.IsLive(n));
+    } else {
+      CHECK(f.Id(n) == ids[n]);
+      CHECK(f.Find(ids[n]) == n);
+    }
+  }
+  // An id seen again after its erasure is a new customer number.
+  CHECK(f.SetCustomer(Customer(ids[0])) == 5000);
+  CHECK(f.Id(5000) == ids[0]);
+  CHECK(f.live().cardinality() == 5000 - 1667 + 1);
+}
+
+TEST_CASE("times outside 1931-2068 and events outside 1970-2106 are kept exactly") {
+  Features f;
+  infostore::v1::Customer c = Customer("c_1");
+  c.mutable_profile()->set_birth_date("1905-02-03");
+  *c.mutable_created_at() = Ts(absl::FromCivil(absl::CivilSecond(2090, 1, 2, 3, 4, 5), absl::UTCTimeZone()));
+  const CustomerNo n = f.SetCustomer(c);
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kBirthDate)).time ==
+        absl::FromCivil(absl::CivilDay(1905, 2, 3), absl::UTCTimeZone()));
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kCreatedAt)).time ==
+        absl::FromCivil(absl::CivilSecond(2090, 1, 2, 3, 4, 5), absl::UTCTimeZone()));
+  const absl::Time old = absl::FromCivil(absl::CivilSecond(1969, 12, 31, 23, 59, 59), absl::UTCTimeZone());
+  const absl::Time late = absl::FromCivil(absl::CivilSecond(2110, 1, 1, 0, 0, 1), absl::UTCTimeZone());
+  f.AddEvent(Event("c_1", "login", old));
+  f.AddEvent(Event("c_1", "page_view", late));
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 1)));
+  CHECK(*f.LastEventAt(n, *f.FindEventType("login")) == old);
+  CHECK(*f.LastEventAt(n, *f.FindEventType("page_view")) == late);
+
+  Features g;
+  const CustomerNo m = g.FromRecord("c_1", f.ToRecord(n));
+  CHECK(g.ToRecord(m).SerializeAsString() == f.ToRecord(n).SerializeAsString());
+  CHECK(*g.LastEventAt(m, *g.FindEventType("page_view")) == late);
+
+  // Back inside the range: the time aside is replaced.
+  c.mutable_profile()->set_birth_date("1990-05-17");
+  f.SetCustomer(c);
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kBirthDate)).time ==
+        absl::FromCivil(absl::CivilDay(1990, 5, 17), absl::UTCTimeZone()));
+  f.Remove("c_1");
+  CHECK_FALSE(f.LastEventAt(n, *f.FindEventType("login")));
+  CHECK(f.Field(n, FieldRef::Builtin(Field::kCreatedAt)).kind == Value::Kind::kMissing);
+}
+
+TEST_CASE("many event types, many days and large counts per customer") {
+  Features f;
+  const CustomerNo n = f.SetCustomer(Customer("c_1"));
+  const absl::Time now = Day(2026, 3, 31, 23);
+  // 300 types, each on days D-k for k < (type % 40) + 1, in an order unlike the types'.
+  for (int round = 0; round < 40; ++round) {
+    for (int t = 299; t >= 0; --t) {
+      if (round > t % 40) continue;
+      f.AddEvent(Event("c_1", absl::StrCat("type_", t), Day(2026, 3, 31, 1) - absl::Hours(24 * round)));
+    }
+  }
+  for (int t = 0; t < 300; ++t) {
+    const int32_t type = *f.FindEventType(absl::StrCat("type_", t));
+    INFO(t);
+    CHECK(f.EventCount(n, type, absl::Hours(24 * 400), now) == t % 40 + 1);
+    CHECK(f.EventCount(n, type, absl::Hours(24 * 10), now) == std::min(t % 40 + 1, 10));
+    CHECK(*f.LastEventAt(n, type) == Day(2026, 3, 31, 1));
+  }
+  // A day with more than 65,535 events of a type, read back from a record and merged.
+  const int32_t view = f.InternEventType("page_view");
+  internal::CustomerFeaturesRecord r;
+  auto* day = r.add_days();
+  day->set_type("page_view");
+  day->set_day(static_cast<int32_t>(absl::ToUnixSeconds(Day(2026, 3, 30)) / 86400));
+  day->set_count(200000);
+  f.FromRecord("c_2", r);
+  f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 30, 20)));
+  f.Merge("c_1", {"c_2"});
+  CHECK(f.EventCount(n, view, absl::Hours(24 * 7), now) == 200001);
+  CHECK(*f.LastEventAt(n, view) == Day(2026, 3, 30, 20));
+  // Saved as one day, and at most 1 holds once that day has left a 2-day window.
+  const internal::CustomerFeaturesRecord saved = f.ToRecord(n);
+  int page_view_days = 0;
+  for (const auto& d : saved.days()) {
+    if (d.type() != "page_view") continue;
+    ++page_view_days;
+    CHECK(d.count() == 200001);
+  }
+  CHECK(page_view_days == 1);
+  CHECK(f.EventCountAtMostAt(n, view, absl::Hours(48), now, 1) ==
+        absl::FromCivil(absl::CivilDay(2026, 4, 1), absl::UTCTimeZone()));
+  Features g;
+  const CustomerNo m = g.FromRecord("c_1", saved);
+  CHECK(g.EventCount(m, *g.FindEventType("page_view"), absl::Hours(24 * 7), now) == 200001);
+  CHECK(g.ToRecord(m).SerializeAsString() == saved.SerializeAsString());
+  // Pruning keeps the days inside the horizon and the latest times.
+  f.PruneEvents(Day(2026, 3, 31) + absl::Hours(24 * 396));  // keeps 2026-03-27 on
+  CHECK(f.EventCount(n, view, absl::InfiniteDuration(), now) == 200001);
+  CHECK(f.EventCount(n, *f.FindEventType("type_39"), absl::InfiniteDuration(), now) == 5);
+  CHECK(f.EventCount(n, *f.FindEventType("type_0"), absl::InfiniteDuration(), now) == 1);
+  CHECK(*f.LastEventAt(n, view) == Day(2026, 3, 30, 20));
 }
 
 }  // namespace
