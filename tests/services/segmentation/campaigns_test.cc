@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ecrm/testing/process.h"
+#include "fakes.h"
 #include "feed.h"
 #include "metrics.h"
 #include "schema.h"
@@ -283,26 +284,11 @@ TEST_CASE("a campaign with an empty control group reports no uplift rather than 
 namespace ecrm::segmentation {
 namespace {
 
-class QuietStore final : public InformationStore {
- public:
-  absl::Status Watch(int64_t, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>&) override {
-    return absl::CancelledError("not watched in this test");
-  }
-  void StopWatching() override {}
-  absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
-    return infostore::v1::ListCustomersResponse();
-  }
-  absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string&, absl::Time,
-                                                               const std::string&) override {
-    return infostore::v1::ListEventsResponse();
-  }
-};
-
 TEST_CASE("the feed consumer tells campaigns of the events it applies, and an erasure forgets the customer's part") {
   Engine e;
   const std::string gb = e.Segment("gb", "profile.address.country == \"GB\"");
   v1::Campaign c = e.Launch(e.Draft(gb, 0.5).id());
-  QuietStore store;
+  NoStore store;
   outbox::Outbox outbox(*e.db);
   prometheus::Registry registry;
   SegmentationMetrics metrics(registry);

@@ -16,6 +16,7 @@
 #include "clv_simulation.h"
 #include "ecrm/outbox/outbox.h"
 #include "ecrm/testing/process.h"
+#include "fakes.h"
 #include "feed.h"
 #include "schema.h"
 #include "segments.h"
@@ -300,22 +301,6 @@ TEST_CASE("a failed fit keeps the last model, and a refit of unchanged data chan
   CHECK_FALSE(none.Report("s0")->probability_alive);
   CHECK(none.Report("s0")->rfm);
 }
-
-// A fake information store the feed consumer is driven around (tests call Apply themselves).
-class NoStore final : public InformationStore {
- public:
-  absl::Status Watch(int64_t, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>&) override {
-    return absl::CancelledError("not watched in this test");
-  }
-  void StopWatching() override {}
-  absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
-    return infostore::v1::ListCustomersResponse();
-  }
-  absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string&, absl::Time,
-                                                               const std::string&) override {
-    return infostore::v1::ListEventsResponse();
-  }
-};
 
 TEST_CASE("a refit moves customers between segments that read scores and publishes it, after the first") {
   testing::TempDir dir;
