@@ -33,6 +33,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/civil_time.h"
 #include "bench_util.h"
 #include "customer_features.h"
@@ -375,9 +377,9 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
 
 int main(int argc, char** argv) {
   int64_t customers = 10'000'000, events = 20, runs = 5, segment_runs = 3, seed = 42, segment_count = 100;
-  int64_t feed_customers = 0, feed_batch = 1000;
-  bool through_segments = false, feed_with_segments = false;
-  std::string dir = "/tmp";
+  int64_t feed_customers = 0, feed_batch = 1000, threads = 1;
+  bool through_segments = false, feed_with_segments = false, compact = false;
+  std::string dir = "/tmp", extra_rules;
   ecrm::config::Flags flags("ecrm-segmentation-bench", "segmentation features, previews and segments at scale");
   flags.AddInt("customers", &customers, "synthetic customers loaded into the features");
   flags.AddInt("events", &events, "events per customer on average (uniform in ±25%), 5 types, last 90 days");
@@ -392,7 +394,10 @@ int main(int argc, char** argv) {
   flags.AddInt("feed-batch", &feed_batch, "changes per feed message");
   flags.AddBool("feed-with-segments", &feed_with_segments,
                 "the feed run has the segments saved (evaluated per change)");
+  flags.AddInt("threads", &threads, "threads of each population evaluation (PopulationOptions::threads)");
+  flags.AddBool("compact", &compact, "compact the events after loading");
   flags.AddString("dir", &dir, "directory for the temporary SQLite databases");
+  flags.AddString("rules", &extra_rules, "more rules to preview, separated by ';' (each timed like the preview)");
   if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
 
   const int64_t rss_start = ProcStatusBytes("VmRSS");
@@ -436,6 +441,10 @@ int main(int argc, char** argv) {
       event_count += static_cast<int64_t>(es.size());
     }
   }
+  if (compact) {
+    std::unique_lock lock(features.mutex());
+    features.CompactEvents();
+  }
   const double apply_seconds = customer_seconds + event_seconds;
   Emit("segmentation_load_apply", "changes/s", {static_cast<double>(changes) / apply_seconds},
        absl::StrCat("\"customers\":", customers, ",\"events\":", event_count,
@@ -465,12 +474,30 @@ int main(int argc, char** argv) {
     seg::PopulationResult result;
     std::shared_lock lock(features.mutex());
     for (int64_t r = 0; r < runs; ++r) {
-      ms.push_back(Millis([&] { result = seg::EvaluatePopulation(rule, features, nullptr, kNow); }));
+      ms.push_back(Millis([&] {
+        result = seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = static_cast<int>(threads)});
+      }));
     }
     Emit("segmentation_preview_5_predicates", "ms", ms,
          absl::StrCat("\"customers\":", customers, ",\"members\":", result.members.cardinality(),
                       ",\"evaluated_one_by_one\":", result.evaluated_one_by_one,
                       ",\"checksum\":", Checksum(result.members)));
+  }
+
+  // --- any other rules asked for -------------------------------------------------------------
+  for (absl::string_view text : absl::StrSplit(extra_rules, ';', absl::SkipWhitespace())) {
+    const ecrm::rules::Rule rule = CompileOrDie(std::string(text), features);
+    std::vector<double> ms;
+    seg::PopulationResult result;
+    std::shared_lock lock(features.mutex());
+    for (int64_t r = 0; r < runs; ++r) {
+      ms.push_back(Millis([&] {
+        result = seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = static_cast<int>(threads)});
+      }));
+    }
+    Emit("segmentation_preview_rule", "ms", ms,
+         absl::StrCat("\"rule\":\"", absl::StrReplaceAll(text, {{"\"", "\\\""}}), "\",\"members\":",
+                      result.members.cardinality(), ",\"evaluated_one_by_one\":", result.evaluated_one_by_one));
   }
 
   // --- 100 segments through the population evaluator ----------------------------------------
@@ -487,7 +514,8 @@ int main(int argc, char** argv) {
       total_ms.push_back(Millis([&] {
         for (const ecrm::rules::Rule& rule : rules) {
           const auto start = std::chrono::steady_clock::now();
-          seg::PopulationResult result = seg::EvaluatePopulation(rule, features, nullptr, kNow);
+          seg::PopulationResult result =
+              seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = static_cast<int>(threads)});
           slowest = std::max(slowest, Seconds(start) * 1000);
           members += result.members.cardinality();
           one_by_one += static_cast<uint64_t>(result.evaluated_one_by_one);

@@ -1,6 +1,6 @@
 #include "customer_features.h"
 
-#include <malloc.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -162,7 +162,7 @@ size_t Dictionary::MemoryBytes() const {
 void TimeColumn::Set(CustomerNo n, int64_t seconds) {
   if (n >= values_.size()) {
     if (seconds == kNoTime) return;
-    GrowTo(values_, size_t{n} + 1, kMissing);
+    values_.resize(size_t{n} + 1, kMissing);
   }
   if (values_[n] == kWide) wide_.erase(n);
   if (seconds == kNoTime) {
@@ -176,15 +176,16 @@ void TimeColumn::Set(CustomerNo n, int64_t seconds) {
 }
 
 size_t TimeColumn::MemoryBytes() const {
-  return values_.capacity() * sizeof(int32_t) + wide_.capacity() * (sizeof(CustomerNo) + sizeof(int64_t) + 1);
+  return values_.MemoryBytes() + wide_.capacity() * (sizeof(CustomerNo) + sizeof(int64_t) + 1);
 }
 
 namespace {
 template <typename To, typename From>
-void Widen(std::vector<From>& from, std::vector<To>& to) {
-  to.reserve(from.capacity());
-  to.assign(from.begin(), from.end());
-  std::vector<From>().swap(from);
+void Widen(MappedVector<From>& from, MappedVector<To>& to) {
+  to = MappedVector<To>();
+  to.Append(from.size());
+  std::copy(from.begin(), from.end(), to.data());
+  from = MappedVector<From>();
 }
 }  // namespace
 
@@ -197,10 +198,10 @@ void CodeColumn::Set(CustomerNo n, uint32_t code) {
     width_ = width;
   }
   auto set = [&](auto& values) {
-    using T = typename std::decay_t<decltype(values)>::value_type;
+    using T = std::decay_t<decltype(values[0])>;
     if (n >= values.size()) {
       if (code == 0) return;
-      GrowTo(values, size_t{n} + 1, T{0});
+      values.resize(size_t{n} + 1, T{0});
     }
     values[n] = static_cast<T>(code);
   };
@@ -244,10 +245,10 @@ CustomerNo CustomerIds::Add(absl::string_view id) {
     used_ = 0;
   }
   const uint64_t at = (chunks_.size() - 1) * kChunk + used_;
-  if (n % 64 == 0) GrowTo(runs_, runs_.size() + 1, at);
+  if (n % 64 == 0) runs_.resize(runs_.size() + 1, at);
   // A run's 64 ids (at most 255 bytes each with their length) and the unused end of a chunk
   // stay within 16 bits.
-  GrowTo(offsets_, offsets_.size() + 1, static_cast<uint16_t>(at - runs_.back()));
+  offsets_.resize(offsets_.size() + 1, static_cast<uint16_t>(at - runs_[runs_.size() - 1]));
   char* p = chunks_.back().get() + used_;
   if (is_long) {
     p[0] = static_cast<char>(kLong);
@@ -278,18 +279,33 @@ void CustomerIds::Forget(CustomerNo n) {
 }
 
 size_t CustomerIds::MemoryBytes() const {
-  size_t bytes = chunks_.size() * kChunk + runs_.capacity() * sizeof(uint64_t) + offsets_.capacity() * sizeof(uint16_t);
+  size_t bytes = chunks_.size() * kChunk + runs_.MemoryBytes() + offsets_.MemoryBytes();
   bytes += numbers_.capacity() * (sizeof(CustomerNo) + 1);
   for (const std::string& id : long_) bytes += sizeof(std::string) + id.capacity();
   return bytes;
 }
 
-EventStore::~EventStore() {
-  for (uint32_t* b : blocks_) std::free(b);
+MappedBuffer::~MappedBuffer() {
+  if (data_ != nullptr) munmap(data_, capacity_);
+}
+
+void MappedBuffer::Reserve(size_t bytes) {
+  if (bytes <= capacity_) return;
+  constexpr size_t kPage = 4096;
+  size_t capacity = std::max(bytes, std::max(capacity_ * 2, kPage));
+  capacity = (capacity + kPage - 1) / kPage * kPage;
+  void* p = data_ == nullptr ? mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                             : mremap(data_, capacity_, capacity, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  data_ = p;
+  capacity_ = capacity;
 }
 
 void EventStore::Resize(CustomerNo end) {
-  if (end > blocks_.size()) GrowTo(blocks_, end, static_cast<uint32_t*>(nullptr));
+  if (end <= offsets_.size()) return;
+  offsets_.resize(end, kNoBlock);
+  const size_t groups = ((size_t{end} - 1) >> kGroupBits) + 1;
+  if (groups > groups_.size()) groups_.resize(groups);
 }
 
 int64_t EventStore::Last(CustomerNo n, const uint32_t* b, uint32_t i) const {
@@ -299,29 +315,67 @@ int64_t EventStore::Last(CustomerNo n, const uint32_t* b, uint32_t i) const {
 }
 
 size_t EventStore::Used(const uint32_t* b) {
-  size_t words = 1 + 2 * size_t{b[0]};
-  for (uint32_t i = 0; i < b[0]; ++i) words += b[1 + 2 * i] & 0xffff;
+  const uint32_t types = b[0] & 0xffff;
+  size_t words = 1 + 2 * size_t{types};
+  for (uint32_t i = 0; i < types; ++i) words += b[1 + 2 * i] & 0xffff;
   return words;
 }
 
-uint32_t* EventStore::Reserve(CustomerNo n, size_t words) {
-  uint32_t*& b = blocks_[n];
-  if (b != nullptr && malloc_usable_size(b) >= words * sizeof(uint32_t)) return b;
-  auto* grown = static_cast<uint32_t*>(std::realloc(b, words * sizeof(uint32_t)));
-  if (grown == nullptr) throw std::bad_alloc();
-  if (b == nullptr) grown[0] = 0;
-  b = grown;
-  return b;
+uint32_t* EventStore::Grow(CustomerNo n, size_t used, size_t more) {
+  uint32_t* b = Block(n);
+  if (b != nullptr && (b[0] >> 16) >= more) {
+    b[0] -= static_cast<uint32_t>(more) << 16;
+    return b;
+  }
+  const size_t g = n >> kGroupBits;
+  Group& group = groups_[g];
+  if (b != nullptr) {
+    // The block moves: compact first if that would leave a quarter of the arena behind.
+    const size_t garbage = group.garbage + used + (b[0] >> 16);
+    if (garbage > 4096 && garbage * 4 > group.arena.size()) Compact(g);
+    b = Block(n);
+  }
+  const size_t free = b == nullptr ? 0 : b[0] >> 16;
+  const size_t room = std::min<size_t>(0xffff, std::max<size_t>(2, (used + more) / 8));
+  const size_t at = group.arena.Append(used + more + room);  // may move the arena
+  uint32_t* moved = group.arena.data() + at;
+  if (b == nullptr) {
+    moved[0] = 0;
+  } else {
+    std::memcpy(moved, group.arena.data() + offsets_[n], used * sizeof(uint32_t));
+    group.garbage += used + free;
+  }
+  moved[0] = (moved[0] & 0xffff) | static_cast<uint32_t>(room) << 16;
+  offsets_[n] = static_cast<uint32_t>(at);
+  return moved;
+}
+
+void EventStore::Compact(size_t g) {
+  Group& group = groups_[g];
+  MappedVector<uint32_t> fresh;
+  const size_t first = g << kGroupBits;
+  const size_t end = std::min(offsets_.size(), first + (size_t{1} << kGroupBits));
+  for (size_t n = first; n < end; ++n) {
+    if (offsets_[n] == kNoBlock) continue;
+    const uint32_t* b = group.arena.data() + offsets_[n];
+    const size_t used = Used(b);
+    const size_t at = fresh.Append(used);
+    std::memcpy(fresh.data() + at, b, used * sizeof(uint32_t));
+    fresh.data()[at] &= 0xffff;
+    offsets_[n] = static_cast<uint32_t>(at);
+  }
+  group.arena = std::move(fresh);
+  group.garbage = 0;
 }
 
 uint32_t EventStore::TypeIndex(CustomerNo n, uint16_t type) {
-  uint32_t* b = blocks_[n];
-  const uint32_t types = b == nullptr ? 0 : b[0];
+  uint32_t* b = Block(n);
+  const uint32_t types = b == nullptr ? 0 : b[0] & 0xffff;
   uint32_t i = 0;
   while (i < types && (b[1 + 2 * i] >> 16) < type) ++i;
   if (i < types && (b[1 + 2 * i] >> 16) == type) return i;
   const size_t used = b == nullptr ? 1 : Used(b);
-  b = Reserve(n, used + 2);
+  b = Grow(n, used, 2);
   uint32_t* at = b + 1 + 2 * i;
   std::memmove(at + 2, at, (used - (1 + 2 * i)) * sizeof(uint32_t));
   at[0] = uint32_t{type} << 16;
@@ -332,7 +386,7 @@ uint32_t EventStore::TypeIndex(CustomerNo n, uint16_t type) {
 
 void EventStore::NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds) {
   const uint32_t i = TypeIndex(n, type);
-  uint32_t* b = blocks_[n];
+  uint32_t* b = Block(n);
   if (at_seconds <= Last(n, b, i)) return;
   if (b[2 + 2 * i] == kWide) wide_.erase(Key(n, type));
   if (at_seconds >= 0 && at_seconds < kWide) {
@@ -346,8 +400,9 @@ void EventStore::NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds) {
 void EventStore::AddDays(CustomerNo n, uint16_t type, uint16_t day, uint32_t count) {
   const uint32_t i = TypeIndex(n, type);
   while (count > 0) {
-    uint32_t* b = blocks_[n];
-    size_t start = 1 + 2 * size_t{b[0]};
+    uint32_t* b = Block(n);
+    const uint32_t types = b[0] & 0xffff;
+    size_t start = 1 + 2 * size_t{types};
     for (uint32_t k = 0; k < i; ++k) start += b[1 + 2 * k] & 0xffff;
     const uint32_t entries = b[1 + 2 * i] & 0xffff;
     // The last entry of the day, if any (a new event is most often of the latest day).
@@ -361,7 +416,7 @@ void EventStore::AddDays(CustomerNo n, uint16_t type, uint16_t day, uint32_t cou
     }
     if (entries == 0xffff) return;  // the type's entries are full: not counted
     const size_t used = Used(b);
-    b = Reserve(n, used + 1);
+    b = Grow(n, used, 1);
     std::memmove(b + at + 1, b + at, (used - at) * sizeof(uint32_t));
     const uint32_t add = std::min<uint32_t>(count, 0xffff);
     b[at] = uint32_t{day} << 16 | add;
@@ -371,22 +426,23 @@ void EventStore::AddDays(CustomerNo n, uint16_t type, uint16_t day, uint32_t cou
 }
 
 void EventStore::Clear(CustomerNo n) {
-  if (n >= blocks_.size() || blocks_[n] == nullptr) return;
-  const uint32_t* b = blocks_[n];
-  for (uint32_t i = 0; i < b[0]; ++i) {
+  const uint32_t* b = Block(n);
+  if (b == nullptr) return;
+  const uint32_t types = b[0] & 0xffff;
+  for (uint32_t i = 0; i < types; ++i) {
     if (b[2 + 2 * i] == kWide) wide_.erase(Key(n, static_cast<uint16_t>(b[1 + 2 * i] >> 16)));
   }
-  std::free(blocks_[n]);
-  blocks_[n] = nullptr;
+  groups_[n >> kGroupBits].garbage += Used(b) + (b[0] >> 16);
+  offsets_[n] = kNoBlock;
 }
 
 void EventStore::Prune(int64_t first_day) {
-  for (uint32_t*& b : blocks_) {
+  for (size_t n = 0; n < offsets_.size(); ++n) {
+    uint32_t* b = Block(static_cast<CustomerNo>(n));
     if (b == nullptr) continue;
-    const uint32_t types = b[0];
+    const uint32_t types = b[0] & 0xffff;
     const uint32_t* from = b + 1 + 2 * types;
     uint32_t* to = b + 1 + 2 * types;
-    bool dropped = false;
     for (uint32_t i = 0; i < types; ++i) {
       const uint32_t entries = b[1 + 2 * i] & 0xffff;
       uint32_t kept = 0;
@@ -395,33 +451,21 @@ void EventStore::Prune(int64_t first_day) {
         *to++ = *from;
         ++kept;
       }
-      dropped = dropped || kept != entries;
       b[1 + 2 * i] = (b[1 + 2 * i] & 0xffff0000) | kept;
     }
-    const size_t used = static_cast<size_t>(to - b);
-    if (dropped && malloc_usable_size(b) >= (used + 8) * sizeof(uint32_t)) {
-      if (auto* shrunk = static_cast<uint32_t*>(std::realloc(b, used * sizeof(uint32_t)))) b = shrunk;
-    }
+    // The words dropped are left behind until the arena is compacted.
+    groups_[n >> kGroupBits].garbage += static_cast<size_t>(from - to);
   }
-}
-
-absl::Span<const uint32_t> EventStore::Days(CustomerNo n, uint16_t type) const {
-  const uint32_t* b = n < blocks_.size() ? blocks_[n] : nullptr;
-  if (b == nullptr) return {};
-  size_t start = 1 + 2 * size_t{b[0]};
-  for (uint32_t i = 0; i < b[0]; ++i) {
-    const uint32_t d = b[1 + 2 * i];
-    if ((d >> 16) == type) return absl::Span<const uint32_t>(b + start, d & 0xffff);
-    if ((d >> 16) > type) break;
-    start += d & 0xffff;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (groups_[g].garbage > 0) Compact(g);
   }
-  return {};
 }
 
 std::optional<int64_t> EventStore::LastAt(CustomerNo n, uint16_t type) const {
-  const uint32_t* b = n < blocks_.size() ? blocks_[n] : nullptr;
+  const uint32_t* b = Block(n);
   if (b == nullptr) return std::nullopt;
-  for (uint32_t i = 0; i < b[0]; ++i) {
+  const uint32_t types = b[0] & 0xffff;
+  for (uint32_t i = 0; i < types; ++i) {
     if ((b[1 + 2 * i] >> 16) != type) continue;
     const int64_t at = Last(n, b, i);
     if (at == kNoTime) return std::nullopt;  // days read back without their latest time
@@ -430,11 +474,25 @@ std::optional<int64_t> EventStore::LastAt(CustomerNo n, uint16_t type) const {
   return std::nullopt;
 }
 
+std::vector<EventStore::TypeEvents> EventStore::Types(CustomerNo n) const {
+  std::vector<TypeEvents> out;
+  const uint32_t* b = Block(n);
+  if (b == nullptr) return out;
+  const uint32_t types = b[0] & 0xffff;
+  const uint32_t* entries = b + 1 + 2 * types;
+  for (uint32_t i = 0; i < types; ++i) {
+    const uint32_t d = b[1 + 2 * i];
+    out.push_back({static_cast<uint16_t>(d >> 16), Last(n, b, i), {entries, entries + (d & 0xffff)}});
+    entries += d & 0xffff;
+  }
+  return out;
+}
+
 size_t EventStore::MemoryBytes() const {
-  size_t bytes = blocks_.capacity() * sizeof(uint32_t*) + wide_.capacity() * (sizeof(uint64_t) + sizeof(int64_t) + 1);
-  // Each allocation's usable size and glibc's 8-byte chunk header.
-  for (const uint32_t* b : blocks_) bytes += b == nullptr ? 0 : malloc_usable_size(const_cast<uint32_t*>(b)) + 8;
-  return bytes;
+  // The arenas' pages are resident as far as they were written.
+  size_t bytes = offsets_.MemoryBytes() + groups_.capacity() * sizeof(Group);
+  for (const Group& g : groups_) bytes += g.arena.MemoryBytes();
+  return bytes + wide_.capacity() * (sizeof(uint64_t) + sizeof(int64_t) + 1);
 }
 
 Features::Features(FeatureOptions options)
@@ -454,7 +512,7 @@ std::optional<CustomerNo> Features::Find(absl::string_view customer_id) const { 
 
 void Features::MarkLive(CustomerNo n) {
   live_.add(n);
-  if (n / 64 >= live_words_.size()) GrowTo(live_words_, size_t{n} / 64 + 1, uint64_t{0});
+  if (n / 64 >= live_words_.size()) live_words_.resize(size_t{n} / 64 + 1, 0);
   live_words_[n / 64] |= uint64_t{1} << (n % 64);
 }
 
@@ -617,10 +675,10 @@ void Features::Merge(absl::string_view survivor_id, absl::Span<const std::string
   for (const std::string& id : merged_ids) {
     std::optional<CustomerNo> m = Find(id);
     if (!m || *m == s) continue;
-    events_.ForEachType(*m, [&](uint16_t type, int64_t last, absl::Span<const uint32_t> days) {
-      events_.NoteLast(s, type, last);
-      for (uint32_t d : days) events_.AddDays(s, type, static_cast<uint16_t>(d >> 16), d & 0xffff);
-    });
+    for (const EventStore::TypeEvents& t : events_.Types(*m)) {
+      events_.NoteLast(s, t.type, t.last);
+      for (uint32_t d : t.days) events_.AddDays(s, t.type, static_cast<uint16_t>(d >> 16), d & 0xffff);
+    }
     Remove(id);
   }
 }
@@ -709,21 +767,21 @@ internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
   }
   std::sort(r.mutable_attributes()->begin(), r.mutable_attributes()->end(),
             [](const auto& a, const auto& b) { return a.name() < b.name(); });
-  events_.ForEachType(n, [&](uint16_t type, int64_t at, absl::Span<const uint32_t> days) {
-    for (size_t i = 0; i < days.size(); ++i) {
+  for (const EventStore::TypeEvents& t : events_.Types(n)) {
+    for (size_t i = 0; i < t.days.size(); ++i) {
       // A day whose count went past 65,535 has several entries: saved as one.
-      uint32_t count = days[i] & 0xffff;
-      while (i + 1 < days.size() && (days[i + 1] >> 16) == (days[i] >> 16)) count += days[++i] & 0xffff;
+      uint32_t count = t.days[i] & 0xffff;
+      while (i + 1 < t.days.size() && (t.days[i + 1] >> 16) == (t.days[i] >> 16)) count += t.days[++i] & 0xffff;
       auto* day = r.add_days();
-      day->set_type(event_type_names_[type]);
-      day->set_day(static_cast<int32_t>(days[i] >> 16));
+      day->set_type(event_type_names_[t.type]);
+      day->set_day(static_cast<int32_t>(t.days[i] >> 16));
       day->set_count(count);
     }
-    if (at == kNoTime) return;
+    if (t.last == kNoTime) continue;
     auto* last = r.add_last();
-    last->set_type(event_type_names_[type]);
-    last->set_seconds(at);
-  });
+    last->set_type(event_type_names_[t.type]);
+    last->set_seconds(t.last);
+  }
   // In name order, so that equal customers save equal bytes whatever the ids of their types.
   std::sort(r.mutable_days()->begin(), r.mutable_days()->end(), [](const auto& a, const auto& b) {
     return a.type() != b.type() ? a.type() < b.type() : a.day() < b.day();
@@ -801,7 +859,7 @@ void Features::Clear() {
     ClearEvents(n);
   }
   live_ = Roaring();
-  live_words_.clear();
+  live_words_ = MappedVector<uint64_t>();
 }
 
 void Features::SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, absl::string_view cell) {
@@ -902,9 +960,9 @@ int64_t Features::EventCountInDays(CustomerNo n, int32_t type, DayRange range) c
 
 void Features::ForEachEventDay(CustomerNo n,
                                absl::FunctionRef<void(int32_t type, int64_t day, int64_t count)> fn) const {
-  events_.ForEachType(n, [&](uint16_t type, int64_t, absl::Span<const uint32_t> days) {
-    for (uint32_t d : days) fn(type, d >> 16, d & 0xffff);
-  });
+  for (const EventStore::TypeEvents& t : events_.Types(n)) {
+    for (uint32_t d : t.days) fn(t.type, d >> 16, d & 0xffff);
+  }
 }
 
 int64_t Features::EventCount(CustomerNo n, int32_t type, absl::Duration window, absl::Time now) const {
@@ -949,7 +1007,9 @@ std::vector<std::string> Features::AttributeNames() const {
   return names;
 }
 
-const StringColumn* Features::StringField(rules::Field f) const { return &strings_[static_cast<int>(f)]; }
+const StringColumn* Features::StringField(rules::Field f) const {
+  return f == rules::Field::kRfmCell ? &rfm_cell_ : &strings_[static_cast<int>(f)];
+}
 const TimeColumn* Features::TimeField(rules::Field f) const { return &times_[static_cast<int>(f)]; }
 const AttributeColumn* Features::Attribute(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < attributes_.size() ? &attributes_[id] : nullptr;
@@ -960,7 +1020,7 @@ const Roaring* Features::Interest(absl::string_view item) const {
 }
 
 size_t Features::MemoryBytes() const {
-  size_t bytes = ids_.MemoryBytes() + live_words_.capacity() * sizeof(uint64_t);
+  size_t bytes = ids_.MemoryBytes() + live_words_.MemoryBytes();
   for (const StringColumn& c : strings_) bytes += c.codes.MemoryBytes() + c.dictionary.MemoryBytes();
   for (const TimeColumn& c : times_) bytes += c.MemoryBytes();
   bytes += order_count_.MemoryBytes() + order_total_.MemoryBytes() + consents_.MemoryBytes();

@@ -20,6 +20,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -54,13 +55,74 @@ class Dictionary {
   absl::flat_hash_map<absl::string_view, uint32_t> codes_;
 };
 
-// Grows `v` to `size` elements of `fill`, by a quarter of its capacity at a time: doubling
-// would leave up to half of a column of millions of customers allocated and unused.
+// Memory for columns of millions of values: an anonymous mapping of its own that grows by
+// remapping (no copy, and nothing left behind in the heap, where the buffers a growing vector
+// leaves stay resident), of which only the pages written are resident, returned to the system
+// when dropped.
+class MappedBuffer {
+ public:
+  MappedBuffer() = default;
+  MappedBuffer(MappedBuffer&& other) noexcept { Swap(other); }
+  MappedBuffer& operator=(MappedBuffer&& other) noexcept {
+    MappedBuffer(std::move(other)).Swap(*this);
+    return *this;
+  }
+  ~MappedBuffer();
+  void* data() const { return data_; }
+  // Makes room for at least `bytes` (at least doubling).
+  void Reserve(size_t bytes);
+  void Swap(MappedBuffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(capacity_, other.capacity_);
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;  // bytes
+};
+
+// A vector of trivially copyable values in a MappedBuffer.
 template <typename T>
-void GrowTo(std::vector<T>& v, size_t size, const T& fill) {
-  if (size > v.capacity()) v.reserve(std::max(size, v.capacity() + v.capacity() / 4 + 256));
-  v.resize(size, fill);
-}
+class MappedVector {
+ public:
+  MappedVector() = default;
+  MappedVector(MappedVector&& other) noexcept
+      : buffer_(std::move(other.buffer_)), size_(std::exchange(other.size_, 0)) {}
+  MappedVector& operator=(MappedVector&& other) noexcept {
+    buffer_ = std::move(other.buffer_);
+    size_ = std::exchange(other.size_, 0);
+    return *this;
+  }
+
+  size_t size() const { return size_; }
+  T* data() { return static_cast<T*>(buffer_.data()); }
+  const T* data() const { return static_cast<const T*>(buffer_.data()); }
+  T& operator[](size_t i) { return data()[i]; }
+  const T& operator[](size_t i) const { return data()[i]; }
+  const T* begin() const { return data(); }
+  const T* end() const { return data() + size_; }
+  // Grows to `size` values, the new ones `fill`.
+  void resize(size_t size, T fill) {
+    if (size > size_) {
+      const size_t at = Append(size - size_);
+      std::fill(data() + at, data() + size, fill);
+    }
+    size_ = size;
+  }
+  // Adds `count` values, not initialised; returns the index of the first.
+  size_t Append(size_t count) {
+    buffer_.Reserve((size_ + count) * sizeof(T));
+    const size_t at = size_;
+    size_ += count;
+    return at;
+  }
+  // Bytes written, as far as they are resident.
+  size_t MemoryBytes() const { return size_ * sizeof(T); }
+
+ private:
+  MappedBuffer buffer_;
+  size_t size_ = 0;
+};
 
 // A value per customer number, `kMissing` for numbers past the last one set.
 template <typename T, T kMissing>
@@ -70,15 +132,15 @@ class Column {
   void Set(CustomerNo n, T v) {
     if (n >= values_.size()) {
       if (v == kMissing) return;
-      GrowTo(values_, size_t{n} + 1, kMissing);
+      values_.resize(size_t{n} + 1, kMissing);
     }
     values_[n] = v;
   }
-  const std::vector<T>& values() const { return values_; }
-  size_t MemoryBytes() const { return values_.capacity() * sizeof(T); }
+  const MappedVector<T>& values() const { return values_; }
+  size_t MemoryBytes() const { return values_.MemoryBytes(); }
 
  private:
-  std::vector<T> values_;
+  MappedVector<T> values_;
 };
 
 inline constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
@@ -101,7 +163,7 @@ class TimeColumn {
   static constexpr int64_t kEpoch = 946684800;  // 2000-01-01T00:00:00Z
   static constexpr int32_t kMissing = std::numeric_limits<int32_t>::min();
   static constexpr int32_t kWide = kMissing + 1;  // in wide_
-  std::vector<int32_t> values_;
+  MappedVector<int32_t> values_;
   absl::flat_hash_map<CustomerNo, int64_t> wide_;
 };
 
@@ -125,15 +187,13 @@ class CodeColumn {
   decltype(auto) Visit(F f) const {
     return width_ == 1 ? f(w1_) : width_ == 2 ? f(w2_) : f(w4_);
   }
-  size_t MemoryBytes() const {
-    return w1_.capacity() + w2_.capacity() * sizeof(uint16_t) + w4_.capacity() * sizeof(uint32_t);
-  }
+  size_t MemoryBytes() const { return w1_.MemoryBytes() + w2_.MemoryBytes() + w4_.MemoryBytes(); }
 
  private:
   int width_ = 1;
-  std::vector<uint8_t> w1_;
-  std::vector<uint16_t> w2_;
-  std::vector<uint32_t> w4_;
+  MappedVector<uint8_t> w1_;
+  MappedVector<uint16_t> w2_;
+  MappedVector<uint32_t> w4_;
 };
 
 // A dictionary-encoded string column.
@@ -191,28 +251,33 @@ class CustomerIds {
   char* At(CustomerNo n) const;
 
   std::vector<std::unique_ptr<char[]>> chunks_;
-  size_t used_ = kChunk;           // bytes used in the last chunk
-  std::vector<uint64_t> runs_;     // where the ids of numbers 64k … 64k + 63 start
-  std::vector<uint16_t> offsets_;  // each id's offset from its run's start
-  std::vector<std::string> long_;  // ids of 255 bytes or more
+  size_t used_ = kChunk;            // bytes used in the last chunk
+  MappedVector<uint64_t> runs_;     // where the ids of numbers 64k … 64k + 63 start
+  MappedVector<uint16_t> offsets_;  // each id's offset from its run's start
+  std::vector<std::string> long_;   // ids of 255 bytes or more
   absl::flat_hash_set<CustomerNo, Hash, Eq> numbers_;
 };
 
 // Each customer's events counted by type and UTC day, and the latest time of each type, in
-// one allocation of 32-bit words (none for a customer without events):
-//   [0]                 T, the number of types
+// one block of 32-bit words (none for a customer without events):
+//   [0]                 the words free after the block's end << 16 | T, the number of types
 //   [1 + 2i]            type i's id << 16 | its number of day entries (types ascending)
 //   [2 + 2i]            the latest time of type i: seconds since 1970 until 2106; kNone when
 //                       only days were read back; kWide: kept aside (before 1970, after 2106)
 //   [1 + 2T …]          the day entries of type 0, then type 1, …: day << 16 | count, by day
 // Days are days since 1970-01-01 (16 bits: until 2149); a count past 65,535 goes on in another
-// entry for the same day. A customer holds at most 65,535 entries per type (179 years of days
-// within the horizon); a day past that is not counted. About 4 bytes per type and 4 per day
-// with events, plus the allocation's 8-byte header and the pointer to it.
+// entry for the same day. A customer holds at most 65,535 types and 65,535 entries per type
+// (179 years of days within the horizon); a day past that is not counted.
+//
+// The blocks of each 65,536 customer numbers share an arena, kept in customer order so that a
+// scan over customers reads memory in order (a scan that chased one allocation per customer
+// spent ~150 ns on each). A block that outgrows its room moves to the arena's end with an
+// eighth more; when a quarter of the arena is left behind by moves, the arena is written anew
+// in customer order without free words. About 4 bytes per type, 4 per day with events, 4 for
+// the header and 4 for the customer's offset.
 class EventStore {
  public:
   EventStore() = default;
-  ~EventStore();
   EventStore(const EventStore&) = delete;
   EventStore& operator=(const EventStore&) = delete;
 
@@ -223,37 +288,71 @@ class EventStore {
   void Clear(CustomerNo n);
   // Drops the entries of days before `first_day` (the latest times stay).
   void Prune(int64_t first_day);
+  // Writes every arena anew in customer order.
+  void CompactAll() {
+    for (size_t g = 0; g < groups_.size(); ++g) Compact(g);
+  }
 
-  // The entries of a type (day << 16 | count, by day); empty when none.
-  absl::Span<const uint32_t> Days(CustomerNo n, uint16_t type) const;
-  std::optional<int64_t> LastAt(CustomerNo n, uint16_t type) const;
-  // Calls f(type, last_at_seconds or kNoTime, entries) for each type the customer has events
-  // of, by type.
-  template <typename F>
-  void ForEachType(CustomerNo n, F f) const {
-    const uint32_t* b = n < blocks_.size() ? blocks_[n] : nullptr;
-    if (b == nullptr) return;
-    const uint32_t* entries = b + 1 + 2 * b[0];
-    for (uint32_t i = 0; i < b[0]; ++i) {
+  // The entries of a type (day << 16 | count, by day); empty when none. Valid until the next
+  // change.
+  absl::Span<const uint32_t> Days(CustomerNo n, uint16_t type) const {
+    const uint32_t* b = Block(n);
+    if (b == nullptr) return {};
+    const uint32_t types = b[0] & 0xffff;
+    size_t start = 1 + 2 * size_t{types};
+    for (uint32_t i = 0; i < types; ++i) {
       const uint32_t d = b[1 + 2 * i];
-      f(static_cast<uint16_t>(d >> 16), Last(n, b, i), absl::Span<const uint32_t>(entries, d & 0xffff));
-      entries += d & 0xffff;
+      if ((d >> 16) == type) return absl::Span<const uint32_t>(b + start, d & 0xffff);
+      if ((d >> 16) > type) break;
+      start += d & 0xffff;
+    }
+    return {};
+  }
+  // Starts loading the customer's block into the cache: a scan over scattered customers asks
+  // for each a few customers ahead, so that the loads overlap.
+  void Prefetch(CustomerNo n) const {
+    if (const uint32_t* b = Block(n)) {
+      // (GCC 12 dropped __builtin_prefetch here as dead code.)
+      asm volatile("prefetcht0 %0" : : "m"(*b));
+      asm volatile("prefetcht0 %0" : : "m"(b[16]));
     }
   }
+  std::optional<int64_t> LastAt(CustomerNo n, uint16_t type) const;
+  struct TypeEvents {
+    uint16_t type;
+    int64_t last;                // seconds, or kNoTime
+    std::vector<uint32_t> days;  // day << 16 | count, by day
+  };
+  // The customer's events by type (a copy: for saving and merging).
+  std::vector<TypeEvents> Types(CustomerNo n) const;
   size_t MemoryBytes() const;
 
  private:
-  static constexpr uint32_t kNone = 0xffffffff, kWide = 0xfffffffe;
+  static constexpr uint32_t kNone = 0xffffffff, kWide = 0xfffffffe;  // latest times
+  static constexpr uint32_t kNoBlock = 0xffffffff;                   // offsets
+  static constexpr int kGroupBits = 16;
+  struct Group {
+    MappedVector<uint32_t> arena;
+    size_t garbage = 0;  // words left behind by blocks that moved or went
+  };
   static uint64_t Key(CustomerNo n, uint16_t type) { return uint64_t{n} << 16 | type; }
-  int64_t Last(CustomerNo n, const uint32_t* b, uint32_t i) const;
-  // The words in use.
+  const uint32_t* Block(CustomerNo n) const {
+    if (n >= offsets_.size() || offsets_[n] == kNoBlock) return nullptr;
+    return groups_[n >> kGroupBits].arena.data() + offsets_[n];
+  }
+  uint32_t* Block(CustomerNo n) { return const_cast<uint32_t*>(std::as_const(*this).Block(n)); }
   static size_t Used(const uint32_t* b);
-  // The customer's block with room for `words` words.
-  uint32_t* Reserve(CustomerNo n, size_t words);
+  int64_t Last(CustomerNo n, const uint32_t* b, uint32_t i) const;
+  // The customer's block with `more` free words after its `used` words (a block of just the
+  // header when it had none); it may have moved.
+  uint32_t* Grow(CustomerNo n, size_t used, size_t more);
   // Type's descriptor index, inserting an empty one when missing.
   uint32_t TypeIndex(CustomerNo n, uint16_t type);
+  // Writes the group's arena anew, in customer order, without free words.
+  void Compact(size_t group);
 
-  std::vector<uint32_t*> blocks_;
+  std::vector<Group> groups_;
+  MappedVector<uint32_t> offsets_;               // by customer: the block's offset in its group's arena
   absl::flat_hash_map<uint64_t, int64_t> wide_;  // latest times outside 1970–2106, by Key
 };
 
@@ -279,7 +378,7 @@ class Features {
   // Customers currently held (not erased, not merged into another).
   const Roaring& live() const { return live_; }
   // The same, as plain bits: bit n % 64 of word n / 64 (the population evaluator's start).
-  const std::vector<uint64_t>& live_words() const { return live_words_; }
+  const MappedVector<uint64_t>& live_words() const { return live_words_; }
   bool IsLive(CustomerNo n) const { return live_.contains(n); }
   // One past the highest number given out.
   CustomerNo end() const { return ids_.end(); }
@@ -303,6 +402,9 @@ class Features {
   void ClearEvents(CustomerNo n);
   // Drops event days older than the horizon.
   void PruneEvents(absl::Time now);
+  // Lays the customers' events out in customer order again (scans over many customers read
+  // memory in order); done by PruneEvents too.
+  void CompactEvents() { events_.CompactAll(); }
   // Erased, or merged into another: nothing is held on it and it is not live.
   void Remove(absl::string_view customer_id);
   // Forgets every customer (before a resync).
@@ -338,6 +440,7 @@ class Features {
   static DayRange WindowDays(absl::Duration window, absl::Time now);
   // Events of the type on days first … last (EventCount with its days worked out).
   int64_t EventCountInDays(CustomerNo n, int32_t type, DayRange days) const;
+  void PrefetchEvents(CustomerNo n) const { events_.Prefetch(n); }
 
   // An event type id no customer has events of (a preview naming a type never recorded).
   static constexpr int32_t kUnseenEventType = std::numeric_limits<int32_t>::max();
@@ -376,7 +479,7 @@ class Features {
 
   CustomerIds ids_;
   Roaring live_;
-  std::vector<uint64_t> live_words_;
+  MappedVector<uint64_t> live_words_;
 
   // Built-in fields, indexed by rules::Field (only the string and time ones are used).
   std::vector<StringColumn> strings_;

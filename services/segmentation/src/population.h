@@ -1,12 +1,15 @@
 // A rule over the whole population at once (previews, a segment's first fill): the second of
 // the two evaluators DESIGN §8 names, sharing the compiled rule's AST with the per-customer one.
 //
-// A rule's top-level conjuncts that are simple — a field compared with a literal, days_since of
-// a field, an event count against a number, a consent or other bool field, `"x" in interests`,
-// a field in a list, startsWith/endsWith/contains against a literal, segment("…") — are
-// evaluated column by column, each only over the customers every earlier conjunct left. When
-// every conjunct is simple the result is exact; otherwise the per-customer evaluator decides for
-// each customer left, so the answer is always the per-customer one.
+// A rule's top-level conjuncts made of simple shapes — a field compared with a literal,
+// days_since of a field, an event count against a number, a consent or other bool field,
+// `"x" in interests`, a field in a list, startsWith/endsWith/contains against a literal,
+// segment("…"), and any &&, || and ! of those — are evaluated column by column, cheapest first,
+// each only over the customers the earlier ones left. A combination is decided into the
+// customers it is true and false for (the rest unknown: a missing value decided it), combined
+// as the per-customer evaluator combines values. When every conjunct is of those shapes the
+// result is exact; otherwise the per-customer evaluator decides for each customer left, so the
+// answer is always the per-customer one.
 #pragma once
 
 #include "absl/time/time.h"
@@ -22,8 +25,14 @@ struct PopulationResult {
   int64_t evaluated_one_by_one = 0;
 };
 
-// The live customers for whom `rule` is true at `now`. The caller holds the features' lock.
+struct PopulationOptions {
+  // Threads sharing the customers (in ranges of 65,536 numbers); 1: the caller's thread only.
+  int threads = 1;
+};
+
+// The live customers for whom `rule` is true at `now`. The caller holds the features' lock
+// (and, with threads, `memberships` must be safe to read from several threads).
 PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& features, const Memberships* memberships,
-                                    absl::Time now);
+                                    absl::Time now, PopulationOptions options = {});
 
 }  // namespace ecrm::segmentation
