@@ -108,12 +108,6 @@ class Rng {
   uint64_t s_;
 };
 
-google::protobuf::Timestamp Ts(int64_t seconds) {
-  google::protobuf::Timestamp t;
-  t.set_seconds(seconds);
-  return t;
-}
-
 // Synthetic customers: customer i is the same whatever the batch it is generated in.
 class Population {
  public:
@@ -123,18 +117,20 @@ class Population {
     return absl::StrFormat("c_%016x", Mix(static_cast<uint64_t>(i) ^ (seed * 0x632be59bd9b4e019ULL)));
   }
 
-  // Customers [first, first + count) and their events, the events of the batch interleaved.
-  void Batch(int64_t first, int64_t count, std::vector<iv1::Customer>& customers, std::vector<iv1::Event>& events) {
+  // Customers [first, first + count) and their events (the first returned of `events`), the
+  // events of the batch interleaved. The messages are reused from batch to batch, every field
+  // written again (Clear() would free and allocate their parts each time).
+  size_t Batch(int64_t first, int64_t count, std::vector<iv1::Customer>& customers, std::vector<iv1::Event>& events) {
     customers.resize(static_cast<size_t>(count));
-    events.clear();
+    size_t used = 0;
     for (int64_t k = 0; k < count; ++k) {
       Rng rng(seed_ * 1'000'003 + static_cast<uint64_t>(first + k) * 7919);
       iv1::Customer& c = customers[static_cast<size_t>(k)];
-      c.Clear();
       Fill(Id(seed_, first + k), rng, c);
       const int64_t n = events_ <= 0 ? 0 : events_ - events_ / 4 + rng.Below(events_ / 2 + 1);
       for (int64_t e = 0; e < n; ++e) {
-        iv1::Event& ev = events.emplace_back();
+        if (used == events.size()) events.emplace_back();
+        iv1::Event& ev = events[used++];
         ev.set_customer_id(c.id());
         const int64_t roll = rng.Below(100);
         const char* type = roll < 45   ? "page_view"
@@ -143,15 +139,18 @@ class Population {
                            : roll < 92 ? "add_to_cart"
                                        : "purchase";
         ev.set_type(type);
-        *ev.mutable_occurred_at() = Ts(absl::ToUnixSeconds(kNow) - rng.Below(90 * kDay));
+        ev.mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(kNow) - rng.Below(90 * kDay));
         if (roll >= 92) {
           ev.mutable_amount()->set_amount_minor(500 + rng.Below(20000));
           ev.mutable_amount()->set_currency("GBP");
+        } else {
+          ev.clear_amount();
         }
       }
     }
     Rng shuffle(seed_ ^ static_cast<uint64_t>(first));
-    for (size_t i = events.size(); i > 1; --i) std::swap(events[i - 1], events[shuffle.Below(static_cast<int64_t>(i))]);
+    for (size_t i = used; i > 1; --i) events[i - 1].Swap(&events[shuffle.Below(static_cast<int64_t>(i))]);
+    return used;
   }
 
  private:
@@ -172,6 +171,8 @@ class Population {
     p->set_time_zone(kZones[rng.Below(8)]);
     if (rng.Chance(0.9)) {
       p->set_birth_date(absl::StrFormat("%04d-%02d-%02d", 1940 + rng.Below(66), 1 + rng.Below(12), 1 + rng.Below(28)));
+    } else {
+      p->clear_birth_date();
     }
     auto* a = p->mutable_address();
     a->set_country(kCountries[rng.Below(20)]);
@@ -179,6 +180,7 @@ class Population {
     a->set_postal_code(absl::StrFormat("P%05d", rng.Below(200000)));
     c.mutable_preferences()->set_preferred_channel(static_cast<cv1::Channel>(1 + rng.Below(3)));
     const double granted[] = {0.6, 0.3, 0.4};
+    c.mutable_consents()->Clear();
     for (int ch = 0; ch < 3; ++ch) {
       auto* consent = c.add_consents();
       consent->set_channel(static_cast<cv1::Channel>(ch + 1));
@@ -186,18 +188,22 @@ class Population {
       consent->set_status(rng.Chance(granted[ch]) ? iv1::CONSENT_STATUS_GRANTED : iv1::CONSENT_STATUS_WITHDRAWN);
     }
     const int64_t created = now - rng.Below(3 * 365 * kDay);
-    *c.mutable_created_at() = Ts(created);
+    c.mutable_created_at()->set_seconds(created);
     auto* b = c.mutable_behaviour();
-    *b->mutable_first_seen_at() = Ts(created);
-    *b->mutable_last_seen_at() = Ts(now - rng.Below(120 * kDay));
+    b->mutable_first_seen_at()->set_seconds(created);
+    b->mutable_last_seen_at()->set_seconds(now - rng.Below(120 * kDay));
     const int64_t orders = rng.Chance(0.4) ? 0 : 1 + rng.Below(8);
+    b->set_order_count(orders);
     if (orders > 0) {
-      b->set_order_count(orders);
       b->mutable_total_spent()->set_amount_minor(orders * (1000 + rng.Below(19000)));
       b->mutable_total_spent()->set_currency("GBP");
       const int64_t last = now - rng.Below(std::min<int64_t>(now - created, 365 * kDay) + 1);
-      *b->mutable_last_order_at() = Ts(last);
-      *b->mutable_first_order_at() = Ts(created + rng.Below(last - created + 1));
+      b->mutable_last_order_at()->set_seconds(last);
+      b->mutable_first_order_at()->set_seconds(created + rng.Below(last - created + 1));
+    } else {
+      b->clear_total_spent();
+      b->clear_last_order_at();
+      b->clear_first_order_at();
     }
   }
 
@@ -337,7 +343,7 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
   double seconds = 0;
   constexpr int64_t kBlock = 4096;
   for (int64_t first = 0; first < customers; first += kBlock) {
-    population.Batch(first, std::min(kBlock, customers - first), cs, es);
+    const size_t events_in_batch = population.Batch(first, std::min(kBlock, customers - first), cs, es);
     std::vector<iv1::WatchChangesResponse> messages(1);
     auto add = [&]() -> iv1::Change& {
       if (messages.back().changes_size() >= batch) messages.emplace_back();
@@ -352,7 +358,8 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
       change.set_customer_id(c.id());
       *change.mutable_customer() = c;
     }
-    for (const iv1::Event& e : es) {
+    for (size_t i = 0; i < events_in_batch; ++i) {
+      const iv1::Event& e = es[i];
       iv1::Change& change = add();
       change.set_kind(iv1::CHANGE_KIND_EVENT);
       change.set_customer_id(e.customer_id());
@@ -377,7 +384,7 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
 
 int main(int argc, char** argv) {
   int64_t customers = 10'000'000, events = 20, runs = 5, segment_runs = 3, seed = 42, segment_count = 100;
-  int64_t feed_customers = 0, feed_batch = 1000, threads = 1;
+  int64_t feed_customers = 0, feed_batch = 1000, threads = 1, more_threads = 0;
   bool through_segments = false, feed_with_segments = false, compact = false;
   std::string dir = "/tmp", extra_rules;
   ecrm::config::Flags flags("ecrm-segmentation-bench", "segmentation features, previews and segments at scale");
@@ -395,6 +402,7 @@ int main(int argc, char** argv) {
   flags.AddBool("feed-with-segments", &feed_with_segments,
                 "the feed run has the segments saved (evaluated per change)");
   flags.AddInt("threads", &threads, "threads of each population evaluation (PopulationOptions::threads)");
+  flags.AddInt("more-threads", &more_threads, "also measure the preview and the segments on this many threads");
   flags.AddBool("compact", &compact, "compact the events after loading");
   flags.AddString("dir", &dir, "directory for the temporary SQLite databases");
   flags.AddString("rules", &extra_rules, "more rules to preview, separated by ';' (each timed like the preview)");
@@ -423,22 +431,24 @@ int main(int argc, char** argv) {
   seg::Features features;
   Population population(static_cast<uint64_t>(seed), events);
   int64_t changes = 0, event_count = 0;
-  double customer_seconds = 0, event_seconds = 0;
+  double customer_seconds = 0, event_seconds = 0, generate_seconds = 0;
   {
     std::vector<iv1::Customer> cs;
     std::vector<iv1::Event> es;
     constexpr int64_t kBlock = 4096;
     for (int64_t first = 0; first < customers; first += kBlock) {
-      population.Batch(first, std::min(kBlock, customers - first), cs, es);
+      const auto generating = std::chrono::steady_clock::now();
+      const size_t events_in_batch = population.Batch(first, std::min(kBlock, customers - first), cs, es);
+      generate_seconds += Seconds(generating);
       std::unique_lock lock(features.mutex());
       auto start = std::chrono::steady_clock::now();
       for (const iv1::Customer& c : cs) features.SetCustomer(c);
       customer_seconds += Seconds(start);
       start = std::chrono::steady_clock::now();
-      for (const iv1::Event& e : es) features.AddEvent(e);
+      for (size_t i = 0; i < events_in_batch; ++i) features.AddEvent(es[i]);
       event_seconds += Seconds(start);
-      changes += static_cast<int64_t>(cs.size() + es.size());
-      event_count += static_cast<int64_t>(es.size());
+      changes += static_cast<int64_t>(cs.size() + events_in_batch);
+      event_count += static_cast<int64_t>(events_in_batch);
     }
   }
   if (compact) {
@@ -449,6 +459,7 @@ int main(int argc, char** argv) {
   Emit("segmentation_load_apply", "changes/s", {static_cast<double>(changes) / apply_seconds},
        absl::StrCat("\"customers\":", customers, ",\"events\":", event_count,
                     ",\"seconds\":", absl::StrFormat("%.1f", apply_seconds),
+                    ",\"generate_seconds\":", absl::StrFormat("%.1f", generate_seconds),
                     ",\"customers_per_s\":", absl::StrFormat("%.0f", static_cast<double>(customers) / customer_seconds),
                     ",\"events_per_s\":", absl::StrFormat("%.0f", static_cast<double>(event_count) / event_seconds)));
 
@@ -467,18 +478,22 @@ int main(int argc, char** argv) {
                       ",\"features_bytes_per_customer\":", absl::StrFormat("%.1f", static_cast<double>(bytes) / n)));
   }
 
+  // With --more-threads, the preview and the segments are measured again on that many threads.
+  std::vector<std::pair<int, std::string>> thread_runs = {{static_cast<int>(threads), ""}};
+  if (more_threads > 0)
+    thread_runs.emplace_back(static_cast<int>(more_threads), absl::StrCat("_threads", more_threads));
+
   // --- preview: the 5-predicate rule ----------------------------------------------------------
-  {
+  for (const auto& [thread_count, suffix] : thread_runs) {
     const ecrm::rules::Rule rule = CompileOrDie(kPreviewRule, features);
     std::vector<double> ms;
     seg::PopulationResult result;
     std::shared_lock lock(features.mutex());
     for (int64_t r = 0; r < runs; ++r) {
-      ms.push_back(Millis([&] {
-        result = seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = static_cast<int>(threads)});
-      }));
+      ms.push_back(
+          Millis([&] { result = seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = thread_count}); }));
     }
-    Emit("segmentation_preview_5_predicates", "ms", ms,
+    Emit("segmentation_preview_5_predicates" + suffix, "ms", ms,
          absl::StrCat("\"customers\":", customers, ",\"members\":", result.members.cardinality(),
                       ",\"evaluated_one_by_one\":", result.evaluated_one_by_one,
                       ",\"checksum\":", Checksum(result.members)));
@@ -502,7 +517,7 @@ int main(int argc, char** argv) {
 
   // --- 100 segments through the population evaluator ----------------------------------------
   const std::vector<std::string> texts = SegmentRules(static_cast<uint64_t>(seed), static_cast<int>(segment_count));
-  {
+  for (const auto& [thread_count, suffix] : thread_runs) {
     std::vector<ecrm::rules::Rule> rules;
     for (const std::string& t : texts) rules.push_back(CompileOrDie(t, features));
     std::vector<double> total_ms, slowest_ms;
@@ -515,7 +530,7 @@ int main(int argc, char** argv) {
         for (const ecrm::rules::Rule& rule : rules) {
           const auto start = std::chrono::steady_clock::now();
           seg::PopulationResult result =
-              seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = static_cast<int>(threads)});
+              seg::EvaluatePopulation(rule, features, nullptr, kNow, {.threads = thread_count});
           slowest = std::max(slowest, Seconds(start) * 1000);
           members += result.members.cardinality();
           one_by_one += static_cast<uint64_t>(result.evaluated_one_by_one);
@@ -524,10 +539,10 @@ int main(int argc, char** argv) {
       }));
       slowest_ms.push_back(slowest);
     }
-    Emit("segmentation_segments_population", "ms", total_ms,
+    Emit("segmentation_segments_population" + suffix, "ms", total_ms,
          absl::StrCat("\"customers\":", customers, ",\"segments\":", rules.size(), ",\"members\":", members,
                       ",\"evaluated_one_by_one\":", one_by_one, ",\"checksum\":", checksum));
-    Emit("segmentation_segments_population_slowest", "ms", slowest_ms);
+    Emit("segmentation_segments_population_slowest" + suffix, "ms", slowest_ms);
   }
 
   // --- the same rules saved through Segments ----------------------------------------------

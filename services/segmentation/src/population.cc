@@ -255,6 +255,40 @@ class Columnar {
     }
   }
 
+  // For a conjunct whose truth time can only take away — days_since(field) < or <= a number
+  // (days only pass), an event count > or >= a number (events only leave their window, unless
+  // dated after now) — narrows `set` to the customers it is true for now or may become true
+  // for without new data (an event count with events dated after now); false otherwise.
+  bool NarrowToLasting(int32_t index, uint64_t* set) const {
+    const Node& n = rule_.node(index);
+    if (!IsComparison(n.op)) return false;
+    const auto kids = rule_.children(n);
+    int32_t other = kids[0], lit_index = kids[1];
+    Op op = n.op;
+    if (IsLiteral(rule_.node(other))) {
+      std::swap(other, lit_index);
+      op = Mirror(op);
+    }
+    const Node& lit = rule_.node(lit_index);
+    const Node& x = rule_.node(other);
+    if (lit.op != Op::kNumber) return false;
+    if (x.op == Op::kDaysSince && rule_.node(rule_.children(x)[0]).op == Op::kField &&
+        (op == Op::kLt || op == Op::kLe)) {
+      Decide(index, set, set, nullptr);
+      return true;
+    }
+    if (x.op != Op::kEventCount || x.duration == absl::InfiniteDuration() || (op != Op::kGt && op != Op::kGe)) {
+      return false;
+    }
+    const Features::DayRange days = Features::WindowDays(x.duration, now_);
+    Run(set, set, nullptr, [&](CustomerNo c) {
+      const int64_t count = std::clamp<int64_t>(f_.EventCountInDays(c, x.aux, days), 0, int64_t{1} << 53);
+      if (Holds(op, Order(static_cast<double>(count), lit.number))) return kT;
+      return f_.EventCountInDays(c, x.aux, {days.last + 1, std::numeric_limits<int64_t>::max()}) > 0 ? kT : kF;
+    });
+    return true;
+  }
+
  private:
   // A literal: `all` gets the domain, `none` nothing.
   void Constant(const uint64_t* domain, uint64_t* all, uint64_t* none) const {
@@ -484,13 +518,25 @@ void Columnar::Leaf(int32_t index, const uint64_t* domain, uint64_t* t, uint64_t
   }
 }
 
-// Evaluates the rule over words [first_word, first_word + words) of the live customers.
+// Whether the node's value can change as time passes (as rules::Dependencies::time_relative).
+bool DependsOnTime(const rules::Rule& rule, int32_t index) {
+  const Node& n = rule.node(index);
+  if (n.op == Op::kNow || n.op == Op::kDaysSince) return true;
+  if (n.op == Op::kEventCount && n.duration != absl::InfiniteDuration()) return true;
+  for (int32_t k : rule.children(n)) {
+    if (DependsOnTime(rule, k)) return true;
+  }
+  return false;
+}
+
+// Evaluates the rule over words [first_word, first_word + words) of the live customers; with
+// `timeless_only`, only to the customers TimeCandidates describes.
 struct RangeResult {
   Words members;
   int64_t evaluated_one_by_one = 0;
 };
 RangeResult EvaluateRange(const rules::Rule& rule, const Features& features, const Memberships* memberships,
-                          absl::Time now, size_t first_word, size_t words) {
+                          absl::Time now, size_t first_word, size_t words, bool timeless_only) {
   RangeResult out;
   const MappedVector<uint64_t>& live = features.live_words();
   out.members.assign(words, 0);
@@ -516,9 +562,13 @@ RangeResult EvaluateRange(const rules::Rule& rule, const Features& features, con
       exact = false;
       continue;
     }
+    if (timeless_only && DependsOnTime(rule, c)) {
+      columnar.NarrowToLasting(c, out.members.data());
+      continue;
+    }
     columnar.Decide(c, out.members.data(), out.members.data(), nullptr);
   }
-  if (!exact) {
+  if (!exact && !timeless_only) {
     const auto first = static_cast<CustomerNo>(first_word * 64);
     for (size_t w = 0; w < words; ++w) {
       for (uint64_t rest = out.members[w]; rest != 0; rest &= rest - 1) {
@@ -565,13 +615,11 @@ void AppendTo(Roaring& out, const Words& words, size_t first_word) {
   }
 }
 
-}  // namespace
-
-PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& features, const Memberships* memberships,
-                                    absl::Time now, PopulationOptions options) {
+// EvaluateRange over the words of every customer, on `threads` threads in ranges of whole
+// 65,536-customer blocks (so that their members append in order).
+PopulationResult Evaluate(const rules::Rule& rule, const Features& features, const Memberships* memberships,
+                          absl::Time now, PopulationOptions options, bool timeless_only) {
   const size_t words = (size_t{features.end()} + 63) / 64;
-  // Threads share the words in contiguous ranges (of whole 65,536-customer blocks, so that their
-  // members can be appended in order).
   const size_t blocks = (words + 1023) / 1024;
   const size_t threads =
       std::clamp<size_t>(static_cast<size_t>(std::max(options.threads, 1)), 1, std::max<size_t>(blocks, 1));
@@ -579,7 +627,7 @@ PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& fea
   std::vector<size_t> starts(threads + 1);
   for (size_t i = 0; i <= threads; ++i) starts[i] = std::min(words, blocks * i / threads * 1024);
   auto run = [&](size_t i) {
-    parts[i] = EvaluateRange(rule, features, memberships, now, starts[i], starts[i + 1] - starts[i]);
+    parts[i] = EvaluateRange(rule, features, memberships, now, starts[i], starts[i + 1] - starts[i], timeless_only);
   };
   if (threads == 1) {
     run(0);
@@ -596,6 +644,18 @@ PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& fea
   }
   out.members.runOptimize();
   return out;
+}
+
+}  // namespace
+
+PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& features, const Memberships* memberships,
+                                    absl::Time now, PopulationOptions options) {
+  return Evaluate(rule, features, memberships, now, options, /*timeless_only=*/false);
+}
+
+Roaring TimeCandidates(const rules::Rule& rule, const Features& features, const Memberships* memberships,
+                       absl::Time now, PopulationOptions options) {
+  return Evaluate(rule, features, memberships, now, options, /*timeless_only=*/true).members;
 }
 
 }  // namespace ecrm::segmentation

@@ -35,4 +35,15 @@ struct PopulationOptions {
 PopulationResult EvaluatePopulation(const rules::Rule& rule, const Features& features, const Memberships* memberships,
                                     absl::Time now, PopulationOptions options = {});
 
+// A superset of the live customers for whom `rule` can be true at `now` or at any later instant
+// without new data: those for whom every top-level conjunct of the columnar shapes that does
+// not depend on the time is true, and every such conjunct that time can only make false —
+// days_since(field) < or <= a number, an event count > or >= a number — is true at `now` (or,
+// for an event count, may yet rise with events dated after `now`). Everyone else has the rule
+// false or unknown now and until their data (or a segment the rule names) changes: the first
+// fill of a time-relative rule needs to evaluate and schedule only these. The caller holds the
+// features' lock.
+Roaring TimeCandidates(const rules::Rule& rule, const Features& features, const Memberships* memberships,
+                       absl::Time now, PopulationOptions options = {});
+
 }  // namespace ecrm::segmentation

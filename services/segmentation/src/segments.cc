@@ -236,9 +236,10 @@ void Segments::Fill(Slot& slot) {
   slot.due_days.clear();
   slot.due_today = {};
   if (slot.time_relative) {
-    // One by one: each customer's evaluation also says when to evaluate it again.
+    // One by one: each customer's evaluation also says when to evaluate it again. Only the
+    // candidates can be members now or later without new data.
     slot.members = Roaring();
-    for (CustomerNo n : features_.live()) Evaluate(slot, n, now, nullptr);
+    for (CustomerNo n : TimeCandidates(slot.rule, features_, this, now)) Evaluate(slot, n, now, nullptr);
     slot.members.runOptimize();
   } else {
     slot.members = EvaluatePopulation(slot.rule, features_, this, now).members;
