@@ -8,6 +8,7 @@ set -euo pipefail
 runtime_packages=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libhiredis0.14 libprometheus-cpp-core1.0
   libprometheus-cpp-pull1.0 libsqlite3-0 libpq5 libcurl4 libroaring0 libphonenumber8 libnlopt0 ca-certificates
+  libcpp-httplib0.11 libicu72 libopendkim11
 )
 
 packages=(
@@ -25,6 +26,9 @@ packages=(
   catch2 procps clang libclang-rt-14-dev
   # numerical optimisation (segmentation's lifetime-value fits)
   libnlopt-dev
+  # personalisation's templates (mustache, ICU formatting); broadcast's HTTP endpoints, DKIM, and
+  # the SMTP server its tests send to
+  libmstch-dev libicu-dev libcpp-httplib-dev libopendkim-dev python3-aiosmtpd
   # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
   python3-grpcio
 )
