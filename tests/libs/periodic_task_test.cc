@@ -218,3 +218,24 @@ TEST_CASE("completed runs are counted per task in ecrm_periodic_task_runs_total"
   CHECK(RunsMetric(registry, "task-b") == 1);
   CHECK(a.name() == "task-a");
 }
+
+TEST_CASE("Wake runs the task at once on its own thread, and a wake during a run brings one more run") {
+  Counter runs;
+  Gate release;
+  std::atomic<bool> hold{false};
+  PeriodicTask task("woken", absl::Hours(1), [&] {
+    runs.Increment();
+    if (hold.load()) release.Wait();
+  });
+  task.Start();
+  task.Wake();
+  REQUIRE(runs.WaitFor(1));
+  hold = true;
+  task.Wake();
+  REQUIRE(runs.WaitFor(2));  // the second run is now held in the callback
+  task.Wake();               // during the run
+  release.Open();
+  REQUIRE(runs.WaitFor(3));
+  task.Stop();
+  CHECK(runs.value() == 3);
+}

@@ -49,11 +49,19 @@ void PeriodicTask::RunNow() {
   RunOnce();
 }
 
+void PeriodicTask::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
 void PeriodicTask::Loop(absl::Duration wait) {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   // Past this a deadline would overflow the steady clock (absl::InfiniteDuration among them).
   constexpr absl::Duration kForever = absl::Hours(24 * 365 * 100);
-  const auto stop_requested = [this] { return stopping_; };
+  const auto stop_requested = [this] { return stopping_ || woken_; };
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -63,6 +71,7 @@ void PeriodicTask::Loop(absl::Duration wait) {
         cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), stop_requested);
       }
       if (stopping_) return;
+      woken_ = false;
     }
     wait = period_;
     std::lock_guard run(run_mu_);

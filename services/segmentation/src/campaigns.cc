@@ -47,6 +47,16 @@ common::v1::Money Money(int64_t minor, const std::string& currency) {
 
 }  // namespace
 
+BroadcastOrder OrderFor(const internal::CampaignRecord& record) {
+  BroadcastOrder order;
+  order.campaign_id = record.id();
+  for (int ch : record.channels()) order.channels.push_back(static_cast<common::v1::Channel>(ch));
+  order.purpose = static_cast<common::v1::Purpose>(record.purpose());
+  order.template_id = record.template_id();
+  order.offer_id = record.offer_id();
+  return order;
+}
+
 v1::Campaign ToCampaign(const internal::CampaignRecord& r) {
   v1::Campaign c;
   c.set_id(r.id());
@@ -80,18 +90,31 @@ absl::Status Campaigns::Load() {
   for (const sql::Row& row : rows) {
     internal::CampaignRecord r;
     if (!r.ParseFromString(std::string(row.Text(0)))) return absl::DataLossError("a saved campaign does not parse");
-    Running& running = running_[r.id()];
-    running.goal_event_type = r.goal_event_type();
-    running.launched_at_us = r.launched_at_us();
-    running.window_us = r.attribution_window_seconds() * 1'000'000;
-    ECRM_ASSIGN_OR_RETURN(sql::Result members,
-                          db_.Execute("SELECT customer_id FROM campaign_members WHERE campaign_id = $1", {r.id()}));
+    Running& running = Track(r);
+    ECRM_ASSIGN_OR_RETURN(
+        sql::Result members,
+        db_.Execute("SELECT customer_id, entered_at FROM campaign_members WHERE campaign_id = $1", {r.id()}));
     std::shared_lock features_lock(features_.mutex());
     for (const sql::Row& m : members) {
-      if (std::optional<CustomerNo> n = features_.Find(m.Text(0))) running.members.add(*n);
+      std::optional<CustomerNo> n = features_.Find(m.Text(0));
+      if (!n) continue;
+      running.members.add(*n);
+      if (!running.trigger_segment_id.empty()) running.entered_at_us[*n] = m.Int(1);
     }
   }
   return absl::OkStatus();
+}
+
+Campaigns::Running& Campaigns::Track(const internal::CampaignRecord& r) {
+  Running& running = running_[r.id()];
+  running.goal_event_type = r.goal_event_type();
+  running.launched_at_us = r.launched_at_us();
+  running.window_us = r.attribution_window_seconds() * 1'000'000;
+  if (r.type() == v1::CAMPAIGN_TYPE_TRIGGERED) {
+    running.trigger_segment_id = r.trigger_segment_id();
+    running.control_fraction = r.control_fraction();
+  }
+  return running;
 }
 
 absl::StatusOr<v1::Campaign> Campaigns::Create(const v1::Campaign& in) {
@@ -276,11 +299,7 @@ absl::StatusOr<v1::Campaign> Campaigns::Launch(const v1::LaunchCampaignRequest& 
   }));
   {
     std::lock_guard lock(mu_);
-    Running& running = running_[launched.id()];
-    running.goal_event_type = launched.goal_event_type();
-    running.launched_at_us = launched.launched_at_us();
-    running.window_us = launched.attribution_window_seconds() * 1'000'000;
-    running.members = audience;
+    Track(launched).members = audience;
   }
   return HandOver(launched);
 }
@@ -288,12 +307,7 @@ absl::StatusOr<v1::Campaign> Campaigns::Launch(const v1::LaunchCampaignRequest& 
 // Hands the treatment group to broadcast (once: the campaign id is the idempotency key).
 absl::StatusOr<v1::Campaign> Campaigns::HandOver(internal::CampaignRecord record) {
   if (!record.broadcast_id().empty() || record.type() != v1::CAMPAIGN_TYPE_ONE_OFF) return ToCampaign(record);
-  BroadcastOrder order;
-  order.campaign_id = record.id();
-  for (int ch : record.channels()) order.channels.push_back(static_cast<common::v1::Channel>(ch));
-  order.purpose = static_cast<common::v1::Purpose>(record.purpose());
-  order.template_id = record.template_id();
-  order.offer_id = record.offer_id();
+  BroadcastOrder order = OrderFor(record);
   order.idempotency_key = absl::StrCat("campaign:", record.id());
   ECRM_ASSIGN_OR_RETURN(
       sql::Result treatment,
@@ -336,7 +350,13 @@ std::vector<CampaignOutcome> Campaigns::Observe(const infostore::v1::Event& e) c
   }
   for (const auto& [id, running] : running_) {
     if (running.goal_event_type != e.type() || !running.members.contains(*n)) continue;
-    if (at < running.launched_at_us || at > running.launched_at_us + running.window_us) continue;
+    int64_t from = running.launched_at_us;
+    if (!running.trigger_segment_id.empty()) {
+      auto entered = running.entered_at_us.find(*n);
+      if (entered == running.entered_at_us.end()) continue;
+      from = entered->second;
+    }
+    if (at < from || at > from + running.window_us) continue;
     out.push_back({id, e.customer_id(), "goal", e.event_id(), at, e.has_amount() ? e.amount().amount_minor() : 0});
   }
   return out;
@@ -358,7 +378,9 @@ absl::StatusOr<int64_t> Campaigns::ForgetCustomer(sql::Connection& c, const std:
                         c.Execute("DELETE FROM campaign_members WHERE customer_id = $1", {customer_id}));
   ECRM_ASSIGN_OR_RETURN(sql::Result outcomes,
                         c.Execute("DELETE FROM campaign_outcomes WHERE customer_id = $1", {customer_id}));
-  return members.rows_affected() + outcomes.rows_affected();
+  ECRM_ASSIGN_OR_RETURN(sql::Result sends,
+                        c.Execute("DELETE FROM campaign_sends WHERE customer_id = $1", {customer_id}));
+  return members.rows_affected() + outcomes.rows_affected() + sends.rows_affected();
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, bool>>> Campaigns::MembershipsOf(sql::Database& db,

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "clients/broadcast.h"
@@ -41,6 +42,18 @@ struct CampaignOutcome {
   std::string event_id;
   int64_t at_us = 0;
   int64_t amount_minor = 0;  // goal events with an amount
+};
+
+// A customer's entry into the segment a running triggered campaign is triggered by.
+struct TriggeredEntry {
+  // Made from the published segment_entered event's id: an entry replayed after a crash is the
+  // same entry, and triggers once.
+  std::string id;
+  std::string campaign_id;
+  std::string customer_id;
+  CustomerNo customer = 0;
+  bool control = false;  // uplift.h's InControl: the same customer is always in the same group
+  int64_t at_us = 0;
 };
 
 class Campaigns {
@@ -65,6 +78,24 @@ class Campaigns {
   // features' lock (shared is enough) and saves them with SaveOutcomes in its transaction.
   std::vector<CampaignOutcome> Observe(const infostore::v1::Event& event) const;
   static absl::Status SaveOutcomes(sql::Connection& c, const std::vector<CampaignOutcome>& outcomes);
+  // Triggered campaigns. Entries() gives the entries a membership change is for (the caller
+  // holds the features' lock; `entry_event_id` is the id of the segment_entered event published
+  // for it); the caller saves them with SaveEntries in the transaction that publishes the entry,
+  // and calls Entered() once it committed (the report and Observe count the customer from then
+  // on, and the sending task is woken).
+  std::vector<TriggeredEntry> Entries(const MembershipChange& change, const std::string& customer_id,
+                                      const std::string& entry_event_id) const;
+  static absl::Status SaveEntries(sql::Connection& c, const std::vector<TriggeredEntry>& entries);
+  void Entered(const std::vector<TriggeredEntry>& entries);
+  // Called after Entered() saved entries to send (main.cc wakes the task calling SendTriggered).
+  void SetOnEntries(std::function<void()> on_entries) { on_entries_ = std::move(on_entries); }
+  // Hands the treatment-group entries not yet handed over to broadcast: a batch per campaign,
+  // each batch numbered before it is sent and sent with its number as the idempotency key, so a
+  // batch retried after a failure or a crash is taken once. Entries of a campaign no longer
+  // running are dropped. Returns how many customers broadcast took; the first error after trying
+  // every batch (UNAVAILABLE: broadcast could not be reached; call again).
+  absl::StatusOr<int64_t> SendTriggered();
+
   // Deletes what campaigns hold on a customer (erasure, or merged into another); returns how
   // many rows (memberships and outcomes).
   static absl::StatusOr<int64_t> ForgetCustomer(sql::Connection& c, const std::string& customer_id);
@@ -76,17 +107,27 @@ class Campaigns {
                                                                                  const std::string& customer_id);
 
  private:
-  // A running campaign, as Observe needs it.
+  // A running campaign, as Observe and Entries need it.
   struct Running {
     std::string goal_event_type;
     int64_t launched_at_us = 0;
     int64_t window_us = 0;
     Roaring members;  // customer numbers, treatment and control
+    // Triggered campaigns: the segment, the control fraction, and each member's latest entry
+    // (the attribution window opens with it).
+    std::string trigger_segment_id;
+    double control_fraction = 0;
+    absl::flat_hash_map<CustomerNo, int64_t> entered_at_us;
   };
 
   absl::StatusOr<internal::CampaignRecord> Load(sql::Connection& c, const std::string& id);
   absl::Status Save(sql::Connection& c, const internal::CampaignRecord& record);
   absl::StatusOr<v1::Campaign> HandOver(internal::CampaignRecord record);
+  // Starts following a campaign that is running (the caller holds mu_).
+  Running& Track(const internal::CampaignRecord& record);
+  // Hands one batch of triggered entries over; the number of customers it held.
+  absl::StatusOr<int64_t> SendBatch(const std::string& batch, const std::string& campaign_id,
+                                    std::vector<std::string> customer_ids);
 
   sql::Database& db_;
   Segments& segments_;
@@ -95,9 +136,12 @@ class Campaigns {
   Clock clock_;
   mutable std::mutex mu_;  // guards running_
   std::map<std::string, Running> running_;
+  std::function<void()> on_entries_;
 };
 
 // The API message of a stored campaign.
 v1::Campaign ToCampaign(const internal::CampaignRecord& record);
+// What broadcast is asked to send for a campaign (without audience or idempotency key).
+BroadcastOrder OrderFor(const internal::CampaignRecord& record);
 
 }  // namespace ecrm::segmentation

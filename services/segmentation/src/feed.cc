@@ -191,6 +191,7 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
   // is saved is never older than the position saved with it).
   std::vector<std::pair<std::string, std::string>> rows;
   std::vector<infostore::v1::Event> events;
+  std::vector<TriggeredEntry> entries;
   {
     std::shared_lock lock(features_.mutex());
     rows.reserve(customers.size());
@@ -199,6 +200,11 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
     }
     for (const MembershipChange& m : memberships) {
       events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), cause));
+      if (campaigns_ != nullptr) {
+        std::vector<TriggeredEntry> e =
+            campaigns_->Entries(m, events.back().customer().customer_id(), events.back().event_id());
+        entries.insert(entries.end(), e.begin(), e.end());
+      }
     }
   }
   absl::Status saved = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
@@ -215,6 +221,7 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
     }
     for (const infostore::v1::Event& e : events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
     ECRM_RETURN_IF_ERROR(Campaigns::SaveOutcomes(c, outcomes));
+    ECRM_RETURN_IF_ERROR(Campaigns::SaveEntries(c, entries));
     if (!position) return absl::OkStatus();
     return c
         .Execute(
@@ -224,6 +231,7 @@ absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const 
         .status();
   });
   if (saved.ok() && !events.empty()) outbox_.Notify();
+  if (saved.ok() && campaigns_ != nullptr) campaigns_->Entered(entries);
   return saved;
 }
 

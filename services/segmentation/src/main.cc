@@ -146,11 +146,27 @@ int main(int argc, char** argv) {
         }
       },
       &runner.metrics());
+  // Triggered campaigns' messages, handed to broadcast as soon as entries are saved (and retried
+  // every few seconds while broadcast cannot be reached).
+  ecrm::server::PeriodicTask sender(
+      "campaign-sends", absl::Seconds(5),
+      [&] {
+        absl::StatusOr<int64_t> sent = campaigns.SendTriggered();
+        if (!sent.ok()) {
+          ecrm::log::Warn("triggered campaign messages not handed to broadcast yet", {{"error", sent.status()}});
+        } else if (*sent > 0) {
+          ecrm::log::Info("triggered campaign messages handed to broadcast", {{"customers", *sent}});
+        }
+      },
+      &runner.metrics());
+  campaigns.SetOnEntries([&sender] { sender.Wake(); });
   if (feed) feed->Start();
   if (relay) relay->Start();
   ticker.Start();
+  if (broadcaster) sender.Start(absl::ZeroDuration());
   scorer.Start(std::min(scores_every, absl::Seconds(10)));
   runner.OnShutdown([&] {
+    sender.Stop();
     scorer.Stop();
     ticker.Stop();
     if (feed) feed->Stop();

@@ -62,6 +62,19 @@ CREATE TABLE campaign_outcomes (
 );
 CREATE INDEX campaign_outcomes_customer ON campaign_outcomes (customer_id);
 )sql"},
+    {3, "campaigns triggered by segment entry: each member's latest entry, the messages owed", R"sql(
+ALTER TABLE campaign_members ADD COLUMN entered_at BIGINT NOT NULL DEFAULT 0;  -- triggered: latest entry (µs)
+CREATE TABLE campaign_sends (
+  id TEXT PRIMARY KEY,                   -- from the segment_entered event's id: an entry sends once
+  campaign_id TEXT NOT NULL,
+  customer_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  batch TEXT,                            -- the hand-over it went in (its idempotency key)
+  broadcast_id TEXT                      -- set once broadcast took the batch; '' dropped (campaign stopped)
+);
+CREATE INDEX campaign_sends_batch ON campaign_sends (batch);
+CREATE INDEX campaign_sends_customer ON campaign_sends (customer_id);
+)sql"},
 };
 
 }  // namespace ecrm::segmentation

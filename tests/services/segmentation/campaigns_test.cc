@@ -332,5 +332,124 @@ TEST_CASE("the feed consumer tells campaigns of the events it applies, and an er
   CHECK(left->front().Int(0) == 0);
 }
 
+// A feed message of events, one per customer.
+infostore::v1::WatchChangesResponse Events(int64_t position, const std::vector<infostore::v1::Event>& events) {
+  infostore::v1::WatchChangesResponse m;
+  for (const infostore::v1::Event& ev : events) {
+    infostore::v1::Change* change = m.add_changes();
+    change->set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    change->set_customer_id(ev.customer_id());
+    *change->mutable_event() = ev;
+  }
+  m.set_position(position);
+  return m;
+}
+
+TEST_CASE(
+    "a triggered campaign sends once per entry into its segment, holds out its control group, and retries "
+    "a hand-over with the same key") {
+  Engine e;
+  const std::string buyers = e.Segment("buyers", "orders.count >= 1");
+  v1::Campaign draft;
+  draft.set_name("thank you");
+  draft.set_type(v1::CAMPAIGN_TYPE_TRIGGERED);
+  draft.set_trigger_segment_id(buyers);
+  draft.mutable_channel_policy()->add_channels(common::v1::CHANNEL_EMAIL);
+  draft.set_template_id("t_thanks");
+  draft.set_control_fraction(0.2);
+  draft.set_goal_event_type("purchase");
+  draft.mutable_attribution_window()->set_seconds(7 * 86400);
+  auto created = e.campaigns->Create(draft);
+  REQUIRE(created.ok());
+  const v1::Campaign c = e.Launch(created->id());
+  CHECK(c.state() == v1::CAMPAIGN_STATE_RUNNING);
+  CHECK(e.broadcaster.calls.empty());  // nothing to send until someone enters
+
+  NoStore store;
+  outbox::Outbox outbox(*e.db);
+  prometheus::Registry registry;
+  SegmentationMetrics metrics(registry);
+  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
+  feed.SetCampaigns(e.campaigns.get());
+  int woken = 0;
+  e.campaigns->SetOnEntries([&] { ++woken; });
+
+  // 100 customers buy: they enter "buyers" when the engine sees it, an hour later.
+  e.now = kNow + absl::Hours(2);
+  std::vector<infostore::v1::Event> purchases;
+  std::set<std::string> treatment, control;
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = absl::StrCat("c_", 1000 + i);
+    purchases.push_back(Event(absl::StrCat("buy-", i), id, "purchase", kNow + absl::Hours(1), "", 1000));
+    (InControl(c.id(), id, 0.2) ? control : treatment).insert(id);
+  }
+  REQUIRE(feed.Apply(Events(1, purchases)).ok());
+  REQUIRE(feed.Apply(Events(1, purchases)).ok());  // the same message again: no new entry
+  CHECK(woken == 1);
+
+  e.broadcaster.down = true;
+  auto sent = e.campaigns->SendTriggered();
+  CHECK(sent.status().code() == absl::StatusCode::kUnavailable);
+  e.broadcaster.down = false;
+  sent = e.campaigns->SendTriggered();
+  REQUIRE(sent.ok());
+  CHECK(*sent == static_cast<int64_t>(treatment.size()));
+  REQUIRE(e.broadcaster.calls.size() == 2);
+  CHECK(e.broadcaster.calls[0].idempotency_key == e.broadcaster.calls[1].idempotency_key);  // the same batch
+  const BroadcastOrder& order = e.broadcaster.calls[1];
+  CHECK(std::set<std::string>(order.customer_ids.begin(), order.customer_ids.end()) == treatment);
+  CHECK(order.template_id == "t_thanks");
+  CHECK(order.campaign_id == c.id());
+  sent = e.campaigns->SendTriggered();
+  REQUIRE(sent.ok());
+  CHECK(*sent == 0);  // nothing owed twice
+  CHECK(e.broadcaster.calls.size() == 2);
+
+  auto report = e.campaigns->Report(c.id());
+  REQUIRE(report.ok());
+  CHECK(report->treatment().size() == static_cast<int64_t>(treatment.size()));
+  CHECK(report->control().size() == static_cast<int64_t>(control.size()));
+  // The purchase that made a customer enter is not its conversion (it came before the entry,
+  // even when replayed); a purchase a day later converts, in both groups, in the member's window.
+  const std::string t = *treatment.begin(), k = *control.begin();
+  REQUIRE(feed.Apply(Events(2, {Event("again-t", t, "purchase", kNow + absl::Hours(25), "", 500),
+                                Event("again-k", k, "purchase", kNow + absl::Hours(26), "", 700)}))
+              .ok());
+  report = e.campaigns->Report(c.id());
+  REQUIRE(report.ok());
+  CHECK(report->treatment().converted() == 1);
+  CHECK(report->control().converted() == 1);
+  CHECK(report->control().revenue().amount_minor() == 700);
+
+  // The treatment customer leaves (its orders cancelled) and enters again: a second message.
+  infostore::v1::WatchChangesResponse out;
+  infostore::v1::Change* profile = out.add_changes();
+  profile->set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+  profile->set_customer_id(t);
+  profile->mutable_customer()->set_id(t);  // the store's summary now has no orders
+  out.set_position(3);
+  REQUIRE(feed.Apply(out).ok());
+  REQUIRE(feed.Apply(Events(4, {Event("back", t, "purchase", kNow + absl::Hours(40), "", 900)})).ok());
+  sent = e.campaigns->SendTriggered();
+  REQUIRE(sent.ok());
+  CHECK(*sent == 1);
+  REQUIRE(e.broadcaster.calls.size() == 3);
+  CHECK(e.broadcaster.calls[2].customer_ids == std::vector<std::string>{t});
+  CHECK(e.broadcaster.calls[2].idempotency_key != e.broadcaster.calls[1].idempotency_key);
+
+  // An entry erased before it was handed over is never sent.
+  const std::string late = "c_1500";
+  REQUIRE(feed.Apply(Events(5, {Event("late", late, "purchase", kNow + absl::Hours(50), "", 100)})).ok());
+  infostore::v1::WatchChangesResponse erase;
+  infostore::v1::Change* gone = erase.add_changes();
+  gone->set_kind(infostore::v1::CHANGE_KIND_ERASE);
+  gone->set_customer_id(late);
+  erase.set_position(6);
+  REQUIRE(feed.Apply(erase).ok());
+  sent = e.campaigns->SendTriggered();
+  REQUIRE(sent.ok());
+  CHECK(*sent == 0);
+}
+
 }  // namespace
 }  // namespace ecrm::segmentation

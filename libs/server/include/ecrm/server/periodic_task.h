@@ -52,6 +52,10 @@ class PeriodicTask {
   // Runs the callback once on the calling thread, never at the same time as another run, and
   // returns when it has completed. Works whether or not the task is started.
   void RunNow();
+  // Brings the next scheduled run forward to now, on the task's own thread (a job that has
+  // work as soon as someone hands it some, and runs periodically to retry). Returns at once;
+  // wakes made during a run bring on one more run after it.
+  void Wake();
 
   const std::string& name() const { return name_; }
 
@@ -70,6 +74,7 @@ class PeriodicTask {
   std::mutex mu_;  // guards stopping_
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool woken_ = false;  // guarded by mu_
 
   std::mutex run_mu_;  // held for the length of each run
 };
