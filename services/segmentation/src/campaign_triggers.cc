@@ -112,7 +112,7 @@ absl::StatusOr<int64_t> Campaigns::SendBatch(const std::string& batch, const std
   int64_t sent = 0;
   if (record.state() == v1::CAMPAIGN_STATE_RUNNING) {
     BroadcastOrder order = OrderFor(record);
-    order.idempotency_key = absl::StrCat("campaign:", campaign_id, ":", batch);
+    order.idempotency_key = absl::StrCat("campaign:", campaign_id, ":", batch, partition_.Suffix());
     sent = static_cast<int64_t>(customer_ids.size());
     order.customer_ids = std::move(customer_ids);
     absl::StatusOr<std::string> taken = broadcaster_->Send(order);

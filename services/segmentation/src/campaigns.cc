@@ -80,8 +80,14 @@ v1::Campaign ToCampaign(const internal::CampaignRecord& r) {
   return c;
 }
 
-Campaigns::Campaigns(sql::Database& db, Segments& segments, Features& features, Broadcaster* broadcaster, Clock clock)
-    : db_(db), segments_(segments), features_(features), broadcaster_(broadcaster), clock_(std::move(clock)) {}
+Campaigns::Campaigns(sql::Database& db, Segments& segments, Features& features, Broadcaster* broadcaster, Clock clock,
+                     Partition partition)
+    : db_(db),
+      segments_(segments),
+      features_(features),
+      broadcaster_(broadcaster),
+      clock_(std::move(clock)),
+      partition_(partition) {}
 
 absl::Status Campaigns::Load() {
   ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT record FROM campaigns WHERE state = $1",
@@ -308,7 +314,7 @@ absl::StatusOr<v1::Campaign> Campaigns::Launch(const v1::LaunchCampaignRequest& 
 absl::StatusOr<v1::Campaign> Campaigns::HandOver(internal::CampaignRecord record) {
   if (!record.broadcast_id().empty() || record.type() != v1::CAMPAIGN_TYPE_ONE_OFF) return ToCampaign(record);
   BroadcastOrder order = OrderFor(record);
-  order.idempotency_key = absl::StrCat("campaign:", record.id());
+  order.idempotency_key = absl::StrCat("campaign:", record.id(), partition_.Suffix());
   ECRM_ASSIGN_OR_RETURN(
       sql::Result treatment,
       db_.Execute(

@@ -29,6 +29,7 @@
 #include "ecrm/segmentation/internal/record.pb.h"
 #include "ecrm/segmentation/v1/segmentation.pb.h"
 #include "ecrm/sql/sql.h"
+#include "partition.h"
 #include "roaring/roaring.hh"
 #include "segments.h"
 
@@ -60,7 +61,10 @@ class Campaigns {
  public:
   using Clock = std::function<absl::Time()>;
   // `broadcaster` may be null (no broadcast engine configured): launching is then refused.
-  Campaigns(sql::Database& db, Segments& segments, Features& features, Broadcaster* broadcaster, Clock clock);
+  // With a `partition` (--partition), hand-overs' idempotency keys name it: every replica hands
+  // over its own customers.
+  Campaigns(sql::Database& db, Segments& segments, Features& features, Broadcaster* broadcaster, Clock clock,
+            Partition partition = {});
 
   // Reads the running campaigns' members into memory (Observe needs them). Once, before serving.
   absl::Status Load();
@@ -134,6 +138,7 @@ class Campaigns {
   Features& features_;
   Broadcaster* broadcaster_;
   Clock clock_;
+  const Partition partition_;
   mutable std::mutex mu_;  // guards running_
   std::map<std::string, Running> running_;
   std::function<void()> on_entries_;

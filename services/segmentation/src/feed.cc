@@ -61,6 +61,11 @@ absl::Status FeedConsumer::Load() {
     if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return absl::DataLossError(absl::StrCat("saved features of customer \"", r.Text(0), "\" do not parse"));
     }
+    if (!options_.partition.Holds(r.Text(0))) {
+      return absl::FailedPreconditionError(
+          "this database holds customers of another --partition: start a replica of a new partition on a database "
+          "of its own");
+    }
     features_.FromRecord(r.Text(0), record);
   }
   metrics_.customers_loaded.Increment(static_cast<double>(rows.size()));
@@ -85,9 +90,16 @@ absl::StatusOr<std::vector<infostore::v1::Event>> FeedConsumer::ReadEvents(const
 absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& message) {
   // An unmerge gives events back to the customers they were recorded for: read those
   // customers' events first, without holding the features.
+  // With --partition, a survivor held here of customers merged in from other partitions reads
+  // its events back too (the merged customers' events were never here).
+  const Partition& partition = options_.partition;
   std::map<std::string, std::vector<infostore::v1::Event>> reread;
   for (const Change& c : message.changes()) {
-    if (c.kind() == infostore::v1::CHANGE_KIND_UNMERGE && !reread.contains(c.customer_id())) {
+    bool read_back = c.kind() == infostore::v1::CHANGE_KIND_UNMERGE && partition.Holds(c.customer_id());
+    if (c.kind() == infostore::v1::CHANGE_KIND_MERGE && partition.Holds(c.customer_id())) {
+      for (const std::string& id : c.merge().merged_ids()) read_back = read_back || !partition.Holds(id);
+    }
+    if (read_back && !reread.contains(c.customer_id())) {
       ECRM_ASSIGN_OR_RETURN(reread[c.customer_id()], ReadEvents(c.customer_id()));
     }
   }
@@ -111,6 +123,18 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
       d.all_event_types = true;
     };
     for (const Change& c : message.changes()) {
+      // Another partition's customer: only what it takes with it when merged away matters here.
+      if (!partition.Holds(c.customer_id().empty() ? c.customer().id() : c.customer_id())) {
+        if (c.kind() != infostore::v1::CHANGE_KIND_MERGE) continue;
+        for (const std::string& id : c.merge().merged_ids()) {
+          if (std::optional<CustomerNo> m = features_.Find(id)) {
+            segments_.Forget(*m);
+            features_.Remove(id);
+            removed.push_back(id);
+          }
+        }
+        continue;
+      }
       switch (c.kind()) {
         case infostore::v1::CHANGE_KIND_PROFILE:
         case infostore::v1::CHANGE_KIND_IDENTITY: {
@@ -140,6 +164,11 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
           }
           features_.Merge(c.customer_id(), merged);
           removed.insert(removed.end(), merged.begin(), merged.end());
+          if (auto events = reread.find(c.customer_id()); events != reread.end()) {
+            const CustomerNo n = features_.Intern(c.customer_id());
+            features_.ClearEvents(n);
+            for (const infostore::v1::Event& e : events->second) features_.CountEvent(e);
+          }
           everything(features_.SetCustomer(c.customer()));
           break;
         }
@@ -245,7 +274,9 @@ absl::Status FeedConsumer::Resync() {
   do {
     ECRM_ASSIGN_OR_RETURN(infostore::v1::ListCustomersResponse page, infostore_.ListCustomers(token, 1000));
     if (as_of < 0) as_of = page.as_of_sequence();
-    for (auto& c : *page.mutable_customers()) customers.push_back(std::move(c));
+    for (auto& c : *page.mutable_customers()) {
+      if (options_.partition.Holds(c.id())) customers.push_back(std::move(c));
+    }
     token = page.next_page_token();
   } while (!token.empty());
   std::map<std::string, std::vector<infostore::v1::Event>> events;

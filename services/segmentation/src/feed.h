@@ -27,6 +27,7 @@
 #include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "metrics.h"
+#include "partition.h"
 #include "scores.h"
 #include "segments.h"
 
@@ -37,6 +38,8 @@ struct FeedOptions {
   absl::Duration event_horizon = absl::Hours(24 * 400);
   // Wait before watching again after the information store failed.
   absl::Duration retry_after = absl::Milliseconds(500);
+  // The customers this replica keeps (--partition); the others' changes are skipped.
+  Partition partition;
 };
 
 class FeedConsumer {

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
        .summary = "ecrm segmentation: rule-based segments, RFM and scores, campaigns and their reports",
        .grpc_port = 50052,
        .metrics_port = 9102});
-  std::string infostore_address, broadcast_address, clock_file;
+  std::string infostore_address, broadcast_address, clock_file, partition_flag;
   absl::Duration infostore_timeout = absl::Seconds(5), tick_every = absl::Seconds(1), scores_every = absl::Hours(1);
   ecrm::segmentation::FeatureOptions feature_options;
   ecrm::config::Flags& f = runner.flags();
@@ -68,6 +68,9 @@ int main(int argc, char** argv) {
   f.AddDuration("scores-interval", &scores_every,
                 "how often RFM, engagement and lifetime value are computed again over the population (the models "
                 "refitted); the first run comes after this or 10s, whichever is sooner");
+  f.AddString("partition", &partition_flag,
+              "i/n: keep only the customers whose id hashes to i of n (FNV-1a 64 mod n), one replica per partition, "
+              "each with a database of its own; empty: every customer");
   f.AddString("clock-file", &clock_file,
               "testing only: evaluate rules at the RFC 3339 time written in this file instead of now");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
@@ -77,6 +80,9 @@ int main(int argc, char** argv) {
                        absl::InvalidArgumentError("--time-check-interval and --scores-interval must be positive and "
                                                   "--event-horizon at least 24h"));
   }
+
+  absl::StatusOr<ecrm::segmentation::Partition> partition = ecrm::segmentation::Partition::Parse(partition_flag);
+  if (!partition.ok()) return runner.Fail("configuration", partition.status());
 
   auto stores = ecrm::server::OpenStores(runner, ecrm::segmentation::kMigrations);
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
@@ -105,7 +111,7 @@ int main(int argc, char** argv) {
   if (infostore) {
     feed = std::make_unique<ecrm::segmentation::FeedConsumer>(
         *stores->db, features, segments, *infostore, outbox, metrics,
-        ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon});
+        ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon, .partition = *partition});
     if (absl::Status s = feed->Load(); !s.ok()) return runner.Fail("loading saved features", s);
   }
   if (absl::Status s = segments.Load(); !s.ok()) return runner.Fail("loading segments", s);
@@ -116,7 +122,8 @@ int main(int argc, char** argv) {
     broadcaster = std::make_unique<ecrm::segmentation::GrpcBroadcaster>(
         ecrm::server::OutboundChannel(broadcast_address), infostore_timeout);
   }
-  ecrm::segmentation::Campaigns campaigns(*stores->db, segments, features, broadcaster.get(), MakeClock(clock_file));
+  ecrm::segmentation::Campaigns campaigns(*stores->db, segments, features, broadcaster.get(), MakeClock(clock_file),
+                                          *partition);
   if (absl::Status s = campaigns.Load(); !s.ok()) return runner.Fail("loading campaigns", s);
   if (feed) feed->SetCampaigns(&campaigns);
   ecrm::segmentation::SegmentationService service(segments, campaigns, scores, executor);
