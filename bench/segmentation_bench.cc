@@ -10,8 +10,9 @@
 //   segments         100 varied rules each evaluated over every customer with EvaluatePopulation
 //   segments_fill    (--through-segments) the same rules saved through Segments (a temp SQLite):
 //                    the time of creating them (each fills) and of Refill()
-//   feed             (--feed-customers) FeedConsumer::Apply, the real feed path with its SQLite
-//                    saves, on a separate, smaller population
+//   feed             (--feed-customers) the real feed path: prepared messages streamed through a
+//                    started FeedConsumer (its feed thread applies, its saver group-commits to
+//                    SQLite), timed until the last position is saved; a separate population
 //   baseline         a plain scan over a vector of --customers uint32 (the machine's speed)
 //
 // Member counts and a checksum of the members are printed, so two builds can be checked to give
@@ -19,7 +20,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -305,6 +308,41 @@ class NoInformationStore final : public seg::InformationStore {
   }
 };
 
+// The change feed as prepared messages, streamed as fast as the consumer takes them.
+class ReplayStore final : public seg::InformationStore {
+ public:
+  explicit ReplayStore(const std::vector<iv1::WatchChangesResponse>& messages) : messages_(messages) {}
+  absl::Status Watch(int64_t from, const std::function<absl::Status(const iv1::WatchChangesResponse&)>& on) override {
+    for (const iv1::WatchChangesResponse& m : messages_) {
+      if (m.position() <= from) continue;
+      if (stopped_.load()) return absl::CancelledError("stopped");
+      if (absl::Status s = on(m); !s.ok()) return s;
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return stopped_.load(); });
+    return absl::CancelledError("stopped");
+  }
+  void StopWatching() override {
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+  }
+  absl::StatusOr<iv1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
+    return iv1::ListCustomersResponse();
+  }
+  absl::StatusOr<iv1::ListEventsResponse> ListEvents(const std::string&, absl::Time, const std::string&) override {
+    return iv1::ListEventsResponse();
+  }
+
+ private:
+  const std::vector<iv1::WatchChangesResponse>& messages_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> stopped_{false};
+};
+
 std::unique_ptr<ecrm::sql::Database> TempDatabase(const std::string& dir, const std::string& name) {
   const std::string path = absl::StrCat(dir, "/", name, ".db");
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove(absl::StrCat(path, suffix).c_str());
@@ -331,27 +369,23 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
     s.set_rule(rules[i]);
     if (auto created = segments.Create(s); !created.ok()) Die(created.status());
   }
-  NoInformationStore infostore;
-  ecrm::outbox::Outbox outbox(*db);
-  prometheus::Registry registry;
-  seg::SegmentationMetrics metrics(registry);
-  seg::FeedConsumer consumer(*db, features, segments, infostore, outbox, metrics);
+  // Every message prepared first (not timed), then streamed through the consumer's own feed and
+  // saver threads, timed until the last position is saved.
   Population population(seed + 1, events);
   std::vector<iv1::Customer> cs;
   std::vector<iv1::Event> es;
+  std::vector<iv1::WatchChangesResponse> messages(1);
   int64_t position = 0, changes = 0;
-  double seconds = 0;
+  auto add = [&]() -> iv1::Change& {
+    if (messages.back().changes_size() >= batch) messages.emplace_back();
+    iv1::Change& c = *messages.back().add_changes();
+    c.set_sequence(++position);
+    messages.back().set_position(position);
+    return c;
+  };
   constexpr int64_t kBlock = 4096;
   for (int64_t first = 0; first < customers; first += kBlock) {
     const size_t events_in_batch = population.Batch(first, std::min(kBlock, customers - first), cs, es);
-    std::vector<iv1::WatchChangesResponse> messages(1);
-    auto add = [&]() -> iv1::Change& {
-      if (messages.back().changes_size() >= batch) messages.emplace_back();
-      iv1::Change& c = *messages.back().add_changes();
-      c.set_sequence(++position);
-      messages.back().set_position(position);
-      return c;
-    };
     for (const iv1::Customer& c : cs) {
       iv1::Change& change = add();
       change.set_kind(iv1::CHANGE_KIND_PROFILE);
@@ -365,13 +399,19 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
       change.set_customer_id(e.customer_id());
       *change.mutable_event() = e;
     }
-    const auto start = std::chrono::steady_clock::now();
-    for (const auto& m : messages) {
-      if (absl::Status s = consumer.Apply(m); !s.ok()) Die(s);
-      changes += m.changes_size();
-    }
-    seconds += Seconds(start);
   }
+  changes = position;
+  ReplayStore infostore(messages);
+  ecrm::outbox::Outbox outbox(*db);
+  prometheus::Registry registry;
+  seg::SegmentationMetrics metrics(registry);
+  seg::FeedConsumer consumer(*db, features, segments, infostore, outbox, metrics);
+  if (absl::Status s = consumer.Load(); !s.ok()) Die(s);
+  const auto start = std::chrono::steady_clock::now();
+  consumer.Start();
+  if (!consumer.WaitForPosition(position, absl::Hours(1))) Die(absl::DeadlineExceededError("feed not saved"));
+  const double seconds = Seconds(start);
+  consumer.Stop();
   auto pending = outbox.PendingCount();
   extra = absl::StrCat("\"customers\":", customers, ",\"changes\":", changes, ",\"segments\":", rules.size(),
                        ",\"published\":", pending.ok() ? *pending : -1);

@@ -1,9 +1,11 @@
 #include "feed.h"
 
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
@@ -39,7 +41,8 @@ FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segm
       infostore_(infostore),
       outbox_(outbox),
       metrics_(metrics),
-      options_(options) {}
+      options_(options),
+      unsaved_(std::make_unique<Unsaved>()) {}
 
 namespace {
 void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& memberships) {
@@ -47,11 +50,46 @@ void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& me
 }
 }  // namespace
 
+struct FeedConsumer::Unsaved {
+  absl::flat_hash_set<CustomerNo> customers;
+  absl::flat_hash_set<std::string> removed;
+  std::vector<infostore::v1::Event> events;  // segment entries and exits
+  std::vector<TriggeredEntry> entries;
+  std::vector<CampaignOutcome> outcomes;
+  std::optional<int64_t> position;
+  int64_t changes = 0;
+  size_t memberships_entered = 0, memberships_exited = 0;
+
+  bool empty() const {
+    return customers.empty() && removed.empty() && events.empty() && entries.empty() && outcomes.empty() && !position;
+  }
+  // Forgets what was staged about a customer now removed (it is never published or counted).
+  void Drop(const std::string& id) {
+    std::erase_if(events, [&](const infostore::v1::Event& e) { return e.customer().customer_id() == id; });
+    std::erase_if(entries, [&](const TriggeredEntry& e) { return e.customer_id == id; });
+    std::erase_if(outcomes, [&](const CampaignOutcome& o) { return o.customer_id == id; });
+  }
+  // Takes in what was staged after this batch (a failed write put back in front of it).
+  void Absorb(Unsaved&& newer) {
+    for (const std::string& id : newer.removed) Drop(id);
+    customers.insert(newer.customers.begin(), newer.customers.end());
+    removed.insert(newer.removed.begin(), newer.removed.end());
+    events.insert(events.end(), newer.events.begin(), newer.events.end());
+    entries.insert(entries.end(), newer.entries.begin(), newer.entries.end());
+    outcomes.insert(outcomes.end(), newer.outcomes.begin(), newer.outcomes.end());
+    if (newer.position) position = newer.position;
+    changes += newer.changes;
+    memberships_entered += newer.memberships_entered;
+    memberships_exited += newer.memberships_exited;
+  }
+};
+
 FeedConsumer::~FeedConsumer() { Stop(); }
 
 absl::Status FeedConsumer::Load() {
   ECRM_ASSIGN_OR_RETURN(sql::Result pos, db_.Execute("SELECT position FROM feed_position WHERE id = 1"));
   if (!pos.empty()) position_ = pos.front().Int(0);
+  applied_position_ = position_.load();
   metrics_.feed_position.Set(static_cast<double>(position_.load()));
   std::unique_lock lock(features_.mutex());
   ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT customer_id, record FROM customers"));
@@ -88,6 +126,11 @@ absl::StatusOr<std::vector<infostore::v1::Event>> FeedConsumer::ReadEvents(const
 }
 
 absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& message) {
+  ECRM_RETURN_IF_ERROR(ApplyMessage(message));
+  return Flush();
+}
+
+absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesResponse& message) {
   // An unmerge gives events back to the customers they were recorded for: read those
   // customers' events first, without holding the features.
   // With --partition, a survivor held here of customers merged in from other partitions reads
@@ -198,70 +241,114 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
     segments_.Apply(changed, memberships);
     dirty.reserve(changed.size());
     for (const auto& [n, what] : changed) dirty.push_back(n);
+    Stage(dirty, removed, memberships, absl::StrCat("feed-", message.position()), outcomes, message.position(),
+          message.changes_size());
   }
-  ECRM_RETURN_IF_ERROR(
-      Save(dirty, removed, memberships, message.position(), absl::StrCat("feed-", message.position()), outcomes));
+  applied_position_ = std::max(applied_position_.load(), message.position());
   metrics_.feed_messages.Increment();
   metrics_.feed_changes.Increment(message.changes_size());
-  metrics_.feed_position.Set(static_cast<double>(message.position()));
   Count(metrics_, memberships);
+  return absl::OkStatus();
+}
+
+void FeedConsumer::Stage(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
+                         const std::vector<MembershipChange>& memberships, const std::string& cause,
+                         const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position,
+                         int64_t changes) {
+  std::vector<infostore::v1::Event> events;
+  std::vector<TriggeredEntry> entries;
+  events.reserve(memberships.size());
+  for (const MembershipChange& m : memberships) {
+    events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), cause));
+    if (campaigns_ != nullptr) {
+      std::vector<TriggeredEntry> e =
+          campaigns_->Entries(m, events.back().customer().customer_id(), events.back().event_id());
+      entries.insert(entries.end(), e.begin(), e.end());
+    }
+  }
   {
     std::lock_guard lock(mu_);
-    position_ = std::max(position_.load(), message.position());
+    Unsaved& u = *unsaved_;
+    for (const std::string& id : removed) {
+      u.Drop(id);
+      u.removed.insert(id);
+    }
+    u.customers.insert(customers.begin(), customers.end());
+    std::move(events.begin(), events.end(), std::back_inserter(u.events));
+    std::move(entries.begin(), entries.end(), std::back_inserter(u.entries));
+    // Outcomes of a customer removed by the same message are not kept.
+    for (const CampaignOutcome& o : outcomes) {
+      if (features_.Find(o.customer_id)) u.outcomes.push_back(o);
+    }
+    if (position) u.position = std::max(u.position.value_or(0), *position);
+    u.changes += changes;
+  }
+  cv_.notify_all();
+}
+
+absl::Status FeedConsumer::Flush() {
+  std::lock_guard saving(save_mu_);
+  // Taken under the features' shared lock: nothing is applied meanwhile, so the records read are
+  // exactly those of the position taken with them.
+  std::unique_ptr<Unsaved> batch;
+  std::vector<std::pair<std::string, std::string>> rows;
+  {
+    std::shared_lock features_lock(features_.mutex());
+    {
+      std::lock_guard lock(mu_);
+      if (unsaved_->empty()) return absl::OkStatus();
+      batch = std::exchange(unsaved_, std::make_unique<Unsaved>());
+    }
+    cv_.notify_all();  // room for the feed again
+    rows.reserve(batch->customers.size());
+    for (CustomerNo n : batch->customers) {
+      if (features_.IsLive(n)) rows.emplace_back(features_.Id(n), features_.ToRecord(n).SerializeAsString());
+    }
+  }
+  absl::Status written = Write(*batch, rows);
+  if (!written.ok()) {
+    // Kept, in front of what was staged since: the next Flush writes both.
+    std::lock_guard lock(mu_);
+    batch->Absorb(std::move(*unsaved_));
+    unsaved_ = std::move(batch);
+    return written;
+  }
+  if (!batch->events.empty()) outbox_.Notify();
+  if (campaigns_ != nullptr) campaigns_->Entered(batch->entries);
+  if (batch->position) {
+    metrics_.feed_position.Set(static_cast<double>(*batch->position));
+    std::lock_guard lock(mu_);
+    position_ = std::max(position_.load(), *batch->position);
   }
   cv_.notify_all();
   return absl::OkStatus();
 }
 
-absl::Status FeedConsumer::Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
-                                const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
-                                const std::string& cause, const std::vector<CampaignOutcome>& outcomes) {
-  // Rows are built under the shared lock (the features may move on once it is released: what
-  // is saved is never older than the position saved with it).
-  std::vector<std::pair<std::string, std::string>> rows;
-  std::vector<infostore::v1::Event> events;
-  std::vector<TriggeredEntry> entries;
-  {
-    std::shared_lock lock(features_.mutex());
-    rows.reserve(customers.size());
-    for (CustomerNo n : customers) {
-      if (features_.IsLive(n)) rows.emplace_back(features_.Id(n), features_.ToRecord(n).SerializeAsString());
+absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<std::pair<std::string, std::string>>& rows) {
+  return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    // Removals first: a customer removed and then seen again (an unmerge) is written anew.
+    for (const std::string& id : batch.removed) {
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
+      ECRM_RETURN_IF_ERROR(Campaigns::Forget(c, id));
     }
-    for (const MembershipChange& m : memberships) {
-      events.push_back(MembershipEvent(m, std::string(features_.Id(m.customer)), cause));
-      if (campaigns_ != nullptr) {
-        std::vector<TriggeredEntry> e =
-            campaigns_->Entries(m, events.back().customer().customer_id(), events.back().event_id());
-        entries.insert(entries.end(), e.begin(), e.end());
-      }
-    }
-  }
-  absl::Status saved = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     for (const auto& [id, record] : rows) {
       ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, record) VALUES ($1, $2) ON CONFLICT "
                                      "(customer_id) DO UPDATE SET record = excluded.record",
                                      {id, sql::BlobRef{record}})
                                .status());
     }
-    for (const std::string& id : removed) {
-      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
-      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
-      ECRM_RETURN_IF_ERROR(Campaigns::Forget(c, id));
-    }
-    for (const infostore::v1::Event& e : events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
-    ECRM_RETURN_IF_ERROR(Campaigns::SaveOutcomes(c, outcomes));
-    ECRM_RETURN_IF_ERROR(Campaigns::SaveEntries(c, entries));
-    if (!position) return absl::OkStatus();
+    for (const infostore::v1::Event& e : batch.events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
+    ECRM_RETURN_IF_ERROR(Campaigns::SaveOutcomes(c, batch.outcomes));
+    ECRM_RETURN_IF_ERROR(Campaigns::SaveEntries(c, batch.entries));
+    if (!batch.position) return absl::OkStatus();
     return c
         .Execute(
             "INSERT INTO feed_position (id, position) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET position = "
             "excluded.position",
-            {*position})
+            {*batch.position})
         .status();
   });
-  if (saved.ok() && !events.empty()) outbox_.Notify();
-  if (saved.ok() && campaigns_ != nullptr) campaigns_->Entered(entries);
-  return saved;
 }
 
 absl::Status FeedConsumer::Resync() {
@@ -298,15 +385,18 @@ absl::Status FeedConsumer::Resync() {
     }
     segments_.Refill();
     scores_cleared_ = true;  // Clear() took them with the rest
+    // What was staged before is superseded: every customer is written anew.
+    std::lock_guard staged(mu_);
+    unsaved_ = std::make_unique<Unsaved>();
   }
-  ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
-  ECRM_RETURN_IF_ERROR(Save(all, {}, {}, as_of, "resync"));
   {
-    std::lock_guard lock(mu_);
-    position_ = as_of;
+    std::lock_guard saving(save_mu_);  // no Flush between the deletion and the new rows
+    ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
+    std::unique_lock lock(features_.mutex());
+    Stage(all, {}, {}, "resync", {}, as_of, 0);
   }
-  cv_.notify_all();
-  return absl::OkStatus();
+  applied_position_ = as_of;
+  return Flush();
 }
 
 absl::Status FeedConsumer::Tick() {
@@ -314,13 +404,16 @@ absl::Status FeedConsumer::Tick() {
   {
     std::unique_lock lock(features_.mutex());
     segments_.Tick(memberships);
+    // A boundary crossed is what the change is about: the same crossing after a restart is
+    // published once.
+    if (!memberships.empty()) {
+      Stage({}, {}, memberships, absl::StrCat("time-", absl::ToUnixSeconds(memberships.front().at) / 86400), {},
+            std::nullopt, 0);
+    }
   }
   if (memberships.empty()) return absl::OkStatus();
   Count(metrics_, memberships);
-  // A boundary crossed is what the change is about: the same crossing after a restart is
-  // published once.
-  return Save({}, {}, memberships, std::nullopt,
-              absl::StrCat("time-", absl::ToUnixSeconds(memberships.front().at) / 86400));
+  return Flush();
 }
 
 absl::Status FeedConsumer::ApplyScores(Scores& scores) {
@@ -342,6 +435,10 @@ absl::Status FeedConsumer::ApplyScores(Scores& scores) {
     segments_.Apply(customers, what, memberships);
     quiet = scores_cleared_;
     scores_cleared_ = false;
+    // The refit is what the change is about.
+    if (!quiet && !memberships.empty()) {
+      Stage({}, {}, memberships, absl::StrCat("scores-", absl::ToUnixMicros(update.computed_at)), {}, std::nullopt, 0);
+    }
     held = absl::Now() - locked;
   }
   metrics_.score_write_seconds.Set(absl::ToDoubleSeconds(held));
@@ -362,8 +459,7 @@ absl::Status FeedConsumer::ApplyScores(Scores& scores) {
   absl::Status saved = absl::OkStatus();
   if (!quiet && !memberships.empty()) {
     Count(metrics_, memberships);
-    // The refit is what the change is about.
-    saved = Save({}, {}, memberships, std::nullopt, absl::StrCat("scores-", absl::ToUnixMicros(update.computed_at)));
+    saved = Flush();
   }
   metrics_.score_refit_seconds.Set(absl::ToDoubleSeconds(absl::Now() - start));
   if (saved.ok()) metrics_.score_refits.Increment();
@@ -373,20 +469,28 @@ absl::Status FeedConsumer::ApplyScores(Scores& scores) {
 void FeedConsumer::Start() {
   {
     std::lock_guard lock(mu_);
-    stopping_ = false;
+    stopping_ = saver_stopping_ = false;
   }
+  saver_ = std::thread([this] { Save(); });
   thread_ = std::thread([this] { Run(); });
 }
 
 void FeedConsumer::Stop() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && !thread_.joinable()) return;
+    if (stopping_ && !thread_.joinable() && !saver_.joinable()) return;
     stopping_ = true;
   }
   cv_.notify_all();
   infostore_.StopWatching();
   if (thread_.joinable()) thread_.join();
+  // The saver writes what was applied, then ends.
+  {
+    std::lock_guard lock(mu_);
+    saver_stopping_ = true;
+  }
+  cv_.notify_all();
+  if (saver_.joinable()) saver_.join();
 }
 
 void FeedConsumer::Run() {
@@ -395,14 +499,38 @@ void FeedConsumer::Run() {
       std::lock_guard lock(mu_);
       if (stopping_) return;
     }
-    absl::Status s =
-        infostore_.Watch(position_.load(), [this](const infostore::v1::WatchChangesResponse& m) { return Apply(m); });
+    absl::Status s = infostore_.Watch(applied_position_.load(), [this](const infostore::v1::WatchChangesResponse& m) {
+      ECRM_RETURN_IF_ERROR(ApplyMessage(m));
+      // Past the bound, wait for the saver to take what was staged.
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || unsaved_->changes < options_.max_unsaved_changes; });
+      return absl::OkStatus();
+    });
     if (s.code() == absl::StatusCode::kOutOfRange) s = Resync();
     std::unique_lock lock(mu_);
     if (stopping_) return;
     if (!s.ok()) {
-      log::Warn("change feed interrupted; watching again", {{"error", s}, {"position", position_.load()}});
+      log::Warn("change feed interrupted; watching again", {{"error", s}, {"position", applied_position_.load()}});
       cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.retry_after), [this] { return stopping_; });
+    }
+  }
+}
+
+void FeedConsumer::Save() {
+  for (;;) {
+    bool last = false;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return saver_stopping_ || !unsaved_->empty(); });
+      last = saver_stopping_;
+    }
+    absl::Status s = Flush();
+    if (s.ok() && last) return;
+    if (!s.ok()) {
+      log::Warn("saving the applied feed failed; saving again", {{"error", s}, {"position", position_.load()}});
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.retry_after), [this] { return saver_stopping_; });
+      if (saver_stopping_ && last) return;  // stopping with the database down: the feed replays it
     }
   }
 }

@@ -1,10 +1,14 @@
 // Follows the information store's change feed into the features and the segments.
 //
-// Each feed message is applied whole: the changes go into the features, the changed customers
-// are evaluated against the rules that read what changed, and then one database transaction
-// saves the changed customers' features, drops the removed ones, queues the segment entries
-// and exits for the information store, and moves the saved position. A restart loads what was
-// saved and watches on from that position; nothing before it is read again. When the saved
+// Each feed message is applied whole: the changes go into the features and the changed customers
+// are evaluated against the rules that read what changed (queries see the result at once), and
+// what it changed is staged. A saver thread writes everything staged in one database
+// transaction: the changed customers' features, the removed ones dropped, the segment entries and
+// exits queued for the information store, the campaigns' outcomes and triggered entries, and the
+// position — so the features saved are always those of the position saved with them. While one
+// transaction is written the next messages are applied and staged, and the next transaction takes
+// them all (group commit: under load fewer, larger transactions; idle, one per message). A restart
+// loads what was saved and watches on from that position; nothing before it is read again. When the saved
 // position is older than the feed keeps (OUT_OF_RANGE), the consumer resyncs: every customer
 // from ListCustomers and its events from ListEvents, then watches from the sequence the
 // listing reported.
@@ -13,6 +17,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -36,8 +41,11 @@ namespace ecrm::segmentation {
 struct FeedOptions {
   // How far back events are read on a resync or an unmerge (the features' event horizon).
   absl::Duration event_horizon = absl::Hours(24 * 400);
-  // Wait before watching again after the information store failed.
+  // Wait before watching again after the information store failed, or saving again after the
+  // database failed.
   absl::Duration retry_after = absl::Milliseconds(500);
+  // Changes applied and not yet saved past which the feed waits for the saver.
+  int64_t max_unsaved_changes = 200'000;
   // The customers this replica keeps (--partition); the others' changes are skipped.
   Partition partition;
 };
@@ -52,12 +60,16 @@ class FeedConsumer {
   // Loads the saved features and position. Call once before Start() (and before the
   // segments' Load(), which evaluates over the features).
   absl::Status Load();
-  // Follows the feed on a thread of its own until Stop().
+  // Follows the feed on a thread of its own, and saves on another, until Stop() (which saves
+  // what was applied).
   void Start();
   void Stop();
 
-  // Applies one feed message as the thread does (tests drive the consumer through it).
+  // Applies one feed message and saves it before returning (tests drive the consumer through
+  // it; the feed thread saves in the background).
   absl::Status Apply(const infostore::v1::WatchChangesResponse& message);
+  // Saves everything applied so far (the saver's step; also called by Apply, Tick, ApplyScores).
+  absl::Status Flush();
   // Reads every customer again and fills the segments anew (no entry events).
   absl::Status Resync();
   // Evaluates again the customers whose time-relative rules may have changed by now; saves and
@@ -70,23 +82,33 @@ class FeedConsumer {
   // segments that read them were empty for want of scores, not because customers had left.
   absl::Status ApplyScores(Scores& scores);
 
+  // The position saved (what a restart resumes from).
   int64_t position() const { return position_.load(); }
   // Campaigns to tell of every event (their delivery funnel and goals), saved with the feed
   // position. Set once, before Start().
   void SetCampaigns(Campaigns* campaigns) { campaigns_ = campaigns; }
 
-  // Blocks until the applied position reaches `sequence` or `timeout` passes; true if reached.
+  // Blocks until the saved position reaches `sequence` or `timeout` passes; true if reached.
   bool WaitForPosition(int64_t sequence, absl::Duration timeout);
 
  private:
+  // What has been applied and not saved yet (feed.cc).
+  struct Unsaved;
+
   void Run();
+  void Save();  // the saver thread
+  // Applies a message to the features and the segments and stages what changed.
+  absl::Status ApplyMessage(const infostore::v1::WatchChangesResponse& message);
   // Reads back the events of customers an unmerge gave events to.
   absl::StatusOr<std::vector<infostore::v1::Event>> ReadEvents(const std::string& customer_id);
-  // Saves the customers, removals, published events and (when given) the position in one
-  // transaction. `cause` makes the published events' ids: what led to them.
-  absl::Status Save(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
-                    const std::vector<MembershipChange>& memberships, std::optional<int64_t> position,
-                    const std::string& cause, const std::vector<CampaignOutcome>& outcomes = {});
+  // Stages changed and removed customers, the entries and exits to publish (their event ids made
+  // from `cause`: what led to them), the outcomes and the position. The caller holds the
+  // features' lock exclusively.
+  void Stage(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
+             const std::vector<MembershipChange>& memberships, const std::string& cause,
+             const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position, int64_t changes);
+  // Writes a staged batch in one transaction; `rows` are its customers' records.
+  absl::Status Write(const Unsaved& batch, const std::vector<std::pair<std::string, std::string>>& rows);
 
   sql::Database& db_;
   Features& features_;
@@ -96,11 +118,15 @@ class FeedConsumer {
   Campaigns* campaigns_ = nullptr;
   SegmentationMetrics& metrics_;
   const FeedOptions options_;
-  std::atomic<int64_t> position_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;  // position moved, or stopping
+  std::atomic<int64_t> position_{0};          // saved
+  std::atomic<int64_t> applied_position_{0};  // applied in memory (the feed watches on from it)
+  std::mutex save_mu_;                        // one Flush at a time
+  std::mutex mu_;                             // guards unsaved_, stopping_
+  std::condition_variable cv_;                // position saved, something staged, or stopping
+  std::unique_ptr<Unsaved> unsaved_;
   bool stopping_ = false;
-  std::thread thread_;
+  bool saver_stopping_ = false;
+  std::thread thread_, saver_;
   // No refit written since the start or the last resync (guarded by the features' lock).
   bool scores_cleared_ = true;
 };
