@@ -80,40 +80,7 @@ int Order(const R& a, const R& b) {
   }
 }
 
-bool Holds(Op op, int order) {
-  switch (op) {
-    case Op::kEq:
-      return order == 0;
-    case Op::kNe:
-      return order != 0;
-    case Op::kLt:
-      return order < 0;
-    case Op::kLe:
-      return order <= 0;
-    case Op::kGt:
-      return order > 0;
-    default:
-      return order >= 0;  // kGe
-  }
-}
-
 int Order(double a, double b) { return a < b ? -1 : a > b ? 1 : 0; }
-
-// The comparison with its operands swapped: 5 < x is x > 5.
-Op Mirror(Op op) {
-  switch (op) {
-    case Op::kLt:
-      return Op::kGt;
-    case Op::kLe:
-      return Op::kGe;
-    case Op::kGt:
-      return Op::kLt;
-    case Op::kGe:
-      return Op::kLe;
-    default:
-      return op;
-  }
-}
 
 template <bool kTrack>
 class Evaluator {

@@ -436,8 +436,9 @@ void EventStore::Clear(CustomerNo n) {
   offsets_[n] = kNoBlock;
 }
 
-void EventStore::Prune(int64_t first_day) {
-  for (size_t n = 0; n < offsets_.size(); ++n) {
+void EventStore::Prune(int64_t first_day, size_t g) {
+  const size_t begin = g << kGroupBits, end = std::min(offsets_.size(), (g + 1) << kGroupBits);
+  for (size_t n = begin; n < end; ++n) {
     uint32_t* b = Block(static_cast<CustomerNo>(n));
     if (b == nullptr) continue;
     const uint32_t types = b[0] & 0xffff;
@@ -454,11 +455,9 @@ void EventStore::Prune(int64_t first_day) {
       b[1 + 2 * i] = (b[1 + 2 * i] & 0xffff0000) | kept;
     }
     // The words dropped are left behind until the arena is compacted.
-    groups_[n >> kGroupBits].garbage += static_cast<size_t>(from - to);
+    groups_[g].garbage += static_cast<size_t>(from - to);
   }
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    if (groups_[g].garbage > 0) Compact(g);
-  }
+  if (groups_[g].garbage > 0) Compact(g);
 }
 
 std::optional<int64_t> EventStore::LastAt(CustomerNo n, uint16_t type) const {
@@ -640,6 +639,9 @@ void Features::AddDays(CustomerNo n, uint16_t type, int64_t day, uint32_t count)
 }
 
 void Features::PruneEvents(absl::Time now) { events_.Prune(DayOf(absl::ToUnixSeconds(now - options_.event_horizon))); }
+void Features::PruneEvents(absl::Time now, size_t group) {
+  events_.Prune(DayOf(absl::ToUnixSeconds(now - options_.event_horizon)), group);
+}
 
 // As the information store's behaviour summary: a purchase adds an order and its amount, a
 // refund takes back its amount, a cancelled order its amount and the order.

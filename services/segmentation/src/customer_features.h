@@ -286,8 +286,13 @@ class EventStore {
   void NoteLast(CustomerNo n, uint16_t type, int64_t at_seconds);
   void AddDays(CustomerNo n, uint16_t type, uint16_t day, uint32_t count);
   void Clear(CustomerNo n);
-  // Drops the entries of days before `first_day` (the latest times stay).
-  void Prune(int64_t first_day);
+  // Drops the entries of days before `first_day` (the latest times stay), of every customer or of
+  // group `g`'s (the customers of one arena: 65,536 numbers), compacting what changed.
+  void Prune(int64_t first_day) {
+    for (size_t g = 0; g < groups_.size(); ++g) Prune(first_day, g);
+  }
+  void Prune(int64_t first_day, size_t g);
+  size_t groups() const { return groups_.size(); }
   // Writes every arena anew in customer order.
   void CompactAll() {
     for (size_t g = 0; g < groups_.size(); ++g) Compact(g);
@@ -400,8 +405,11 @@ class Features {
   void Merge(absl::string_view survivor_id, absl::Span<const std::string> merged_ids);
   // Forgets a customer's event days (an unmerge gives events back: reload them with AddEvent).
   void ClearEvents(CustomerNo n);
-  // Drops event days older than the horizon.
+  // Drops event days older than the horizon: of every customer, or of one arena's
+  // (`group` < EventGroups(); a caller holding the lock per group lets others in between).
   void PruneEvents(absl::Time now);
+  void PruneEvents(absl::Time now, size_t group);
+  size_t EventGroups() const { return events_.groups(); }
   // Lays the customers' events out in customer order again (scans over many customers read
   // memory in order); done by PruneEvents too.
   void CompactEvents() { events_.CompactAll(); }

@@ -535,6 +535,18 @@ void FeedConsumer::Save() {
   }
 }
 
+void FeedConsumer::PruneEvents(absl::Time now) {
+  size_t groups = 0;
+  {
+    std::shared_lock lock(features_.mutex());
+    groups = features_.EventGroups();
+  }
+  for (size_t g = 0; g < groups; ++g) {
+    std::unique_lock lock(features_.mutex());
+    features_.PruneEvents(now, g);
+  }
+}
+
 bool FeedConsumer::WaitForPosition(int64_t sequence, absl::Duration timeout) {
   std::unique_lock lock(mu_);
   return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return position_.load() >= sequence; });

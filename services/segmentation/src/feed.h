@@ -84,6 +84,11 @@ class FeedConsumer {
 
   // The position saved (what a restart resumes from).
   int64_t position() const { return position_.load(); }
+  // Drops event days past the event horizon from memory, one arena of customers at a time (the
+  // features' lock held for one arena's pass: the feed and queries wait at most that long).
+  // Windows never reach those days; the saved records lose them when their customer is next
+  // saved.
+  void PruneEvents(absl::Time now);
   // Campaigns to tell of every event (their delivery funnel and goals), saved with the feed
   // position. Set once, before Start().
   void SetCampaigns(Campaigns* campaigns) { campaigns_ = campaigns; }

@@ -153,6 +153,13 @@ int main(int argc, char** argv) {
         }
       },
       &runner.metrics());
+  // Event days past the horizon leave memory (windows never reach them).
+  ecrm::server::PeriodicTask pruner(
+      "event-pruning", absl::Hours(6),
+      [&] {
+        if (feed) feed->PruneEvents(MakeClock(clock_file)());
+      },
+      &runner.metrics());
   // Triggered campaigns' messages, handed to broadcast as soon as entries are saved (and retried
   // every few seconds while broadcast cannot be reached).
   ecrm::server::PeriodicTask sender(
@@ -170,10 +177,12 @@ int main(int argc, char** argv) {
   if (feed) feed->Start();
   if (relay) relay->Start();
   ticker.Start();
+  pruner.Start();
   if (broadcaster) sender.Start(absl::ZeroDuration());
   scorer.Start(std::min(scores_every, absl::Seconds(10)));
   runner.OnShutdown([&] {
     sender.Stop();
+    pruner.Stop();
     scorer.Stop();
     ticker.Stop();
     if (feed) feed->Stop();

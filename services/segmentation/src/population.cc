@@ -30,38 +30,6 @@ bool IsLiteral(const Node& n) {
   return n.op == Op::kNumber || n.op == Op::kString || n.op == Op::kTime || n.op == Op::kBool;
 }
 
-Op Mirror(Op op) {
-  switch (op) {
-    case Op::kLt:
-      return Op::kGt;
-    case Op::kLe:
-      return Op::kGe;
-    case Op::kGt:
-      return Op::kLt;
-    case Op::kGe:
-      return Op::kLe;
-    default:
-      return op;
-  }
-}
-
-bool Holds(Op op, int order) {
-  switch (op) {
-    case Op::kEq:
-      return order == 0;
-    case Op::kNe:
-      return order != 0;
-    case Op::kLt:
-      return order < 0;
-    case Op::kLe:
-      return order <= 0;
-    case Op::kGt:
-      return order > 0;
-    default:
-      return order >= 0;
-  }
-}
-
 template <typename T>
 int Order(const T& a, const T& b) {
   return a < b ? -1 : b < a ? 1 : 0;

@@ -89,6 +89,10 @@ struct Segments::Slot {
   std::map<int64_t, Roaring> due_days;
   std::priority_queue<std::pair<absl::Time, CustomerNo>, std::vector<std::pair<absl::Time, CustomerNo>>, std::greater<>>
       due_today;
+  // Time-relative rules: customers whose membership the first fill decided but whose next
+  // evaluation is not scheduled yet (Tick schedules them, a budget at a time, before anything
+  // falls due).
+  Roaring unscheduled;
 };
 
 // What rules may name: the features' attributes and event types, and the live segments.
@@ -235,15 +239,10 @@ void Segments::Fill(Slot& slot) {
   const absl::Time now = clock_();
   slot.due_days.clear();
   slot.due_today = {};
-  if (slot.time_relative) {
-    // One by one: each customer's evaluation also says when to evaluate it again. Only the
-    // candidates can be members now or later without new data.
-    slot.members = Roaring();
-    for (CustomerNo n : TimeCandidates(slot.rule, features_, this, now)) Evaluate(slot, n, now, nullptr);
-    slot.members.runOptimize();
-  } else {
-    slot.members = EvaluatePopulation(slot.rule, features_, this, now).members;
-  }
+  slot.members = EvaluatePopulation(slot.rule, features_, this, now).members;
+  // Only the candidates can be members later without new data; when each is next evaluated is
+  // worked out one by one, by Tick, before it can fall due.
+  slot.unscheduled = slot.time_relative ? TimeCandidates(slot.rule, features_, this, now) : Roaring();
   slot.evaluated_at = now;
 }
 
@@ -251,6 +250,7 @@ void Segments::Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<Me
   CustomerFeatures view(features_, n, this);
   bool is;
   if (slot.time_relative) {
+    if (!slot.unscheduled.isEmpty()) slot.unscheduled.remove(n);  // scheduled below
     rules::Evaluation e = rules::EvaluateWithNextChange(slot.rule, view, now);
     is = e.truth == rules::Truth::kTrue;
     if (e.next_change != absl::InfiniteFuture()) Schedule(slot, n, e.next_change, now);
@@ -337,9 +337,19 @@ void Segments::Tick(std::vector<MembershipChange>& out) {
   const absl::Time now = clock_();
   const int64_t today = DayOf(now);
   absl::flat_hash_map<int32_t, std::vector<CustomerNo>> moved;
+  int64_t budget = kScheduledPerTick;
   for (int32_t s : order_) {
     Slot& slot = *slots_[s];
     const size_t before = out.size();
+    // First fills' candidates not scheduled yet: evaluated now (a change since the fill is
+    // published) and scheduled. Until every one is, time-driven changes may come late by that
+    // much, never lost.
+    while (budget > 0 && !slot.unscheduled.isEmpty()) {
+      const CustomerNo n = slot.unscheduled.minimum();
+      slot.unscheduled.remove(n);
+      --budget;
+      if (features_.IsLive(n)) Evaluate(slot, n, now, &out);
+    }
     while (!slot.due_days.empty() && slot.due_days.begin()->first <= today) {
       Roaring due = std::move(slot.due_days.begin()->second);
       slot.due_days.erase(slot.due_days.begin());

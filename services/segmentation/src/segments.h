@@ -7,7 +7,9 @@
 // again when their value can next change with no new data: each evaluation gives that instant
 // (rules::EvaluateWithNextChange), and the customer is put in a per-day bitmap of its segment
 // (woken at the start of that UTC day, early rather than late) or, for today, in an exact
-// queue. Tick() wakes what is due.
+// queue. Tick() wakes what is due. A first fill (a new or edited segment, a resync) decides the
+// members over the whole population at once and leaves the customers who may change with time
+// to Tick, which evaluates and schedules them a budget at a time before anything else.
 //
 // The Features lock guards the memberships too: the definition and query methods take it
 // themselves; Apply, Refill, Forget and Tick are for the feed consumer, which holds it
@@ -98,8 +100,10 @@ class Segments final : public Memberships {
   void Refill();
   // A customer gone (erased, merged into another) leaves every segment silently.
   void Forget(CustomerNo n);
-  // Evaluates again every customer whose time-relative rules may have changed by now.
+  // Evaluates again every customer whose time-relative rules may have changed by now; first,
+  // up to kScheduledPerTick customers a first fill left to schedule.
   void Tick(std::vector<MembershipChange>& out);
+  static constexpr int64_t kScheduledPerTick = 100'000;
 
   // Memberships, for rules naming segment("…"): by the slot the schema gave.
   bool Contains(int32_t slot, CustomerNo n) const override;

@@ -134,6 +134,32 @@ TEST_CASE("events are counted by type in whole UTC days ending today") {
   CHECK(f.LastEventAt(n, view));  // the latest time outlives the horizon
 }
 
+TEST_CASE("event days are pruned arena by arena, each arena's customers and no other") {
+  Features f;
+  const int customers = 70'000;  // two arenas of 65,536 numbers
+  for (int i = 0; i < customers; ++i) {
+    const std::string id = absl::StrCat("c_", i);
+    f.SetCustomer(Customer(id));
+    f.AddEvent(Event(id, "page_view", Day(2025, 1, 1)));  // past the horizon below
+    f.AddEvent(Event(id, "page_view", Day(2026, 3, 30)));
+  }
+  REQUIRE(f.EventGroups() == 2);
+  const int32_t view = *f.FindEventType("page_view");
+  const absl::Time now = Day(2026, 3, 31);
+  const auto total = [&](int from, int to) {
+    int64_t sum = 0;
+    for (int i = from; i < to; ++i)
+      sum += f.EventCount(*f.Find(absl::StrCat("c_", i)), view, absl::InfiniteDuration(), now);
+    return sum;
+  };
+  CHECK(total(0, customers) == 2 * customers);
+  f.PruneEvents(Day(2026, 3, 31) + absl::Hours(24 * 300), 1);  // the horizon (400 days) passes 2025-01-01
+  CHECK(total(0, 65'536) == 2 * 65'536);
+  CHECK(total(65'536, customers) == customers - 65'536);
+  f.PruneEvents(Day(2026, 3, 31) + absl::Hours(24 * 300), 0);
+  CHECK(total(0, customers) == customers);
+}
+
 TEST_CASE("orders are aggregated as the information store's behaviour summary") {
   Features f;
   const CustomerNo n = f.SetCustomer(Customer("c_1"));

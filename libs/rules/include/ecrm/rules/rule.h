@@ -71,6 +71,41 @@ enum class Op : uint8_t {
   kMethod,  // a method call, aux: name, number: offset of the name; child 0 is the receiver
 };
 
+// Whether a comparison holds for operands in the order `order` (-1: left below, 0: equal, 1:
+// left above).
+inline bool Holds(Op op, int order) {
+  switch (op) {
+    case Op::kEq:
+      return order == 0;
+    case Op::kNe:
+      return order != 0;
+    case Op::kLt:
+      return order < 0;
+    case Op::kLe:
+      return order <= 0;
+    case Op::kGt:
+      return order > 0;
+    default:
+      return order >= 0;  // kGe
+  }
+}
+
+// The comparison with its operands swapped: 5 < x is x > 5.
+inline Op Mirror(Op op) {
+  switch (op) {
+    case Op::kLt:
+      return Op::kGt;
+    case Op::kLe:
+      return Op::kGe;
+    case Op::kGt:
+      return Op::kLt;
+    case Op::kGe:
+      return Op::kLe;
+    default:
+      return op;
+  }
+}
+
 struct Node {
   Op op = Op::kBool;
   Type type = Type::kBool;

@@ -1,0 +1,100 @@
+// Segments in-process: a time-relative segment's first fill decides its members over the whole
+// population and leaves their scheduling to Tick, which loses no time-driven change.
+#include "segments.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <iterator>
+#include <set>
+#include <shared_mutex>
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/rules/evaluator.h"
+#include "ecrm/testing/process.h"
+#include "schema.h"
+
+namespace ecrm::segmentation {
+namespace {
+
+const absl::Time kStart = absl::FromUnixSeconds(1'780'000'000);
+
+TEST_CASE(
+    "a time-relative segment filled at once leaves and takes customers on the right days after Tick "
+    "schedules them, budget by budget") {
+  ecrm::testing::TempDir dir;
+  auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate("segmentation", kMigrations).ok());
+  Features features;
+  // 250,000 customers, each with a last order 0–59 days before the start: more candidates than
+  // one Tick schedules.
+  const int customers = 250'000;
+  for (int i = 0; i < customers; ++i) {
+    infostore::v1::Customer c;
+    c.set_id(absl::StrCat("c_", i));
+    const absl::Time last = kStart - absl::Hours(24 * (i % 60)) - absl::Minutes(i % 1440);  // as last_order(i)
+    c.mutable_behaviour()->set_order_count(1);
+    c.mutable_behaviour()->mutable_last_order_at()->set_seconds(absl::ToUnixSeconds(last));
+    features.SetCustomer(c);
+  }
+  absl::Time now = kStart;
+  Segments segments(**db, features, [&] { return now; });
+  REQUIRE(segments.Load().ok());
+  v1::Segment s;
+  s.set_name("recent");
+  s.set_rule("days_since(orders.last_at) <= 30");
+  auto created = segments.Create(s);
+  REQUIRE(created.ok());
+
+  const auto last_order = [&](int i) { return kStart - absl::Hours(24 * (i % 60)) - absl::Minutes(i % 1440); };
+  const auto expected = [&] {
+    std::set<CustomerNo> in;
+    for (int i = 0; i < customers; ++i) {
+      if (absl::ToInt64Seconds(now - last_order(i)) / 86400 <= 30) in.insert(*features.Find(absl::StrCat("c_", i)));
+    }
+    return in;
+  };
+  const auto members = [&] {
+    std::shared_lock lock(features.mutex());
+    const Roaring* m = segments.Members(created->id());
+    return std::set<CustomerNo>(m->begin(), m->end());
+  };
+  const std::set<CustomerNo> before = members();
+  CHECK(before == expected());
+  CHECK(before.size() > 100'000);  // more than one Tick's budget to schedule
+
+  // Ten days later, two Ticks: the first schedules a budget's worth, the second the rest and
+  // what fell due. Every customer whose last order is now more than 30 days old has left,
+  // each once.
+  now = kStart + absl::Hours(24 * 10);
+  std::vector<MembershipChange> out;
+  {
+    std::unique_lock lock(features.mutex());
+    segments.Tick(out);
+    segments.Tick(out);
+  }
+  CHECK(members() == expected());
+  std::set<CustomerNo> left;
+  for (const MembershipChange& m : out) {
+    CHECK_FALSE(m.entered);
+    CHECK(left.insert(m.customer).second);
+  }
+  std::set<CustomerNo> gone;
+  const std::set<CustomerNo> after = expected();
+  std::set_difference(before.begin(), before.end(), after.begin(), after.end(), std::inserter(gone, gone.end()));
+  CHECK(left == gone);
+  CHECK(!gone.empty());
+
+  // And 25 more days on, everyone else has left too, with no new data.
+  now = kStart + absl::Hours(24 * 35);
+  out.clear();
+  {
+    std::unique_lock lock(features.mutex());
+    segments.Tick(out);
+  }
+  CHECK(members() == expected());
+  CHECK(members().empty());
+}
+
+}  // namespace
+}  // namespace ecrm::segmentation
