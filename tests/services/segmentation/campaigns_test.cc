@@ -284,6 +284,29 @@ TEST_CASE("a campaign with an empty control group reports no uplift rather than 
 namespace ecrm::segmentation {
 namespace {
 
+// A feed message of events, one per customer.
+infostore::v1::WatchChangesResponse Events(int64_t position, const std::vector<infostore::v1::Event>& events) {
+  infostore::v1::WatchChangesResponse m;
+  for (const infostore::v1::Event& ev : events) {
+    infostore::v1::Change* change = m.add_changes();
+    change->set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    change->set_customer_id(ev.customer_id());
+    *change->mutable_event() = ev;
+  }
+  m.set_position(position);
+  return m;
+}
+
+// A feed message erasing a customer.
+infostore::v1::WatchChangesResponse Erase(int64_t position, const std::string& customer) {
+  infostore::v1::WatchChangesResponse m;
+  infostore::v1::Change* gone = m.add_changes();
+  gone->set_kind(infostore::v1::CHANGE_KIND_ERASE);
+  gone->set_customer_id(customer);
+  m.set_position(position);
+  return m;
+}
+
 TEST_CASE("the feed consumer tells campaigns of the events it applies, and an erasure forgets the customer's part") {
   Engine e;
   const std::string gb = e.Segment("gb", "profile.address.country == \"GB\"");
@@ -300,15 +323,9 @@ TEST_CASE("the feed consumer tells campaigns of the events it applies, and an er
     const std::string id = absl::StrCat("c_", 1000 + i);
     if (i % 5 < 3 && !InControl(c.id(), id, 0.5)) buyer = id;
   }
-  infostore::v1::WatchChangesResponse m;
-  for (const auto& ev : {Event("open-1", buyer, "message_opened", kNow + absl::Hours(1), c.id()),
-                         Event("buy-1", buyer, "purchase", kNow + absl::Hours(2), "", 2500)}) {
-    infostore::v1::Change* change = m.add_changes();
-    change->set_kind(infostore::v1::CHANGE_KIND_EVENT);
-    change->set_customer_id(buyer);
-    *change->mutable_event() = ev;
-  }
-  m.set_position(1);
+  const infostore::v1::WatchChangesResponse m =
+      Events(1, {Event("open-1", buyer, "message_opened", kNow + absl::Hours(1), c.id()),
+                 Event("buy-1", buyer, "purchase", kNow + absl::Hours(2), "", 2500)});
   REQUIRE(feed.Apply(m).ok());
   REQUIRE(feed.Apply(m).ok());  // the same message again (a restart before the position was saved)
   auto report = e.campaigns->Report(c.id());
@@ -317,12 +334,7 @@ TEST_CASE("the feed consumer tells campaigns of the events it applies, and an er
   CHECK(report->treatment().converted() == 1);
   CHECK(report->treatment().revenue().amount_minor() == 2500);
 
-  infostore::v1::WatchChangesResponse erase;
-  infostore::v1::Change* gone = erase.add_changes();
-  gone->set_kind(infostore::v1::CHANGE_KIND_ERASE);
-  gone->set_customer_id(buyer);
-  erase.set_position(2);
-  REQUIRE(feed.Apply(erase).ok());
+  REQUIRE(feed.Apply(Erase(2, buyer)).ok());
   report = e.campaigns->Report(c.id());
   REQUIRE(report.ok());
   CHECK(report->treatment().converted() == 0);
@@ -330,19 +342,6 @@ TEST_CASE("the feed consumer tells campaigns of the events it applies, and an er
   auto left = e.db->Execute("SELECT COUNT(*) FROM campaign_members WHERE customer_id = $1", {buyer});
   REQUIRE(left.ok());
   CHECK(left->front().Int(0) == 0);
-}
-
-// A feed message of events, one per customer.
-infostore::v1::WatchChangesResponse Events(int64_t position, const std::vector<infostore::v1::Event>& events) {
-  infostore::v1::WatchChangesResponse m;
-  for (const infostore::v1::Event& ev : events) {
-    infostore::v1::Change* change = m.add_changes();
-    change->set_kind(infostore::v1::CHANGE_KIND_EVENT);
-    change->set_customer_id(ev.customer_id());
-    *change->mutable_event() = ev;
-  }
-  m.set_position(position);
-  return m;
 }
 
 TEST_CASE(
@@ -440,12 +439,7 @@ TEST_CASE(
   // An entry erased before it was handed over is never sent.
   const std::string late = "c_1500";
   REQUIRE(feed.Apply(Events(5, {Event("late", late, "purchase", kNow + absl::Hours(50), "", 100)})).ok());
-  infostore::v1::WatchChangesResponse erase;
-  infostore::v1::Change* gone = erase.add_changes();
-  gone->set_kind(infostore::v1::CHANGE_KIND_ERASE);
-  gone->set_customer_id(late);
-  erase.set_position(6);
-  REQUIRE(feed.Apply(erase).ok());
+  REQUIRE(feed.Apply(Erase(6, late)).ok());
   sent = e.campaigns->SendTriggered();
   REQUIRE(sent.ok());
   CHECK(*sent == 0);

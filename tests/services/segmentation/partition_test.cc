@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/testing/process.h"
+#include "fakes.h"
 #include "feed.h"
 #include "metrics.h"
 #include "schema.h"
@@ -17,26 +18,6 @@ namespace ecrm::segmentation {
 namespace {
 
 const absl::Time kNow = absl::FromUnixSeconds(1'780'000'000);
-
-// The information store as an unmerge or a cross-partition merge reads it: each customer's
-// events now.
-class EventsStore final : public InformationStore {
- public:
-  absl::Status Watch(int64_t, const std::function<absl::Status(const infostore::v1::WatchChangesResponse&)>&) override {
-    return absl::CancelledError("not watched in this test");
-  }
-  void StopWatching() override {}
-  absl::StatusOr<infostore::v1::ListCustomersResponse> ListCustomers(const std::string&, int) override {
-    return infostore::v1::ListCustomersResponse();
-  }
-  absl::StatusOr<infostore::v1::ListEventsResponse> ListEvents(const std::string& customer_id, absl::Time,
-                                                               const std::string&) override {
-    infostore::v1::ListEventsResponse out;
-    for (const infostore::v1::Event& e : events[customer_id]) *out.add_events() = e;
-    return out;
-  }
-  std::map<std::string, std::vector<infostore::v1::Event>> events;
-};
 
 struct Replica {
   ecrm::testing::TempDir dir;
@@ -120,7 +101,7 @@ TEST_CASE("a partition is i/n with i < n, and holds about a share of n of the cu
 TEST_CASE(
     "replicas of two partitions hold disjoint customers whose members make up the whole engine's, and a "
     "merge across partitions moves the merged customer's events") {
-  EventsStore store;
+  NoStore store;
   Replica whole(store, {}), p0(store, {0, 2}), p1(store, {1, 2});
   infostore::v1::WatchChangesResponse m;
   for (int i = 0; i < 400; ++i) {
