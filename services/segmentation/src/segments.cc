@@ -91,8 +91,9 @@ struct Segments::Slot {
       due_today;
   // Time-relative rules: customers whose membership the first fill decided but whose next
   // evaluation is not scheduled yet (Tick schedules them, a budget at a time, before anything
-  // falls due).
+  // falls due), once Tick has found them (`find_unscheduled`, one slot a tick).
   Roaring unscheduled;
+  bool find_unscheduled = false;
 };
 
 // What rules may name: the features' attributes and event types, and the live segments.
@@ -240,9 +241,9 @@ void Segments::Fill(Slot& slot) {
   slot.due_days.clear();
   slot.due_today = {};
   slot.members = EvaluatePopulation(slot.rule, features_, this, now).members;
-  // Only the candidates can be members later without new data; when each is next evaluated is
-  // worked out one by one, by Tick, before it can fall due.
-  slot.unscheduled = slot.time_relative ? TimeCandidates(slot.rule, features_, this, now) : Roaring();
+  // When each customer who may change with time is next evaluated is worked out by Tick.
+  slot.unscheduled = Roaring();
+  slot.find_unscheduled = slot.time_relative;
   slot.evaluated_at = now;
 }
 
@@ -338,9 +339,17 @@ void Segments::Tick(std::vector<MembershipChange>& out) {
   const int64_t today = DayOf(now);
   absl::flat_hash_map<int32_t, std::vector<CustomerNo>> moved;
   int64_t budget = kScheduledPerTick;
+  bool found = false;  // one slot's candidates found a tick
   for (int32_t s : order_) {
     Slot& slot = *slots_[s];
     const size_t before = out.size();
+    if (slot.find_unscheduled && !found) {
+      // The customers who may be members now or later without new data, and those who were
+      // at the fill (they may have left since).
+      slot.unscheduled = TimeCandidates(slot.rule, features_, this, now) | slot.members;
+      slot.find_unscheduled = false;
+      found = true;
+    }
     // First fills' candidates not scheduled yet: evaluated now (a change since the fill is
     // published) and scheduled. Until every one is, time-driven changes may come late by that
     // much, never lost.

@@ -63,7 +63,7 @@ TEST_CASE(
   CHECK(before == expected());
   CHECK(before.size() > 100'000);  // more than one Tick's budget to schedule
 
-  // Ten days later, two Ticks: the first schedules a budget's worth, the second the rest and
+  // Ten days later, two Ticks: the first finds the candidates and schedules a budget's worth, the second the rest and
   // what fell due. Every customer whose last order is now more than 30 days old has left,
   // each once.
   now = kStart + absl::Hours(24 * 10);
