@@ -54,7 +54,7 @@ start_postgres() {
 }
 
 # start_service BINARY ARGS... → REPLY=host:port once SERVING (on a port the service picks;
-# it reports it through --port-file). SERVICE_PID is its pid.
+# it reports it through --port-file). SERVICE_PID is its pid, METRICS_ADDR its metrics host:port.
 start_service() {
   local bin=$1; shift
   local ports; ports=$(mktemp "$work/ports-XXXXXX")
@@ -66,6 +66,7 @@ start_service() {
   for _ in $(seq 300); do [ -s "$ports" ] && break; kill -0 $SERVICE_PID 2>/dev/null || break; sleep 0.1; done
   local gp; gp=$(sed -n 's/^grpc_port=//p' "$ports" 2>/dev/null)
   [ -n "$gp" ] || { echo "$bin did not start; see $work/services.log" >&2; return 1; }
+  METRICS_ADDR=127.0.0.1:$(sed -n 's/^metrics_port=//p' "$ports")
   "$B/tools/healthcheck/ecrm-healthcheck" --target=127.0.0.1:$gp --wait=30s >/dev/null
   REPLY=127.0.0.1:$gp
 }

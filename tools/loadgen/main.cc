@@ -16,7 +16,9 @@ int main(int argc, char** argv) {
                   "what to call: health (grpc.health.v1.Health/Check), infostore.get (GetCustomer, 2,000 seeded "
                   "customers), infostore.upsert (UpsertCustomer creating customers), transaction.add_cart_item "
                   "(AddCartItem over 100 products and 5,000 carts), transaction.checkout (Checkout of --population "
-                  "carts filled before the load, one per request)");
+                  "carts filled before the load, one per request), segmentation.customer_segments / "
+                  "segmentation.customer_scores (GetCustomerSegments / GetCustomerScores over the members of the "
+                  "engine's largest segment, at most --population of them)");
   flags.AddDouble("rate", &o.rate, "requests per second (open loop); 0 runs closed-loop to find saturation");
   flags.AddDuration("duration", &o.duration, "measured time");
   flags.AddDuration("warmup", &o.warmup, "time at the same load before measuring");

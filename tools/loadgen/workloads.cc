@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/status/macros.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -254,6 +255,106 @@ class Checkout final : public Workload {
   const uint64_t run_ = std::random_device()();
 };
 
+namespace segmentation = ::ecrm::segmentation::v1;
+
+// The customers the segmentation engine holds, as the members of its largest saved segment
+// (the benchmark saves one every customer matches): at most `limit` of them (0: all).
+absl::StatusOr<std::vector<std::string>> SegmentMembers(grpc::Channel& channel, int64_t limit) {
+  auto stub = segmentation::Segmentation::NewStub(Borrow(channel));
+  std::string largest;
+  int64_t size = 0;
+  segmentation::ListSegmentsRequest list;
+  list.set_page_size(1000);
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    segmentation::ListSegmentsResponse resp;
+    grpc::Status s = stub->ListSegments(&ctx, list, &resp);
+    if (!s.ok()) return absl::UnavailableError(absl::StrCat("listing segments: ", s.error_message()));
+    for (const segmentation::Segment& seg : resp.segments()) {
+      if (seg.size() > size) size = seg.size(), largest = seg.id();
+    }
+    list.set_page_token(resp.next_page_token());
+  } while (!list.page_token().empty());
+  if (largest.empty()) {
+    return absl::FailedPreconditionError(
+        "the segmentation engine has no segment with members: save one that holds the customers to call for");
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  segmentation::StreamSegmentMembersRequest req;
+  req.set_segment_id(largest);
+  auto reader = stub->StreamSegmentMembers(&ctx, req);
+  std::vector<std::string> ids;
+  segmentation::SegmentMemberBatch batch;
+  while ((limit <= 0 || static_cast<int64_t>(ids.size()) < limit) && reader->Read(&batch)) {
+    for (std::string& id : *batch.mutable_customer_ids()) {
+      if (limit > 0 && static_cast<int64_t>(ids.size()) >= limit) break;
+      ids.push_back(std::move(id));
+    }
+  }
+  if (limit > 0 && static_cast<int64_t>(ids.size()) >= limit) ctx.TryCancel();
+  grpc::Status s = reader->Finish();
+  if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
+    return absl::UnavailableError(absl::StrCat("streaming segment members: ", s.error_message()));
+  }
+  if (ids.empty()) return absl::FailedPreconditionError("the largest segment has no members");
+  return ids;
+}
+
+// GetCustomerSegments (or, with `scores`, GetCustomerScores) for customers the engine holds,
+// consecutive requests spread over them by a multiplicative hash.
+class CustomerLookup final : public Workload {
+ public:
+  CustomerLookup(std::vector<std::string> ids, bool scores) : ids_(std::move(ids)), scores_(scores) {}
+
+  static WorkloadFactory Factory(bool scores) {
+    return [scores](const Channels& channels, const Options& o) -> absl::StatusOr<std::unique_ptr<Workload>> {
+      ECRM_ASSIGN_OR_RETURN(std::vector<std::string> ids, SegmentMembers(*channels.front(), o.population));
+      return std::make_unique<CustomerLookup>(std::move(ids), scores);
+    };
+  }
+
+  void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    const std::string& id = ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()];
+    auto stub = segmentation::Segmentation::NewStub(Borrow(channel));
+    if (scores_) {
+      struct Call {
+        grpc::ClientContext ctx;
+        segmentation::GetCustomerScoresRequest req;
+        segmentation::CustomerScores resp;
+      };
+      auto* call = new Call();
+      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+      call->req.set_customer_id(id);
+      stub->async()->GetCustomerScores(&call->ctx, &call->req, &call->resp,
+                                       [call, done = std::move(done)](grpc::Status status) {
+                                         done(status);
+                                         delete call;
+                                       });
+    } else {
+      struct Call {
+        grpc::ClientContext ctx;
+        segmentation::GetCustomerSegmentsRequest req;
+        segmentation::GetCustomerSegmentsResponse resp;
+      };
+      auto* call = new Call();
+      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+      call->req.set_customer_id(id);
+      stub->async()->GetCustomerSegments(&call->ctx, &call->req, &call->resp,
+                                         [call, done = std::move(done)](grpc::Status status) {
+                                           done(status);
+                                           delete call;
+                                         });
+    }
+  }
+
+ private:
+  std::vector<std::string> ids_;
+  const bool scores_;
+};
+
 }  // namespace
 
 const std::map<std::string, WorkloadFactory>& Workloads() {
@@ -272,6 +373,8 @@ const std::map<std::string, WorkloadFactory>& Workloads() {
        }},
       {"transaction.add_cart_item", &AddCartItem::Create},
       {"transaction.checkout", &Checkout::Create},
+      {"segmentation.customer_segments", CustomerLookup::Factory(false)},
+      {"segmentation.customer_scores", CustomerLookup::Factory(true)},
   };
   return *workloads;
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Segmentation serving and incremental latency (issue 14), each measured ECRM_BENCH_RUNS times
+# (default 3) with the gRPC health baseline of the same ecrm-segmentation in the same run.
+# Starts its own Redis, ecrm-infostore and ecrm-segmentation (SQLite, or PostgreSQL with
+# ECRM_SEG_BACKENDS="sqlite postgres") on free loopback ports; loads ECRM_SEG_CUSTOMERS (100,000)
+# customers through the information store (profile, email/SMS consents, 10 events each over
+# 90 days), saves 100 segments ("everyone", the probe segment, 98 varied rules), waits for the
+# engine to catch up, then per run:
+#   - health, GetCustomerSegments and GetCustomerScores p99 at 2,000 QPS, open loop (ecrm-load,
+#     ECRM_BENCH_DURATION, default 10s);
+#   - incremental membership latency (ecrm-segmentation-latency-bench): 1,500 changes/s
+#     (UpsertCustomer / UpdateConsent / RecordEvents in turn) and 20,000 events/s (RecordEvents of
+#     1,000), ECRM_LATENCY_DURATION (60s) each, from the store's acknowledgement to
+#     GetCustomerSegments showing the probe segment.
+#   bench/segmentation-latency.sh [results.jsonl]
+# ECRM_BENCH_LOCK=/tmp/ecrm-build.lock: build, and hold that lock during each run's measurements
+# (so that nobody builds meanwhile), releasing it between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${ECRM_BENCH_DURATION:-10s}
+lat_dur=${ECRM_LATENCY_DURATION:-60s}
+runs=${ECRM_BENCH_RUNS:-3}
+customers=${ECRM_SEG_CUSTOMERS:-100000}
+backends=${ECRM_SEG_BACKENDS:-sqlite}
+lockfile=${ECRM_BENCH_LOCK:-}
+slice=$((customers / (2 * runs)))
+source bench/lib.sh
+hold() { [ -z "$lockfile" ] || { exec 9>>"$lockfile"; flock 9; }; }
+release() { [ -z "$lockfile" ] || flock -u 9; }
+hold
+bench_setup ecrm-seglat "${1:-}"
+release
+trap 'bench_cleanup; rm -rf "$work"' EXIT
+load() { "$B/tools/loadgen/ecrm-load" --target="$1" --duration=$dur --warmup=2s --connections=2 --json "${@:2}"; }
+lat() { "$B/bench/ecrm-segmentation-latency-bench" --infostore="$infostore" --segmentation="$seg" \
+  --ids-file="$work/ids.txt" "$@"; }
+feed_position() { curl -s "http://$seg_metrics/metrics" | awk '/^ecrm_segmentation_feed_position / {print $2}'; }
+# Until the engine's applied feed position has not moved for 5 s.
+wait_caught_up() {
+  local last=-1 same=0 p
+  while [ $same -lt 5 ]; do
+    sleep 1
+    p=$(feed_position)
+    if [ "$p" = "$last" ]; then same=$((same + 1)); else same=0; last=$p; fi
+  done
+  echo "# feed position $last" >&2
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $customers customers," \
+  "$dur x $runs runs (latency $lat_dur); results in $out" >&2
+start_redis "$work"
+redis=redis://127.0.0.1:$REPLY
+[[ " $backends " == *" postgres "* ]] && { start_postgres "$work"; pg_port=$REPLY; }
+
+for backend in $backends; do
+  if [ "$backend" = sqlite ]; then
+    store_url="sqlite://$work/infostore.db"
+    seg_url="sqlite://$work/segmentation.db"
+  else
+    "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres infostore
+    "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres segmentation
+    store_url="postgresql://postgres@127.0.0.1:$pg_port/infostore"
+    seg_url="postgresql://postgres@127.0.0.1:$pg_port/segmentation"
+  fi
+  start_service "$B/services/ecrm-infostore" --database-url="$store_url" --redis-url="$redis"
+  infostore=$REPLY
+  store_pid=$SERVICE_PID
+  start_service "$B/services/ecrm-segmentation" --database-url="$seg_url" --infostore-address="$infostore"
+  seg=$REPLY
+  seg_metrics=$METRICS_ADDR
+  seg_pid=$SERVICE_PID
+  lat --mode=seed --customers="$customers" >&2
+  wait_caught_up
+  lat --mode=segments --segments=100 >&2
+  wait_caught_up
+
+  health=(); segs=(); scores=(); ch_p99=(); ch_max=(); ch_fail=(); ev_p99=(); ev_max=(); ev_fail=(); ev_rate=(); ch_w99=(); ev_w99=()
+  for r in $(seq "$runs"); do
+    hold
+    echo "# $backend run $r: $(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    health+=("$(load "$seg" --workload=health --rate=2000 --concurrency=256 | json_field p99)")
+    segs+=("$(load "$seg" --workload=segmentation.customer_segments --rate=2000 --concurrency=256 | json_field p99)")
+    scores+=("$(load "$seg" --workload=segmentation.customer_scores --rate=2000 --concurrency=256 | json_field p99)")
+    # Probe customers (each probed once): run r's changes from line 2 (r - 1) slice, its events from
+    # the next slice.
+    j=$(lat --mode=changes --rate=1500 --probe-every=20 --duration="$lat_dur" --probe-first=$((2 * (r - 1) * slice)) ||
+      true)
+    echo "$j" >>"$work/latency.jsonl"
+    ch_p99+=("$(echo "$j" | json_field p99)"); ch_max+=("$(echo "$j" | json_field max)")
+    ch_fail+=("$(echo "$j" | json_field failed)"); ch_w99+=("$(echo "$j" | json_field write_p99_ms)")
+    j=$(lat --mode=events --rate=20000 --batch=1000 --probe-every=1 --duration="$lat_dur" \
+      --probe-first=$(((2 * r - 1) * slice)) || true)
+    echo "$j" >>"$work/latency.jsonl"
+    ev_p99+=("$(echo "$j" | json_field p99)"); ev_max+=("$(echo "$j" | json_field max)")
+    ev_fail+=("$(echo "$j" | json_field failed)"); ev_rate+=("$(echo "$j" | json_field achieved_rate)")
+    ev_w99+=("$(echo "$j" | json_field write_p99_ms)")
+    release
+    wait_caught_up
+  done
+  cat "$work/latency.jsonl" >&2
+  runs_json "${backend}_health_p99_at_2000qps" ms "${health[@]}"
+  runs_json "${backend}_customer_segments_p99_at_2000qps" ms "${segs[@]}"
+  runs_json "${backend}_customer_scores_p99_at_2000qps" ms "${scores[@]}"
+  runs_json "${backend}_membership_p99_1500_changes" ms "${ch_p99[@]}"
+  runs_json "${backend}_membership_max_1500_changes" ms "${ch_max[@]}"
+  runs_json "${backend}_membership_failed_1500_changes" probes "${ch_fail[@]}"
+  runs_json "${backend}_membership_p99_20000_events" ms "${ev_p99[@]}"
+  runs_json "${backend}_membership_max_20000_events" ms "${ev_max[@]}"
+  runs_json "${backend}_membership_failed_20000_events" probes "${ev_fail[@]}"
+  runs_json "${backend}_events_achieved" events/s "${ev_rate[@]}"
+  runs_json "${backend}_write_p99_1500_changes" ms "${ch_w99[@]}"
+  runs_json "${backend}_write_p99_20000_events" ms "${ev_w99[@]}"
+  stop_service "$seg_pid"
+  stop_service "$store_pid"
+done
+
+for backend in $backends; do
+  cat <<SUMMARY
+
+$backend, $customers customers, 100 segments, medians of $runs       median       goal
+health check p99 at 2,000 QPS (baseline)               $(med ${backend}_health_p99_at_2000qps) ms
+GetCustomerSegments p99 at 2,000 QPS                   $(med ${backend}_customer_segments_p99_at_2000qps) ms     <= 1 ms
+GetCustomerScores p99 at 2,000 QPS                     $(med ${backend}_customer_scores_p99_at_2000qps) ms     <= 1 ms
+membership p99, 1,500 changes/s ($lat_dur)               $(med ${backend}_membership_p99_1500_changes) ms     <= 100 ms (max $(med ${backend}_membership_max_1500_changes) ms, failed $(med ${backend}_membership_failed_1500_changes); write p99 $(med ${backend}_write_p99_1500_changes) ms)
+membership p99, 20,000 events/s ($lat_dur)               $(med ${backend}_membership_p99_20000_events) ms     <= 1,000 ms (max $(med ${backend}_membership_max_20000_events) ms, failed $(med ${backend}_membership_failed_20000_events); $(med ${backend}_events_achieved) events/s achieved, write p99 $(med ${backend}_write_p99_20000_events) ms)
+SUMMARY
+done
