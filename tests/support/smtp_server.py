@@ -8,7 +8,8 @@ bytes received, dot-unstuffed) and msg-NNNNN.json ({"mail_from", "rcpt_tos", "pe
 
 Faults: the file <dir>/faults holds one fault a line, "<stage> <action>", stage rcpt or data,
 action 450, 421, 550 (answer that code; 421 closes the connection after answering, as a
-shutting-down server does) or drop (data stage: store the message, then drop the connection
+shutting-down server does), ok (go on as usual: a placeholder that keeps later lines for later
+messages) or drop (data stage: store the message, then drop the connection
 without answering — the case where a client cannot know the message arrived; rcpt stage: drop
 at once). When a message reaches a stage and the first line names that stage, the line is taken
 off and applied; write the file before sending.
@@ -70,14 +71,14 @@ class Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         fault = self.take_fault("rcpt")
-        if fault is not None:
+        if fault is not None and fault != "ok":
             return self.reply_for(fault)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         fault = self.take_fault("data")
-        if fault is not None and fault != "drop":
+        if fault is not None and fault not in ("drop", "ok"):
             return self.reply_for(fault)
         self.count += 1
         base = os.path.join(self.directory, "msg-%05d" % self.count)
@@ -122,7 +123,8 @@ def main():
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == login and \
                 auth_data.password.decode() == password
-            return AuthResult(success=ok, auth_data=auth_data if ok else None)
+            # handled=False: aiosmtpd answers 535 itself on failure.
+            return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
         kwargs.update(authenticator=authenticator, auth_require_tls=False)
     if args.tls_cert:

@@ -17,9 +17,10 @@ struct SmtpChannel::Handle {
   // The upload of the current message.
   absl::string_view data;
   size_t offset = 0;
-  // Replies from the server during the current transfer: how many, and the last one's final line.
+  // Replies from the server during the current transfer: how many, and the final line of the last
+  // 4xx or 5xx one (libcurl's QUIT after a failure gets "221 Bye", which explains nothing).
   int replies = 0;
-  std::string last_reply;
+  std::string last_error_reply;
   char errbuf[CURL_ERROR_SIZE] = {};
 
   ~Handle() {
@@ -43,7 +44,7 @@ struct SmtpChannel::Handle {
     if (line.size() >= 3 && absl::ascii_isdigit(line[0]) && absl::ascii_isdigit(line[1]) &&
         absl::ascii_isdigit(line[2]) && (line.size() == 3 || line[3] == ' ')) {
       ++h->replies;
-      h->last_reply.assign(line.data(), std::min<size_t>(line.size(), 512));
+      if (line[0] == '4' || line[0] == '5') h->last_error_reply.assign(line.data(), std::min<size_t>(line.size(), 512));
     }
     return 0;
   }
@@ -183,7 +184,7 @@ SendResult SmtpChannel::SendOne(Handle& handle, const OutgoingMessage& message) 
     handle.data = *mime;
     handle.offset = 0;
     handle.replies = 0;
-    handle.last_reply.clear();
+    handle.last_error_reply.clear();
     handle.errbuf[0] = '\0';
     rc = curl_easy_perform(c);
     long connects = 0;
@@ -207,14 +208,14 @@ SendResult SmtpChannel::SendOne(Handle& handle, const OutgoingMessage& message) 
     result.provider_message_id = MessageIdFor(message.delivery_id, settings_.identity.message_id_domain);
     return result;
   }
-  const bool has_reply = code >= 400 && code <= 599 && !handle.last_reply.empty();
+  const bool has_reply = code >= 400 && code <= 599 && !handle.last_error_reply.empty();
   if (code >= 500 && code <= 599 && rc != CURLE_LOGIN_DENIED) {
     result.outcome = SendOutcome::kPermanentFailure;
   } else {
     result.outcome = SendOutcome::kTemporaryFailure;
   }
   if (has_reply) {
-    result.error = absl::StrCat("smtp: ", handle.last_reply);
+    result.error = absl::StrCat("smtp: ", handle.last_error_reply);
   } else {
     result.error = absl::StrCat("smtp: ", handle.errbuf[0] != '\0' ? handle.errbuf : curl_easy_strerror(rc));
   }
