@@ -72,8 +72,11 @@ class WebhookSink {
   // Requests wait in the handler until `n` are in flight at once (or 20 s pass, so that a
   // failing test ends); 0 turns it off.
   void HoldUntilConcurrent(int n) {
-    std::lock_guard<std::mutex> lock(mu_);
-    hold_until_ = n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hold_until_ = n;
+    }
+    cv_.notify_all();
   }
 
   std::vector<Request> requests() const {
