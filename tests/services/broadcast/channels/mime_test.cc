@@ -215,7 +215,7 @@ TEST_CASE("quoted-printable: short lines, CRLF, =, trailing space, a leading dot
   CHECK(DecodeQuotedPrintable(qp2) == dots);
 }
 
-TEST_CASE("text-only and HTML-only email are single parts; empty content is refused") {
+TEST_CASE("text-only and HTML-only email are single parts, empty content is refused") {
   OutgoingMessage msg = Marketing();
   msg.html_body.clear();
   testing::ParsedMail m = ParseMail(*BuildMimeMessage(msg, Identity(), kNow));
@@ -279,7 +279,7 @@ TEST_CASE("DKIM: relaxed/relaxed rsa-sha256 over both unsubscribe headers, verif
   CHECK(testing::VerifyDkim(refolded, key_file, "s2026", "shop.example", keys.public_base64).passed);
 }
 
-TEST_CASE("DKIM: a transactional email signs without unsubscribe headers; a bad key fails at start") {
+TEST_CASE("DKIM: a transactional email signs without unsubscribe headers, a bad key fails at start") {
   testing::RsaKeyPair keys = testing::NewRsaKeyPair();
   auto signer = DkimSigner::Create({.private_key_pem = keys.private_pem, .selector = "s", .domain = "shop.example"});
   REQUIRE(signer.ok());

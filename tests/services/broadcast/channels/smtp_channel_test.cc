@@ -158,7 +158,7 @@ TEST_CASE("faults within one batch: each message gets its own outcome, in order"
   CHECK(server->Messages().size() == 4);  // m1, m3, m5 (stored, then dropped), m6
 }
 
-TEST_CASE("a refused connection is temporary; a bad recipient is permanent without a connection") {
+TEST_CASE("a refused connection is temporary, a bad recipient is permanent without a connection") {
   ecrm::testing::ClosedPort closed;
   auto channel = MakeChannel(Settings(absl::StrCat("smtp://", closed.address())));
   std::vector<SendResult> r = channel->Send({Mail(1)});
@@ -175,7 +175,7 @@ TEST_CASE("a refused connection is temporary; a bad recipient is permanent witho
   CHECK(channel->connections_opened() == 0);
 }
 
-TEST_CASE("AUTH when a user is configured; a refused login is temporary (the operator's to fix)") {
+TEST_CASE("AUTH when a user is configured, a refused login is temporary (the operator's to fix)") {
   auto server = StartServer({.auth = "mailer:s3cret"});
   SmtpSettings settings = Settings(server->Url());
   settings.user = "mailer";
@@ -200,7 +200,7 @@ TEST_CASE("AUTH when a user is configured; a refused login is temporary (the ope
   CHECK(SmtpChannel::Create(settings).status().code() == absl::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("STARTTLS is used when offered; --smtp-require-tls refuses a server without it") {
+TEST_CASE("STARTTLS is used when offered, --smtp-require-tls refuses a server without it") {
   ecrm::testing::TempDir dir;
   const std::string cert = dir.path() + "/cert.pem";
   const std::string key = dir.path() + "/key.pem";

@@ -117,7 +117,7 @@ TEST_CASE("generic profile: one signed JSON POST per message with the delivery i
   CHECK(body["purpose"] == "service");
 }
 
-TEST_CASE("fcm profile: Firebase's message shape, the id from \"name\"; it carries push only") {
+TEST_CASE("fcm profile: Firebase's message shape, the id from its name field, it carries push only") {
   WebhookSink sink;
   sink.SetResponder([](const WebhookSink::Request&, int n) {
     return WebhookSink::Reply{200, absl::StrCat(R"({"name":"projects/p/messages/)", n, R"("})"), {}};
@@ -215,7 +215,7 @@ TEST_CASE("many requests in flight at once over kept-alive connections") {
   CHECK(sink.requests().size() == 80);
 }
 
-TEST_CASE("a refused connection or a timeout is temporary; bad addresses are permanent without a request") {
+TEST_CASE("a refused connection or a timeout is temporary, bad addresses are permanent without a request") {
   ecrm::testing::ClosedPort closed;
   auto down = MakeChannel(Settings(absl::StrCat("http://", closed.address(), "/sms")));
   std::vector<SendResult> r = down->Send({Sms(1)});
@@ -249,7 +249,7 @@ TEST_CASE("a refused connection or a timeout is temporary; bad addresses are per
   CHECK(sink.requests().size() == before + 1);
 }
 
-TEST_CASE("without a secret requests are not signed; an Authorization header is sent when configured") {
+TEST_CASE("without a secret requests are not signed, an Authorization header is sent when configured") {
   WebhookSink sink;
   WebhookSettings settings = Settings(sink.Url());
   settings.secret.clear();
