@@ -15,7 +15,8 @@ at once). When a message reaches a stage and the first line names that stage, th
 off and applied; write the file before sending.
 
 Options: --auth LOGIN:PASSWORD offers AUTH (PLAIN, LOGIN) without TLS; --tls-cert/--tls-key
-offer STARTTLS with that certificate.
+offer STARTTLS with that certificate; --idle-timeout SECONDS closes idle connections (as relays
+do). <dir>/closed counts the connections closed so far, by either side.
 
 Run with /usr/bin/python3 (aiosmtpd is a Debian package, not in other interpreters' paths).
 """
@@ -50,6 +51,7 @@ class Handler:
     def __init__(self, directory):
         self.directory = directory
         self.count = 0
+        self.closed = 0
 
     def take_fault(self, stage):
         path = os.path.join(self.directory, "faults")
@@ -97,6 +99,12 @@ class Handler:
 
 
 class FaultySMTP(SMTP):
+    def connection_lost(self, error):
+        super().connection_lost(error)
+        handler = self.event_handler
+        handler.closed += 1
+        write_atomically(os.path.join(handler.directory, "closed"), str(handler.closed).encode())
+
     async def push(self, status):
         if status == _DROP:
             self.transport.abort()
@@ -113,10 +121,13 @@ def main():
     parser.add_argument("--auth")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--idle-timeout", type=float, help="close a connection idle this many seconds")
     args = parser.parse_args()
 
     handler = Handler(args.dir)
     kwargs = {"hostname": "localhost", "data_size_limit": 10 * 1024 * 1024}
+    if args.idle_timeout:
+        kwargs["timeout"] = args.idle_timeout
     if args.auth:
         login, password = args.auth.split(":", 1)
 

@@ -21,13 +21,17 @@
 
 namespace ecrm::testing {
 
+struct SmtpTestServerOptions {
+  std::string auth;  // "login:password": offer AUTH
+  std::string tls_cert;
+  std::string tls_key;
+  double idle_timeout_seconds = 0;  // close connections idle this long
+};
+
 class SmtpTestServer {
  public:
-  struct Options {
-    std::string auth;  // "login:password": offer AUTH
-    std::string tls_cert;
-    std::string tls_key;
-  };
+  using Options = SmtpTestServerOptions;
+
   struct Received {
     std::string eml;
     nlohmann::json meta;  // mail_from, rcpt_tos, peer_port, tls, auth_login
@@ -45,6 +49,9 @@ class SmtpTestServer {
     if (!options.auth.empty()) argv.insert(argv.end(), {"--auth", options.auth});
     if (!options.tls_cert.empty())
       argv.insert(argv.end(), {"--tls-cert", options.tls_cert, "--tls-key", options.tls_key});
+    if (options.idle_timeout_seconds > 0) {
+      argv.insert(argv.end(), {"--idle-timeout", absl::StrCat(options.idle_timeout_seconds)});
+    }
     auto p = Process::Spawn(argv, s->log_dir_.path() + "/smtp_server.log");
     if (!p.ok()) return p.status();
     s->process_ = std::move(*p);
@@ -84,6 +91,24 @@ class SmtpTestServer {
       out.push_back({e.str(), nlohmann::json::parse(meta)});
     }
     return out;
+  }
+
+  // Connections the server has seen closed (by either side).
+  int ConnectionsClosed() const {
+    std::ifstream in(dir_.path() + "/closed");
+    int n = 0;
+    in >> n;
+    return n;
+  }
+
+  // Waits until at least `n` connections were closed; false after 30 s.
+  bool WaitForClosedConnections(int n) const {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (ConnectionsClosed() < n) {
+      if (absl::Now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
   }
 
   std::string Output() const { return process_->Output(); }

@@ -257,6 +257,20 @@ TEST_CASE("a DKIM-signed marketing mail as received: both unsubscribe headers si
   }
 }
 
+TEST_CASE("a kept connection the server closed while idle is replaced without failing a message") {
+  auto server = StartServer({.idle_timeout_seconds = 1.0});  // long enough for one message on a loaded machine
+  auto channel = MakeChannel(Settings(server->Url()));
+  for (int round = 1; round <= 2; ++round) {
+    std::vector<SendResult> r = channel->Send({Mail(round)});
+    INFO(r[0].error);
+    CHECK(r[0].outcome == SendOutcome::kAccepted);
+    // Wait for the server to close the idle connection before the next batch.
+    REQUIRE(server->WaitForClosedConnections(round));
+  }
+  CHECK(channel->connections_opened() == 2);
+  CHECK(server->Messages().size() == 2);
+}
+
 TEST_CASE("threads sending at once each get a handle of their own") {
   auto server = StartServer();
   auto channel = MakeChannel(Settings(server->Url()));
