@@ -269,3 +269,28 @@ TEST_CASE("WebhookSignature: v1= and the hex HMAC-SHA256 of timestamp.body") {
 
 }  // namespace
 }  // namespace ecrm::broadcast
+
+namespace ecrm::broadcast {
+namespace {
+
+// By hand: ./broadcast_channels_test "[bench]" (hidden from ctest).
+TEST_CASE("bench: SMS webhook, 64 in flight, to the in-process sink", "[.][bench]") {
+  WebhookSink sink;
+  auto sms = MakeChannel(Settings(sink.Url()));
+  constexpr int kBatches = 40;
+  constexpr int kBatch = 500;
+  std::vector<OutgoingMessage> batch;
+  for (int i = 0; i < kBatch; ++i) batch.push_back(Sms(i));
+  int accepted = 0;
+  const absl::Time start = absl::Now();
+  for (int b = 0; b < kBatches; ++b) {
+    for (const SendResult& r : sms->Send(batch)) accepted += r.outcome == SendOutcome::kAccepted;
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  WARN("webhook: " << accepted << " accepted in " << seconds << " s = " << accepted / seconds << " requests/s over "
+                   << sms->connections_opened() << " connections");
+  CHECK(accepted == kBatches * kBatch);
+}
+
+}  // namespace
+}  // namespace ecrm::broadcast
