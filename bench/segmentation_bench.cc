@@ -359,7 +359,7 @@ void RemoveDatabase(const std::string& dir, const std::string& name) {
 // FeedConsumer::Apply over `customers` fresh customers, in messages of `batch` changes;
 // returns changes/s (message building not timed).
 double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events, const std::string& dir,
-                 const std::vector<std::string>& rules, std::string& extra) {
+                 const std::vector<std::string>& rules, bool per_message, std::string& extra) {
   seg::Features features;
   auto db = TempDatabase(dir, "feed");
   seg::Segments segments(*db, features, [] { return kNow; });
@@ -408,8 +408,15 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
   seg::FeedConsumer consumer(*db, features, segments, infostore, outbox, metrics);
   if (absl::Status s = consumer.Load(); !s.ok()) Die(s);
   const auto start = std::chrono::steady_clock::now();
-  consumer.Start();
-  if (!consumer.WaitForPosition(position, absl::Hours(1))) Die(absl::DeadlineExceededError("feed not saved"));
+  if (per_message) {
+    // The baseline: one transaction per message, on the caller's thread (FeedConsumer::Apply).
+    for (const iv1::WatchChangesResponse& m : messages) {
+      if (absl::Status s = consumer.Apply(m); !s.ok()) Die(s);
+    }
+  } else {
+    consumer.Start();
+    if (!consumer.WaitForPosition(position, absl::Hours(1))) Die(absl::DeadlineExceededError("feed not saved"));
+  }
   const double seconds = Seconds(start);
   consumer.Stop();
   auto pending = outbox.PendingCount();
@@ -425,7 +432,7 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
 int main(int argc, char** argv) {
   int64_t customers = 10'000'000, events = 20, runs = 5, segment_runs = 3, seed = 42, segment_count = 100;
   int64_t feed_customers = 0, feed_batch = 1000, threads = 1, more_threads = 0;
-  bool through_segments = false, feed_with_segments = false, compact = false;
+  bool through_segments = false, feed_with_segments = false, feed_per_message = false, compact = false;
   std::string dir = "/tmp", extra_rules;
   ecrm::config::Flags flags("ecrm-segmentation-bench", "segmentation features, previews and segments at scale");
   flags.AddInt("customers", &customers, "synthetic customers loaded into the features");
@@ -439,6 +446,9 @@ int main(int argc, char** argv) {
   flags.AddInt("feed-customers", &feed_customers,
                "also apply this many fresh customers through FeedConsumer::Apply (saves to SQLite); 0: skip");
   flags.AddInt("feed-batch", &feed_batch, "changes per feed message");
+  flags.AddBool("feed-per-message", &feed_per_message,
+                "the feed run saves each message in a transaction of its own on the caller's thread "
+                "(FeedConsumer::Apply), the baseline of the started consumer's group commit");
   flags.AddBool("feed-with-segments", &feed_with_segments,
                 "the feed run has the segments saved (evaluated per change)");
   flags.AddInt("threads", &threads, "threads of each population evaluation (PopulationOptions::threads)");
@@ -625,9 +635,10 @@ int main(int argc, char** argv) {
   if (feed_customers > 0) {
     std::string extra;
     const double rate = FeedApply(feed_customers, feed_batch, static_cast<uint64_t>(seed), events, dir,
-                                  feed_with_segments ? texts : std::vector<std::string>{}, extra);
-    Emit(feed_with_segments ? "segmentation_feed_apply_sqlite_segments" : "segmentation_feed_apply_sqlite", "changes/s",
-         {rate}, extra);
+                                  feed_with_segments ? texts : std::vector<std::string>{}, feed_per_message, extra);
+    Emit(absl::StrCat(feed_with_segments ? "segmentation_feed_apply_sqlite_segments" : "segmentation_feed_apply_sqlite",
+                      feed_per_message ? "_per_message" : ""),
+         "changes/s", {rate}, extra);
   }
   return sink == 42 ? 1 : 0;  // keeps the timed loops from being optimised away
 }
