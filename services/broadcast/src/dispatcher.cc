@@ -1,6 +1,7 @@
 #include "dispatcher.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -141,7 +142,8 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         "SELECT d.id FROM deliveries d LEFT JOIN broadcasts b ON b.id = d.broadcast_id WHERE d.state = ", kQueued,
         " AND d.next_attempt_at <= $1 AND d.lease_until <= $1 AND (d.broadcast_id = '' OR (b.loaded = 1 AND "
         "b.state IN (",
-        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED, "))) ORDER BY d.next_attempt_at LIMIT $2");
+        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED,
+        "))) ORDER BY d.next_attempt_at, d.id LIMIT $2");
     if (c.dialect() == sql::Dialect::kPostgres) absl::StrAppend(&q, " FOR UPDATE OF d SKIP LOCKED");
     ECRM_ASSIGN_OR_RETURN(sql::Result ids, c.Execute(q, {now_us, options_.batch}));
     if (ids.empty()) return absl::OkStatus();
@@ -160,6 +162,12 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       ECRM_ASSIGN_OR_RETURN(DeliveryRow row, ReadDelivery(r));
       claimed.push_back(Claimed{std::move(row)});
     }
+    // In due order, as claimed.
+    std::map<std::string, size_t> rank;
+    for (sql::Row r : ids) rank.emplace(std::string(r.Text(0)), rank.size());
+    std::sort(claimed.begin(), claimed.end(), [&](const Claimed& a, const Claimed& b) {
+      return rank[a.row.delivery.id()] < rank[b.row.delivery.id()];
+    });
     return absl::OkStatus();
   }));
   if (claimed.empty()) return 0;
@@ -168,7 +176,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   }
 
   // 2. Profiles as they are now, outside any transaction (cache, else the information store).
-  std::sort(claimed.begin(), claimed.end(), [](const Claimed& a, const Claimed& b) {
+  std::stable_sort(claimed.begin(), claimed.end(), [](const Claimed& a, const Claimed& b) {
     return a.row.delivery.customer_id() < b.row.delivery.customer_id();
   });
   for (size_t i = 0; i < claimed.size(); ++i) {
