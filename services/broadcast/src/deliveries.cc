@@ -107,7 +107,7 @@ absl::StatusOr<v1::Delivery> Deliveries::SendMessage(const v1::SendMessageReques
   }
   ECRM_ASSIGN_OR_RETURN(infostore::v1::Customer customer,
                         profiles_.Get(req.customer(), std::min(deadline, now + options_.profile_timeout)));
-  bool queued = false;
+  bool queued = false, fresh = false;
   ECRM_ASSIGN_OR_RETURN(
       v1::Delivery out,
       keys_.Run<v1::Delivery>(kSendMessage, req.idempotency_key(), req,
@@ -158,6 +158,10 @@ absl::StatusOr<v1::Delivery> Deliveries::SendMessage(const v1::SendMessageReques
                                 return d;
                               }));
   if (queued && on_queued_) on_queued_();
+  if (fresh && !queued && options_.metrics != nullptr) {
+    options_.metrics->Delivery(out.channel(), out.state());
+    options_.metrics->Suppressed(out.suppression_reason());
+  }
   return out;
 }
 

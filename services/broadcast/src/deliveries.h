@@ -12,6 +12,7 @@
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
+#include "metrics.h"
 #include "profiles.h"
 
 namespace ecrm::broadcast {
@@ -23,6 +24,8 @@ struct DeliveriesOptions {
   absl::Duration send_at_tolerance = absl::Minutes(5);
   // Deadline of a profile read when the caller has none.
   absl::Duration profile_timeout = absl::Seconds(2);
+  // Counts the messages the gate holds back at once (null: not counted).
+  BroadcastMetrics* metrics = nullptr;
 };
 
 class Deliveries {

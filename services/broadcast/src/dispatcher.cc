@@ -404,6 +404,16 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
           unsent.push_back(cl);
           continue;
         }
+        // Paced sends can take a while: a pause or cancel meanwhile takes effect now; the row
+        // goes back to the queue untouched (resumed, it is sent then; cancelled, a claim cancels it).
+        if (!cl->row.delivery.broadcast_id().empty()) {
+          absl::StatusOr<sql::Result> b =
+              db_.Execute("SELECT state FROM broadcasts WHERE id = $1", {cl->row.delivery.broadcast_id()});
+          if (b.ok() && !b->empty() && b->front().Int(0) != v1::BROADCAST_STATE_RUNNING) {
+            unsent.push_back(cl);
+            continue;
+          }
+        }
       }
       pending.push_back(cl);
       if (static_cast<int>(pending.size()) >= options_.batch) flush();

@@ -133,8 +133,9 @@ int main(int argc, char** argv) {
   bc::FrequencyCaps caps(caps_config);
   bc::Dispatcher dispatcher(db, outbox, profiles, caps, channels->by_channel, metrics, dispatch);
   auto wake = [&dispatcher] { dispatcher.Wake(); };
-  bc::Deliveries deliveries(db, keys, outbox, profiles,
-                            {.available = dispatcher.available(), .profile_timeout = infostore_timeout}, wake);
+  bc::Deliveries deliveries(
+      db, keys, outbox, profiles,
+      {.available = dispatcher.available(), .profile_timeout = infostore_timeout, .metrics = &metrics}, wake);
   bc::Broadcasts broadcasts(db, keys, dispatcher.available(), wake);
   bc::Suppressions suppressions(db);
   bc::CustomerData customer_data(db);
