@@ -2,6 +2,7 @@
 // ecrm-infostore and a real Redis: profiles from the shared cache or GetCustomer, the web inbox,
 // broadcasts' progress, and the message_* events arriving in the information store.
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 
 #include <catch2/catch.hpp>
 #include <functional>
@@ -221,6 +222,11 @@ TEST_CASE("the web inbox end to end: consent read from the hub, events back to i
       REQUIRE(Call([&](grpc::ClientContext* ctx) { return privacy->EraseCustomerData(ctx, erase, &receipt); }).ok());
       CHECK(receipt.engine() == "broadcast");
       CHECK(s.Inbox(ann).messages_size() == 0);
+
+      // A stop: the workers stop claiming, the relay stops, the process exits cleanly.
+      s.broadcast->process().Signal(SIGTERM);
+      INFO(s.broadcast->process().Output());
+      CHECK(s.broadcast->process().Wait(absl::Seconds(60)).value_or(-1) == 0);
     }
   }
 }

@@ -46,7 +46,7 @@ absl::Time At(absl::CivilSecond local, const absl::TimeZone& zone) { return absl
 
 }  // namespace
 
-TEST_CASE("marketing needs a granted consent for the channel; service and transactional do not") {
+TEST_CASE("marketing needs a granted consent for the channel, service and transactional messages do not") {
   info::Customer c = Customer();
   const absl::Time now = absl::Now();
   auto d = bc::Decide(c, Request({common::CHANNEL_EMAIL}), {}, kAll, now);
