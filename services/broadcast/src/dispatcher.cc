@@ -1,0 +1,508 @@
+#include "dispatcher.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "delivery_rows.h"
+#include "ecrm/broadcast/internal/record.pb.h"
+#include "ecrm/log/log.h"
+#include "ecrm/status/macros.h"
+#include "ecrm/util/util.h"
+#include "gate.h"
+#include "suppressions.h"
+
+namespace ecrm::broadcast {
+
+namespace {
+
+constexpr int kQueued = v1::DELIVERY_STATE_QUEUED;
+
+std::vector<std::string> AllAddresses(const infostore::v1::Customer& c) {
+  std::vector<std::string> out;
+  for (common::v1::Channel ch : {common::v1::CHANNEL_EMAIL, common::v1::CHANNEL_SMS, common::v1::CHANNEL_PUSH}) {
+    std::string a = AddressFor(c, ch);
+    if (!a.empty()) out.push_back(std::move(a));
+  }
+  return out;
+}
+
+}  // namespace
+
+// A row this claim holds, and what became of it.
+struct Dispatcher::Claimed {
+  DeliveryRow row;
+  absl::StatusOr<infostore::v1::Customer> customer = absl::UnknownError("not read");
+  int broadcast_rate = 0;
+  bool to_send = false;
+  SendResult result;
+};
+
+Dispatcher::Dispatcher(sql::Database& db, outbox::Outbox& events, Profiles& profiles, FrequencyCaps& caps,
+                       Channels channels, BroadcastMetrics& metrics, DispatcherOptions options, Clock clock)
+    : db_(db),
+      events_(events),
+      profiles_(profiles),
+      caps_(caps),
+      channels_(std::move(channels)),
+      metrics_(metrics),
+      options_(std::move(options)),
+      clock_(std::move(clock)) {
+  for (const auto& [ch, rate] : options_.channel_rate) {
+    channel_buckets_[ch] = std::make_unique<TokenBucket>(rate, std::max(1.0, rate / 10));
+  }
+}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+std::set<common::v1::Channel> Dispatcher::available() const {
+  std::set<common::v1::Channel> out = {common::v1::CHANNEL_WEB};
+  for (const auto& [ch, channel] : channels_) {
+    if (channel != nullptr) out.insert(ch);
+  }
+  return out;
+}
+
+void Dispatcher::Start() {
+  std::lock_guard lock(mu_);
+  stopping_ = false;
+  for (int i = 0; i < std::max(1, options_.workers); ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+void Dispatcher::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void Dispatcher::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Dispatcher::Sleep(absl::Duration d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(d), [&] { return stopping_; });
+  return !stopping_;
+}
+
+void Dispatcher::Loop() {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      woken_ = false;
+    }
+    absl::StatusOr<int> n = RunOnce();
+    if (!n.ok()) log::Warn("delivery batch failed", {{"error", n.status()}});
+    if (n.ok() && *n > 0) continue;
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.idle_poll), [&] { return stopping_ || woken_; });
+  }
+}
+
+absl::Duration Dispatcher::Backoff(int attempts) {
+  absl::Duration d = options_.backoff_base;
+  for (int i = 1; i < attempts && d < options_.backoff_max; ++i) d *= 2;
+  d = std::min(d, options_.backoff_max);
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  // Equal jitter: half fixed, half random, so retries of one failed batch spread out.
+  return d / 2 + d / 2 * std::uniform_real_distribution<double>(0, 1)(rng);
+}
+
+TokenBucket* Dispatcher::BroadcastBucket(const std::string& id, int rate) {
+  if (id.empty() || rate <= 0) return nullptr;
+  std::lock_guard lock(buckets_mu_);
+  std::unique_ptr<TokenBucket>& b = broadcast_buckets_[id];
+  if (!b) {
+    if (broadcast_buckets_.size() > 10000) broadcast_buckets_.clear();  // finished broadcasts' buckets
+    b = std::make_unique<TokenBucket>(rate, std::max(1.0, rate / 10.0));
+  }
+  return b.get();
+}
+
+absl::StatusOr<int> Dispatcher::RunOnce() {
+  const absl::Time now = clock_();
+  const int64_t now_us = absl::ToUnixMicros(now);
+  const std::string owner = util::NewId("claim");
+  std::vector<Claimed> claimed;
+
+  // 1. Claim due rows of no broadcast or of a loaded running (or cancelled: to cancel them) one.
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    claimed.clear();
+    std::string q = absl::StrCat(
+        "SELECT d.id FROM deliveries d LEFT JOIN broadcasts b ON b.id = d.broadcast_id WHERE d.state = ", kQueued,
+        " AND d.next_attempt_at <= $1 AND d.lease_until <= $1 AND (d.broadcast_id = '' OR (b.loaded = 1 AND "
+        "b.state IN (",
+        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED,
+        "))) ORDER BY d.next_attempt_at, d.id LIMIT $2");
+    if (c.dialect() == sql::Dialect::kPostgres) absl::StrAppend(&q, " FOR UPDATE OF d SKIP LOCKED");
+    ECRM_ASSIGN_OR_RETURN(sql::Result ids, c.Execute(q, {now_us, options_.batch}));
+    if (ids.empty()) return absl::OkStatus();
+    std::vector<sql::Value> params = {absl::ToUnixMicros(now + options_.lease), owner};
+    for (sql::Row r : ids) params.emplace_back(std::string(r.Text(0)));
+    const std::string in = util::Placeholders(3, static_cast<int>(ids.size()));
+    ECRM_RETURN_IF_ERROR(
+        c.Execute(absl::StrCat("UPDATE deliveries SET lease_until = $1, lease_owner = $2 WHERE id IN (", in, ")"),
+                  params)
+            .status());
+    ECRM_ASSIGN_OR_RETURN(sql::Result rows,
+                          c.Execute(absl::StrCat("SELECT ", kDeliveryColumns, " FROM deliveries WHERE id IN (",
+                                                 util::Placeholders(1, static_cast<int>(ids.size())), ")"),
+                                    absl::MakeConstSpan(params).subspan(2)));
+    for (sql::Row r : rows) {
+      ECRM_ASSIGN_OR_RETURN(DeliveryRow row, ReadDelivery(r));
+      claimed.push_back(Claimed{std::move(row)});
+    }
+    // In due order, as claimed.
+    std::map<std::string, size_t> rank;
+    for (sql::Row r : ids) rank.emplace(std::string(r.Text(0)), rank.size());
+    std::sort(claimed.begin(), claimed.end(), [&](const Claimed& a, const Claimed& b) {
+      return rank[a.row.delivery.id()] < rank[b.row.delivery.id()];
+    });
+    return absl::OkStatus();
+  }));
+  if (claimed.empty()) return 0;
+  for (const Claimed& c : claimed) {
+    if (c.row.sending) metrics_.duplicates.Increment();
+  }
+
+  // 2. Profiles as they are now, outside any transaction (cache, else the information store).
+  std::stable_sort(claimed.begin(), claimed.end(), [](const Claimed& a, const Claimed& b) {
+    return a.row.delivery.customer_id() < b.row.delivery.customer_id();
+  });
+  for (size_t i = 0; i < claimed.size(); ++i) {
+    if (i > 0 && claimed[i - 1].row.delivery.customer_id() == claimed[i].row.delivery.customer_id()) {
+      claimed[i].customer = claimed[i - 1].customer;
+      continue;
+    }
+    common::v1::CustomerRef ref;
+    ref.set_customer_id(claimed[i].row.delivery.customer_id());
+    claimed[i].customer = profiles_.Get(ref, clock_() + options_.profile_timeout);
+  }
+
+  // 3. The gate and the caps, in customer-id order (cap locks), and the web inbox's deliveries.
+  struct Effect {
+    common::v1::Channel channel;
+    v1::DeliveryState state;
+    v1::SuppressionReason reason;
+  };
+  std::vector<Effect> effects;
+  std::set<std::string> touched;  // broadcasts that may have finished
+  bool raised = false;
+  const std::set<common::v1::Channel> channels = available();
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    effects.clear();
+    touched.clear();
+    raised = false;
+    auto finish = [&](Claimed& cl, v1::DeliveryState state, v1::SuppressionReason reason,
+                      const std::string& error) -> absl::Status {
+      v1::Delivery& d = cl.row.delivery;
+      d.set_state(state);
+      d.set_suppression_reason(reason);
+      d.set_last_error(error);
+      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET state = $2, suppression_reason = $3, last_error = $4, "
+                                     "channel = $5, address = $6, lease_until = 0, lease_owner = '', sending = 0 "
+                                     "WHERE id = $1",
+                                     {d.id(), static_cast<int>(state), static_cast<int>(reason), error,
+                                      static_cast<int>(d.channel()), d.address()})
+                               .status());
+      if (state == v1::DELIVERY_STATE_FAILED) {
+        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "failed", now_us, error)));
+        raised = true;
+      }
+      effects.push_back({d.channel(), state, reason});
+      if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
+      return absl::OkStatus();
+    };
+    auto release = [&](Claimed& cl, int64_t next_us, const std::string& error) -> absl::Status {
+      return c
+          .Execute(
+              "UPDATE deliveries SET next_attempt_at = $2, last_error = $3, lease_until = 0, lease_owner = '' "
+              "WHERE id = $1",
+              {cl.row.delivery.id(), next_us, error})
+          .status();
+    };
+    for (Claimed& cl : claimed) {
+      cl.to_send = false;
+      v1::Delivery& d = cl.row.delivery;
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result cur,
+          c.Execute(absl::StrCat("SELECT state, lease_owner FROM deliveries WHERE id = $1", ForUpdate(c)), {d.id()}));
+      if (cur.empty() || cur.front().Int(0) != kQueued || cur.front().Text(1) != owner) continue;  // not ours now
+      if (!d.broadcast_id().empty()) {
+        ECRM_ASSIGN_OR_RETURN(sql::Result b,
+                              c.Execute("SELECT state, body FROM broadcasts WHERE id = $1", {d.broadcast_id()}));
+        if (!b.empty()) {
+          const int state = static_cast<int>(b.front().Int(0));
+          if (state == v1::BROADCAST_STATE_CANCELLED) {
+            ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_CANCELLED, v1::SUPPRESSION_REASON_UNSPECIFIED, ""));
+            continue;
+          }
+          if (state == v1::BROADCAST_STATE_PAUSED) {  // paused since the claim: leave it queued
+            ECRM_RETURN_IF_ERROR(release(cl, util::Micros(d.next_attempt_at()), d.last_error()));
+            continue;
+          }
+          internal::BroadcastRecord record;
+          absl::string_view body = b.front().Text(1);
+          if (record.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+            cl.broadcast_rate = record.rate_limit_per_second();
+          }
+        }
+      }
+      if (!cl.customer.ok()) {
+        if (cl.customer.status().code() == absl::StatusCode::kNotFound) {
+          ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                                      "the information store has no such customer"));
+        } else {
+          ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(now + options_.unavailable_retry),
+                                       std::string(cl.customer.status().message())));
+        }
+        continue;
+      }
+      if (cl.row.message.content().has_template_id()) {
+        ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                                    "content.template_id: rendering templates through personalisation is not wired "
+                                    "into this engine yet; send literal content"));
+        continue;
+      }
+      ECRM_ASSIGN_OR_RETURN(std::vector<SuppressionEntry> entries,
+                            Suppressions::ForCustomer(c, d.customer_id(), AllAddresses(*cl.customer)));
+      GateRequest request;
+      for (int ch : cl.row.message.channels()) request.channels.push_back(static_cast<common::v1::Channel>(ch));
+      request.purpose = d.purpose();
+      request.quiet_hours = cl.row.message.quiet_hours();
+      GateDecision decision = Decide(*cl.customer, request, entries, channels, now);
+      if (decision.kind == GateDecision::Kind::kSend) {
+        d.set_channel(decision.channel);
+        d.set_address(decision.address);
+      }
+      switch (decision.kind) {
+        case GateDecision::Kind::kSuppress:
+          ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_SUPPRESSED, decision.reason, ""));
+          continue;
+        case GateDecision::Kind::kFail:
+          ECRM_RETURN_IF_ERROR(
+              finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED, decision.error));
+          continue;
+        case GateDecision::Kind::kDefer:
+          ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(decision.until), "deferred: quiet hours"));
+          continue;
+        case GateDecision::Kind::kSend:
+          break;
+      }
+      ECRM_ASSIGN_OR_RETURN(bool admitted, caps_.Admit(c, d.id(), d.customer_id(), d.channel(), d.purpose(),
+                                                       cl.row.message.category(), now));
+      if (!admitted) {
+        ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_SUPPRESSED, v1::SUPPRESSION_REASON_FREQUENCY_CAP, ""));
+        continue;
+      }
+      const v1::LiteralContent& content = cl.row.message.content().literal();
+      d.set_subject(content.subject());
+      d.set_attempts(d.attempts() + 1);
+      if (d.channel() == common::v1::CHANNEL_WEB) {
+        // The web inbox is ours: delivered in this very transaction.
+        ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO inbox (delivery_id, customer_id, subject, html_body, created_at, "
+                                       "read_at, expires_at) VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT "
+                                       "(delivery_id) DO NOTHING",
+                                       {d.id(), d.customer_id(), content.subject(),
+                                        content.html_body().empty() ? content.text_body() : content.html_body(), now_us,
+                                        absl::ToUnixMicros(now + options_.inbox_ttl)})
+                                 .status());
+        ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET state = $2, channel = $3, address = $4, subject = $5, "
+                                       "attempts = $6, sent_at = $7, last_error = '', lease_until = 0, lease_owner "
+                                       "= '', sending = 0 WHERE id = $1",
+                                       {d.id(), static_cast<int>(v1::DELIVERY_STATE_DELIVERED),
+                                        static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts(), now_us})
+                                 .status());
+        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "sent", now_us)));
+        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "delivered", now_us)));
+        raised = true;
+        effects.push_back({d.channel(), v1::DELIVERY_STATE_SENT, v1::SUPPRESSION_REASON_UNSPECIFIED});
+        effects.push_back({d.channel(), v1::DELIVERY_STATE_DELIVERED, v1::SUPPRESSION_REASON_UNSPECIFIED});
+        if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
+        continue;
+      }
+      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET channel = $2, address = $3, subject = $4, attempts = $5, "
+                                     "sending = 1 WHERE id = $1",
+                                     {d.id(), static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts()})
+                               .status());
+      cl.to_send = true;
+    }
+    return absl::OkStatus();
+  }));
+  if (raised) events_.Notify();
+  for (const Effect& e : effects) {
+    metrics_.Delivery(e.channel, e.state);
+    if (e.state == v1::DELIVERY_STATE_SUPPRESSED) metrics_.Suppressed(e.reason);
+  }
+
+  // 4. Send, per channel in batches, paced by the channel's and the broadcast's token buckets.
+  std::map<common::v1::Channel, std::vector<Claimed*>> by_channel;
+  for (Claimed& cl : claimed) {
+    if (cl.to_send) by_channel[cl.row.delivery.channel()].push_back(&cl);
+  }
+  bool stopped = false;
+  std::vector<Claimed*> unsent;  // left when stopping mid-way
+  for (auto& [ch, group] : by_channel) {
+    Channel* channel = channels_.at(ch);
+    TokenBucket* channel_bucket = channel_buckets_.contains(ch) ? channel_buckets_[ch].get() : nullptr;
+    std::vector<Claimed*> pending;
+    auto flush = [&] {
+      if (pending.empty()) return;
+      std::vector<OutgoingMessage> out;
+      for (Claimed* cl : pending) {
+        const v1::Delivery& d = cl->row.delivery;
+        const v1::LiteralContent& content = cl->row.message.content().literal();
+        OutgoingMessage m;
+        m.delivery_id = d.id();
+        m.customer_id = d.customer_id();
+        m.channel = d.channel();
+        m.purpose = d.purpose();
+        m.address = d.address();
+        m.subject = content.subject();
+        m.text_body = content.text_body();
+        m.html_body = content.html_body();
+        if (d.purpose() == common::v1::PURPOSE_MARKETING && !options_.unsubscribe_url_base.empty()) {
+          m.unsubscribe_url = absl::StrCat(options_.unsubscribe_url_base, "?d=", d.id());
+        }
+        m.campaign_id = d.campaign_id();
+        out.push_back(std::move(m));
+      }
+      const absl::Time began = absl::Now();
+      std::vector<SendResult> results = channel->Send(out);
+      metrics_.SendLatency(ch, absl::ToDoubleSeconds(absl::Now() - began));
+      for (size_t i = 0; i < pending.size(); ++i) {
+        pending[i]->result =
+            i < results.size()
+                ? results[i]
+                : SendResult{SendOutcome::kTemporaryFailure, "", "the channel returned no result for the message", {}};
+      }
+      pending.clear();
+    };
+    for (Claimed* cl : group) {
+      if (stopped) {
+        unsent.push_back(cl);
+        continue;
+      }
+      absl::Duration wait = channel_bucket ? channel_bucket->Take(absl::Now()) : absl::ZeroDuration();
+      if (TokenBucket* b = BroadcastBucket(cl->row.delivery.broadcast_id(), cl->broadcast_rate)) {
+        wait = std::max(wait, b->Take(absl::Now()));
+      }
+      if (wait > absl::ZeroDuration()) {
+        flush();
+        if (!Sleep(wait)) {
+          stopped = true;
+          unsent.push_back(cl);
+          continue;
+        }
+        // Paced sends can take a while: a pause or cancel meanwhile takes effect now; the row
+        // goes back to the queue untouched (resumed, it is sent then; cancelled, a claim cancels it).
+        if (!cl->row.delivery.broadcast_id().empty()) {
+          absl::StatusOr<sql::Result> b =
+              db_.Execute("SELECT state FROM broadcasts WHERE id = $1", {cl->row.delivery.broadcast_id()});
+          if (b.ok() && !b->empty() && b->front().Int(0) != v1::BROADCAST_STATE_RUNNING) {
+            unsent.push_back(cl);
+            continue;
+          }
+        }
+      }
+      pending.push_back(cl);
+      if (static_cast<int>(pending.size()) >= options_.batch) flush();
+    }
+    flush();
+  }
+
+  // 5. Outcomes, each with its event, in one transaction; a row whose lease another claim took
+  //    over meanwhile (expired) is left to that claim.
+  const absl::Time done = clock_();
+  const int64_t done_us = absl::ToUnixMicros(done);
+  std::vector<Effect> outcome_effects;
+  int retries = 0;
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    outcome_effects.clear();
+    raised = false;
+    retries = 0;
+    for (Claimed* cl : unsent) {  // never handed over: back to the queue as it was
+      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET attempts = attempts - 1, sending = 0, lease_until = 0, "
+                                     "lease_owner = '' WHERE id = $1 AND lease_owner = $2",
+                                     {cl->row.delivery.id(), owner})
+                               .status());
+      ECRM_RETURN_IF_ERROR(caps_.Forget(c, cl->row.delivery.id()));
+      cl->to_send = false;
+    }
+    for (Claimed& cl : claimed) {
+      if (!cl.to_send) continue;
+      v1::Delivery d = cl.row.delivery;
+      const SendResult& r = cl.result;
+      v1::DeliveryState state = v1::DELIVERY_STATE_SENT;
+      int64_t next_us = 0;
+      std::string error = r.error;
+      if (r.outcome == SendOutcome::kPermanentFailure) {
+        state = v1::DELIVERY_STATE_FAILED;
+      } else if (r.outcome == SendOutcome::kTemporaryFailure) {
+        if (d.attempts() >= options_.max_attempts) {
+          state = v1::DELIVERY_STATE_FAILED;
+          error = absl::StrCat("gave up after ", d.attempts(), " attempts: ", r.error);
+        } else {
+          state = v1::DELIVERY_STATE_QUEUED;
+          const absl::Duration delay =
+              r.retry_after ? std::max(*r.retry_after, absl::ZeroDuration()) : Backoff(d.attempts());
+          next_us = absl::ToUnixMicros(done + delay);
+          if (!d.broadcast_id().empty()) {
+            ECRM_ASSIGN_OR_RETURN(sql::Result b,
+                                  c.Execute("SELECT state FROM broadcasts WHERE id = $1", {d.broadcast_id()}));
+            if (!b.empty() && b.front().Int(0) == v1::BROADCAST_STATE_CANCELLED) state = v1::DELIVERY_STATE_CANCELLED;
+          }
+        }
+      }
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result u,
+          c.Execute("UPDATE deliveries SET state = $3, last_error = $4, provider_message_id = $5, sent_at = $6, "
+                    "next_attempt_at = $7, sending = 0, lease_until = 0, lease_owner = '' WHERE id = $1 AND "
+                    "lease_owner = $2 AND state = 1",
+                    {d.id(), owner, static_cast<int>(state), error, r.provider_message_id,
+                     state == v1::DELIVERY_STATE_SENT ? done_us : int64_t{0},
+                     state == v1::DELIVERY_STATE_QUEUED ? next_us : int64_t{0}}));
+      if (u.rows_affected() == 0) continue;  // lost the lease: the new claim records its own outcome
+      if (state != v1::DELIVERY_STATE_SENT) ECRM_RETURN_IF_ERROR(caps_.Forget(c, d.id()));
+      if (state == v1::DELIVERY_STATE_SENT) {
+        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "sent", done_us)));
+        raised = true;
+      } else if (state == v1::DELIVERY_STATE_FAILED) {
+        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "failed", done_us, error)));
+        raised = true;
+      } else if (state == v1::DELIVERY_STATE_QUEUED) {
+        ++retries;
+        continue;
+      }
+      outcome_effects.push_back({d.channel(), state, v1::SUPPRESSION_REASON_UNSPECIFIED});
+      if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
+    }
+    return absl::OkStatus();
+  }));
+  if (raised) events_.Notify();
+  for (const Effect& e : outcome_effects) metrics_.Delivery(e.channel, e.state);
+  metrics_.retries.Increment(retries);
+
+  // 6. A broadcast completes when no delivery of it is left queued.
+  for (const std::string& id : touched) {
+    ECRM_RETURN_IF_ERROR(db_.Execute("UPDATE broadcasts SET state = $2, completed_at = $3 WHERE id = $1 AND state = $4 "
+                                     "AND loaded = 1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE broadcast_id = $1 "
+                                     "AND state = 1)",
+                                     {id, static_cast<int>(v1::BROADCAST_STATE_COMPLETED), done_us,
+                                      static_cast<int>(v1::BROADCAST_STATE_RUNNING)})
+                             .status());
+  }
+  return static_cast<int>(claimed.size());
+}
+
+}  // namespace ecrm::broadcast

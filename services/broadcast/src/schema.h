@@ -1,0 +1,106 @@
+// The broadcast engine's tables. Times are microseconds since the epoch (UTC).
+#pragma once
+
+#include "ecrm/sql/sql.h"
+
+namespace ecrm::broadcast {
+
+// deliveries.body and broadcasts.body hold ecrm.broadcast.internal.MessageRecord /
+// BroadcastRecord (services/broadcast/proto/…/internal/record.proto).
+inline constexpr sql::Migration kMigrations[] = {
+    {1, "deliveries (the durable outbox), broadcasts, suppressions, frequency-cap ledger, inbox, keys, events",
+     R"sql(
+CREATE TABLE broadcasts (
+  id TEXT PRIMARY KEY,
+  campaign_id TEXT NOT NULL,
+  state INTEGER NOT NULL,                    -- ecrm.broadcast.v1.BroadcastState
+  loaded INTEGER NOT NULL,                   -- 1 once every delivery row is written
+  audience_size BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  completed_at BIGINT NOT NULL DEFAULT 0,
+  body {{blob}} NOT NULL                     -- ecrm.broadcast.internal.BroadcastRecord
+);
+CREATE INDEX broadcasts_created ON broadcasts (created_at, id);
+CREATE INDEX broadcasts_campaign ON broadcasts (campaign_id, created_at, id);
+CREATE TABLE deliveries (
+  id TEXT PRIMARY KEY,                       -- a broadcast's are derived from broadcast + customer
+  customer_id TEXT NOT NULL,
+  broadcast_id TEXT NOT NULL,                -- '' for SendMessage
+  campaign_id TEXT NOT NULL,
+  purpose INTEGER NOT NULL,
+  channel INTEGER NOT NULL,                  -- the channel chosen (0 until the gate chose one)
+  state INTEGER NOT NULL,                    -- ecrm.broadcast.v1.DeliveryState
+  suppression_reason INTEGER NOT NULL,
+  address TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  provider_message_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  sent_at BIGINT NOT NULL,
+  opened_at BIGINT NOT NULL,
+  clicked_at BIGINT NOT NULL,
+  next_attempt_at BIGINT NOT NULL,           -- due time while queued
+  lease_until BIGINT NOT NULL,               -- a worker holds the row until then; a crash re-queues it
+  lease_owner TEXT NOT NULL,                 -- the claim that holds it
+  sending INTEGER NOT NULL,                  -- 1 while handed to a channel: a re-claim may duplicate
+  body {{blob}} NOT NULL                     -- ecrm.broadcast.internal.MessageRecord
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX deliveries_customer ON deliveries (customer_id, created_at, id);
+CREATE INDEX deliveries_broadcast ON deliveries (broadcast_id, state);
+CREATE INDEX deliveries_provider ON deliveries (provider_message_id);
+CREATE TABLE suppressions (
+  channel INTEGER NOT NULL,                  -- 0: every channel
+  address TEXT NOT NULL,                     -- normalised address, or 'sha256:<hex>' once erased; '' for a customer
+  customer_id TEXT NOT NULL,                 -- '' for an address
+  reason TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (channel, address, customer_id)
+);
+CREATE INDEX suppressions_customer ON suppressions (customer_id);
+CREATE TABLE cap_locks (
+  customer_id TEXT PRIMARY KEY               -- locked while a send is counted, so caps are exact
+);
+CREATE TABLE cap_sends (
+  delivery_id TEXT PRIMARY KEY,
+  customer_id TEXT NOT NULL,
+  channel INTEGER NOT NULL,
+  category TEXT NOT NULL,
+  sent_at BIGINT NOT NULL
+);
+CREATE INDEX cap_sends_customer ON cap_sends (customer_id, sent_at);
+CREATE TABLE inbox (
+  delivery_id TEXT PRIMARY KEY,
+  customer_id TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  html_body TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  read_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX inbox_customer ON inbox (customer_id, created_at, delivery_id);
+CREATE TABLE idempotency_keys (
+  operation TEXT NOT NULL,
+  key TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  response {{blob}} NOT NULL,
+  created_at BIGINT NOT NULL,
+  customer_id TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (operation, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+CREATE INDEX idempotency_keys_customer ON idempotency_keys (customer_id);
+CREATE TABLE outbox (
+  seq {{id}},
+  event_id TEXT NOT NULL UNIQUE,             -- message_<kind>:<delivery id>
+  customer_id TEXT NOT NULL,
+  body {{blob}} NOT NULL,
+  created_at BIGINT NOT NULL,
+  failed TEXT
+);
+CREATE INDEX outbox_customer ON outbox (customer_id);
+)sql"},
+};
+
+}  // namespace ecrm::broadcast

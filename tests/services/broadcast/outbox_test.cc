@@ -1,0 +1,616 @@
+// The broadcast engine's domain in-process: a temporary database (SQLite, and PostgreSQL where
+// concurrency matters), a fake information store behind the client interface, fake channels
+// that accept, fail for now, fail for good or answer Retry-After, and an injected clock.
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "broadcasts.h"
+#include "deliveries.h"
+#include "dispatcher.h"
+#include "ecrm/idempotency/idempotency.h"
+#include "ecrm/outbox/outbox.h"
+#include "ecrm/testing/process.h"
+#include "ecrm/testing/servers.h"
+#include "ecrm/util/util.h"
+#include "frequency_caps.h"
+#include "metrics.h"
+#include "privacy.h"
+#include "profiles.h"
+#include "schema.h"
+#include "suppressions.h"
+
+namespace bc = ecrm::broadcast;
+namespace v1 = ecrm::broadcast::v1;
+namespace common = ecrm::common::v1;
+namespace info = ecrm::infostore::v1;
+
+namespace {
+
+class FakeDirectory final : public bc::CustomerDirectory {
+ public:
+  absl::StatusOr<info::Customer> GetCustomer(const common::CustomerRef& ref, absl::Time) override {
+    std::lock_guard lock(mu_);
+    auto it = customers_.find(ref.customer_id());
+    if (it == customers_.end()) return absl::NotFoundError("no such customer");
+    return it->second;
+  }
+  // A customer with an email address and the marketing consents named.
+  void Put(const std::string& id, std::vector<common::Channel> consented) {
+    info::Customer c;
+    c.set_id(id);
+    auto* email = c.add_identifiers();
+    email->set_type(common::IDENTIFIER_TYPE_EMAIL);
+    email->set_value(id + "@example.com");
+    for (common::Channel ch : consented) {
+      auto* consent = c.add_consents();
+      consent->set_channel(ch);
+      consent->set_purpose(common::PURPOSE_MARKETING);
+      consent->set_status(info::CONSENT_STATUS_GRANTED);
+    }
+    std::lock_guard lock(mu_);
+    customers_[id] = c;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, info::Customer> customers_;
+};
+
+// Answers with the scripted outcomes in turn (then accepts), and records what it was given.
+class FakeChannel final : public bc::Channel {
+ public:
+  std::function<void()> during_send;  // runs inside Send, once
+  std::vector<bc::SendResult> script;
+
+  std::vector<bc::SendResult> Send(absl::Span<const bc::OutgoingMessage> messages) override {
+    std::function<void()> hook;
+    std::vector<bc::SendResult> out;
+    {
+      std::lock_guard lock(mu_);
+      for (const bc::OutgoingMessage& m : messages) {
+        ++sent_[m.delivery_id];
+        messages_.push_back(m);
+        if (!script.empty()) {
+          out.push_back(script.front());
+          script.erase(script.begin());
+        } else {
+          out.push_back({bc::SendOutcome::kAccepted, "p-" + m.delivery_id, "", std::nullopt});
+        }
+      }
+      hook = std::exchange(during_send, nullptr);
+    }
+    if (hook) hook();
+    return out;
+  }
+  int Times(const std::string& id) {
+    std::lock_guard lock(mu_);
+    return sent_[id];
+  }
+  int Total() {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(messages_.size());
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> sent_;
+  std::vector<bc::OutgoingMessage> messages_;
+};
+
+struct Clock {
+  std::mutex mu;
+  absl::Time now = absl::FromCivil(absl::CivilSecond(2026, 6, 1, 12, 0, 0), absl::UTCTimeZone());
+  absl::Time Get() {
+    std::lock_guard lock(mu);
+    return now;
+  }
+  void Advance(absl::Duration d) {
+    std::lock_guard lock(mu);
+    now += d;
+  }
+};
+
+// The whole domain over one database.
+struct Engine {
+  std::unique_ptr<ecrm::sql::Database> db;
+  prometheus::Registry registry;
+  bc::BroadcastMetrics metrics{registry};
+  FakeDirectory directory;
+  FakeChannel email;
+  Clock clock;
+  ecrm::idempotency::Store keys{*db};
+  ecrm::outbox::Outbox outbox{*db};
+  bc::Profiles profiles{nullptr, &directory};
+  bc::FrequencyCaps caps;
+  bc::DispatcherOptions options;
+  std::unique_ptr<bc::Dispatcher> dispatcher;
+  std::unique_ptr<bc::Deliveries> deliveries;
+  std::unique_ptr<bc::Broadcasts> broadcasts;
+
+  Engine(std::unique_ptr<ecrm::sql::Database> database, bc::CapConfig caps_config = {}, bc::DispatcherOptions opts = {})
+      : db(std::move(database)), caps(std::move(caps_config)), options(std::move(opts)) {
+    auto now = [this] { return clock.Get(); };
+    dispatcher = std::make_unique<bc::Dispatcher>(
+        *db, outbox, profiles, caps, bc::Dispatcher::Channels{{common::CHANNEL_EMAIL, &email}}, metrics, options, now);
+    deliveries = std::make_unique<bc::Deliveries>(
+        *db, keys, outbox, profiles, bc::DeliveriesOptions{.available = dispatcher->available()}, nullptr, now);
+    broadcasts = std::make_unique<bc::Broadcasts>(*db, keys, dispatcher->available(), nullptr, now);
+  }
+
+  v1::SendMessageRequest Request(const std::string& customer, common::Channel ch = common::CHANNEL_EMAIL) {
+    v1::SendMessageRequest req;
+    req.mutable_customer()->set_customer_id(customer);
+    req.set_channel(ch);
+    req.set_purpose(common::PURPOSE_MARKETING);
+    req.mutable_content()->mutable_literal()->set_subject("Hello");
+    req.mutable_content()->mutable_literal()->set_text_body("Body");
+    return req;
+  }
+  v1::Delivery Send(const std::string& customer, common::Channel ch = common::CHANNEL_EMAIL) {
+    auto d = deliveries->SendMessage(Request(customer, ch));
+    INFO(d.status().ToString());
+    REQUIRE(d.ok());
+    return *d;
+  }
+  v1::Delivery Get(const std::string& id) {
+    auto r = db->Execute("SELECT customer_id FROM deliveries WHERE id = $1", {id});
+    REQUIRE(r.ok());
+    REQUIRE(r->size() == 1);
+    v1::ListDeliveriesRequest req;
+    v1::Delivery out;
+    req.set_customer_id(std::string(r->front().Text(0)));
+    req.set_page_size(1000);
+    auto list = deliveries->ListDeliveries(req);
+    REQUIRE(list.ok());
+    for (const auto& d : list->deliveries()) {
+      if (d.id() == id) out = d;
+    }
+    return out;
+  }
+  // Runs claims until nothing is due now; false on an error (safe on any thread).
+  bool DrainQuietly() {
+    for (int i = 0; i < 1000; ++i) {
+      auto n = dispatcher->RunOnce();
+      if (!n.ok()) return false;
+      if (*n == 0) return true;
+    }
+    return false;
+  }
+  // Runs claims until nothing is due now.
+  void Drain() {
+    for (int i = 0; i < 1000; ++i) {
+      auto n = dispatcher->RunOnce();
+      REQUIRE(n.ok());
+      if (*n == 0) return;
+    }
+    FAIL("the outbox never drained");
+  }
+  std::multiset<std::string> EventTypes() {
+    auto events = outbox.PendingEvents(10000);
+    REQUIRE(events.ok());
+    std::multiset<std::string> out;
+    for (const auto& e : *events) out.insert(e.event.type());
+    return out;
+  }
+};
+
+std::unique_ptr<ecrm::sql::Database> Sqlite(const ecrm::testing::TempDir& dir) {
+  auto db = ecrm::sql::Database::Open("sqlite://" + dir.path() + "/broadcast.db");
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate("broadcast", bc::kMigrations).ok());
+  return std::move(*db);
+}
+
+std::unique_ptr<ecrm::sql::Database> Postgres() {
+  auto pg = ecrm::testing::PostgresServer::Shared();
+  REQUIRE(pg.ok());
+  auto name = (*pg)->CreateUniqueDatabase();
+  REQUIRE(name.ok());
+  auto db = ecrm::sql::Database::Open((*pg)->url(*name));
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate("broadcast", bc::kMigrations).ok());
+  return std::move(*db);
+}
+
+}  // namespace
+
+TEST_CASE("a message is a row before it is sent, goes out once, and raises its events") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.directory.Put("ann", {common::CHANNEL_EMAIL, common::CHANNEL_WEB});
+  v1::Delivery d = e.Send("ann");
+  CHECK(d.state() == v1::DELIVERY_STATE_QUEUED);
+  CHECK(d.channel() == common::CHANNEL_EMAIL);
+  CHECK(e.email.Total() == 0);
+  e.Drain();
+  CHECK(e.email.Times(d.id()) == 1);
+  v1::Delivery sent = e.Get(d.id());
+  CHECK(sent.state() == v1::DELIVERY_STATE_SENT);
+  CHECK(sent.attempts() == 1);
+  CHECK(sent.provider_message_id() == "p-" + d.id());
+  CHECK(sent.address() == "a***@example.com");  // masked in listings
+  CHECK(e.EventTypes() == std::multiset<std::string>{"message_sent"});
+
+  // The web inbox: delivered in the outbox's own transaction, read once.
+  v1::Delivery web = e.Send("ann", common::CHANNEL_WEB);
+  e.Drain();
+  CHECK(e.Get(web.id()).state() == v1::DELIVERY_STATE_DELIVERED);
+  v1::GetInboxRequest inbox;
+  inbox.set_customer_id("ann");
+  auto got = e.deliveries->GetInbox(inbox);
+  REQUIRE(got.ok());
+  REQUIRE(got->messages_size() == 1);
+  CHECK(got->messages(0).subject() == "Hello");
+  CHECK(got->messages(0).html_body() == "Body");
+  CHECK(got->unread_count() == 1);
+  v1::MarkInboxReadRequest read;
+  read.set_customer_id("ann");
+  read.add_delivery_ids(web.id());
+  read.add_delivery_ids(web.id());
+  CHECK(e.deliveries->MarkInboxRead(read)->marked() == 1);
+  CHECK(e.deliveries->MarkInboxRead(read)->marked() == 0);
+  CHECK(e.deliveries->GetInbox(inbox)->unread_count() == 0);
+  CHECK(e.EventTypes() ==
+        std::multiset<std::string>{"message_sent", "message_sent", "message_delivered", "message_opened"});
+
+  // Idempotent by key: the same key replays the first delivery and sends nothing more.
+  v1::SendMessageRequest keyed = e.Request("ann");
+  keyed.set_idempotency_key("k-1");
+  auto first = e.deliveries->SendMessage(keyed);
+  auto again = e.deliveries->SendMessage(keyed);
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(first->id() == again->id());
+  keyed.mutable_content()->mutable_literal()->set_subject("Other");
+  CHECK(e.deliveries->SendMessage(keyed).status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("bad requests name the field") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  auto code = [&](v1::SendMessageRequest req) { return e.deliveries->SendMessage(req).status(); };
+  v1::SendMessageRequest r = e.Request("nobody");
+  CHECK(code(r).code() == absl::StatusCode::kNotFound);
+  r = e.Request("ann", common::CHANNEL_SMS);
+  CHECK(code(r).code() == absl::StatusCode::kFailedPrecondition);  // no SMS channel here
+  r = e.Request("ann");
+  r.mutable_content()->clear_literal();
+  CHECK(code(r).message().find("content") != std::string::npos);
+  r = e.Request("ann");
+  r.mutable_content()->mutable_literal()->Clear();
+  CHECK(code(r).code() == absl::StatusCode::kInvalidArgument);
+  r = e.Request("ann");
+  *r.mutable_send_at() = ecrm::util::Ts(absl::ToUnixMicros(e.clock.Get() - absl::Hours(1)));
+  CHECK(code(r).message().find("send_at") != std::string::npos);
+  r = e.Request("ann");
+  r.set_purpose(common::PURPOSE_UNSPECIFIED);
+  CHECK(code(r).message().find("purpose") != std::string::npos);
+  v1::CreateBroadcastRequest b;
+  b.add_customer_ids("ann");
+  b.set_purpose(common::PURPOSE_MARKETING);
+  b.mutable_content()->mutable_literal()->set_subject("x");
+  b.set_rate_limit_per_second(-1);
+  CHECK(e.broadcasts->Create(b).status().message().find("rate_limit_per_second") != std::string::npos);
+  b.set_rate_limit_per_second(0);
+  b.set_segment_id("seg");
+  b.clear_customer_ids();
+  CHECK(e.broadcasts->Create(b).status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("a consent withdrawn or an unsubscribe after queueing stops the message when it comes up") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  e.directory.Put("bob", {common::CHANNEL_EMAIL});
+  v1::Delivery a = e.Send("ann");
+  v1::Delivery b = e.Send("bob");
+  REQUIRE(a.state() == v1::DELIVERY_STATE_QUEUED);
+  e.directory.Put("ann", {});  // consent withdrawn in the information store
+  v1::AddSuppressionRequest unsubscribe;
+  unsubscribe.mutable_suppression()->set_channel(common::CHANNEL_EMAIL);
+  unsubscribe.mutable_suppression()->set_customer_id("bob");
+  unsubscribe.mutable_suppression()->set_reason("unsubscribed");
+  bc::Suppressions suppressions(*e.db);
+  REQUIRE(suppressions.Add(unsubscribe).ok());
+  e.Drain();
+  CHECK(e.email.Total() == 0);
+  CHECK(e.Get(a.id()).suppression_reason() == v1::SUPPRESSION_REASON_NO_CONSENT);
+  CHECK(e.Get(b.id()).suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
+  // A service message still reaches bob; the suppression list is listed and removable.
+  v1::SendMessageRequest service = e.Request("bob");
+  service.set_purpose(common::PURPOSE_SERVICE);
+  REQUIRE(e.deliveries->SendMessage(service).ok());
+  e.Drain();
+  CHECK(e.email.Total() == 1);
+  v1::ListSuppressionsRequest list;
+  CHECK(suppressions.List(list)->suppressions_size() == 1);
+  v1::RemoveSuppressionRequest remove;
+  remove.set_channel(common::CHANNEL_EMAIL);
+  remove.set_customer_id("bob");
+  CHECK(suppressions.Remove(remove).ok());
+  CHECK(suppressions.Remove(remove).code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("temporary failures back off (or wait the Retry-After), permanent ones fail at once") {
+  ecrm::testing::TempDir dir;
+  bc::DispatcherOptions opts;
+  opts.backoff_base = absl::Seconds(10);
+  opts.max_attempts = 3;
+  Engine e(Sqlite(dir), {}, opts);
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  e.email.script = {{bc::SendOutcome::kTemporaryFailure, "", "450 mailbox busy", std::nullopt}};
+  v1::Delivery retried = e.Send("ann");
+  e.Drain();
+  e.email.script = {{bc::SendOutcome::kTemporaryFailure, "", "429", absl::Seconds(90)}};
+  v1::Delivery throttled = e.Send("ann");
+  e.Drain();
+  e.email.script = {{bc::SendOutcome::kPermanentFailure, "", "550 no such user", std::nullopt}};
+  v1::Delivery refused = e.Send("ann");
+  e.Drain();
+  const absl::Time t0 = e.clock.Get();
+  v1::Delivery r = e.Get(retried.id());
+  CHECK(r.state() == v1::DELIVERY_STATE_QUEUED);
+  CHECK(r.last_error() == "450 mailbox busy");
+  const absl::Time next = absl::FromUnixMicros(ecrm::util::Micros(r.next_attempt_at()));
+  CHECK(next >= t0 + absl::Seconds(5));  // half the base, plus jitter up to the other half
+  CHECK(next <= t0 + absl::Seconds(10));
+  v1::Delivery t = e.Get(throttled.id());
+  CHECK(absl::FromUnixMicros(ecrm::util::Micros(t.next_attempt_at())) == t0 + absl::Seconds(90));
+  v1::Delivery p = e.Get(refused.id());
+  CHECK(p.state() == v1::DELIVERY_STATE_FAILED);
+  CHECK(p.attempts() == 1);
+  CHECK(p.last_error() == "550 no such user");
+  CHECK(e.EventTypes() == std::multiset<std::string>{"message_failed"});
+
+  // Not due yet: nothing is claimed. Once due, the retry goes out.
+  CHECK(e.dispatcher->RunOnce().value() == 0);
+  e.clock.Advance(absl::Seconds(11));
+  e.Drain();
+  CHECK(e.Get(retried.id()).state() == v1::DELIVERY_STATE_SENT);
+  CHECK(e.Get(retried.id()).attempts() == 2);
+  CHECK(e.Get(throttled.id()).state() == v1::DELIVERY_STATE_QUEUED);
+  e.clock.Advance(absl::Seconds(80));
+  e.Drain();
+  CHECK(e.Get(throttled.id()).state() == v1::DELIVERY_STATE_SENT);
+
+  // The last attempt's temporary failure is final.
+  v1::Delivery doomed = e.Send("ann");
+  for (int i = 0; i < 3; ++i) {
+    e.email.script = {{bc::SendOutcome::kTemporaryFailure, "", "421 try later", std::nullopt}};
+    e.Drain();
+    e.clock.Advance(absl::Hours(2));
+  }
+  v1::Delivery f = e.Get(doomed.id());
+  CHECK(f.state() == v1::DELIVERY_STATE_FAILED);
+  CHECK(f.attempts() == 3);
+  CHECK(e.email.Times(doomed.id()) == 3);
+}
+
+TEST_CASE("a lease that expires while a channel sends is claimed again: nothing lost, the duplicate counted") {
+  ecrm::testing::TempDir dir;
+  bc::DispatcherOptions opts;
+  opts.lease = absl::Seconds(30);
+  Engine e(Sqlite(dir), {}, opts);
+  for (int i = 0; i < 5; ++i) e.directory.Put(absl::StrCat("c", i), {common::CHANNEL_EMAIL});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(e.Send(absl::StrCat("c", i)).id());
+  // The first worker stalls in the channel past its lease (as a crashed one would): another
+  // claims the same rows, sends and records them; the first one's late outcome is ignored.
+  bc::Dispatcher other(*e.db, e.outbox, e.profiles, e.caps, {{common::CHANNEL_EMAIL, &e.email}}, e.metrics, opts,
+                       [&] { return e.clock.Get(); });
+  e.email.during_send = [&] {
+    e.clock.Advance(absl::Seconds(31));
+    auto n = other.RunOnce();
+    REQUIRE(n.ok());
+    CHECK(*n == 5);
+  };
+  REQUIRE(e.dispatcher->RunOnce().value() == 5);
+  for (const std::string& id : ids) {
+    CHECK(e.Get(id).state() == v1::DELIVERY_STATE_SENT);
+    CHECK(e.email.Times(id) == 2);
+  }
+  CHECK(e.metrics.duplicates.Value() == 5);
+  CHECK(e.EventTypes().count("message_sent") == 5);  // one event each: the id dedupes
+  CHECK(e.dispatcher->RunOnce().value() == 0);
+}
+
+TEST_CASE("broadcasts: progress by state and reason, pause, resume without re-sending, cancel, completion") {
+  ecrm::testing::TempDir dir;
+  bc::DispatcherOptions opts;
+  opts.batch = 4;
+  Engine e(Sqlite(dir), {}, opts);
+  v1::CreateBroadcastRequest req;
+  req.set_campaign_id("camp-1");
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = absl::StrCat("m", i);
+    e.directory.Put(id, i < 10 ? std::vector<common::Channel>{common::CHANNEL_EMAIL} : std::vector<common::Channel>{});
+    req.add_customer_ids(id);
+  }
+  req.add_customer_ids("m0");  // listed twice: messaged once
+  req.add_channels(common::CHANNEL_EMAIL);
+  req.set_purpose(common::PURPOSE_MARKETING);
+  req.mutable_content()->mutable_literal()->set_subject("Sale");
+  req.set_idempotency_key("launch-1");
+  auto job = e.broadcasts->Create(req);
+  REQUIRE(job.ok());
+  CHECK(job->audience_size() == 12);
+  CHECK(job->by_state().at("QUEUED") == 12);
+  CHECK(e.broadcasts->Create(req)->id() == job->id());  // the key replays
+
+  REQUIRE(e.dispatcher->RunOnce().value() == 4);
+  REQUIRE(e.broadcasts->Pause(job->id()).ok());
+  CHECK(e.dispatcher->RunOnce().value() == 0);  // nothing of a paused broadcast is claimed
+  CHECK(e.broadcasts->Pause(job->id())->state() == v1::BROADCAST_STATE_PAUSED);
+  CHECK(e.broadcasts->Resume(job->id())->state() == v1::BROADCAST_STATE_RUNNING);
+  e.Drain();
+  auto done = e.broadcasts->Get(job->id());
+  REQUIRE(done.ok());
+  CHECK(done->state() == v1::BROADCAST_STATE_COMPLETED);
+  CHECK(done->has_completed_at());
+  CHECK(done->by_state().at("SENT") == 10);
+  CHECK(done->by_state().at("SUPPRESSED") == 2);
+  CHECK(done->by_suppression_reason().at("NO_CONSENT") == 2);
+  for (int i = 0; i < 10; ++i) {
+    CHECK(e.email.Times(bc::Broadcasts::DeliveryId(job->id(), absl::StrCat("m", i))) == 1);
+  }
+  CHECK(e.broadcasts->Resume(job->id()).status().code() == absl::StatusCode::kFailedPrecondition);
+
+  // Cancel: what was not sent is cancelled, nothing more goes out.
+  req.set_idempotency_key("launch-2");
+  auto second = e.broadcasts->Create(req);
+  REQUIRE(second.ok());
+  REQUIRE(e.dispatcher->RunOnce().value() == 4);
+  auto cancelled = e.broadcasts->Cancel(second->id());
+  REQUIRE(cancelled.ok());
+  CHECK(cancelled->state() == v1::BROADCAST_STATE_CANCELLED);
+  CHECK(cancelled->by_state().at("CANCELLED") == 8);
+  const int sent = e.email.Total();
+  e.Drain();
+  CHECK(e.email.Total() == sent);
+  v1::ListBroadcastsRequest list;
+  list.set_campaign_id("camp-1");
+  list.set_page_size(1);
+  auto page = e.broadcasts->List(list);
+  REQUIRE(page.ok());
+  REQUIRE(page->broadcasts_size() == 1);
+  list.set_page_token(page->next_page_token());
+  auto next = e.broadcasts->List(list);
+  REQUIRE(next.ok());
+  REQUIRE(next->broadcasts_size() == 1);
+  CHECK(next->broadcasts(0).id() != page->broadcasts(0).id());
+  CHECK(next->next_page_token().empty());
+}
+
+TEST_CASE("frequency caps are exact with concurrent workers, and transactional messages are exempt") {
+  for (const char* backend : {"sqlite", "postgres"}) {
+    DYNAMIC_SECTION(backend) {
+      ecrm::testing::TempDir dir;
+      bc::CapConfig caps;
+      caps.rules = *bc::ParseCapRules("email=2/24h,global=3/7d,category:news=1/7d");
+      bc::DispatcherOptions opts;
+      opts.batch = 1;  // the workers compete row by row
+      Engine e(std::string(backend) == "sqlite" ? Sqlite(dir) : Postgres(), caps, opts);
+      e.directory.Put("ann", {common::CHANNEL_EMAIL, common::CHANNEL_WEB});
+      // 8 broadcasts to overlapping audiences, all drained by 4 workers at once.
+      for (int b = 0; b < 8; ++b) {
+        v1::CreateBroadcastRequest req;
+        req.add_customer_ids("ann");
+        req.add_channels(common::CHANNEL_EMAIL);
+        req.set_purpose(common::PURPOSE_MARKETING);
+        req.mutable_content()->mutable_literal()->set_subject(absl::StrCat("b", b));
+        REQUIRE(e.broadcasts->Create(req).ok());
+      }
+      std::atomic<int> failed{0};
+      std::vector<std::thread> workers;
+      for (int w = 0; w < 4; ++w) workers.emplace_back([&] { failed += !e.DrainQuietly(); });
+      for (std::thread& t : workers) t.join();
+      REQUIRE(failed == 0);
+      CHECK(e.email.Total() == 2);  // the email cap
+      auto suppressed = e.db->Execute("SELECT COUNT(*) FROM deliveries WHERE suppression_reason = $1",
+                                      {static_cast<int>(v1::SUPPRESSION_REASON_FREQUENCY_CAP)});
+      CHECK(suppressed->front().Int(0) == 6);
+      // The global cap: one more on the web inbox, then nothing.
+      v1::Delivery w1 = e.Send("ann", common::CHANNEL_WEB);
+      v1::Delivery w2 = e.Send("ann", common::CHANNEL_WEB);
+      e.Drain();
+      CHECK(e.Get(w1.id()).suppression_reason() + e.Get(w2.id()).suppression_reason() ==
+            v1::SUPPRESSION_REASON_FREQUENCY_CAP);
+      // Transactional: neither capped nor counted.
+      v1::SendMessageRequest receipt = e.Request("ann");
+      receipt.set_purpose(common::PURPOSE_TRANSACTIONAL);
+      REQUIRE(e.deliveries->SendMessage(receipt).ok());
+      e.Drain();
+      CHECK(e.email.Total() == 3);
+      // A week later the windows have rolled on; a category cap still holds per category.
+      e.clock.Advance(absl::Hours(24 * 7 + 1));
+      v1::SendMessageRequest news = e.Request("ann");
+      news.set_category("news");
+      auto n1 = e.deliveries->SendMessage(news);
+      auto n2 = e.deliveries->SendMessage(news);
+      e.Drain();
+      // Whichever comes up first goes; the other is held back.
+      const std::multiset<int> outcomes = {e.Get(n1->id()).state(), e.Get(n2->id()).state()};
+      CHECK(outcomes == std::multiset<int>{v1::DELIVERY_STATE_SENT, v1::DELIVERY_STATE_SUPPRESSED});
+      CHECK(e.Get(n1->id()).suppression_reason() + e.Get(n2->id()).suppression_reason() ==
+            v1::SUPPRESSION_REASON_FREQUENCY_CAP);
+    }
+  }
+}
+
+TEST_CASE("delivery events: opens, clicks, hard bounces suppress the address, unsubscribes the customer") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  v1::Delivery d = e.Send("ann");
+  v1::RecordDeliveryEventRequest early;
+  early.set_delivery_id(d.id());
+  early.set_type(v1::DELIVERY_EVENT_TYPE_OPENED);
+  CHECK(e.deliveries->RecordDeliveryEvent(early).status().code() == absl::StatusCode::kFailedPrecondition);
+  e.Drain();
+  v1::RecordDeliveryEventRequest ev;
+  ev.set_provider_message_id("p-" + d.id());
+  ev.set_type(v1::DELIVERY_EVENT_TYPE_DELIVERED);
+  CHECK(e.deliveries->RecordDeliveryEvent(ev)->state() == v1::DELIVERY_STATE_DELIVERED);
+  ev.set_type(v1::DELIVERY_EVENT_TYPE_CLICKED);
+  ev.set_detail("https://example.com/sale");
+  auto clicked = e.deliveries->RecordDeliveryEvent(ev);
+  REQUIRE(clicked.ok());
+  CHECK(clicked->has_clicked_at());
+  CHECK(clicked->has_opened_at());
+  REQUIRE(e.deliveries->RecordDeliveryEvent(ev).ok());  // a second click: the same event id
+  ev.set_type(v1::DELIVERY_EVENT_TYPE_UNSUBSCRIBED);
+  REQUIRE(e.deliveries->RecordDeliveryEvent(ev).ok());
+  CHECK(e.EventTypes() ==
+        std::multiset<std::string>{"message_sent", "message_delivered", "message_clicked", "message_unsubscribed"});
+  v1::Delivery after = e.Send("ann");
+  CHECK(after.state() == v1::DELIVERY_STATE_SUPPRESSED);
+  CHECK(after.suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
+
+  // A hard bounce fails the delivery and suppresses the address for every purpose.
+  e.directory.Put("bob", {common::CHANNEL_EMAIL});
+  v1::Delivery b = e.Send("bob");
+  e.Drain();
+  v1::RecordDeliveryEventRequest bounce;
+  bounce.set_delivery_id(b.id());
+  bounce.set_type(v1::DELIVERY_EVENT_TYPE_HARD_BOUNCE);
+  bounce.set_detail("5.1.1 user unknown");
+  CHECK(e.deliveries->RecordDeliveryEvent(bounce)->state() == v1::DELIVERY_STATE_FAILED);
+  v1::SendMessageRequest service = e.Request("bob");
+  service.set_purpose(common::PURPOSE_SERVICE);
+  CHECK(e.deliveries->SendMessage(service)->suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
+}
+
+TEST_CASE("privacy: export, then erasure keeps only a hashed suppression of the address") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.directory.Put("ann", {common::CHANNEL_EMAIL, common::CHANNEL_WEB});
+  e.Send("ann");
+  e.Send("ann", common::CHANNEL_WEB);
+  e.Drain();
+  bc::CustomerData data(*e.db);
+  ecrm::privacy::v1::ExportCustomerDataRequest exp;
+  exp.set_customer_id("ann");
+  auto doc = data.ExportCustomerData(exp);
+  REQUIRE(doc.ok());
+  CHECK(doc->find("ann@example.com") != std::string::npos);
+  CHECK(doc->find("\"inbox\":[{") != std::string::npos);
+  ecrm::privacy::v1::EraseCustomerDataRequest erase;
+  erase.set_customer_id("ann");
+  auto receipt = data.EraseCustomerData(erase);
+  REQUIRE(receipt.ok());
+  CHECK(data.ExportCustomerData(exp).value() == "{}");
+  auto rows = e.db->Execute("SELECT address, reason FROM suppressions");
+  REQUIRE(rows->size() == 1);
+  CHECK(rows->front().Text(0) == bc::HashedAddress("ann@example.com"));
+  CHECK(e.EventTypes().empty());  // undelivered events about her are gone
+  // The address comes back under a new customer: not messaged.
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  CHECK(e.Send("ann").suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
+}
