@@ -48,7 +48,7 @@ struct Builder {
     absl::string_view type = m.GetDescriptor()->full_name();
     if (type == kTimestamp) {
       absl::Time t = TimestampOf(m);
-      map.Set(name, absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()));
+      map.Set(name, absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()));
       map.Set(name + "_formatted", FormatDate(t, locale, time_zone));
     } else if (type == kMoney) {
       const auto& money = static_cast<const common::v1::Money&>(m);
@@ -187,10 +187,14 @@ Value BuildContext(const infostore::v1::Customer& customer, const MessageInputs&
   root.Set("preferences", b.Of(customer.preferences()));
   root.Set("behaviour", b.Of(customer.behaviour()));
   Value offers = Value::List();
-  for (const v1::Offer& o : inputs.offers) offers.Append(b.Of(o));
+  if (inputs.offers != nullptr) {
+    for (const v1::Offer& o : *inputs.offers) offers.Append(b.Of(o));
+  }
   root.Set("offers", std::move(offers));
   Value recommendations = Value::List();
-  for (const v1::Recommendation& r : inputs.recommendations) recommendations.Append(b.Of(r));
+  if (inputs.recommendations != nullptr) {
+    for (const v1::Recommendation& r : *inputs.recommendations) recommendations.Append(b.Of(r));
+  }
   root.Set("recommendations", std::move(recommendations));
   Value vars = Value::Map();
   if (inputs.vars != nullptr) {

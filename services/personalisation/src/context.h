@@ -34,8 +34,8 @@ inline constexpr absl::string_view kBroadcastPlaceholders[] = {"unsubscribe_url"
                                                                "view_in_browser_url"};
 
 struct MessageInputs {
-  absl::Span<const v1::Offer> offers;
-  absl::Span<const v1::Recommendation> recommendations;
+  const google::protobuf::RepeatedPtrField<v1::Offer>* offers = nullptr;
+  const google::protobuf::RepeatedPtrField<v1::Recommendation>* recommendations = nullptr;
   const google::protobuf::Map<std::string, std::string>* vars = nullptr;
 };
 

@@ -178,7 +178,7 @@ std::vector<std::string> SplitPath(absl::string_view name) {
 
 }  // namespace
 
-absl::StatusOr<Template> Template::Compile(absl::string_view source) {
+absl::StatusOr<Template> Template::Compile(absl::string_view source, bool allow_partials) {
   absl::StatusOr<std::vector<Token>> tokens_or = Tokenize(source);
   if (!tokens_or.ok()) return tokens_or.status();
   std::vector<Token>& tokens = *tokens_or;
@@ -266,6 +266,9 @@ absl::StatusOr<Template> Template::Compile(absl::string_view source) {
         break;
       }
       case '>':
+        if (!allow_partials) {
+          return ErrorAt(source, tok.offset, absl::StrCat("partials ({{>", tok.content, "}}) are not supported here"));
+        }
         t.ops_.push_back(Op{Op::kPartial, tok.content, {}, 0, std::move(indents[i])});
         break;
     }

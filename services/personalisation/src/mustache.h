@@ -107,8 +107,8 @@ class Template {
  public:
   // Parses `source`. INVALID_ARGUMENT "line L, column C: …" (1-based; the column counts
   // characters) for an unclosed or mismatched section, an unclosed tag, an empty name or a bad
-  // set-delimiter tag.
-  static absl::StatusOr<Template> Compile(absl::string_view source);
+  // set-delimiter tag, or a partial tag when `allow_partials` is false.
+  static absl::StatusOr<Template> Compile(absl::string_view source, bool allow_partials = true);
 
   // Renders against `context`.
   void Render(const Value& context, const RenderOptions& options, RenderResult& out) const;
