@@ -174,7 +174,7 @@ Value MessageValue(const Message& message, absl::string_view locale, absl::strin
   return Builder{locale, time_zone}.Of(message);
 }
 
-Value BuildContext(const infostore::v1::Customer& customer, const MessageInputs& inputs, absl::string_view locale) {
+Value CustomerContext(const infostore::v1::Customer& customer, absl::string_view locale) {
   Builder b{locale, customer.profile().time_zone()};
   Value root = Value::Map();
   Value c = Value::Map();
@@ -186,6 +186,12 @@ Value BuildContext(const infostore::v1::Customer& customer, const MessageInputs&
   root.Set("attributes", std::move(attributes));
   root.Set("preferences", b.Of(customer.preferences()));
   root.Set("behaviour", b.Of(customer.behaviour()));
+  return root;
+}
+
+Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl::string_view time_zone) {
+  Builder b{locale, time_zone};
+  Value root = Value::Map();
   Value offers = Value::List();
   if (inputs.offers != nullptr) {
     for (const v1::Offer& o : *inputs.offers) offers.Append(b.Of(o));
@@ -203,6 +209,13 @@ Value BuildContext(const infostore::v1::Customer& customer, const MessageInputs&
   root.Set("vars", std::move(vars));
   if (!locale.empty()) root.Set("locale", std::string(locale));
   for (absl::string_view p : kBroadcastPlaceholders) root.Set(p, absl::StrCat("{{", p, "}}"));
+  return root;
+}
+
+Value BuildContext(const infostore::v1::Customer& customer, const MessageInputs& inputs, absl::string_view locale) {
+  Value root = SharedContext(inputs, locale, customer.profile().time_zone());
+  Value own = CustomerContext(customer, locale);
+  for (size_t i = 0; i < own.keys().size(); ++i) root.Set(own.keys()[i], own.items()[i]);
   return root;
 }
 

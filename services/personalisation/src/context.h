@@ -39,7 +39,13 @@ struct MessageInputs {
   const google::protobuf::Map<std::string, std::string>* vars = nullptr;
 };
 
-// `locale`: the template's (formats money and dates); empty formats for en-US.
+// What every customer of a message shares: offers, recommendations, vars, broadcast's
+// placeholders and the locale. `locale`: the template's (formats money and dates; empty formats
+// for en-US); `time_zone`: the customer's (dates of offers fall on the customer's day).
+mustache::Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl::string_view time_zone);
+// The customer's own part: customer, profile, attributes, preferences, behaviour.
+mustache::Value CustomerContext(const infostore::v1::Customer& customer, absl::string_view locale);
+// Both in one map (tests; rendering stacks the two instead of copying).
 mustache::Value BuildContext(const infostore::v1::Customer& customer, const MessageInputs& inputs,
                              absl::string_view locale);
 

@@ -23,8 +23,9 @@ void AddMissing(const std::vector<std::string>& found, v1::RenderedMessage& out)
 
 absl::StatusOr<v1::RenderedMessage> Messages::RenderFor(const CompiledTemplate& t,
                                                         const infostore::v1::Customer& customer,
-                                                        const MessageInputs& inputs, bool strict) {
-  mustache::Value context = BuildContext(customer, inputs, t.proto.locale());
+                                                        const mustache::Value& shared, const MessageInputs& inputs,
+                                                        bool strict) {
+  const mustache::Value own = CustomerContext(customer, t.proto.locale());
   v1::RenderedMessage out;
   out.set_customer_id(customer.id());
   out.set_template_id(t.proto.id());
@@ -33,13 +34,13 @@ absl::StatusOr<v1::RenderedMessage> Messages::RenderFor(const CompiledTemplate& 
   mustache::RenderOptions plain{mustache::Escape::kNone, {}};
   mustache::RenderOptions html{mustache::Escape::kHtml, {}};
   mustache::RenderResult r;
-  t.subject.Render(context, plain, r);
+  t.subject.Render({&shared, &own}, plain, r);
   out.set_subject(std::move(r.text));
   AddMissing(r.missing, out);
-  t.text_body.Render(context, plain, r);
+  t.text_body.Render({&shared, &own}, plain, r);
   out.set_text_body(std::move(r.text));
   AddMissing(r.missing, out);
-  t.html_body.Render(context, html, r);
+  t.html_body.Render({&shared, &own}, html, r);
   out.set_html_body(std::move(r.text));
   AddMissing(r.missing, out);
   if (strict && !out.missing_variables().empty()) {
@@ -73,7 +74,8 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
   const TemplateVariant& variant = Templates::Pick(variants, customer->profile().locale());
   ECRM_ASSIGN_OR_RETURN(std::shared_ptr<const CompiledTemplate> t, templates_.Compiled(variant.id, variant.version));
   MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
-  absl::StatusOr<v1::RenderedMessage> out = RenderFor(*t, *customer, inputs, req.strict());
+  const mustache::Value shared = SharedContext(inputs, t->proto.locale(), customer->profile().time_zone());
+  absl::StatusOr<v1::RenderedMessage> out = RenderFor(*t, *customer, shared, inputs, req.strict());
   if (!out.ok()) {
     metrics_.failed_missing_variable.Increment();
     return out.status();
@@ -98,6 +100,8 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
   std::vector<absl::StatusOr<infostore::v1::Customer>> customers = customers_.Get(ids);
   MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
   absl::flat_hash_map<std::string, std::shared_ptr<const CompiledTemplate>> compiled;  // by variant id
+  // What the customers share, built once per template variant and time zone.
+  absl::flat_hash_map<std::pair<std::string, std::string>, mustache::Value> shared;
   v1::BatchRenderResponse out;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!customers[i].ok()) {
@@ -111,7 +115,10 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
     if (t == nullptr) {
       ECRM_ASSIGN_OR_RETURN(t, templates_.Compiled(variant.id, variant.version));
     }
-    absl::StatusOr<v1::RenderedMessage> message = RenderFor(*t, *customers[i], inputs, req.strict());
+    const std::string& time_zone = customers[i]->profile().time_zone();
+    auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
+    if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
+    absl::StatusOr<v1::RenderedMessage> message = RenderFor(*t, *customers[i], it->second, inputs, req.strict());
     if (!message.ok()) {
       metrics_.failed_missing_variable.Increment();
       (*out.mutable_failed())[ids[i]] = std::string(message.status().message());

@@ -25,10 +25,12 @@ class Messages {
   absl::StatusOr<v1::RenderedMessage> Render(const v1::RenderMessageRequest& req);
   absl::StatusOr<v1::BatchRenderResponse> BatchRender(const v1::BatchRenderRequest& req);
 
-  // One parsed template for one customer: no I/O (the benchmark's unit of work).
+  // One parsed template for one customer, `shared` being SharedContext(inputs, the template's
+  // locale, the customer's time zone): no I/O (the benchmark's unit of work).
   static absl::StatusOr<v1::RenderedMessage> RenderFor(const CompiledTemplate& t,
                                                        const infostore::v1::Customer& customer,
-                                                       const MessageInputs& inputs, bool strict);
+                                                       const mustache::Value& shared, const MessageInputs& inputs,
+                                                       bool strict);
 
  private:
   Templates& templates_;

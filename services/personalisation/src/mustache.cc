@@ -372,12 +372,17 @@ void Template::RenderWith(std::vector<const Value*>& stack, const RenderOptions&
 }
 
 void Template::Render(const Value& context, const RenderOptions& options, RenderResult& out) const {
+  Render({&context}, options, out);
+}
+
+void Template::Render(std::initializer_list<const Value*> layers, const RenderOptions& options,
+                      RenderResult& out) const {
   out.text.clear();
   out.missing.clear();
   out.text.reserve(size_hint_ + size_hint_ / 2);
   std::vector<const Value*> stack;
-  stack.reserve(8);
-  stack.push_back(&context);
+  stack.reserve(8 + layers.size());
+  stack.insert(stack.end(), layers.begin(), layers.end());
   RenderWith(stack, options, out);
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -112,6 +113,10 @@ class Template {
 
   // Renders against `context`.
   void Render(const Value& context, const RenderOptions& options, RenderResult& out) const;
+  // Renders against several contexts, searched from the last to the first (the first is the
+  // bottom of the context stack): e.g. what every customer of a batch shares, then one
+  // customer's data, without copying either.
+  void Render(std::initializer_list<const Value*> layers, const RenderOptions& options, RenderResult& out) const;
   RenderResult Render(const Value& context, const RenderOptions& options = {}) const {
     RenderResult r;
     Render(context, options, r);
