@@ -4,6 +4,7 @@
 // messages/s". One thread. JSON lines, each the median of --runs runs of --seconds:
 //
 //   render_preparsed   the HTML body's instruction list rendered against a context built once
+//   baseline_copy      copying the rendered HTML into a string (the machine's floor, same run)
 //   render_message     Messages::RenderFor: the customer's context built from the Customer
 //                      (reflection, ICU money and dates) over the offers' and recommendations'
 //                      (built once, as a batch does) and subject, text and HTML rendered: what
@@ -193,6 +194,19 @@ int main(int argc, char** argv) {
   ecrm::bench::PrintResult("render_preparsed", "messages/s", r);
   const std::string ours = result.text;
   std::printf("{\"rendered_html_bytes\":%zu}\n", ours.size());
+
+  // --- baseline: copying the rendered HTML (the floor any renderer pays to produce it) ------------
+  r.clear();
+  std::string copy;
+  for (int64_t i = 0; i < runs; ++i) {
+    r.push_back(ecrm::bench::OpsPerSecond(run_length, 100, [&] {
+      for (int k = 0; k < 100; ++k) {
+        copy.assign(ours.data(), ours.size());
+        sink += copy.size() + static_cast<unsigned char>(copy[k]);
+      }
+    }));
+  }
+  ecrm::bench::PrintResult("baseline_copy", "messages/s", r);
 
   // --- the whole message: context from the Customer, three parts -------------------------------
   r.clear();
