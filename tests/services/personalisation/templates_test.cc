@@ -225,7 +225,7 @@ TEST_CASE("a template is checked when saved: fields per channel, and syntax erro
   }
 }
 
-TEST_CASE("HTML bodies are escaped; subjects, text, SMS and push are not") {
+TEST_CASE("HTML bodies are escaped, and subjects, text, SMS and push are not") {
   Engine e;
   Customer c = Person("c1", "Tom & <Jerry>");
   (*c.mutable_attributes())["note"].set_string_value("\"quoted\" 'single'");
