@@ -1,6 +1,17 @@
 // ecrm-personalisation: composition root of the personalisation engine.
+#include "clients/infostore_grpc.h"
+#include "customers.h"
+#include "ecrm/log/log.h"
+#include "ecrm/server/channel.h"
+#include "ecrm/server/customer_data.h"
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
+#include "messages.h"
+#include "metrics.h"
+#include "privacy.h"
+#include "schema.h"
+#include "service.h"
+#include "templates.h"
 
 int main(int argc, char** argv) {
   ecrm::server::Runner runner(
@@ -9,8 +20,38 @@ int main(int argc, char** argv) {
        .summary = "ecrm personalisation: next-best offers, recommendations and message templates",
        .grpc_port = 50053,
        .metrics_port = 9103});
+  std::string infostore_address;
+  absl::Duration infostore_timeout = absl::Seconds(2);
+  ecrm::config::Flags& f = runner.flags();
+  f.AddString("infostore-address", &infostore_address,
+              "information store (host:port) that customers missing from the profile cache are read from; empty: "
+              "only cached customers can be rendered");
+  f.AddDuration("infostore-timeout", &infostore_timeout,
+                "deadline of each read from the information store (never later than the caller's)");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
-  auto stores = ecrm::server::OpenStores(runner, {});
+  if (infostore_timeout <= absl::ZeroDuration()) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--infostore-timeout must be positive"));
+  }
+
+  auto stores = ecrm::server::OpenStores(runner, ecrm::personalisation::kMigrations, {.profile_cache = true});
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
+  ecrm::personalisation::PersonalisationMetrics metrics(runner.metrics());
+  std::unique_ptr<ecrm::personalisation::GrpcCustomerDirectory> directory;
+  if (!infostore_address.empty()) {
+    directory = std::make_unique<ecrm::personalisation::GrpcCustomerDirectory>(
+        ecrm::server::OutboundChannel(infostore_address), infostore_timeout);
+  } else {
+    ecrm::log::Warn("no --infostore-address: only customers in the profile cache can be rendered", {});
+  }
+  ecrm::personalisation::Customers customers(stores->profiles.get(), directory.get(), metrics);
+  ecrm::personalisation::Templates templates(*stores->db, metrics);
+  ecrm::personalisation::Messages messages(templates, customers, metrics);
+
+  ecrm::server::Executor& executor = *stores->executor;
+  ecrm::personalisation::PersonalisationService service(templates, messages, executor);
+  ecrm::personalisation::PersonalisationPrivacy privacy;
+  ecrm::server::CustomerDataService customer_data("personalisation", privacy, executor);
+  runner.AddService(&service, ecrm::personalisation::v1::Personalisation::service_full_name());
+  runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());
   return runner.Serve();
 }

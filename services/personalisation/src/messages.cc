@@ -1,0 +1,136 @@
+#include "messages.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "ecrm/status/macros.h"
+#include "ecrm/util/util.h"
+
+namespace ecrm::personalisation {
+namespace {
+
+constexpr int kMaxBatch = 1000;
+
+void AddMissing(const std::vector<std::string>& found, v1::RenderedMessage& out) {
+  for (const std::string& name : found) {
+    if (std::find(out.missing_variables().begin(), out.missing_variables().end(), name) ==
+        out.missing_variables().end()) {
+      out.add_missing_variables(name);
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<v1::RenderedMessage> Messages::RenderFor(const CompiledTemplate& t,
+                                                        const infostore::v1::Customer& customer,
+                                                        const mustache::Value& shared, const MessageInputs& inputs,
+                                                        bool strict) {
+  const mustache::Value own = CustomerContext(customer, t.proto.locale());
+  v1::RenderedMessage out;
+  out.set_customer_id(customer.id());
+  out.set_template_id(t.proto.id());
+  out.set_template_version(t.proto.version());
+  out.set_locale(t.proto.locale());
+  mustache::RenderOptions plain{mustache::Escape::kNone, {}};
+  mustache::RenderOptions html{mustache::Escape::kHtml, {}};
+  mustache::RenderResult r;
+  t.subject.Render({&shared, &own}, plain, r);
+  out.set_subject(std::move(r.text));
+  AddMissing(r.missing, out);
+  t.text_body.Render({&shared, &own}, plain, r);
+  out.set_text_body(std::move(r.text));
+  AddMissing(r.missing, out);
+  t.html_body.Render({&shared, &own}, html, r);
+  out.set_html_body(std::move(r.text));
+  AddMissing(r.missing, out);
+  if (strict && !out.missing_variables().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("strict: template \"", t.proto.id(), "\" reads {{",
+                                                      out.missing_variables(0), "}}, which customer \"", customer.id(),
+                                                      "\" has no value for"));
+  }
+  if (inputs.offers != nullptr) {
+    for (const v1::Offer& o : *inputs.offers) out.add_offer_ids(o.id());
+  }
+  if (inputs.recommendations != nullptr) {
+    for (const v1::Recommendation& rec : *inputs.recommendations) out.add_skus(rec.sku());
+  }
+  return out;
+}
+
+absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequest& req) {
+  if (req.template_id().empty()) return util::Invalid("template_id", "required");
+  if (req.customer_id().empty()) return util::Invalid("customer_id", "required");
+  ECRM_ASSIGN_OR_RETURN(std::vector<TemplateVariant> variants, templates_.Variants(req.template_id()));
+  std::vector<absl::StatusOr<infostore::v1::Customer>> customers = customers_.Get({req.customer_id()});
+  absl::StatusOr<infostore::v1::Customer>& customer = customers[0];
+  if (!customer.ok()) {
+    if (absl::IsNotFound(customer.status())) {
+      metrics_.failed_unknown_customer.Increment();
+      return absl::NotFoundError(absl::StrCat("customer_id: ", customer.status().message()));
+    }
+    metrics_.failed_unavailable.Increment();
+    return customer.status();
+  }
+  const TemplateVariant& variant = Templates::Pick(variants, customer->profile().locale());
+  ECRM_ASSIGN_OR_RETURN(std::shared_ptr<const CompiledTemplate> t, templates_.Compiled(variant.id, variant.version));
+  MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
+  const mustache::Value shared = SharedContext(inputs, t->proto.locale(), customer->profile().time_zone());
+  absl::StatusOr<v1::RenderedMessage> out = RenderFor(*t, *customer, shared, inputs, req.strict());
+  if (!out.ok()) {
+    metrics_.failed_missing_variable.Increment();
+    return out.status();
+  }
+  out->set_customer_id(req.customer_id());
+  metrics_.rendered.Increment();
+  metrics_.missing_variables.Increment(out->missing_variables_size());
+  return out;
+}
+
+absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRenderRequest& req) {
+  if (req.template_id().empty()) return util::Invalid("template_id", "required");
+  if (req.customer_ids().empty()) return util::Invalid("customer_ids", "at least one customer");
+  if (req.customer_ids_size() > kMaxBatch) {
+    return util::Invalid("customer_ids", absl::StrCat("at most ", kMaxBatch, " customers per call"));
+  }
+  for (const std::string& id : req.customer_ids()) {
+    if (id.empty()) return util::Invalid("customer_ids", "an empty customer id");
+  }
+  ECRM_ASSIGN_OR_RETURN(std::vector<TemplateVariant> variants, templates_.Variants(req.template_id()));
+  std::vector<std::string> ids(req.customer_ids().begin(), req.customer_ids().end());
+  std::vector<absl::StatusOr<infostore::v1::Customer>> customers = customers_.Get(ids);
+  MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
+  absl::flat_hash_map<std::string, std::shared_ptr<const CompiledTemplate>> compiled;  // by variant id
+  // What the customers share, built once per template variant and time zone.
+  absl::flat_hash_map<std::pair<std::string, std::string>, mustache::Value> shared;
+  v1::BatchRenderResponse out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!customers[i].ok()) {
+      (absl::IsNotFound(customers[i].status()) ? metrics_.failed_unknown_customer : metrics_.failed_unavailable)
+          .Increment();
+      (*out.mutable_failed())[ids[i]] = std::string(customers[i].status().message());
+      continue;
+    }
+    const TemplateVariant& variant = Templates::Pick(variants, customers[i]->profile().locale());
+    std::shared_ptr<const CompiledTemplate>& t = compiled[variant.id];
+    if (t == nullptr) {
+      ECRM_ASSIGN_OR_RETURN(t, templates_.Compiled(variant.id, variant.version));
+    }
+    const std::string& time_zone = customers[i]->profile().time_zone();
+    auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
+    if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
+    absl::StatusOr<v1::RenderedMessage> message = RenderFor(*t, *customers[i], it->second, inputs, req.strict());
+    if (!message.ok()) {
+      metrics_.failed_missing_variable.Increment();
+      (*out.mutable_failed())[ids[i]] = std::string(message.status().message());
+      continue;
+    }
+    // The id asked for (a merged id renders its survivor's data under the id the caller knows).
+    message->set_customer_id(ids[i]);
+    metrics_.rendered.Increment();
+    metrics_.missing_variables.Increment(message->missing_variables_size());
+    *out.add_messages() = std::move(*message);
+  }
+  return out;
+}
+
+}  // namespace ecrm::personalisation

@@ -1,0 +1,41 @@
+// RenderMessage and BatchRender: a template rendered for customers, with their profile,
+// attributes, preferences and behaviour (customers.h), the message's offers and
+// recommendations and the caller's vars (context.h). HTML bodies are HTML-escaped, subjects,
+// text bodies, SMS and push are not. A variable with no value renders empty and is listed in
+// the message's missing_variables; in strict mode it fails the customer (FAILED_PRECONDITION
+// naming it). In a batch, customers that fail are listed with why, the others rendered.
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "context.h"
+#include "customers.h"
+#include "ecrm/personalisation/v1/personalisation.pb.h"
+#include "metrics.h"
+#include "templates.h"
+
+namespace ecrm::personalisation {
+
+class Messages {
+ public:
+  Messages(Templates& templates, Customers& customers, PersonalisationMetrics& metrics)
+      : templates_(templates), customers_(customers), metrics_(metrics) {}
+
+  absl::StatusOr<v1::RenderedMessage> Render(const v1::RenderMessageRequest& req);
+  absl::StatusOr<v1::BatchRenderResponse> BatchRender(const v1::BatchRenderRequest& req);
+
+  // One parsed template for one customer, `shared` being SharedContext(inputs, the template's
+  // locale, the customer's time zone): no I/O (the benchmark's unit of work).
+  static absl::StatusOr<v1::RenderedMessage> RenderFor(const CompiledTemplate& t,
+                                                       const infostore::v1::Customer& customer,
+                                                       const mustache::Value& shared, const MessageInputs& inputs,
+                                                       bool strict);
+
+ private:
+  Templates& templates_;
+  Customers& customers_;
+  PersonalisationMetrics& metrics_;
+};
+
+}  // namespace ecrm::personalisation

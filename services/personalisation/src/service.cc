@@ -1,0 +1,111 @@
+#include "service.h"
+
+#include "absl/strings/str_cat.h"
+#include "ecrm/server/offload.h"
+
+namespace ecrm::personalisation {
+
+using server::Offload;
+
+namespace {
+
+grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, absl::string_view rpc, absl::string_view what) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                               absl::StrCat(rpc, ": ", what,
+                                            " are not served by this build of ecrm-personalisation yet (templates, "
+                                            "RenderMessage and BatchRender are)")));
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* PersonalisationService::CreateTemplate(grpc::CallbackServerContext* ctx,
+                                                                 const v1::CreateTemplateRequest* req,
+                                                                 v1::Template* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return templates_.Create(req->template_()); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::GetTemplate(grpc::CallbackServerContext* ctx,
+                                                              const v1::GetTemplateRequest* req, v1::Template* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return templates_.Get(req->id(), req->version()); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::ListTemplates(grpc::CallbackServerContext* ctx,
+                                                                const v1::ListTemplatesRequest* req,
+                                                                v1::ListTemplatesResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return templates_.List(*req); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::UpdateTemplate(grpc::CallbackServerContext* ctx,
+                                                                 const v1::UpdateTemplateRequest* req,
+                                                                 v1::Template* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return templates_.Update(*req); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::RenderMessage(grpc::CallbackServerContext* ctx,
+                                                                const v1::RenderMessageRequest* req,
+                                                                v1::RenderedMessage* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return messages_.Render(*req); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::BatchRender(grpc::CallbackServerContext* ctx,
+                                                              const v1::BatchRenderRequest* req,
+                                                              v1::BatchRenderResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return messages_.BatchRender(*req); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::DeleteTemplate(grpc::CallbackServerContext* ctx,
+                                                                 const v1::DeleteTemplateRequest* req,
+                                                                 v1::DeleteTemplateResponse*) {
+  return Offload(executor_, ctx, [this, req] { return templates_.Delete(req->id()); });
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::CreateOffer(grpc::CallbackServerContext* ctx,
+                                                              const v1::CreateOfferRequest*, v1::Offer*) {
+  return NotYet(ctx, "CreateOffer", "offers");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::GetOffer(grpc::CallbackServerContext* ctx, const v1::GetOfferRequest*,
+                                                           v1::Offer*) {
+  return NotYet(ctx, "GetOffer", "offers");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::ListOffers(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListOffersRequest*, v1::ListOffersResponse*) {
+  return NotYet(ctx, "ListOffers", "offers");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::UpdateOffer(grpc::CallbackServerContext* ctx,
+                                                              const v1::UpdateOfferRequest*, v1::Offer*) {
+  return NotYet(ctx, "UpdateOffer", "offers");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::DeleteOffer(grpc::CallbackServerContext* ctx,
+                                                              const v1::DeleteOfferRequest*, v1::DeleteOfferResponse*) {
+  return NotYet(ctx, "DeleteOffer", "offers");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::DecideOffers(grpc::CallbackServerContext* ctx,
+                                                               const v1::DecideOffersRequest*,
+                                                               v1::DecideOffersResponse*) {
+  return NotYet(ctx, "DecideOffers", "offers");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::Recommend(grpc::CallbackServerContext* ctx,
+                                                            const v1::RecommendRequest*, v1::RecommendResponse*) {
+  return NotYet(ctx, "Recommend", "product recommendations and the model");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::SimilarProducts(grpc::CallbackServerContext* ctx,
+                                                                  const v1::SimilarProductsRequest*,
+                                                                  v1::SimilarProductsResponse*) {
+  return NotYet(ctx, "SimilarProducts", "product recommendations and the model");
+}
+
+grpc::ServerUnaryReactor* PersonalisationService::GetModelInfo(grpc::CallbackServerContext* ctx,
+                                                               const v1::GetModelInfoRequest*, v1::ModelInfo*) {
+  return NotYet(ctx, "GetModelInfo", "product recommendations and the model");
+}
+
+}  // namespace ecrm::personalisation
