@@ -18,6 +18,8 @@ constexpr double kMaxExponent = 400;
 constexpr uint32_t kMinRebuild = 16;
 constexpr int kDefaultMax = 10;
 constexpr int kMaxItems = 100;
+// Purchase lines applied under one exclusive hold.
+constexpr size_t kChunk = 64;
 
 // `category` is `prefix` or under it ("a/b" is under "a", "ab" is not).
 bool InCategory(absl::string_view category, absl::string_view prefix) {
@@ -56,9 +58,38 @@ absl::Status Recommender::Apply(std::span<const ModelUpdate> updates) {
   for (const auto& u : updates) {
     if (auto s = Validate(u); !s.ok()) return s;
   }
-  std::unique_lock lock(mu_);
-  for (const auto& u : updates) ApplyLocked(u);
+  std::lock_guard writer(write_mu_);
+  // Applied in chunks, so that readers wait for at most one chunk; each chunk's list rebuilds
+  // are computed under the shared lock (readers go on) and installed under the exclusive one.
+  for (size_t from = 0; from < updates.size(); from += kChunk) {
+    {
+      std::unique_lock lock(mu_);
+      for (size_t k = from; k < std::min(updates.size(), from + kChunk); ++k) ApplyLocked(updates[k]);
+    }
+    RebuildPending();
+  }
   return absl::OkStatus();
+}
+
+void Recommender::RebuildPending() {
+  if (pending_.empty()) return;
+  std::vector<std::pair<std::vector<Neighbour>, double>> lists;
+  {
+    // Only this writer (holding write_mu_) changes the model, so what is read here stays true
+    // until the lists are installed.
+    std::shared_lock lock(mu_);
+    lists.reserve(pending_.size());
+    for (uint32_t i : pending_) lists.push_back(ComputeList(i));
+  }
+  std::unique_lock lock(mu_);
+  for (size_t k = 0; k < pending_.size(); ++k) {
+    Item& it = items_[pending_[k]];
+    it.neighbours = std::move(lists[k].first);
+    it.floor = lists[k].second;
+    it.updates_since_rebuild = 0;
+    it.rebuild_pending = false;
+  }
+  pending_.clear();
 }
 
 absl::Status Recommender::Purchase(absl::string_view customer_id, absl::string_view sku, absl::Time time,
@@ -205,6 +236,7 @@ void Recommender::ChangePopularity(uint32_t item, double delta) {
 }
 
 void Recommender::SetCategory(absl::string_view sku, absl::string_view category) {
+  std::lock_guard writer(write_mu_);
   std::unique_lock lock(mu_);
   SetCategoryLocked(InternItem(sku), category);
 }
@@ -288,18 +320,20 @@ void Recommender::UpdateList(uint32_t of, uint32_t other, uint32_t together) {
       }
     }
   }
-  if (++it.updates_since_rebuild >= std::max<uint32_t>(kMinRebuild, it.row.size() / 4)) RebuildList(of);
+  if (++it.updates_since_rebuild >= std::max<uint32_t>(kMinRebuild, it.row.size() / 4) && !it.rebuild_pending) {
+    it.rebuild_pending = true;
+    pending_.push_back(of);
+  }
 }
 
-void Recommender::RebuildList(uint32_t of) {
-  Item& it = items_[of];
-  it.updates_since_rebuild = 0;
+std::pair<std::vector<Recommender::Neighbour>, double> Recommender::ComputeList(uint32_t of) const {
+  const Item& it = items_[of];
   const size_t k = static_cast<size_t>(options_.neighbours);
+  std::vector<Neighbour> list;
   if (it.row.size() <= k) {
-    it.neighbours.clear();
-    for (const auto& [j, c] : it.row) it.neighbours.push_back({j, c});
-    it.floor = 0;
-    return;
+    list.reserve(it.row.size());
+    for (const auto& [j, c] : it.row) list.push_back({j, c});
+    return {std::move(list), 0.0};
   }
   std::vector<std::pair<double, Neighbour>> all;
   all.reserve(it.row.size());
@@ -308,18 +342,31 @@ void Recommender::RebuildList(uint32_t of) {
     return a.first != b.first ? a.first > b.first : a.second.item < b.second.item;
   };
   std::nth_element(all.begin(), all.begin() + static_cast<ptrdiff_t>(k - 1), all.end(), better);
-  it.neighbours.clear();
-  it.neighbours.reserve(k);
-  for (size_t n = 0; n < k; ++n) it.neighbours.push_back(all[n].second);
-  it.floor = all[k - 1].first;
+  list.reserve(k);
+  for (size_t n = 0; n < k; ++n) list.push_back(all[n].second);
+  return {std::move(list), all[k - 1].first};
 }
 
 void Recommender::RebuildNeighbours() {
-  std::unique_lock lock(mu_);
-  for (uint32_t i = 0; i < items_.size(); ++i) RebuildList(i);
+  std::lock_guard writer(write_mu_);
+  {
+    std::unique_lock lock(mu_);
+    for (uint32_t i = 0; i < items_.size(); ++i) {
+      if (!items_[i].rebuild_pending) pending_.push_back(i);
+      items_[i].rebuild_pending = true;
+    }
+  }
+  RebuildPending();
 }
 
 bool Recommender::ForgetCustomer(absl::string_view customer_id) {
+  std::lock_guard writer(write_mu_);
+  const bool known = ForgetLocked(customer_id);
+  RebuildPending();
+  return known;
+}
+
+bool Recommender::ForgetLocked(absl::string_view customer_id) {
   std::unique_lock lock(mu_);
   auto c = customer_ids_.find(customer_id);
   if (c == customer_ids_.end()) return false;
@@ -376,7 +423,7 @@ absl::StatusOr<std::vector<Recommended>> Recommender::RecommendImpl(absl::string
       const uint32_t i = held[k].item;
       for (const Neighbour& nb : items_[i].neighbours) {
         if (excluded.contains(nb.item)) continue;
-        if (!InCategory(items_[nb.item].category, category)) continue;
+        if (!category.empty() && !InCategory(items_[nb.item].category, category)) continue;
         scores[nb.item] += weight * Similarity(i, nb.item, nb.together);
       }
     }

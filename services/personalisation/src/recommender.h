@@ -16,12 +16,14 @@
 // changed pair against the list's weakest member, and by rebuilding the list from the item's
 // counts once the item has seen a quarter of its row in updates since the last rebuild.
 //
-// Thread-safety: any number of readers (Recommend, SimilarProducts, Info) run at once; a writer
-// (Apply and friends) holds the model alone for one batch.
+// Thread-safety: any number of readers (Recommend, SimilarProducts, Info) run at once; writers
+// (Apply and friends) take turns, and hold readers off for at most 64 lines at a time: list
+// rebuilds are computed while readers go on and only swapped in exclusively.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -102,7 +104,7 @@ class Recommender {
   Recommender(const Recommender&) = delete;
   Recommender& operator=(const Recommender&) = delete;
 
-  // Applies a batch under one write lock. INVALID_ARGUMENT (naming the field) for an empty id
+  // Applies a batch in order (readers may see part of it). INVALID_ARGUMENT (naming the field) for an empty id
   // or sku or a quantity below 1; nothing of the batch is applied then. A return of more units
   // than the customer holds takes back what they hold.
   absl::Status Apply(std::span<const ModelUpdate> updates);
@@ -153,8 +155,9 @@ class Recommender {
     std::string sku;
     std::string category;
     uint32_t updates_since_rebuild = 0;  // row changes since the list was rebuilt
-    double floor = 0;                    // the list's lowest similarity when last computed (newcomers must beat it)
-    double popularity = 0;               // decayed purchases, scaled to anchor_
+    bool rebuild_pending = false;
+    double floor = 0;       // the list's lowest similarity when last computed (newcomers must beat it)
+    double popularity = 0;  // decayed purchases, scaled to anchor_
     absl::flat_hash_map<uint32_t, uint32_t> row;  // c_ij for every j bought with i
     std::vector<Neighbour> neighbours;            // at most options_.neighbours, unordered
   };
@@ -185,11 +188,19 @@ class Recommender {
   void RemoveHolder(uint32_t customer, uint32_t item);  // the customer stops holding item
   void ChangePair(uint32_t i, uint32_t j, int delta);
   void UpdateList(uint32_t of, uint32_t other, uint32_t together);
-  void RebuildList(uint32_t of);
+  // The item's best neighbours from its counts, and the lowest similarity among them.
+  std::pair<std::vector<Neighbour>, double> ComputeList(uint32_t of) const;
+  // Rebuilds the lists queued by UpdateList (see Apply). Holds write_mu_.
+  void RebuildPending();
+  bool ForgetLocked(absl::string_view customer_id);
   std::vector<absl::string_view> CategoryKeys(absl::string_view category) const;
 
   const RecommenderOptions options_;
+  // Writers take write_mu_ first (one at a time), then mu_ exclusively in short holds;
+  // readers take mu_ shared.
+  std::mutex write_mu_;
   mutable std::shared_mutex mu_;
+  std::vector<uint32_t> pending_;  // items whose lists are due for a rebuild
   std::vector<Item> items_;
   std::vector<uint32_t> holders_;  // c_i, apart from the items so that similarities read 4 bytes each
   absl::flat_hash_map<std::string, uint32_t> item_ids_;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "recommender.h"
 #include "recommender_eval.h"
+#include "recommender_feed.h"
 
 namespace reco = ecrm::personalisation;
 
@@ -369,4 +370,83 @@ TEST_CASE("MovieLens 100k: the model's precision@10 and NDCG@10 are at least 1.7
 
   // A missing file is NOT_FOUND.
   CHECK(reco::ReadInteractions("/nonexistent/u.data").status().code() == absl::StatusCode::kNotFound);
+}
+
+namespace {
+
+namespace iv1 = ecrm::infostore::v1;
+
+iv1::Change OrderChange(const std::string& type, const std::string& event_id, const std::string& customer,
+                        const std::string& order, const std::string& skus, int64_t amount_minor, int day) {
+  iv1::Change c;
+  c.set_kind(iv1::CHANGE_KIND_EVENT);
+  c.set_customer_id(customer);
+  auto& e = *c.mutable_event();
+  e.set_event_id(event_id);
+  e.set_type(type);
+  e.mutable_customer()->set_customer_id(customer);
+  e.mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(Day(day)));
+  e.mutable_amount()->set_amount_minor(amount_minor);
+  e.mutable_amount()->set_currency("EUR");
+  (*e.mutable_properties())["order_id"].set_string_value(order);
+  (*e.mutable_properties())["skus"].set_string_value(skus);
+  return c;
+}
+
+iv1::WatchChangesResponse Message(std::vector<iv1::Change> changes) {
+  iv1::WatchChangesResponse m;
+  for (auto& c : changes) *m.add_changes() = std::move(c);
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("feed: order events become purchases and returns; erasure forgets") {
+  reco::Recommender m;
+  reco::RecommenderFeed feed(m);
+  REQUIRE(feed.Apply(Message({OrderChange("purchase", "order:o1", "c1", "o1", "a,b,a", 3000, 0),
+                              OrderChange("purchase", "order:o2", "c2", "o2", "a,c", 2000, 1)}))
+              .ok());
+  CHECK(Skus(Get(m.SimilarProducts("a", 10))) == std::vector<std::string>{"b", "c"});
+  CHECK(m.CustomerItems("c1") == std::vector<std::string>{"a", "b"});  // a repeated SKU counts once
+  CHECK(feed.orders() == 2);
+
+  // A replayed purchase is learnt once.
+  auto replay = feed.Map(OrderChange("purchase", "order:o1", "c1", "o1", "a,b", 3000, 0));
+  CHECK(replay.updates.empty());
+
+  // A partial refund takes nothing back; the refund reaching the total takes the order back.
+  REQUIRE(feed.Apply(Message({OrderChange("refund", "refund:o2:500", "c2", "o2", "a,c", 500, 2)})).ok());
+  CHECK(m.CustomerItems("c2") == std::vector<std::string>{"a", "c"});
+  REQUIRE(feed.Apply(Message({OrderChange("refund", "refund:o2:2000", "c2", "o2", "a,c", 1500, 3)})).ok());
+  CHECK(m.CustomerItems("c2").empty());
+  CHECK(Skus(Get(m.SimilarProducts("a", 10))) == std::vector<std::string>{"b"});
+  CHECK(feed.orders() == 1);
+
+  // A cancellation of an order never learnt (not paid) returns nothing c1 holds from o1.
+  auto unknown = feed.Map(OrderChange("order_cancelled", "order_cancelled:o9", "c1", "o9", "a", 100, 3));
+  CHECK(unknown.updates.empty());
+  // Other events and changes are ignored.
+  iv1::Change profile;
+  profile.set_kind(iv1::CHANGE_KIND_PROFILE);
+  profile.set_customer_id("c1");
+  CHECK(feed.Map(profile).updates.empty());
+  CHECK(feed.Map(OrderChange("page_view", "pv1", "c1", "", "a", 0, 3)).updates.empty());
+
+  SECTION("cancelled") {
+    REQUIRE(
+        feed.Apply(Message({OrderChange("order_cancelled", "order_cancelled:o1", "c1", "o1", "a,b", 3000, 4)})).ok());
+    CHECK(m.CustomerItems("c1").empty());
+    CHECK(m.Info().pairs == 0);
+  }
+  SECTION("erased") {
+    iv1::Change erase;
+    erase.set_kind(iv1::CHANGE_KIND_ERASE);
+    erase.set_customer_id("c1");
+    REQUIRE(
+        feed.Apply(Message({OrderChange("purchase", "order:o3", "c3", "o3", "b,d", 100, 4), std::move(erase)})).ok());
+    CHECK(m.CustomerItems("c1").empty());
+    CHECK(feed.orders() == 1);  // o3
+    CHECK(Skus(Get(m.SimilarProducts("b", 10))) == std::vector<std::string>{"d"});
+  }
 }
