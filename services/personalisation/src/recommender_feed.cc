@@ -1,0 +1,91 @@
+#include "recommender_feed.h"
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+
+namespace ecrm::personalisation {
+namespace {
+
+std::string StringProperty(const infostore::v1::Event& e, const std::string& name) {
+  auto it = e.properties().find(name);
+  return it == e.properties().end() ? std::string() : it->second.string_value();
+}
+
+absl::Time OccurredAt(const infostore::v1::Event& e) {
+  return absl::FromUnixSeconds(e.occurred_at().seconds()) + absl::Nanoseconds(e.occurred_at().nanos());
+}
+
+}  // namespace
+
+FeedAction RecommenderFeed::Map(const infostore::v1::Change& change) {
+  FeedAction action;
+  if (change.kind() == infostore::v1::CHANGE_KIND_ERASE) {
+    action.forget = change.customer_id();
+    for (auto it = orders_.begin(); it != orders_.end();) {
+      auto here = it++;
+      if (here->second.customer_id == change.customer_id()) orders_.erase(here);
+    }
+    return action;
+  }
+  if (change.kind() != infostore::v1::CHANGE_KIND_EVENT) return action;
+  const auto& e = change.event();
+  const std::string order_id = StringProperty(e, "order_id");
+  if (order_id.empty()) return action;
+  const absl::Time at = OccurredAt(e);
+  auto give_back = [&](const Order& order) {
+    for (const auto& sku : order.skus) {
+      action.updates.push_back({ModelUpdate::Kind::kReturn, order.customer_id, sku, 1, at, {}});
+    }
+  };
+  if (e.type() == "purchase") {
+    // The feed names the resolved customer; the event's reference is what the sender knew.
+    const std::string customer = change.customer_id().empty() ? e.customer().customer_id() : change.customer_id();
+    if (customer.empty() || orders_.contains(order_id)) return action;  // replayed: learnt once
+    Order order{customer, {}, e.amount().amount_minor()};
+    for (absl::string_view sku : absl::StrSplit(StringProperty(e, "skus"), ',', absl::SkipEmpty())) {
+      if (std::find(order.skus.begin(), order.skus.end(), sku) != order.skus.end()) continue;
+      order.skus.emplace_back(sku);
+      action.updates.push_back({ModelUpdate::Kind::kPurchase, customer, std::string(sku), 1, at, {}});
+    }
+    orders_.emplace(order_id, std::move(order));
+  } else if (e.type() == "order_cancelled") {
+    auto it = orders_.find(order_id);
+    if (it == orders_.end()) return action;
+    give_back(it->second);
+    orders_.erase(it);
+  } else if (e.type() == "refund") {
+    auto it = orders_.find(order_id);
+    if (it == orders_.end()) return action;
+    // "refund:<order>:<refunded so far>"; the order id may itself hold colons.
+    const auto colon = e.event_id().rfind(':');
+    int64_t refunded = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(absl::string_view(e.event_id()).substr(colon + 1), &refunded)) {
+      return action;
+    }
+    if (refunded < it->second.total_minor) return action;
+    give_back(it->second);
+    orders_.erase(it);
+  }
+  return action;
+}
+
+absl::Status RecommenderFeed::Apply(const infostore::v1::WatchChangesResponse& message) {
+  std::vector<ModelUpdate> batch;
+  for (const auto& change : message.changes()) {
+    FeedAction a = Map(change);
+    std::move(a.updates.begin(), a.updates.end(), std::back_inserter(batch));
+    if (!a.forget.empty()) {
+      if (auto s = model_.Apply(batch); !s.ok()) return s;
+      batch.clear();
+      model_.ForgetCustomer(a.forget);
+    }
+  }
+  return model_.Apply(batch);
+}
+
+}  // namespace ecrm::personalisation
