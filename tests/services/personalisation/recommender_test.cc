@@ -401,7 +401,7 @@ iv1::WatchChangesResponse Message(std::vector<iv1::Change> changes) {
 
 }  // namespace
 
-TEST_CASE("feed: order events become purchases and returns; erasure forgets") {
+TEST_CASE("feed: order events become purchases and returns, an erasure forgets") {
   reco::Recommender m;
   reco::RecommenderFeed feed(m);
   REQUIRE(feed.Apply(Message({OrderChange("purchase", "order:o1", "c1", "o1", "a,b,a", 3000, 0),
