@@ -185,7 +185,8 @@ TEST_CASE("only engines that read profiles open the profile cache") {
       auto service = ServiceProcess::Start(Binary(engine), {"--redis-url=redis://" + no_redis.address()});
       REQUIRE(service.ok());
       const bool opened = absl::StrContains((*service)->process().Output(), "profile cache");
-      CHECK(opened == (engine == "infostore" || engine == "broadcast" || engine == "personalisation"));  // the gate and rendering read profiles
+      CHECK(opened == (engine == "infostore" || engine == "broadcast" ||
+                       engine == "personalisation"));  // the gate and rendering read profiles
     }
   }
 }

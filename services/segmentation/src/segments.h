@@ -36,109 +36,109 @@
 #include "ecrm/sql/sql.h"
 #include "roaring/roaring.hh"
 
-    namespace ecrm::segmentation {
+namespace ecrm::segmentation {
 
-  // A customer entering or leaving a segment.
-  struct MembershipChange {
-    std::string segment_id;
-    CustomerNo customer = 0;
-    bool entered = false;
-    absl::Time at;
-  };
+// A customer entering or leaving a segment.
+struct MembershipChange {
+  std::string segment_id;
+  CustomerNo customer = 0;
+  bool entered = false;
+  absl::Time at;
+};
 
-  // What changed for one customer, to find the rules that read it.
-  struct ChangedData {
-    bool profile = false;   // profile, preferences, attributes, identity, anonymous, anything but below
-    bool consents = false;  // consent.*
-    bool orders = false;    // orders.*, first and last seen
-    bool scores = false;    // rfm.*, clv, engagement (written by the scores' refit)
-    std::vector<int32_t> event_types;
-    bool all_event_types = false;  // a merge or unmerge moved events of any type
-  };
+// What changed for one customer, to find the rules that read it.
+struct ChangedData {
+  bool profile = false;   // profile, preferences, attributes, identity, anonymous, anything but below
+  bool consents = false;  // consent.*
+  bool orders = false;    // orders.*, first and last seen
+  bool scores = false;    // rfm.*, clv, engagement (written by the scores' refit)
+  std::vector<int32_t> event_types;
+  bool all_event_types = false;  // a merge or unmerge moved events of any type
+};
 
-  class Segments final : public Memberships {
-   public:
-    using Clock = std::function<absl::Time()>;
-    Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits = {});
-    ~Segments() override;
+class Segments final : public Memberships {
+ public:
+  using Clock = std::function<absl::Time()>;
+  Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits = {});
+  ~Segments() override;
 
-    // Reads the saved definitions, compiles them and fills their members (no entry events).
-    // Call once, before serving, after the features are loaded.
-    absl::Status Load();
+  // Reads the saved definitions, compiles them and fills their members (no entry events).
+  // Call once, before serving, after the features are loaded.
+  absl::Status Load();
 
-    // Definitions. Errors: INVALID_ARGUMENT (naming the field; a rule's error carries its line
-    // and column), NOT_FOUND, ALREADY_EXISTS (name taken), ABORTED (expected_version is not the
-    // current one), FAILED_PRECONDITION (a deletion or rename of a segment other rules name, a
-    // change that would make rules name each other in a cycle).
-    absl::StatusOr<v1::Segment> Create(const v1::Segment& segment);
-    absl::StatusOr<v1::Segment> Get(const std::string& id) const;
-    absl::StatusOr<v1::ListSegmentsResponse> List(const v1::ListSegmentsRequest& request) const;
-    absl::StatusOr<v1::Segment> Update(const v1::UpdateSegmentRequest& request);
-    absl::Status Delete(const std::string& id);
+  // Definitions. Errors: INVALID_ARGUMENT (naming the field; a rule's error carries its line
+  // and column), NOT_FOUND, ALREADY_EXISTS (name taken), ABORTED (expected_version is not the
+  // current one), FAILED_PRECONDITION (a deletion or rename of a segment other rules name, a
+  // change that would make rules name each other in a cycle).
+  absl::StatusOr<v1::Segment> Create(const v1::Segment& segment);
+  absl::StatusOr<v1::Segment> Get(const std::string& id) const;
+  absl::StatusOr<v1::ListSegmentsResponse> List(const v1::ListSegmentsRequest& request) const;
+  absl::StatusOr<v1::Segment> Update(const v1::UpdateSegmentRequest& request);
+  absl::Status Delete(const std::string& id);
 
-    // Evaluates a rule over every live customer without saving anything.
-    absl::StatusOr<v1::PreviewSegmentResponse> Preview(const v1::PreviewSegmentRequest& request) const;
+  // Evaluates a rule over every live customer without saving anything.
+  absl::StatusOr<v1::PreviewSegmentResponse> Preview(const v1::PreviewSegmentRequest& request) const;
 
-    // Members in customer-number order (stable: numbers are never reused).
-    absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
-    // The ids of the segments the customer belongs to, by name.
-    absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
-    // A copy of the segment's members now (a stream's audience does not move under it).
-    absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
-    // The ids of customer numbers, skipping those erased since; takes the lock.
-    std::vector<std::string> Ids(absl::Span<const CustomerNo> numbers) const;
-    // The caller holds the lock.
-    const Roaring* Members(const std::string& id) const;
-    // (id, name) of the segments the customer belongs to; the caller holds the lock.
-    std::vector<std::pair<std::string, std::string>> MembershipsOf(CustomerNo n) const;
+  // Members in customer-number order (stable: numbers are never reused).
+  absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
+  // The ids of the segments the customer belongs to, by name.
+  absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
+  // A copy of the segment's members now (a stream's audience does not move under it).
+  absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
+  // The ids of customer numbers, skipping those erased since; takes the lock.
+  std::vector<std::string> Ids(absl::Span<const CustomerNo> numbers) const;
+  // The caller holds the lock.
+  const Roaring* Members(const std::string& id) const;
+  // (id, name) of the segments the customer belongs to; the caller holds the lock.
+  std::vector<std::pair<std::string, std::string>> MembershipsOf(CustomerNo n) const;
 
-    // Evaluates changed customers against the rules that read what changed; appends the
-    // entries and exits.
-    void Apply(const std::vector<std::pair<CustomerNo, ChangedData>>& changed, std::vector<MembershipChange>& out);
-    // The same for customers who all changed in the same way (the scores' refit: `what.scores`).
-    void Apply(absl::Span<const CustomerNo> customers, const ChangedData& what, std::vector<MembershipChange>& out);
-    // Fills every segment anew from the features (after a resync; no entry events).
-    void Refill();
-    // A customer gone (erased, merged into another) leaves every segment silently.
-    void Forget(CustomerNo n);
-    // Evaluates again every customer whose time-relative rules may have changed by now; first,
-    // finds the customers one first fill left to schedule and schedules up to kScheduledPerTick
-    // of those found.
-    void Tick(std::vector<MembershipChange>& out);
-    static constexpr int64_t kScheduledPerTick = 100'000;
+  // Evaluates changed customers against the rules that read what changed; appends the
+  // entries and exits.
+  void Apply(const std::vector<std::pair<CustomerNo, ChangedData>>& changed, std::vector<MembershipChange>& out);
+  // The same for customers who all changed in the same way (the scores' refit: `what.scores`).
+  void Apply(absl::Span<const CustomerNo> customers, const ChangedData& what, std::vector<MembershipChange>& out);
+  // Fills every segment anew from the features (after a resync; no entry events).
+  void Refill();
+  // A customer gone (erased, merged into another) leaves every segment silently.
+  void Forget(CustomerNo n);
+  // Evaluates again every customer whose time-relative rules may have changed by now; first,
+  // finds the customers one first fill left to schedule and schedules up to kScheduledPerTick
+  // of those found.
+  void Tick(std::vector<MembershipChange>& out);
+  static constexpr int64_t kScheduledPerTick = 100'000;
 
-    // Memberships, for rules naming segment("…"): by the slot the schema gave.
-    bool Contains(int32_t slot, CustomerNo n) const override;
+  // Memberships, for rules naming segment("…"): by the slot the schema gave.
+  bool Contains(int32_t slot, CustomerNo n) const override;
 
-   private:
-    struct Slot;
-    class Schema;
+ private:
+  struct Slot;
+  class Schema;
 
-    absl::StatusOr<std::unique_ptr<Slot>> Compile(const v1::Segment& definition, int32_t slot_id) const;
-    Slot* Find(const std::string& id);
-    const Slot* Find(const std::string& id) const;
-    // Slots in an order where every rule comes after the segments it names.
-    void Reorder();
-    // Fills a slot's members from scratch (no events) and schedules its time-relative customers.
-    void Fill(Slot& slot);
-    // Evaluates one customer against one slot; records a change (when `out`) and schedules.
-    void Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<MembershipChange>* out);
-    void Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time now);
-    bool Reads(const Slot& slot, const ChangedData& changed) const;
-    // Apply's pass over the slots in dependency order: `evaluate` evaluates a slot's changed
-    // customers, then those whose membership of a segment the slot names changed in this pass.
-    void ApplyInOrder(const std::function<void(Slot&, absl::Time, std::vector<MembershipChange>&)>& evaluate,
-                      std::vector<MembershipChange>& out);
-    absl::Status Save(const v1::Segment& segment, bool create);
-    v1::Segment Describe(const Slot& slot) const;
+  absl::StatusOr<std::unique_ptr<Slot>> Compile(const v1::Segment& definition, int32_t slot_id) const;
+  Slot* Find(const std::string& id);
+  const Slot* Find(const std::string& id) const;
+  // Slots in an order where every rule comes after the segments it names.
+  void Reorder();
+  // Fills a slot's members from scratch (no events) and schedules its time-relative customers.
+  void Fill(Slot& slot);
+  // Evaluates one customer against one slot; records a change (when `out`) and schedules.
+  void Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<MembershipChange>* out);
+  void Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time now);
+  bool Reads(const Slot& slot, const ChangedData& changed) const;
+  // Apply's pass over the slots in dependency order: `evaluate` evaluates a slot's changed
+  // customers, then those whose membership of a segment the slot names changed in this pass.
+  void ApplyInOrder(const std::function<void(Slot&, absl::Time, std::vector<MembershipChange>&)>& evaluate,
+                    std::vector<MembershipChange>& out);
+  absl::Status Save(const v1::Segment& segment, bool create);
+  v1::Segment Describe(const Slot& slot) const;
 
-    sql::Database& db_;
-    Features& features_;
-    Clock clock_;
-    const rules::Limits limits_;
-    std::vector<std::unique_ptr<Slot>> slots_;  // by slot id; null once deleted
-    absl::flat_hash_map<std::string, int32_t> by_id_, by_name_;
-    std::vector<int32_t> order_;  // live slots, dependencies first
-  };
+  sql::Database& db_;
+  Features& features_;
+  Clock clock_;
+  const rules::Limits limits_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // by slot id; null once deleted
+  absl::flat_hash_map<std::string, int32_t> by_id_, by_name_;
+  std::vector<int32_t> order_;  // live slots, dependencies first
+};
 
 }  // namespace ecrm::segmentation
