@@ -45,6 +45,7 @@
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
+#include "segment_rules.h"
 
 namespace {
 
@@ -61,12 +62,8 @@ constexpr const char* kProbeEvent = "latency_probe";
   std::exit(1);
 }
 
-uint64_t Mix(uint64_t x) {  // splitmix64's finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using ecrm::bench::Mix;
+using ecrm::bench::SegmentRules;
 
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -202,70 +199,13 @@ void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_p
       std::chrono::duration<double>(Clock::now() - start).count());
 }
 
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t Next() { return Mix(s_++); }
-  int64_t Below(int64_t n) { return static_cast<int64_t>(Next() % static_cast<uint64_t>(n)); }
-
- private:
-  uint64_t s_;
-};
-
-// `count` varied rules, seeded: 1 to 5 predicates over every kind of field, some with || or !
-// (as bench/segmentation_bench.cc's SegmentRules, over the fields the seed writes).
-std::vector<std::string> VariedRules(uint64_t seed, int64_t count) {
-  Rng rng(seed * 31 + 17);
-  static const char* const kCountries[] = {"GB", "FR", "DE", "ES", "IT", "NL", "US", "IE"};
-  static const char* const kTypes[] = {"page_view", "product_view", "email_open", "add_to_cart", "purchase"};
-  auto predicate = [&]() -> std::string {
-    switch (rng.Below(13)) {
-      case 0:
-        return absl::StrCat("profile.address.country == \"", kCountries[rng.Below(8)], "\"");
-      case 1:
-        return absl::StrCat("profile.address.country in [\"", kCountries[rng.Below(8)], "\", \"",
-                            kCountries[rng.Below(8)], "\"]");
-      case 2:
-        return absl::StrCat("consent.", std::vector<std::string>{"email", "sms", "push"}[rng.Below(3)]);
-      case 3:
-        return absl::StrCat("orders.count >= ", 1 + rng.Below(5));
-      case 4:
-        return absl::StrCat("orders.total > ", 1000 * (1 + rng.Below(50)));
-      case 5:
-        return absl::StrCat("days_since(orders.last_at) <= ", 30 * (1 + rng.Below(6)));
-      case 6:
-        return absl::StrCat("events.count(\"", kTypes[rng.Below(5)], "\", ", 7 * (1 + rng.Below(12)), "d) ",
-                            rng.Below(2) ? ">" : ">=", " ", rng.Below(6));
-      case 7:
-        return absl::StrCat("profile.gender == \"", rng.Below(2) ? "female" : "male", "\"");
-      case 8:
-        return absl::StrCat("profile.address.city.startsWith(\"City", rng.Below(9) + 1, "\")");
-      case 9:
-        return absl::StrCat("profile.birth_date < date(\"", 1950 + rng.Below(50), "-01-01\")");
-      case 10:
-        return absl::StrCat("preferences.preferred_channel == \"", rng.Below(2) ? "email" : "sms", "\"");
-      case 11:
-        return absl::StrCat("(consent.sms || events.count(\"", kTypes[rng.Below(5)], "\", 14d) > ", rng.Below(3), ")");
-      default:
-        return absl::StrCat("!(profile.locale == \"", rng.Below(2) ? "en-GB" : "fr-FR", "\")");
-    }
-  };
-  std::vector<std::string> rules;
-  for (int64_t i = 0; i < count; ++i) {
-    std::vector<std::string> parts;
-    for (int64_t k = 1 + rng.Below(5); k > 0; --k) parts.push_back(predicate());
-    rules.push_back(absl::StrJoin(parts, " && "));
-  }
-  return rules;
-}
-
 void SaveSegments(sv1::Segmentation::Stub& stub, int64_t count, const std::string& probe_segment) {
   std::vector<std::pair<std::string, std::string>> segments = {
       {"everyone", "profile.first_name != \"\""},
       {probe_segment, absl::StrCat("events.count(\"", kProbeEvent, "\", 1d) >= 1 || profile.business.company == \"",
                                    kProbeCompany, "\" || consent.phone.profiling")}};
   int64_t i = 0;
-  for (const std::string& rule : VariedRules(1, std::max<int64_t>(0, count - 2))) {
+  for (const std::string& rule : SegmentRules(1, std::max<int64_t>(0, count - 2))) {
     segments.emplace_back(absl::StrFormat("varied-%03d", i++), rule);
   }
   const auto start = Clock::now();
