@@ -222,15 +222,15 @@ TEST_CASE("completed runs are counted per task in ecrm_periodic_task_runs_total"
 TEST_CASE("Wake runs the task at once on its own thread, and a wake during a run brings one more run") {
   Counter runs;
   Gate release;
-  std::atomic<bool> hold{false};
+  std::atomic<int> calls{0};
   PeriodicTask task("woken", absl::Hours(1), [&] {
+    const int n = ++calls;
     runs.Increment();
-    if (hold.load()) release.Wait();
+    if (n == 2) release.Wait();  // the second run is held until released
   });
   task.Start();
   task.Wake();
   REQUIRE(runs.WaitFor(1));
-  hold = true;
   task.Wake();
   REQUIRE(runs.WaitFor(2));  // the second run is now held in the callback
   task.Wake();               // during the run
