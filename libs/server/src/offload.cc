@@ -28,13 +28,4 @@ grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContex
   return reactor;
 }
 
-grpc::ServerUnaryReactor* AnswerNow(Executor& executor, grpc::CallbackServerContext* ctx, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  Drain& drain = executor.drain();
-  if (!drain.Admit(reactor)) return reactor;  // shutting down: answered UNAVAILABLE by the drain
-  reactor->Finish(ToGrpc(status));
-  drain.Done();
-  return reactor;
-}
-
 }  // namespace ecrm::server

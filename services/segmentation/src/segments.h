@@ -83,10 +83,6 @@ class Segments final : public Memberships {
   absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
   // The ids of the segments the customer belongs to, by name.
   absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
-  // The same without waiting: nullopt when the lock is held exclusively (the feed applying a
-  // batch), so that a caller on a thread that must not block can hand the call elsewhere.
-  std::optional<absl::StatusOr<v1::GetCustomerSegmentsResponse>> TryCustomerSegments(
-      const std::string& customer_id) const;
   // A copy of the segment's members now (a stream's audience does not move under it).
   absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
   // The ids of customer numbers, skipping those erased since; takes the lock.
@@ -135,7 +131,6 @@ class Segments final : public Memberships {
                     std::vector<MembershipChange>& out);
   absl::Status Save(const v1::Segment& segment, bool create);
   v1::Segment Describe(const Slot& slot) const;
-  absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegmentsLocked(const std::string& customer_id) const;
 
   sql::Database& db_;
   Features& features_;

@@ -151,9 +151,7 @@ grpc::ServerUnaryReactor* SegmentationService::ListSegmentMembers(grpc::Callback
 grpc::ServerUnaryReactor* SegmentationService::GetCustomerSegments(grpc::CallbackServerContext* ctx,
                                                                    const v1::GetCustomerSegmentsRequest* req,
                                                                    v1::GetCustomerSegmentsResponse* resp) {
-  return server::AnswerOrOffload(
-      executor_, ctx, resp, [this, req] { return segments_.TryCustomerSegments(req->customer_id()); },
-      [this, req] { return segments_.CustomerSegments(req->customer_id()); });
+  return Offload(executor_, ctx, resp, [this, req] { return segments_.CustomerSegments(req->customer_id()); });
 }
 
 grpc::ServerUnaryReactor* SegmentationService::CreateCampaign(grpc::CallbackServerContext* ctx,

@@ -96,40 +96,5 @@ TEST_CASE(
   CHECK(members().empty());
 }
 
-TEST_CASE("GetCustomerSegments answers without waiting when it can, and says so when a writer holds the lock") {
-  ecrm::testing::TempDir dir;
-  auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
-  REQUIRE(db.ok());
-  REQUIRE((*db)->Migrate("segmentation", kMigrations).ok());
-  Features features;
-  infostore::v1::Customer c;
-  c.set_id("c_1");
-  c.mutable_profile()->mutable_address()->set_country("GB");
-  features.SetCustomer(c);
-  Segments segments(**db, features, [] { return kStart; });
-  REQUIRE(segments.Load().ok());
-  v1::Segment s;
-  s.set_name("gb");
-  s.set_rule("profile.address.country == \"GB\"");
-  auto created = segments.Create(s);
-  REQUIRE(created.ok());
-
-  auto now = segments.TryCustomerSegments("c_1");
-  REQUIRE(now.has_value());
-  REQUIRE(now->ok());
-  CHECK((*now)->segment_ids_size() == 1);
-  CHECK((*now)->segment_ids(0) == created->id());
-  auto empty = segments.TryCustomerSegments("");
-  REQUIRE(empty.has_value());
-  CHECK(empty->status().code() == absl::StatusCode::kInvalidArgument);
-  {
-    std::unique_lock writer(features.mutex());
-    CHECK_FALSE(segments.TryCustomerSegments("c_1").has_value());
-  }
-  auto waited = segments.CustomerSegments("c_1");
-  REQUIRE(waited.ok());
-  CHECK(waited->segment_ids_size() == 1);
-}
-
 }  // namespace
 }  // namespace ecrm::segmentation

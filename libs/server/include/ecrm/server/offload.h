@@ -9,7 +9,6 @@
 #include <grpcpp/support/server_callback.h>
 
 #include <functional>
-#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -34,22 +33,6 @@ grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContex
     *resp = std::move(*r);
     return absl::OkStatus();
   });
-}
-
-// Answers a call on gRPC's own thread with `status` (admitted to the drain like any call).
-grpc::ServerUnaryReactor* AnswerNow(Executor& executor, grpc::CallbackServerContext* ctx, const absl::Status& status);
-
-// For a quick in-memory read that usually waits on nothing: `try_now` runs on gRPC's thread and
-// returns nullopt when it would have to wait (a lock a writer holds); the call then goes to the
-// executor as `fn`, as Offload does. Saves the two thread hand-offs on the common path.
-template <typename Resp, typename TryFn, typename Fn>
-grpc::ServerUnaryReactor* AnswerOrOffload(Executor& executor, grpc::CallbackServerContext* ctx, Resp* resp,
-                                          TryFn try_now, Fn fn) {
-  std::optional<absl::StatusOr<Resp>> now = try_now();
-  if (!now) return Offload(executor, ctx, resp, std::move(fn));
-  if (!now->ok()) return AnswerNow(executor, ctx, now->status());
-  *resp = *std::move(*now);
-  return AnswerNow(executor, ctx, absl::OkStatus());
 }
 
 }  // namespace ecrm::server
