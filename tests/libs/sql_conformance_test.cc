@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/sql/sql.h"
 #include "ecrm/testing/servers.h"
+#include "test_servers.h"
 
 using ecrm::sql::Blob;
 using ecrm::sql::BlobRef;
@@ -26,17 +27,13 @@ using ecrm::sql::Transaction;
 using ecrm::sql::TxMode;
 using ecrm::sql::Value;
 
+using ecrm::testing::Postgres;
+
 namespace {
 
 ecrm::testing::TempDir& SqliteDir() {
   static ecrm::testing::TempDir dir;
   return dir;
-}
-
-ecrm::testing::PostgresServer& Postgres() {
-  auto pg = ecrm::testing::PostgresServer::Shared();
-  if (!pg.ok()) FAIL(pg.status().ToString());
-  return **pg;
 }
 
 // A fresh, empty database of each kind.

@@ -15,25 +15,19 @@
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
+#include "test_servers.h"
 
 namespace v1 = ecrm::broadcast::v1;
 namespace common = ecrm::common::v1;
 namespace info = ecrm::infostore::v1;
 using ecrm::testing::ServiceProcess;
 
+using ecrm::testing::Redis;
+
 namespace {
 
 const std::string kBroadcast = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-broadcast");
 const std::string kInfostore = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-infostore");
-
-ecrm::testing::RedisServer& Redis() {
-  static auto redis = [] {
-    auto r = ecrm::testing::RedisServer::Start();
-    if (!r.ok()) FAIL(r.status().ToString());
-    return std::move(*r);
-  }();
-  return *redis;
-}
 
 std::vector<std::pair<std::string, std::vector<std::string>>> Backends() {
   auto pg = ecrm::testing::PostgresServer::Shared();

@@ -22,27 +22,16 @@
 #include "ecrm/testing/remnants.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
+#include "test_servers.h"
 
 namespace v1 = ecrm::infostore::v1;
 namespace common = ecrm::common::v1;
 using ecrm::testing::ServiceProcess;
 
+using ecrm::testing::Postgres;
+using ecrm::testing::Redis;
+
 namespace {
-
-ecrm::testing::RedisServer& Redis() {
-  static auto redis = [] {
-    auto r = ecrm::testing::RedisServer::Start();
-    if (!r.ok()) FAIL(r.status().ToString());
-    return std::move(*r);
-  }();
-  return *redis;
-}
-
-ecrm::testing::PostgresServer& Postgres() {
-  auto pg = ecrm::testing::PostgresServer::Shared();
-  if (!pg.ok()) FAIL(pg.status().ToString());
-  return **pg;
-}
 
 const std::string kBinary = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-infostore");
 

@@ -14,30 +14,18 @@
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
+#include "test_servers.h"
 
 namespace is = ecrm::infostore::v1;
 namespace v1 = ecrm::personalisation::v1;
 namespace common = ecrm::common::v1;
 using ecrm::testing::ServiceProcess;
 
+using ecrm::testing::Binary;
+using ecrm::testing::Postgres;
+using ecrm::testing::Redis;
+
 namespace {
-
-ecrm::testing::RedisServer& Redis() {
-  static auto redis = [] {
-    auto r = ecrm::testing::RedisServer::Start();
-    if (!r.ok()) FAIL(r.status().ToString());
-    return std::move(*r);
-  }();
-  return *redis;
-}
-
-ecrm::testing::PostgresServer& Postgres() {
-  auto pg = ecrm::testing::PostgresServer::Shared();
-  if (!pg.ok()) FAIL(pg.status().ToString());
-  return **pg;
-}
-
-std::string Binary(const std::string& engine) { return absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-", engine); }
 
 template <typename Stub, typename Req, typename Resp, typename Method>
 grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {

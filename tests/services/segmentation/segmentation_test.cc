@@ -24,21 +24,17 @@
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 #include "rfm.h"
+#include "test_servers.h"
 
 namespace is = ecrm::infostore::v1;
 namespace seg = ecrm::segmentation::v1;
 namespace common = ecrm::common::v1;
 using ecrm::testing::ServiceProcess;
 
+using ecrm::testing::Binary;
+using ecrm::testing::Postgres;
+
 namespace {
-
-ecrm::testing::PostgresServer& Postgres() {
-  auto pg = ecrm::testing::PostgresServer::Shared();
-  if (!pg.ok()) FAIL(pg.status().ToString());
-  return **pg;
-}
-
-std::string Binary(const std::string& engine) { return absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-", engine); }
 
 // Database arguments for the two engines, fresh, of each kind.
 std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>> Backends() {

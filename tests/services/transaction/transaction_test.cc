@@ -22,6 +22,7 @@
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
+#include "test_servers.h"
 
 namespace v1 = ecrm::transaction::v1;
 namespace common = ecrm::common::v1;
@@ -29,13 +30,9 @@ namespace infostore = ecrm::infostore::v1;
 using ecrm::testing::ServiceProcess;
 using Stub = v1::Transaction::Stub;
 
-namespace {
+using ecrm::testing::Postgres;
 
-ecrm::testing::PostgresServer& Postgres() {
-  auto pg = ecrm::testing::PostgresServer::Shared();
-  if (!pg.ok()) FAIL(pg.status().ToString());
-  return **pg;
-}
+namespace {
 
 const std::string kTransaction = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-transaction");
 const std::string kInfostore = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-infostore");
