@@ -221,14 +221,7 @@ absl::StatusOr<v1::ListBroadcastsResponse> Broadcasts::List(const v1::ListBroadc
     params.emplace_back(req.campaign_id());
     absl::StrAppend(&sql, " AND campaign_id = $1");
   }
-  if (after) {
-    params.emplace_back(after->number);
-    params.emplace_back(after->text);
-    absl::StrAppend(&sql, " AND (created_at < $", params.size() - 1, " OR (created_at = $", params.size() - 1,
-                    " AND id < $", params.size(), "))");
-  }
-  params.emplace_back(size + 1);
-  absl::StrAppend(&sql, " ORDER BY created_at DESC, id DESC LIMIT $", params.size());
+  AppendNewestFirstPage(sql, params, after, size);
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute(sql, params));
   v1::ListBroadcastsResponse out;

@@ -182,14 +182,7 @@ absl::StatusOr<v1::ListDeliveriesResponse> Deliveries::ListDeliveries(const v1::
   if (!req.customer_id().empty()) where("customer_id", req.customer_id());
   if (!req.broadcast_id().empty()) where("broadcast_id", req.broadcast_id());
   if (req.state() != v1::DELIVERY_STATE_UNSPECIFIED) where("state", static_cast<int>(req.state()));
-  if (after) {
-    params.emplace_back(after->number);
-    params.emplace_back(after->text);
-    absl::StrAppend(&sql, " AND (created_at < $", params.size() - 1, " OR (created_at = $", params.size() - 1,
-                    " AND id < $", params.size(), "))");
-  }
-  params.emplace_back(size + 1);
-  absl::StrAppend(&sql, " ORDER BY created_at DESC, id DESC LIMIT $", params.size());
+  AppendNewestFirstPage(sql, params, after, size);
   ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
   ECRM_ASSIGN_OR_RETURN(sql::Result r, conn->Execute(sql, params));
   v1::ListDeliveriesResponse out;

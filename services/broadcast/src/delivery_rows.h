@@ -2,7 +2,9 @@
 // conversion to the API's Delivery, the events a delivery raises for the information store.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -10,6 +12,7 @@
 #include "ecrm/broadcast/v1/broadcast.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/sql/sql.h"
+#include "ecrm/util/page_token.h"
 
 namespace ecrm::broadcast {
 
@@ -46,5 +49,20 @@ inline absl::string_view ForUpdate(const sql::Connection& c) {
 }
 
 inline bool FinalState(v1::DeliveryState s) { return s != v1::DELIVERY_STATE_QUEUED; }
+
+// Ends a listing's query with one page, newest first: the rows after `after` (a page token's
+// cursor: created_at, id) in (created_at, id) descending order, `size` + 1 of them (the extra
+// one says whether there is a next page).
+inline void AppendNewestFirstPage(std::string& sql, std::vector<sql::Value>& params,
+                                  const std::optional<util::PageCursor>& after, int size) {
+  if (after) {
+    params.emplace_back(after->number);
+    params.emplace_back(after->text);
+    absl::StrAppend(&sql, " AND (created_at < $", params.size() - 1, " OR (created_at = $", params.size() - 1,
+                    " AND id < $", params.size(), "))");
+  }
+  params.emplace_back(size + 1);
+  absl::StrAppend(&sql, " ORDER BY created_at DESC, id DESC LIMIT $", params.size());
+}
 
 }  // namespace ecrm::broadcast
