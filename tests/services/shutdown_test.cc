@@ -21,12 +21,14 @@
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "test_servers.h"
 
 namespace v1 = ecrm::transaction::v1;
 using ecrm::testing::HttpGet;
 using ecrm::testing::ServiceProcess;
 using ecrm::testing::TempDir;
 
+using ecrm::testing::Eventually;
 namespace {
 
 std::string Binary(const std::string& engine) { return absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-", engine); }
@@ -90,16 +92,6 @@ double Gauge(ServiceProcess& s, const std::string& name) {
     }
   }
   return -1;
-}
-
-// Polls `condition` until it holds or `timeout` passes.
-bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(20)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 struct Outcome {

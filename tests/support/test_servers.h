@@ -1,12 +1,17 @@
 // What the tests that run real servers share: one Redis per test process, the shared
-// PostgreSQL (ecrm::testing::PostgresServer::Shared), and where the built engines are. A test
-// that cannot start them fails with the reason.
+// PostgreSQL (ecrm::testing::PostgresServer::Shared), where the built engines are, and a wait
+// for what they reach on their own. A test that cannot start them fails with the reason.
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "ecrm/testing/servers.h"
 
 namespace ecrm::testing {
@@ -28,5 +33,16 @@ inline PostgresServer& Postgres() {
 
 // The binary of an engine ("infostore", "segmentation", …) in this build.
 inline std::string Binary(const std::string& engine) { return absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-", engine); }
+
+// Polls `condition` until it holds (true) or `timeout` passes (false): for what engines reach
+// asynchronously (a feed applied, an event relayed). The timeout only bounds a failing test.
+inline bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(30)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
 
 }  // namespace ecrm::testing

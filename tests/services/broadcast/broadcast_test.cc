@@ -24,6 +24,7 @@ using ecrm::testing::ServiceProcess;
 
 using ecrm::testing::Redis;
 
+using ecrm::testing::Eventually;
 namespace {
 
 const std::string kBroadcast = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-broadcast");
@@ -48,16 +49,6 @@ auto Call(Fn fn) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
   return fn(&ctx);
-}
-
-// Polls until `done` holds (both engines work asynchronously), at most 30 s.
-bool Eventually(const std::function<bool()>& done) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
 }
 
 struct Suite {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
+#include "fakes.h"
 
 namespace ecrm::segmentation {
 namespace {
@@ -14,12 +15,6 @@ using rules::Value;
 
 absl::Time Day(int y, int m, int d, int h = 12) {
   return absl::FromCivil(absl::CivilHour(y, m, d, h), absl::UTCTimeZone());
-}
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
 }
 
 infostore::v1::Customer Customer(const std::string& id) {
@@ -43,18 +38,6 @@ infostore::v1::Customer Customer(const std::string& id) {
   (*c.mutable_attributes())["score"].set_int_value(7);
   (*c.mutable_attributes())["vip"].set_bool_value(true);
   return c;
-}
-
-infostore::v1::Event Event(const std::string& customer, const std::string& type, absl::Time at, int64_t amount = 0) {
-  infostore::v1::Event e;
-  e.set_customer_id(customer);
-  e.set_type(type);
-  *e.mutable_occurred_at() = Ts(at);
-  if (amount != 0) {
-    e.mutable_amount()->set_amount_minor(amount);
-    e.mutable_amount()->set_currency("EUR");
-  }
-  return e;
 }
 
 std::string Str(const Value& v) { return v.kind == Value::Kind::kString ? std::string(v.string) : "<missing>"; }

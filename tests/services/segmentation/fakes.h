@@ -1,4 +1,4 @@
-// Fakes for segmentation's in-process tests.
+// Fakes and message builders for segmentation's in-process tests.
 #pragma once
 
 #include <functional>
@@ -6,9 +6,30 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "clients/infostore.h"
 
 namespace ecrm::segmentation {
+
+inline google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  return ts;
+}
+
+// An event of `customer` at `at`; with an amount, in EUR.
+inline infostore::v1::Event Event(const std::string& customer, const std::string& type, absl::Time at,
+                                  int64_t amount = 0) {
+  infostore::v1::Event e;
+  e.set_customer_id(customer);
+  e.set_type(type);
+  *e.mutable_occurred_at() = Ts(at);
+  if (amount != 0) {
+    e.mutable_amount()->set_amount_minor(amount);
+    e.mutable_amount()->set_currency("EUR");
+  }
+  return e;
+}
 
 // An information store that is never watched: tests drive the feed consumer with Apply(). Its
 // ListEvents answers `events` (what an unmerge or a merge across partitions reads back).

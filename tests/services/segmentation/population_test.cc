@@ -8,17 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "ecrm/rules/evaluator.h"
+#include "fakes.h"
 
 namespace ecrm::segmentation {
 namespace {
 
 const absl::Time kNow = absl::FromCivil(absl::CivilSecond(2026, 6, 15, 10, 0, 0), absl::UTCTimeZone());
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
 
 // 3,000 customers with every kind of value, some missing.
 void Populate(Features& f) {

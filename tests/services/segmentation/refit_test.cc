@@ -31,29 +31,11 @@ using rules::Value;
 const absl::Time kNow = absl::FromCivil(absl::CivilSecond(2026, 6, 15, 12, 0, 0), absl::UTCTimeZone());
 const int64_t kToday = absl::ToUnixSeconds(kNow) / 86400;
 
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
-
 infostore::v1::Customer Customer(const std::string& id) {
   infostore::v1::Customer c;
   c.set_id(id);
   c.mutable_profile()->mutable_address()->set_country("GB");
   return c;
-}
-
-infostore::v1::Event Event(const std::string& customer, const std::string& type, absl::Time at, int64_t amount = 0) {
-  infostore::v1::Event e;
-  e.set_customer_id(customer);
-  e.set_type(type);
-  *e.mutable_occurred_at() = Ts(at);
-  if (amount != 0) {
-    e.mutable_amount()->set_amount_minor(amount);
-    e.mutable_amount()->set_currency("EUR");
-  }
-  return e;
 }
 
 // 10:00 UTC, `days` days before today.

@@ -34,6 +34,7 @@ using ecrm::testing::ServiceProcess;
 using ecrm::testing::Binary;
 using ecrm::testing::Postgres;
 
+using ecrm::testing::Eventually;
 namespace {
 
 // Database arguments for the two engines, fresh, of each kind.
@@ -51,16 +52,6 @@ grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
   return (stub.*method)(&ctx, req, resp);
-}
-
-// Waits for a condition the engines reach on their own (the feed is applied asynchronously).
-bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(30)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
 }
 
 // An information store and a segmentation engine following it, with a clock the test sets.
