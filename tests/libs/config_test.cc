@@ -84,3 +84,28 @@ TEST_CASE("--help lists every flag with its default and environment name") {
     CHECK(usage.find(needle) != std::string::npos);
   }
 }
+
+TEST_CASE("a command's flags are read from the command line only, and its arguments are collected") {
+  Fixture f;
+  std::string name;
+  std::vector<std::string> args;
+  f.flags.BeginCommandFlags("segments create");
+  f.flags.AddString("name", &name, "the segment's name");
+  f.flags.AcceptArguments(&args, "prog segments create --name=<name> <rule>");
+  f.env = {{"ECRM_NAME", "from the environment"}, {"ECRM_POOL_SIZE", "7"}};
+  REQUIRE(f.Parse({"segments", "create", "--name", "vip", "orders.count > 3", "--", "--not-a-flag"}).ok());
+  CHECK(name == "vip");
+  CHECK(f.size == 7);  // global flags still read the environment
+  CHECK(args == std::vector<std::string>{"segments", "create", "orders.count > 3", "--not-a-flag"});
+
+  Fixture g;
+  std::string unset = "default";
+  g.flags.BeginCommandFlags("segments create");
+  g.flags.AddString("name", &unset, "the segment's name");
+  g.env = {{"ECRM_NAME", "from the environment"}};
+  REQUIRE(g.Parse({}).ok());
+  CHECK(unset == "default");
+  const std::string usage = g.flags.Usage();
+  CHECK(usage.find("segments create:") < usage.find("ECRM_POOL_SIZE"));
+  CHECK(usage.find("ECRM_NAME") == std::string::npos);
+}

@@ -33,7 +33,20 @@ std::string Flags::EnvName(absl::string_view flag) {
   return absl::StrCat("ECRM_", absl::AsciiStrToUpper(absl::StrReplaceAll(flag, {{"-", "_"}})));
 }
 
-void Flags::Add(Flag flag) { flags_.push_back(std::move(flag)); }
+void Flags::Add(Flag flag) {
+  flag.from_environment = first_command_flag_ == SIZE_MAX;
+  flags_.push_back(std::move(flag));
+}
+
+void Flags::BeginCommandFlags(std::string heading) {
+  command_heading_ = std::move(heading);
+  first_command_flag_ = flags_.size();
+}
+
+void Flags::AcceptArguments(std::vector<std::string>* args, std::string synopsis) {
+  args_ = args;
+  synopsis_ = std::move(synopsis);
+}
 
 Flags::Flag* Flags::Find(absl::string_view name) {
   for (Flag& f : flags_) {
@@ -89,6 +102,7 @@ absl::Status Flags::Parse(int argc, const char* const* argv) {
 
 absl::Status Flags::Parse(int argc, const char* const* argv, const std::function<const char*(const char*)>& getenv) {
   for (Flag& f : flags_) {
+    if (!f.from_environment) continue;
     std::string env = EnvName(f.name);
     if (const char* v = getenv(env.c_str())) {
       if (absl::Status s = f.set(v); !s.ok()) {
@@ -100,6 +114,14 @@ absl::Status Flags::Parse(int argc, const char* const* argv, const std::function
     absl::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       help_requested_ = true;
+      continue;
+    }
+    if (args_ != nullptr && (arg.substr(0, 2) != "--" || arg.size() == 2)) {
+      if (arg == "--") {  // everything after it is an argument, even if it starts with --
+        while (++i < argc) args_->emplace_back(argv[i]);
+        break;
+      }
+      args_->emplace_back(arg);
       continue;
     }
     if (arg.substr(0, 2) != "--" || arg.size() == 2) {
@@ -147,13 +169,20 @@ std::optional<int> Flags::ParseCommandLine(int argc, const char* const* argv) {
 }
 
 std::string Flags::Usage() const {
-  std::string out = absl::StrCat(program_, " — ", summary_, "\n\nUsage: ", program_,
-                                 " [--flag=value ...]\n\nFlags (each can also be set by its "
-                                 "environment variable; the command line wins):\n");
-  for (const Flag& f : flags_) {
-    absl::StrAppendFormat(&out, "  --%s=<%s>\n      %s\n      default: %s   env: %s\n", f.name, f.type, f.help,
-                          f.default_text.empty() ? "\"\"" : f.default_text, EnvName(f.name));
+  std::string out = absl::StrCat(program_, " — ", summary_, "\n\nUsage: ",
+                                 synopsis_.empty() ? absl::StrCat(program_, " [--flag=value ...]") : synopsis_, "\n\n");
+  auto describe = [&](const Flag& f) {
+    absl::StrAppendFormat(&out, "  --%s=<%s>\n      %s\n      default: %s", f.name, f.type, f.help,
+                          f.default_text.empty() ? "\"\"" : f.default_text);
+    absl::StrAppend(&out, f.from_environment ? absl::StrCat("   env: ", EnvName(f.name)) : "", "\n");
+  };
+  if (first_command_flag_ != SIZE_MAX && first_command_flag_ < flags_.size()) {
+    absl::StrAppend(&out, command_heading_, ":\n");
+    for (size_t i = first_command_flag_; i < flags_.size(); ++i) describe(flags_[i]);
+    absl::StrAppend(&out, "\n");
   }
+  absl::StrAppend(&out, "Flags (each can also be set by its environment variable; the command line wins):\n");
+  for (size_t i = 0; i < flags_.size() && i < first_command_flag_; ++i) describe(flags_[i]);
   absl::StrAppend(&out, "  --help\n      print this help and exit\n");
   return out;
 }

@@ -5,6 +5,7 @@
 // with its default and environment name.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -30,6 +31,14 @@ class Flags {
   void AddBool(std::string name, bool* target, std::string help);
   void AddDuration(std::string name, absl::Duration* target, std::string help);
 
+  // For tools with subcommands: the flags added after this call belong to one command. --help
+  // lists them under `heading`, and they are read from the command line only (an environment
+  // variable named after a command's --name would surprise).
+  void BeginCommandFlags(std::string heading);
+  // Arguments that are not flags are appended to *args instead of being refused; --help shows
+  // `synopsis` (e.g. "customers get <id>") as the usage line.
+  void AcceptArguments(std::vector<std::string>* args, std::string synopsis);
+
   // Reads the environment, then argv. Returns INVALID_ARGUMENT naming the flag for an unknown
   // flag, a bad value or a stray argument. After it, help_requested() tells if --help was given.
   absl::Status Parse(int argc, const char* const* argv);
@@ -53,6 +62,7 @@ class Flags {
     std::string type;
     std::function<absl::Status(absl::string_view)> set;
     bool is_bool = false;
+    bool from_environment = true;
   };
   void Add(Flag flag);
   Flag* Find(absl::string_view name);
@@ -61,6 +71,10 @@ class Flags {
   std::string summary_;
   std::vector<Flag> flags_;
   bool help_requested_ = false;
+  std::string command_heading_;
+  size_t first_command_flag_ = SIZE_MAX;
+  std::vector<std::string>* args_ = nullptr;
+  std::string synopsis_;
 };
 
 }  // namespace ecrm::config
