@@ -45,6 +45,7 @@ struct Invocation {
   int parallel = 8;
   std::string import_format;                           // csv or jsonl; empty: by the file's extension
   bool yes = false;                                    // --yes, for commands that destroy
+  std::map<std::string, std::string> options;          // flags of commands that send no single request
   std::vector<std::string> args;                       // after the command's words
   std::unique_ptr<google::protobuf::Message> request;  // filled from --json, arguments and flags
   std::shared_ptr<grpc::Channel> Channel(const std::string& engine);
@@ -75,5 +76,8 @@ struct Command {
 };
 
 const std::vector<Command>& Commands();
+
+// `ecrmctl demo` (demo.cc).
+int RunDemo(Invocation& invocation, int64_t customers, int64_t products, int64_t seed, double uplift);
 
 }  // namespace ecrm::ctl

@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli.h"
@@ -517,6 +518,25 @@ std::vector<Command> Build() {
                    return absl::OkStatus();
                  }}},
                Unary<ps::Personalisation>("personalisation", &ps::Personalisation::Stub::RenderMessage)});
+  c.push_back({"demo",
+               "the main job: a synthetic shop through the whole loop, ending in a campaign report",
+               "[--customers=20000] [--products=500] [--seed=1] [--uplift=0.04]",
+               nullptr,
+               {},
+               {Field("customers", "", "customers to seed (default 20000)"),
+                Field("products", "", "products to seed, a multiple of 10 (default 500)"),
+                Field("seed", "", "seed of the synthetic data (default 1)"),
+                Field("uplift", "", "the true uplift the simulated customers answer with, absolute (default 0.04)")},
+               [](Invocation& inv) {
+                 auto number = [&](const char* name, double fallback) {
+                   double v = fallback;
+                   if (!inv.options[name].empty() && !absl::SimpleAtod(inv.options[name], &v)) v = -1;
+                   return v;
+                 };
+                 return RunDemo(inv, static_cast<int64_t>(number("customers", 20000)),
+                                static_cast<int64_t>(number("products", 500)), static_cast<int64_t>(number("seed", 1)),
+                                number("uplift", 0.04));
+               }});
   c.push_back({"status", "health of every engine, and their feed lag and outbox age", "", nullptr, {}, {}, Status});
 
   // A retried erase or launch must act once: without --request-id, the key is derived from what

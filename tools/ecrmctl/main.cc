@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
     return ecrm::ctl::kUsage;
   }
   inv.args = args;
+  for (const ecrm::ctl::Binding& b : command->flags) inv.options[b.name] = values[b.name];
 
   if (command->request != nullptr) {
     inv.request.reset(google::protobuf::MessageFactory::generated_factory()->GetPrototype(command->request)->New());
