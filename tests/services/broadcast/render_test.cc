@@ -218,3 +218,60 @@ TEST_CASE("a template greeting the customer by name is rendered by personalisati
     }
   }
 }
+
+TEST_CASE("a broadcast to a segment_id reaches the segment's members, each greeted by name, once") {
+  Suite s({}, /*with_segmentation=*/true);
+  const std::string ada = s.Customer("ada.seg@example.com", "Ada", "GB");
+  const std::string bob = s.Customer("bob.seg@example.com", "Bob", "GB");
+  s.Customer("cyd.seg@example.com", "Cyd", "FR");
+  const std::string template_id = s.Template();
+  seg::CreateSegmentRequest create;
+  create.mutable_segment()->set_name("gb");
+  create.mutable_segment()->set_rule("profile.address.country == \"GB\"");
+  seg::Segment gb;
+  grpc::Status st = Call([&](grpc::ClientContext* ctx) { return s.segments->CreateSegment(ctx, create, &gb); });
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  // Segmentation follows the information store's feed: wait until both are members.
+  REQUIRE(Eventually([&] {
+    seg::ListSegmentMembersRequest req;
+    req.set_segment_id(gb.id());
+    seg::ListSegmentMembersResponse resp;
+    return Call([&](grpc::ClientContext* ctx) { return s.segments->ListSegmentMembers(ctx, req, &resp); }).ok() &&
+           resp.customer_ids_size() == 2;
+  }));
+
+  v1::CreateBroadcastRequest req;
+  req.set_segment_id(gb.id());
+  req.add_channels(common::CHANNEL_EMAIL);
+  req.set_purpose(common::PURPOSE_MARKETING);
+  req.mutable_content()->set_template_id(template_id);
+  req.set_idempotency_key("gb-launch");
+  v1::BroadcastJob job;
+  st = Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, req, &job); });
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  CHECK(job.audience_size() == 2);
+  v1::BroadcastJob again;
+  REQUIRE(Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, req, &again); }).ok());
+  CHECK(again.id() == job.id());
+  CHECK(again.audience_size() == 2);
+  v1::GetBroadcastRequest get;
+  get.set_id(job.id());
+  REQUIRE(Eventually([&] {
+    return Call([&](grpc::ClientContext* ctx) { return s.stub->GetBroadcast(ctx, get, &job); }).ok() &&
+           job.state() == v1::BROADCAST_STATE_COMPLETED;
+  }));
+  CHECK(job.by_state().at("SENT") == 2);
+  CHECK(absl::StrContains(s.MailTo("ada.seg@example.com"), "Subject: Hello Ada\r\n"));
+  CHECK(absl::StrContains(s.MailTo("bob.seg@example.com"), "Subject: Hello Bob\r\n"));
+  CHECK(s.MailTo("cyd.seg@example.com").empty());
+  CHECK(s.smtp->Messages().size() == 2);
+
+  // An unknown segment is refused naming the field; nothing is created.
+  req.set_segment_id("seg_does_not_exist");
+  req.clear_idempotency_key();
+  st = Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, req, &job); });
+  CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(absl::StrContains(st.error_message(), "segment_id"));
+}
