@@ -106,14 +106,23 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Create(const v1::CreateBroadcastReq
   if (!v1::QuietHoursPolicy_IsValid(req.quiet_hours())) return util::Invalid("quiet_hours", "is not a policy");
   if (req.category().size() > 64) return util::Invalid("category", "is over 64 bytes");
   ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCreateBroadcast, req.idempotency_key(), false));
-  if (req.segment_id().empty()) return CreateFor(req, req.customer_ids());
+  // A retry of a broadcast already written replays it (the key's check included) without asking
+  // personalisation again, nor, once it is loaded, segmentation.
+  bool exists = false, loaded = false;
   if (!req.idempotency_key().empty()) {
-    // A retry of a broadcast already loaded replays it (the key's check included) without
-    // reading the segment again.
     ECRM_ASSIGN_OR_RETURN(sql::Result r,
                           db_.Execute("SELECT loaded FROM broadcasts WHERE id = $1", {KeyedId(req.idempotency_key())}));
-    if (!r.empty() && r.front().Int(0) != 0) return CreateFor(req, {});
+    exists = !r.empty();
+    loaded = exists && r.front().Int(0) != 0;
   }
+  if (!exists && templates_ != nullptr && req.content().has_template_id()) {
+    // An unknown template is refused now rather than failing every delivery later. Personalisation
+    // not answering does not hold the broadcast up: its workers render (or fail) each delivery.
+    absl::Status known = templates_->CheckTemplate(req.content().template_id(), absl::Now() + templates_timeout_);
+    if (absl::IsNotFound(known) || absl::IsInvalidArgument(known)) return known;
+  }
+  if (req.segment_id().empty()) return CreateFor(req, req.customer_ids());
+  if (loaded) return CreateFor(req, {});
 
   // The segment's members, in memory (at most kMaxAudience ids, ~100 MB at worst) before
   // anything is written: an unknown segment or segmentation down leaves no broadcast behind.

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "clients/personalisation.h"
 #include "clients/segmentation.h"
 #include "ecrm/broadcast/v1/broadcast.pb.h"
 #include "ecrm/idempotency/idempotency.h"
@@ -36,6 +37,11 @@ class Broadcasts {
   void SetSegments(SegmentDirectory* segments, absl::Duration timeout) {
     segments_ = segments;
     segments_timeout_ = timeout;
+  }
+  // Where a template_id is checked to exist (null: not checked; the workers fail its deliveries).
+  void SetTemplates(TemplateRenderer* templates, absl::Duration timeout) {
+    templates_ = templates;
+    templates_timeout_ = timeout;
   }
 
   absl::StatusOr<v1::BroadcastJob> Create(const v1::CreateBroadcastRequest& req);
@@ -63,6 +69,8 @@ class Broadcasts {
   Clock clock_;
   SegmentDirectory* segments_ = nullptr;
   absl::Duration segments_timeout_ = absl::Minutes(5);
+  TemplateRenderer* templates_ = nullptr;
+  absl::Duration templates_timeout_ = absl::Seconds(5);
 };
 
 }  // namespace ecrm::broadcast

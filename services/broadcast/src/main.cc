@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
       {.available = dispatcher.available(), .profile_timeout = infostore_timeout, .metrics = &metrics}, wake);
   bc::Broadcasts broadcasts(db, keys, dispatcher.available(), wake);
   broadcasts.SetSegments(segments.get(), segmentation_timeout);
+  broadcasts.SetTemplates(renderer.get(), dispatch.render_timeout);
   bc::Suppressions suppressions(db);
   bc::CustomerData customer_data(db);
   std::unique_ptr<ecrm::outbox::RelayMetrics> relay_metrics;

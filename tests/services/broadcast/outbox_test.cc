@@ -142,6 +142,12 @@ class FakeRenderer final : public bc::TemplateRenderer {
     }
     return out;
   }
+  absl::Status CheckTemplate(const std::string& template_id, absl::Time) override {
+    std::lock_guard lock(mu_);
+    if (!down.ok()) return down;
+    if (!templates.contains(template_id)) return absl::NotFoundError("content.template_id: no such template");
+    return absl::OkStatus();
+  }
 
  private:
   std::mutex mu_;
@@ -212,6 +218,8 @@ struct Engine {
   }
   // Gives CreateBroadcast a segmentation engine to resolve segment_id.
   void WithSegments() { broadcasts->SetSegments(&segments, absl::Minutes(1)); }
+  // Gives CreateBroadcast personalisation to check a template_id with.
+  void WithTemplates() { broadcasts->SetTemplates(&renderer, absl::Seconds(5)); }
 
   v1::SendMessageRequest Request(const std::string& customer, common::Channel ch = common::CHANNEL_EMAIL) {
     v1::SendMessageRequest req;
@@ -861,4 +869,35 @@ TEST_CASE("a segment_id audience is resolved through segmentation and loaded onc
   CHECK(listed->broadcasts_size() == 1);  // the failures left nothing behind
   req.add_customer_ids("ann");
   CHECK(e.broadcasts->Create(req).status().code() == absl::StatusCode::kInvalidArgument);  // both
+}
+
+TEST_CASE("CreateBroadcast refuses an unknown template, and still takes one when personalisation is down") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.WithTemplates();
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "", ""};
+  e.renderer.names["ann"] = "Ann";
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  v1::CreateBroadcastRequest req;
+  req.add_customer_ids("ann");
+  req.set_purpose(common::PURPOSE_MARKETING);
+  req.mutable_content()->set_template_id("nope");
+  absl::Status refused = e.broadcasts->Create(req).status();
+  CHECK(refused.code() == absl::StatusCode::kNotFound);
+  CHECK(refused.message().find("content.template_id") != std::string::npos);
+  CHECK(e.broadcasts->List({})->broadcasts_size() == 0);
+
+  req.mutable_content()->set_template_id("welcome");
+  req.set_idempotency_key("w-1");
+  e.renderer.down = absl::UnavailableError("personalisation: down");
+  auto job = e.broadcasts->Create(req);
+  REQUIRE(job.ok());
+  e.renderer.templates.clear();  // a replay does not ask again
+  CHECK(e.broadcasts->Create(req).ok());
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "", ""};
+  e.renderer.down = absl::OkStatus();
+  e.Drain();
+  CHECK(e.broadcasts->Get(job->id())->state() == v1::BROADCAST_STATE_COMPLETED);
+  REQUIRE(e.email.Messages().size() == 1);
+  CHECK(e.email.Messages()[0].subject == "Hi Ann");
 }

@@ -215,6 +215,16 @@ TEST_CASE("a template greeting the customer by name is rendered by personalisati
       REQUIRE(Eventually([&] { return s.Delivery(ada, unknown.id()).state() == v1::DELIVERY_STATE_FAILED; }));
       CHECK(absl::StrContains(s.Delivery(ada, unknown.id()).last_error(), "content.template_id"));
       CHECK(s.smtp->Messages().size() == 1);
+
+      // A broadcast with an unknown template is refused at once, naming the field.
+      v1::CreateBroadcastRequest create;
+      create.add_customer_ids(ada);
+      create.set_purpose(common::PURPOSE_MARKETING);
+      create.mutable_content()->set_template_id("tpl_does_not_exist");
+      v1::BroadcastJob job;
+      grpc::Status st = Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, create, &job); });
+      CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+      CHECK(absl::StrContains(st.error_message(), "content.template_id"));
     }
   }
 }

@@ -1,6 +1,7 @@
 // Personalisation as the broadcast engine's domain needs it (no gRPC here:
 // personalisation_grpc.h is the real one; tests use fakes): one template rendered for many
-// customers at once, for the outbox's workers before they gate and send.
+// customers at once, for the outbox's workers before they gate and send; and whether a template
+// exists, for CreateBroadcast.
 #pragma once
 
 #include <map>
@@ -45,6 +46,9 @@ class TemplateRenderer {
   // DEADLINE_EXCEEDED when personalisation did not answer, INVALID_ARGUMENT for bad input.
   virtual absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id,
                                                   absl::Span<const std::string> customer_ids, absl::Time deadline) = 0;
+  // OK when template `template_id` exists; NOT_FOUND (naming content.template_id) when it does not,
+  // UNAVAILABLE or DEADLINE_EXCEEDED when personalisation did not answer by `deadline`.
+  virtual absl::Status CheckTemplate(const std::string& template_id, absl::Time deadline) = 0;
 };
 
 }  // namespace ecrm::broadcast

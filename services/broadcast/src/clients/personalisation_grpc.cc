@@ -70,4 +70,26 @@ absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string&
   return out;
 }
 
+absl::Status GrpcTemplateRenderer::CheckTemplate(const std::string& template_id, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
+  personalisation::v1::GetTemplateRequest req;
+  req.set_id(template_id);
+  personalisation::v1::Template t;
+  grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->GetTemplate(&ctx, req, &t);
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return absl::OkStatus();
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(
+          absl::StrCat("content.template_id: personalisation has no template \"", template_id, "\""));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(absl::StrCat("content.template_id: ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
+    default:
+      return absl::UnavailableError(absl::StrCat("personalisation: reading the template failed: ", s.error_message()));
+  }
+}
+
 }  // namespace ecrm::broadcast

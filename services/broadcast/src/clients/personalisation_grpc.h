@@ -1,4 +1,5 @@
-// TemplateRenderer over gRPC: ecrm.personalisation.v1.Personalisation/BatchRender.
+// TemplateRenderer over gRPC: ecrm.personalisation.v1.Personalisation/BatchRender and
+// GetTemplate.
 #pragma once
 
 #include <grpcpp/channel.h>
@@ -15,6 +16,7 @@ class GrpcTemplateRenderer final : public TemplateRenderer {
       : channel_(std::move(channel)), timeout_(timeout) {}
   absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id, absl::Span<const std::string> customer_ids,
                                           absl::Time deadline) override;
+  absl::Status CheckTemplate(const std::string& template_id, absl::Time deadline) override;
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
