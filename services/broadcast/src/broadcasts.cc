@@ -18,6 +18,9 @@ constexpr idempotency::Operation kCreateBroadcast{"CreateBroadcast", "idempotenc
 constexpr int kMaxAudience = 1'000'000;
 constexpr int kBatch = 1000;
 
+// A broadcast's id when CreateBroadcast has an idempotency key.
+std::string KeyedId(const std::string& key) { return absl::StrCat("b_", util::Sha256Hex(key).substr(0, 24)); }
+
 std::string NameAfter(const std::string& name, absl::string_view prefix) {
   return absl::StartsWith(name, prefix) ? name.substr(prefix.size()) : name;
 }
@@ -67,17 +70,22 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Create(const v1::CreateBroadcastReq
   if (!req.segment_id().empty() && !req.customer_ids().empty()) {
     return util::Invalid("segment_id", "set either segment_id or customer_ids, not both");
   }
-  if (!req.segment_id().empty()) {
-    return absl::FailedPreconditionError(
-        "segment_id: this engine does not resolve segments through segmentation yet; pass the audience as "
-        "customer_ids (segmentation's campaigns do)");
-  }
-  if (req.customer_ids().empty()) return util::Invalid("customer_ids", "the audience is empty");
-  if (req.customer_ids_size() > kMaxAudience) return util::Invalid("customer_ids", "at most 1,000,000 per broadcast");
-  for (int i = 0; i < req.customer_ids_size(); ++i) {
-    if (req.customer_ids(i).empty() || req.customer_ids(i).size() > 128) {
-      return util::Invalid(absl::StrCat("customer_ids[", i, "]"), "must be 1-128 bytes");
+  if (req.segment_id().empty()) {
+    if (req.customer_ids().empty()) return util::Invalid("customer_ids", "the audience is empty");
+    if (req.customer_ids_size() > kMaxAudience) {
+      return util::Invalid("customer_ids", "at most 1,000,000 per broadcast");
     }
+    for (int i = 0; i < req.customer_ids_size(); ++i) {
+      if (req.customer_ids(i).empty() || req.customer_ids(i).size() > 128) {
+        return util::Invalid(absl::StrCat("customer_ids[", i, "]"), "must be 1-128 bytes");
+      }
+    }
+  } else if (req.segment_id().size() > 128) {
+    return util::Invalid("segment_id", "is over 128 bytes");
+  } else if (segments_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "segment_id: this engine has no segmentation engine to resolve segments (--segmentation-address); pass "
+        "the audience as customer_ids");
   }
   bool any_available = false;
   for (int i = 0; i < req.channels_size(); ++i) {
@@ -98,15 +106,51 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Create(const v1::CreateBroadcastReq
   if (!v1::QuietHoursPolicy_IsValid(req.quiet_hours())) return util::Invalid("quiet_hours", "is not a policy");
   if (req.category().size() > 64) return util::Invalid("category", "is over 64 bytes");
   ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCreateBroadcast, req.idempotency_key(), false));
+  // A retry of a broadcast already written replays it (the key's check included) without asking
+  // personalisation again, nor, once it is loaded, segmentation.
+  bool exists = false, loaded = false;
+  if (!req.idempotency_key().empty()) {
+    ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                          db_.Execute("SELECT loaded FROM broadcasts WHERE id = $1", {KeyedId(req.idempotency_key())}));
+    exists = !r.empty();
+    loaded = exists && r.front().Int(0) != 0;
+  }
+  if (!exists && templates_ != nullptr && req.content().has_template_id()) {
+    // An unknown template is refused now rather than failing every delivery later. Personalisation
+    // not answering does not hold the broadcast up: its workers render (or fail) each delivery.
+    absl::Status known = templates_->CheckTemplate(req.content().template_id(), absl::Now() + templates_timeout_);
+    if (absl::IsNotFound(known) || absl::IsInvalidArgument(known)) return known;
+  }
+  if (req.segment_id().empty()) return CreateFor(req, req.customer_ids());
+  if (loaded) return CreateFor(req, {});
 
+  // The segment's members, in memory (at most kMaxAudience ids, ~100 MB at worst) before
+  // anything is written: an unknown segment or segmentation down leaves no broadcast behind.
+  google::protobuf::RepeatedPtrField<std::string> members;
+  ECRM_RETURN_IF_ERROR(segments_->ForEachMember(
+      req.segment_id(), absl::Now() + segments_timeout_, [&](std::vector<std::string> batch) -> absl::Status {
+        if (members.size() + batch.size() > static_cast<size_t>(kMaxAudience)) {
+          return util::Invalid("segment_id", "the segment has over 1,000,000 members, more than one broadcast takes");
+        }
+        for (std::string& id : batch) {
+          if (!id.empty()) members.Add(std::move(id));
+        }
+        return absl::OkStatus();
+      }));
+  if (members.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("segment_id: segment \"", req.segment_id(), "\" has no members"));
+  }
+  return CreateFor(req, members);
+}
+
+absl::StatusOr<v1::BroadcastJob> Broadcasts::CreateFor(
+    const v1::CreateBroadcastRequest& req, const google::protobuf::RepeatedPtrField<std::string>& audience_ids) {
   const int64_t now_us = absl::ToUnixMicros(clock_());
   // With a key, the id follows from it, so a retry after a crash mid-load finishes the same one.
-  const std::string id = req.idempotency_key().empty()
-                             ? util::NewId("b")
-                             : absl::StrCat("b_", util::Sha256Hex(req.idempotency_key()).substr(0, 24));
+  const std::string id = req.idempotency_key().empty() ? util::NewId("b") : KeyedId(req.idempotency_key());
   std::unordered_set<std::string> seen;
   int64_t audience = 0;
-  for (const std::string& c : req.customer_ids()) audience += seen.insert(c).second;
+  for (const std::string& c : audience_ids) audience += seen.insert(c).second;
   internal::BroadcastRecord record;
   for (int ch : req.channels()) record.mutable_message()->add_channels(static_cast<common::v1::Channel>(ch));
   *record.mutable_message()->mutable_content() = req.content();
@@ -137,13 +181,14 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Create(const v1::CreateBroadcastReq
     return keys_.Complete(c, kCreateBroadcast, req.idempotency_key(), first.SerializeAsString(), "");
   }));
   if (!loaded) {
-    ECRM_RETURN_IF_ERROR(Load(id, req, created_us));
+    ECRM_RETURN_IF_ERROR(Load(id, req, audience_ids, created_us));
     if (on_queued_) on_queued_();
   }
   return Get(id);
 }
 
-absl::Status Broadcasts::Load(const std::string& id, const v1::CreateBroadcastRequest& req, int64_t created_us) {
+absl::Status Broadcasts::Load(const std::string& id, const v1::CreateBroadcastRequest& req,
+                              const google::protobuf::RepeatedPtrField<std::string>& audience, int64_t created_us) {
   internal::MessageRecord message;
   for (int ch : req.channels()) message.add_channels(static_cast<common::v1::Channel>(ch));
   *message.mutable_content() = req.content();
@@ -169,7 +214,7 @@ absl::Status Broadcasts::Load(const std::string& id, const v1::CreateBroadcastRe
     return absl::OkStatus();
   };
   const std::string& subject = req.content().literal().subject();
-  for (const std::string& customer : req.customer_ids()) {
+  for (const std::string& customer : audience) {
     if (!seen.insert(customer).second) continue;
     ids.push_back(DeliveryId(id, customer));
     for (sql::Value v : std::initializer_list<sql::Value>{ids.back(),
@@ -199,7 +244,13 @@ absl::Status Broadcasts::Load(const std::string& id, const v1::CreateBroadcastRe
     if (static_cast<int>(ids.size()) >= kBatch) ECRM_RETURN_IF_ERROR(flush());
   }
   ECRM_RETURN_IF_ERROR(flush());
-  return db_.Execute("UPDATE broadcasts SET loaded = 1 WHERE id = $1", {id}).status();
+  // The audience as loaded: a segment read again after a crash mid-load may have changed.
+  return db_
+      .Execute(
+          "UPDATE broadcasts SET loaded = 1, audience_size = (SELECT COUNT(*) FROM deliveries WHERE "
+          "broadcast_id = $1) WHERE id = $1",
+          {id})
+      .status();
 }
 
 absl::StatusOr<v1::BroadcastJob> Broadcasts::Get(const std::string& id) {

@@ -11,6 +11,7 @@
 #include "ecrm/status/macros.h"
 #include "ecrm/util/util.h"
 #include "gate.h"
+#include "placeholders.h"
 #include "suppressions.h"
 
 namespace ecrm::broadcast {
@@ -28,22 +29,39 @@ std::vector<std::string> AllAddresses(const infostore::v1::Customer& c) {
   return out;
 }
 
+GateRequest RequestOf(const DeliveryRow& row) {
+  GateRequest request;
+  for (int ch : row.message.channels()) request.channels.push_back(static_cast<common::v1::Channel>(ch));
+  request.purpose = row.delivery.purpose();
+  request.quiet_hours = row.message.quiet_hours();
+  return request;
+}
+
 }  // namespace
 
 // A row this claim holds, and what became of it.
 struct Dispatcher::Claimed {
   DeliveryRow row;
   absl::StatusOr<infostore::v1::Customer> customer = absl::UnknownError("not read");
+  // Template content: whether it was rendered, the call's failure (for all its customers), and
+  // this customer's message or why personalisation could not render it.
+  bool render_asked = false;
+  absl::Status render_call;
+  absl::StatusOr<RenderedContent> rendered = absl::UnknownError("not rendered");
+  // What is sent: the literal or rendered content with the placeholders filled.
+  v1::LiteralContent content;
   int broadcast_rate = 0;
   bool to_send = false;
   SendResult result;
 };
 
-Dispatcher::Dispatcher(sql::Database& db, outbox::Outbox& events, Profiles& profiles, FrequencyCaps& caps,
-                       Channels channels, BroadcastMetrics& metrics, DispatcherOptions options, Clock clock)
+Dispatcher::Dispatcher(sql::Database& db, outbox::Outbox& events, Profiles& profiles, TemplateRenderer* renderer,
+                       FrequencyCaps& caps, Channels channels, BroadcastMetrics& metrics, DispatcherOptions options,
+                       Clock clock)
     : db_(db),
       events_(events),
       profiles_(profiles),
+      renderer_(renderer),
       caps_(caps),
       channels_(std::move(channels)),
       metrics_(metrics),
@@ -129,6 +147,49 @@ TokenBucket* Dispatcher::BroadcastBucket(const std::string& id, int rate) {
   return b.get();
 }
 
+void Dispatcher::Render(std::vector<Claimed>& claimed, const std::set<common::v1::Channel>& channels, absl::Time now) {
+  if (renderer_ == nullptr) return;
+  // template id -> its rows, in claim order; each customer once per template.
+  std::map<std::string, std::vector<Claimed*>> by_template;
+  for (Claimed& cl : claimed) {
+    if (!cl.row.message.content().has_template_id() || !cl.customer.ok()) continue;
+    // The gate on the profile as read (without the suppression list, read in the transaction):
+    // a row it would hold back anyway is not rendered.
+    if (Decide(*cl.customer, RequestOf(cl.row), {}, channels, now).kind != GateDecision::Kind::kSend) continue;
+    by_template[cl.row.message.content().template_id()].push_back(&cl);
+  }
+  for (auto& [template_id, rows] : by_template) {
+    std::vector<std::string> customers;
+    std::set<std::string> seen;
+    for (Claimed* cl : rows) {
+      if (seen.insert(cl->row.delivery.customer_id()).second) customers.push_back(cl->row.delivery.customer_id());
+    }
+    std::map<std::string, absl::StatusOr<RenderedContent>> results;
+    absl::Status call;
+    for (size_t i = 0; i < customers.size() && call.ok(); i += TemplateRenderer::kMaxBatch) {
+      const size_t n = std::min<size_t>(TemplateRenderer::kMaxBatch, customers.size() - i);
+      // A deadline in real time: it bounds a call to another process, whatever clock_ says.
+      absl::StatusOr<RenderBatch> batch = renderer_->BatchRender(
+          template_id, absl::MakeConstSpan(customers).subspan(i, n), absl::Now() + options_.render_timeout);
+      if (!batch.ok()) {
+        call = batch.status();
+        break;
+      }
+      results.merge(batch->by_customer);
+    }
+    if (!call.ok()) log::Warn("rendering a template failed", {{"template_id", template_id}, {"error", call}});
+    for (Claimed* cl : rows) {
+      cl->render_asked = true;
+      cl->render_call = call;
+      if (!call.ok()) continue;
+      auto it = results.find(cl->row.delivery.customer_id());
+      cl->rendered = it != results.end() ? it->second
+                                         : absl::StatusOr<RenderedContent>(absl::UnavailableError(
+                                               "personalisation returned nothing for the customer"));
+    }
+  }
+}
+
 absl::StatusOr<int> Dispatcher::RunOnce() {
   const absl::Time now = clock_();
   const int64_t now_us = absl::ToUnixMicros(now);
@@ -188,6 +249,9 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
     ref.set_customer_id(claimed[i].row.delivery.customer_id());
     claimed[i].customer = profiles_.Get(ref, clock_() + options_.profile_timeout);
   }
+  const std::set<common::v1::Channel> channels = available();
+  // 2b. Templates rendered through personalisation, also outside any transaction.
+  Render(claimed, channels, now);
 
   // 3. The gate and the caps, in customer-id order (cap locks), and the web inbox's deliveries.
   struct Effect {
@@ -198,7 +262,6 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   std::vector<Effect> effects;
   std::set<std::string> touched;  // broadcasts that may have finished
   bool raised = false;
-  const std::set<common::v1::Channel> channels = available();
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     effects.clear();
     touched.clear();
@@ -268,19 +331,15 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         }
         continue;
       }
-      if (cl.row.message.content().has_template_id()) {
+      if (cl.row.message.content().has_template_id() && renderer_ == nullptr) {
         ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
-                                    "content.template_id: rendering templates through personalisation is not wired "
-                                    "into this engine yet; send literal content"));
+                                    "content.template_id: this engine has no personalisation engine to render "
+                                    "templates (--personalisation-address); send literal content"));
         continue;
       }
       ECRM_ASSIGN_OR_RETURN(std::vector<SuppressionEntry> entries,
                             Suppressions::ForCustomer(c, d.customer_id(), AllAddresses(*cl.customer)));
-      GateRequest request;
-      for (int ch : cl.row.message.channels()) request.channels.push_back(static_cast<common::v1::Channel>(ch));
-      request.purpose = d.purpose();
-      request.quiet_hours = cl.row.message.quiet_hours();
-      GateDecision decision = Decide(*cl.customer, request, entries, channels, now);
+      GateDecision decision = Decide(*cl.customer, RequestOf(cl.row), entries, channels, now);
       if (decision.kind == GateDecision::Kind::kSend) {
         d.set_channel(decision.channel);
         d.set_address(decision.address);
@@ -299,13 +358,58 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         case GateDecision::Kind::kSend:
           break;
       }
+      if (cl.row.message.content().has_template_id()) {
+        const std::string& template_id = cl.row.message.content().template_id();
+        auto temporary = [](const absl::Status& s) {
+          return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
+        };
+        if (!cl.render_asked) {  // the gate changed its mind since the render: render next time
+          ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(now + options_.unavailable_retry), "not rendered yet"));
+          continue;
+        }
+        if (!cl.render_call.ok()) {
+          if (temporary(cl.render_call)) {
+            ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(now + options_.unavailable_retry),
+                                         std::string(cl.render_call.message())));
+          } else if (cl.render_call.code() == absl::StatusCode::kNotFound) {
+            ECRM_RETURN_IF_ERROR(
+                finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                       absl::StrCat("content.template_id: personalisation has no template \"", template_id, "\"")));
+          } else {
+            ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                                        absl::StrCat("content.template_id: rendering \"", template_id,
+                                                     "\" failed: ", cl.render_call.message())));
+          }
+          continue;
+        }
+        if (!cl.rendered.ok()) {
+          if (temporary(cl.rendered.status())) {
+            ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(now + options_.unavailable_retry),
+                                         std::string(cl.rendered.status().message())));
+          } else {
+            ECRM_RETURN_IF_ERROR(
+                finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                       absl::StrCat("content.template_id: \"", template_id,
+                                    "\" could not be rendered for the customer: ", cl.rendered.status().message())));
+          }
+          continue;
+        }
+        cl.content.set_subject(cl.rendered->subject);
+        cl.content.set_text_body(cl.rendered->text_body);
+        cl.content.set_html_body(cl.rendered->html_body);
+      } else {
+        cl.content = cl.row.message.content().literal();
+      }
+      cl.content = FillPlaceholders(std::move(cl.content),
+                                    LinksFor(d.id(), options_.unsubscribe_url_base, options_.preferences_url_base,
+                                             options_.view_in_browser_url_base));
       ECRM_ASSIGN_OR_RETURN(bool admitted, caps_.Admit(c, d.id(), d.customer_id(), d.channel(), d.purpose(),
                                                        cl.row.message.category(), now));
       if (!admitted) {
         ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_SUPPRESSED, v1::SUPPRESSION_REASON_FREQUENCY_CAP, ""));
         continue;
       }
-      const v1::LiteralContent& content = cl.row.message.content().literal();
+      const v1::LiteralContent& content = cl.content;
       d.set_subject(content.subject());
       d.set_attempts(d.attempts() + 1);
       if (d.channel() == common::v1::CHANNEL_WEB) {
@@ -361,7 +465,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       std::vector<OutgoingMessage> out;
       for (Claimed* cl : pending) {
         const v1::Delivery& d = cl->row.delivery;
-        const v1::LiteralContent& content = cl->row.message.content().literal();
+        const v1::LiteralContent& content = cl->content;
         OutgoingMessage m;
         m.delivery_id = d.id();
         m.customer_id = d.customer_id();
@@ -372,7 +476,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         m.text_body = content.text_body();
         m.html_body = content.html_body();
         if (d.purpose() == common::v1::PURPOSE_MARKETING && !options_.unsubscribe_url_base.empty()) {
-          m.unsubscribe_url = absl::StrCat(options_.unsubscribe_url_base, "?d=", d.id());
+          m.unsubscribe_url = UnsubscribeUrl(options_.unsubscribe_url_base, d.id());
         }
         m.campaign_id = d.campaign_id();
         out.push_back(std::move(m));

@@ -8,6 +8,16 @@
 // provider's Retry-After). Between claiming and recording, a crash can make a channel send a
 // message twice: such re-claims are counted (ecrm_broadcast_possible_duplicates_total) and the
 // channel sees the same delivery id both times.
+//
+// Template content is rendered through personalisation (BatchRender, one call per template and
+// up to 1,000 customers) after the profiles are read and before the transaction that gates the
+// rows, so no transaction is held across a call to another engine. Only rows the gate would let
+// through on the profile just read are rendered (the suppression list and the caps, read inside
+// the transaction, can still hold one back: then its render was wasted, which is cheaper than an
+// RPC inside the transaction). An unknown template or a customer personalisation cannot render
+// fails the delivery with the reason; personalisation unavailable leaves it queued for
+// unavailable_retry. Broadcast's placeholders ({{unsubscribe_url}}, {{preferences_url}},
+// {{view_in_browser_url}}) are filled per delivery in rendered and literal content alike.
 #pragma once
 
 #include <atomic>
@@ -23,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "channel.h"
+#include "clients/personalisation.h"
 #include "ecrm/outbox/outbox.h"
 #include "ecrm/sql/sql.h"
 #include "frequency_caps.h"
@@ -45,6 +56,9 @@ struct DispatcherOptions {
   absl::Duration inbox_ttl = absl::Hours(24 * 90);
   std::map<common::v1::Channel, double> channel_rate;  // messages a second; absent: unlimited
   std::string unsubscribe_url_base;                    // marketing messages get <base>?d=<delivery id>
+  std::string preferences_url_base;                    // {{preferences_url}}: <base>?d=<delivery id>
+  std::string view_in_browser_url_base;                // {{view_in_browser_url}}: <base>?d=<delivery id>
+  absl::Duration render_timeout = absl::Seconds(5);    // one BatchRender call to personalisation
 };
 
 class Dispatcher {
@@ -53,8 +67,9 @@ class Dispatcher {
   using Channels = std::map<common::v1::Channel, Channel*>;
 
   Dispatcher(
-      sql::Database& db, outbox::Outbox& events, Profiles& profiles, FrequencyCaps& caps, Channels channels,
-      BroadcastMetrics& metrics, DispatcherOptions options, Clock clock = [] { return absl::Now(); });
+      sql::Database& db, outbox::Outbox& events, Profiles& profiles, TemplateRenderer* renderer, FrequencyCaps& caps,
+      Channels channels, BroadcastMetrics& metrics, DispatcherOptions options,
+      Clock clock = [] { return absl::Now(); });
   ~Dispatcher();
 
   // Starts options.workers threads; Stop() stops claiming and waits for the batches in flight.
@@ -73,6 +88,9 @@ class Dispatcher {
  private:
   struct Claimed;
   void Loop();
+  // Renders the claimed rows' templates (those whose profile was read and which the gate would
+  // let through), outside any transaction.
+  void Render(std::vector<Claimed>& claimed, const std::set<common::v1::Channel>& channels, absl::Time now);
   // Waits `d` unless stopping; false when stopping.
   bool Sleep(absl::Duration d);
   absl::Duration Backoff(int attempts);
@@ -81,6 +99,7 @@ class Dispatcher {
   sql::Database& db_;
   outbox::Outbox& events_;
   Profiles& profiles_;
+  TemplateRenderer* renderer_;  // null: template content fails
   FrequencyCaps& caps_;
   Channels channels_;
   BroadcastMetrics& metrics_;

@@ -9,6 +9,8 @@
 #include "broadcasts.h"
 #include "channels/channels_config.h"
 #include "clients/infostore_grpc.h"
+#include "clients/personalisation_grpc.h"
+#include "clients/segmentation_grpc.h"
 #include "deliveries.h"
 #include "dispatcher.h"
 #include "ecrm/idempotency/idempotency.h"
@@ -62,8 +64,10 @@ int main(int argc, char** argv) {
        .grpc_port = 50054,
        .metrics_port = 9104,
        .sqlite_workers = 2});
-  std::string infostore_address, caps_spec, exempt_spec = "transactional,service", rates_spec;
+  std::string infostore_address, personalisation_address, segmentation_address, caps_spec,
+      exempt_spec = "transactional,service", rates_spec;
   absl::Duration infostore_timeout = absl::Seconds(2), outbox_timeout = absl::Seconds(10);
+  absl::Duration segmentation_timeout = absl::Minutes(5);
   absl::Duration key_retention = absl::Hours(24), prune_every = absl::Minutes(10);
   bc::DispatcherOptions dispatch;
   int64_t workers = dispatch.workers, batch = dispatch.batch, max_attempts = dispatch.max_attempts;
@@ -73,6 +77,15 @@ int main(int argc, char** argv) {
               "empty: only cached profiles, events wait in the outbox");
   f.AddDuration("infostore-timeout", &infostore_timeout, "deadline of a profile read from the information store");
   f.AddDuration("outbox-timeout", &outbox_timeout, "deadline of each RecordEvents call that relays message events");
+  f.AddString("personalisation-address", &personalisation_address,
+              "personalisation engine (host:port) that renders template_id content (BatchRender); empty: template "
+              "deliveries fail");
+  f.AddDuration("personalisation-timeout", &dispatch.render_timeout,
+                "deadline of one BatchRender call (up to 1,000 customers)");
+  f.AddString("segmentation-address", &segmentation_address,
+              "segmentation engine (host:port) that resolves CreateBroadcast's segment_id (StreamSegmentMembers); "
+              "empty: segment_id is refused");
+  f.AddDuration("segmentation-timeout", &segmentation_timeout, "deadline of reading one segment's members");
   // Email over SMTP, SMS and push through webhook providers, the file channel (development); the
   // web inbox is built in. Secrets from the environment only (channels/channels_config.h).
   bc::ChannelsConfig channels_config;
@@ -91,7 +104,13 @@ int main(int argc, char** argv) {
   f.AddDuration("retry-max", &dispatch.backoff_max, "longest retry delay");
   f.AddDuration("inbox-ttl", &dispatch.inbox_ttl, "how long a web inbox message is shown");
   f.AddString("unsubscribe-url-base", &dispatch.unsubscribe_url_base,
-              "one-click unsubscribe endpoint marketing messages carry (RFC 8058); empty: none");
+              "one-click unsubscribe endpoint marketing messages carry (RFC 8058) and {{unsubscribe_url}} "
+              "links to, with ?d=<delivery id>; empty: none");
+  f.AddString("preferences-url-base", &dispatch.preferences_url_base,
+              "preference centre {{preferences_url}} links to, with ?d=<delivery id>; empty: the placeholder is "
+              "removed");
+  f.AddString("view-in-browser-url-base", &dispatch.view_in_browser_url_base,
+              "web view {{view_in_browser_url}} links to, with ?d=<delivery id>; empty: the placeholder is removed");
   f.AddDuration("idempotency-retention", &key_retention,
                 "how long an idempotency key replays its first response (at least 24h)");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
@@ -134,6 +153,16 @@ int main(int argc, char** argv) {
     directory = std::make_unique<bc::GrpcCustomerDirectory>(infostore, infostore_timeout);
     sink = std::make_unique<ecrm::outbox::InfostoreEventSink>(infostore, outbox_timeout);
   }
+  std::unique_ptr<bc::GrpcTemplateRenderer> renderer;
+  if (!personalisation_address.empty()) {
+    renderer = std::make_unique<bc::GrpcTemplateRenderer>(ecrm::server::OutboundChannel(personalisation_address),
+                                                          dispatch.render_timeout);
+  }
+  std::unique_ptr<bc::GrpcSegmentDirectory> segments;
+  if (!segmentation_address.empty()) {
+    segments = std::make_unique<bc::GrpcSegmentDirectory>(ecrm::server::OutboundChannel(segmentation_address),
+                                                          segmentation_timeout);
+  }
   ecrm::server::Executor& executor = *stores->executor;
   ecrm::sql::Database& db = *stores->db;
   bc::BroadcastMetrics metrics(runner.metrics());
@@ -141,12 +170,14 @@ int main(int argc, char** argv) {
   ecrm::outbox::Outbox outbox(db);
   bc::Profiles profiles(stores->profiles.get(), directory.get());
   bc::FrequencyCaps caps(caps_config);
-  bc::Dispatcher dispatcher(db, outbox, profiles, caps, by_channel, metrics, dispatch);
+  bc::Dispatcher dispatcher(db, outbox, profiles, renderer.get(), caps, by_channel, metrics, dispatch);
   auto wake = [&dispatcher] { dispatcher.Wake(); };
   bc::Deliveries deliveries(
       db, keys, outbox, profiles,
       {.available = dispatcher.available(), .profile_timeout = infostore_timeout, .metrics = &metrics}, wake);
   bc::Broadcasts broadcasts(db, keys, dispatcher.available(), wake);
+  broadcasts.SetSegments(segments.get(), segmentation_timeout);
+  broadcasts.SetTemplates(renderer.get(), dispatch.render_timeout);
   bc::Suppressions suppressions(db);
   bc::CustomerData customer_data(db);
   std::unique_ptr<ecrm::outbox::RelayMetrics> relay_metrics;

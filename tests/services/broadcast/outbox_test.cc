@@ -96,11 +96,82 @@ class FakeChannel final : public bc::Channel {
     std::lock_guard lock(mu_);
     return static_cast<int>(messages_.size());
   }
+  std::vector<bc::OutgoingMessage> Messages() {
+    std::lock_guard lock(mu_);
+    return messages_;
+  }
 
  private:
   std::mutex mu_;
   std::map<std::string, int> sent_;
   std::vector<bc::OutgoingMessage> messages_;
+};
+
+// Personalisation: templates whose "{{name}}" is the customer's name, customers it cannot render
+// (with the status why), or down altogether; records every call.
+class FakeRenderer final : public bc::TemplateRenderer {
+ public:
+  struct Template {
+    std::string subject, text, html;
+  };
+  std::map<std::string, Template> templates;
+  std::map<std::string, std::string> names;
+  std::map<std::string, absl::Status> failing;
+  absl::Status down;
+  std::vector<std::pair<std::string, std::vector<std::string>>> calls;
+
+  absl::StatusOr<bc::RenderBatch> BatchRender(const std::string& template_id,
+                                              absl::Span<const std::string> customer_ids, absl::Time) override {
+    std::lock_guard lock(mu_);
+    calls.emplace_back(template_id, std::vector<std::string>(customer_ids.begin(), customer_ids.end()));
+    if (!down.ok()) return down;
+    auto t = templates.find(template_id);
+    if (t == templates.end()) return absl::NotFoundError("no such template");
+    bc::RenderBatch out;
+    for (const std::string& id : customer_ids) {
+      if (failing.contains(id)) {
+        out.by_customer.emplace(id, failing[id]);
+        continue;
+      }
+      auto fill = [&](std::string text) {
+        for (size_t at; (at = text.find("{{name}}")) != std::string::npos;) text.replace(at, 8, names[id]);
+        return text;
+      };
+      out.by_customer.emplace(
+          id, bc::RenderedContent{fill(t->second.subject), fill(t->second.text), fill(t->second.html), 3, {}});
+    }
+    return out;
+  }
+  absl::Status CheckTemplate(const std::string& template_id, absl::Time) override {
+    std::lock_guard lock(mu_);
+    if (!down.ok()) return down;
+    if (!templates.contains(template_id)) return absl::NotFoundError("content.template_id: no such template");
+    return absl::OkStatus();
+  }
+
+ private:
+  std::mutex mu_;
+};
+
+// Segmentation: segments as lists of members, handed over two at a time.
+class FakeSegments final : public bc::SegmentDirectory {
+ public:
+  std::map<std::string, std::vector<std::string>> segments;
+  absl::Status down;
+  int reads = 0;
+
+  absl::Status ForEachMember(const std::string& segment_id, absl::Time,
+                             const std::function<absl::Status(std::vector<std::string>)>& each) override {
+    ++reads;
+    if (!down.ok()) return down;
+    auto it = segments.find(segment_id);
+    if (it == segments.end()) return absl::NotFoundError("segment_id: no such segment");
+    for (size_t i = 0; i < it->second.size(); i += 2) {
+      std::vector<std::string> batch(it->second.begin() + i, it->second.begin() + std::min(i + 2, it->second.size()));
+      if (absl::Status s = each(std::move(batch)); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
 };
 
 struct Clock {
@@ -123,6 +194,8 @@ struct Engine {
   bc::BroadcastMetrics metrics{registry};
   FakeDirectory directory;
   FakeChannel email;
+  FakeRenderer renderer;
+  FakeSegments segments;
   Clock clock;
   ecrm::idempotency::Store keys{*db};
   ecrm::outbox::Outbox outbox{*db};
@@ -136,12 +209,17 @@ struct Engine {
   Engine(std::unique_ptr<ecrm::sql::Database> database, bc::CapConfig caps_config = {}, bc::DispatcherOptions opts = {})
       : db(std::move(database)), caps(std::move(caps_config)), options(std::move(opts)) {
     auto now = [this] { return clock.Get(); };
-    dispatcher = std::make_unique<bc::Dispatcher>(
-        *db, outbox, profiles, caps, bc::Dispatcher::Channels{{common::CHANNEL_EMAIL, &email}}, metrics, options, now);
+    dispatcher = std::make_unique<bc::Dispatcher>(*db, outbox, profiles, &renderer, caps,
+                                                  bc::Dispatcher::Channels{{common::CHANNEL_EMAIL, &email}}, metrics,
+                                                  options, now);
     deliveries = std::make_unique<bc::Deliveries>(
         *db, keys, outbox, profiles, bc::DeliveriesOptions{.available = dispatcher->available()}, nullptr, now);
     broadcasts = std::make_unique<bc::Broadcasts>(*db, keys, dispatcher->available(), nullptr, now);
   }
+  // Gives CreateBroadcast a segmentation engine to resolve segment_id.
+  void WithSegments() { broadcasts->SetSegments(&segments, absl::Minutes(1)); }
+  // Gives CreateBroadcast personalisation to check a template_id with.
+  void WithTemplates() { broadcasts->SetTemplates(&renderer, absl::Seconds(5)); }
 
   v1::SendMessageRequest Request(const std::string& customer, common::Channel ch = common::CHANNEL_EMAIL) {
     v1::SendMessageRequest req;
@@ -403,8 +481,8 @@ TEST_CASE("a lease that expires while a channel sends is claimed again: nothing 
   for (int i = 0; i < 5; ++i) ids.push_back(e.Send(absl::StrCat("c", i)).id());
   // The first worker stalls in the channel past its lease (as a crashed one would): another
   // claims the same rows, sends and records them; the first one's late outcome is ignored.
-  bc::Dispatcher other(*e.db, e.outbox, e.profiles, e.caps, {{common::CHANNEL_EMAIL, &e.email}}, e.metrics, opts,
-                       [&] { return e.clock.Get(); });
+  bc::Dispatcher other(*e.db, e.outbox, e.profiles, &e.renderer, e.caps, {{common::CHANNEL_EMAIL, &e.email}}, e.metrics,
+                       opts, [&] { return e.clock.Get(); });
   e.email.during_send = [&] {
     e.clock.Advance(absl::Seconds(31));
     auto n = other.RunOnce();
@@ -613,4 +691,213 @@ TEST_CASE("privacy: export, then erasure keeps only a hashed suppression of the 
   // The address comes back under a new customer: not messaged.
   e.directory.Put("ann", {common::CHANNEL_EMAIL});
   CHECK(e.Send("ann").suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
+}
+
+TEST_CASE("template content is rendered through personalisation, its placeholders filled per delivery") {
+  ecrm::testing::TempDir dir;
+  bc::DispatcherOptions opts;
+  opts.unsubscribe_url_base = "https://t.example.com/u";
+  opts.preferences_url_base = "https://t.example.com/p";
+  Engine e(Sqlite(dir), {}, opts);
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "Hello {{name}}. Unsubscribe: {{unsubscribe_url}}",
+                                     "<p>Hello {{name}}</p><a href=\"{{ unsubscribe_url }}\">out</a>"
+                                     "<a href=\"{{preferences_url}}\">prefs</a>{{view_in_browser_url}}{{other}}"};
+  for (const std::string id : {"ann", "bob", "cid", "dan"}) {
+    e.directory.Put(id, {common::CHANNEL_EMAIL, common::CHANNEL_WEB});
+    e.renderer.names[id] = id == "ann" ? "Ann" : id == "bob" ? "Bob" : "Cid";
+  }
+  e.directory.Put("eve", {});  // no consent: held back by the gate, never rendered
+  auto templated = [&](const std::string& customer, const std::string& template_id,
+                       common::Channel ch = common::CHANNEL_EMAIL) {
+    v1::SendMessageRequest req = e.Request(customer, ch);
+    req.mutable_content()->set_template_id(template_id);
+    auto d = e.deliveries->SendMessage(req);
+    REQUIRE(d.ok());
+    return *d;
+  };
+  v1::Delivery ann = templated("ann", "welcome");
+  v1::Delivery bob = templated("bob", "welcome");
+  v1::Delivery web = templated("ann", "welcome", common::CHANNEL_WEB);
+  v1::Delivery unknown = templated("cid", "nope");
+  e.renderer.failing["dan"] = absl::FailedPreconditionError("missing variable profile.first_name");
+  v1::Delivery dan = templated("dan", "welcome");
+  v1::Delivery eve = templated("eve", "welcome");
+  // Literal content carries the placeholders too.
+  v1::SendMessageRequest literal = e.Request("bob");
+  literal.mutable_content()->mutable_literal()->set_text_body("Bye: {{unsubscribe_url}}");
+  v1::Delivery lit = *e.deliveries->SendMessage(literal);
+  e.Drain();
+
+  // One call per template for every customer the gate lets through (ann once for two rows).
+  REQUIRE(e.renderer.calls.size() == 2);
+  std::map<std::string, std::vector<std::string>> calls(e.renderer.calls.begin(), e.renderer.calls.end());
+  CHECK(calls["welcome"] == std::vector<std::string>{"ann", "bob", "dan"});
+  CHECK(calls["nope"] == std::vector<std::string>{"cid"});
+
+  std::map<std::string, bc::OutgoingMessage> sent;
+  for (const bc::OutgoingMessage& m : e.email.Messages()) sent[m.delivery_id] = m;
+  REQUIRE(sent.size() == 3);
+  const bc::OutgoingMessage& m = sent.at(ann.id());
+  CHECK(m.subject == "Hi Ann");
+  CHECK(m.text_body == "Hello Ann. Unsubscribe: https://t.example.com/u?d=" + ann.id());
+  CHECK(m.html_body == "<p>Hello Ann</p><a href=\"https://t.example.com/u?d=" + ann.id() +
+                           "\">out</a><a href=\"https://t.example.com/p?d=" + ann.id() + "\">prefs</a>{{other}}");
+  CHECK(m.unsubscribe_url == "https://t.example.com/u?d=" + ann.id());
+  CHECK(sent.at(bob.id()).subject == "Hi Bob");
+  CHECK(sent.at(lit.id()).text_body == "Bye: https://t.example.com/u?d=" + lit.id());
+  CHECK(e.Get(ann.id()).subject() == "Hi Ann");  // the delivery records the rendered subject
+  CHECK(e.Get(ann.id()).state() == v1::DELIVERY_STATE_SENT);
+
+  // The web inbox shows the rendered HTML.
+  v1::GetInboxRequest inbox;
+  inbox.set_customer_id("ann");
+  auto got = e.deliveries->GetInbox(inbox);
+  REQUIRE(got.ok());
+  REQUIRE(got->messages_size() == 1);
+  CHECK(got->messages(0).delivery_id() == web.id());
+  CHECK(got->messages(0).subject() == "Hi Ann");
+  CHECK(got->messages(0).html_body().find("<p>Hello Ann</p><a href=\"https://t.example.com/u?d=" + web.id()) == 0);
+
+  // An unknown template, a customer personalisation cannot render: failed, saying why.
+  v1::Delivery u = e.Get(unknown.id());
+  CHECK(u.state() == v1::DELIVERY_STATE_FAILED);
+  CHECK(u.last_error().find("content.template_id") != std::string::npos);
+  CHECK(u.last_error().find("\"nope\"") != std::string::npos);
+  v1::Delivery f = e.Get(dan.id());
+  CHECK(f.state() == v1::DELIVERY_STATE_FAILED);
+  CHECK(f.last_error().find("missing variable profile.first_name") != std::string::npos);
+  CHECK(e.Get(eve.id()).suppression_reason() == v1::SUPPRESSION_REASON_NO_CONSENT);
+  CHECK(e.EventTypes().count("message_failed") == 2);
+}
+
+TEST_CASE("personalisation unavailable leaves template deliveries queued for a later attempt") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "Hello {{name}}", ""};
+  e.renderer.names["ann"] = "Ann";
+  e.renderer.names["bob"] = "Bob";
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  e.directory.Put("bob", {common::CHANNEL_EMAIL});
+  auto templated = [&](const std::string& customer) {
+    v1::SendMessageRequest req = e.Request(customer);
+    req.mutable_content()->set_template_id("welcome");
+    return *e.deliveries->SendMessage(req);
+  };
+  v1::Delivery ann = templated("ann");
+  v1::Delivery bob = templated("bob");
+  e.renderer.down = absl::UnavailableError("personalisation: connection refused");
+  e.renderer.failing["bob"] = absl::UnavailableError("personalisation: information store: down");
+  e.Drain();
+  CHECK(e.email.Total() == 0);
+  for (const v1::Delivery& d : {ann, bob}) {
+    v1::Delivery q = e.Get(d.id());
+    CHECK(q.state() == v1::DELIVERY_STATE_QUEUED);
+    CHECK(q.attempts() == 0);
+    CHECK(q.last_error() == "personalisation: connection refused");
+    CHECK(absl::FromUnixMicros(ecrm::util::Micros(q.next_attempt_at())) == e.clock.Get() + absl::Seconds(5));
+  }
+  // Back up: ann goes out; bob's store trouble at personalisation is temporary too.
+  e.renderer.down = absl::OkStatus();
+  e.clock.Advance(absl::Seconds(5));
+  e.Drain();
+  CHECK(e.email.Times(ann.id()) == 1);
+  CHECK(e.Get(ann.id()).subject() == "Hi Ann");
+  CHECK(e.Get(bob.id()).state() == v1::DELIVERY_STATE_QUEUED);
+  CHECK(e.Get(bob.id()).last_error() == "personalisation: information store: down");
+  e.renderer.failing.clear();
+  e.clock.Advance(absl::Seconds(5));
+  e.Drain();
+  CHECK(e.Get(bob.id()).state() == v1::DELIVERY_STATE_SENT);
+  CHECK(e.EventTypes() == std::multiset<std::string>{"message_sent", "message_sent"});
+}
+
+TEST_CASE("without personalisation, template deliveries fail naming the missing configuration") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  bc::Dispatcher plain(*e.db, e.outbox, e.profiles, nullptr, e.caps, {{common::CHANNEL_EMAIL, &e.email}}, e.metrics, {},
+                       [&] { return e.clock.Get(); });
+  v1::SendMessageRequest req = e.Request("ann");
+  req.mutable_content()->set_template_id("welcome");
+  v1::Delivery d = *e.deliveries->SendMessage(req);
+  REQUIRE(plain.RunOnce().value() == 1);
+  v1::Delivery f = e.Get(d.id());
+  CHECK(f.state() == v1::DELIVERY_STATE_FAILED);
+  CHECK(f.last_error().find("content.template_id") != std::string::npos);
+  CHECK(f.last_error().find("--personalisation-address") != std::string::npos);
+  CHECK(e.email.Total() == 0);
+}
+
+TEST_CASE("a segment_id audience is resolved through segmentation and loaded once") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.WithSegments();
+  e.segments.segments["vip"] = {"ann", "bob", "ann", "cid"};
+  e.segments.segments["empty"] = {};
+  for (const std::string id : {"ann", "bob", "cid"}) e.directory.Put(id, {common::CHANNEL_EMAIL});
+  v1::CreateBroadcastRequest req;
+  req.set_segment_id("vip");
+  req.set_purpose(common::PURPOSE_MARKETING);
+  req.mutable_content()->mutable_literal()->set_subject("VIP");
+  req.set_idempotency_key("vip-1");
+  auto job = e.broadcasts->Create(req);
+  INFO(job.status().ToString());
+  REQUIRE(job.ok());
+  CHECK(job->audience_size() == 3);
+  CHECK(job->by_state().at("QUEUED") == 3);
+  // The same key again: the same broadcast, the segment not read again, nothing loaded twice.
+  auto again = e.broadcasts->Create(req);
+  REQUIRE(again.ok());
+  CHECK(again->id() == job->id());
+  CHECK(e.segments.reads == 1);
+  e.Drain();
+  CHECK(e.email.Total() == 3);
+  CHECK(e.broadcasts->Get(job->id())->state() == v1::BROADCAST_STATE_COMPLETED);
+
+  auto code = [&](const std::string& segment) {
+    v1::CreateBroadcastRequest r = req;
+    r.set_segment_id(segment);
+    r.clear_idempotency_key();
+    return e.broadcasts->Create(r).status();
+  };
+  CHECK(code("nope").code() == absl::StatusCode::kNotFound);
+  CHECK(code("empty").code() == absl::StatusCode::kFailedPrecondition);
+  e.segments.down = absl::UnavailableError("segmentation: down");
+  CHECK(code("vip").code() == absl::StatusCode::kUnavailable);
+  auto listed = e.broadcasts->List({});
+  REQUIRE(listed.ok());
+  CHECK(listed->broadcasts_size() == 1);  // the failures left nothing behind
+  req.add_customer_ids("ann");
+  CHECK(e.broadcasts->Create(req).status().code() == absl::StatusCode::kInvalidArgument);  // both
+}
+
+TEST_CASE("CreateBroadcast refuses an unknown template, and still takes one when personalisation is down") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.WithTemplates();
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "", ""};
+  e.renderer.names["ann"] = "Ann";
+  e.directory.Put("ann", {common::CHANNEL_EMAIL});
+  v1::CreateBroadcastRequest req;
+  req.add_customer_ids("ann");
+  req.set_purpose(common::PURPOSE_MARKETING);
+  req.mutable_content()->set_template_id("nope");
+  absl::Status refused = e.broadcasts->Create(req).status();
+  CHECK(refused.code() == absl::StatusCode::kNotFound);
+  CHECK(refused.message().find("content.template_id") != std::string::npos);
+  CHECK(e.broadcasts->List({})->broadcasts_size() == 0);
+
+  req.mutable_content()->set_template_id("welcome");
+  req.set_idempotency_key("w-1");
+  e.renderer.down = absl::UnavailableError("personalisation: down");
+  auto job = e.broadcasts->Create(req);
+  REQUIRE(job.ok());
+  e.renderer.templates.clear();  // a replay does not ask again
+  CHECK(e.broadcasts->Create(req).ok());
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "", ""};
+  e.renderer.down = absl::OkStatus();
+  e.Drain();
+  CHECK(e.broadcasts->Get(job->id())->state() == v1::BROADCAST_STATE_COMPLETED);
+  REQUIRE(e.email.Messages().size() == 1);
+  CHECK(e.email.Messages()[0].subject == "Hi Ann");
 }

@@ -1,0 +1,95 @@
+#include "clients/personalisation_grpc.h"
+
+#include <grpcpp/client_context.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
+#include "ecrm/server/channel.h"
+
+namespace ecrm::broadcast {
+
+namespace {
+
+// BatchRenderResponse.failed carries only why, as text: personalisation's reasons for a customer
+// it could not read now (its information store down or not configured) are worth another
+// attempt; "does not exist" is an unknown customer; anything else (strict mode's missing
+// variable) is the template's, for good.
+absl::Status CustomerFailure(const std::string& why) {
+  const std::string message = absl::StrCat("personalisation: ", why);
+  if (absl::StartsWith(why, "information store") || absl::StrContains(why, "profile cache")) {
+    return absl::UnavailableError(message);
+  }
+  if (absl::StrContains(why, "does not exist")) return absl::NotFoundError(message);
+  return absl::FailedPreconditionError(message);
+}
+
+}  // namespace
+
+absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string& template_id,
+                                                              absl::Span<const std::string> customer_ids,
+                                                              absl::Time deadline) {
+  if (customer_ids.empty()) return RenderBatch{};
+  if (static_cast<int>(customer_ids.size()) > kMaxBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("customer_ids: at most ", kMaxBatch, " per BatchRender"));
+  }
+  grpc::ClientContext ctx;
+  // The smaller of the configured timeout, the caller's deadline and the RPC's own budget.
+  server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
+  personalisation::v1::BatchRenderRequest req;
+  req.set_template_id(template_id);
+  for (const std::string& id : customer_ids) req.add_customer_ids(id);
+  personalisation::v1::BatchRenderResponse resp;
+  grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->BatchRender(&ctx, req, &resp);
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(
+          absl::StrCat("personalisation has no template \"", template_id, "\" (", s.error_message(), ")"));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(absl::StrCat("personalisation refused the render: ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
+    default:
+      return absl::UnavailableError(absl::StrCat("personalisation: rendering failed: ", s.error_message()));
+  }
+  RenderBatch out;
+  for (personalisation::v1::RenderedMessage& m : *resp.mutable_messages()) {
+    RenderedContent c;
+    c.subject = std::move(*m.mutable_subject());
+    c.text_body = std::move(*m.mutable_text_body());
+    c.html_body = std::move(*m.mutable_html_body());
+    c.template_version = m.template_version();
+    c.missing_variables.assign(m.missing_variables().begin(), m.missing_variables().end());
+    out.by_customer.insert_or_assign(m.customer_id(), std::move(c));
+  }
+  for (const auto& [customer, why] : resp.failed()) out.by_customer.insert_or_assign(customer, CustomerFailure(why));
+  return out;
+}
+
+absl::Status GrpcTemplateRenderer::CheckTemplate(const std::string& template_id, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
+  personalisation::v1::GetTemplateRequest req;
+  req.set_id(template_id);
+  personalisation::v1::Template t;
+  grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->GetTemplate(&ctx, req, &t);
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return absl::OkStatus();
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(
+          absl::StrCat("content.template_id: personalisation has no template \"", template_id, "\""));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(absl::StrCat("content.template_id: ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
+    default:
+      return absl::UnavailableError(absl::StrCat("personalisation: reading the template failed: ", s.error_message()));
+  }
+}
+
+}  // namespace ecrm::broadcast
