@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A real SMTP server for tests (aiosmtpd, Debian python3-aiosmtpd), on 127.0.0.1.
+"""A real SMTP server for tests and the local suite (aiosmtpd, Debian python3-aiosmtpd), on 127.0.0.1.
 
 Listens on port 0 and writes the port it got to --port-file (atomically, so a reader that sees
 the file sees the whole number). Stores every accepted message in --dir as msg-NNNNN.eml (the
@@ -118,6 +118,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port-file", required=True)
+    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 (tests): any free one")
     parser.add_argument("--auth")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
@@ -145,7 +146,7 @@ def main():
 
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(
-        loop.create_server(lambda: FaultySMTP(handler, loop=loop, **kwargs), host="127.0.0.1", port=0))
+        loop.create_server(lambda: FaultySMTP(handler, loop=loop, **kwargs), host="127.0.0.1", port=args.port))
     port = server.sockets[0].getsockname()[1]
     write_atomically(args.port_file, str(port).encode())
     print("smtp_server listening on 127.0.0.1:%d" % port, flush=True)

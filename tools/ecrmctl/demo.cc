@@ -6,6 +6,7 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <iostream>
@@ -180,36 +181,40 @@ class Demo {
   }
 
   void Generate() {
-    std::uniform_real_distribution<double> u(0, 1);
     const absl::Time now = absl::Now();
     const absl::Time start = now - absl::Hours(24 * 365);
     prices_.resize(static_cast<size_t>(o_.products));
-    for (auto& p : prices_) p = 500 + static_cast<int64_t>(u(rng_) * 19500);  // €5 – €200
+    std::uniform_real_distribution<double> price(0, 1);
+    for (auto& p : prices_) p = 500 + static_cast<int64_t>(price(rng_) * 19500);  // €5 – €200
     customers_.resize(static_cast<size_t>(o_.customers));
     for (size_t i = 0; i < customers_.size(); ++i) {
+      // Each customer from their own stream: who they are does not depend on anyone's history
+      // (a second run, minutes later, makes the same customers and so the same requests).
+      std::mt19937_64 rng(static_cast<uint64_t>(o_.seed) * 1000003u + i);
+      auto u = [&rng] { return std::uniform_real_distribution<double>(0, 1)(rng); };
       Customer& c = customers_[i];
       c.email = absl::StrCat("customer", i, "@shop.example");
-      c.place = static_cast<int>(u(rng_) * std::size(kPlaces));
-      const double r = u(rng_);
+      c.place = static_cast<int>(u() * std::size(kPlaces));
+      const double r = u();
       c.persona = r < 0.2 ? 0 : r < 0.5 ? 1 : r < 0.8 ? 2 : 3;
-      c.favourite[0] = static_cast<int>(u(rng_) * std::size(kCategories));
-      c.favourite[1] = static_cast<int>(u(rng_) * std::size(kCategories));
-      c.consents = u(rng_) < 0.88;
+      c.favourite[0] = static_cast<int>(u() * std::size(kCategories));
+      c.favourite[1] = static_cast<int>(u() * std::size(kCategories));
+      c.consents = u() < 0.88;
       const double mean_gap_days[] = {25, 55, 40, 0};
       absl::Time end = now - absl::Hours(24);
-      if (c.persona == 2) end = now - absl::Hours(24 * (100 + u(rng_) * 150));  // stopped 100-250 days ago
-      absl::Time t = start + absl::Hours(24 * u(rng_) * (c.persona == 3 ? 360 : 40));
+      if (c.persona == 2) end = now - absl::Hours(24 * (100 + u() * 150));  // stopped 100-250 days ago
+      absl::Time t = start + absl::Hours(24 * u() * (c.persona == 3 ? 360 : 40));
       while (t < end) {
         const int month = absl::ToCivilMonth(t, absl::UTCTimeZone()).month();
         const bool season = month == 11 || month == 12;
-        if (c.persona == 3 || u(rng_) < (season ? 1.0 : 0.65)) {  // more orders before Christmas
+        if (c.persona == 3 || u() < (season ? 1.0 : 0.65)) {  // more orders before Christmas
           Order order{t, {}};
-          const int lines = 1 + static_cast<int>(u(rng_) * 3);
+          const int lines = 1 + static_cast<int>(u() * 3);
           for (int l = 0; l < lines; ++l) order.products.push_back(Product(c, u));
           c.orders.push_back(std::move(order));
         }
         if (c.persona == 3) break;
-        t += absl::Hours(24 * mean_gap_days[c.persona] * -std::log(1 - u(rng_) * 0.999));
+        t += absl::Hours(24 * mean_gap_days[c.persona] * -std::log(1 - u() * 0.999));
       }
     }
   }
@@ -219,8 +224,8 @@ class Demo {
   int Product(const Customer& c, U& u) {
     const int per_category = static_cast<int>(o_.products / static_cast<int64_t>(std::size(kCategories)));
     const int category =
-        u(rng_) < 0.8 ? c.favourite[u(rng_) < 0.5 ? 0 : 1] : static_cast<int>(u(rng_) * std::size(kCategories));
-    return category * per_category + static_cast<int>(u(rng_) * per_category);
+        u() < 0.8 ? c.favourite[u() < 0.5 ? 0 : 1] : static_cast<int>(u() * std::size(kCategories));
+    return category * per_category + static_cast<int>(u() * per_category);
   }
 
   std::string Sku(int p) const { return absl::StrFormat("%s-%04d", kCategories[p / (o_.products / 10)], p); }
@@ -290,7 +295,7 @@ class Demo {
   // writes them), and product page views of the last 90 days.
   bool LoadHistory() {
     std::vector<is::Event> events;
-    std::uniform_real_distribution<double> u(0, 1);
+    auto u = [this] { return std::uniform_real_distribution<double>(0, 1)(rng_); };
     const absl::Time now = absl::Now();
     int64_t orders = 0;
     for (size_t i = 0; i < customers_.size(); ++i) {
@@ -319,14 +324,14 @@ class Demo {
         events.push_back(std::move(e));
         ++orders;
       }
-      const int views = c.persona == 2 ? 0 : static_cast<int>(u(rng_) * 4);
+      const int views = c.persona == 2 ? 0 : static_cast<int>(u() * 4);
       for (int k = 0; k < views; ++k) {
         is::Event e;
         e.set_event_id(absl::StrCat("demo-view-", i, "-", k));
         e.mutable_customer()->set_customer_id(c.id);
         e.set_type("product_viewed");
         *e.mutable_occurred_at() =
-            TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now - absl::Hours(24 * 90 * u(rng_))));
+            TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(now - absl::Hours(24 * 90 * u())));
         e.set_touchpoint(common::v1::TOUCHPOINT_WEB);
         (*e.mutable_properties())["sku"].set_string_value(Sku(Product(c, u)));
         events.push_back(std::move(e));
@@ -425,7 +430,7 @@ class Demo {
     auto seg = sg::Segmentation::NewStub(inv_.Channel("segmentation"));
     auto pers = ps::Personalisation::NewStub(inv_.Channel("personalisation"));
     // The segment: regular buyers who have not bought for three months.
-    const std::string name = "demo: lapsed regulars";
+    const std::string name = "lapsed-regulars";
     sg::CreateSegmentRequest create;
     create.mutable_segment()->set_name(name);
     create.mutable_segment()->set_description("bought at least twice, but not in the last 90 days");
@@ -447,7 +452,7 @@ class Demo {
     // The message, rendered per customer by personalisation.
     ps::CreateTemplateRequest tpl;
     auto* t = tpl.mutable_template_();
-    t->set_name("demo win-back");
+    t->set_name("win-back");
     t->set_channel(common::v1::CHANNEL_EMAIL);
     t->set_subject("We miss you, {{profile.first_name}}");
     t->set_text_body(
@@ -539,23 +544,31 @@ class Demo {
     return true;
   }
 
-  // Each customer of the audience buys with the control's chance, or with the uplift added when
-  // in the treatment group: real orders, so the purchase events flow back as they would.
+  // In each group, the share of customers the true rates say buy (the control's rate, or the
+  // uplift added in the treatment group), picked at random: real orders, so the purchase events
+  // flow back as they would. Exact shares rather than a coin per customer keep the demo's own
+  // sampling noise out of the comparison with the measured uplift.
   bool Respond() {
-    std::uniform_real_distribution<double> u(0, 1);
-    std::vector<std::pair<std::string, std::vector<int>>> orders;
+    auto u = [this] { return std::uniform_real_distribution<double>(0, 1)(rng_); };
     std::map<std::string, const Customer*> by_id;
     for (const Customer& c : customers_) by_id[c.id] = &c;
+    std::vector<std::string> groups[2];  // control, treatment
     for (const std::string& id : audience_) {
-      const bool treated = treatment_.count(id) > 0;
+      if (by_id.count(id) > 0) groups[treatment_.count(id)].push_back(id);
+    }
+    std::vector<std::pair<std::string, std::vector<int>>> orders;
+    for (int treated = 0; treated < 2; ++treated) {
+      std::vector<std::string>& g = groups[treated];
+      std::shuffle(g.begin(), g.end(), rng_);
       const double p = o_.base_conversion + (treated ? o_.true_uplift : 0);
-      if (u(rng_) >= p) continue;
-      auto it = by_id.find(id);
-      if (it == by_id.end()) continue;  // not one of ours (an earlier run's data is the same customers)
-      std::vector<int> lines = {Product(*it->second, u)};
-      if (u(rng_) < 0.4) lines.push_back(Product(*it->second, u));
-      orders.emplace_back(id, std::move(lines));
-      (treated ? placed_treatment_ : placed_control_)++;
+      const auto buyers = static_cast<size_t>(std::llround(p * static_cast<double>(g.size())));
+      for (size_t k = 0; k < buyers && k < g.size(); ++k) {
+        const Customer& c = *by_id[g[k]];
+        std::vector<int> lines = {Product(c, u)};
+        if (const int second = Product(c, u); u() < 0.4 && second != lines[0]) lines.push_back(second);
+        orders.emplace_back(g[k], std::move(lines));
+        (treated ? placed_treatment_ : placed_control_)++;
+      }
     }
     auto shop = tx::Transaction::NewStub(inv_.Channel("transaction"));
     bool ok = Parallel(
