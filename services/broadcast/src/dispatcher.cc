@@ -371,8 +371,9 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         m.subject = content.subject();
         m.text_body = content.text_body();
         m.html_body = content.html_body();
-        if (d.purpose() == common::v1::PURPOSE_MARKETING && !options_.unsubscribe_url_base.empty()) {
-          m.unsubscribe_url = absl::StrCat(options_.unsubscribe_url_base, "?d=", d.id());
+        if (d.purpose() == common::v1::PURPOSE_MARKETING && options_.links != nullptr) {
+          m.unsubscribe_url = options_.links->UnsubscribeUrl(d.id());
+          m.html_body = options_.links->Track(d.id(), m.html_body);
         }
         m.campaign_id = d.campaign_id();
         out.push_back(std::move(m));
