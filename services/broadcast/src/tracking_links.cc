@@ -106,7 +106,10 @@ std::string TrackingLinks::UnsubscribeUrl(absl::string_view delivery_id) const {
 
 std::string TrackingLinks::Track(absl::string_view delivery_id, absl::string_view html) const {
   if (html.empty()) return "";
-  std::string out = RewriteLinks(html, [&](absl::string_view url) { return ClickUrl(delivery_id, url); });
+  // Links to the engine's own endpoints (an unsubscribe link in the body) stay as they are.
+  std::string out = RewriteLinks(html, [&](absl::string_view url) {
+    return absl::StartsWith(url, absl::StrCat(base_url_, "/")) ? std::string(url) : ClickUrl(delivery_id, url);
+  });
   const std::string pixel = absl::StrCat("<img src=\"", absl::StrReplaceAll(OpenUrl(delivery_id), {{"&", "&amp;"}}),
                                          "\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">");
   const size_t end = FindBodyEnd(out);

@@ -41,8 +41,8 @@ class TrackingLinks {
   std::string Sign(LinkKind kind, absl::string_view delivery_id, absl::string_view url = "") const;
 
   // The HTML body with every http(s) link (href="http…" or href='http…') turned into its click
-  // URL and the open pixel added before </body> (at the end when there is none). Empty stays
-  // empty.
+  // URL (except links under the base URL itself, such as an unsubscribe link in the body) and
+  // the open pixel added before </body> (at the end when there is none). Empty stays empty.
   std::string Track(absl::string_view delivery_id, absl::string_view html) const;
 
   const std::string& base_url() const { return base_url_; }

@@ -106,6 +106,10 @@ TEST_CASE("tracking links: an HTML body's http(s) links become signed click link
   const size_t at = out.find(pixel);
   REQUIRE(at != std::string::npos);
   CHECK(at < out.find("</BODY>"));
+  // The engine's own links (an unsubscribe link in the body) are not wrapped in a click.
+  const std::string own = links.UnsubscribeUrl("d_1");
+  CHECK(absl::StrContains(links.Track("d_1", absl::StrCat("<a href=\"", own, "\">stop</a>")),
+                          absl::StrCat("href=\"", absl::StrReplaceAll(own, {{"&", "&amp;"}}), "\"")));
   // No </body>: the pixel at the end; empty stays empty; an unterminated attribute is left alone.
   CHECK(absl::EndsWith(links.Track("d_1", "<p>x</p>"), "style=\"display:block;border:0\">"));
   CHECK(links.Track("d_1", "").empty());
