@@ -105,7 +105,7 @@ struct Env {
   std::unique_ptr<httplib::Client> http;
   int http_port = 0;
 
-  Env() {
+  explicit Env(std::vector<std::string> database_args) {
     auto s = ecrm::testing::SmtpTestServer::Start();
     if (!s.ok()) FAIL(s.status().ToString());
     smtp = std::move(*s);
@@ -117,11 +117,17 @@ struct Env {
     setenv("ECRM_TRACKING_SECRET", kTrackingSecret.c_str(), 1);
     setenv("ECRM_PROVIDER_WEBHOOK_SECRET", kProviderSecret.c_str(), 1);
     const std::string port_file = dir.path() + "/http-port";
-    broadcast =
-        Start(ecrm::testing::Binary("broadcast"),
-              {"--redis-url=" + Redis().url(), "--infostore-address=" + infostore->grpc_address(),
-               "--smtp-url=" + smtp->Url(), "--smtp-from=shop@example.com", "--http-address=127.0.0.1:0",
-               "--http-port-file=" + port_file, "--retry-base=50ms", "--retry-max=200ms", "--max-attempts=1000"});
+    std::vector<std::string> args = {"--redis-url=" + Redis().url(),
+                                     "--infostore-address=" + infostore->grpc_address(),
+                                     "--smtp-url=" + smtp->Url(),
+                                     "--smtp-from=shop@example.com",
+                                     "--http-address=127.0.0.1:0",
+                                     "--http-port-file=" + port_file,
+                                     "--retry-base=50ms",
+                                     "--retry-max=200ms",
+                                     "--max-attempts=1000"};
+    args.insert(args.end(), database_args.begin(), database_args.end());
+    broadcast = Start(ecrm::testing::Binary("broadcast"), args);
     stub = v1::Broadcast::NewStub(broadcast->channel());
     std::ifstream in(port_file);
     std::string line;
@@ -219,8 +225,9 @@ struct Env {
 
 }  // namespace
 
-TEST_CASE("one-click unsubscribe, clicks, the pixel, provider webhooks and DSNs against the real engine") {
-  Env e;
+namespace {
+
+void Run(Env& e) {
   const std::string ann = e.NewCustomer("ann@example.com");
 
   // 1. A marketing mail goes out with both RFC 8058 headers and tracked HTML.
@@ -383,4 +390,19 @@ TEST_CASE("one-click unsubscribe, clicks, the pixel, provider webhooks and DSNs 
   CHECK(absl::StrContains(metrics, "ecrm_broadcast_http_requests_total{code=\"400\",endpoint=\"click\"} 2"));
   CHECK(absl::StrContains(metrics, "ecrm_broadcast_http_requests_total{code=\"200\",endpoint=\"unsubscribe\"} 2"));
   CHECK(absl::StrContains(metrics, "ecrm_broadcast_http_requests_total{code=\"200\",endpoint=\"open\"} 1"));
+}
+
+}  // namespace
+
+TEST_CASE("one-click unsubscribe, clicks, the pixel, provider webhooks and DSNs against the real engine") {
+  SECTION("sqlite") {
+    Env e({});
+    Run(e);
+  }
+  SECTION("postgres") {
+    auto db = ecrm::testing::Postgres().CreateUniqueDatabase();
+    REQUIRE(db.ok());
+    Env e({"--database-url=" + ecrm::testing::Postgres().url(*db)});
+    Run(e);
+  }
 }
