@@ -82,7 +82,7 @@ start() {
     [infostore]="--privacy-engines=segmentation=127.0.0.1:50052,personalisation=127.0.0.1:50053,broadcast=127.0.0.1:50054,transaction=127.0.0.1:50055"
     [segmentation]="$peers --broadcast-address=127.0.0.1:50054 --scores-interval=${ECRM_SCORES_INTERVAL:-15s}"
     [personalisation]="$peers"
-    [broadcast]="$peers --personalisation-address=127.0.0.1:50053 --segmentation-address=127.0.0.1:50052 --smtp-url=smtp://127.0.0.1:$smtp_port --smtp-from=shop@shop.example --smtp-from-name=ecrm-demo-shop --unsubscribe-url-base=http://127.0.0.1:8080/unsubscribe"
+    [broadcast]="$peers --personalisation-address=127.0.0.1:50053 --segmentation-address=127.0.0.1:50052 --smtp-url=smtp://127.0.0.1:$smtp_port --smtp-from=shop@shop.example --smtp-from-name=ecrm-demo-shop --http-address=127.0.0.1:8080"
     [transaction]="$peers"
   )
   for spec in "${engines[@]}"; do

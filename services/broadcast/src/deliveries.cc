@@ -212,7 +212,11 @@ absl::StatusOr<v1::Delivery> Deliveries::RecordDeliveryEvent(const v1::RecordDel
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     ECRM_ASSIGN_OR_RETURN(DeliveryRow row, LockDelivery(c, req));
     v1::Delivery& d = row.delivery;
-    if (d.state() != v1::DELIVERY_STATE_SENT && d.state() != v1::DELIVERY_STATE_DELIVERED &&
+    // An unsubscribe counts whatever became of the message since (queued again after a soft
+    // bounce, failed): the customer read it, and the link stops what is still queued.
+    const bool unsubscribe = req.type() == v1::DELIVERY_EVENT_TYPE_UNSUBSCRIBED &&
+                             d.channel() != common::v1::CHANNEL_UNSPECIFIED && d.attempts() > 0;
+    if (d.state() != v1::DELIVERY_STATE_SENT && d.state() != v1::DELIVERY_STATE_DELIVERED && !unsubscribe &&
         !(d.state() == v1::DELIVERY_STATE_FAILED && req.type() == v1::DELIVERY_EVENT_TYPE_HARD_BOUNCE)) {
       return absl::FailedPreconditionError(absl::StrCat("delivery ", d.id(), " is ", v1::DeliveryState_Name(d.state()),
                                                         ": events are recorded once a message was sent"));

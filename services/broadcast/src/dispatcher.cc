@@ -401,8 +401,8 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         cl.content = cl.row.message.content().literal();
       }
       cl.content = FillPlaceholders(std::move(cl.content),
-                                    LinksFor(d.id(), options_.unsubscribe_url_base, options_.preferences_url_base,
-                                             options_.view_in_browser_url_base));
+                                    LinksFor(d.id(), options_.links ? options_.links->UnsubscribeUrl(d.id()) : "",
+                                             options_.preferences_url_base, options_.view_in_browser_url_base));
       ECRM_ASSIGN_OR_RETURN(bool admitted, caps_.Admit(c, d.id(), d.customer_id(), d.channel(), d.purpose(),
                                                        cl.row.message.category(), now));
       if (!admitted) {
@@ -475,8 +475,9 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         m.subject = content.subject();
         m.text_body = content.text_body();
         m.html_body = content.html_body();
-        if (d.purpose() == common::v1::PURPOSE_MARKETING && !options_.unsubscribe_url_base.empty()) {
-          m.unsubscribe_url = UnsubscribeUrl(options_.unsubscribe_url_base, d.id());
+        if (d.purpose() == common::v1::PURPOSE_MARKETING && options_.links != nullptr) {
+          m.unsubscribe_url = options_.links->UnsubscribeUrl(d.id());
+          m.html_body = options_.links->Track(d.id(), m.html_body);
         }
         m.campaign_id = d.campaign_id();
         out.push_back(std::move(m));

@@ -40,6 +40,7 @@
 #include "metrics.h"
 #include "profiles.h"
 #include "rate_limit.h"
+#include "tracking_links.h"
 
 namespace ecrm::broadcast {
 
@@ -55,10 +56,12 @@ struct DispatcherOptions {
   absl::Duration unavailable_retry = absl::Seconds(5);  // profile unreadable: try again after this
   absl::Duration inbox_ttl = absl::Hours(24 * 90);
   std::map<common::v1::Channel, double> channel_rate;  // messages a second; absent: unlimited
-  std::string unsubscribe_url_base;                    // marketing messages get <base>?d=<delivery id>
   std::string preferences_url_base;                    // {{preferences_url}}: <base>?d=<delivery id>
   std::string view_in_browser_url_base;                // {{view_in_browser_url}}: <base>?d=<delivery id>
   absl::Duration render_timeout = absl::Seconds(5);    // one BatchRender call to personalisation
+  // Signs the unsubscribe URL of marketing messages and the open pixel and click links of their
+  // HTML (tracking_links.h); null: marketing messages carry none (SMTP refuses them).
+  const TrackingLinks* links = nullptr;
 };
 
 class Dispatcher {

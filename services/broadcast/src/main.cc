@@ -2,6 +2,7 @@
 #include <grpcpp/channel.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <map>
 
 #include "absl/strings/numbers.h"
@@ -25,12 +26,15 @@
 #include "ecrm/server/runner.h"
 #include "ecrm/server/stores.h"
 #include "frequency_caps.h"
+#include "http_server.h"
 #include "metrics.h"
 #include "privacy.h"
 #include "profiles.h"
 #include "schema.h"
 #include "service.h"
 #include "suppressions.h"
+#include "tracking_endpoints.h"
+#include "tracking_links.h"
 
 namespace bc = ecrm::broadcast;
 
@@ -103,14 +107,31 @@ int main(int argc, char** argv) {
   f.AddDuration("retry-base", &dispatch.backoff_base, "first retry delay (doubling, with jitter)");
   f.AddDuration("retry-max", &dispatch.backoff_max, "longest retry delay");
   f.AddDuration("inbox-ttl", &dispatch.inbox_ttl, "how long a web inbox message is shown");
-  f.AddString("unsubscribe-url-base", &dispatch.unsubscribe_url_base,
-              "one-click unsubscribe endpoint marketing messages carry (RFC 8058) and {{unsubscribe_url}} "
-              "links to, with ?d=<delivery id>; empty: none");
   f.AddString("preferences-url-base", &dispatch.preferences_url_base,
               "preference centre {{preferences_url}} links to, with ?d=<delivery id>; empty: the placeholder is "
               "removed");
   f.AddString("view-in-browser-url-base", &dispatch.view_in_browser_url_base,
               "web view {{view_in_browser_url}} links to, with ?d=<delivery id>; empty: the placeholder is removed");
+  // The HTTP endpoints: open pixel, signed clicks, one-click unsubscribe, provider webhooks.
+  bc::HttpServerOptions http;
+  http.address = "";
+  std::string public_base_url, http_port_file;
+  int64_t http_threads = http.threads, http_max_body = static_cast<int64_t>(http.max_body_bytes);
+  absl::Duration webhook_max_age = absl::Minutes(5);
+  f.AddString("http-address", &http.address,
+              "host:port of the HTTP server (open pixel, clicks, one-click unsubscribe, provider webhooks; port 0 "
+              "picks one); empty: no HTTP server. Needs ECRM_TRACKING_SECRET");
+  f.AddString("public-base-url", &public_base_url,
+              "the URL the HTTP server is reached at from outside (https://t.example.com): the base of the pixel, "
+              "click and unsubscribe links in messages; empty: http://<the --http-address it bound>");
+  f.AddString("http-port-file", &http_port_file,
+              "once the HTTP server listens, write http_port=N to this file (replaced whole); empty: no file");
+  f.AddInt("http-threads", &http_threads, "HTTP handler threads");
+  f.AddInt("http-max-body", &http_max_body, "largest HTTP request body in bytes (413 above)");
+  f.AddDuration("http-read-timeout", &http.read_timeout, "reading an HTTP request (per read)");
+  f.AddDuration("http-write-timeout", &http.write_timeout, "writing an HTTP answer (per write)");
+  f.AddDuration("webhook-max-age", &webhook_max_age,
+                "how far a signed provider webhook's X-Ecrm-Timestamp may be from now");
   f.AddDuration("idempotency-retention", &key_retention,
                 "how long an idempotency key replays its first response (at least 24h)");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
@@ -143,6 +164,40 @@ int main(int argc, char** argv) {
   for (const auto& [channel, implementation] : channels->by_channel) by_channel[channel] = implementation.get();
   ecrm::log::Info("delivery channels",
                   {{"channels", channels->description.empty() ? "web inbox only" : channels->description}});
+
+  http.threads = static_cast<int>(http_threads);
+  http.max_body_bytes = static_cast<size_t>(std::max<int64_t>(1024, http_max_body));
+  // Secrets from the environment only: the links' key and the provider webhooks' key.
+  const char* tracking_secret = std::getenv("ECRM_TRACKING_SECRET");
+  const char* provider_secret = std::getenv("ECRM_PROVIDER_WEBHOOK_SECRET");
+  bc::HttpMetrics http_metrics(runner.metrics());
+  std::unique_ptr<bc::HttpServer> http_server;
+  if (!http.address.empty()) {
+    http_server = std::make_unique<bc::HttpServer>(http, http_metrics);
+    absl::StatusOr<int> port = http_server->Bind();
+    if (!port.ok()) return runner.Fail("HTTP server", port.status());
+    if (public_base_url.empty()) {
+      const std::string& host = http_server->host();
+      public_base_url =
+          absl::StrCat("http://", host.find(':') != std::string::npos ? "[" + host + "]" : host, ":", *port);
+    }
+    ecrm::log::Info("http listening", {{"http_port", *port}, {"public_base_url", public_base_url}});
+    if (!http_port_file.empty()) {
+      const std::string tmp = http_port_file + ".tmp";
+      std::ofstream(tmp) << "http_port=" << *port << "\n";
+      if (std::rename(tmp.c_str(), http_port_file.c_str()) != 0) {
+        return fail(absl::InvalidArgumentError(absl::StrCat("http-port-file: cannot write ", http_port_file)));
+      }
+    }
+  }
+  std::optional<bc::TrackingLinks> links;
+  if (!public_base_url.empty()) {
+    absl::StatusOr<bc::TrackingLinks> made =
+        bc::TrackingLinks::Create(public_base_url, tracking_secret ? tracking_secret : "");
+    if (!made.ok()) return fail(made.status());
+    links = std::move(*made);
+    dispatch.links = &*links;
+  }
 
   auto stores = ecrm::server::OpenStores(runner, bc::kMigrations, {.profile_cache = true});
   if (!stores.ok()) return runner.Fail("opening stores", stores.status());
@@ -188,6 +243,14 @@ int main(int argc, char** argv) {
     outbox.SetListener([r = relay.get()] { r->Notify(); });
     relay->Start();
   }
+  std::unique_ptr<bc::TrackingEndpoints> endpoints;
+  if (http_server) {
+    endpoints = std::make_unique<bc::TrackingEndpoints>(
+        *links, deliveries, directory.get(),
+        bc::TrackingEndpointsOptions{.webhook_secret = provider_secret ? provider_secret : "",
+                                     .webhook_max_age = webhook_max_age,
+                                     .consent_timeout = infostore_timeout});
+  }
   bc::BroadcastService service(deliveries, broadcasts, suppressions, executor);
   ecrm::server::CustomerDataService customer_data_service("broadcast", customer_data, executor);
   runner.AddService(&service, bc::v1::Broadcast::service_full_name());
@@ -203,9 +266,12 @@ int main(int argc, char** argv) {
       &runner.metrics());
   pruner.Start();
   dispatcher.Start();
-  // Workers stop claiming and finish the batch in hand; then the relay stops. Also after a
+  if (http_server) http_server->Start(*endpoints);
+  // The HTTP server stops taking requests and finishes those in hand; workers stop claiming and
+  // finish the batch in hand; then the relay stops (it relays what they recorded). Also after a
   // failed start, which never reaches the shutdown hooks (each stop is idempotent).
   auto stop_background = [&] {
+    if (http_server) http_server->Stop();
     dispatcher.Stop();
     pruner.Stop();
     if (relay) relay->Stop();

@@ -84,4 +84,29 @@ struct BroadcastMetrics {
   std::map<int, prometheus::Counter*> suppressed_;
 };
 
+// The HTTP endpoints (http_server.h): requests by endpoint (open, click, unsubscribe_page,
+// unsubscribe, provider_webhook, dsn, other) and status code, and their latency.
+struct HttpMetrics {
+  explicit HttpMetrics(prometheus::Registry& registry)
+      : requests(prometheus::BuildCounter()
+                     .Name("ecrm_broadcast_http_requests_total")
+                     .Help("Requests to the tracking, unsubscribe and provider endpoints, by endpoint and status code")
+                     .Register(registry)),
+        latency(prometheus::BuildHistogram()
+                    .Name("ecrm_broadcast_http_request_seconds")
+                    .Help("Time from a request's arrival to its answer, by endpoint")
+                    .Register(registry)) {}
+
+  void Request(const std::string& endpoint, int status, double seconds) {
+    requests.Add({{"endpoint", endpoint}, {"code", std::to_string(status)}}).Increment();
+    latency
+        .Add({{"endpoint", endpoint}},
+             prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5})
+        .Observe(seconds);
+  }
+
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Histogram>& latency;
+};
+
 }  // namespace ecrm::broadcast

@@ -71,11 +71,9 @@ std::string Fill(absl::string_view text, const DeliveryLinks& links, bool html) 
 
 }  // namespace
 
-std::string UnsubscribeUrl(absl::string_view base, absl::string_view delivery_id) { return Link(base, delivery_id); }
-
-DeliveryLinks LinksFor(absl::string_view delivery_id, absl::string_view unsubscribe_base,
+DeliveryLinks LinksFor(absl::string_view delivery_id, std::string unsubscribe_url,
                        absl::string_view preferences_base, absl::string_view view_in_browser_base) {
-  return {UnsubscribeUrl(unsubscribe_base, delivery_id), Link(preferences_base, delivery_id),
+  return {std::move(unsubscribe_url), Link(preferences_base, delivery_id),
           Link(view_in_browser_base, delivery_id)};
 }
 

@@ -11,18 +11,15 @@
 
 namespace ecrm::broadcast {
 
-// Where a delivery's links point: each "<base>?d=<delivery id>", empty when its base is empty.
+// Where a delivery's links point: the signed unsubscribe URL (tracking_links.h), the others each
+// "<base>?d=<delivery id>"; empty when not configured.
 struct DeliveryLinks {
   std::string unsubscribe;
   std::string preferences;
   std::string view_in_browser;
 };
 
-// The one-click unsubscribe URL of a delivery (RFC 8058's List-Unsubscribe and
-// {{unsubscribe_url}}): the one place it is built, so signing it changes only this.
-std::string UnsubscribeUrl(absl::string_view base, absl::string_view delivery_id);
-
-DeliveryLinks LinksFor(absl::string_view delivery_id, absl::string_view unsubscribe_base,
+DeliveryLinks LinksFor(absl::string_view delivery_id, std::string unsubscribe_url,
                        absl::string_view preferences_base, absl::string_view view_in_browser_base);
 
 // Replaces the three placeholders (also with spaces inside the braces: "{{ unsubscribe_url }}")

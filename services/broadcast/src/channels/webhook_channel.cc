@@ -1,8 +1,6 @@
 #include "channels/webhook_channel.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <deque>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "channels/curl_util.h"
+#include "channels/signing.h"
 
 namespace ecrm::broadcast {
 namespace {
@@ -114,12 +113,7 @@ absl::StatusOr<WebhookProfile> FindWebhookProfile(absl::string_view name) {
 }
 
 std::string WebhookSignature(absl::string_view secret, int64_t unix_seconds, absl::string_view body) {
-  std::string payload = absl::StrCat(unix_seconds, ".", body);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(), mac, &mac_len);
-  return absl::StrCat("v1=", absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(mac), mac_len)));
+  return RequestSignature(secret, unix_seconds, body);
 }
 
 // A multi handle with its connection cache, and the easy handles that went through it.

@@ -32,4 +32,23 @@ absl::StatusOr<infostore::v1::Customer> GrpcCustomerDirectory::GetCustomer(const
   }
 }
 
+absl::Status GrpcCustomerDirectory::UpdateConsent(const infostore::v1::UpdateConsentRequest& request,
+                                                  absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
+  infostore::v1::Customer customer;
+  grpc::Status s = infostore::v1::InformationStore::NewStub(channel_)->UpdateConsent(&ctx, request, &customer);
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return absl::OkStatus();
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(absl::StrCat("customer: no such customer (", s.error_message(), ")"));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(absl::StrCat("information store refused the consent: ", s.error_message()));
+    default:
+      return absl::UnavailableError(
+          absl::StrCat("information store: updating the consent failed: ", s.error_message()));
+  }
+}
+
 }  // namespace ecrm::broadcast
