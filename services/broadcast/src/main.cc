@@ -10,6 +10,7 @@
 #include "channels/channels_config.h"
 #include "clients/infostore_grpc.h"
 #include "deliveries.h"
+#include "delivery_backlog.h"
 #include "dispatcher.h"
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/log/log.h"
@@ -155,8 +156,11 @@ int main(int argc, char** argv) {
     relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_broadcast_outbox");
     relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, ecrm::outbox::RelayOptions{}, *relay_metrics);
     outbox.SetListener([r = relay.get()] { r->Notify(); });
+    runner.OnScrape([r = relay.get()] { r->RefreshAge(); });
     relay->Start();
   }
+  bc::DeliveryBacklog backlog(db, runner.metrics());
+  runner.OnScrape([&backlog] { backlog.Refresh(); });
   bc::BroadcastService service(deliveries, broadcasts, suppressions, executor);
   ecrm::server::CustomerDataService customer_data_service("broadcast", customer_data, executor);
   runner.AddService(&service, bc::v1::Broadcast::service_full_name());
