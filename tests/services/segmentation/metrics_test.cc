@@ -87,7 +87,7 @@ TEST_CASE("feed lag: the age of the newest saved change's commit, reset by a hea
   CHECK(c.LagAt(after + absl::Seconds(30)) >= 30);
 }
 
-TEST_CASE("segment sizes: one series per segment, by name; a deleted segment's series goes") {
+TEST_CASE("segment sizes: one series per segment, by name, and none for a deleted segment") {
   Consumer c;
   for (const char* name : {"viewers", "regulars"}) {
     v1::Segment s;
