@@ -13,6 +13,8 @@ check per engine (so the per-code RPC counter exists), scrapes each /metrics and
     is exported — by the engine its job="…" matcher names, else by at least one engine. A
     histogram's _bucket/_sum/_count count as the histogram; names with a colon must be recorded
     by the rules; `up` is Prometheus's own.
+  - the scrape-time gauges read what this machine says: the SQLite filesystem's size is
+    statvfs's, the database file is not empty, the Redis breaker is closed while Redis is up.
 
 Exits 77 (ctest: skipped) only when python3's yaml module or promtool is missing.
 """
@@ -196,6 +198,33 @@ def create_segment(grpc_port, tmp):
         raise RuntimeError(f"CreateSegment failed: {r.stdout} {r.stderr}")
 
 
+def sample_values(text):
+    """{series as written (name and labels): value} of a scrape."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+VALUE_PROBLEMS = []
+
+
+def check_values(engine, values, fs):
+    """The scrape-time gauges against what this machine says (the engines' SQLite is in tmp)."""
+    size = values.get("ecrm_sqlite_filesystem_size_bytes")
+    if size != fs.f_blocks * fs.f_frsize:
+        VALUE_PROBLEMS.append(f"ecrm-{engine}: ecrm_sqlite_filesystem_size_bytes is {size}, statvfs says "
+                              f"{fs.f_blocks * fs.f_frsize}")
+    database = values.get('ecrm_sqlite_file_size_bytes{file="database"}')
+    if not database or database > size:
+        VALUE_PROBLEMS.append(f"ecrm-{engine}: the SQLite database's size is {database}")
+    if "ecrm_redis_breaker_state" in values and values["ecrm_redis_breaker_state"] != 0:
+        VALUE_PROBLEMS.append(f"ecrm-{engine}: the Redis breaker reads {values['ecrm_redis_breaker_state']} with "
+                              "Redis up")
+
+
 def scrape_suite(build):
     tmp = tempfile.mkdtemp(prefix="ecrm-deploy-metrics-")
     procs = []
@@ -236,9 +265,12 @@ def scrape_suite(build):
         # A segment, so that the per-segment gauge has a series.
         create_segment(ports["segmentation"]["grpc_port"], tmp)
         exported = {}
+        fs = os.statvfs(tmp)
         for engine in ENGINES:
             url = f"http://127.0.0.1:{ports[engine]['metrics_port']}/metrics"
-            exported[engine] = exported_names(urllib.request.urlopen(url, timeout=30).read().decode())
+            text = urllib.request.urlopen(url, timeout=30).read().decode()
+            exported[engine] = exported_names(text)
+            check_values(engine, sample_values(text), fs)
         return exported
     finally:
         for p in reversed(procs):
@@ -322,6 +354,7 @@ def main():
                 problems.append(f"{source}: {title}: no engine exports {name}")
     print(f"{len(dashboards)} dashboard queries and {len(rules)} rules name {named} metrics; "
           f"the engines export {len(everything)} names")
+    problems += VALUE_PROBLEMS
     for p in problems:
         print("FAIL:", p)
     return 1 if problems else 0
