@@ -16,7 +16,9 @@ check per engine (so the per-code RPC counter exists), scrapes each /metrics and
   - the scrape-time gauges read what this machine says: the SQLite filesystem's size is
     statvfs's, the database file is not empty, the Redis breaker is closed while Redis is up.
 
-Exits 77 (ctest: skipped) only when python3's yaml module or promtool is missing.
+The rules are read as Prometheus reads them: a Prometheus server (Debian's `prometheus`, in
+scripts/install-deps.sh) loads them on a free loopback port and lists them on /api/v1/rules.
+Exits 77 (ctest: skipped) only when promtool or prometheus is missing.
 """
 import glob
 import json
@@ -46,12 +48,9 @@ def skip(why):
     sys.exit(77)
 
 
-try:
-    import yaml
-except ImportError:
-    skip("python3's yaml module is not installed (Debian package python3-yaml)")
-if shutil.which("promtool") is None:
-    skip("promtool is not installed (Debian package prometheus; scripts/install-deps.sh installs it)")
+for tool in ("promtool", "prometheus"):
+    if shutil.which(tool) is None:
+        skip(f"{tool} is not installed (Debian package prometheus; scripts/install-deps.sh installs it)")
 
 
 def matching(expr, i, open_c, close_c):
@@ -299,15 +298,40 @@ def grafana_exprs():
 
 
 def rule_exprs():
-    out, recorded = [], set()
-    for path in sorted(glob.glob(os.path.join(ROOT, "deploy", "prometheus", "rules", "*.yml"))):
-        with open(path) as f:
-            for g in yaml.safe_load(f)["groups"]:
-                for r in g["rules"]:
-                    if "record" in r:
-                        recorded.add(r["record"])
-                    out.append((os.path.basename(path), r.get("alert") or r.get("record"), r["expr"]))
-    return out, recorded
+    """(file, rule name, expression) of every rule, and the names recorded, from Prometheus itself."""
+    tmp = tempfile.mkdtemp(prefix="ecrm-deploy-rules-")
+    port = free_port()
+    config = os.path.join(tmp, "prometheus.json")  # JSON is YAML
+    with open(config, "w") as f:
+        json.dump({"rule_files": [os.path.join(ROOT, "deploy", "prometheus", "rules", "*.yml")]}, f)
+    log = open(os.path.join(tmp, "prometheus.log"), "w")
+    server = subprocess.Popen(["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+                               f"--storage.tsdb.path={tmp}/data"], stdout=log, stderr=log)
+    try:
+        def rules():
+            if server.poll() is not None:
+                raise RuntimeError("prometheus exited: " + open(os.path.join(tmp, "prometheus.log")).read()[-2000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5) as r:
+                    return json.load(r)["data"]["groups"]
+            except OSError:
+                return None
+        wait_for(lambda: rules(), "prometheus to load the rules")
+        out, recorded = [], set()
+        for g in rules():
+            for r in g["rules"]:
+                if r["type"] == "recording":
+                    recorded.add(r["name"])
+                out.append((os.path.basename(g["file"]), r["name"], r["query"]))
+        return out, recorded
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -323,8 +347,8 @@ def main():
     dashboards = grafana_exprs()
     rules, recorded = rule_exprs()
     # Every dashboard query parses: promtool checks them as recording rules.
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
-        yaml.safe_dump({"groups": [{"name": "dashboards", "rules": [
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:  # JSON is YAML
+        json.dump({"groups": [{"name": "dashboards", "rules": [
             {"record": f"dashboard_query_{i}", "expr": e} for i, (_, _, e) in enumerate(dashboards)]}]}, f)
     checked = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
     os.unlink(f.name)
