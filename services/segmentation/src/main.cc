@@ -117,7 +117,9 @@ int main(int argc, char** argv) {
     runner.OnScrape([f = feed.get()] { f->RefreshLag(); });
   }
   if (absl::Status s = segments.Load(); !s.ok()) return runner.Fail("loading segments", s);
-  runner.OnScrape([&metrics, &segments] { metrics.SetSegmentSizes(segments.Sizes()); });
+  runner.OnScrape([&metrics, &segments] {
+    if (auto sizes = segments.Sizes()) metrics.SetSegmentSizes(*sizes);  // else the last ones stay
+  });
 
   ecrm::server::Executor& executor = *stores->executor;
   std::unique_ptr<ecrm::segmentation::GrpcBroadcaster> broadcaster;

@@ -630,8 +630,9 @@ std::vector<std::string> Segments::Ids(absl::Span<const CustomerNo> numbers) con
   return ids;
 }
 
-std::vector<std::pair<std::string, uint64_t>> Segments::Sizes() const {
-  std::shared_lock lock(features_.mutex());
+std::optional<std::vector<std::pair<std::string, uint64_t>>> Segments::Sizes() const {
+  std::shared_lock lock(features_.mutex(), std::try_to_lock);
+  if (!lock.owns_lock()) return std::nullopt;
   std::vector<std::pair<std::string, uint64_t>> out;
   out.reserve(by_name_.size());
   for (const auto& [name, slot] : by_name_) out.emplace_back(name, slots_[slot]->members.cardinality());

@@ -97,7 +97,9 @@ TEST_CASE("segment sizes: one series per segment, by name, and none for a delete
   }
   REQUIRE(c.feed->Apply(EventMessage(1, absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())))).ok());
   auto sizes = [&] {
-    c.metrics.SetSegmentSizes(c.segments->Sizes());
+    auto segment_sizes = c.segments->Sizes();
+    REQUIRE(segment_sizes.has_value());
+    c.metrics.SetSegmentSizes(*segment_sizes);
     std::map<std::string, double> out;
     for (const prometheus::MetricFamily& f : c.registry.Collect()) {
       if (f.name != "ecrm_segmentation_segment_members") continue;
@@ -113,6 +115,9 @@ TEST_CASE("segment sizes: one series per segment, by name, and none for a delete
     if (s.name() == "viewers") REQUIRE(c.segments->Delete(s.id()).ok());
   }
   CHECK(sizes() == std::map<std::string, double>{{"regulars", 0}});
+  // While a writer holds the features, a scrape does not wait for it.
+  std::unique_lock writer(c.features.mutex());
+  CHECK_FALSE(c.segments->Sizes().has_value());
 }
 
 }  // namespace ecrm::segmentation
