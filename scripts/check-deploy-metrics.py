@@ -13,6 +13,7 @@ check per engine (so the per-code RPC counter exists), scrapes each /metrics and
     is exported — by the engine its job="…" matcher names, else by at least one engine. A
     histogram's _bucket/_sum/_count count as the histogram; names with a colon must be recorded
     by the rules; `up` is Prometheus's own.
+  - every alert's runbook_url is a section of docs/operations.md;
   - the scrape-time gauges read what this machine says: the SQLite filesystem's size is
     statvfs's, the database file is not empty, the Redis breaker is closed while Redis is up.
 
@@ -317,13 +318,15 @@ def rule_exprs():
             except OSError:
                 return None
         wait_for(lambda: rules(), "prometheus to load the rules")
-        out, recorded = [], set()
+        out, recorded, runbooks = [], set(), {}
         for g in rules():
             for r in g["rules"]:
                 if r["type"] == "recording":
                     recorded.add(r["name"])
+                else:
+                    runbooks[r["name"]] = r.get("annotations", {}).get("runbook_url", "")
                 out.append((os.path.basename(g["file"]), r["name"], r["query"]))
-        return out, recorded
+        return out, recorded, runbooks
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -345,7 +348,15 @@ def main():
     if gen.returncode != 0:
         problems.append(gen.stdout.strip() or gen.stderr.strip())
     dashboards = grafana_exprs()
-    rules, recorded = rule_exprs()
+    rules, recorded, runbooks = rule_exprs()
+    # Every alert links to its section of docs/operations.md (GitHub's heading anchors).
+    with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+        anchors = {re.sub(r"[^a-z0-9 _-]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                   for line in f if line.startswith("#")}
+    for alert, url in sorted(runbooks.items()):
+        doc, _, anchor = url.partition("#")
+        if doc != "docs/operations.md" or anchor not in anchors:
+            problems.append(f"{alert}: runbook_url {url!r} is no section of docs/operations.md")
     # Every dashboard query parses: promtool checks them as recording rules.
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:  # JSON is YAML
         json.dump({"groups": [{"name": "dashboards", "rules": [
