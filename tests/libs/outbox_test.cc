@@ -134,8 +134,9 @@ TEST_CASE("the relay delivers oldest first, in batches, and an event id appended
   for (const prometheus::MetricFamily& family : f.registry.Collect()) names.push_back(family.name);
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"ecrm_test_outbox_delivered_total",
-                                          "ecrm_test_outbox_delivery_failures_total", "ecrm_test_outbox_parked_total",
-                                          "ecrm_test_outbox_pending"});
+                                          "ecrm_test_outbox_delivery_failures_total",
+                                          "ecrm_test_outbox_oldest_pending_age_seconds",
+                                          "ecrm_test_outbox_parked_total", "ecrm_test_outbox_pending"});
 }
 
 TEST_CASE("the relay parks an event refused for its data and delivers the others, in order") {
@@ -184,6 +185,32 @@ TEST_CASE("while the information store is unavailable nothing leaves the outbox 
   CHECK(relay.DeliverPending());
   CHECK(f.Pending().empty());
   CHECK(f.metrics.delivered.Value() == 2);
+}
+
+TEST_CASE("the age gauge is the age of the oldest event the relay found waiting, 0 once it is delivered") {
+  Fixture f;
+  FakeSink sink;
+  sink.answer = [](auto) { return absl::UnavailableError("connection refused"); };
+  f.AddEvent("e1");
+  f.AddEvent("e2");
+  // The first event's own time, as its transaction stored it.
+  auto created = f.db->Execute("SELECT created_at FROM outbox WHERE event_id = 'e1'");
+  REQUIRE(created.ok());
+  const absl::Time e1_created = absl::FromUnixMicros(created->front().Int(0));
+  OutboxRelay relay(f.outbox, sink, {}, f.metrics);
+
+  relay.RefreshAge(e1_created + absl::Seconds(90));
+  CHECK(f.metrics.oldest_pending_age.Value() == 0);  // the relay has not read the outbox yet
+  CHECK_FALSE(relay.DeliverPending());
+  relay.RefreshAge(e1_created + absl::Seconds(90));
+  CHECK(f.metrics.oldest_pending_age.Value() == 90);  // undelivered: e1 ages at each scrape
+  relay.RefreshAge(e1_created + absl::Seconds(150));
+  CHECK(f.metrics.oldest_pending_age.Value() == 150);
+
+  sink.answer = [](auto) { return absl::OkStatus(); };
+  CHECK(relay.DeliverPending());
+  relay.RefreshAge(e1_created + absl::Seconds(200));
+  CHECK(f.metrics.oldest_pending_age.Value() == 0);
 }
 
 TEST_CASE("the relay's thread retries after its back-off until the information store takes the events") {

@@ -17,12 +17,13 @@ absl::Status Outbox::Add(sql::Connection& c, const infostore::v1::Event& event) 
 
 absl::StatusOr<std::vector<OutboxEvent>> Outbox::PendingEvents(int limit) {
   ECRM_ASSIGN_OR_RETURN(
-      sql::Result r, db_.Execute("SELECT seq, body FROM outbox WHERE failed IS NULL ORDER BY seq LIMIT $1", {limit}));
+      sql::Result r,
+      db_.Execute("SELECT seq, body, created_at FROM outbox WHERE failed IS NULL ORDER BY seq LIMIT $1", {limit}));
   std::vector<OutboxEvent> out;
   out.reserve(r.size());
   for (sql::Row row : r) {
     const absl::string_view body = row.Text(1);
-    OutboxEvent e{.seq = row.Int(0)};
+    OutboxEvent e{.seq = row.Int(0), .created_at_us = row.Int(2)};
     if (!e.event.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
       return absl::DataLossError("stored outbox event does not parse");
     }

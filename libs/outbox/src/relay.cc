@@ -37,7 +37,12 @@ RelayMetrics::RelayMetrics(prometheus::Registry& registry, absl::string_view pre
                   .Name(absl::StrCat(prefix, "_pending"))
                   .Help("Outbox events waiting for delivery")
                   .Register(registry)
-                  .Add({})) {}
+                  .Add({})),
+      oldest_pending_age(prometheus::BuildGauge()
+                             .Name(absl::StrCat(prefix, "_oldest_pending_age_seconds"))
+                             .Help("Age of the oldest outbox event waiting for delivery (0 when none waits)")
+                             .Register(registry)
+                             .Add({})) {}
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
@@ -78,6 +83,7 @@ bool OutboxRelay::DeliverPending() {
     } else if (absl::StatusOr<int64_t> n = outbox_.PendingCount(); n.ok()) {
       metrics_.pending.Set(static_cast<double>(*n));
     }
+    oldest_pending_us_.store(events->empty() ? 0 : events->front().created_at_us);
     if (events->empty()) return true;
     absl::Status s = sink_.Record(*events);
     if (!s.ok() && Permanent(s.code())) {
@@ -112,6 +118,12 @@ bool OutboxRelay::DeliverPending() {
     }
     metrics_.delivered.Increment(static_cast<double>(seqs.size()));
   }
+}
+
+void OutboxRelay::RefreshAge(absl::Time now) {
+  const int64_t oldest = oldest_pending_us_.load();
+  metrics_.oldest_pending_age.Set(
+      oldest == 0 ? 0.0 : std::max(0.0, absl::ToDoubleSeconds(now - absl::FromUnixMicros(oldest))));
 }
 
 void OutboxRelay::Run() {

@@ -109,6 +109,22 @@ void StopMetricsEndpoint(std::unique_ptr<prometheus::Exposer> exposer, const std
   knocker.join();
 }
 
+// The registry as the endpoint collects it: the OnScrape hooks first, so that what they set is
+// read at the time of the scrape.
+class ScrapedRegistry final : public prometheus::Collectable {
+ public:
+  ScrapedRegistry(std::shared_ptr<prometheus::Registry> registry, std::vector<std::function<void()>> hooks)
+      : registry_(std::move(registry)), hooks_(std::move(hooks)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    for (const auto& hook : hooks_) hook();
+    return registry_->Collect();
+  }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  const std::vector<std::function<void()>> hooks_;
+};
+
 }  // namespace
 
 Runner::Runner(ServiceInfo info)
@@ -208,7 +224,8 @@ int Runner::Serve() {
                 absl::UnavailableError(absl::StrCat("cannot listen on ", options_.metrics_address, ": ", e.what())));
   }
   auto process = std::make_shared<ProcessMetrics>(info_.name, ECRM_VERSION);
-  exposer->RegisterCollectable(registry_);
+  auto scraped = std::make_shared<ScrapedRegistry>(registry_, scrape_hooks_);
+  exposer->RegisterCollectable(scraped);
   exposer->RegisterCollectable(process);
 
   auto rpc_metrics = std::make_unique<RpcMetrics>(*registry_);

@@ -13,6 +13,7 @@
 #include "clients/personalisation_grpc.h"
 #include "clients/segmentation_grpc.h"
 #include "deliveries.h"
+#include "delivery_backlog.h"
 #include "dispatcher.h"
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/log/log.h"
@@ -241,6 +242,7 @@ int main(int argc, char** argv) {
     relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_broadcast_outbox");
     relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, ecrm::outbox::RelayOptions{}, *relay_metrics);
     outbox.SetListener([r = relay.get()] { r->Notify(); });
+    runner.OnScrape([r = relay.get()] { r->RefreshAge(); });
     relay->Start();
   }
   std::unique_ptr<bc::TrackingEndpoints> endpoints;
@@ -251,6 +253,8 @@ int main(int argc, char** argv) {
                                      .webhook_max_age = webhook_max_age,
                                      .consent_timeout = infostore_timeout});
   }
+  bc::DeliveryBacklog backlog(db, runner.metrics());
+  runner.OnScrape([&backlog] { backlog.Refresh(); });
   bc::BroadcastService service(deliveries, broadcasts, suppressions, executor);
   ecrm::server::CustomerDataService customer_data_service("broadcast", customer_data, executor);
   runner.AddService(&service, bc::v1::Broadcast::service_full_name());

@@ -42,6 +42,7 @@ FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segm
       outbox_(outbox),
       metrics_(metrics),
       options_(options),
+      started_us_(absl::ToUnixMicros(absl::Now())),
       unsaved_(std::make_unique<Unsaved>()) {}
 
 namespace {
@@ -57,6 +58,7 @@ struct FeedConsumer::Unsaved {
   std::vector<TriggeredEntry> entries;
   std::vector<CampaignOutcome> outcomes;
   std::optional<int64_t> position;
+  std::optional<absl::Time> caught_up;  // every change committed before it is in this batch or saved
   int64_t changes = 0;
   size_t memberships_entered = 0, memberships_exited = 0;
 
@@ -78,6 +80,7 @@ struct FeedConsumer::Unsaved {
     entries.insert(entries.end(), newer.entries.begin(), newer.entries.end());
     outcomes.insert(outcomes.end(), newer.outcomes.begin(), newer.outcomes.end());
     if (newer.position) position = newer.position;
+    if (newer.caught_up) caught_up = std::max(caught_up.value_or(absl::InfinitePast()), *newer.caught_up);
     changes += newer.changes;
     memberships_entered += newer.memberships_entered;
     memberships_exited += newer.memberships_exited;
@@ -131,6 +134,12 @@ absl::Status FeedConsumer::Apply(const infostore::v1::WatchChangesResponse& mess
 }
 
 absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesResponse& message) {
+  // The changes come in commit order: with the newest applied, so is everything committed before
+  // it. A heartbeat comes when the store has nothing newer (to within its transit).
+  const absl::Time caught_up = message.changes().empty()
+                                   ? absl::Now()
+                                   : absl::FromUnixSeconds(message.changes().rbegin()->committed_at().seconds()) +
+                                         absl::Nanoseconds(message.changes().rbegin()->committed_at().nanos());
   // An unmerge gives events back to the customers they were recorded for: read those
   // customers' events first, without holding the features.
   // With --partition, a survivor held here of customers merged in from other partitions reads
@@ -242,7 +251,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
     dirty.reserve(changed.size());
     for (const auto& [n, what] : changed) dirty.push_back(n);
     Stage(dirty, removed, memberships, absl::StrCat("feed-", message.position()), outcomes, message.position(),
-          message.changes_size());
+          message.changes_size(), caught_up);
   }
   applied_position_ = std::max(applied_position_.load(), message.position());
   metrics_.feed_messages.Increment();
@@ -253,8 +262,8 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
 
 void FeedConsumer::Stage(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
                          const std::vector<MembershipChange>& memberships, const std::string& cause,
-                         const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position,
-                         int64_t changes) {
+                         const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position, int64_t changes,
+                         std::optional<absl::Time> caught_up) {
   std::vector<infostore::v1::Event> events;
   std::vector<TriggeredEntry> entries;
   events.reserve(memberships.size());
@@ -281,6 +290,7 @@ void FeedConsumer::Stage(const std::vector<CustomerNo>& customers, const std::ve
       if (features_.Find(o.customer_id)) u.outcomes.push_back(o);
     }
     if (position) u.position = std::max(u.position.value_or(0), *position);
+    if (caught_up) u.caught_up = std::max(u.caught_up.value_or(absl::InfinitePast()), *caught_up);
     u.changes += changes;
   }
   cv_.notify_all();
@@ -320,6 +330,12 @@ absl::Status FeedConsumer::Flush() {
     std::lock_guard lock(mu_);
     position_ = std::max(position_.load(), *batch->position);
   }
+  if (batch->caught_up) {
+    const int64_t us = absl::ToUnixMicros(*batch->caught_up);
+    int64_t seen = caught_up_us_.load();
+    while (seen < us && !caught_up_us_.compare_exchange_weak(seen, us)) {
+    }
+  }
   cv_.notify_all();
   return absl::OkStatus();
 }
@@ -355,6 +371,8 @@ absl::Status FeedConsumer::Resync() {
   metrics_.feed_resyncs.Increment();
   log::Warn("resyncing from the information store: the saved feed position is older than its retention",
             {{"position", position_.load()}});
+  // The listing's as_of_sequence is the feed's head when it began: everything committed before then.
+  const absl::Time listed_from = absl::Now();
   std::string token;
   int64_t as_of = -1;
   std::vector<infostore::v1::Customer> customers;
@@ -393,7 +411,7 @@ absl::Status FeedConsumer::Resync() {
     std::lock_guard saving(save_mu_);  // no Flush between the deletion and the new rows
     ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
     std::unique_lock lock(features_.mutex());
-    Stage(all, {}, {}, "resync", {}, as_of, 0);
+    Stage(all, {}, {}, "resync", {}, as_of, 0, listed_from);
   }
   applied_position_ = as_of;
   return Flush();
@@ -545,6 +563,12 @@ void FeedConsumer::PruneEvents(absl::Time now) {
     std::unique_lock lock(features_.mutex());
     features_.PruneEvents(now, g);
   }
+}
+
+void FeedConsumer::RefreshLag(absl::Time now) {
+  const int64_t known = caught_up_us_.load();
+  const absl::Time caught_up = absl::FromUnixMicros(known != 0 ? known : started_us_);
+  metrics_.feed_lag.Set(std::max(0.0, absl::ToDoubleSeconds(now - caught_up)));
 }
 
 bool FeedConsumer::WaitForPosition(int64_t sequence, absl::Duration timeout) {

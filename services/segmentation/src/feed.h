@@ -84,6 +84,13 @@ class FeedConsumer {
 
   // The position saved (what a restart resumes from).
   int64_t position() const { return position_.load(); }
+  // Sets the feed-lag gauge as of `now` (call at each scrape): the time since the last instant
+  // before which every change the information store committed is saved here. A message's
+  // newest change moves that instant to its commit time; a heartbeat (a message without
+  // changes: the store had nothing newer) to when it arrived; a resync to when its listing
+  // began. Until the first of these it is the consumer's start, so a feed that cannot be
+  // reached shows a growing lag. Idle, it grows up to the heartbeat interval between heartbeats.
+  void RefreshLag(absl::Time now = absl::Now());
   // Drops event days past the event horizon from memory, one arena of customers at a time (the
   // features' lock held for one arena's pass: the feed and queries wait at most that long).
   // Windows never reach those days; the saved records lose them when their customer is next
@@ -111,7 +118,8 @@ class FeedConsumer {
   // features' lock exclusively.
   void Stage(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
              const std::vector<MembershipChange>& memberships, const std::string& cause,
-             const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position, int64_t changes);
+             const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position, int64_t changes,
+             std::optional<absl::Time> caught_up = std::nullopt);
   // Writes a staged batch in one transaction; `rows` are its customers' records.
   absl::Status Write(const Unsaved& batch, const std::vector<std::pair<std::string, std::string>>& rows);
 
@@ -125,6 +133,8 @@ class FeedConsumer {
   const FeedOptions options_;
   std::atomic<int64_t> position_{0};          // saved
   std::atomic<int64_t> applied_position_{0};  // applied in memory (the feed watches on from it)
+  const int64_t started_us_;                  // RefreshLag's instant until caught_up_us_ is known
+  std::atomic<int64_t> caught_up_us_{0};      // every change committed before it is saved; 0: not known yet
   std::mutex save_mu_;                        // one Flush at a time
   std::mutex mu_;                             // guards unsaved_, stopping_
   std::condition_variable cv_;                // position saved, something staged, or stopping

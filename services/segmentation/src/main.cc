@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
     relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_segmentation_outbox");
     relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, ecrm::outbox::RelayOptions{}, *relay_metrics);
     outbox.SetListener([r = relay.get()] { r->Notify(); });
+    runner.OnScrape([r = relay.get()] { r->RefreshAge(); });
   } else {
     ecrm::log::Warn("no --infostore-address: segments are evaluated over no customers", {});
   }
@@ -113,8 +114,12 @@ int main(int argc, char** argv) {
         *stores->db, features, segments, *infostore, outbox, metrics,
         ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon, .partition = *partition});
     if (absl::Status s = feed->Load(); !s.ok()) return runner.Fail("loading saved features", s);
+    runner.OnScrape([f = feed.get()] { f->RefreshLag(); });
   }
   if (absl::Status s = segments.Load(); !s.ok()) return runner.Fail("loading segments", s);
+  runner.OnScrape([&metrics, &segments] {
+    if (auto sizes = segments.Sizes()) metrics.SetSegmentSizes(*sizes);  // else the last ones stay
+  });
 
   ecrm::server::Executor& executor = *stores->executor;
   std::unique_ptr<ecrm::segmentation::GrpcBroadcaster> broadcaster;

@@ -6,6 +6,13 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace ecrm::segmentation {
 
 struct SegmentationMetrics {
@@ -30,6 +37,14 @@ struct SegmentationMetrics {
                           .Help("The information store's change sequence applied and saved")
                           .Register(registry)
                           .Add({})),
+        feed_lag(prometheus::BuildGauge()
+                     .Name("ecrm_segmentation_feed_lag_seconds")
+                     .Help("How far behind the information store's change feed the saved features are: seconds "
+                           "since the last instant before which every committed change is saved (the newest saved "
+                           "change's commit time, or when a heartbeat said the feed had nothing newer); up to the "
+                           "heartbeat interval (5 s) while idle")
+                     .Register(registry)
+                     .Add({})),
         customers_loaded(prometheus::BuildCounter()
                              .Name("ecrm_segmentation_customers_loaded_total")
                              .Help("Customers' features read from the database at start (not from the feed)")
@@ -76,12 +91,34 @@ struct SegmentationMetrics {
                    .Register(registry)),
         scored_engagement(scored.Add({{"score", "engagement"}})),
         scored_rfm(scored.Add({{"score", "rfm"}})),
-        scored_value(scored.Add({{"score", "value"}})) {}
+        scored_value(scored.Add({{"score", "value"}})),
+        segment_members(prometheus::BuildGauge()
+                            .Name("ecrm_segmentation_segment_members")
+                            .Help("Customers in each segment, by segment name (set at each scrape)")
+                            .Register(registry)) {}
+
+  // Sets the segment sizes from Segments::Sizes(): a segment deleted or renamed loses its
+  // series. Thread-safe (two scrapes may run at once).
+  void SetSegmentSizes(const std::vector<std::pair<std::string, uint64_t>>& sizes) {
+    std::lock_guard lock(segment_members_mu_);
+    std::map<std::string, prometheus::Gauge*> next;
+    for (const auto& [name, members] : sizes) {
+      auto it = segment_members_.find(name);
+      prometheus::Gauge* g = it != segment_members_.end() ? it->second : &segment_members.Add({{"segment", name}});
+      g->Set(static_cast<double>(members));
+      next[name] = g;
+    }
+    for (const auto& [name, g] : segment_members_) {
+      if (!next.contains(name)) segment_members.Remove(g);
+    }
+    segment_members_ = std::move(next);
+  }
 
   prometheus::Counter& feed_messages;
   prometheus::Counter& feed_changes;
   prometheus::Counter& feed_resyncs;
   prometheus::Gauge& feed_position;
+  prometheus::Gauge& feed_lag;
   prometheus::Counter& customers_loaded;
   prometheus::Family<prometheus::Counter>& memberships;
   prometheus::Counter& entered;
@@ -97,6 +134,11 @@ struct SegmentationMetrics {
   prometheus::Gauge& scored_engagement;
   prometheus::Gauge& scored_rfm;
   prometheus::Gauge& scored_value;
+  prometheus::Family<prometheus::Gauge>& segment_members;
+
+ private:
+  std::mutex segment_members_mu_;
+  std::map<std::string, prometheus::Gauge*> segment_members_;
 };
 
 }  // namespace ecrm::segmentation

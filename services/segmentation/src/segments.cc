@@ -630,6 +630,15 @@ std::vector<std::string> Segments::Ids(absl::Span<const CustomerNo> numbers) con
   return ids;
 }
 
+std::optional<std::vector<std::pair<std::string, uint64_t>>> Segments::Sizes() const {
+  std::shared_lock lock(features_.mutex(), std::try_to_lock);
+  if (!lock.owns_lock()) return std::nullopt;
+  std::vector<std::pair<std::string, uint64_t>> out;
+  out.reserve(by_name_.size());
+  for (const auto& [name, slot] : by_name_) out.emplace_back(name, slots_[slot]->members.cardinality());
+  return out;
+}
+
 const Roaring* Segments::Members(const std::string& id) const {
   const Slot* slot = Find(id);
   return slot == nullptr ? nullptr : &slot->members;

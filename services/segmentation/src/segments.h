@@ -87,6 +87,9 @@ class Segments final : public Memberships {
   absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
   // The ids of customer numbers, skipping those erased since; takes the lock.
   std::vector<std::string> Ids(absl::Span<const CustomerNo> numbers) const;
+  // Every segment's name and member count (for /metrics), or nullopt while a writer holds the
+  // features' lock (a resync or a refit can hold it for seconds: a scrape does not wait).
+  std::optional<std::vector<std::pair<std::string, uint64_t>>> Sizes() const;
   // The caller holds the lock.
   const Roaring* Members(const std::string& id) const;
   // (id, name) of the segments the customer belongs to; the caller holds the lock.

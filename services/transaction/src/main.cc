@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
     relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_transaction_outbox");
     relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, relay_options, *relay_metrics);
     outbox.SetListener([r = relay.get()] { r->Notify(); });
+    runner.OnScrape([r = relay.get()] { r->RefreshAge(); });
     relay->Start();
   }
   tx::TransactionService service(catalogue, carts, orders, loyalty, inquiries, executor);

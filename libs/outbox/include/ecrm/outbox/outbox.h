@@ -29,6 +29,7 @@ namespace ecrm::outbox {
 // be sent: a message in flight to another engine, not a record the engine reads back.
 struct OutboxEvent {
   int64_t seq = 0;
+  int64_t created_at_us = 0;  // when its transaction added it (Unix microseconds)
   infostore::v1::Event event;
 };
 

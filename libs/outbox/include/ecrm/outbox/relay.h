@@ -9,11 +9,13 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ecrm/outbox/event_sink.h"
 #include "ecrm/outbox/outbox.h"
@@ -29,8 +31,10 @@ struct RelayOptions {
 
 // What the relay records, under the engine's prefix: RelayMetrics(registry,
 // "ecrm_transaction_outbox") registers ecrm_transaction_outbox_delivered_total, …_parked_total,
-// …_delivery_failures_total and …_pending. Build it only with a relay, so that a scrape never
-// shows a pending count that nothing is delivering.
+// …_delivery_failures_total, …_pending and …_oldest_pending_age_seconds (the age of the oldest
+// event waiting for delivery, 0 when none waits; parked events do not count: set at each
+// scrape by OutboxRelay::RefreshAge). Build it only with a relay, so that a scrape never shows
+// a pending count that nothing is delivering.
 struct RelayMetrics {
   RelayMetrics(prometheus::Registry& registry, absl::string_view prefix);
 
@@ -38,6 +42,7 @@ struct RelayMetrics {
   prometheus::Counter& parked;
   prometheus::Counter& delivery_failures;
   prometheus::Gauge& pending;
+  prometheus::Gauge& oldest_pending_age;
 };
 
 class OutboxRelay {
@@ -58,6 +63,12 @@ class OutboxRelay {
   // the information store could not take it (back off).
   bool DeliverPending();
 
+  // Sets the age gauge from the oldest pending event the relay last read (each pass reads the
+  // outbox from its oldest event, at least every RelayOptions::poll, or every backoff while the
+  // information store is down: that event stays pending meanwhile). Thread-safe; call at each
+  // scrape (server::Runner::OnScrape).
+  void RefreshAge(absl::Time now = absl::Now());
+
  private:
   void Run();
 
@@ -69,6 +80,7 @@ class OutboxRelay {
   std::condition_variable cv_;
   bool notified_ = false;
   bool stopping_ = false;
+  std::atomic<int64_t> oldest_pending_us_{0};  // created_at of the oldest pending event; 0: none
   std::thread thread_;
 };
 

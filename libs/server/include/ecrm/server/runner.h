@@ -100,6 +100,10 @@ class Runner {
   void OnDrain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
   // Runs after the server has drained, before Serve() returns (flush, close).
   void OnShutdown(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
+  // Runs before every scrape of /metrics, on the endpoint's threads (two scrapes may run at
+  // once), until Serve() returns: sets the gauges whose value is a matter of when they are read
+  // (an age, a lag, free disk space). Add before Serve(); it must be quick and thread-safe.
+  void OnScrape(std::function<void()> hook) { scrape_hooks_.push_back(std::move(hook)); }
 
   // Serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the process exit code.
   int Serve();
@@ -121,6 +125,7 @@ class Runner {
   std::vector<std::function<absl::Status()>> ready_hooks_;
   std::vector<std::function<void()>> drain_hooks_;
   std::vector<std::function<void()>> shutdown_hooks_;
+  std::vector<std::function<void()>> scrape_hooks_;
   int bound_grpc_port_ = 0;
 };
 
