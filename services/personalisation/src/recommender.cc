@@ -359,6 +359,24 @@ void Recommender::RebuildNeighbours() {
   RebuildPending();
 }
 
+void Recommender::Clear() {
+  std::lock_guard writer(write_mu_);
+  std::unique_lock lock(mu_);
+  pending_.clear();
+  items_.clear();
+  holders_.clear();
+  item_ids_.clear();
+  customers_.clear();
+  free_customers_.clear();
+  customer_ids_.clear();
+  popular_.clear();
+  popular_by_category_.clear();
+  have_anchor_ = false;
+  anchor_ = absl::Time();
+  pairs_ = items_held_ = customers_holding_ = purchase_lines_ = 0;
+  last_update_ = absl::InfinitePast();
+}
+
 bool Recommender::ForgetCustomer(absl::string_view customer_id) {
   std::lock_guard writer(write_mu_);
   const bool known = ForgetLocked(customer_id);

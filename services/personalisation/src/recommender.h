@@ -120,6 +120,9 @@ class Recommender {
   // Removes everything the customer contributed; false if the model did not know them.
   bool ForgetCustomer(absl::string_view customer_id);
 
+  // Forgets everything (a resync of the change feed learns the model again from the start).
+  void Clear();
+
   // Up to `max` products for the customer (0 means 10; INVALID_ARGUMENT outside 0..100): items
   // similar to what they hold, best first, then popular ones (in `category` and below when
   // given). Leaves out what they hold when `exclude_purchased`, and products `is_active`
