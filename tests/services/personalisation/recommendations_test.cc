@@ -199,7 +199,7 @@ TEST_CASE("the feed's orders are learnt, saved with the position and learnt agai
   CHECK(again.model.Info().customers == 0);
 }
 
-TEST_CASE("a merge moves the merged customer's orders to the survivor; an erasure forgets the customer") {
+TEST_CASE("a merge moves the merged customer's orders to the survivor, an erasure forgets the customer") {
   ecrm::testing::TempDir dir;
   const std::string path = dir.path() + "/p.db";
   {
