@@ -107,10 +107,30 @@ FeedAction RecommenderFeed::Map(const infostore::v1::Change& change) {
     if (colon == std::string::npos || !absl::SimpleAtoi(absl::string_view(e.event_id()).substr(colon + 1), &refunded)) {
       return action;
     }
-    if (refunded < it->second.total_minor) return action;
-    give_back(it->second);
-    action.dropped.push_back(order_id);
-    orders_.erase(it);
+    if (refunded >= it->second.total_minor) {
+      give_back(it->second);
+      action.dropped.push_back(order_id);
+      orders_.erase(it);
+      return action;
+    }
+    // A partial refund: the lines it completed, when the event names them.
+    Order& order = it->second;
+    std::vector<std::string> back;
+    for (absl::string_view sku : absl::StrSplit(StringProperty(e, "refunded_skus"), ',', absl::SkipEmpty())) {
+      auto held = std::find(order.skus.begin(), order.skus.end(), sku);
+      if (held == order.skus.end()) continue;
+      back.emplace_back(sku);
+      order.skus.erase(held);
+    }
+    if (back.empty()) return action;
+    for (const auto& sku : back)
+      action.updates.push_back({ModelUpdate::Kind::kReturn, order.customer_id, sku, 1, at, {}});
+    if (order.skus.empty()) {
+      action.dropped.push_back(order_id);
+      orders_.erase(it);
+    } else {
+      action.remembered.push_back({order_id, order.customer_id, order.skus, order.total_minor, order.at});
+    }
   }
   return action;
 }

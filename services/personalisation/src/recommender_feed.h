@@ -5,10 +5,13 @@
 //                    the event's customer at occurred_at; the order is remembered
 //   order_cancelled  the order's SKUs returned, if the order's purchase was applied (an order
 //                    cancelled before it was paid was never learnt)
-//   refund           the order's SKUs returned once the refunds reach the order's total (the
-//                    event id "refund:<order>:<refunded so far>" carries the running total in
-//                    minor units). A partial refund takes nothing back: the event does not say
-//                    which lines it refunds
+//   refund           the SKUs of the lines refunded in full so far ("refunded_skus", written by
+//                    the transaction engine since 2026-12-01) returned; all of the order's SKUs
+//                    once the refunds reach the order's total (the event id
+//                    "refund:<order>:<refunded so far>" carries the running total in minor
+//                    units). A line refunded in part stays learnt (the model counts holders, not
+//                    units); an older refund event without "refunded_skus" takes back nothing
+//                    until the total is reached
 //   ERASE change     ForgetCustomer (and the customer's remembered orders)
 //   MERGE change     the merged customers' orders move to the survivor: their SKUs returned by
 //                    the merged customer and bought by the survivor at the order's time

@@ -202,7 +202,7 @@ TEST_CASE("orders placed through the transaction engine change recommendations a
 
   // A restart resumes the feed after the saved position: nothing before it is read again.
   const std::string cat = customer("cat@example.com");
-  order(cat, {"TENT", "LAMP"});
+  const tx::Order cat_order = order(cat, {"TENT", "LAMP"});
   REQUIRE(ecrm::testing::Eventually([&] { return has(similar("TENT"), "LAMP"); }));
   const v1::ModelInfo before = info();
   CHECK(before.orders() == 2);  // bob's and cat's; ann's was refunded
@@ -233,4 +233,14 @@ TEST_CASE("orders placed through the transaction engine change recommendations a
   REQUIRE(for_bob_again.items_size() >= 1);
   CHECK(for_bob_again.items(0).sku() == "PUMP");
   CHECK(for_bob_again.items(0).source() == "similar_items");
+
+  // A partial refund takes back the line it refunds in full (the event names it), not the rest.
+  refund.set_id(cat_order.id());
+  refund.set_idempotency_key("refund-2");
+  auto* line = refund.add_lines();
+  line->set_sku("LAMP");
+  line->set_quantity(1);
+  REQUIRE(Call(*shop, &tx::Transaction::Stub::RefundOrder, refund, &refunded).ok());
+  REQUIRE(ecrm::testing::Eventually([&] { return !has(similar("TENT"), "LAMP"); }));
+  CHECK(info().orders() == 3);  // the tent is still learnt
 }

@@ -182,6 +182,24 @@ TEST_CASE("the feed's orders are learnt, saved with the position and learnt agai
     CHECK_FALSE(Has(e.Similar("a"), "d"));
     CHECK(e.feed->changes_read() == 6);
     CHECK(e.feed->orders() == 1);
+    // A partial refund naming the lines refunded in full takes those back (and is saved).
+    auto partial = OrderEvent("purchase", "c4", "o4", "a,e,f", 3000, kT0);
+    REQUIRE(e.feed->Apply(Message(8, {EventChange(partial)})).ok());
+    auto refund = OrderEvent("refund", "c4", "o4", "a,e,f", 1000, kT0, "refund:o4:1000");
+    (*refund.mutable_properties())["refunded_skus"].set_string_value("e");
+    REQUIRE(e.feed->Apply(Message(8, {EventChange(refund)})).ok());
+    CHECK(Has(e.Similar("a"), "f"));
+    CHECK_FALSE(Has(e.Similar("a"), "e"));
+    (*refund.mutable_properties())["refunded_skus"].set_string_value("e,f");
+    refund.set_event_id("refund:o4:2000");
+    REQUIRE(e.feed->Apply(Message(8, {EventChange(refund)})).ok());
+    CHECK(e.model.CustomerItems("c4") == std::vector<std::string>{"a"});
+    CHECK(e.feed->orders() == 2);
+    (*refund.mutable_properties())["refunded_skus"].set_string_value("a,e,f");
+    refund.set_event_id("refund:o4:2500");
+    REQUIRE(e.feed->Apply(Message(8, {EventChange(refund)})).ok());
+    CHECK(e.model.CustomerItems("c4").empty());
+    CHECK(e.feed->orders() == 1);
     // A heartbeat moves the position.
     REQUIRE(e.feed->Apply(Message(9, {})).ok());
     CHECK(e.feed->position() == 9);
