@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
     if (absl::Status s = reco_feed->Load(); !s.ok()) return runner.Fail("loading the recommendation model", s);
   }
   ecrm::personalisation::Recommendations recommendations(model, catalogue, reco_feed.get());
+  messages.SetRecommendations(&recommendations);
   ecrm::server::PeriodicTask catalogue_refresher(
       "catalogue", catalogue_refresh,
       [&] {
