@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   ecrm::server::Executor& executor = *stores->executor;
   ecrm::personalisation::PersonalisationService service(templates, messages, executor, recommendations);
   ecrm::personalisation::PersonalisationPrivacy privacy;
+  privacy.SetRecommendationFeed(reco_feed.get());
   ecrm::server::CustomerDataService customer_data("personalisation", privacy, executor);
   runner.AddService(&service, ecrm::personalisation::v1::Personalisation::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());

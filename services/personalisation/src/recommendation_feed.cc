@@ -146,6 +146,26 @@ absl::Status RecommendationFeed::Apply(const infostore::v1::WatchChangesResponse
   return absl::OkStatus();
 }
 
+std::vector<LearntOrder> RecommendationFeed::CustomerOrders(const std::string& customer_id) const {
+  std::lock_guard lock(apply_mu_);
+  std::vector<LearntOrder> out = mapper_.Orders();
+  std::erase_if(out, [&](const LearntOrder& o) { return o.customer_id != customer_id; });
+  std::sort(out.begin(), out.end(), [](const LearntOrder& a, const LearntOrder& b) { return a.at < b.at; });
+  return out;
+}
+
+absl::Status RecommendationFeed::Forget(const std::string& customer_id) {
+  std::lock_guard lock(apply_mu_);
+  infostore::v1::Change erase;
+  erase.set_kind(infostore::v1::CHANGE_KIND_ERASE);
+  erase.set_customer_id(customer_id);
+  FeedAction a = mapper_.Map(erase);
+  model_.ForgetCustomer(customer_id);
+  std::vector<FeedAction> actions;
+  actions.push_back(std::move(a));
+  return Save(actions, position_.load());
+}
+
 absl::Status RecommendationFeed::Save(const std::vector<FeedAction>& actions, int64_t position) {
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     for (const FeedAction& a : actions) {

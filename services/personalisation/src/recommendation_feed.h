@@ -61,6 +61,12 @@ class RecommendationFeed {
   // Learns the model again from the information store's listings (see above).
   absl::Status Resync();
 
+  // The customer's orders the model has learnt (privacy export).
+  std::vector<LearntOrder> CustomerOrders(const std::string& customer_id) const;
+  // Takes everything the customer contributed out of the model and the saved orders at once, as
+  // the feed's ERASE change will (privacy erasure; the change then finds nothing left).
+  absl::Status Forget(const std::string& customer_id);
+
   // The position saved (what a restart resumes from).
   int64_t position() const { return position_.load(); }
   // Changes read from the feed since this process started (a restart that replayed nothing

@@ -12,6 +12,7 @@
 #include "ecrm/feed/infostore.h"
 #include "ecrm/testing/process.h"
 #include "ecrm/util/util.h"
+#include "privacy.h"
 #include "recommendation_feed.h"
 #include "recommendations.h"
 #include "recommender.h"
@@ -353,4 +354,38 @@ TEST_CASE("a resync learns the model again from the information store's listings
   CHECK(e.feed->position() == 40);
   CHECK(e.feed->orders_loaded() == 1);
   CHECK(e.Similar("a") == std::vector<std::string>{"b"});
+}
+
+TEST_CASE(
+    "privacy: the model's part of a customer is exported, and erased at once from the model and the saved orders") {
+  ecrm::testing::TempDir dir;
+  const std::string path = dir.path() + "/p.db";
+  {
+    Engine e(path);
+    REQUIRE(e.feed
+                ->Apply(Message(1, {EventChange(OrderEvent("purchase", "c1", "o1", "a,b", 1000, kT0)),
+                                    EventChange(OrderEvent("purchase", "c2", "o2", "a,c", 1000, kT0))}))
+                .ok());
+    p::PersonalisationPrivacy privacy;
+    privacy.SetRecommendationFeed(e.feed.get());
+    ecrm::privacy::v1::ExportCustomerDataRequest exp;
+    exp.set_customer_id("c1");
+    auto exported = privacy.ExportCustomerData(exp);
+    REQUIRE(exported.ok());
+    CHECK(absl::StrContains(*exported, "\"orders_learnt\""));
+    CHECK(absl::StrContains(*exported, "\"o1\""));
+    CHECK_FALSE(absl::StrContains(*exported, "\"o2\""));
+    exp.set_customer_id("nobody");
+    CHECK(*privacy.ExportCustomerData(exp) == "{}");
+    ecrm::privacy::v1::EraseCustomerDataRequest erase;
+    erase.set_customer_id("c1");
+    REQUIRE(privacy.EraseCustomerData(erase).ok());
+    CHECK(e.model.CustomerItems("c1").empty());
+    CHECK(e.Similar("a") == std::vector<std::string>{"c"});
+    exp.set_customer_id("c1");
+    CHECK(*privacy.ExportCustomerData(exp) == "{}");
+  }
+  Engine again(path);
+  CHECK(again.model.CustomerItems("c1").empty());
+  CHECK(again.feed->orders_loaded() == 1);
 }
