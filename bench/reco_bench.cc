@@ -9,6 +9,10 @@
 // scheduled start, so a late call counts its wait), without and with a writer applying
 // --writer-rate lines/s meanwhile; SimilarProducts latency. One JSON line per figure: the runs
 // and their median.
+//
+// --seed-db=URL instead writes the same population into an ecrm-personalisation database as
+// the orders its recommendation feed saves (reco_orders: one order per customer, of all their
+// items), so that the engine loads it on start (bench/reco-latency.sh measures it over gRPC).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -24,7 +28,9 @@
 #include "absl/strings/str_format.h"
 #include "bench_util.h"
 #include "ecrm/config/flags.h"
+#include "ecrm/sql/sql.h"
 #include "recommender.h"
+#include "schema.h"
 
 namespace reco = ecrm::personalisation;
 using Clock = std::chrono::steady_clock;
@@ -158,11 +164,55 @@ Latency Paced(int threads, double qps, int64_t calls, Op op) {
   return l;
 }
 
+// The population as the orders ecrm-personalisation saves (see --seed-db).
+int SeedDatabase(const std::string& url, const Population& population) {
+  auto db = ecrm::sql::Database::Open(url);
+  if (!db.ok()) {
+    std::fprintf(stderr, "%s\n", db.status().ToString().c_str());
+    return 1;
+  }
+  if (auto s = (*db)->Migrate("personalisation", reco::kMigrations); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  Generator gen(population);
+  int64_t lines = 0;
+  for (int64_t c = 0; c < population.customers;) {
+    absl::Status s = (*db)->InTransaction([&](ecrm::sql::Connection& conn) -> absl::Status {
+      for (int64_t end = std::min(population.customers, c + 10'000); c < end; ++c) {
+        std::vector<reco::ModelUpdate> items;
+        gen.Customer(c, items);
+        std::string skus;
+        absl::Time at = absl::InfiniteFuture();
+        for (const auto& u : items) {
+          absl::StrAppend(&skus, skus.empty() ? "" : ",", u.sku);
+          at = std::min(at, u.time);
+        }
+        lines += static_cast<int64_t>(items.size());
+        ECRM_RETURN_IF_ERROR(
+            conn.Execute("INSERT INTO reco_orders (order_id, customer_id, skus, total_minor, "
+                         "occurred_at) VALUES ($1, $2, $3, $4, $5)",
+                         {absl::StrCat("seed-", c), CustomerId(c), skus, int64_t{0}, absl::ToUnixMicros(at)})
+                .status());
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "seeded %lld customers, %lld purchase lines\n", static_cast<long long>(population.customers),
+               static_cast<long long>(lines));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t products = 100'000, customers = 1'000'000, runs = 3, seed = 42, batch = 1000, calls = 20'000,
-          one_by_one = 200'000, neighbours = reco::RecommenderOptions{}.neighbours;
+          one_by_one = 200'000, neighbours = reco::RecommenderOptions{}.neighbours,
+          lines_per_hold = reco::RecommenderOptions{}.lines_per_hold;
   double mean_items = 5, local = 0.7, zipf = 1.0, qps = 2000, writer_rate = 5000;
   ecrm::config::Flags flags("ecrm-reco-bench", "the recommendation model in-process: load, Recommend latency, memory");
   flags.AddInt("products", &products, "products in the catalogue");
@@ -171,6 +221,7 @@ int main(int argc, char** argv) {
   flags.AddDouble("local", &local, "share of a customer's items drawn from their own cluster of 100");
   flags.AddDouble("zipf", &zipf, "Zipf exponent of product popularity");
   flags.AddInt("neighbours", &neighbours, "neighbours kept per item");
+  flags.AddInt("lines-per-hold", &lines_per_hold, "lines a writer applies per exclusive hold of the model's lock");
   flags.AddInt("runs", &runs, "runs (the median is reported)");
   flags.AddInt("seed", &seed, "seed of the synthetic population");
   flags.AddInt("batch", &batch, "purchase lines per Apply while loading");
@@ -178,7 +229,12 @@ int main(int argc, char** argv) {
   flags.AddInt("calls", &calls, "Recommend calls per latency measurement");
   flags.AddDouble("qps", &qps, "Recommend calls per second, over all threads");
   flags.AddDouble("writer-rate", &writer_rate, "purchase lines per second applied during the 'with writer' run");
+  std::string seed_db;
+  flags.AddString("seed-db", &seed_db, "write the population into this ecrm-personalisation database and exit");
   if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  if (!seed_db.empty()) {
+    return SeedDatabase(seed_db, {products, customers, mean_items, local, zipf, static_cast<uint64_t>(seed)});
+  }
 
   std::vector<double> load_rate, single_rate, rss_per_customer, model_bytes, model_per_customer, pairs, lat1_p50,
       lat1_p99, lat2_p50, lat2_p99, lat2_p999, latw_p99, latw_p999, latc_p99, sim_p99, similar_share, lines;
@@ -186,6 +242,7 @@ int main(int argc, char** argv) {
   for (int64_t run = 0; run < runs; ++run) {
     reco::RecommenderOptions options;
     options.neighbours = static_cast<int>(neighbours);
+    options.lines_per_hold = static_cast<int>(lines_per_hold);
     auto model = std::make_unique<reco::Recommender>(options);
     Generator gen({products, customers, mean_items, local, zipf, static_cast<uint64_t>(seed)});
     std::vector<reco::ModelUpdate> buffer;

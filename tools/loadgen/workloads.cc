@@ -7,7 +7,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
+#include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/status/macros.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
@@ -355,6 +357,63 @@ class CustomerLookup final : public Workload {
   const bool scores_;
 };
 
+// Recommend (or, with `similar`, SimilarProducts) over the population ecrm-reco-bench --seed-db
+// wrote: customers c0000000…, products p000000…, consecutive requests spread by a
+// multiplicative hash; 10 items each.
+class Recommendations final : public Workload {
+ public:
+  Recommendations(int64_t population, bool similar) : population_(population), similar_(similar) {}
+
+  static WorkloadFactory Factory(bool similar) {
+    return [similar](const Channels&, const Options& o) -> absl::StatusOr<std::unique_ptr<Workload>> {
+      return std::make_unique<Recommendations>(o.population > 0 ? o.population : (similar ? 100'000 : 1'000'000),
+                                               similar);
+    };
+  }
+
+  void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    namespace p = ::ecrm::personalisation::v1;
+    const int64_t k = static_cast<int64_t>(static_cast<uint64_t>(n) * 2654435761u % static_cast<uint64_t>(population_));
+    auto stub = p::Personalisation::NewStub(Borrow(channel));
+    if (similar_) {
+      struct Call {
+        grpc::ClientContext ctx;
+        p::SimilarProductsRequest req;
+        p::SimilarProductsResponse resp;
+      };
+      auto* call = new Call();
+      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+      call->req.set_sku(absl::StrFormat("p%06d", k));
+      call->req.set_max_items(10);
+      stub->async()->SimilarProducts(&call->ctx, &call->req, &call->resp,
+                                     [call, done = std::move(done)](grpc::Status status) {
+                                       done(status);
+                                       delete call;
+                                     });
+    } else {
+      struct Call {
+        grpc::ClientContext ctx;
+        p::RecommendRequest req;
+        p::RecommendResponse resp;
+      };
+      auto* call = new Call();
+      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+      call->req.set_customer_id(absl::StrFormat("c%07d", k));
+      call->req.set_max_items(10);
+      stub->async()->Recommend(&call->ctx, &call->req, &call->resp,
+                               [call, done = std::move(done)](grpc::Status status) {
+                                 done(status);
+                                 delete call;
+                               });
+    }
+  }
+
+ private:
+  const int64_t population_;
+  const bool similar_;
+};
+
 }  // namespace
 
 const std::map<std::string, WorkloadFactory>& Workloads() {
@@ -375,6 +434,8 @@ const std::map<std::string, WorkloadFactory>& Workloads() {
       {"transaction.checkout", &Checkout::Create},
       {"segmentation.customer_segments", CustomerLookup::Factory(false)},
       {"segmentation.customer_scores", CustomerLookup::Factory(true)},
+      {"personalisation.recommend", Recommendations::Factory(false)},
+      {"personalisation.similar_products", Recommendations::Factory(true)},
   };
   return *workloads;
 }

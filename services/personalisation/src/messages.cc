@@ -1,5 +1,7 @@
 #include "messages.h"
 
+#include <optional>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
@@ -17,6 +19,27 @@ void AddMissing(const std::vector<std::string>& found, v1::RenderedMessage& out)
       out.add_missing_variables(name);
     }
   }
+}
+
+// Whether the template reads the recommendations (any tag naming them, in any field).
+bool ReadsRecommendations(const CompiledTemplate& t) {
+  for (const std::string* field : {&t.proto.subject(), &t.proto.text_body(), &t.proto.html_body()}) {
+    if (field->find("recommendations") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The customer's recommendations from the model, when the request gave none and the template
+// reads them; nullopt otherwise (the request's, possibly empty, are used).
+std::optional<v1::RecommendResponse> Fetch(const Recommendations* from, const CompiledTemplate& t,
+                                           const google::protobuf::RepeatedPtrField<v1::Recommendation>& given,
+                                           const std::string& customer_id) {
+  if (from == nullptr || !given.empty() || !ReadsRecommendations(t)) return std::nullopt;
+  v1::RecommendRequest req;
+  req.set_customer_id(customer_id);
+  absl::StatusOr<v1::RecommendResponse> r = from->Recommend(req);
+  if (!r.ok()) return std::nullopt;  // renders without them (reported missing if read)
+  return std::move(*r);
 }
 
 }  // namespace
@@ -74,6 +97,9 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
   const TemplateVariant& variant = Templates::Pick(variants, customer->profile().locale());
   ECRM_ASSIGN_OR_RETURN(std::shared_ptr<const CompiledTemplate> t, templates_.Compiled(variant.id, variant.version));
   MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
+  const std::optional<v1::RecommendResponse> fetched =
+      Fetch(recommendations_, *t, req.recommendations(), customer->id());
+  if (fetched) inputs.recommendations = &fetched->items();
   const mustache::Value shared = SharedContext(inputs, t->proto.locale(), customer->profile().time_zone());
   absl::StatusOr<v1::RenderedMessage> out = RenderFor(*t, *customer, shared, inputs, req.strict());
   if (!out.ok()) {
@@ -116,9 +142,18 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
       ECRM_ASSIGN_OR_RETURN(t, templates_.Compiled(variant.id, variant.version));
     }
     const std::string& time_zone = customers[i]->profile().time_zone();
-    auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
-    if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
-    absl::StatusOr<v1::RenderedMessage> message = RenderFor(*t, *customers[i], it->second, inputs, req.strict());
+    absl::StatusOr<v1::RenderedMessage> message;
+    if (std::optional<v1::RecommendResponse> fetched =
+            Fetch(recommendations_, *t, req.recommendations(), customers[i]->id())) {
+      // The customer's own recommendations: a context of their own.
+      MessageInputs own = inputs;
+      own.recommendations = &fetched->items();
+      message = RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone), own, req.strict());
+    } else {
+      auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
+      if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
+      message = RenderFor(*t, *customers[i], it->second, inputs, req.strict());
+    }
     if (!message.ok()) {
       metrics_.failed_missing_variable.Increment();
       (*out.mutable_failed())[ids[i]] = std::string(message.status().message());

@@ -4,6 +4,8 @@
 // text bodies, SMS and push are not. A variable with no value renders empty and is listed in
 // the message's missing_variables; in strict mode it fails the customer (FAILED_PRECONDITION
 // naming it). In a batch, customers that fail are listed with why, the others rendered.
+// A template that reads {{recommendations}} rendered for a request that gives none gets each
+// customer's own from the model (SetRecommendations), 10 of them.
 #pragma once
 
 #include <memory>
@@ -13,6 +15,7 @@
 #include "customers.h"
 #include "ecrm/personalisation/v1/personalisation.pb.h"
 #include "metrics.h"
+#include "recommendations.h"
 #include "templates.h"
 
 namespace ecrm::personalisation {
@@ -24,6 +27,9 @@ class Messages {
 
   absl::StatusOr<v1::RenderedMessage> Render(const v1::RenderMessageRequest& req);
   absl::StatusOr<v1::BatchRenderResponse> BatchRender(const v1::BatchRenderRequest& req);
+  // Where recommendations come from when a request gives none (null: nowhere; set once, before
+  // serving).
+  void SetRecommendations(const Recommendations* recommendations) { recommendations_ = recommendations; }
 
   // One parsed template for one customer, `shared` being SharedContext(inputs, the template's
   // locale, the customer's time zone): no I/O (the benchmark's unit of work).
@@ -36,6 +42,7 @@ class Messages {
   Templates& templates_;
   Customers& customers_;
   PersonalisationMetrics& metrics_;
+  const Recommendations* recommendations_ = nullptr;
 };
 
 }  // namespace ecrm::personalisation

@@ -18,8 +18,6 @@ constexpr double kMaxExponent = 400;
 constexpr uint32_t kMinRebuild = 16;
 constexpr int kDefaultMax = 10;
 constexpr int kMaxItems = 100;
-// Purchase lines applied under one exclusive hold.
-constexpr size_t kChunk = 64;
 
 // `category` is `prefix` or under it ("a/b" is under "a", "ab" is not).
 bool InCategory(absl::string_view category, absl::string_view prefix) {
@@ -61,10 +59,11 @@ absl::Status Recommender::Apply(std::span<const ModelUpdate> updates) {
   std::lock_guard writer(write_mu_);
   // Applied in chunks, so that readers wait for at most one chunk; each chunk's list rebuilds
   // are computed under the shared lock (readers go on) and installed under the exclusive one.
-  for (size_t from = 0; from < updates.size(); from += kChunk) {
+  const size_t chunk = static_cast<size_t>(std::max(1, options_.lines_per_hold));
+  for (size_t from = 0; from < updates.size(); from += chunk) {
     {
       std::unique_lock lock(mu_);
-      for (size_t k = from; k < std::min(updates.size(), from + kChunk); ++k) ApplyLocked(updates[k]);
+      for (size_t k = from; k < std::min(updates.size(), from + chunk); ++k) ApplyLocked(updates[k]);
     }
     RebuildPending();
   }
@@ -357,6 +356,24 @@ void Recommender::RebuildNeighbours() {
     }
   }
   RebuildPending();
+}
+
+void Recommender::Clear() {
+  std::lock_guard writer(write_mu_);
+  std::unique_lock lock(mu_);
+  pending_.clear();
+  items_.clear();
+  holders_.clear();
+  item_ids_.clear();
+  customers_.clear();
+  free_customers_.clear();
+  customer_ids_.clear();
+  popular_.clear();
+  popular_by_category_.clear();
+  have_anchor_ = false;
+  anchor_ = absl::Time();
+  pairs_ = items_held_ = customers_holding_ = purchase_lines_ = 0;
+  last_update_ = absl::InfinitePast();
 }
 
 bool Recommender::ForgetCustomer(absl::string_view customer_id) {

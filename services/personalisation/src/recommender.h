@@ -17,7 +17,7 @@
 // counts once the item has seen a quarter of its row in updates since the last rebuild.
 //
 // Thread-safety: any number of readers (Recommend, SimilarProducts, Info) run at once; writers
-// (Apply and friends) take turns, and hold readers off for at most 64 lines at a time: list
+// (Apply and friends) take turns, and hold readers off for at most `lines_per_hold` lines at a time: list
 // rebuilds are computed while readers go on and only swapped in exclusively.
 #pragma once
 
@@ -50,6 +50,10 @@ struct RecommenderOptions {
   // weighting the n-th most recent one 2^(-n / history_half_life) (0: all alike). Recent
   // purchases say most about the next (tuned on MovieLens 100k, see the docs).
   double history_half_life = 3;
+  // A writer holds readers off for at most this many lines at a time (Apply's chunks). 8 rather
+  // than 64: Recommend's p99 with a writer 284 µs instead of 1.10 ms, loading 11% slower
+  // (ecrm-reco-bench, docs/benchmarks.md).
+  int lines_per_hold = 8;
 };
 
 // One change to the model. A purchase of `quantity` units adds the line; a return of
@@ -119,6 +123,9 @@ class Recommender {
 
   // Removes everything the customer contributed; false if the model did not know them.
   bool ForgetCustomer(absl::string_view customer_id);
+
+  // Forgets everything (a resync of the change feed learns the model again from the start).
+  void Clear();
 
   // Up to `max` products for the customer (0 means 10; INVALID_ARGUMENT outside 0..100): items
   // similar to what they hold, best first, then popular ones (in `category` and below when

@@ -1,5 +1,6 @@
 // The personalisation engine's database: message templates and every version of each.
-// (Offers, impressions and the recommendation model's feed position come in later migrations.)
+// (Offers and impressions come in migration 2.) Migration 3: the recommendation model's orders
+// and the change feed position they are learnt up to (recommendation_feed.h).
 #pragma once
 
 #include "ecrm/sql/sql.h"
@@ -28,6 +29,20 @@ CREATE TABLE template_versions (
   html_body TEXT NOT NULL,
   created_at BIGINT NOT NULL,            -- when this version was saved
   PRIMARY KEY (template_id, version)
+);
+)sql"},
+    {3, "the recommendation model's learnt orders and feed position", R"sql(
+CREATE TABLE reco_orders (
+  order_id TEXT PRIMARY KEY,
+  customer_id TEXT NOT NULL,             -- the buyer (the survivor after a merge)
+  skus TEXT NOT NULL,                    -- distinct SKUs, comma-separated
+  total_minor BIGINT NOT NULL,           -- the order's total (a refund reaching it takes it back)
+  occurred_at BIGINT NOT NULL            -- microseconds since the epoch
+);
+CREATE INDEX reco_orders_customer ON reco_orders (customer_id);
+CREATE TABLE reco_feed_position (
+  id INTEGER PRIMARY KEY,                -- always 1
+  position BIGINT NOT NULL               -- the last change applied and saved
 );
 )sql"},
 };

@@ -14,7 +14,7 @@ grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, absl::string_
   reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                                absl::StrCat(rpc, ": ", what,
                                             " are not served by this build of ecrm-personalisation yet (templates, "
-                                            "RenderMessage and BatchRender are)")));
+                                            "rendering and recommendations are)")));
   return reactor;
 }
 
@@ -93,19 +93,20 @@ grpc::ServerUnaryReactor* PersonalisationService::DecideOffers(grpc::CallbackSer
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::Recommend(grpc::CallbackServerContext* ctx,
-                                                            const v1::RecommendRequest*, v1::RecommendResponse*) {
-  return NotYet(ctx, "Recommend", "product recommendations and the model");
+                                                            const v1::RecommendRequest* req,
+                                                            v1::RecommendResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return recommendations_.Recommend(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::SimilarProducts(grpc::CallbackServerContext* ctx,
-                                                                  const v1::SimilarProductsRequest*,
-                                                                  v1::SimilarProductsResponse*) {
-  return NotYet(ctx, "SimilarProducts", "product recommendations and the model");
+                                                                  const v1::SimilarProductsRequest* req,
+                                                                  v1::SimilarProductsResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return recommendations_.SimilarProducts(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::GetModelInfo(grpc::CallbackServerContext* ctx,
-                                                               const v1::GetModelInfoRequest*, v1::ModelInfo*) {
-  return NotYet(ctx, "GetModelInfo", "product recommendations and the model");
+                                                               const v1::GetModelInfoRequest*, v1::ModelInfo* resp) {
+  return Offload(executor_, ctx, resp, [this]() -> absl::StatusOr<v1::ModelInfo> { return recommendations_.Info(); });
 }
 
 }  // namespace ecrm::personalisation

@@ -1,19 +1,21 @@
 // The thin gRPC layer of personalisation: maps requests to the Templates and Messages domain
-// classes on the worker pool and absl::Status to grpc::Status. No domain logic here. Offers and
-// recommendations are not served yet: those RPCs answer UNIMPLEMENTED saying so.
+// classes on the worker pool and absl::Status to grpc::Status. No domain logic here. Offers are
+// not served yet: those RPCs answer UNIMPLEMENTED saying so.
 #pragma once
 
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/server/executor.h"
 #include "messages.h"
+#include "recommendations.h"
 #include "templates.h"
 
 namespace ecrm::personalisation {
 
 class PersonalisationService final : public v1::Personalisation::CallbackService {
  public:
-  PersonalisationService(Templates& templates, Messages& messages, server::Executor& executor)
-      : templates_(templates), messages_(messages), executor_(executor) {}
+  PersonalisationService(Templates& templates, Messages& messages, server::Executor& executor,
+                         const Recommendations& recommendations)
+      : templates_(templates), messages_(messages), executor_(executor), recommendations_(recommendations) {}
 
   grpc::ServerUnaryReactor* CreateTemplate(grpc::CallbackServerContext* ctx, const v1::CreateTemplateRequest* req,
                                            v1::Template* resp) override;
@@ -52,6 +54,7 @@ class PersonalisationService final : public v1::Personalisation::CallbackService
   Templates& templates_;
   Messages& messages_;
   server::Executor& executor_;
+  const Recommendations& recommendations_;
 };
 
 }  // namespace ecrm::personalisation

@@ -4,8 +4,8 @@
 #include "absl/strings/strip.h"
 #include "campaigns.h"
 #include "clients/broadcast_grpc.h"
-#include "clients/infostore_grpc.h"
 #include "customer_features.h"
+#include "ecrm/feed/infostore_grpc.h"
 #include "ecrm/log/log.h"
 #include "ecrm/outbox/grpc_event_sink.h"
 #include "ecrm/outbox/outbox.h"
@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ecrm::outbox::OutboxRelay> relay;
   if (!infostore_address.empty()) {
     std::shared_ptr<grpc::Channel> channel = ecrm::server::OutboundChannel(infostore_address);
-    infostore = std::make_unique<ecrm::segmentation::GrpcInformationStore>(channel, infostore_timeout);
+    infostore = std::make_unique<ecrm::feed::GrpcInformationStore>(channel, infostore_timeout);
     sink = std::make_unique<ecrm::outbox::InfostoreEventSink>(channel, infostore_timeout);
     relay_metrics = std::make_unique<ecrm::outbox::RelayMetrics>(runner.metrics(), "ecrm_segmentation_outbox");
     relay = std::make_unique<ecrm::outbox::OutboxRelay>(outbox, *sink, ecrm::outbox::RelayOptions{}, *relay_metrics);

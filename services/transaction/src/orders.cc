@@ -296,6 +296,15 @@ absl::StatusOr<v1::Order> Orders::CancelOrder(const v1::CancelOrderRequest& req)
             infostore::v1::Event e =
                 OrderEvent(o, "order_cancelled", absl::StrCat("order_cancelled:", o.id()), o.total(), now);
             if (!req.reason().empty()) (*e.mutable_properties())["reason"].set_string_value(req.reason());
+            // The lines refunded in full so far (what a recommender takes back), as "skus" is written.
+            std::string refunded_skus;
+            for (const v1::Line& l : o.lines()) {
+              if (l.refunded_quantity() < l.quantity()) continue;
+              if (refunded_skus.size() + l.sku().size() < 1000) {
+                absl::StrAppend(&refunded_skus, refunded_skus.empty() ? "" : ",", l.sku());
+              }
+            }
+            (*e.mutable_properties())["refunded_skus"].set_string_value(refunded_skus);
             ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
             changed = true;
             return o;
@@ -374,6 +383,15 @@ absl::StatusOr<v1::Order> Orders::RefundOrder(const v1::RefundOrderRequest& req)
             infostore::v1::Event e = OrderEvent(o, "refund", absl::StrCat("refund:", o.id(), ":", already + amount),
                                                 MakeMoney(amount, o.total().currency()), now);
             if (!req.reason().empty()) (*e.mutable_properties())["reason"].set_string_value(req.reason());
+            // The lines refunded in full so far (what a recommender takes back), as "skus" is written.
+            std::string refunded_skus;
+            for (const v1::Line& l : o.lines()) {
+              if (l.refunded_quantity() < l.quantity()) continue;
+              if (refunded_skus.size() + l.sku().size() < 1000) {
+                absl::StrAppend(&refunded_skus, refunded_skus.empty() ? "" : ",", l.sku());
+              }
+            }
+            (*e.mutable_properties())["refunded_skus"].set_string_value(refunded_skus);
             ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
             return o;
           }));

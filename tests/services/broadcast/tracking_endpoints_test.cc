@@ -93,7 +93,7 @@ struct Harness {
     bc::DispatcherOptions options;
     options.links = &links;
     auto clock = [this] { return now; };
-    dispatcher = std::make_unique<bc::Dispatcher>(*db, *outbox, *profiles, caps,
+    dispatcher = std::make_unique<bc::Dispatcher>(*db, *outbox, *profiles, nullptr, caps,
                                                   bc::Dispatcher::Channels{{common::CHANNEL_EMAIL, &email}}, metrics,
                                                   options, clock);
     deliveries = std::make_unique<bc::Deliveries>(

@@ -161,7 +161,7 @@ TEST_CASE("a template rendered for a customer upserted in the information store"
   CHECK(rendered.messages(0).subject() == "Bienvenue Camille");
   CHECK(rendered.failed().count("c_unknown") == 1);
 
-  // Bad input and what is not served yet.
+  // Bad input.
   v1::GetTemplateRequest get;
   get.set_id("tpl_nope");
   v1::Template t;
@@ -170,8 +170,8 @@ TEST_CASE("a template rendered for a customer upserted in the information store"
   v1::RecommendRequest recommend;
   v1::RecommendResponse recommended;
   s = Call(*personalisation, &v1::Personalisation::Stub::Recommend, recommend, &recommended);
-  CHECK(s.error_code() == grpc::StatusCode::UNIMPLEMENTED);
-  CHECK(absl::StrContains(s.error_message(), "not served"));
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(absl::StrContains(s.error_message(), "customer_id"));
 
   // CustomerData is served (nothing held on the customer yet).
   auto privacy = ecrm::privacy::v1::CustomerData::NewStub((*engine)->channel());

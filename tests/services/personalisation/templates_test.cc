@@ -13,6 +13,8 @@
 #include "ecrm/util/util.h"
 #include "format.h"
 #include "messages.h"
+#include "recommendations.h"
+#include "recommender.h"
 #include "schema.h"
 #include "templates.h"
 
@@ -373,6 +375,46 @@ TEST_CASE("offers, recommendations, vars and broadcast's placeholders") {
   CHECK(std::vector<std::string>(m->offer_ids().begin(), m->offer_ids().end()) == std::vector<std::string>{"o1"});
   CHECK(std::vector<std::string>(m->skus().begin(), m->skus().end()) == std::vector<std::string>{"SKU-1"});
   CHECK(m->missing_variables().empty());
+}
+
+TEST_CASE("a template that reads recommendations gets each customer's own from the model when none are given") {
+  Engine e;
+  e.AddCustomer(Person("c1", "Ann"));
+  e.AddCustomer(Person("c2", "Bob"));
+  p::Recommender model;
+  const absl::Time t0 = absl::FromUnixSeconds(1'780'000'000);
+  for (const char* buyer : {"x1", "x2", "x3"}) {
+    REQUIRE(model.Purchase(buyer, "bike", t0).ok());
+    REQUIRE(model.Purchase(buyer, "helmet", t0).ok());
+  }
+  REQUIRE(model.Purchase("x4", "tent", t0).ok());
+  REQUIRE(model.Purchase("c1", "bike", t0).ok());
+  p::Catalogue catalogue(nullptr, &model);
+  p::Recommendations recommendations(model, catalogue, nullptr);
+  e.messages.SetRecommendations(&recommendations);
+  v1::Template t = e.Create(Email("recs", "Hi", "{{#recommendations}}[{{sku}} {{source}}]{{/recommendations}}"));
+  absl::StatusOr<v1::RenderedMessage> m = e.Render(t.id(), "c1");
+  REQUIRE(m.ok());
+  CHECK(m->html_body() == "[helmet similar_items][tent popular]");
+  CHECK(std::vector<std::string>(m->skus().begin(), m->skus().end()) == std::vector<std::string>{"helmet", "tent"});
+  // Per customer in a batch: Bob bought nothing, so popular ones.
+  v1::BatchRenderRequest batch;
+  batch.set_template_id(t.id());
+  batch.add_customer_ids("c1");
+  batch.add_customer_ids("c2");
+  absl::StatusOr<v1::BatchRenderResponse> b = e.messages.BatchRender(batch);
+  REQUIRE(b.ok());
+  REQUIRE(b->messages_size() == 2);
+  CHECK(b->messages(0).html_body() == "[helmet similar_items][tent popular]");
+  CHECK(b->messages(1).html_body() == "[bike popular][helmet popular][tent popular]");
+  // The request's own win.
+  v1::RenderMessageRequest given;
+  given.set_template_id(t.id());
+  given.set_customer_id("c1");
+  given.add_recommendations()->set_sku("chosen");
+  m = e.messages.Render(given);
+  REQUIRE(m.ok());
+  CHECK(m->html_body() == "[chosen ]");
 }
 
 TEST_CASE("a missing variable renders empty and is listed, or fails in strict mode") {

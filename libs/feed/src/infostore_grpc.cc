@@ -1,4 +1,4 @@
-#include "clients/infostore_grpc.h"
+#include "ecrm/feed/infostore_grpc.h"
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
@@ -6,7 +6,7 @@
 #include "ecrm/server/grpc_status.h"
 #include "ecrm/util/util.h"
 
-namespace ecrm::segmentation {
+namespace ecrm::feed {
 
 GrpcInformationStore::GrpcInformationStore(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout)
     : channel_(std::move(channel)), timeout_(timeout) {}
@@ -77,4 +77,4 @@ absl::StatusOr<infostore::v1::ListEventsResponse> GrpcInformationStore::ListEven
   return response;
 }
 
-}  // namespace ecrm::segmentation
+}  // namespace ecrm::feed

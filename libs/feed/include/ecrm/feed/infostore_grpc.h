@@ -7,9 +7,9 @@
 #include <memory>
 #include <mutex>
 
-#include "clients/infostore.h"
+#include "ecrm/feed/infostore.h"
 
-namespace ecrm::segmentation {
+namespace ecrm::feed {
 
 class GrpcInformationStore final : public InformationStore {
  public:
@@ -33,4 +33,4 @@ class GrpcInformationStore final : public InformationStore {
   bool stopped_ = false;
 };
 
-}  // namespace ecrm::segmentation
+}  // namespace ecrm::feed
