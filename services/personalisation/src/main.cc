@@ -1,5 +1,6 @@
 // ecrm-personalisation: composition root of the personalisation engine.
 #include "clients/infostore_grpc.h"
+#include "clients/segmentation_grpc.h"
 #include "customers.h"
 #include "ecrm/log/log.h"
 #include "ecrm/server/channel.h"
@@ -8,6 +9,7 @@
 #include "ecrm/server/stores.h"
 #include "messages.h"
 #include "metrics.h"
+#include "offers.h"
 #include "privacy.h"
 #include "schema.h"
 #include "service.h"
@@ -28,7 +30,17 @@ int main(int argc, char** argv) {
               "only cached customers can be rendered");
   f.AddDuration("infostore-timeout", &infostore_timeout,
                 "deadline of each read from the information store (never later than the caller's)");
+  std::string segmentation_address;
+  absl::Duration segmentation_timeout = absl::Seconds(1);
+  f.AddString("segmentation-address", &segmentation_address,
+              "segmentation (host:port) that offers restricted to segments read a customer's segments from; empty: "
+              "offers cannot name segments");
+  f.AddDuration("segmentation-timeout", &segmentation_timeout,
+                "deadline of each read from segmentation (never later than the caller's)");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
+  if (segmentation_timeout <= absl::ZeroDuration()) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--segmentation-timeout must be positive"));
+  }
   if (infostore_timeout <= absl::ZeroDuration()) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--infostore-timeout must be positive"));
   }
@@ -46,10 +58,16 @@ int main(int argc, char** argv) {
   ecrm::personalisation::Customers customers(stores->profiles.get(), directory.get(), metrics);
   ecrm::personalisation::Templates templates(*stores->db, metrics);
   ecrm::personalisation::Messages messages(templates, customers, metrics);
+  std::unique_ptr<ecrm::personalisation::GrpcSegmentDirectory> segment_directory;
+  if (!segmentation_address.empty()) {
+    segment_directory = std::make_unique<ecrm::personalisation::GrpcSegmentDirectory>(
+        ecrm::server::OutboundChannel(segmentation_address), segmentation_timeout);
+  }
+  ecrm::personalisation::Offers offers(*stores->db, customers, segment_directory.get());
 
   ecrm::server::Executor& executor = *stores->executor;
-  ecrm::personalisation::PersonalisationService service(templates, messages, executor);
-  ecrm::personalisation::PersonalisationPrivacy privacy;
+  ecrm::personalisation::PersonalisationService service(templates, messages, offers, executor);
+  ecrm::personalisation::PersonalisationPrivacy privacy(offers);
   ecrm::server::CustomerDataService customer_data("personalisation", privacy, executor);
   runner.AddService(&service, ecrm::personalisation::v1::Personalisation::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());

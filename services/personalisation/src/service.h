@@ -1,19 +1,20 @@
 // The thin gRPC layer of personalisation: maps requests to the Templates and Messages domain
-// classes on the worker pool and absl::Status to grpc::Status. No domain logic here. Offers and
-// recommendations are not served yet: those RPCs answer UNIMPLEMENTED saying so.
+// classes on the worker pool and absl::Status to grpc::Status. No domain logic here.
+// Recommendations are not served yet: those RPCs answer UNIMPLEMENTED saying so.
 #pragma once
 
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/server/executor.h"
 #include "messages.h"
+#include "offers.h"
 #include "templates.h"
 
 namespace ecrm::personalisation {
 
 class PersonalisationService final : public v1::Personalisation::CallbackService {
  public:
-  PersonalisationService(Templates& templates, Messages& messages, server::Executor& executor)
-      : templates_(templates), messages_(messages), executor_(executor) {}
+  PersonalisationService(Templates& templates, Messages& messages, Offers& offers, server::Executor& executor)
+      : templates_(templates), messages_(messages), offers_(offers), executor_(executor) {}
 
   grpc::ServerUnaryReactor* CreateTemplate(grpc::CallbackServerContext* ctx, const v1::CreateTemplateRequest* req,
                                            v1::Template* resp) override;
@@ -51,6 +52,7 @@ class PersonalisationService final : public v1::Personalisation::CallbackService
  private:
   Templates& templates_;
   Messages& messages_;
+  Offers& offers_;
   server::Executor& executor_;
 };
 
