@@ -188,13 +188,33 @@ absl::StatusOr<std::shared_ptr<const CompiledOffer>> Offers::Compile(const v1::O
     out->rule = *std::move(rule);
     out->has_rule = true;
     out->reads_segments = out->reads_segments || !out->rule.dependencies().segments.empty();
-    for (const std::string& clause : Conjuncts(out->rule)) {
+    std::vector<std::string> texts = Conjuncts(out->rule);
+    for (const std::string& clause : texts) {
       absl::StatusOr<rules::Rule> c = CompileOfferRule(clause, schema_);
       if (!c.ok())
         return absl::InternalError(absl::StrCat("a clause of the rule does not compile: ", c.status().message()));
       out->clauses.push_back(*std::move(c));
     }
+    if (texts.empty()) texts.push_back(o.eligibility_rule());
+    for (const std::string& text : texts) {
+      out->clause_false.push_back(absl::StrCat("not eligible: rule clause `", text, "` is false"));
+      out->clause_unknown.push_back(
+          absl::StrCat("not eligible: rule clause `", text, "` is unknown (a value it reads is missing)"));
+    }
   }
+  if (HasTime(o.starts_at())) {
+    out->starts_at_us = util::Micros(o.starts_at());
+    out->not_yet_valid = absl::StrCat("not yet valid: starts at ", Rfc3339(o.starts_at()));
+  }
+  if (HasTime(o.ends_at())) {
+    out->ends_at_us = util::Micros(o.ends_at());
+    out->expired = absl::StrCat("expired: ended at ", Rfc3339(o.ends_at()));
+  }
+  std::vector<std::string> channel_names;
+  for (int c : o.channels()) channel_names.push_back(ChannelText(c));
+  out->wrong_channel = absl::StrCat("wrong channel: shown on ", absl::StrJoin(channel_names, ", "), ", not ");
+  out->wrong_placement = absl::StrCat("wrong placement: shown at ", absl::StrJoin(o.placements(), ", "), ", not ");
+  out->not_in_segment = absl::StrCat("not eligible: not in segment ", absl::StrJoin(o.segment_ids(), " or "));
   if (out->reads_segments && segments_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat(o.segment_ids_size() > 0 ? "offer.segment_ids" : "offer.eligibility_rule",
@@ -360,37 +380,36 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
   auto& rejected = *out.mutable_rejected();
   struct Candidate {
     const CompiledOffer* offer;
-    std::vector<std::string> reasons;
+    const std::string* segment;        // the segment that made it eligible
+    std::vector<std::string> reasons;  // the chosen ones' only
   };
   std::vector<Candidate> candidates;
   std::optional<absl::flat_hash_set<std::string>> segments;  // read once, when first needed
+  const std::string asked_channel = req.channel() == 0 ? "an unspecified channel" : ChannelText(req.channel());
+  const std::string asked_placement =
+      req.placement().empty() ? "an unspecified placement" : absl::StrCat("\"", req.placement(), "\"");
   for (const std::shared_ptr<const CompiledOffer>& shared : snapshot->active) {
     const CompiledOffer& offer = *shared;
     const v1::Offer& o = offer.proto;
-    if (HasTime(o.starts_at()) && now_us < util::Micros(o.starts_at())) {
-      rejected[o.id()] = absl::StrCat("not yet valid: starts at ", Rfc3339(o.starts_at()));
+    if (offer.starts_at_us != 0 && now_us < offer.starts_at_us) {
+      rejected[o.id()] = offer.not_yet_valid;
       continue;
     }
-    if (HasTime(o.ends_at()) && now_us >= util::Micros(o.ends_at())) {
-      rejected[o.id()] = absl::StrCat("expired: ended at ", Rfc3339(o.ends_at()));
+    if (offer.ends_at_us != 0 && now_us >= offer.ends_at_us) {
+      rejected[o.id()] = offer.expired;
       continue;
     }
     if (o.channels_size() > 0 &&
         std::find(o.channels().begin(), o.channels().end(), req.channel()) == o.channels().end()) {
-      std::vector<std::string> names;
-      for (int c : o.channels()) names.push_back(ChannelText(c));
-      rejected[o.id()] = absl::StrCat("wrong channel: shown on ", absl::StrJoin(names, ", "), ", not ",
-                                      req.channel() == 0 ? "an unspecified channel" : ChannelText(req.channel()));
+      rejected[o.id()] = absl::StrCat(offer.wrong_channel, asked_channel);
       continue;
     }
     if (o.placements_size() > 0 &&
         std::find(o.placements().begin(), o.placements().end(), req.placement()) == o.placements().end()) {
-      rejected[o.id()] = absl::StrCat(
-          "wrong placement: shown at ", absl::StrJoin(o.placements(), ", "), ", not ",
-          req.placement().empty() ? "an unspecified placement" : absl::StrCat("\"", req.placement(), "\""));
+      rejected[o.id()] = absl::StrCat(offer.wrong_placement, asked_placement);
       continue;
     }
-    Candidate candidate{&offer, {}};
+    Candidate candidate{&offer, nullptr};
     if (offer.reads_segments && !segments) {
       ECRM_ASSIGN_OR_RETURN(std::vector<std::string> ids, segments_->CustomerSegments(customer.id()));
       segments.emplace(ids.begin(), ids.end());
@@ -399,37 +418,31 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       auto in = std::find_if(o.segment_ids().begin(), o.segment_ids().end(),
                              [&](const std::string& s) { return segments->contains(s); });
       if (in == o.segment_ids().end()) {
-        rejected[o.id()] = absl::StrCat("not eligible: not in segment ", absl::StrJoin(o.segment_ids(), " or "));
+        rejected[o.id()] = offer.not_in_segment;
         continue;
       }
-      candidate.reasons.push_back(absl::StrCat("segment ", *in));
+      candidate.segment = &*in;
     }
     if (offer.has_rule) {
       CustomerRuleView view(customer, schema_, segments ? &*segments : nullptr);
       const rules::Truth truth = rules::Evaluate(offer.rule, view, now);
       if (truth != rules::Truth::kTrue) {
         // The first clause that is not true names why.
-        std::string clause(offer.rule.source());
+        size_t at = 0;
         rules::Truth why = truth;
-        for (const rules::Rule& c : offer.clauses) {
-          const rules::Truth t = rules::Evaluate(c, view, now);
+        for (size_t k = 0; k < offer.clauses.size(); ++k) {
+          const rules::Truth t = rules::Evaluate(offer.clauses[k], view, now);
           if (t != rules::Truth::kTrue) {
-            clause = std::string(c.source());
+            at = k;
             why = t;
             break;
           }
         }
-        rejected[o.id()] =
-            absl::StrCat("not eligible: rule clause `", clause, "` is ",
-                         why == rules::Truth::kUnknown ? "unknown (a value it reads is missing)" : "false");
+        rejected[o.id()] = why == rules::Truth::kUnknown ? offer.clause_unknown[at] : offer.clause_false[at];
         continue;
       }
-      candidate.reasons.push_back(absl::StrCat("rule `", o.eligibility_rule(), "`"));
     }
-    if (o.segment_ids_size() == 0 && !offer.has_rule) candidate.reasons.push_back("everyone is eligible");
-    candidate.reasons.push_back(absl::StrCat("priority ", o.priority()));
-    if (o.has_value()) candidate.reasons.push_back(absl::StrCat("value ", Money(o.value())));
-    candidates.push_back(std::move(candidate));
+    candidates.push_back(candidate);
   }
   // Priority, then expected value (the offer's value: there is no response model yet), then id.
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
@@ -444,6 +457,17 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
   // Caps and budgets. Without record_impression, the counts as they are; with it, each
   // impression is taken by a conditional write that fails once the count is reached, in one
   // transaction, so concurrent decisions never exceed a cap or a budget.
+  // Only the ranked candidates down to the max-th one without a cap or budget can be shown:
+  // the others are eligible, ranked below, and not checked (nor rejected).
+  {
+    size_t reach = 0;
+    int sure = 0;
+    while (reach < candidates.size() && sure < max) {
+      const v1::Offer& o = candidates[reach++].offer->proto;
+      if (o.per_customer_cap() == 0 && o.total_budget() == 0) ++sure;
+    }
+    candidates.erase(candidates.begin() + static_cast<std::ptrdiff_t>(reach), candidates.end());
+  }
   std::vector<const Candidate*> chosen;
   if (!req.record_impression()) {
     absl::flat_hash_map<std::string, int64_t> shown, totals;
@@ -459,15 +483,20 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       for (const sql::Row& row : r) shown[row.Text(0)] = row.Int(1);
     }
     if (any_budget) {
-      ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT id, impressions FROM offers WHERE active = 1"));
+      std::vector<sql::Value> ids;
+      for (const Candidate& c : candidates) {
+        if (c.offer->proto.total_budget() > 0) ids.emplace_back(c.offer->proto.id());
+      }
+      ECRM_ASSIGN_OR_RETURN(sql::Lease lease, db_.Acquire());
+      ECRM_ASSIGN_OR_RETURN(sql::Result r,
+                            lease->Execute(absl::StrCat("SELECT id, impressions FROM offers WHERE id IN (",
+                                                        util::Placeholders(1, static_cast<int>(ids.size())), ")"),
+                                           absl::MakeConstSpan(ids)));
       for (const sql::Row& row : r) totals[row.Text(0)] = row.Int(1);
     }
     for (Candidate& c : candidates) {
       const v1::Offer& o = c.offer->proto;
-      if (static_cast<int>(chosen.size()) >= max) {
-        rejected[o.id()] = absl::StrCat("eligible, ranked below the ", max, " offers decided (max_offers)");
-        continue;
-      }
+      if (static_cast<int>(chosen.size()) >= max) break;  // eligible, ranked below: not rejected
       const int64_t n = shown.contains(o.id()) ? shown[o.id()] : 0;
       if (o.per_customer_cap() > 0 && n >= o.per_customer_cap()) {
         rejected[o.id()] = absl::StrCat("capped: shown ", n, " of ", o.per_customer_cap(), " times to this customer");
@@ -537,18 +566,19 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
     }));
     for (const auto& [id, why] : refused) rejected[id] = why;
     for (size_t i = 0; i < chosen.size(); ++i) const_cast<Candidate*>(chosen[i])->reasons.push_back(extra[i]);
-    for (const Candidate& cand : candidates) {
-      const std::string& id = cand.offer->proto.id();
-      if (!refused.contains(id) && std::find(chosen.begin(), chosen.end(), &cand) == chosen.end()) {
-        rejected[id] = absl::StrCat("eligible, ranked below the ", max, " offers decided (max_offers)");
-      }
-    }
   }
   for (size_t i = 0; i < chosen.size(); ++i) {
+    const Candidate& c = *chosen[i];
+    const v1::Offer& o = c.offer->proto;
     v1::OfferDecision* d = out.add_decisions();
-    *d->mutable_offer() = chosen[i]->offer->proto;
+    *d->mutable_offer() = o;
     d->set_rank(static_cast<int32_t>(i + 1));
-    for (const std::string& r : chosen[i]->reasons) d->add_reasons(r);
+    if (c.segment != nullptr) d->add_reasons(absl::StrCat("segment ", *c.segment));
+    if (c.offer->has_rule) d->add_reasons(absl::StrCat("rule `", o.eligibility_rule(), "`"));
+    if (c.segment == nullptr && !c.offer->has_rule) d->add_reasons("everyone is eligible");
+    d->add_reasons(absl::StrCat("priority ", o.priority()));
+    if (o.has_value()) d->add_reasons(absl::StrCat("value ", Money(o.value())));
+    for (const std::string& r : c.reasons) d->add_reasons(r);
   }
   return out;
 }

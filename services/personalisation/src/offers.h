@@ -36,6 +36,12 @@ struct CompiledOffer {
   // own, with its text: a customer the rule rejects is told which clause failed first.
   std::vector<rules::Rule> clauses;
   bool reads_segments = false;  // segment_ids, or segment() in the rule
+  // Why not, written once when compiled (a decision copies them): per clause (the whole rule
+  // when it has none) when false and when unknown; the window's; the channels' and placements'
+  // (followed by what was asked); the segments'.
+  std::vector<std::string> clause_false, clause_unknown;
+  std::string not_yet_valid, expired, wrong_channel, wrong_placement, not_in_segment;
+  int64_t starts_at_us = 0, ends_at_us = 0;  // 0: none
 };
 
 class Offers {
