@@ -134,6 +134,16 @@ absl::StatusOr<rules::Rule> CompileOfferRule(absl::string_view source, const Off
   return rule;
 }
 
+RuleNames NamesOf(const rules::Rule& rule, const OfferRuleSchema& schema) {
+  RuleNames out;
+  for (const FieldRef& f : rule.dependencies().fields) {
+    if (f.kind == FieldRef::Kind::kAttribute) out.attributes.emplace_back(f.id, schema.AttributeName(f.id));
+  }
+  for (int32_t id : rule.dependencies().event_types) out.event_types.emplace_back(id, schema.EventTypeName(id));
+  for (int32_t id : rule.dependencies().segments) out.segments.emplace_back(id, schema.SegmentName(id));
+  return out;
+}
+
 Value CustomerRuleView::Field(const FieldRef& field) const {
   const infostore::v1::Customer& c = customer_;
   const infostore::v1::Profile& p = c.profile();
@@ -146,7 +156,7 @@ Value CustomerRuleView::Field(const FieldRef& field) const {
       }
       return Value::Bool(false);
     case FieldRef::Kind::kAttribute: {
-      const auto it = c.attributes().find(std::string(schema_.AttributeName(field.id)));
+      const auto it = c.attributes().find(std::string(RuleNames::Find(names_.attributes, field.id)));
       if (it == c.attributes().end()) return Value::Missing();
       const common::v1::AttributeValue& v = it->second;
       switch (v.value_case()) {
@@ -237,12 +247,12 @@ bool CustomerRuleView::ListContains(const FieldRef&, absl::string_view item) con
 
 int64_t CustomerRuleView::EventCount(int32_t event_type, absl::Duration, absl::Time) const {
   const auto& counts = customer_.behaviour().event_counts();
-  const auto it = counts.find(std::string(schema_.EventTypeName(event_type)));
+  const auto it = counts.find(std::string(RuleNames::Find(names_.event_types, event_type)));
   return it == counts.end() ? 0 : it->second;
 }
 
 bool CustomerRuleView::InSegment(int32_t segment) const {
-  return segments_ != nullptr && segments_->contains(schema_.SegmentName(segment));
+  return segments_ != nullptr && segments_->contains(RuleNames::Find(names_.segments, segment));
 }
 
 }  // namespace ecrm::personalisation

@@ -13,6 +13,8 @@
 
 #include <deque>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -52,6 +54,19 @@ class OfferRuleSchema final : public rules::Schema {
   mutable Names segments_ ABSL_GUARDED_BY(mu_);
 };
 
+// The names behind the ids one rule reads (from the schema, once when compiled): evaluation
+// then takes no lock.
+struct RuleNames {
+  std::vector<std::pair<int32_t, std::string>> attributes, event_types, segments;
+  static absl::string_view Find(const std::vector<std::pair<int32_t, std::string>>& names, int32_t id) {
+    for (const auto& [i, name] : names) {
+      if (i == id) return name;
+    }
+    return {};
+  }
+};
+RuleNames NamesOf(const rules::Rule& rule, const OfferRuleSchema& schema);
+
 // Compiles an offer's eligibility rule: INVALID_ARGUMENT "line:column: …" for a rule that does
 // not parse or type-check, or that reads what one customer's record cannot answer (above).
 absl::StatusOr<rules::Rule> CompileOfferRule(absl::string_view source, const OfferRuleSchema& schema);
@@ -60,9 +75,9 @@ absl::StatusOr<rules::Rule> CompileOfferRule(absl::string_view source, const Off
 // be null when no rule names a segment. Everything must outlive the evaluation.
 class CustomerRuleView final : public rules::CustomerView {
  public:
-  CustomerRuleView(const infostore::v1::Customer& customer, const OfferRuleSchema& schema,
+  CustomerRuleView(const infostore::v1::Customer& customer, const RuleNames& names,
                    const absl::flat_hash_set<std::string>* segments)
-      : customer_(customer), schema_(schema), segments_(segments) {}
+      : customer_(customer), names_(names), segments_(segments) {}
 
   rules::Value Field(const rules::FieldRef& field) const override;
   bool ListContains(const rules::FieldRef& field, absl::string_view item) const override;
@@ -75,7 +90,7 @@ class CustomerRuleView final : public rules::CustomerView {
 
  private:
   const infostore::v1::Customer& customer_;
-  const OfferRuleSchema& schema_;
+  const RuleNames& names_;
   const absl::flat_hash_set<std::string>* segments_;
 };
 

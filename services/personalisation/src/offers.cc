@@ -187,6 +187,7 @@ absl::StatusOr<std::shared_ptr<const CompiledOffer>> Offers::Compile(const v1::O
     if (!rule.ok()) return util::Invalid("offer.eligibility_rule", rule.status().message());
     out->rule = *std::move(rule);
     out->has_rule = true;
+    out->names = NamesOf(out->rule, schema_);
     out->reads_segments = out->reads_segments || !out->rule.dependencies().segments.empty();
     std::vector<std::string> texts = Conjuncts(out->rule);
     for (const std::string& clause : texts) {
@@ -247,6 +248,7 @@ absl::StatusOr<v1::Offer> Offers::Create(const v1::Offer& request) {
                              .status());
     return Bump(c);
   }));
+  Changed();
   return o;
 }
 
@@ -312,25 +314,42 @@ absl::StatusOr<v1::Offer> Offers::Update(const v1::UpdateOfferRequest& req) {
     out = std::move(merged);
     return Bump(c);
   }));
+  Changed();
   return out;
 }
 
 absl::Status Offers::Delete(const std::string& id) {
   if (id.empty()) return util::Invalid("id", "required");
-  return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("DELETE FROM offers WHERE id = $1", {id}));
     if (r.rows_affected() == 0) return NotFound(id);
     ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM offer_impressions WHERE offer_id = $1", {id}).status());
     return Bump(c);
-  });
+  }));
+  Changed();
+  return absl::OkStatus();
+}
+
+void Offers::Changed() {
+  absl::MutexLock lock(&mu_);
+  changed_ = true;
 }
 
 absl::StatusOr<std::shared_ptr<const Offers::Snapshot>> Offers::Active() {
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (snapshot_ != nullptr && !changed_ && now - checked_at_ < kRecheck) return snapshot_;
+  }
   ECRM_ASSIGN_OR_RETURN(sql::Result g, db_.Execute("SELECT generation FROM offer_changes WHERE id = 1"));
   const int64_t generation = g.empty() ? 0 : g.front().Int(0);
   {
     absl::MutexLock lock(&mu_);
-    if (snapshot_ != nullptr && snapshot_->generation == generation) return snapshot_;
+    if (snapshot_ != nullptr && snapshot_->generation == generation) {
+      checked_at_ = now;
+      changed_ = false;
+      return snapshot_;
+    }
   }
   // Read the generation and the offers in one transaction, so the snapshot is never newer
   // or older than the generation it is kept under.
@@ -354,6 +373,8 @@ absl::StatusOr<std::shared_ptr<const Offers::Snapshot>> Offers::Active() {
       sql::TxMode::kReadOnly));
   absl::MutexLock lock(&mu_);
   if (snapshot_ == nullptr || snapshot_->generation < fresh->generation) snapshot_ = fresh;
+  checked_at_ = now;
+  changed_ = false;
   return snapshot_;
 }
 
@@ -384,6 +405,7 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
     std::vector<std::string> reasons;  // the chosen ones' only
   };
   std::vector<Candidate> candidates;
+  candidates.reserve(snapshot->active.size());
   std::optional<absl::flat_hash_set<std::string>> segments;  // read once, when first needed
   const std::string asked_channel = req.channel() == 0 ? "an unspecified channel" : ChannelText(req.channel());
   const std::string asked_placement =
@@ -424,7 +446,7 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       candidate.segment = &*in;
     }
     if (offer.has_rule) {
-      CustomerRuleView view(customer, schema_, segments ? &*segments : nullptr);
+      CustomerRuleView view(customer, offer.names, segments ? &*segments : nullptr);
       const rules::Truth truth = rules::Evaluate(offer.rule, view, now);
       if (truth != rules::Truth::kTrue) {
         // The first clause that is not true names why.
@@ -470,29 +492,26 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
   }
   std::vector<const Candidate*> chosen;
   if (!req.record_impression()) {
+    // The counts of the offers in reach with a cap or a budget, in one query.
     absl::flat_hash_map<std::string, int64_t> shown, totals;
-    bool any_cap = false, any_budget = false;
+    std::vector<sql::Value> params = {customer.id()};
     for (const Candidate& c : candidates) {
-      any_cap = any_cap || c.offer->proto.per_customer_cap() > 0;
-      any_budget = any_budget || c.offer->proto.total_budget() > 0;
-    }
-    if (any_cap) {
-      ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT offer_id, shown FROM offer_impressions WHERE "
-                                                       "customer_id = $1",
-                                                       {customer.id()}));
-      for (const sql::Row& row : r) shown[row.Text(0)] = row.Int(1);
-    }
-    if (any_budget) {
-      std::vector<sql::Value> ids;
-      for (const Candidate& c : candidates) {
-        if (c.offer->proto.total_budget() > 0) ids.emplace_back(c.offer->proto.id());
+      if (c.offer->proto.per_customer_cap() > 0 || c.offer->proto.total_budget() > 0) {
+        params.emplace_back(c.offer->proto.id());
       }
+    }
+    if (params.size() > 1) {
       ECRM_ASSIGN_OR_RETURN(sql::Lease lease, db_.Acquire());
-      ECRM_ASSIGN_OR_RETURN(sql::Result r,
-                            lease->Execute(absl::StrCat("SELECT id, impressions FROM offers WHERE id IN (",
-                                                        util::Placeholders(1, static_cast<int>(ids.size())), ")"),
-                                           absl::MakeConstSpan(ids)));
-      for (const sql::Row& row : r) totals[row.Text(0)] = row.Int(1);
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result r,
+          lease->Execute(absl::StrCat("SELECT o.id, o.impressions, COALESCE(i.shown, 0) FROM offers o LEFT JOIN "
+                                      "offer_impressions i ON i.offer_id = o.id AND i.customer_id = $1 WHERE o.id IN (",
+                                      util::Placeholders(2, static_cast<int>(params.size() - 1)), ")"),
+                         absl::MakeConstSpan(params)));
+      for (const sql::Row& row : r) {
+        totals[row.Text(0)] = row.Int(1);
+        shown[row.Text(0)] = row.Int(2);
+      }
     }
     for (Candidate& c : candidates) {
       const v1::Offer& o = c.offer->proto;

@@ -6,8 +6,8 @@
 // decisions never both take the last one (docs/personalisation.md, "Offers").
 //
 // The active offers are held compiled in memory and reloaded when any offer changed (a
-// generation counter every write bumps, read on each decision: replicas see each other's
-// writes at once).
+// generation counter every write bumps, read at most every 100 ms: a replica decides on
+// another's change within 100 ms, on its own at once).
 #pragma once
 
 #include <functional>
@@ -36,6 +36,7 @@ struct CompiledOffer {
   // own, with its text: a customer the rule rejects is told which clause failed first.
   std::vector<rules::Rule> clauses;
   bool reads_segments = false;  // segment_ids, or segment() in the rule
+  RuleNames names;              // of the rule (its clauses read a part of them)
   // Why not, written once when compiled (a decision copies them): per clause (the whole rule
   // when it has none) when false and when unknown; the window's; the channels' and placements'
   // (followed by what was asked); the segments'.
@@ -71,7 +72,11 @@ class Offers {
     int64_t generation = -1;
     std::vector<std::shared_ptr<const CompiledOffer>> active;
   };
+  // The active offers: checked against the database's generation at most every kRecheck
+  // (another replica's change is decided on within that), at once after this process's change.
   absl::StatusOr<std::shared_ptr<const Snapshot>> Active();
+  void Changed();
+  static constexpr absl::Duration kRecheck = absl::Milliseconds(100);
   absl::Status CheckTemplate(sql::Connection& c, const v1::Offer& offer);
 
   sql::Database& db_;
@@ -82,6 +87,8 @@ class Offers {
 
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  absl::Time checked_at_ ABSL_GUARDED_BY(mu_);
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ecrm::personalisation
