@@ -302,7 +302,7 @@ TEST_CASE("offers: eligibility by segment, and segment() in a rule") {
   CHECK(e.Decide("c_alice").status().code() == absl::StatusCode::kUnavailable);
 }
 
-TEST_CASE("offers: ranked by priority then value; each other offer says why not") {
+TEST_CASE("offers: ranked by priority then value, and each other offer says why not") {
   Engine e;
   e.directory.customers["c_alice"] = Alice();
   auto valued = [](std::string name, int priority, int64_t value) {
