@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
         ecrm::server::OutboundChannel(segmentation_address), segmentation_timeout);
   }
   ecrm::personalisation::Offers offers(*stores->db, customers, segment_directory.get());
+  messages.set_offers(&offers);
 
   ecrm::server::Executor& executor = *stores->executor;
   ecrm::personalisation::PersonalisationService service(templates, messages, offers, executor);

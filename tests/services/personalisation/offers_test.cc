@@ -12,6 +12,7 @@
 #include "customers.h"
 #include "ecrm/testing/process.h"
 #include "ecrm/util/util.h"
+#include "messages.h"
 #include "offers.h"
 #include "privacy.h"
 #include "schema.h"
@@ -414,4 +415,44 @@ TEST_CASE("offers: caps and budgets, counted exactly when 16 decide at once") {
   auto again = e.Decide("c_alice", "home", common::CHANNEL_WEB, 3);
   REQUIRE(again.ok());
   CHECK(e.Ids(*again) == std::vector<std::string>{"capped"});  // its count is gone with the history
+}
+
+TEST_CASE("offers: RenderMessage given a placement and no offers decides them") {
+  Engine e;
+  e.directory.customers["c_alice"] = Alice();
+  p::Templates templates(*e.db, e.metrics);
+  p::Messages messages(templates, e.customers, e.metrics);
+  messages.set_offers(e.offers.get());
+  v1::Template t;
+  t.set_name("offers");
+  t.set_channel(common::CHANNEL_EMAIL);
+  t.set_subject("For you");
+  t.set_text_body("{{#offers}}[{{name}} {{percent_off}}%]{{/offers}}");
+  absl::StatusOr<v1::Template> created = templates.Create(t);
+  REQUIRE(created.ok());
+  v1::Offer home = Percent("home", 15, 2);
+  home.add_placements("home");
+  home.add_channels(common::CHANNEL_EMAIL);
+  const std::string home_id = e.Create(home).id();
+  e.Create(Percent("anywhere", 10, 1));
+  v1::Offer sms = Percent("sms", 5, 9);
+  sms.add_channels(common::CHANNEL_SMS);  // not the template's channel
+  e.Create(sms);
+
+  v1::RenderMessageRequest req;
+  req.set_template_id(created->id());
+  req.set_customer_id("c_alice");
+  req.set_placement("home");
+  absl::StatusOr<v1::RenderedMessage> m = messages.Render(req);
+  REQUIRE(m.ok());
+  CHECK(m->text_body() == "[home 15%][anywhere 10%]");
+  CHECK(m->offer_ids(0) == home_id);
+  // The request's offers win; and without a placement nothing is decided.
+  *req.add_offers() = Percent("given", 50);
+  CHECK(messages.Render(req)->text_body() == "[given 50%]");
+  req.clear_offers();
+  req.clear_placement();
+  CHECK(messages.Render(req)->text_body() == "");
+  // Nothing was recorded.
+  CHECK(e.offers->Get(home_id)->impressions() == 0);
 }
