@@ -429,6 +429,69 @@ TEST_CASE("rules: limits bound length, nesting, lists and size", "[rules]") {
   CHECK(ErrorOf(chain, huge) == "1:1: expected at most 256 levels of nesting, found more");
 }
 
+// A schema that knows no attribute's type (as personalisation's): the rule's use decides.
+class InferringSchema : public SimpleSchema {
+ public:
+  std::optional<AttributeInfo> FindAttribute(absl::string_view name) const override {
+    auto it = ids_.find(std::string(name));
+    if (it == ids_.end()) it = ids_.emplace(std::string(name), static_cast<int32_t>(ids_.size())).first;
+    return AttributeInfo{.id = it->second, .type = Type::kString, .inferred = true};
+  }
+  mutable std::map<std::string, int32_t> ids_;
+};
+
+TEST_CASE("rules: an attribute the schema cannot type takes its type from the rule's use of it", "[rules]") {
+  InferringSchema schema;
+  auto compile = [&](absl::string_view text) { return Compile(text, schema); };
+  auto error = [&](absl::string_view text) {
+    absl::StatusOr<Rule> r = compile(text);
+    return r.ok() ? "compiled: " + Format(*r) : std::string(r.status().message());
+  };
+  auto type_of = [&](const Rule& r, absl::string_view attribute) {
+    for (const Node& n : r.nodes()) {
+      if (n.op == Op::kField && r.field_name(n.aux) == absl::StrCat("attributes.", attribute)) return n.type;
+    }
+    FAIL("no such field");
+    return Type::kList;
+  };
+  absl::StatusOr<Rule> r = compile(
+      R"(attributes.tier == "gold" && attributes.score >= 3 && attributes.vip && days_since(attributes.signup) < 30 )"
+      R"(&& attributes.city.startsWith("Lo") && attributes.band in [1, 2] && 5 < attributes.level)");
+  REQUIRE(r.ok());
+  CHECK(type_of(*r, "tier") == Type::kString);
+  CHECK(type_of(*r, "score") == Type::kNumber);
+  CHECK(type_of(*r, "vip") == Type::kBool);
+  CHECK(type_of(*r, "signup") == Type::kTime);
+  CHECK(type_of(*r, "city") == Type::kString);
+  CHECK(type_of(*r, "band") == Type::kNumber);
+  CHECK(type_of(*r, "level") == Type::kNumber);
+  CHECK(compile("!attributes.vip || attributes.vip == false").ok());
+  CHECK(compile("has(attributes.vip)").ok());
+  CHECK(error(R"(attributes.tier == "gold" || attributes.tier > 3)") == "1:48: expected a string after '>', found 3");
+  CHECK(error(R"(attributes.tier > 3 || attributes.tier == "gold")") ==
+        "1:43: expected a number after '==', found \"gold\"");
+  CHECK(error("attributes.a == attributes.b") ==
+        "1:1: cannot tell the type of attribute 'a' from this rule: compare it with a value (attributes.a == "
+        "\"gold\", > 3, == true …) somewhere in the rule");
+
+  // A value of another type than the rule's is missing; has() sees any type.
+  struct View : CustomerView {
+    Value Field(const FieldRef& f) const override {
+      return f.kind == FieldRef::Kind::kAttribute ? Value::String("gold") : Value::Missing();
+    }
+    bool ListContains(const FieldRef&, absl::string_view) const override { return false; }
+    int64_t EventCount(int32_t, absl::Duration, absl::Time) const override { return 0; }
+    std::optional<absl::Time> LastEventAt(int32_t) const override { return std::nullopt; }
+    bool InSegment(int32_t) const override { return false; }
+    absl::Time EventCountAtMostAt(int32_t, absl::Duration, absl::Time, int64_t) const override {
+      return absl::InfiniteFuture();
+    }
+  } view;
+  CHECK(Evaluate(*compile(R"(attributes.tier == "gold")"), view, kNow) == Truth::kTrue);
+  CHECK(Evaluate(*compile("attributes.tier > 3"), view, kNow) == Truth::kUnknown);
+  CHECK(Evaluate(*compile("has(attributes.tier)"), view, kNow) == Truth::kTrue);
+}
+
 TEST_CASE("rules: a rule never compiled is false", "[rules]") {
   const Rule rule;
   CHECK(Format(rule) == "false");

@@ -46,6 +46,7 @@ struct Options {
   int64_t connections = 2;   // HTTP/2 connections, requests spread round-robin
   absl::Duration timeout = absl::Seconds(5);
   int64_t population = 0;  // data a workload seeds first (customers, carts); 0: its default
+  std::string ids_file;    // customer ids, one a line, for workloads that call for known customers
 };
 
 struct Report {

@@ -2,6 +2,7 @@
 #include <grpcpp/client_context.h>
 
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -414,6 +415,120 @@ class Recommendations final : public Workload {
   const bool similar_;
 };
 
+namespace personalisation = ::ecrm::personalisation::v1;
+
+// DecideOffers for the customers of --ids-file (customers of the information store the engine
+// reads), at placement "home" on the web, up to 3 offers. Before the load it makes sure the
+// engine has --population (default 200) active offers, creating the missing ones: a mix of
+// eligibility rules over profile, consents, attributes and behaviour, placements, channels,
+// windows, caps and budgets (so that every check runs), none restricted to segments.
+class DecideOffers final : public Workload {
+ public:
+  DecideOffers(std::vector<std::string> ids, bool record) : ids_(std::move(ids)), record_(record) {}
+
+  static WorkloadFactory Factory(bool record) {
+    return [record](const Channels& channels, const Options& o) -> absl::StatusOr<std::unique_ptr<Workload>> {
+      if (o.ids_file.empty()) return absl::InvalidArgumentError("--ids-file (customer ids, one a line) is required");
+      std::ifstream in(o.ids_file);
+      std::vector<std::string> ids;
+      for (std::string line; std::getline(in, line);) {
+        if (!line.empty()) ids.push_back(line);
+      }
+      if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat("no customer ids in ", o.ids_file));
+      ECRM_RETURN_IF_ERROR(EnsureOffers(*channels.front(), o.population > 0 ? o.population : 200));
+      return std::make_unique<DecideOffers>(std::move(ids), record);
+    };
+  }
+
+  static absl::Status EnsureOffers(grpc::Channel& channel, int64_t want) {
+    auto stub = personalisation::Personalisation::NewStub(Borrow(channel));
+    int64_t have = 0;
+    personalisation::ListOffersRequest list;
+    list.set_active_only(true);
+    list.set_page_size(1000);
+    do {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      personalisation::ListOffersResponse resp;
+      grpc::Status s = stub->ListOffers(&ctx, list, &resp);
+      if (!s.ok()) return absl::UnavailableError(absl::StrCat("listing offers: ", s.error_message()));
+      have += resp.offers_size();
+      list.set_page_token(resp.next_page_token());
+    } while (!list.page_token().empty());
+    static const char* const kRules[] = {
+        "",
+        "profile.address.country == \"GB\"",
+        "consent.email.marketing && profile.address.country in [\"GB\", \"IE\", \"FR\"]",
+        "orders.count >= 1 || events.count(\"page_view\") >= 3",
+        "profile.gender == \"female\" && days_since(profile.birth_date) > 365 * 30",
+        "attributes.tier == \"gold\" || !has(attributes.tier)",
+        "profile.locale.startsWith(\"en\") && customer.anonymous == false",
+        "events.count(\"purchase\") > 0 && consent.sms.marketing",
+        "has(profile.first_name) && profile.address.city != \"City1\"",
+        "orders.total >= 5000 || profile.address.country == \"DE\"",
+    };
+    const absl::Time now = absl::Now();
+    for (int64_t i = have; i < want; ++i) {
+      personalisation::CreateOfferRequest req;
+      personalisation::Offer* offer = req.mutable_offer();
+      offer->set_name(absl::StrCat("load offer ", i));
+      offer->set_headline(absl::StrCat("Offer ", i));
+      offer->set_kind(personalisation::OFFER_KIND_PERCENT_OFF);
+      offer->set_percent_off(5 + i % 40);
+      offer->set_priority(static_cast<int32_t>(i % 7));
+      offer->mutable_value()->set_amount_minor(100 * (i % 50));
+      offer->mutable_value()->set_currency("GBP");
+      offer->set_eligibility_rule(kRules[i % 10]);
+      offer->set_active(true);
+      if (i % 4 == 1) offer->add_placements(i % 8 == 1 ? "checkout" : "home");
+      if (i % 5 == 2) offer->add_channels(i % 10 == 2 ? ecrm::common::v1::CHANNEL_SMS : ecrm::common::v1::CHANNEL_WEB);
+      if (i % 6 == 3) offer->set_per_customer_cap(5);
+      if (i % 9 == 4) offer->set_total_budget(1000000);
+      if (i % 11 == 5) {
+        *offer->mutable_starts_at() = Ts(now - absl::Hours(24));
+        *offer->mutable_ends_at() = Ts(now + absl::Hours(24 * (i % 2 == 0 ? 30 : -0.5)));
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      personalisation::Offer created;
+      grpc::Status s = stub->CreateOffer(&ctx, req, &created);
+      if (!s.ok()) return absl::UnavailableError(absl::StrCat("creating offer ", i, ": ", s.error_message()));
+    }
+    return absl::OkStatus();
+  }
+
+  void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      personalisation::DecideOffersRequest req;
+      personalisation::DecideOffersResponse resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    call->req.set_customer_id(ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()]);
+    call->req.set_placement("home");
+    call->req.set_channel(ecrm::common::v1::CHANNEL_WEB);
+    call->req.set_max_offers(3);
+    call->req.set_record_impression(record_);
+    personalisation::Personalisation::NewStub(Borrow(channel))
+        ->async()
+        ->DecideOffers(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
+          done(status);
+          delete call;
+        });
+  }
+
+ private:
+  static google::protobuf::Timestamp Ts(absl::Time t) {
+    google::protobuf::Timestamp out;
+    out.set_seconds(absl::ToUnixSeconds(t));
+    return out;
+  }
+  std::vector<std::string> ids_;
+  const bool record_;
+};
+
 }  // namespace
 
 const std::map<std::string, WorkloadFactory>& Workloads() {
@@ -436,6 +551,8 @@ const std::map<std::string, WorkloadFactory>& Workloads() {
       {"segmentation.customer_scores", CustomerLookup::Factory(true)},
       {"personalisation.recommend", Recommendations::Factory(false)},
       {"personalisation.similar_products", Recommendations::Factory(true)},
+      {"personalisation.decide_offers", DecideOffers::Factory(false)},
+      {"personalisation.decide_offers_recorded", DecideOffers::Factory(true)},
   };
   return *workloads;
 }

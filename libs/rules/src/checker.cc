@@ -128,7 +128,24 @@ std::string Compiler::Describe(int32_t index) const {
   return absl::StrCat(text, " (", TypeName(n.type), ")");
 }
 
-absl::Status Compiler::ExpectType(int32_t child, Type want, absl::string_view what) const {
+absl::Status Compiler::Infer(int32_t child, Type type) {
+  const auto it = pending_.find(child);
+  if (it == pending_.end()) return absl::OkStatus();
+  const std::string name = it->second;
+  pending_.erase(it);
+  Node& node = rule_.nodes_[child];
+  const auto [first, inserted] = inferred_.try_emplace(name, type, node.begin);
+  if (!inserted && first->second.first != type) {
+    return Error(node.begin,
+                 absl::StrCat("attribute '", name, "' is used as ", TypeName(type), " here but as ",
+                              TypeName(first->second.first), " at ", Position(source_, first->second.second)));
+  }
+  node.type = type;
+  return absl::OkStatus();
+}
+
+absl::Status Compiler::ExpectType(int32_t child, Type want, absl::string_view what) {
+  if (Pending(child) && want != Type::kDuration) ECRM_RETURN_IF_ERROR(Infer(child, want));
   if (rule_.nodes_[child].type == want) return absl::OkStatus();
   return Error(rule_.nodes_[child].begin,
                absl::StrCat("expected ", TypeName(want), " ", what, ", found ", Describe(child)));
@@ -142,6 +159,16 @@ absl::StatusOr<std::string> Compiler::LiteralString(int32_t child, absl::string_
 
 absl::Status Compiler::Check() {
   for (int32_t i = 0; i < static_cast<int32_t>(rule_.nodes_.size()); ++i) ECRM_RETURN_IF_ERROR(CheckNode(i));
+  ECRM_RETURN_IF_ERROR(Infer(rule_.root_, Type::kBool));
+  if (!pending_.empty()) {
+    // Only where nothing says what it is: has(attributes.x), attributes.a == attributes.b.
+    int32_t first = pending_.begin()->first;
+    for (const auto& [node, name] : pending_) first = std::min(first, node);
+    return Error(rule_.nodes_[first].begin,
+                 absl::StrCat("cannot tell the type of attribute '", pending_[first],
+                              "' from this rule: compare it with a value (attributes.", pending_[first],
+                              " == \"gold\", > 3, == true …) somewhere in the rule"));
+  }
   const Node& root = rule_.nodes_[rule_.root_];
   if (root.type != Type::kBool) {
     return Error(root.begin, absl::StrCat("expected a condition (a bool), found ", Describe(rule_.root_)));
@@ -241,10 +268,19 @@ absl::Status Compiler::CheckPath(Node& node) {
       return Error(node.begin, absl::StrCat("expected an attribute name of 1 to 64 characters a-z, 0-9 and _, found '",
                                             attribute.substr(0, 80), "'"));
     }
-    const std::optional<AttributeInfo> info = schema_.FindAttribute(attribute);
+    std::optional<AttributeInfo> info = schema_.FindAttribute(attribute);
     if (!info) {
       return Error(node.begin, absl::StrCat("unknown attribute '", attribute, "'",
                                             DidYouMean(attribute, schema_.AttributeNames())));
+    }
+    if (info->inferred) {
+      const auto known = inferred_.find(attribute);
+      if (known != inferred_.end()) {
+        info->type = known->second.first;
+      } else {
+        pending_[static_cast<int32_t>(&node - rule_.nodes_.data())] = std::string(attribute);
+        info->type = Type::kString;  // until its use says
+      }
     }
     if (info->type != Type::kBool && info->type != Type::kNumber && info->type != Type::kString &&
         info->type != Type::kTime) {
@@ -310,6 +346,8 @@ absl::Status Compiler::CheckCall(Node& node) {
                                            "of has, found ",
                                            Describe(kids[0])));
     }
+    // An inferred attribute needs no type to be present or not (the evaluator asks the view).
+    pending_.erase(kids[0]);
     node.op = Op::kHas;
     node.type = Type::kBool;
     return absl::OkStatus();
@@ -392,6 +430,7 @@ absl::Status Compiler::CheckMethod(Node& node) {
     return Error(args > 1 ? rule_.nodes_[kids[2]].begin : node.begin,
                  absl::StrCat(name, " takes 1 argument, found ", args));
   }
+  ECRM_RETURN_IF_ERROR(Infer(kids[0], Type::kString));
   const Node& receiver = rule_.nodes_[kids[0]];
   const std::string before = absl::StrCat("before '.", name, "'");
   if (name == "contains") {
@@ -422,6 +461,19 @@ absl::Status Compiler::CheckComparison(Node& node) {
   const Node& b = rule_.nodes_[kids[1]];
   const std::string op = absl::StrCat("'", OpText(node.op), "'");
   node.type = Type::kBool;
+  if (Pending(kids[0]) && !Pending(kids[1])) {
+    Type type = b.type;
+    if (b.type == Type::kList) {
+      type = b.child_count > 0 ? rule_.nodes_[rule_.children_[b.first_child]].type : Type::kString;
+    } else if (b.type == Type::kStringList) {
+      type = Type::kString;
+    }
+    ECRM_RETURN_IF_ERROR(Infer(kids[0], type));
+  } else if (Pending(kids[1]) && !Pending(kids[0]) && node.op != Op::kInList) {
+    ECRM_RETURN_IF_ERROR(Infer(kids[1], a.type));
+  } else if (Pending(kids[1]) && node.op == Op::kInList) {
+    ECRM_RETURN_IF_ERROR(Infer(kids[1], Type::kString));  // "x" in attributes.s: a substring
+  }
   if (node.op == Op::kInList) {
     if (b.type == Type::kList) {
       if (a.type != Type::kBool && a.type != Type::kNumber && a.type != Type::kString) {
@@ -456,6 +508,10 @@ absl::Status Compiler::CheckComparison(Node& node) {
 
 absl::Status Compiler::CheckArithmetic(Node& node) {
   const int32_t* kids = rule_.children_.data() + node.first_child;
+  if (Pending(kids[0])) {
+    const bool time = (node.op == Op::kAdd || node.op == Op::kSub) && rule_.nodes_[kids[1]].type == Type::kDuration;
+    ECRM_RETURN_IF_ERROR(Infer(kids[0], time ? Type::kTime : Type::kNumber));
+  }
   const Node& a = rule_.nodes_[kids[0]];
   const std::string after = absl::StrCat("after '", OpText(node.op), "'");
   if (node.op == Op::kAdd || node.op == Op::kSub) {

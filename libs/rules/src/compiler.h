@@ -7,6 +7,7 @@
 #include <vector>
 #include "absl/strings/string_view.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "ecrm/rules/rule.h"
 #include "lexer.h"
@@ -49,7 +50,11 @@ class Compiler {
   absl::Status CheckList(Node& node);
   absl::Status CheckComparison(Node& node);
   absl::Status CheckArithmetic(Node& node);
-  absl::Status ExpectType(int32_t child, Type want, absl::string_view what) const;
+  absl::Status ExpectType(int32_t child, Type want, absl::string_view what);
+  // An attribute whose type the schema left to the rule (AttributeInfo::inferred) takes
+  // `type` from its use here; a node that is not such an attribute is left as it is.
+  absl::Status Infer(int32_t child, Type type);
+  bool Pending(int32_t child) const { return pending_.contains(child); }
   absl::StatusOr<std::string> LiteralString(int32_t child, absl::string_view what) const;
   std::string Describe(int32_t index) const;
   void Compact();
@@ -64,6 +69,10 @@ class Compiler {
   int nesting_ = 0;
   int32_t method_name_at_ = 0;  // where the name of the method being parsed begins
   Rule rule_;
+  // Inferred attributes: the nodes whose type is not known yet (node → attribute name), and
+  // the type each attribute took at its first typed use (with where).
+  absl::flat_hash_map<int32_t, std::string> pending_;
+  absl::flat_hash_map<std::string, std::pair<Type, int32_t>> inferred_;
 };
 
 // The closest of `candidates` to `name` within a small edit distance, or "".

@@ -123,6 +123,14 @@ class Evaluator {
       case Op::kSegment:
         return BoolR(view_.InSegment(n.aux));
       case Op::kHas: {
+        if (rule_.node(kids[0]).op == Op::kField &&
+            rule_.field(rule_.node(kids[0]).aux).kind == FieldRef::Kind::kAttribute) {
+          // Present with a value of any type: an attribute typed by the rule's use of it
+          // (AttributeInfo::inferred) is present even when its value's type is another.
+          const Value v = view_.Field(rule_.field(rule_.node(kids[0]).aux));
+          return BoolR(v.kind != Value::Kind::kMissing && !(v.kind == Value::Kind::kNumber && std::isnan(v.number)) &&
+                       !(v.kind == Value::Kind::kTime && !Finite(v.time)));
+        }
         const R v = Run(kids[0]);
         R r = BoolR(v.kind != R::K::kMissing);
         r.next = v.next;

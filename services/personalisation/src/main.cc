@@ -2,6 +2,7 @@
 #include "catalogue.h"
 #include "clients/catalogue_grpc.h"
 #include "clients/infostore_grpc.h"
+#include "clients/segmentation_grpc.h"
 #include "customers.h"
 #include "ecrm/feed/infostore_grpc.h"
 #include "ecrm/log/log.h"
@@ -12,6 +13,7 @@
 #include "ecrm/server/stores.h"
 #include "messages.h"
 #include "metrics.h"
+#include "offers.h"
 #include "privacy.h"
 #include "recommendation_feed.h"
 #include "recommendations.h"
@@ -43,7 +45,17 @@ int main(int argc, char** argv) {
   f.AddDuration("catalogue-refresh", &catalogue_refresh,
                 "how often the catalogue is read again from the transaction engine (how stale a product's active "
                 "flag, title and price may be)");
+  std::string segmentation_address;
+  absl::Duration segmentation_timeout = absl::Seconds(1);
+  f.AddString("segmentation-address", &segmentation_address,
+              "segmentation (host:port) that offers restricted to segments read a customer's segments from; empty: "
+              "offers cannot name segments");
+  f.AddDuration("segmentation-timeout", &segmentation_timeout,
+                "deadline of each read from segmentation (never later than the caller's)");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
+  if (segmentation_timeout <= absl::ZeroDuration()) {
+    return runner.Fail("configuration", absl::InvalidArgumentError("--segmentation-timeout must be positive"));
+  }
   if (infostore_timeout <= absl::ZeroDuration()) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--infostore-timeout must be positive"));
   }
@@ -64,6 +76,13 @@ int main(int argc, char** argv) {
   ecrm::personalisation::Customers customers(stores->profiles.get(), directory.get(), metrics);
   ecrm::personalisation::Templates templates(*stores->db, metrics);
   ecrm::personalisation::Messages messages(templates, customers, metrics);
+  std::unique_ptr<ecrm::personalisation::GrpcSegmentDirectory> segment_directory;
+  if (!segmentation_address.empty()) {
+    segment_directory = std::make_unique<ecrm::personalisation::GrpcSegmentDirectory>(
+        ecrm::server::OutboundChannel(segmentation_address), segmentation_timeout);
+  }
+  ecrm::personalisation::Offers offers(*stores->db, customers, segment_directory.get());
+  messages.set_offers(&offers);
 
   // The recommendation model: learnt from the information store's change feed, its products
   // described by the transaction engine's catalogue (docs/personalisation-recommendations.md).
@@ -101,8 +120,8 @@ int main(int argc, char** argv) {
       &runner.metrics());
 
   ecrm::server::Executor& executor = *stores->executor;
-  ecrm::personalisation::PersonalisationService service(templates, messages, executor, recommendations);
-  ecrm::personalisation::PersonalisationPrivacy privacy;
+  ecrm::personalisation::PersonalisationService service(templates, messages, offers, executor, recommendations);
+  ecrm::personalisation::PersonalisationPrivacy privacy(&offers);
   privacy.SetRecommendationFeed(reco_feed.get());
   ecrm::server::CustomerDataService customer_data("personalisation", privacy, executor);
   runner.AddService(&service, ecrm::personalisation::v1::Personalisation::service_full_name());

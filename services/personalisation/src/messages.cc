@@ -1,6 +1,7 @@
 #include "messages.h"
 
 #include <optional>
+#include "offers.h"
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -100,6 +101,16 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
   const std::optional<v1::RecommendResponse> fetched =
       Fetch(recommendations_, *t, req.recommendations(), customer->id());
   if (fetched) inputs.recommendations = &fetched->items();
+  google::protobuf::RepeatedPtrField<v1::Offer> decided;
+  if (offers_ != nullptr && req.offers().empty() && !req.placement().empty()) {
+    v1::DecideOffersRequest decide;
+    decide.set_customer_id(req.customer_id());
+    decide.set_placement(req.placement());
+    decide.set_channel(t->proto.channel());
+    ECRM_ASSIGN_OR_RETURN(v1::DecideOffersResponse d, offers_->Decide(decide));
+    for (v1::OfferDecision& decision : *d.mutable_decisions()) *decided.Add() = std::move(*decision.mutable_offer());
+    inputs.offers = &decided;
+  }
   const mustache::Value shared = SharedContext(inputs, t->proto.locale(), customer->profile().time_zone());
   absl::StatusOr<v1::RenderedMessage> out = RenderFor(*t, *customer, shared, inputs, req.strict());
   if (!out.ok()) {

@@ -20,10 +20,17 @@
 
 namespace ecrm::personalisation {
 
+class Offers;
+
 class Messages {
  public:
   Messages(Templates& templates, Customers& customers, PersonalisationMetrics& metrics)
       : templates_(templates), customers_(customers), metrics_(metrics) {}
+
+  // With offers set, RenderMessage given a placement and no offers decides them (DecideOffers
+  // for the customer, the placement and the template's channel, 3 at most, recording no
+  // impression). BatchRender does not (its offers are shared by every customer).
+  void set_offers(Offers* offers) { offers_ = offers; }
 
   absl::StatusOr<v1::RenderedMessage> Render(const v1::RenderMessageRequest& req);
   absl::StatusOr<v1::BatchRenderResponse> BatchRender(const v1::BatchRenderRequest& req);
@@ -43,6 +50,7 @@ class Messages {
   Customers& customers_;
   PersonalisationMetrics& metrics_;
   const Recommendations* recommendations_ = nullptr;
+  Offers* offers_ = nullptr;
 };
 
 }  // namespace ecrm::personalisation

@@ -1,18 +1,20 @@
-// What personalisation holds on a person, for the shared CustomerData service. Templates hold
-// no personal data and rendering keeps none (customers are read per render from the cache or
-// the information store, never stored). The recommendation model's per-customer state (the
-// orders it learnt from the customer, the products they hold in it) is exported and erased
-// (SetRecommendationFeed); a customer with nothing held exports "{}". Offers' impressions join
-// here when they are stored.
+// What personalisation holds on a person, for the shared CustomerData service: the offers
+// shown to them (impressions recorded by DecideOffers) and the recommendation model's
+// per-customer state (the orders it learnt from the customer; SetRecommendationFeed). Templates
+// hold no personal data and rendering keeps none (customers are read per render from the cache
+// or the information store, never stored).
 #pragma once
 
 #include "ecrm/server/customer_data_owner.h"
+#include "offers.h"
 #include "recommendation_feed.h"
 
 namespace ecrm::personalisation {
 
 class PersonalisationPrivacy final : public server::CustomerDataOwner {
  public:
+  // `offers`: null when the engine keeps none (tests of the model alone).
+  explicit PersonalisationPrivacy(Offers* offers = nullptr) : offers_(offers) {}
   absl::StatusOr<std::string> ExportCustomerData(const privacy::v1::ExportCustomerDataRequest& req) override;
   absl::StatusOr<privacy::v1::EraseCustomerDataResponse> EraseCustomerData(
       const privacy::v1::EraseCustomerDataRequest& req) override;
@@ -20,6 +22,7 @@ class PersonalisationPrivacy final : public server::CustomerDataOwner {
   void SetRecommendationFeed(RecommendationFeed* feed) { feed_ = feed; }
 
  private:
+  Offers* offers_;
   RecommendationFeed* feed_ = nullptr;
 };
 

@@ -1,6 +1,6 @@
-// The personalisation engine's database: message templates and every version of each.
-// (Offers and impressions come in migration 2.) Migration 3: the recommendation model's orders
-// and the change feed position they are learnt up to (recommendation_feed.h).
+// The personalisation engine's database: message templates and every version of each (1);
+// offers and each customer's impressions of them (2); the recommendation model's orders and the
+// change feed position they are learnt up to (3, recommendation_feed.h).
 #pragma once
 
 #include "ecrm/sql/sql.h"
@@ -30,6 +30,31 @@ CREATE TABLE template_versions (
   created_at BIGINT NOT NULL,            -- when this version was saved
   PRIMARY KEY (template_id, version)
 );
+)sql"},
+    {2, "offers and their impressions per customer", R"sql(
+CREATE TABLE offers (
+  id TEXT PRIMARY KEY,
+  active INTEGER NOT NULL,               -- 1: decided on
+  data {{blob}} NOT NULL,                -- the Offer proto without id, created_at, impressions
+  impressions BIGINT NOT NULL,           -- recorded over every customer (the total budget's count)
+  created_at BIGINT NOT NULL,            -- microseconds since the epoch
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE offer_impressions (
+  customer_id TEXT NOT NULL,
+  offer_id TEXT NOT NULL,
+  shown BIGINT NOT NULL,                 -- impressions recorded (the per-customer cap's count)
+  first_at BIGINT NOT NULL,
+  last_at BIGINT NOT NULL,
+  PRIMARY KEY (customer_id, offer_id)
+);
+CREATE INDEX offer_impressions_offer ON offer_impressions (offer_id);
+-- Bumped by every change of an offer: engines reload their compiled offers when it moves.
+CREATE TABLE offer_changes (
+  id INTEGER PRIMARY KEY,
+  generation BIGINT NOT NULL
+);
+INSERT INTO offer_changes (id, generation) VALUES (1, 0);
 )sql"},
     {3, "the recommendation model's learnt orders and feed position", R"sql(
 CREATE TABLE reco_orders (

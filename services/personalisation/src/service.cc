@@ -14,7 +14,7 @@ grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, absl::string_
   reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                                absl::StrCat(rpc, ": ", what,
                                             " are not served by this build of ecrm-personalisation yet (templates, "
-                                            "rendering and recommendations are)")));
+                                            "rendering, offers and recommendations are)")));
   return reactor;
 }
 
@@ -62,34 +62,36 @@ grpc::ServerUnaryReactor* PersonalisationService::DeleteTemplate(grpc::CallbackS
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::CreateOffer(grpc::CallbackServerContext* ctx,
-                                                              const v1::CreateOfferRequest*, v1::Offer*) {
-  return NotYet(ctx, "CreateOffer", "offers");
+                                                              const v1::CreateOfferRequest* req, v1::Offer* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return offers_.Create(req->offer()); });
 }
 
-grpc::ServerUnaryReactor* PersonalisationService::GetOffer(grpc::CallbackServerContext* ctx, const v1::GetOfferRequest*,
-                                                           v1::Offer*) {
-  return NotYet(ctx, "GetOffer", "offers");
+grpc::ServerUnaryReactor* PersonalisationService::GetOffer(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetOfferRequest* req, v1::Offer* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return offers_.Get(req->id()); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::ListOffers(grpc::CallbackServerContext* ctx,
-                                                             const v1::ListOffersRequest*, v1::ListOffersResponse*) {
-  return NotYet(ctx, "ListOffers", "offers");
+                                                             const v1::ListOffersRequest* req,
+                                                             v1::ListOffersResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return offers_.List(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::UpdateOffer(grpc::CallbackServerContext* ctx,
-                                                              const v1::UpdateOfferRequest*, v1::Offer*) {
-  return NotYet(ctx, "UpdateOffer", "offers");
+                                                              const v1::UpdateOfferRequest* req, v1::Offer* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return offers_.Update(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::DeleteOffer(grpc::CallbackServerContext* ctx,
-                                                              const v1::DeleteOfferRequest*, v1::DeleteOfferResponse*) {
-  return NotYet(ctx, "DeleteOffer", "offers");
+                                                              const v1::DeleteOfferRequest* req,
+                                                              v1::DeleteOfferResponse*) {
+  return Offload(executor_, ctx, [this, req] { return offers_.Delete(req->id()); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::DecideOffers(grpc::CallbackServerContext* ctx,
-                                                               const v1::DecideOffersRequest*,
-                                                               v1::DecideOffersResponse*) {
-  return NotYet(ctx, "DecideOffers", "offers");
+                                                               const v1::DecideOffersRequest* req,
+                                                               v1::DecideOffersResponse* resp) {
+  return Offload(executor_, ctx, resp, [this, req] { return offers_.Decide(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::Recommend(grpc::CallbackServerContext* ctx,

@@ -1,11 +1,11 @@
 // The thin gRPC layer of personalisation: maps requests to the Templates and Messages domain
-// classes on the worker pool and absl::Status to grpc::Status. No domain logic here. Offers are
-// not served yet: those RPCs answer UNIMPLEMENTED saying so.
+// classes on the worker pool and absl::Status to grpc::Status. No domain logic here.
 #pragma once
 
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/server/executor.h"
 #include "messages.h"
+#include "offers.h"
 #include "recommendations.h"
 #include "templates.h"
 
@@ -13,9 +13,13 @@ namespace ecrm::personalisation {
 
 class PersonalisationService final : public v1::Personalisation::CallbackService {
  public:
-  PersonalisationService(Templates& templates, Messages& messages, server::Executor& executor,
+  PersonalisationService(Templates& templates, Messages& messages, Offers& offers, server::Executor& executor,
                          const Recommendations& recommendations)
-      : templates_(templates), messages_(messages), executor_(executor), recommendations_(recommendations) {}
+      : templates_(templates),
+        messages_(messages),
+        offers_(offers),
+        executor_(executor),
+        recommendations_(recommendations) {}
 
   grpc::ServerUnaryReactor* CreateTemplate(grpc::CallbackServerContext* ctx, const v1::CreateTemplateRequest* req,
                                            v1::Template* resp) override;
@@ -53,6 +57,7 @@ class PersonalisationService final : public v1::Personalisation::CallbackService
  private:
   Templates& templates_;
   Messages& messages_;
+  Offers& offers_;
   server::Executor& executor_;
   const Recommendations& recommendations_;
 };

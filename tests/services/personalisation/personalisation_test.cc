@@ -173,13 +173,13 @@ TEST_CASE("a template rendered for a customer upserted in the information store"
   CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(absl::StrContains(s.error_message(), "customer_id"));
 
-  // CustomerData is served (nothing held on the customer yet).
+  // CustomerData is served (no offer shown to the customer yet).
   auto privacy = ecrm::privacy::v1::CustomerData::NewStub((*engine)->channel());
   ecrm::privacy::v1::ExportCustomerDataRequest export_req;
   export_req.set_customer_id(customer);
   ecrm::privacy::v1::ExportCustomerDataResponse exported;
   REQUIRE(Call(*privacy, &ecrm::privacy::v1::CustomerData::Stub::ExportCustomerData, export_req, &exported).ok());
-  CHECK(exported.json_document() == "{}");
+  CHECK(exported.json_document() == "{\"offer_impressions\":[],\"recommendation_model\":{\"orders_learnt\":[]}}");
   CHECK(exported.engine() == "personalisation");
 
   // The information store filled the shared cache when it was read: with the store stopped,

@@ -376,14 +376,16 @@ TEST_CASE(
     CHECK(absl::StrContains(*exported, "\"o1\""));
     CHECK_FALSE(absl::StrContains(*exported, "\"o2\""));
     exp.set_customer_id("nobody");
-    CHECK(*privacy.ExportCustomerData(exp) == "{}");
+    CHECK(*privacy.ExportCustomerData(exp) ==
+          "{\"offer_impressions\":[],\"recommendation_model\":{\"orders_learnt\":[]}}");
     ecrm::privacy::v1::EraseCustomerDataRequest erase;
     erase.set_customer_id("c1");
     REQUIRE(privacy.EraseCustomerData(erase).ok());
     CHECK(e.model.CustomerItems("c1").empty());
     CHECK(e.Similar("a") == std::vector<std::string>{"c"});
     exp.set_customer_id("c1");
-    CHECK(*privacy.ExportCustomerData(exp) == "{}");
+    CHECK(*privacy.ExportCustomerData(exp) ==
+          "{\"offer_impressions\":[],\"recommendation_model\":{\"orders_learnt\":[]}}");
   }
   Engine again(path);
   CHECK(again.model.CustomerItems("c1").empty());

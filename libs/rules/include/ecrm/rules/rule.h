@@ -176,6 +176,10 @@ class Rule {
 // `1:17: expected a number after '>=', found "abc"` (columns count characters from 1).
 absl::StatusOr<Rule> Compile(absl::string_view source, const Schema& schema, const Limits& limits = {});
 
+// "line:column" of a byte offset of a rule's source (Node::begin), as errors name places
+// (columns count characters from 1).
+std::string Position(absl::string_view source, int32_t offset);
+
 // The rule in a canonical form that compiles to the same AST: every binary operation
 // parenthesised, aliases replaced by the canonical field names.
 std::string Format(const Rule& rule);

@@ -19,6 +19,12 @@ namespace ecrm::rules {
 struct AttributeInfo {
   int32_t id = 0;
   Type type = Type::kString;
+  // The engine does not know the attribute's type (personalisation, which sees customers one
+  // at a time): the rule's use of it decides — compared with a string it is a string, with a
+  // number a number, a condition on its own a bool, after days_since a time … (`type` is then
+  // ignored). Every use in one rule must agree; a customer whose value has another type has no
+  // value for it (a missing value).
+  bool inferred = false;
 };
 
 // The engine's side of checking a rule. Called only while a rule is compiled.

@@ -1,0 +1,94 @@
+// Offers: CRUD with validation (the eligibility rule is compiled when saved, with line:column
+// errors), and DecideOffers — the offers a customer may be shown at a placement on a channel,
+// ranked by priority then expected value, each with its reasons, every other offer with why
+// not. Per-customer caps and total budgets are exact under concurrency: an impression is
+// recorded by a conditional upsert / update in the transaction that checks the count, so two
+// decisions never both take the last one (docs/personalisation.md, "Offers").
+//
+// The active offers are held compiled in memory and reloaded when any offer changed (a
+// generation counter every write bumps, read at most every 100 ms: a replica decides on
+// another's change within 100 ms, on its own at once).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "clients/segmentation.h"
+#include "customer_rules.h"
+#include "customers.h"
+#include "ecrm/personalisation/v1/personalisation.pb.h"
+#include "ecrm/rules/rule.h"
+#include "ecrm/sql/sql.h"
+
+namespace ecrm::personalisation {
+
+// An offer ready to decide on.
+struct CompiledOffer {
+  v1::Offer proto;
+  bool has_rule = false;
+  rules::Rule rule;
+  // The rule's top-level conjuncts (the rule itself when it is not an &&), each compiled on its
+  // own, with its text: a customer the rule rejects is told which clause failed first.
+  std::vector<rules::Rule> clauses;
+  bool reads_segments = false;  // segment_ids, or segment() in the rule
+  RuleNames names;              // of the rule (its clauses read a part of them)
+  // Why not, written once when compiled (a decision copies them): per clause (the whole rule
+  // when it has none) when false and when unknown; the window's; the channels' and placements'
+  // (followed by what was asked); the segments'.
+  std::vector<std::string> clause_false, clause_unknown;
+  std::string not_yet_valid, expired, wrong_channel, wrong_placement, not_in_segment;
+  int64_t starts_at_us = 0, ends_at_us = 0;  // 0: none
+};
+
+class Offers {
+ public:
+  // `segments` may be null: offers cannot then name segments (FAILED_PRECONDITION when saved).
+  Offers(sql::Database& db, Customers& customers, SegmentDirectory* segments,
+         std::function<absl::Time()> clock = absl::Now)
+      : db_(db), customers_(customers), segments_(segments), clock_(std::move(clock)) {}
+
+  absl::StatusOr<v1::Offer> Create(const v1::Offer& offer);
+  absl::StatusOr<v1::Offer> Get(const std::string& id);
+  absl::StatusOr<v1::ListOffersResponse> List(const v1::ListOffersRequest& req);
+  absl::StatusOr<v1::Offer> Update(const v1::UpdateOfferRequest& req);
+  absl::Status Delete(const std::string& id);
+
+  absl::StatusOr<v1::DecideOffersResponse> Decide(const v1::DecideOffersRequest& req);
+
+  // The customer's offer history (impressions per offer), as a JSON array, and its erasure.
+  absl::StatusOr<std::string> ExportImpressions(const std::vector<std::string>& customer_ids);
+  absl::StatusOr<int64_t> EraseImpressions(const std::vector<std::string>& customer_ids);
+
+  // Validates and compiles an offer as it would be saved (exposed for tests).
+  absl::StatusOr<std::shared_ptr<const CompiledOffer>> Compile(const v1::Offer& offer) const;
+
+ private:
+  struct Snapshot {
+    int64_t generation = -1;
+    std::vector<std::shared_ptr<const CompiledOffer>> active;
+  };
+  // The active offers: checked against the database's generation at most every kRecheck
+  // (another replica's change is decided on within that), at once after this process's change.
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Active();
+  void Changed();
+  static constexpr absl::Duration kRecheck = absl::Milliseconds(100);
+  absl::Status CheckTemplate(sql::Connection& c, const v1::Offer& offer);
+
+  sql::Database& db_;
+  Customers& customers_;
+  SegmentDirectory* segments_;
+  std::function<absl::Time()> clock_;
+  OfferRuleSchema schema_;
+
+  absl::Mutex mu_;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  absl::Time checked_at_ ABSL_GUARDED_BY(mu_);
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace ecrm::personalisation
