@@ -7,19 +7,6 @@ namespace ecrm::personalisation {
 
 using server::Offload;
 
-namespace {
-
-grpc::ServerUnaryReactor* NotYet(grpc::CallbackServerContext* ctx, absl::string_view rpc, absl::string_view what) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                               absl::StrCat(rpc, ": ", what,
-                                            " are not served by this build of ecrm-personalisation yet (templates, "
-                                            "rendering, offers and recommendations are)")));
-  return reactor;
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* PersonalisationService::CreateTemplate(grpc::CallbackServerContext* ctx,
                                                                  const v1::CreateTemplateRequest* req,
                                                                  v1::Template* resp) {
