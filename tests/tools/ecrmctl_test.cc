@@ -101,8 +101,7 @@ TEST_CASE("answers print as field lines, tables and JSON") {
   CHECK(doc["customers"][0]["profile"]["first_name"] == "Ada");
 
   auto fields = ecrm::ctl::Flatten(*a);
-  CHECK(fields ==
-        std::vector<std::pair<std::string, std::string>>{{"id", "c_1"}, {"profile.first_name", "Ada"}});
+  CHECK(fields == std::vector<std::pair<std::string, std::string>>{{"id", "c_1"}, {"profile.first_name", "Ada"}});
 }
 
 namespace {

@@ -223,8 +223,7 @@ class Demo {
   template <typename U>
   int Product(const Customer& c, U& u) {
     const int per_category = static_cast<int>(o_.products / static_cast<int64_t>(std::size(kCategories)));
-    const int category =
-        u() < 0.8 ? c.favourite[u() < 0.5 ? 0 : 1] : static_cast<int>(u() * std::size(kCategories));
+    const int category = u() < 0.8 ? c.favourite[u() < 0.5 ? 0 : 1] : static_cast<int>(u() * std::size(kCategories));
     return category * per_category + static_cast<int>(u() * per_category);
   }
 

@@ -71,10 +71,9 @@ std::string Fill(absl::string_view text, const DeliveryLinks& links, bool html) 
 
 }  // namespace
 
-DeliveryLinks LinksFor(absl::string_view delivery_id, std::string unsubscribe_url,
-                       absl::string_view preferences_base, absl::string_view view_in_browser_base) {
-  return {std::move(unsubscribe_url), Link(preferences_base, delivery_id),
-          Link(view_in_browser_base, delivery_id)};
+DeliveryLinks LinksFor(absl::string_view delivery_id, std::string unsubscribe_url, absl::string_view preferences_base,
+                       absl::string_view view_in_browser_base) {
+  return {std::move(unsubscribe_url), Link(preferences_base, delivery_id), Link(view_in_browser_base, delivery_id)};
 }
 
 v1::LiteralContent FillPlaceholders(v1::LiteralContent content, const DeliveryLinks& links) {

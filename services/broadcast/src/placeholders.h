@@ -19,8 +19,8 @@ struct DeliveryLinks {
   std::string view_in_browser;
 };
 
-DeliveryLinks LinksFor(absl::string_view delivery_id, std::string unsubscribe_url,
-                       absl::string_view preferences_base, absl::string_view view_in_browser_base);
+DeliveryLinks LinksFor(absl::string_view delivery_id, std::string unsubscribe_url, absl::string_view preferences_base,
+                       absl::string_view view_in_browser_base);
 
 // Replaces the three placeholders (also with spaces inside the braces: "{{ unsubscribe_url }}")
 // in subject and text as they are and in HTML escaped for an attribute or text. A placeholder
