@@ -76,12 +76,19 @@ start() {
     for _ in $(seq 1 100); do [ -s "$run/smtp.port" ] && break; sleep 0.1; done
     [ -s "$run/smtp.port" ] || { echo "the SMTP server did not start:"; tail -5 "$run/logs/smtp.log"; exit 1; }
   fi
+  # The key that signs broadcast's open, click and unsubscribe links: made once, kept with the data
+  # (links in mail already sent must still verify after a restart).
+  if [ ! -s "$data/tracking-secret" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$data/tracking-secret")
+  fi
+  ECRM_TRACKING_SECRET=$(cat "$data/tracking-secret")
+  export ECRM_TRACKING_SECRET
   # Each engine is told where its peers are (the addresses of the table above).
   local peers="--infostore-address=127.0.0.1:50051"
   declare -A extra=(
     [infostore]="--privacy-engines=segmentation=127.0.0.1:50052,personalisation=127.0.0.1:50053,broadcast=127.0.0.1:50054,transaction=127.0.0.1:50055"
     [segmentation]="$peers --broadcast-address=127.0.0.1:50054 --scores-interval=${ECRM_SCORES_INTERVAL:-15s}"
-    [personalisation]="$peers"
+    [personalisation]="$peers --transaction-address=127.0.0.1:50055 --segmentation-address=127.0.0.1:50052"
     [broadcast]="$peers --personalisation-address=127.0.0.1:50053 --segmentation-address=127.0.0.1:50052 --smtp-url=smtp://127.0.0.1:$smtp_port --smtp-from=shop@shop.example --smtp-from-name=ecrm-demo-shop --http-address=127.0.0.1:8080"
     [transaction]="$peers"
   )
