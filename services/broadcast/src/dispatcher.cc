@@ -281,6 +281,10 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       if (state == v1::DELIVERY_STATE_FAILED) {
         ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "failed", now_us, error)));
         raised = true;
+      } else if (state == v1::DELIVERY_STATE_SUPPRESSED) {
+        // So that a campaign's funnel counts what the gate held back, and why.
+        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "suppressed", now_us, v1::SuppressionReason_Name(reason))));
+        raised = true;
       }
       effects.push_back({d.channel(), state, reason});
       if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());

@@ -33,7 +33,8 @@ std::string StageOf(const std::string& type) {
                                                              {"message_bounced", "failed"},
                                                              {"message_opened", "opened"},
                                                              {"message_clicked", "clicked"},
-                                                             {"message_unsubscribed", "unsubscribed"}};
+                                                             {"message_unsubscribed", "unsubscribed"},
+                                                             {"message_suppressed", "suppressed"}};
   auto it = kStages.find(type);
   return it == kStages.end() ? "" : it->second;
 }
@@ -453,6 +454,7 @@ absl::StatusOr<v1::CampaignReport> Campaigns::Report(const std::string& id) {
     if (stage == "opened") f.set_opened(count);
     if (stage == "clicked") f.set_clicked(count);
     if (stage == "unsubscribed") f.set_unsubscribed(count);
+    if (stage == "suppressed") f.set_suppressed(count);
   }
   if (stats.absolute_uplift) out.set_absolute_uplift(*stats.absolute_uplift);
   if (stats.relative_uplift) out.set_relative_uplift(*stats.relative_uplift);
