@@ -3,6 +3,8 @@
 // for what they reach on their own. A test that cannot start them fails with the reason.
 #pragma once
 
+#include <grpcpp/client_context.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
@@ -13,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ecrm/testing/servers.h"
+#include "ecrm/testing/service.h"
 
 namespace ecrm::testing {
 
@@ -33,6 +36,22 @@ inline PostgresServer& Postgres() {
 
 // The binary of an engine ("infostore", "segmentation", …) in this build.
 inline std::string Binary(const std::string& engine) { return absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-", engine); }
+
+// Starts the built engine ("broadcast" …) with `args`; the test fails with the reason if it cannot.
+inline std::unique_ptr<ServiceProcess> StartEngine(const std::string& engine,
+                                                   const std::vector<std::string>& args = {}) {
+  auto s = ServiceProcess::Start(Binary(engine), args);
+  if (!s.ok()) FAIL(s.status().ToString());
+  return std::move(*s);
+}
+
+// One unary call, `(stub.*method)(…)`, with a 20 s deadline (a bound for a failing test only).
+template <typename Stub, typename Req, typename Resp, typename Method>
+grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  return (stub.*method)(&ctx, req, resp);
+}
 
 // Polls `condition` until it holds (true) or `timeout` passes (false): for what engines reach
 // asynchronously (a feed applied, an event relayed). The timeout only bounds a failing test.

@@ -137,11 +137,10 @@ nlohmann::json Json(const Run& r) {
   return nlohmann::json::parse(r.out);
 }
 
+// An engine without Redis.
 std::unique_ptr<ServiceProcess> Start(const std::string& engine, std::vector<std::string> args) {
   args.push_back("--redis-url=");
-  auto s = ServiceProcess::Start(Binary(engine), args);
-  if (!s.ok()) FAIL(s.status().ToString());
-  return std::move(*s);
+  return ecrm::testing::StartEngine(engine, args);
 }
 
 }  // namespace

@@ -31,15 +31,11 @@ using ecrm::testing::Redis;
 using ecrm::testing::ServiceProcess;
 using ecrm::testing::SmtpTestServer;
 
+using ecrm::testing::StartEngine;
+
 namespace {
 
 constexpr absl::string_view kUnsubscribe = "https://t.example.com/u";
-
-std::unique_ptr<ServiceProcess> Start(const std::string& engine, std::vector<std::string> args) {
-  auto s = ServiceProcess::Start(Binary(engine), args);
-  if (!s.ok()) FAIL(s.status().ToString());
-  return std::move(*s);
-}
 
 template <typename Fn>
 grpc::Status Call(Fn fn) {
@@ -83,16 +79,17 @@ struct Suite {
     auto s = SmtpTestServer::Start();
     if (!s.ok()) FAIL(s.status().ToString());
     smtp = std::move(*s);
-    infostore = Start("infostore", {absl::StrCat("--database-url=sqlite://", dir.path(), "/infostore.db"),
-                                    "--redis-url=" + Redis().url()});
+    infostore = StartEngine("infostore", {absl::StrCat("--database-url=sqlite://", dir.path(), "/infostore.db"),
+                                          "--redis-url=" + Redis().url()});
     hub = info::InformationStore::NewStub(infostore->channel());
-    personalisation =
-        Start("personalisation", {absl::StrCat("--database-url=sqlite://", dir.path(), "/personalisation.db"),
-                                  "--redis-url=" + Redis().url(), "--infostore-address=" + infostore->grpc_address()});
+    personalisation = StartEngine("personalisation",
+                                  {absl::StrCat("--database-url=sqlite://", dir.path(), "/personalisation.db"),
+                                   "--redis-url=" + Redis().url(), "--infostore-address=" + infostore->grpc_address()});
     templates = pz::Personalisation::NewStub(personalisation->channel());
     if (with_segmentation) {
-      segmentation = Start("segmentation", {absl::StrCat("--database-url=sqlite://", dir.path(), "/segmentation.db"),
-                                            "--redis-url=", "--infostore-address=" + infostore->grpc_address()});
+      segmentation =
+          StartEngine("segmentation", {absl::StrCat("--database-url=sqlite://", dir.path(), "/segmentation.db"),
+                                       "--redis-url=", "--infostore-address=" + infostore->grpc_address()});
       segments = seg::Segmentation::NewStub(segmentation->channel());
       broadcast_args.push_back("--segmentation-address=" + segmentation->grpc_address());
     }
@@ -104,7 +101,7 @@ struct Suite {
       broadcast_args.push_back(a);
     }
     setenv("ECRM_TRACKING_SECRET", "the links' secret, sixteen bytes or more", 1);  // the engine inherits it
-    broadcast = Start("broadcast", broadcast_args);
+    broadcast = StartEngine("broadcast", broadcast_args);
     stub = v1::Broadcast::NewStub(broadcast->channel());
   }
   std::string smtp_arg() const { return "--smtp-url=" + smtp->Url(); }

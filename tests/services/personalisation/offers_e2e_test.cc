@@ -31,14 +31,9 @@ using ecrm::testing::Postgres;
 using ecrm::testing::Redis;
 using ecrm::testing::ServiceProcess;
 
-namespace {
+using ecrm::testing::Call;
 
-template <typename Stub, typename Req, typename Resp, typename Method>
-grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  return (stub.*method)(&ctx, req, resp);
-}
+namespace {
 
 v1::Offer Percent(const std::string& name, int priority) {
   v1::Offer o;

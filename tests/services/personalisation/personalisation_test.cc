@@ -25,14 +25,9 @@ using ecrm::testing::Binary;
 using ecrm::testing::Postgres;
 using ecrm::testing::Redis;
 
-namespace {
+using ecrm::testing::Call;
 
-template <typename Stub, typename Req, typename Resp, typename Method>
-grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  return (stub.*method)(&ctx, req, resp);
-}
+namespace {
 
 // "1 234,50 €" with CLDR's no-break spaces as plain ones.
 std::string Spaces(std::string s) {

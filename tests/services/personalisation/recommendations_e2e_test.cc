@@ -26,20 +26,11 @@ using ecrm::testing::Postgres;
 using ecrm::testing::Redis;
 using ecrm::testing::ServiceProcess;
 
+using ecrm::testing::Call;
+
+using ecrm::testing::StartEngine;
+
 namespace {
-
-template <typename Stub, typename Req, typename Resp, typename Method>
-grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  return (stub.*method)(&ctx, req, resp);
-}
-
-std::unique_ptr<ServiceProcess> Start(const std::string& engine, const std::vector<std::string>& args) {
-  auto s = ServiceProcess::Start(Binary(engine), args);
-  if (!s.ok()) FAIL(s.status().ToString());
-  return std::move(*s);
-}
 
 // Polls (1 ms apart, so that the time measured is the engines', not the poll's) until `done`;
 // the time it took, or nullopt after 30 s.
@@ -72,10 +63,10 @@ TEST_CASE("orders placed through the transaction engine change recommendations a
 
   std::vector<std::string> info_args = {"--redis-url=" + Redis().url()};
   if (!info_db.empty()) info_args.push_back(info_db);
-  auto infostore = Start("infostore", info_args);
+  auto infostore = StartEngine("infostore", info_args);
   std::vector<std::string> tx_args = {"--redis-url=", "--infostore-address=" + infostore->grpc_address()};
   if (!tx_db.empty()) tx_args.push_back(tx_db);
-  auto transaction = Start("transaction", tx_args);
+  auto transaction = StartEngine("transaction", tx_args);
   auto store = is::InformationStore::NewStub(infostore->channel());
   auto shop = tx::Transaction::NewStub(transaction->channel());
 
@@ -126,7 +117,7 @@ TEST_CASE("orders placed through the transaction engine change recommendations a
   std::vector<std::string> p_args = {"--redis-url=" + Redis().url(), "--infostore-address=" + infostore->grpc_address(),
                                      "--transaction-address=" + transaction->grpc_address(),
                                      "--catalogue-refresh=200ms", p_db};
-  auto engine = Start("personalisation", p_args);
+  auto engine = StartEngine("personalisation", p_args);
   auto reco = v1::Personalisation::NewStub(engine->channel());
   auto similar = [&](const std::string& sku) {
     v1::SimilarProductsRequest req;
@@ -212,7 +203,7 @@ TEST_CASE("orders placed through the transaction engine change recommendations a
   // While it is down: one more order.
   const std::string dan = customer("dan@example.com");
   order(dan, {"PUMP", "BIKE"});
-  engine = Start("personalisation", p_args);
+  engine = StartEngine("personalisation", p_args);
   reco = v1::Personalisation::NewStub(engine->channel());
   // The order learnt and saved: every change read since the start lies after the saved position
   // (a replay from the start would read at least the `before` ones again, and never get here).

@@ -34,7 +34,9 @@ using ecrm::testing::ServiceProcess;
 using ecrm::testing::Binary;
 using ecrm::testing::Postgres;
 
+using ecrm::testing::Call;
 using ecrm::testing::Eventually;
+
 namespace {
 
 // Database arguments for the two engines, fresh, of each kind.
@@ -45,13 +47,6 @@ std::vector<std::pair<std::string, std::pair<std::vector<std::string>, std::vect
   REQUIRE(b.ok());
   return {{"sqlite", {{}, {}}},
           {"postgres", {{"--database-url=" + Postgres().url(*a)}, {"--database-url=" + Postgres().url(*b)}}}};
-}
-
-template <typename Stub, typename Req, typename Resp, typename Method>
-grpc::Status Call(Stub& stub, Method method, const Req& req, Resp* resp) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-  return (stub.*method)(&ctx, req, resp);
 }
 
 // An information store and a segmentation engine following it, with a clock the test sets.
