@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Checks that deploy/'s dashboards and alert rules only name metrics the engines export.
 
     scripts/check-deploy-metrics.py BUILD_DIR

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Checks the deployment files that no tool here can run (no Docker engine, no kubectl):
 docker-compose.yml, deploy/k8s/*.yaml, deploy/prometheus/*.yml and deploy/grafana/provisioning
 parse as YAML, and hold together:
@@ -13,7 +13,7 @@ parse as YAML, and hold together:
     defined (Secrets in database-secret.example.yaml);
   - every dashboard provider path is where compose mounts the dashboards.
 
-Exits 77 (ctest: skipped) when python3's yaml module is not installed.
+Exits 77 (ctest: skipped) when python3-yaml is not installed (scripts/install-deps.sh installs it).
 """
 import glob
 import os

@@ -29,6 +29,8 @@ packages=(
   # personalisation's templates (mustache, ICU formatting); broadcast's HTTP endpoints, DKIM, and
   # the SMTP server its tests send to
   libmstch-dev libicu-dev libcpp-httplib-dev libopendkim-dev python3-aiosmtpd
+  # the deployment check (scripts/check-deploy-yaml.py parses docker-compose and deploy/k8s)
+  python3-yaml
   # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
   python3-grpcio
 )
