@@ -164,6 +164,7 @@ absl::StatusOr<v1::Order> Orders::Place(sql::Connection& c, const OrderInput& in
 absl::StatusOr<v1::Order> Orders::Checkout(const v1::CheckoutRequest& req) {
   ECRM_RETURN_IF_ERROR(ValidateCustomerId(req.customer_id()));
   ECRM_RETURN_IF_ERROR(idempotency::ValidateKey(kCheckout, req.idempotency_key(), /*required=*/true));
+  bool placed = false;  // false when the key's earlier answer is replayed: counted once
   ECRM_ASSIGN_OR_RETURN(
       v1::Order order,
       keys_.Run<v1::Order>(kCheckout, req.idempotency_key(), req, [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
@@ -179,9 +180,10 @@ absl::StatusOr<v1::Order> Orders::Checkout(const v1::CheckoutRequest& req) {
         }
         ECRM_ASSIGN_OR_RETURN(v1::Order o, Place(c, in, NowMicros()));
         ECRM_RETURN_IF_ERROR(carts_.Close(c, req.customer_id()));
+        placed = true;
         return o;
       }));
-  metrics_.orders_placed.Increment();
+  if (placed) metrics_.orders_placed.Increment();
   outbox_.Notify();
   return order;
 }
@@ -215,10 +217,13 @@ absl::StatusOr<v1::Order> Orders::PlaceOrder(const v1::PlaceOrderRequest& req) {
     default:
       return Invalid("customer", "set customer_id or identifier");
   }
-  ECRM_ASSIGN_OR_RETURN(v1::Order order,
-                        keys_.Run<v1::Order>(kPlaceOrder, req.idempotency_key(), req,
-                                             [&](sql::Connection& c) { return Place(c, in, NowMicros()); }));
-  metrics_.orders_placed.Increment();
+  bool placed = false;  // false when the key's earlier answer is replayed: counted once
+  ECRM_ASSIGN_OR_RETURN(v1::Order order, keys_.Run<v1::Order>(kPlaceOrder, req.idempotency_key(), req,
+                                                              [&](sql::Connection& c) -> absl::StatusOr<v1::Order> {
+                                                                placed = true;
+                                                                return Place(c, in, NowMicros());
+                                                              }));
+  if (placed) metrics_.orders_placed.Increment();
   outbox_.Notify();
   return order;
 }

@@ -232,6 +232,9 @@ TEST_CASE("idempotency keys replay the first response byte for byte and refuse a
       v1::GetProductRequest gp;
       gp.set_sku("BOOK-1");
       CHECK(c.Ok(&Stub::GetProduct, gp).stock() == 5);  // 10 - 2 - 3: the replays took nothing
+      auto metrics = ecrm::testing::HttpGet(absl::StrCat("http://", c.service->metrics_address(), "/metrics"));
+      REQUIRE(metrics.ok());
+      CHECK_THAT(*metrics, Catch::Contains("ecrm_transaction_orders_placed_total 2\n"));  // nor counted twice
 
       v1::RefundOrderRequest refund;
       refund.set_id(placed.id());
