@@ -121,7 +121,7 @@ case "${1:-start}" in
     start
     echo
     shift
-    "$build/tools/ecrmctl/ecrmctl" demo "$@" ;;
+    "$build/tools/ecrmctl/ecrmctl" demo --mail-dir="$run/mail" "$@" ;;
   stop)
     for spec in "${engines[@]}"; do stop_one "${spec%%:*}"; done
     stop_one smtp

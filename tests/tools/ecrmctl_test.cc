@@ -12,6 +12,7 @@
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/service.h"
+#include "mailbox.h"
 #include "nlohmann/json.hpp"
 #include "output.h"
 #include "records.h"
@@ -144,6 +145,39 @@ std::unique_ptr<ServiceProcess> Start(const std::string& engine, std::vector<std
 }
 
 }  // namespace
+
+TEST_CASE("the demo's reader finds a mail's open pixel and tracked links under quoted-printable") {
+  // As broadcast writes it: quoted-printable with soft breaks inside the URLs, &amp; in attributes.
+  const std::string mail =
+      "From: shop@shop.example\r\nTo: ada@example.com\r\nSubject: =?UTF-8?B?SGk=?=\r\n"
+      "Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"
+      "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nUnsubscribe: http://t.example/u?d=d_1\r\n"
+      "--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+      "<p>Hello L=C3=A9a</p><a href=3D\"http://t.example/c?d=3Dd_1&amp;u=3Dhttps%3A%2F%2Fshop=\r\n"
+      ".example%2F&amp;s=3Dsig1\">Shop</a><a href=3D\"https://elsewhere.example/\">x</a>"
+      "<img src=3D\"http://t.example/o?d=3Dd_=\r\n1&amp;s=3Dsig2\" width=3D\"1\">\r\n--b--\r\n";
+  ecrm::ctl::TrackingLinks links;
+  CHECK(ecrm::ctl::LinksOfMessage(mail, "http://t.example", &links) == "d_1");
+  CHECK(links.open == "http://t.example/o?d=d_1&s=sig2");
+  REQUIRE(links.clicks.size() == 1);
+  CHECK(links.clicks[0] == "http://t.example/c?d=d_1&u=https%3A%2F%2Fshop.example%2F&s=sig1");
+  CHECK(ecrm::ctl::DecodeQuotedPrintable("caf=C3=A9 =3D 1=\nx = y") == "caf\xC3\xA9 = 1x = y");
+
+  ecrm::ctl::TrackingLinks none;
+  CHECK(ecrm::ctl::LinksOfMessage("Subject: plain\r\n\r\nno html here", "http://t.example", &none).empty());
+  CHECK(none.open.empty());
+
+  TempDir dir;
+  std::ofstream(dir.path() + "/msg-00001.eml") << mail;
+  std::ofstream(dir.path() + "/msg-00001.json") << "{}";
+  auto found = ecrm::ctl::ReadMailbox(dir.path(), "http://t.example", {"d_1", "d_2"});
+  REQUIRE(found.ok());
+  REQUIRE(found->size() == 1);
+  CHECK(found->at("d_1").open == links.open);
+  CHECK(ecrm::ctl::ReadMailbox(dir.path(), "http://t.example", {"d_2"})->empty());
+  CHECK(ecrm::ctl::ReadMailbox(dir.path() + "/missing", "http://t.example", {"d_1"}).status().code() ==
+        absl::StatusCode::kNotFound);
+}
 
 TEST_CASE("every ecrmctl command against the running suite") {
   auto infostore = Start("infostore", {});

@@ -77,7 +77,12 @@ struct Command {
 
 const std::vector<Command>& Commands();
 
-// `ecrmctl demo` (demo.cc).
-int RunDemo(Invocation& invocation, int64_t customers, int64_t products, int64_t seed, double uplift);
+// `ecrmctl demo` (demo.cc). `mail_dir`: the local SMTP server's mailbox, read to simulate opens
+// and clicks through the links under `tracking_url` ("" = skip them).
+int RunDemo(Invocation& invocation, int64_t customers, int64_t products, int64_t seed, double uplift,
+            const std::string& mail_dir, const std::string& tracking_url);
+
+// The body of an HTTP GET on `url` (not following redirects); *code is its status, -1 when none.
+std::string Get(const std::string& url, absl::Duration timeout, long* code);
 
 }  // namespace ecrm::ctl

@@ -26,6 +26,7 @@
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "mailbox.h"
 
 namespace ecrm::ctl {
 namespace {
@@ -59,6 +60,10 @@ struct DemoOptions {
   int64_t seed = 1;
   double base_conversion = 0.06;  // control's chance of buying within the window
   double true_uplift = 0.04;      // what the campaign adds, absolute
+  std::string mail_dir;           // the local SMTP server's mailbox: opens and clicks follow its mail
+  std::string tracking_url = "http://127.0.0.1:8080";  // broadcast's --public-base-url
+  double open_rate = 0.40;                             // of the mails, the share opened
+  double click_rate = 0.12;                            // of the mails, the share clicked (all of them opened too)
 };
 
 struct Order {
@@ -106,6 +111,11 @@ class Demo {
     if (!Step("win-back segment, email template and campaign", [&] { return CreateCampaign(); })) return kFailed;
     if (!Step("campaign launched: the treatment group is mailed through the local SMTP server",
               [&] { return Send(); })) {
+      return kFailed;
+    }
+    if (!o_.mail_dir.empty() &&
+        !Step("customers read their mail: open pixels and tracked links, from the SMTP server's mailbox",
+              [&] { return ReadMail(); })) {
       return kFailed;
     }
     if (!Step("customers answer: orders through the transaction engine", [&] { return Respond(); })) return kFailed;
@@ -531,7 +541,10 @@ class Demo {
     for (;;) {
       bc::ListDeliveriesResponse page;
       if (grpc::Status s = bcast->ListDeliveries(Ctx().get(), list, &page); !s.ok()) return Fail("deliveries", s);
-      for (const auto& d : page.deliveries()) treatment_.insert(d.customer_id());
+      for (const auto& d : page.deliveries()) {
+        treatment_.insert(d.customer_id());
+        if (d.state() == bc::DELIVERY_STATE_SENT || d.state() == bc::DELIVERY_STATE_DELIVERED) sent_.insert(d.id());
+      }
       if (page.next_page_token().empty()) break;
       list.set_page_token(page.next_page_token());
     }
@@ -541,6 +554,53 @@ class Demo {
                          Count(static_cast<int64_t>(treatment_.size())), " mailed (", absl::StrJoin(states, ", "),
                          "), the rest held out as control");
     return true;
+  }
+
+  // The share of mails the options say are opened, and of those the share clicked, picked at
+  // random: each reader fetches the open pixel and follows the first tracked link, as a mail
+  // client would, so the events flow back through broadcast's HTTP endpoints.
+  bool ReadMail() {
+    absl::StatusOr<std::map<std::string, TrackingLinks>> mails = ReadMailbox(o_.mail_dir, o_.tracking_url, sent_);
+    if (!mails.ok()) {
+      error_ = std::string(mails.status().message());
+      return false;
+    }
+    if (mails->size() != sent_.size()) {
+      error_ = absl::StrCat(sent_.size(), " mails sent, ", mails->size(), " of them in ", o_.mail_dir,
+                            " (--mail-dir is the local SMTP server's mailbox?)");
+      return false;
+    }
+    std::vector<const TrackingLinks*> readers;
+    for (const auto& [delivery, links] : *mails) readers.push_back(&links);
+    std::shuffle(readers.begin(), readers.end(), rng_);
+    const auto share = [&](double rate) {
+      return static_cast<int64_t>(std::llround(rate * static_cast<double>(readers.size())));
+    };
+    opened_ = share(o_.open_rate);
+    clicked_ = std::min(share(o_.click_rate), opened_);
+    std::atomic<int64_t> refused{0};
+    bool ok = Parallel(
+        opened_,
+        [&](int64_t i) {
+          const TrackingLinks& links = *readers[static_cast<size_t>(i)];
+          long code = 0;
+          Get(links.open, absl::Seconds(10), &code);
+          if (code != 200) refused++;
+          if (i < clicked_ && !links.clicks.empty()) {
+            Get(links.clicks.front(), absl::Seconds(10), &code);  // not followed: the shop is not here
+            if (code != 302) refused++;
+          }
+          return grpc::Status::OK;
+        },
+        "reading the mail");
+    if (refused > 0) {
+      error_ = absl::StrCat(refused.load(), " tracking requests to ", o_.tracking_url,
+                            " were not answered as they should be (is broadcast's --http-address there?)");
+      return false;
+    }
+    note_ = absl::StrCat(Count(opened_), " of ", Count(static_cast<int64_t>(readers.size())), " mails opened, ",
+                         Count(clicked_), " clicked");
+    return ok;
   }
 
   // In each group, the share of customers the true rates say buy (the control's rate, or the
@@ -602,7 +662,8 @@ class Demo {
           grpc::Status s = seg->GetCampaignReport(Ctx().get(), req, &report_);
           if (!s.ok()) error_ = s.error_message();
           return s.ok() && report_.treatment().converted() == placed_treatment_ &&
-                 report_.control().converted() == placed_control_;
+                 report_.control().converted() == placed_control_ && report_.funnel().opened() >= opened_ &&
+                 report_.funnel().clicked() >= clicked_;
         },
         absl::Minutes(2), "the report counting every order");
   }
@@ -651,19 +712,22 @@ class Demo {
   std::vector<Customer> customers_;
   std::string segment_id_;
   sg::Campaign campaign_;
-  std::set<std::string> audience_, treatment_;
-  int64_t placed_treatment_ = 0, placed_control_ = 0;
+  std::set<std::string> audience_, treatment_, sent_;  // sent_: delivery ids of the mails sent
+  int64_t placed_treatment_ = 0, placed_control_ = 0, opened_ = 0, clicked_ = 0;
   sg::CampaignReport report_;
 };
 
 }  // namespace
 
-int RunDemo(Invocation& inv, int64_t customers, int64_t products, int64_t seed, double uplift) {
+int RunDemo(Invocation& inv, int64_t customers, int64_t products, int64_t seed, double uplift,
+            const std::string& mail_dir, const std::string& tracking_url) {
   DemoOptions o;
   o.customers = customers;
   o.products = products;
   o.seed = seed;
   o.true_uplift = uplift;
+  o.mail_dir = mail_dir;
+  if (!tracking_url.empty()) o.tracking_url = tracking_url;
   if (customers < 100 || products < 10 || products % 10 != 0) {
     std::cerr << "ecrmctl demo: --customers must be at least 100 and --products a multiple of 10 (10 categories)\n";
     return kUsage;
