@@ -46,9 +46,15 @@ absl::Status ValidateContent(const v1::MessageContent& content, absl::string_vie
       if (content.template_id().empty() || content.template_id().size() > 128) {
         return util::Invalid(absl::StrCat(field, ".template_id"), "must be 1-128 bytes");
       }
+      if (content.placement().size() > 100) {
+        return util::Invalid(absl::StrCat(field, ".placement"), "is over 100 bytes");
+      }
       return absl::OkStatus();
     case v1::MessageContent::kLiteral: {
       const v1::LiteralContent& l = content.literal();
+      if (!content.placement().empty()) {
+        return util::Invalid(absl::StrCat(field, ".placement"), "decides a template's offers: only with template_id");
+      }
       if (l.subject().empty() && l.text_body().empty() && l.html_body().empty()) {
         return util::Invalid(absl::StrCat(field, ".literal"), "needs a subject, a text body or an HTML body");
       }
