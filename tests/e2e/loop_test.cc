@@ -276,14 +276,12 @@ struct Loop {
     return is::CONSENT_STATUS_UNSPECIFIED;
   }
 
-  std::vector<std::string> RecommendedTitles(const std::string& customer_id) {
+  std::vector<ps::Recommendation> Recommended(const std::string& customer_id) {
     ps::RecommendRequest req;
     req.set_customer_id(customer_id);
     ps::RecommendResponse resp;
     REQUIRE(Call(*pers, &ps::Personalisation::Stub::Recommend, req, &resp).ok());
-    std::vector<std::string> out;
-    for (const ps::Recommendation& r : resp.items()) out.push_back(r.title());
-    return out;
+    return {resp.items().begin(), resp.items().end()};
   }
 
   // A delivery status notification (RFC 3464) about a mail as received, signed as the engine's
@@ -358,8 +356,8 @@ void RunLoop(const std::string& backend, const std::map<std::string, std::string
       absl::Seconds(60)));
   // The catalogue too (the titles): every buyer's recommendations are described.
   REQUIRE(Eventually([&] {
-    std::vector<std::string> titles = loop.RecommendedTitles(buyers[0]);
-    return !titles.empty() && !titles[0].empty();
+    std::vector<ps::Recommendation> recommended = loop.Recommended(buyers[0]);
+    return !recommended.empty() && !recommended[0].title().empty();
   }));
 
   // The offer for the segment's customers in campaign mail, and one for another placement that
@@ -486,10 +484,25 @@ void RunLoop(const std::string& backend, const std::map<std::string, std::string
     CHECK(absl::StrContains(m.decoded, "Your offer: 15% off your next teapot\r\n"));
     CHECK(absl::StrContains(m.decoded, "<p><b>15% off your next teapot</b></p>"));
     CHECK_FALSE(absl::StrContains(m.decoded, "till"));
-    const std::vector<std::string> titles = loop.RecommendedTitles(m.customer_id);
-    CHECK(std::any_of(titles.begin(), titles.end(), [&](const std::string& t) {
-      return absl::StrContains(m.decoded, absl::StrCat("- ", t, "\r\n"));
-    }));
+    // Their own recommendations, as many as the model gives them (nothing has changed it since
+    // the render): every product bought by those who bought what they bought; the rest, the most
+    // popular ones, may differ where popularity ties.
+    const std::vector<ps::Recommendation> recommended = loop.Recommended(m.customer_id);
+    REQUIRE_FALSE(recommended.empty());
+    std::set<std::string> listed;
+    const size_t from = m.decoded.find("Picked for you:\r\n"), until = m.decoded.find("\r\nUnsubscribe: ");
+    REQUIRE(from != std::string::npos);
+    REQUIRE(until != std::string::npos);
+    for (absl::string_view line : absl::StrSplit(m.decoded.substr(from, until - from), "\r\n")) {
+      if (absl::ConsumePrefix(&line, "- ")) listed.insert(std::string(line));
+    }
+    CHECK(listed.size() == recommended.size());
+    int own = 0;
+    for (const ps::Recommendation& r : recommended) {
+      own += listed.count(r.title());
+      if (r.source() == "similar_items") CHECK(listed.count(r.title()) == 1);
+    }
+    CHECK(own > 0);
     const std::string unsubscribe = MailHeader(m.eml, "List-Unsubscribe");
     CHECK(absl::StartsWith(unsubscribe, "<http://127.0.0.1:"));
     CHECK(MailHeader(m.eml, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click");
