@@ -366,6 +366,7 @@ std::vector<Command> Build() {
         Field("trigger", "campaign.trigger_segment_id", "triggered: entering this segment sends it"),
         Field("template", "campaign.template_id", "personalisation template to send"),
         Field("offer", "campaign.offer_id", "or an offer to send"),
+        Field("placement", "campaign.placement", "with --template: where each customer's offers are decided"),
         Field("channels", "campaign.channel_policy.channels", "channels in order of preference (email,sms,push,web)"),
         Field("control", "campaign.control_fraction", "fraction held out as control, 0-0.5"),
         Field("goal", "campaign.goal_event_type", "the event that counts as a conversion, e.g. purchase"),

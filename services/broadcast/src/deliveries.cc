@@ -46,9 +46,15 @@ absl::Status ValidateContent(const v1::MessageContent& content, absl::string_vie
       if (content.template_id().empty() || content.template_id().size() > 128) {
         return util::Invalid(absl::StrCat(field, ".template_id"), "must be 1-128 bytes");
       }
+      if (content.placement().size() > 100) {
+        return util::Invalid(absl::StrCat(field, ".placement"), "is over 100 bytes");
+      }
       return absl::OkStatus();
     case v1::MessageContent::kLiteral: {
       const v1::LiteralContent& l = content.literal();
+      if (!content.placement().empty()) {
+        return util::Invalid(absl::StrCat(field, ".placement"), "decides a template's offers: only with template_id");
+      }
       if (l.subject().empty() && l.text_body().empty() && l.html_body().empty()) {
         return util::Invalid(absl::StrCat(field, ".literal"), "needs a subject, a text body or an HTML body");
       }
@@ -226,6 +232,7 @@ absl::StatusOr<v1::Delivery> Deliveries::RecordDeliveryEvent(const v1::RecordDel
       return Suppressions::AddIn(c, {d.channel(), address, customer, reason, now_us});
     };
     std::string kind;
+    bool implied_open = false;  // a click on a message not seen opened: its open too
     switch (req.type()) {
       case v1::DELIVERY_EVENT_TYPE_DELIVERED:
         kind = "delivered";
@@ -238,7 +245,10 @@ absl::StatusOr<v1::Delivery> Deliveries::RecordDeliveryEvent(const v1::RecordDel
       case v1::DELIVERY_EVENT_TYPE_CLICKED:
         kind = "clicked";
         if (!d.has_clicked_at()) *d.mutable_clicked_at() = util::Ts(at);
-        if (!d.has_opened_at()) *d.mutable_opened_at() = util::Ts(at);  // a click implies the open
+        if (!d.has_opened_at()) {  // a click implies the open (the pixel may be blocked)
+          *d.mutable_opened_at() = util::Ts(at);
+          implied_open = true;
+        }
         break;
       case v1::DELIVERY_EVENT_TYPE_SOFT_BOUNCE:
         // The provider gave the message back for now: queue it again, counted afresh by the caps.
@@ -273,6 +283,10 @@ absl::StatusOr<v1::Delivery> Deliveries::RecordDeliveryEvent(const v1::RecordDel
                    d.has_next_attempt_at() ? util::Micros(d.next_attempt_at()) : int64_t{0}})
             .status());
     if (!kind.empty()) ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, kind, at, req.detail())));
+    // The open the click implies is raised as well, so that the funnel (which counts events)
+    // never has more clicks than opens; its event id is the pixel's, so a later pixel does not
+    // count it twice.
+    if (implied_open) ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "opened", at)));
     out = d;
     return absl::OkStatus();
   }));

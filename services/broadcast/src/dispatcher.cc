@@ -149,16 +149,18 @@ TokenBucket* Dispatcher::BroadcastBucket(const std::string& id, int rate) {
 
 void Dispatcher::Render(std::vector<Claimed>& claimed, const std::set<common::v1::Channel>& channels, absl::Time now) {
   if (renderer_ == nullptr) return;
-  // template id -> its rows, in claim order; each customer once per template.
-  std::map<std::string, std::vector<Claimed*>> by_template;
+  // (template id, placement) -> its rows, in claim order; each customer once per template.
+  std::map<std::pair<std::string, std::string>, std::vector<Claimed*>> by_template;
   for (Claimed& cl : claimed) {
     if (!cl.row.message.content().has_template_id() || !cl.customer.ok()) continue;
     // The gate on the profile as read (without the suppression list, read in the transaction):
     // a row it would hold back anyway is not rendered.
     if (Decide(*cl.customer, RequestOf(cl.row), {}, channels, now).kind != GateDecision::Kind::kSend) continue;
-    by_template[cl.row.message.content().template_id()].push_back(&cl);
+    const v1::MessageContent& content = cl.row.message.content();
+    by_template[{content.template_id(), content.placement()}].push_back(&cl);
   }
-  for (auto& [template_id, rows] : by_template) {
+  for (auto& [key, rows] : by_template) {
+    const auto& [template_id, placement] = key;
     std::vector<std::string> customers;
     std::set<std::string> seen;
     for (Claimed* cl : rows) {
@@ -170,7 +172,7 @@ void Dispatcher::Render(std::vector<Claimed>& claimed, const std::set<common::v1
       const size_t n = std::min<size_t>(TemplateRenderer::kMaxBatch, customers.size() - i);
       // A deadline in real time: it bounds a call to another process, whatever clock_ says.
       absl::StatusOr<RenderBatch> batch = renderer_->BatchRender(
-          template_id, absl::MakeConstSpan(customers).subspan(i, n), absl::Now() + options_.render_timeout);
+          template_id, placement, absl::MakeConstSpan(customers).subspan(i, n), absl::Now() + options_.render_timeout);
       if (!batch.ok()) {
         call = batch.status();
         break;

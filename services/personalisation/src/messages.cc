@@ -154,11 +154,31 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
     }
     const std::string& time_zone = customers[i]->profile().time_zone();
     absl::StatusOr<v1::RenderedMessage> message;
-    if (std::optional<v1::RecommendResponse> fetched =
-            Fetch(recommendations_, *t, req.recommendations(), customers[i]->id())) {
-      // The customer's own recommendations: a context of their own.
+    std::optional<v1::RecommendResponse> fetched =
+        Fetch(recommendations_, *t, req.recommendations(), customers[i]->id());
+    std::optional<google::protobuf::RepeatedPtrField<v1::Offer>> decided;
+    if (offers_ != nullptr && req.offers().empty() && !req.placement().empty()) {
+      // The customer's own offers, as RenderMessage decides them. Segmentation not answering
+      // fails the call (UNAVAILABLE: the whole batch is worth asking again); a customer the
+      // offers cannot be decided for otherwise is failed alone.
+      v1::DecideOffersRequest decide;
+      decide.set_customer_id(ids[i]);
+      decide.set_placement(req.placement());
+      decide.set_channel(t->proto.channel());
+      absl::StatusOr<v1::DecideOffersResponse> d = offers_->Decide(decide);
+      if (absl::IsUnavailable(d.status()) || absl::IsDeadlineExceeded(d.status())) return d.status();
+      if (!d.ok()) {
+        (*out.mutable_failed())[ids[i]] = absl::StrCat("offers: ", d.status().message());
+        continue;
+      }
+      decided.emplace();
+      for (v1::OfferDecision& x : *d->mutable_decisions()) *decided->Add() = std::move(*x.mutable_offer());
+    }
+    if (fetched || decided) {
+      // The customer's own recommendations or offers: a context of their own.
       MessageInputs own = inputs;
-      own.recommendations = &fetched->items();
+      if (fetched) own.recommendations = &fetched->items();
+      if (decided) own.offers = &*decided;
       message = RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone), own, req.strict());
     } else {
       auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));

@@ -55,6 +55,7 @@ BroadcastOrder OrderFor(const internal::CampaignRecord& record) {
   order.purpose = static_cast<common::v1::Purpose>(record.purpose());
   order.template_id = record.template_id();
   order.offer_id = record.offer_id();
+  order.placement = record.placement();
   return order;
 }
 
@@ -78,6 +79,7 @@ v1::Campaign ToCampaign(const internal::CampaignRecord& r) {
   *c.mutable_created_at() = Ts(r.created_at_us());
   c.set_broadcast_id(r.broadcast_id());
   c.set_purpose(static_cast<common::v1::Purpose>(r.purpose()));
+  c.set_placement(r.placement());
   return c;
 }
 
@@ -175,6 +177,9 @@ absl::StatusOr<v1::Campaign> Campaigns::Create(const v1::Campaign& in) {
       return util::Invalid("campaign.attribution_window", "must be more than 0 and at most 365 days");
     }
   }
+  if (!in.placement().empty() && (in.template_id().empty() || in.placement().size() > 100)) {
+    return util::Invalid("campaign.placement", "at most 100 bytes, and only with a template_id");
+  }
   if (in.purpose() != common::v1::PURPOSE_UNSPECIFIED && !common::v1::Purpose_IsValid(in.purpose())) {
     return util::Invalid("campaign.purpose", "is not a purpose");
   }
@@ -196,6 +201,7 @@ absl::StatusOr<v1::Campaign> Campaigns::Create(const v1::Campaign& in) {
   r.set_state(v1::CAMPAIGN_STATE_DRAFT);
   r.set_created_at_us(absl::ToUnixMicros(clock_()));
   r.set_purpose(in.purpose() == common::v1::PURPOSE_UNSPECIFIED ? common::v1::PURPOSE_MARKETING : in.purpose());
+  r.set_placement(in.placement());
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) {
     return c
         .Execute("INSERT INTO campaigns (id, state, created_at, record) VALUES ($1, $2, $3, $4)",

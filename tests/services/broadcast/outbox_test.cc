@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
 #include "broadcasts.h"
 #include "deliveries.h"
@@ -120,11 +121,13 @@ class FakeRenderer final : public bc::TemplateRenderer {
   std::map<std::string, absl::Status> failing;
   absl::Status down;
   std::vector<std::pair<std::string, std::vector<std::string>>> calls;
+  std::vector<std::string> placements;  // of each call
 
-  absl::StatusOr<bc::RenderBatch> BatchRender(const std::string& template_id,
+  absl::StatusOr<bc::RenderBatch> BatchRender(const std::string& template_id, const std::string& placement,
                                               absl::Span<const std::string> customer_ids, absl::Time) override {
     std::lock_guard lock(mu_);
     calls.emplace_back(template_id, std::vector<std::string>(customer_ids.begin(), customer_ids.end()));
+    placements.push_back(placement);
     if (!down.ok()) return down;
     auto t = templates.find(template_id);
     if (t == templates.end()) return absl::NotFoundError("no such template");
@@ -646,8 +649,9 @@ TEST_CASE("delivery events: opens, clicks, hard bounces suppress the address, un
   REQUIRE(e.deliveries->RecordDeliveryEvent(ev).ok());  // a second click: the same event id
   ev.set_type(v1::DELIVERY_EVENT_TYPE_UNSUBSCRIBED);
   REQUIRE(e.deliveries->RecordDeliveryEvent(ev).ok());
-  CHECK(e.EventTypes() ==
-        std::multiset<std::string>{"message_sent", "message_delivered", "message_clicked", "message_unsubscribed"});
+  // The click, with no open before it, raised the open it implies (once: the second click did not).
+  CHECK(e.EventTypes() == std::multiset<std::string>{"message_sent", "message_delivered", "message_opened",
+                                                     "message_clicked", "message_unsubscribed"});
   v1::Delivery after = e.Send("ann");
   CHECK(after.state() == v1::DELIVERY_STATE_SUPPRESSED);
   CHECK(after.suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
@@ -692,6 +696,38 @@ TEST_CASE("privacy: export, then erasure keeps only a hashed suppression of the 
   // The address comes back under a new customer: not messaged.
   e.directory.Put("ann", {common::CHANNEL_EMAIL});
   CHECK(e.Send("ann").suppression_reason() == v1::SUPPRESSION_REASON_SUPPRESSION_LIST);
+}
+
+TEST_CASE("a template's placement goes to personalisation with it, one call per template and placement") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.renderer.templates["welcome"] = {"Hi {{name}}", "Hello {{name}}", ""};
+  for (const std::string id : {"ann", "bob", "cid"}) e.directory.Put(id, {common::CHANNEL_EMAIL});
+  auto templated = [&](const std::string& customer, const std::string& placement) {
+    v1::SendMessageRequest req = e.Request(customer);
+    req.mutable_content()->set_template_id("welcome");
+    req.mutable_content()->set_placement(placement);
+    auto d = e.deliveries->SendMessage(req);
+    REQUIRE(d.ok());
+  };
+  templated("ann", "campaign_email");
+  templated("bob", "campaign_email");
+  templated("cid", "");
+  e.Drain();
+  REQUIRE(e.renderer.calls.size() == 2);
+  std::map<std::string, std::vector<std::string>> by_placement;
+  for (size_t i = 0; i < e.renderer.calls.size(); ++i)
+    by_placement[e.renderer.placements[i]] = e.renderer.calls[i].second;
+  CHECK(by_placement["campaign_email"] == std::vector<std::string>{"ann", "bob"});
+  CHECK(by_placement[""] == std::vector<std::string>{"cid"});
+  CHECK(e.email.Messages().size() == 3);
+
+  // A placement decides a template's offers: literal content with one is refused, naming it.
+  v1::SendMessageRequest literal = e.Request("ann");
+  literal.mutable_content()->set_placement("campaign_email");
+  auto refused = e.deliveries->SendMessage(literal);
+  CHECK(refused.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(absl::StrContains(refused.status().message(), "content.placement"));
 }
 
 TEST_CASE("template content is rendered through personalisation, its placeholders filled per delivery") {

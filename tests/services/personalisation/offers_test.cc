@@ -457,3 +457,56 @@ TEST_CASE("offers: RenderMessage given a placement and no offers decides them") 
   // Nothing was recorded.
   CHECK(e.offers->Get(home_id)->impressions() == 0);
 }
+
+TEST_CASE("offers: BatchRender given a placement and no offers decides each customer's own") {
+  Engine e;
+  e.directory.customers["c_alice"] = Alice();
+  Customer bob;
+  bob.set_id("c_bob");
+  bob.mutable_profile()->set_first_name("Bob");
+  e.directory.customers["c_bob"] = bob;
+  e.segments.members["c_alice"] = {"seg_gold"};
+  p::Templates templates(*e.db, e.metrics);
+  p::Messages messages(templates, e.customers, e.metrics);
+  messages.set_offers(e.offers.get());
+  v1::Template t;
+  t.set_name("offers");
+  t.set_channel(common::CHANNEL_EMAIL);
+  t.set_subject("For you");
+  t.set_text_body("{{profile.first_name}}:{{#offers}} [{{name}} {{percent_off}}%]{{/offers}}");
+  absl::StatusOr<v1::Template> created = templates.Create(t);
+  REQUIRE(created.ok());
+  v1::Offer gold = Percent("gold", 15, 2);
+  gold.add_segment_ids("seg_gold");
+  gold.add_placements("campaign");
+  const std::string gold_id = e.Create(gold).id();
+  e.Create(Percent("anywhere", 10, 1));
+  v1::Offer checkout = Percent("checkout", 5, 9);
+  checkout.add_placements("checkout");
+  e.Create(checkout);
+
+  v1::BatchRenderRequest req;
+  req.set_template_id(created->id());
+  req.add_customer_ids("c_alice");
+  req.add_customer_ids("c_bob");
+  req.add_customer_ids("c_nobody");
+  req.set_placement("campaign");
+  absl::StatusOr<v1::BatchRenderResponse> batch = messages.BatchRender(req);
+  REQUIRE(batch.ok());
+  REQUIRE(batch->messages_size() == 2);
+  CHECK(batch->messages(0).text_body() == "Alice: [gold 15%] [anywhere 10%]");
+  CHECK(batch->messages(0).offer_ids(0) == gold_id);
+  CHECK(batch->messages(1).text_body() == "Bob: [anywhere 10%]");
+  CHECK(batch->failed().count("c_nobody") == 1);
+  // Offers in the request are everyone's; without a placement nothing is decided.
+  *req.add_offers() = Percent("given", 50);
+  CHECK(messages.BatchRender(req)->messages(1).text_body() == "Bob: [given 50%]");
+  req.clear_offers();
+  req.clear_placement();
+  CHECK(messages.BatchRender(req)->messages(0).text_body() == "Alice:");
+  // Segmentation down: the batch is worth asking again, as a whole.
+  req.set_placement("campaign");
+  e.segments.down = true;
+  CHECK(messages.BatchRender(req).status().code() == absl::StatusCode::kUnavailable);
+  CHECK(e.offers->Get(gold_id)->impressions() == 0);  // nothing recorded
+}

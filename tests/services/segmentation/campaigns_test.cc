@@ -150,6 +150,18 @@ TEST_CASE("a campaign is checked field by field before it is saved") {
           "campaign.attribution_window");
   refused([](v1::Campaign& b) { b.set_type(v1::CAMPAIGN_TYPE_UNSPECIFIED); }, absl::StatusCode::kInvalidArgument,
           "campaign.type");
+  refused([](v1::Campaign& b) { b.set_placement(std::string(101, 'p')); }, absl::StatusCode::kInvalidArgument,
+          "campaign.placement");
+
+  // A placement (where the template's offers are decided) is kept and handed to broadcast.
+  v1::Campaign with_offers = c;
+  with_offers.set_placement("campaign_email");
+  auto created = e.campaigns->Create(with_offers);
+  REQUIRE(created.ok());
+  CHECK(e.campaigns->Get(created->id())->placement() == "campaign_email");
+  e.Launch(created->id());
+  REQUIRE(e.broadcaster.calls.size() == 1);
+  CHECK(e.broadcaster.calls[0].placement == "campaign_email");
 }
 
 TEST_CASE("launching freezes the audience, draws the control group by hash and hands the rest to broadcast once") {

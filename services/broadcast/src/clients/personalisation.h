@@ -42,9 +42,10 @@ class TemplateRenderer {
 
   virtual ~TemplateRenderer() = default;
   // Renders template `template_id` for each of `customer_ids` (1 to kMaxBatch, distinct) by
-  // `deadline`. The call as a whole fails NOT_FOUND for an unknown template, UNAVAILABLE or
-  // DEADLINE_EXCEEDED when personalisation did not answer, INVALID_ARGUMENT for bad input.
-  virtual absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id,
+  // `deadline`, each customer's offers decided for `placement` (empty: no offers). The call as a
+  // whole fails NOT_FOUND for an unknown template, UNAVAILABLE or DEADLINE_EXCEEDED when
+  // personalisation did not answer, INVALID_ARGUMENT for bad input.
+  virtual absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id, const std::string& placement,
                                                   absl::Span<const std::string> customer_ids, absl::Time deadline) = 0;
   // OK when template `template_id` exists; NOT_FOUND (naming content.template_id) when it does not,
   // UNAVAILABLE or DEADLINE_EXCEEDED when personalisation did not answer by `deadline`.

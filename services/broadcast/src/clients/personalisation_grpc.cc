@@ -29,6 +29,7 @@ absl::Status CustomerFailure(const std::string& why) {
 }  // namespace
 
 absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string& template_id,
+                                                              const std::string& placement,
                                                               absl::Span<const std::string> customer_ids,
                                                               absl::Time deadline) {
   if (customer_ids.empty()) return RenderBatch{};
@@ -40,6 +41,7 @@ absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string&
   server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
   personalisation::v1::BatchRenderRequest req;
   req.set_template_id(template_id);
+  req.set_placement(placement);
   for (const std::string& id : customer_ids) req.add_customer_ids(id);
   personalisation::v1::BatchRenderResponse resp;
   grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->BatchRender(&ctx, req, &resp);

@@ -14,8 +14,8 @@ class GrpcTemplateRenderer final : public TemplateRenderer {
  public:
   GrpcTemplateRenderer(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout)
       : channel_(std::move(channel)), timeout_(timeout) {}
-  absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id, absl::Span<const std::string> customer_ids,
-                                          absl::Time deadline) override;
+  absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id, const std::string& placement,
+                                          absl::Span<const std::string> customer_ids, absl::Time deadline) override;
   absl::Status CheckTemplate(const std::string& template_id, absl::Time deadline) override;
 
  private:

@@ -17,6 +17,8 @@ struct BroadcastOrder {
   common::v1::Purpose purpose = common::v1::PURPOSE_MARKETING;
   std::string template_id;
   std::string offer_id;
+  // With template_id: where each customer's offers are decided for; empty: none.
+  std::string placement;
   // The same key hands the same order over once, however often it is retried.
   std::string idempotency_key;
 };
