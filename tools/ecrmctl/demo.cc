@@ -458,18 +458,43 @@ class Demo {
       return Fail("creating the segment", s);
     }
     segment_id_ = segment.id();
-    // The message, rendered per customer by personalisation.
+    // The offer, decided per customer by personalisation for the campaign's placement.
+    ps::ListOffersRequest offers;
+    offers.set_page_size(1000);
+    ps::ListOffersResponse listed;
+    if (s = pers->ListOffers(Ctx().get(), offers, &listed); !s.ok()) return Fail("listing offers", s);
+    bool have_offer = false;
+    for (const auto& x : listed.offers()) have_offer = have_offer || x.name() == "comeback-15";
+    if (!have_offer) {  // an earlier run made it otherwise
+      ps::CreateOfferRequest create_offer;
+      ps::Offer* o = create_offer.mutable_offer();
+      o->set_name("comeback-15");
+      o->set_headline("15% off your next order with the code COMEBACK15");
+      o->set_kind(ps::OFFER_KIND_PERCENT_OFF);
+      o->set_percent_off(15);
+      o->add_segment_ids(segment_id_);
+      o->add_channels(common::v1::CHANNEL_EMAIL);
+      o->add_placements("win-back-email");
+      o->set_priority(10);
+      ps::Offer created_offer;
+      if (s = pers->CreateOffer(Ctx().get(), create_offer, &created_offer); !s.ok()) {
+        return Fail("creating the offer", s);
+      }
+    }
+    // The message, rendered per customer by personalisation: their name, their offer and the
+    // products the recommendation model picks for them.
     ps::CreateTemplateRequest tpl;
     auto* t = tpl.mutable_template_();
     t->set_name("win-back");
     t->set_channel(common::v1::CHANNEL_EMAIL);
     t->set_subject("We miss you, {{profile.first_name}}");
     t->set_text_body(
-        "Hello {{profile.first_name}},\n\nit has been a while. Here is 15% off your next order with the code "
-        "COMEBACK15.\n\nUnsubscribe: {{unsubscribe_url}}\n");
+        "Hello {{profile.first_name}},\n\nit has been a while.{{#offers}} {{headline}}.{{/offers}}\n\n"
+        "Picked for you:\n{{#recommendations}}- {{title}}\n{{/recommendations}}\nUnsubscribe: {{unsubscribe_url}}\n");
     t->set_html_body(
-        "<p>Hello {{profile.first_name}},</p><p>it has been a while. Here is <b>15% off</b> your next order with the "
-        "code <b>COMEBACK15</b>.</p><p><a href=\"https://shop.example/?code=COMEBACK15\">Shop now</a></p>"
+        "<p>Hello {{profile.first_name}},</p><p>it has been a while.{{#offers}} <b>{{headline}}</b>.{{/offers}}</p>"
+        "<p>Picked for you:</p><ul>{{#recommendations}}<li><a href=\"https://shop.example/p/{{sku}}\">{{title}}</a>"
+        "</li>{{/recommendations}}</ul><p><a href=\"https://shop.example/?code=COMEBACK15\">Shop now</a></p>"
         "<p><small><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></small></p>");
     ps::Template saved;
     s = pers->CreateTemplate(Ctx().get(), tpl, &saved);
@@ -492,6 +517,7 @@ class Demo {
     c->add_include_segment_ids(segment_id_);
     c->mutable_channel_policy()->add_channels(common::v1::CHANNEL_EMAIL);
     c->set_template_id(saved.id());
+    c->set_placement("win-back-email");
     c->set_control_fraction(0.2);
     c->set_goal_event_type("purchase");
     c->mutable_attribution_window()->set_seconds(14 * 24 * 3600);
@@ -500,7 +526,8 @@ class Demo {
     campaign_ = created;
     note_ =
         absl::StrCat("segment \"", name, "\" (", segment_id_, "): orders.count >= 2 && days_since(orders.last_at) > 90",
-                     "\n    template ", saved.id(), ", campaign ", created.id(), " with a 20% control group");
+                     "\n    offer comeback-15, template ", saved.id(), " (name, offer, recommendations), campaign ",
+                     created.id(), " with a 20% control group");
     return true;
   }
 
