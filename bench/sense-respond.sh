@@ -14,6 +14,8 @@
 # events go to 5,000 other customers in calls of 100; the latency of each trigger is the SMTP
 # server's accepted_at of the customer's mail less the RecordEvents acknowledgement.
 #   bench/sense-respond.sh [results.jsonl]
+# ECRM_SR_KEEP=1 keeps the work directory (databases, mail, acks-N.txt) and prints the latency of
+# each run by stage (bench/sense-respond-stages.py).
 # ECRM_BENCH_LOCK=/tmp/ecrm-build.lock: build, and hold that lock during each run (so that nobody
 # builds meanwhile), releasing it between runs.
 set -euo pipefail
@@ -30,7 +32,7 @@ release() { [ -z "$lockfile" ] || flock -u 9; }
 hold
 bench_setup ecrm-sr "${1:-}"
 release
-trap 'bench_cleanup; rm -rf "$work"' EXIT
+trap 'bench_cleanup; [ -n "${ECRM_SR_KEEP:-}" ] && echo "# kept $work" >&2 || rm -rf "$work"' EXIT
 per_run=$(awk -v r="$rate" -v d="${dur%s}" 'BEGIN { printf "%d", r * (d + 5) + 1 }')
 customers=$((background + runs * per_run))
 bench() { "$B/bench/ecrm-sense-respond-bench" --infostore="$infostore" --ids-file="$work/ids.txt" "$@"; }
@@ -82,8 +84,10 @@ for r in $(seq "$runs"); do
   health+=("$("$B/tools/loadgen/ecrm-load" --target="$infostore" --workload=health --rate=2000 --concurrency=256 \
     --connections=2 --duration=10s --warmup=2s --json | json_field p99)")
   j=$(bench --mode=run --smtp-dir="$work/mail" --rate="$rate" --background-rate="$bg_rate" --duration="$dur" \
-    --warmup=5s --background=$background --first=$((background + (r - 1) * per_run)) || true)
+    --warmup=5s --background=$background --first=$((background + (r - 1) * per_run)) --acks-file="$work/acks-$r.txt" ||
+    true)
   echo "$j" | tee -a "$work/runs.jsonl" >&2
+  [ -z "${ECRM_SR_KEEP:-}" ] || python3 bench/sense-respond-stages.py "$work" "$work/acks-$r.txt" >&2
   p50+=("$(echo "$j" | json_field p50)"); p99+=("$(echo "$j" | json_field p99)"); mx+=("$(echo "$j" | json_field max)")
   missing+=("$(echo "$j" | json_field missing)"); w99+=("$(echo "$j" | json_field write_p99_ms)")
   bg+=("$(echo "$j" | json_field background_rate)")

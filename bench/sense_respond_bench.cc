@@ -186,7 +186,7 @@ void ReadMails(const std::string& dir, int64_t& seen, std::map<std::string, doub
 
 int main(int argc, char** argv) {
   std::string infostore = "127.0.0.1:50051", segmentation = "127.0.0.1:50052", personalisation = "127.0.0.1:50053",
-              mode = "run", ids_file, smtp_dir;
+              mode = "run", ids_file, smtp_dir, acks_file;
   int64_t customers = 20000, background = 5000, first = 0, batch = 100, workers = 16;
   double rate = 200, background_rate = 5000;
   absl::Duration duration = absl::Seconds(30), warmup = absl::Seconds(5), settle = absl::Seconds(60),
@@ -199,6 +199,10 @@ int main(int argc, char** argv) {
   flags.AddString("mode", &mode, "seed, setup or run");
   flags.AddString("ids-file", &ids_file, "\"<customer id> <email>\" a line (seed writes it; run reads it)");
   flags.AddString("smtp-dir", &smtp_dir, "run: the directory smtp_server.py stores the mail it accepts in");
+  flags.AddString(
+      "acks-file", &acks_file,
+      "run: also write \"<customer id> <email> <acknowledged, Unix seconds>\" a measured trigger to this file "
+      "(to break the latency down by stage against the engines' databases)");
   flags.AddInt("customers", &customers, "seed: customers to create");
   flags.AddInt("background", &background, "the first this many customers of --ids-file take the background events");
   flags.AddInt("first", &first, "run: line of --ids-file the first trigger customer is taken from (>= --background)");
@@ -334,6 +338,13 @@ int main(int argc, char** argv) {
     }
     if (missing == 0 || absl::Now() > give_up) break;
     absl::SleepFor(absl::Milliseconds(200));
+  }
+  if (!acks_file.empty()) {
+    std::ofstream acks(acks_file);
+    for (int64_t i = first_measured; i < triggers; ++i) {
+      const auto& [id, email] = ids[static_cast<size_t>(first + i)];
+      acks << id << " " << email << " " << absl::StrFormat("%.6f", acked_at[static_cast<size_t>(i)]) << "\n";
+    }
   }
   std::vector<double> latency_ms;
   for (int64_t i = first_measured; i < triggers; ++i) {
