@@ -4,7 +4,9 @@
 Listens on port 0 and writes the port it got to --port-file (atomically, so a reader that sees
 the file sees the whole number). Stores every accepted message in --dir as msg-NNNNN.eml (the
 bytes received, dot-unstuffed) and msg-NNNNN.json ({"mail_from", "rcpt_tos", "peer_port",
-"tls", "auth_login"}); peer_port tells messages sent over one connection apart from others.
+"tls", "auth_login", "accepted_at"}); peer_port tells messages sent over one connection apart
+from others, accepted_at is when the data was received (Unix seconds, from the system clock:
+bench/sense-respond.sh measures up to it).
 
 Faults: the file <dir>/faults holds one fault a line, "<stage> <action>", stage rcpt or data,
 action 450, 421, 550 (answer that code; 421 closes the connection after answering, as a
@@ -16,7 +18,8 @@ off and applied; write the file before sending.
 
 Options: --auth LOGIN:PASSWORD offers AUTH (PLAIN, LOGIN) without TLS; --tls-cert/--tls-key
 offer STARTTLS with that certificate; --idle-timeout SECONDS closes idle connections (as relays
-do). <dir>/closed counts the connections closed so far, by either side.
+do); --no-fsync stores messages without waiting for the disk (benchmarks: the server is then not
+what limits the rate). <dir>/closed counts the connections closed so far, by either side.
 
 Run with /usr/bin/python3 (aiosmtpd is a Debian package, not in other interpreters' paths).
 """
@@ -27,6 +30,7 @@ import json
 import os
 import ssl
 import sys
+import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -38,12 +42,16 @@ _REPLIES = {
 _DROP = "999 drop"  # never sent: FaultySMTP.push drops the connection instead
 
 
+FSYNC = True
+
+
 def write_atomically(path, data):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if FSYNC:
+            os.fsync(f.fileno())
     os.rename(tmp, path)
 
 
@@ -79,6 +87,7 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        accepted_at = time.time()
         fault = self.take_fault("data")
         if fault is not None and fault not in ("drop", "ok"):
             return self.reply_for(fault)
@@ -90,6 +99,7 @@ class Handler:
             "peer_port": session.peer[1],
             "tls": session.ssl is not None,
             "auth_login": (session.login_data or b"").decode() if session.authenticated else None,
+            "accepted_at": accepted_at,
         }
         write_atomically(base + ".json", json.dumps(meta).encode())
         write_atomically(base + ".eml", envelope.original_content or envelope.content)
@@ -123,7 +133,10 @@ def main():
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--idle-timeout", type=float, help="close a connection idle this many seconds")
+    parser.add_argument("--no-fsync", action="store_true", help="do not wait for the disk when storing a message")
     args = parser.parse_args()
+    global FSYNC
+    FSYNC = not args.no_fsync
 
     handler = Handler(args.dir)
     kwargs = {"hostname": "localhost", "data_size_limit": 10 * 1024 * 1024}
