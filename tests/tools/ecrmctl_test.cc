@@ -154,7 +154,8 @@ TEST_CASE("the demo's reader finds a mail's open pixel and tracked links under q
       "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nUnsubscribe: http://t.example/u?d=d_1\r\n"
       "--b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
       "<p>Hello L=C3=A9a</p><a href=3D\"http://t.example/c?d=3Dd_1&amp;u=3Dhttps%3A%2F%2Fshop=\r\n"
-      ".example%2F&amp;s=3Dsig1\">Shop</a><a href=3D\"https://elsewhere.example/\">x</a>"
+      ".example%2F&amp;s=3Dsig1\">Shop</a><a href=3D\"https://elsewhere.example/\">x</a>=\r\n"
+      "--not-the-boundary"
       "<img src=3D\"http://t.example/o?d=3Dd_=\r\n1&amp;s=3Dsig2\" width=3D\"1\">\r\n--b--\r\n";
   ecrm::ctl::TrackingLinks links;
   CHECK(ecrm::ctl::LinksOfMessage(mail, "http://t.example", &links) == "d_1");

@@ -22,6 +22,18 @@ int HexDigit(char c) {
   return -1;
 }
 
+// The multipart boundary of the message's Content-Type (RFC 2046 §5.1.1); "" when none.
+std::string Boundary(absl::string_view message) {
+  const std::string lower = absl::AsciiStrToLower(message.substr(0, message.find("\n\n")));
+  size_t at = lower.find("boundary=");
+  if (at == std::string::npos) return "";
+  at += 9;
+  const bool quoted = at < message.size() && message[at] == '"';
+  if (quoted) ++at;
+  const size_t end = message.find_first_of(quoted ? "\"" : "; \r\n", at);
+  return std::string(message.substr(at, end == absl::string_view::npos ? absl::string_view::npos : end - at));
+}
+
 // The HTML part of a MIME message, decoded; "" when it has none.
 std::string HtmlPart(absl::string_view message) {
   const size_t type = absl::AsciiStrToLower(message).find("content-type: text/html");
@@ -33,7 +45,13 @@ std::string HtmlPart(absl::string_view message) {
   if (body == absl::string_view::npos) return "";
   const std::string headers = absl::AsciiStrToLower(rest.substr(0, body));
   absl::string_view html = rest.substr(body + skip);
-  if (const size_t boundary = html.find("\n--"); boundary != absl::string_view::npos) html = html.substr(0, boundary);
+  // The part ends at the multipart boundary's next delimiter line (a line of the body may well
+  // start with "--": a quoted-printable break before a signature's dashes).
+  if (const std::string boundary = Boundary(message); !boundary.empty()) {
+    if (const size_t end = html.find(absl::StrCat("\n--", boundary)); end != absl::string_view::npos) {
+      html = html.substr(0, end);
+    }
+  }
   return absl::StrContains(headers, "quoted-printable") ? DecodeQuotedPrintable(html) : std::string(html);
 }
 
