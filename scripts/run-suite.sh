@@ -88,7 +88,7 @@ start() {
   declare -A extra=(
     [infostore]="--privacy-engines=segmentation=127.0.0.1:50052,personalisation=127.0.0.1:50053,broadcast=127.0.0.1:50054,transaction=127.0.0.1:50055"
     [segmentation]="$peers --broadcast-address=127.0.0.1:50054 --scores-interval=${ECRM_SCORES_INTERVAL:-15s}"
-    [personalisation]="$peers --transaction-address=127.0.0.1:50055 --segmentation-address=127.0.0.1:50052"
+    [personalisation]="$peers --transaction-address=127.0.0.1:50055 --segmentation-address=127.0.0.1:50052 --catalogue-refresh=5s"
     [broadcast]="$peers --personalisation-address=127.0.0.1:50053 --segmentation-address=127.0.0.1:50052 --smtp-url=smtp://127.0.0.1:$smtp_port --smtp-from=shop@shop.example --smtp-from-name=ecrm-demo-shop --http-address=127.0.0.1:8080"
     [transaction]="$peers"
   )

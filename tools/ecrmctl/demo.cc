@@ -108,6 +108,9 @@ class Demo {
       return kFailed;
     if (!Step("segmentation follows the change feed", [&] { return WaitForFeatures(); })) return kFailed;
     if (!Step("RFM and lifetime value scores", [&] { return WaitForScores(); })) return kFailed;
+    if (!Step("the recommendation model learns the orders, and reads the catalogue", [&] { return WaitForModel(); })) {
+      return kFailed;
+    }
     if (!Step("win-back segment, email template and campaign", [&] { return CreateCampaign(); })) return kFailed;
     if (!Step("campaign launched: the treatment group is mailed through the local SMTP server",
               [&] { return Send(); })) {
@@ -435,6 +438,27 @@ class Demo {
     return true;
   }
 
+  // Personalisation learns every order from the change feed and reads the catalogue from the
+  // transaction engine every --catalogue-refresh: both in, the mail can recommend products.
+  bool WaitForModel() {
+    auto pers = ps::Personalisation::NewStub(inv_.Channel("personalisation"));
+    int64_t orders = 0;
+    for (const Customer& c : customers_) orders += static_cast<int64_t>(c.orders.size());
+    ps::ModelInfo info;
+    if (!Until(
+            [&] {
+              grpc::Status s = pers->GetModelInfo(Ctx().get(), ps::GetModelInfoRequest(), &info);
+              if (!s.ok()) error_ = s.error_message();
+              return s.ok() && info.orders() >= orders && info.catalogue_products() >= o_.products;
+            },
+            absl::Minutes(2), "the recommendation model learning every order and the catalogue")) {
+      return false;
+    }
+    note_ = absl::StrCat(Count(info.orders()), " orders, ", Count(info.item_pairs()), " item pairs, ",
+                         Count(info.catalogue_products()), " products in the catalogue copy");
+    return true;
+  }
+
   bool CreateCampaign() {
     auto seg = sg::Segmentation::NewStub(inv_.Channel("segmentation"));
     auto pers = ps::Personalisation::NewStub(inv_.Channel("personalisation"));
@@ -476,6 +500,7 @@ class Demo {
       o->add_channels(common::v1::CHANNEL_EMAIL);
       o->add_placements("win-back-email");
       o->set_priority(10);
+      o->set_active(true);
       ps::Offer created_offer;
       if (s = pers->CreateOffer(Ctx().get(), create_offer, &created_offer); !s.ok()) {
         return Fail("creating the offer", s);
