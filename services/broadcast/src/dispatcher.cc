@@ -198,6 +198,9 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   int reclaimed = 0;  // claimed rows a lost claim had handed to a channel: possible duplicates
 
   // 1. Claim due rows of no broadcast or of a loaded running (or cancelled: to cancel them) one.
+  //    In due order only, as deliveries_due (state, next_attempt_at) walks them, so the query stops
+  //    after `batch` rows: a tie-break on id made it read and sort every due row for each claim
+  //    (a broadcast's rows are all due at once), quadratic in the audience.
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     claimed.clear();
     std::string q = absl::StrCat(
@@ -205,8 +208,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         kQueued,
         " AND d.next_attempt_at <= $1 AND d.lease_until <= $1 AND (d.broadcast_id = '' OR (b.loaded = 1 AND "
         "b.state IN (",
-        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED,
-        "))) ORDER BY d.next_attempt_at, d.id LIMIT $2");
+        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED, "))) ORDER BY d.next_attempt_at LIMIT $2");
     if (c.dialect() == sql::Dialect::kPostgres) absl::StrAppend(&q, " FOR UPDATE OF d SKIP LOCKED");
     ECRM_ASSIGN_OR_RETURN(sql::Result ids, c.Execute(q, {now_us, options_.batch}));
     if (ids.empty()) return absl::OkStatus();
@@ -228,8 +230,27 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
                           c.Execute(absl::StrCat("SELECT ", kDeliveryColumns, " FROM deliveries WHERE id IN (",
                                                  util::Placeholders(1, static_cast<int>(ids.size())), ")"),
                                     absl::MakeConstSpan(params).subspan(2)));
+    std::map<std::string, internal::MessageRecord> messages;  // of broadcasts, read once each
     for (sql::Row r : rows) {
       ECRM_ASSIGN_OR_RETURN(DeliveryRow row, ReadDelivery(r));
+      if (row.message.channels().empty() && !row.delivery.broadcast_id().empty()) {
+        // A broadcast's row: its message is the broadcast's (broadcasts.cc, Load).
+        auto it = messages.find(row.delivery.broadcast_id());
+        if (it == messages.end()) {
+          ECRM_ASSIGN_OR_RETURN(sql::Result b,
+                                c.Execute("SELECT body FROM broadcasts WHERE id = $1", {row.delivery.broadcast_id()}));
+          internal::BroadcastRecord record;
+          if (!b.empty()) {
+            absl::string_view body = b.front().Text(0);
+            if (!record.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+              return absl::DataLossError(
+                  absl::StrCat("broadcast ", row.delivery.broadcast_id(), ": its stored record does not parse"));
+            }
+          }
+          it = messages.emplace(row.delivery.broadcast_id(), std::move(*record.mutable_message())).first;
+        }
+        row.message = it->second;
+      }
       claimed.push_back(Claimed{std::move(row)});
     }
     // In due order, as claimed.
