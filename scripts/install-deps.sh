@@ -31,6 +31,9 @@ packages=(
   libmstch-dev libicu-dev libcpp-httplib-dev libopendkim-dev python3-aiosmtpd
   # the deployment check (scripts/check-deploy-yaml.py parses docker-compose and deploy/k8s)
   python3-yaml
+  # Postfix's smtp-sink (/usr/sbin/smtp-sink), the fast SMTP receiver of bench/broadcast-smtp.sh;
+  # installed unconfigured (preseeded below), no mail daemon runs
+  postfix
   # benchmarks (bench/shutdown.sh measures Python grpcio clients too)
   python3-grpcio
 )
@@ -53,13 +56,19 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Postfix asks what kind of mail system this is; none: it installs without configuring a daemon.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 [ "${1:-}" = "--runtime" ] && $SUDO rm -rf /var/lib/apt/lists/*
 # The Debian packages start servers on install; ecrm starts its own on free ports.
-for svc in redis-server postgresql prometheus; do
+for svc in redis-server postgresql prometheus postfix; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi
 done
+# Only smtp-sink is wanted: no Postfix mail system left running (without systemd too).
+if command -v postfix >/dev/null && $SUDO postfix status >/dev/null 2>&1; then
+  $SUDO postfix stop || true
+fi
 echo "install-deps: done"

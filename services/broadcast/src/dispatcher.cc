@@ -197,32 +197,62 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   const int64_t now_us = absl::ToUnixMicros(now);
   const std::string owner = util::NewId("claim");
   std::vector<Claimed> claimed;
+  int reclaimed = 0;  // claimed rows a lost claim had handed to a channel: possible duplicates
 
   // 1. Claim due rows of no broadcast or of a loaded running (or cancelled: to cancel them) one.
+  //    In due order only, as deliveries_due (state, next_attempt_at) walks them, so the query stops
+  //    after `batch` rows: a tie-break on id made it read and sort every due row for each claim
+  //    (a broadcast's rows are all due at once), quadratic in the audience.
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     claimed.clear();
     std::string q = absl::StrCat(
-        "SELECT d.id FROM deliveries d LEFT JOIN broadcasts b ON b.id = d.broadcast_id WHERE d.state = ", kQueued,
+        "SELECT d.id, d.sending FROM deliveries d LEFT JOIN broadcasts b ON b.id = d.broadcast_id WHERE d.state = ",
+        kQueued,
         " AND d.next_attempt_at <= $1 AND d.lease_until <= $1 AND (d.broadcast_id = '' OR (b.loaded = 1 AND "
         "b.state IN (",
-        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED,
-        "))) ORDER BY d.next_attempt_at, d.id LIMIT $2");
+        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED, "))) ORDER BY d.next_attempt_at LIMIT $2");
     if (c.dialect() == sql::Dialect::kPostgres) absl::StrAppend(&q, " FOR UPDATE OF d SKIP LOCKED");
     ECRM_ASSIGN_OR_RETURN(sql::Result ids, c.Execute(q, {now_us, options_.batch}));
     if (ids.empty()) return absl::OkStatus();
     std::vector<sql::Value> params = {absl::ToUnixMicros(now + options_.lease), owner};
-    for (sql::Row r : ids) params.emplace_back(std::string(r.Text(0)));
+    reclaimed = 0;
+    for (sql::Row r : ids) {
+      params.emplace_back(std::string(r.Text(0)));
+      reclaimed += r.Int(1) != 0 ? 1 : 0;
+    }
     const std::string in = util::Placeholders(3, static_cast<int>(ids.size()));
-    ECRM_RETURN_IF_ERROR(
-        c.Execute(absl::StrCat("UPDATE deliveries SET lease_until = $1, lease_owner = $2 WHERE id IN (", in, ")"),
-                  params)
-            .status());
+    // `sending` is cleared as the claim counts it: each loss of a row that may have reached its
+    // channel counts once, whatever becomes of this claim (the gate sets it again on handing over).
+    ECRM_RETURN_IF_ERROR(c.Execute(absl::StrCat("UPDATE deliveries SET lease_until = $1, lease_owner = $2, sending = "
+                                                "0 WHERE id IN (",
+                                                in, ")"),
+                                   params)
+                             .status());
     ECRM_ASSIGN_OR_RETURN(sql::Result rows,
                           c.Execute(absl::StrCat("SELECT ", kDeliveryColumns, " FROM deliveries WHERE id IN (",
                                                  util::Placeholders(1, static_cast<int>(ids.size())), ")"),
                                     absl::MakeConstSpan(params).subspan(2)));
+    std::map<std::string, internal::MessageRecord> messages;  // of broadcasts, read once each
     for (sql::Row r : rows) {
       ECRM_ASSIGN_OR_RETURN(DeliveryRow row, ReadDelivery(r));
+      if (row.message.channels().empty() && !row.delivery.broadcast_id().empty()) {
+        // A broadcast's row: its message is the broadcast's (broadcasts.cc, Load).
+        auto it = messages.find(row.delivery.broadcast_id());
+        if (it == messages.end()) {
+          ECRM_ASSIGN_OR_RETURN(sql::Result b,
+                                c.Execute("SELECT body FROM broadcasts WHERE id = $1", {row.delivery.broadcast_id()}));
+          internal::BroadcastRecord record;
+          if (!b.empty()) {
+            absl::string_view body = b.front().Text(0);
+            if (!record.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+              return absl::DataLossError(
+                  absl::StrCat("broadcast ", row.delivery.broadcast_id(), ": its stored record does not parse"));
+            }
+          }
+          it = messages.emplace(row.delivery.broadcast_id(), std::move(*record.mutable_message())).first;
+        }
+        row.message = it->second;
+      }
       claimed.push_back(Claimed{std::move(row)});
     }
     // In due order, as claimed.
@@ -234,22 +264,29 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
     return absl::OkStatus();
   }));
   if (claimed.empty()) return 0;
-  for (const Claimed& c : claimed) {
-    if (c.row.sending) metrics_.duplicates.Increment();
-  }
+  metrics_.duplicates.Increment(reclaimed);
 
   // 2. Profiles as they are now, outside any transaction (cache, else the information store).
   std::stable_sort(claimed.begin(), claimed.end(), [](const Claimed& a, const Claimed& b) {
     return a.row.delivery.customer_id() < b.row.delivery.customer_id();
   });
-  for (size_t i = 0; i < claimed.size(); ++i) {
-    if (i > 0 && claimed[i - 1].row.delivery.customer_id() == claimed[i].row.delivery.customer_id()) {
-      claimed[i].customer = claimed[i - 1].customer;
-      continue;
+  {
+    // Each customer once; the cache in one round trip for the batch.
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < claimed.size(); ++i) {
+      if (i == 0 || claimed[i - 1].row.delivery.customer_id() != claimed[i].row.delivery.customer_id()) {
+        ids.push_back(claimed[i].row.delivery.customer_id());
+      }
     }
-    common::v1::CustomerRef ref;
-    ref.set_customer_id(claimed[i].row.delivery.customer_id());
-    claimed[i].customer = profiles_.Get(ref, clock_() + options_.profile_timeout);
+    std::vector<absl::StatusOr<infostore::v1::Customer>> profiles =
+        profiles_.GetMany(ids, [&] { return clock_() + options_.profile_timeout; });
+    for (size_t i = 0, k = 0; i < claimed.size(); ++i) {
+      if (i > 0 && claimed[i - 1].row.delivery.customer_id() == claimed[i].row.delivery.customer_id()) {
+        claimed[i].customer = claimed[i - 1].customer;
+      } else {
+        claimed[i].customer = std::move(profiles[k++]);
+      }
+    }
   }
   const std::set<common::v1::Channel> channels = available();
   // 2b. Templates rendered through personalisation, also outside any transaction.
@@ -264,10 +301,22 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   std::vector<Effect> effects;
   std::set<std::string> touched;  // broadcasts that may have finished
   bool raised = false;
+  struct BroadcastSeen {
+    bool exists = false;
+    int state = 0;
+    int rate = 0;
+  };
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     effects.clear();
     touched.clear();
     raised = false;
+    std::map<std::string, BroadcastSeen> broadcasts;
+    // The suppression list's entries for the whole batch, read once.
+    std::map<std::string, std::vector<std::string>> addresses;
+    for (const Claimed& cl : claimed) {
+      if (cl.customer.ok()) addresses.emplace(cl.row.delivery.customer_id(), AllAddresses(*cl.customer));
+    }
+    ECRM_ASSIGN_OR_RETURN(auto suppressions, Suppressions::ForCustomers(c, addresses));
     auto finish = [&](Claimed& cl, v1::DeliveryState state, v1::SuppressionReason reason,
                       const std::string& error) -> absl::Status {
       v1::Delivery& d = cl.row.delivery;
@@ -308,10 +357,24 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
           c.Execute(absl::StrCat("SELECT state, lease_owner FROM deliveries WHERE id = $1", ForUpdate(c)), {d.id()}));
       if (cur.empty() || cur.front().Int(0) != kQueued || cur.front().Text(1) != owner) continue;  // not ours now
       if (!d.broadcast_id().empty()) {
-        ECRM_ASSIGN_OR_RETURN(sql::Result b,
-                              c.Execute("SELECT state, body FROM broadcasts WHERE id = $1", {d.broadcast_id()}));
-        if (!b.empty()) {
-          const int state = static_cast<int>(b.front().Int(0));
+        auto known = broadcasts.find(d.broadcast_id());
+        if (known == broadcasts.end()) {  // read once per broadcast in this transaction
+          ECRM_ASSIGN_OR_RETURN(sql::Result b,
+                                c.Execute("SELECT state, body FROM broadcasts WHERE id = $1", {d.broadcast_id()}));
+          BroadcastSeen seen;
+          if (!b.empty()) {
+            seen.exists = true;
+            seen.state = static_cast<int>(b.front().Int(0));
+            internal::BroadcastRecord record;
+            absl::string_view body = b.front().Text(1);
+            if (record.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+              seen.rate = record.rate_limit_per_second();
+            }
+          }
+          known = broadcasts.emplace(d.broadcast_id(), seen).first;
+        }
+        if (known->second.exists) {
+          const int state = known->second.state;
           if (state == v1::BROADCAST_STATE_CANCELLED) {
             ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_CANCELLED, v1::SUPPRESSION_REASON_UNSPECIFIED, ""));
             continue;
@@ -320,11 +383,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
             ECRM_RETURN_IF_ERROR(release(cl, util::Micros(d.next_attempt_at()), d.last_error()));
             continue;
           }
-          internal::BroadcastRecord record;
-          absl::string_view body = b.front().Text(1);
-          if (record.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-            cl.broadcast_rate = record.rate_limit_per_second();
-          }
+          cl.broadcast_rate = known->second.rate;
         }
       }
       if (!cl.customer.ok()) {
@@ -343,9 +402,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
                                     "templates (--personalisation-address); send literal content"));
         continue;
       }
-      ECRM_ASSIGN_OR_RETURN(std::vector<SuppressionEntry> entries,
-                            Suppressions::ForCustomer(c, d.customer_id(), AllAddresses(*cl.customer)));
-      GateDecision decision = Decide(*cl.customer, RequestOf(cl.row), entries, channels, now);
+      GateDecision decision = Decide(*cl.customer, RequestOf(cl.row), suppressions[d.customer_id()], channels, now);
       if (decision.kind == GateDecision::Kind::kSend) {
         d.set_channel(decision.channel);
         d.set_address(decision.address);

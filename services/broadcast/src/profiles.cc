@@ -16,4 +16,29 @@ absl::StatusOr<infostore::v1::Customer> Profiles::Get(const common::v1::Customer
   return directory_->GetCustomer(ref, deadline);
 }
 
+std::vector<absl::StatusOr<infostore::v1::Customer>> Profiles::GetMany(absl::Span<const std::string> ids,
+                                                                       const std::function<absl::Time()>& deadline) {
+  std::vector<absl::StatusOr<infostore::v1::Customer>> out(ids.size(), absl::UnknownError("not read"));
+  std::vector<std::optional<cache::CachedProfile>> hits;
+  if (cache_ != nullptr && !ids.empty()) hits = cache_->MultiGet(ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i < hits.size() && hits[i]) {
+      infostore::v1::Customer c;
+      if (c.ParseFromString(hits[i]->data)) {
+        out[i] = std::move(c);
+        continue;
+      }
+    }
+    if (directory_ == nullptr) {
+      out[i] = absl::UnavailableError(
+          "customer: not in the profile cache and no information store is configured (--infostore-address)");
+      continue;
+    }
+    common::v1::CustomerRef ref;
+    ref.set_customer_id(ids[i]);
+    out[i] = directory_->GetCustomer(ref, deadline());
+  }
+  return out;
+}
+
 }  // namespace ecrm::broadcast

@@ -1,5 +1,8 @@
 #include "suppressions.h"
 
+#include <algorithm>
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
 #include "ecrm/util/page_token.h"
@@ -137,6 +140,70 @@ absl::Status Suppressions::Remove(const v1::RemoveSuppressionRequest& req) {
                                      req.customer_id()}));
   if (r.rows_affected() == 0) return absl::NotFoundError("no such suppression on this channel");
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::vector<SuppressionEntry>>> Suppressions::ForCustomers(
+    sql::Connection& c, const std::map<std::string, std::vector<std::string>>& addresses_by_customer) {
+  constexpr size_t kChunk = 500;
+  std::map<std::string, std::vector<SuppressionEntry>> out;
+  std::vector<std::string> customers;
+  // A stored address (plain or hashed) -> the plain addresses it stands for.
+  std::map<std::string, std::vector<std::string>> lookups;
+  for (const auto& [customer, addresses] : addresses_by_customer) {
+    out[customer];
+    customers.push_back(customer);
+    for (const std::string& a : addresses) {
+      if (a.empty()) continue;
+      lookups[a].push_back(a);
+      lookups[HashedAddress(a)].push_back(a);
+    }
+  }
+  for (size_t i = 0; i < customers.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, customers.size() - i);
+    std::vector<sql::Value> params(customers.begin() + static_cast<std::ptrdiff_t>(i),
+                                   customers.begin() + static_cast<std::ptrdiff_t>(i + n));
+    ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(absl::StrCat("SELECT channel, address, customer_id, reason, "
+                                                                "created_at FROM suppressions WHERE customer_id IN (",
+                                                                util::Placeholders(1, static_cast<int>(n)), ")"),
+                                                   params));
+    for (sql::Row row : r) {
+      out[std::string(row.Text(2))].push_back({static_cast<common::v1::Channel>(row.Int(0)), std::string(row.Text(1)),
+                                               std::string(row.Text(2)), std::string(row.Text(3)), row.Int(4)});
+    }
+  }
+  // Which customers have each plain address (a shared address concerns each of them).
+  std::map<std::string, std::vector<std::string>> customers_of;
+  for (const auto& [customer, addresses] : addresses_by_customer) {
+    for (const std::string& a : addresses) {
+      if (!a.empty()) customers_of[a].push_back(customer);
+    }
+  }
+  std::vector<std::string> keys;
+  for (const auto& [stored, plain] : lookups) keys.push_back(stored);
+  for (size_t i = 0; i < keys.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, keys.size() - i);
+    std::vector<sql::Value> params(keys.begin() + static_cast<std::ptrdiff_t>(i),
+                                   keys.begin() + static_cast<std::ptrdiff_t>(i + n));
+    ECRM_ASSIGN_OR_RETURN(
+        sql::Result r,
+        c.Execute(absl::StrCat("SELECT channel, address, customer_id, reason, created_at FROM suppressions WHERE "
+                               "customer_id = '' AND address IN (",
+                               util::Placeholders(1, static_cast<int>(n)), ")"),
+                  params));
+    for (sql::Row row : r) {
+      auto it = lookups.find(std::string(row.Text(1)));
+      if (it == lookups.end()) continue;
+      std::set<std::string> plains(it->second.begin(), it->second.end());
+      for (const std::string& a : plains) {
+        // A hashed entry stands for the address it hashes.
+        for (const std::string& customer : customers_of[a]) {
+          out[customer].push_back(
+              {static_cast<common::v1::Channel>(row.Int(0)), a, "", std::string(row.Text(3)), row.Int(4)});
+        }
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace ecrm::broadcast

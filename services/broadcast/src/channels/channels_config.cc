@@ -25,6 +25,8 @@ void RegisterChannelFlags(config::Flags& f, ChannelsConfig* c) {
   f.AddString("smtp-ca-file", &c->smtp_ca_file, "CA bundle for the SMTP server's certificate; empty: the system's");
   f.AddDuration("smtp-connect-timeout", &c->smtp_connect_timeout, "connecting to the SMTP server");
   f.AddDuration("smtp-timeout", &c->smtp_timeout, "sending one email, connecting included");
+  f.AddInt("smtp-connections", &c->smtp_connections,
+           "SMTP connections each worker's batch is sent over at once (1-16; workers x this in all)");
   f.AddString("dkim-key-file", &c->dkim_key_file, "PEM RSA private key for DKIM signing; empty: email is not signed");
   f.AddString("dkim-selector", &c->dkim_selector, "DKIM selector (s=)");
   f.AddString("dkim-domain", &c->dkim_domain, "DKIM signing domain (d=)");
@@ -99,6 +101,9 @@ absl::StatusOr<Channels> BuildChannels(const ChannelsConfig& c) {
   std::vector<std::string> described;
   if (!c.smtp_url.empty()) {
     if (c.smtp_from.empty()) return absl::InvalidArgumentError("smtp-from: required with --smtp-url");
+    if (c.smtp_connections < 1 || c.smtp_connections > 16) {
+      return absl::InvalidArgumentError("smtp-connections: must be 1-16");
+    }
     absl::StatusOr<std::unique_ptr<DkimSigner>> dkim = LoadDkim(c);
     if (!dkim.ok()) return dkim.status();
     const bool signing = *dkim != nullptr;
@@ -110,7 +115,8 @@ absl::StatusOr<Channels> BuildChannels(const ChannelsConfig& c) {
                              .require_tls = c.smtp_require_tls,
                              .ca_file = c.smtp_ca_file,
                              .connect_timeout = c.smtp_connect_timeout,
-                             .timeout = c.smtp_timeout},
+                             .timeout = c.smtp_timeout,
+                             .connections = static_cast<int>(c.smtp_connections)},
                             *std::move(dkim));
     if (!smtp.ok()) return smtp.status();
     out.by_channel[common::v1::CHANNEL_EMAIL] = *std::move(smtp);

@@ -15,6 +15,7 @@
 //   --smtp-require-tls        refuse to send without STARTTLS (default: use it when offered)
 //   --smtp-ca-file            CA bundle for the SMTP server's certificate
 //   --smtp-timeout            per message, connecting included (60s)
+//   --smtp-connections        connections one batch is sent over at once (4)
 //   --dkim-key-file, --dkim-selector, --dkim-domain   DKIM signing (all three, or none)
 //   --sms-webhook-url, --sms-webhook-profile          SMS provider endpoint and body profile
 //   --push-webhook-url, --push-webhook-profile        push provider endpoint and body profile
@@ -47,6 +48,7 @@ struct ChannelsConfig {
   std::string smtp_ca_file;
   absl::Duration smtp_connect_timeout = absl::Seconds(10);
   absl::Duration smtp_timeout = absl::Seconds(60);
+  int64_t smtp_connections = 4;
 
   std::string dkim_key_file;
   std::string dkim_selector;

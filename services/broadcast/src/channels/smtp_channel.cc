@@ -2,7 +2,9 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -146,13 +148,23 @@ void SmtpChannel::Release(std::unique_ptr<Handle> handle) {
 std::vector<SendResult> SmtpChannel::Send(absl::Span<const OutgoingMessage> messages) {
   std::vector<SendResult> results(messages.size());
   if (messages.empty()) return results;
-  std::unique_ptr<Handle> handle = Acquire();
-  if (handle == nullptr) {
-    for (SendResult& r : results) r.error = "smtp: cannot create a libcurl handle";
-    return results;
-  }
-  for (size_t i = 0; i < messages.size(); ++i) results[i] = SendOne(*handle, messages[i]);
-  Release(std::move(handle));
+  // Contiguous shares, one per connection; the calling thread sends the first.
+  const size_t n = std::clamp<size_t>(static_cast<size_t>(std::max(1, settings_.connections)), 1, messages.size());
+  auto send_share = [&](size_t share) {
+    const size_t from = messages.size() * share / n, to = messages.size() * (share + 1) / n;
+    std::unique_ptr<Handle> handle = Acquire();
+    if (handle == nullptr) {
+      for (size_t i = from; i < to; ++i) results[i].error = "smtp: cannot create a libcurl handle";
+      return;
+    }
+    for (size_t i = from; i < to; ++i) results[i] = SendOne(*handle, messages[i]);
+    Release(std::move(handle));
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(n - 1);
+  for (size_t share = 1; share < n; ++share) threads.emplace_back(send_share, share);
+  send_share(0);
+  for (std::thread& t : threads) t.join();
   return results;
 }
 

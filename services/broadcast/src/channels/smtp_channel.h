@@ -1,7 +1,7 @@
-// Email over SMTP with libcurl. Each Send call borrows an easy handle from a small pool and sends
-// its batch on it one message after another, so a worker thread keeps its connection from batch
-// to batch (libcurl keeps the connection on the handle). STARTTLS is used when the server offers
-// it (or required, by configuration), AUTH when a user is configured.
+// Email over SMTP with libcurl. Each Send call borrows up to `connections` easy handles from a small
+// pool and sends its batch over them at once, each handle's share one message after another, so
+// the connections are kept from batch to batch (libcurl keeps the connection on the handle). STARTTLS is used when the
+// server offers it (or required, by configuration), AUTH when a user is configured.
 //
 // Outcomes: a 2xx reply to the message's end of data is accepted; a 4xx reply (450, 421, ...), a
 // refused, dropped or timed-out connection are temporary; a 5xx reply (550, ...) is permanent,
@@ -37,6 +37,10 @@ struct SmtpSettings {
   absl::Duration connect_timeout = absl::Seconds(10);
   // For one message, connecting included.
   absl::Duration timeout = absl::Seconds(60);
+  // Connections one Send call uses at once (each with a share of the batch, on its own thread).
+  // One SMTP transaction is several round trips the server answers one by one: parallel
+  // connections are what keeps a fast server busy. The engine's --smtp-connections sets it.
+  int connections = 1;
   // Handles (each with its connection) kept between Send calls; more are made when more threads
   // send at once, and closed when returned to a full pool.
   int max_idle_connections = 16;

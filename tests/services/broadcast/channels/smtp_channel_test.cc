@@ -258,6 +258,30 @@ TEST_CASE("a DKIM-signed marketing mail as received: both unsubscribe headers si
   }
 }
 
+TEST_CASE("a batch is spread over the configured connections at once, its results in order") {
+  auto server = StartServer();
+  SmtpSettings settings = Settings(server->Url());
+  settings.connections = 3;
+  auto channel = MakeChannel(settings);
+  std::vector<OutgoingMessage> batch;
+  for (int i = 1; i <= 9; ++i) batch.push_back(Mail(i));
+  std::vector<SendResult> results = channel->Send(batch);
+  REQUIRE(results.size() == 9);
+  for (int i = 0; i < 9; ++i) {
+    INFO(results[i].error);
+    CHECK(results[i].outcome == SendOutcome::kAccepted);
+    CHECK(results[i].provider_message_id == absl::StrCat("<d-", i + 1, "@shop.example>"));
+  }
+  CHECK(channel->connections_opened() == 3);
+  std::set<int> ports;
+  for (const auto& m : server->Messages()) ports.insert(m.meta["peer_port"].get<int>());
+  CHECK(ports.size() == 3);
+  // A batch smaller than that uses one connection a message; the kept ones are reused.
+  for (const SendResult& r : channel->Send({Mail(10), Mail(11)})) CHECK(r.outcome == SendOutcome::kAccepted);
+  CHECK(channel->connections_opened() == 3);
+  CHECK(server->Messages().size() == 11);
+}
+
 TEST_CASE("a kept connection the server closed while idle is replaced without failing a message") {
   auto server = StartServer({.idle_timeout_seconds = 1.0});  // long enough for one message on a loaded machine
   auto channel = MakeChannel(Settings(server->Url()));

@@ -1,0 +1,325 @@
+// ecrm-broadcast-bench: a broadcast's throughput through the real engine, end to end — the audience
+// loaded (CreateBroadcast), each delivery claimed, gated on its profile (the shared Redis profile
+// cache, seeded here as the information store fills it), recorded in the outbox (SQLite in a temp
+// directory, or --database-url) and sent to a sink on loopback:
+//
+//   --sink=smtp      Postfix's smtp-sink (/usr/sbin/smtp-sink, Debian package postfix), marketing
+//                    email of --body-bytes (10 KB), List-Unsubscribe and tracked links included;
+//   --sink=webhook   SMS through the webhook channel to an HTTP server in this process
+//                    (tests/support/webhook_sink.h) that answers 200 at once.
+//
+// Each of --runs starts a fresh engine on a fresh database. Baseline, in the same run: the engine's
+// own channel class (SmtpChannel / WebhookChannel) sending the same messages to the same sink from
+// this process with as many threads as the engine has workers and no database — the most the
+// engine could reach with that channel; the gap to it is the outbox's cost.
+//
+// Prints JSON lines (bench_util.h): broadcast.<sink>.msgs_per_s (the send phase: from loaded to
+// COMPLETED), broadcast.<sink>.load_per_s (CreateBroadcast's rows a second),
+// broadcast.<sink>.channel_only_msgs_per_s (the baseline).
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <prometheus/registry.h>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "bench_util.h"
+#include "channels/smtp_channel.h"
+#include "channels/webhook_channel.h"
+#include "ecrm/broadcast/v1/broadcast.grpc.pb.h"
+#include "ecrm/cache/profile_cache.h"
+#include "ecrm/cache/redis_client.h"
+#include "ecrm/config/flags.h"
+#include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/testing/process.h"
+#include "ecrm/testing/servers.h"
+#include "ecrm/testing/service.h"
+#include "webhook_sink.h"
+
+namespace v1 = ecrm::broadcast::v1;
+namespace common = ecrm::common::v1;
+namespace info = ecrm::infostore::v1;
+namespace bc = ecrm::broadcast;
+
+namespace {
+
+struct Options {
+  std::string sink = "smtp";
+  int64_t recipients = 20000;
+  int64_t runs = 3;
+  int64_t workers = 2;
+  int64_t batch = 100;
+  int64_t body_bytes = 10240;
+  int64_t baseline_messages = 20000;
+  std::string database_url;  // empty: SQLite in a temp dir per run
+  std::string smtp_sink = "/usr/sbin/smtp-sink";
+  std::string extra_args;  // more engine flags, space separated
+  int64_t smtp_connections = 4;
+  std::string engine = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-broadcast");
+};
+
+std::string CustomerId(int64_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "c_bench_%07lld", static_cast<long long>(i));
+  return buf;
+}
+
+void Check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "ecrm-broadcast-bench: %s\n", what.c_str());
+    std::exit(1);
+  }
+}
+
+void SeedProfiles(const std::string& redis_url, int64_t n) {
+  prometheus::Registry registry;
+  ecrm::cache::CacheMetrics metrics(registry);
+  auto options = ecrm::cache::ParseRedisUrl(redis_url);
+  Check(options.ok(), "bad Redis URL");
+  ecrm::cache::RedisClient client(*options);
+  ecrm::cache::RedisProfileCache cache(client, metrics);
+  std::vector<ecrm::cache::ProfileWrite> writes;
+  for (int64_t i = 0; i < n; ++i) {
+    info::Customer c;
+    c.set_id(CustomerId(i));
+    c.set_version(1);
+    auto* email = c.add_identifiers();
+    email->set_type(common::IDENTIFIER_TYPE_EMAIL);
+    email->set_value(absl::StrCat("customer", i, "@example.com"));
+    auto* phone = c.add_identifiers();
+    phone->set_type(common::IDENTIFIER_TYPE_PHONE);
+    phone->set_value(absl::StrCat("+4477", 10000000 + i));
+    for (common::Channel ch : {common::CHANNEL_EMAIL, common::CHANNEL_SMS}) {
+      auto* consent = c.add_consents();
+      consent->set_channel(ch);
+      consent->set_purpose(common::PURPOSE_MARKETING);
+      consent->set_status(info::CONSENT_STATUS_GRANTED);
+      consent->set_source(common::TOUCHPOINT_WEB);
+    }
+    writes.push_back({c.id(), c.version(), c.SerializeAsString(), false});
+    if (writes.size() == 1000 || i == n - 1) {
+      Check(cache.Write(writes) == writes.size(), "seeding the profile cache failed");
+      writes.clear();
+    }
+  }
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  Check(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind");
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool Connects(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+// ~body_bytes of HTML with a few links (the engine rewrites them for click tracking).
+std::string Body(int64_t bytes) {
+  std::string out = "<html><body><h1>Spring sale, {{unsubscribe_url}}</h1>";
+  int i = 0;
+  while (static_cast<int64_t>(out.size()) < bytes - 200) {
+    absl::StrAppend(&out, "<p>Item ", i, ": a fine product at a fine price, now twenty percent off for you. ",
+                    i % 10 == 0 ? absl::StrCat("<a href=\"https://shop.example.com/p/", i, "\">See it</a>") : "",
+                    "</p>\n");
+    ++i;
+  }
+  absl::StrAppend(&out, "</body></html>");
+  return out;
+}
+
+// The baseline: the channel class alone, `threads` threads sending batches of `batch`.
+double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, const std::string& body) {
+  std::atomic<int64_t> next{0}, failed{0};
+  const absl::Time began = absl::Now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.workers; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        const int64_t from = next.fetch_add(o.batch);
+        if (from >= o.baseline_messages) return;
+        std::vector<bc::OutgoingMessage> msgs;
+        for (int64_t i = from; i < std::min(o.baseline_messages, from + o.batch); ++i) {
+          bc::OutgoingMessage m;
+          m.delivery_id = absl::StrCat("dl_base_", i);
+          m.customer_id = CustomerId(i);
+          m.channel = ch;
+          m.purpose = common::PURPOSE_MARKETING;
+          m.address = ch == common::CHANNEL_EMAIL ? absl::StrCat("customer", i, "@example.com")
+                                                  : absl::StrCat("+4477", 10000000 + i);
+          m.subject = "Spring sale";
+          m.text_body = ch == common::CHANNEL_EMAIL ? "" : "Spring sale: 20% off today";
+          m.html_body = ch == common::CHANNEL_EMAIL ? body : "";
+          m.unsubscribe_url = "http://127.0.0.1:1/u?d=" + m.delivery_id;
+          msgs.push_back(std::move(m));
+        }
+        for (const bc::SendResult& r : channel.Send(msgs)) {
+          if (r.outcome != bc::SendOutcome::kAccepted) failed.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  // Not fatal: a loaded machine can time a few out; the rate counts accepted messages only.
+  if (failed.load() > 0)
+    std::fprintf(stderr, "# baseline: %lld messages not accepted\n", static_cast<long long>(failed.load()));
+  return static_cast<double>(o.baseline_messages - failed.load()) / absl::ToDoubleSeconds(absl::Now() - began);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  ecrm::config::Flags flags("ecrm-broadcast-bench", "a broadcast's throughput through ecrm-broadcast to a local sink");
+  flags.AddString("sink", &o.sink, "smtp (Postfix smtp-sink) or webhook (an HTTP server in this process)");
+  flags.AddInt("recipients", &o.recipients, "audience of each broadcast");
+  flags.AddInt("runs", &o.runs, "broadcasts, each on a fresh engine and database");
+  flags.AddInt("workers", &o.workers, "--delivery-workers of the engine (and the baseline's threads)");
+  flags.AddInt("batch", &o.batch, "--delivery-batch of the engine (and the baseline's batch)");
+  flags.AddInt("body-bytes", &o.body_bytes, "size of the email's HTML body");
+  flags.AddInt("baseline-messages", &o.baseline_messages, "messages the channel-only baseline sends");
+  flags.AddString("database-url", &o.database_url, "the engine's database; empty: SQLite in a temp dir per run");
+  flags.AddString("smtp-sink", &o.smtp_sink, "Postfix's smtp-sink binary");
+  flags.AddInt("smtp-connections", &o.smtp_connections, "--smtp-connections of the engine (and the baseline's)");
+  flags.AddString("engine", &o.engine, "the ecrm-broadcast binary (an older build, to compare)");
+  flags.AddString("extra-args", &o.extra_args, "more ecrm-broadcast flags, space separated");
+  if (auto code = flags.ParseCommandLine(argc, argv)) return *code;
+  Check(o.sink == "smtp" || o.sink == "webhook", "--sink must be smtp or webhook");
+
+  auto redis = ecrm::testing::RedisServer::Start();
+  Check(redis.ok(), "starting Redis: " + redis.status().ToString());
+  const absl::Time seed_began = absl::Now();
+  SeedProfiles((*redis)->url(), o.recipients);
+  std::fprintf(stderr, "# %lld profiles seeded in %.1f s\n", static_cast<long long>(o.recipients),
+               absl::ToDoubleSeconds(absl::Now() - seed_began));
+
+  ecrm::testing::TempDir dir;
+  std::unique_ptr<ecrm::testing::Process> smtp_sink;
+  std::unique_ptr<ecrm::testing::WebhookSink> webhook;
+  std::atomic<int64_t> webhook_count{0};
+  std::vector<std::string> args = {"--redis-url=" + (*redis)->url(), absl::StrCat("--delivery-workers=", o.workers),
+                                   absl::StrCat("--delivery-batch=", o.batch), "--log-level=warn"};
+  std::unique_ptr<bc::Channel> baseline_channel;
+  common::Channel channel = common::CHANNEL_EMAIL;
+  const std::string body = Body(o.body_bytes);
+  if (o.sink == "smtp") {
+    const int port = FreePort();
+    std::vector<std::string> argv = {o.smtp_sink};
+    if (getuid() == 0) argv.insert(argv.end(), {"-u", "nobody"});
+    argv.insert(argv.end(), {absl::StrCat("127.0.0.1:", port), "1024"});
+    auto p = ecrm::testing::Process::Spawn(argv, dir.path() + "/smtp-sink.log");
+    Check(p.ok(), "starting smtp-sink: " + p.status().ToString());
+    smtp_sink = std::move(*p);
+    for (int i = 0; i < 100 && !Connects(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    Check(Connects(port), "smtp-sink does not listen: " + smtp_sink->Output());
+    const std::string url = absl::StrCat("smtp://127.0.0.1:", port, "/bench.example.com");
+    args.insert(args.end(),
+                {"--smtp-url=" + url, "--smtp-from=news@shop.example.com", "--public-base-url=http://127.0.0.1:1"});
+    // An older engine has no --smtp-connections: 0 leaves the flag out.
+    if (o.smtp_connections > 0) args.push_back(absl::StrCat("--smtp-connections=", o.smtp_connections));
+    setenv("ECRM_TRACKING_SECRET", "bench-tracking-secret-0123456789", 1);
+    auto smtp = bc::SmtpChannel::Create({.url = url,
+                                         .identity = {.from_address = "news@shop.example.com"},
+                                         .connections = static_cast<int>(std::max<int64_t>(1, o.smtp_connections))});
+    Check(smtp.ok(), smtp.status().ToString());
+    baseline_channel = std::move(*smtp);
+  } else {
+    channel = common::CHANNEL_SMS;
+    webhook = std::make_unique<ecrm::testing::WebhookSink>();
+    webhook->KeepRequests(false);
+    webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request&, int n) {
+      webhook_count.fetch_add(1);
+      return ecrm::testing::WebhookSink::Reply{200, absl::StrCat("{\"id\":\"sink-", n, "\"}"), {}};
+    });
+    // 2 workers x 32 connections: fewer than the sink's 96 handler threads (webhook_sink.h), so no
+    // request waits behind another sender's kept-alive connection.
+    args.insert(args.end(), {"--sms-webhook-url=" + webhook->Url("/sms"), "--webhook-max-in-flight=32"});
+    auto wh = bc::WebhookChannel::Create({.url = webhook->Url("/sms"), .max_in_flight = 32}, common::CHANNEL_SMS);
+    Check(wh.ok(), wh.status().ToString());
+    baseline_channel = std::move(*wh);
+  }
+  for (absl::string_view a : absl::StrSplit(o.extra_args, ' ', absl::SkipEmpty())) args.emplace_back(a);
+
+  std::vector<double> sends, loads, baselines;
+  for (int64_t run = 0; run < o.runs; ++run) {
+    baselines.push_back(ChannelOnly(*baseline_channel, o, channel, body));
+    ecrm::testing::TempDir run_dir;
+    std::vector<std::string> run_args = args;
+    run_args.push_back(o.database_url.empty() ? absl::StrCat("--database-url=sqlite://", run_dir.path(), "/bc.db")
+                                              : "--database-url=" + o.database_url);
+    auto engine = ecrm::testing::ServiceProcess::Start(o.engine, run_args, absl::Seconds(60));
+    Check(engine.ok(), "starting ecrm-broadcast: " + engine.status().ToString());
+    auto stub = v1::Broadcast::NewStub((*engine)->channel());
+    v1::CreateBroadcastRequest create;
+    create.set_campaign_id("camp-bench");
+    for (int64_t i = 0; i < o.recipients; ++i) create.add_customer_ids(CustomerId(i));
+    create.add_channels(channel);
+    create.set_purpose(common::PURPOSE_MARKETING);
+    create.mutable_content()->mutable_literal()->set_subject("Spring sale");
+    if (channel == common::CHANNEL_EMAIL) {
+      create.mutable_content()->mutable_literal()->set_html_body(body);
+    } else {
+      create.mutable_content()->mutable_literal()->set_text_body("Spring sale: 20% off today");
+    }
+    create.set_idempotency_key(absl::StrCat("bench-", run));
+    v1::BroadcastJob job;
+    const absl::Time load_began = absl::Now();
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(30)));
+      grpc::Status st = stub->CreateBroadcast(&ctx, create, &job);
+      Check(st.ok(), "CreateBroadcast: " + st.error_message());
+    }
+    const absl::Time loaded = absl::Now();
+    // Polled every 200 ms (GetBroadcast counts the deliveries by state: not free on a big audience).
+    v1::GetBroadcastRequest get;
+    get.set_id(job.id());
+    for (;;) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+      grpc::Status st = stub->GetBroadcast(&ctx, get, &job);
+      Check(st.ok(), "GetBroadcast: " + st.error_message());
+      if (job.state() == v1::BROADCAST_STATE_COMPLETED) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    const absl::Time done = absl::Now();
+    auto sent = job.by_state().find("SENT");
+    Check(sent != job.by_state().end() && sent->second == o.recipients,
+          "not every delivery SENT: " + absl::StrJoin(job.by_state(), ", ", absl::PairFormatter("=")));
+    loads.push_back(static_cast<double>(o.recipients) / absl::ToDoubleSeconds(loaded - load_began));
+    sends.push_back(static_cast<double>(o.recipients) / absl::ToDoubleSeconds(done - loaded));
+    std::fprintf(stderr, "# run %lld: load %.1f s, send %.1f s (%.0f msgs/s), baseline %.0f msgs/s\n",
+                 static_cast<long long>(run + 1), absl::ToDoubleSeconds(loaded - load_began),
+                 absl::ToDoubleSeconds(done - loaded), sends.back(), baselines.back());
+    (*engine)->process().Signal(SIGTERM);
+    (*engine)->process().Wait(absl::Seconds(60));
+  }
+  const std::string prefix = absl::StrCat("broadcast.", o.sink, ".");
+  ecrm::bench::PrintResult(prefix + "channel_only_msgs_per_s", "msgs/s", baselines);
+  ecrm::bench::PrintResult(prefix + "load_per_s", "rows/s", loads);
+  ecrm::bench::PrintResult(prefix + "msgs_per_s", "msgs/s", sends);
+  if (smtp_sink) smtp_sink->Signal(SIGTERM);
+  return 0;
+}
