@@ -827,6 +827,17 @@ std::vector<std::pair<std::string, std::string>> Segments::MembershipsOf(Custome
 
 absl::StatusOr<v1::GetCustomerSegmentsResponse> Segments::CustomerSegments(const std::string& customer_id) const {
   std::shared_lock lock(features_.mutex());
+  return CustomerSegmentsLocked(customer_id);
+}
+
+std::optional<absl::StatusOr<v1::GetCustomerSegmentsResponse>> Segments::TryCustomerSegments(
+    const std::string& customer_id) const {
+  std::shared_lock lock(features_.mutex(), std::try_to_lock);
+  if (!lock.owns_lock()) return std::nullopt;
+  return CustomerSegmentsLocked(customer_id);
+}
+
+absl::StatusOr<v1::GetCustomerSegmentsResponse> Segments::CustomerSegmentsLocked(const std::string& customer_id) const {
   if (customer_id.empty()) return util::Invalid("customer_id", "is required");
   v1::GetCustomerSegmentsResponse out;
   std::optional<CustomerNo> n = features_.Find(customer_id);

@@ -97,6 +97,10 @@ class Segments final : public Memberships {
   absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
   // The ids of the segments the customer belongs to, by name.
   absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
+  // The same if the features' lock can be had at once (shared), else nullopt: never waits (for
+  // answering on a thread that must not block).
+  std::optional<absl::StatusOr<v1::GetCustomerSegmentsResponse>> TryCustomerSegments(
+      const std::string& customer_id) const;
   // A copy of the segment's members now (a stream's audience does not move under it).
   absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
   // The ids of customer numbers, skipping those erased since; takes the lock.
@@ -165,6 +169,8 @@ class Segments final : public Memberships {
   void ApplyInOrder(const std::function<void(Slot&, absl::Time, std::vector<MembershipChange>&)>& evaluate,
                     std::vector<MembershipChange>& out);
   absl::Status Save(const v1::Segment& segment, bool create);
+  // CustomerSegments with the lock held.
+  absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegmentsLocked(const std::string& customer_id) const;
   v1::Segment Describe(const Slot& slot) const;
 
   sql::Database& db_;
