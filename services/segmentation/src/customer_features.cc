@@ -237,6 +237,16 @@ absl::string_view CustomerIds::Get(CustomerNo n) const {
 }
 
 CustomerNo CustomerIds::Add(absl::string_view id) {
+  const CustomerNo n = Append(id);
+  numbers_.insert(n);
+  return n;
+}
+
+void CustomerIds::Skip(CustomerNo end) {
+  while (offsets_.size() < end) Append("");
+}
+
+CustomerNo CustomerIds::Append(absl::string_view id) {
   const auto n = static_cast<CustomerNo>(offsets_.size());
   const bool is_long = id.size() >= kLong;
   const size_t size = 1 + (is_long ? sizeof(uint32_t) : id.size());
@@ -260,7 +270,6 @@ CustomerNo CustomerIds::Add(absl::string_view id) {
     std::memcpy(p + 1, id.data(), id.size());
   }
   used_ += size;
-  numbers_.insert(n);
   return n;
 }
 
@@ -505,6 +514,12 @@ CustomerNo Features::Intern(absl::string_view customer_id) {
   const CustomerNo n = ids_.Add(customer_id);
   events_.Resize(n + 1);
   return n;
+}
+
+void Features::ReserveNumbers(CustomerNo end) {
+  if (end <= ids_.end()) return;
+  ids_.Skip(end);
+  events_.Resize(end);
 }
 
 std::optional<CustomerNo> Features::Find(absl::string_view customer_id) const { return ids_.Find(customer_id); }

@@ -224,6 +224,8 @@ class CustomerIds {
   std::optional<CustomerNo> Find(absl::string_view id) const;
   // A new number for an id not held.
   CustomerNo Add(absl::string_view id);
+  // Numbers below `end` are given out (those not given yet: to no id, as if forgotten).
+  void Skip(CustomerNo end);
   // "" once forgotten.
   absl::string_view Get(CustomerNo n) const;
   // The id is no longer found, and its text is overwritten.
@@ -249,6 +251,8 @@ class CustomerIds {
     bool operator()(absl::string_view a, absl::string_view b) const { return a == b; }
   };
   char* At(CustomerNo n) const;
+  // Adds the id's text under the next number (not found by it until inserted in numbers_).
+  CustomerNo Append(absl::string_view id);
 
   std::vector<std::unique_ptr<char[]>> chunks_;
   size_t used_ = kChunk;            // bytes used in the last chunk
@@ -376,8 +380,12 @@ class Features {
 
   std::shared_mutex& mutex() const { return mu_; }
 
-  // Customers.
+  // Customers. Numbers are dense, given out in order and never again (not after a restart
+  // either: the feed consumer saves each customer's number and the next one).
   CustomerNo Intern(absl::string_view customer_id);
+  // Numbers below `end` are not given out any more (a start loading saved numbers: the next
+  // customer interned gets `end`, or more).
+  void ReserveNumbers(CustomerNo end);
   std::optional<CustomerNo> Find(absl::string_view customer_id) const;
   absl::string_view Id(CustomerNo n) const { return ids_.Get(n); }
   // Customers currently held (not erased, not merged into another).

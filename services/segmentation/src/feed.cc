@@ -1,6 +1,7 @@
 #include "feed.h"
 
 #include <iterator>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -33,18 +34,6 @@ infostore::v1::Event MembershipEvent(const MembershipChange& m, const std::strin
 
 }  // namespace
 
-FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
-                           outbox::Outbox& outbox, SegmentationMetrics& metrics, FeedOptions options)
-    : db_(db),
-      features_(features),
-      segments_(segments),
-      infostore_(infostore),
-      outbox_(outbox),
-      metrics_(metrics),
-      options_(options),
-      started_us_(absl::ToUnixMicros(absl::Now())),
-      unsaved_(std::make_unique<Unsaved>()) {}
-
 namespace {
 void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& memberships) {
   for (const MembershipChange& m : memberships) (m.entered ? metrics.entered : metrics.exited).Increment();
@@ -61,9 +50,13 @@ struct FeedConsumer::Unsaved {
   std::optional<absl::Time> caught_up;  // every change committed before it is in this batch or saved
   int64_t changes = 0;
   size_t memberships_entered = 0, memberships_exited = 0;
+  bool memberships = false;                   // members to save (Segments::TakeUnsaved) with no event
+  std::shared_ptr<const ScoreUpdate> scores;  // a refit to save
+  bool clear_scores = false;                  // the saved refit to drop (a resync cleared the scores)
 
   bool empty() const {
-    return customers.empty() && removed.empty() && events.empty() && entries.empty() && outcomes.empty() && !position;
+    return customers.empty() && removed.empty() && events.empty() && entries.empty() && outcomes.empty() && !position &&
+           !memberships && scores == nullptr && !clear_scores;
   }
   // Forgets what was staged about a customer now removed (it is never published or counted).
   void Drop(const std::string& id) {
@@ -84,33 +77,130 @@ struct FeedConsumer::Unsaved {
     changes += newer.changes;
     memberships_entered += newer.memberships_entered;
     memberships_exited += newer.memberships_exited;
+    memberships = memberships || newer.memberships;
+    if (newer.clear_scores) {
+      clear_scores = true;
+      scores = nullptr;
+    }
+    if (newer.scores != nullptr) scores = newer.scores;
   }
 };
 
-FeedConsumer::~FeedConsumer() { Stop(); }
+FeedConsumer::FeedConsumer(sql::Database& db, Features& features, Segments& segments, InformationStore& infostore,
+                           outbox::Outbox& outbox, SegmentationMetrics& metrics, FeedOptions options)
+    : db_(db),
+      features_(features),
+      segments_(segments),
+      infostore_(infostore),
+      outbox_(outbox),
+      metrics_(metrics),
+      options_(options),
+      started_us_(absl::ToUnixMicros(absl::Now())),
+      unsaved_(std::make_unique<Unsaved>()) {
+  // A new or edited segment's members are saved by the next transaction.
+  segments_.SetOnUnsaved([this] {
+    {
+      std::lock_guard lock(mu_);
+      unsaved_->memberships = true;
+    }
+    cv_.notify_all();
+  });
+}
+
+FeedConsumer::~FeedConsumer() {
+  Stop();
+  segments_.SetOnUnsaved(nullptr);
+}
 
 absl::Status FeedConsumer::Load() {
-  ECRM_ASSIGN_OR_RETURN(sql::Result pos, db_.Execute("SELECT position FROM feed_position WHERE id = 1"));
-  if (!pos.empty()) position_ = pos.front().Int(0);
+  ECRM_ASSIGN_OR_RETURN(sql::Result pos, db_.Execute("SELECT position, next_number FROM feed_position WHERE id = 1"));
+  int64_t next_number = 0;
+  if (!pos.empty()) {
+    position_ = pos.front().Int(0);
+    next_number = pos.front().Int(1);
+  }
   applied_position_ = position_.load();
   metrics_.feed_position.Set(static_cast<double>(position_.load()));
   std::unique_lock lock(features_.mutex());
-  ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT customer_id, record FROM customers"));
-  for (const sql::Row& r : rows) {
-    internal::CustomerFeaturesRecord record;
-    absl::string_view bytes = r.Text(1);
-    if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return absl::DataLossError(absl::StrCat("saved features of customer \"", r.Text(0), "\" do not parse"));
+  // Each customer under the number it had (the saved memberships are bitmaps of numbers); rows
+  // saved before numbers were (none yet) take the next ones, written back below.
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT customer_id, record, number FROM customers ORDER BY "
+                                                      "number"));
+  std::vector<std::pair<std::string, int64_t>> numbered_now;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const sql::Row r = rows.row(i);
+      if (r.IsNull(2) != (pass == 1)) continue;
+      if (pass == 0) {
+        const int64_t number = r.Int(2);
+        if (number < int64_t{features_.end()} || number >= int64_t{std::numeric_limits<CustomerNo>::max()}) {
+          return absl::DataLossError(
+              absl::StrCat("saved customer \"", r.Text(0), "\" has number ", number, ", taken or out of range"));
+        }
+        features_.ReserveNumbers(static_cast<CustomerNo>(number));
+      } else {
+        numbered_now.emplace_back(std::string(r.Text(0)), int64_t{features_.end()});
+      }
+      internal::CustomerFeaturesRecord record;
+      absl::string_view bytes = r.Text(1);
+      if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+        return absl::DataLossError(absl::StrCat("saved features of customer \"", r.Text(0), "\" do not parse"));
+      }
+      if (!options_.partition.Holds(r.Text(0))) {
+        return absl::FailedPreconditionError(
+            "this database holds customers of another --partition: start a replica of a new partition on a "
+            "database of its own");
+      }
+      features_.FromRecord(r.Text(0), record);
     }
-    if (!options_.partition.Holds(r.Text(0))) {
-      return absl::FailedPreconditionError(
-          "this database holds customers of another --partition: start a replica of a new partition on a database "
-          "of its own");
-    }
-    features_.FromRecord(r.Text(0), record);
+  }
+  features_.ReserveNumbers(static_cast<CustomerNo>(std::max<int64_t>(next_number, 0)));
+  if (!numbered_now.empty()) {
+    ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+      for (const auto& [id, number] : numbered_now) {
+        ECRM_RETURN_IF_ERROR(
+            c.Execute("UPDATE customers SET number = $2 WHERE customer_id = $1", {id, number}).status());
+      }
+      return c.Execute("UPDATE feed_position SET next_number = $1", {static_cast<int64_t>(features_.end())}).status();
+    }));
   }
   metrics_.customers_loaded.Increment(static_cast<double>(rows.size()));
   return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::LoadScores(Scores& scores) {
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT part, body FROM scores ORDER BY part"));
+  if (rows.empty()) return absl::OkStatus();
+  std::vector<absl::string_view> parts;
+  for (const sql::Row& r : rows) {
+    if (r.Int(0) != static_cast<int64_t>(parts.size())) {
+      return absl::DataLossError(absl::StrCat("saved scores: part ", parts.size(), " is missing"));
+    }
+    parts.push_back(r.Text(1));
+  }
+  ECRM_ASSIGN_OR_RETURN(ScoreUpdate update, ParseScoreUpdate(parts));
+  std::unique_lock lock(features_.mutex());
+  scores.Write(update);
+  scores_cleared_ = false;
+  log::Info("saved scores loaded", {{"customers", static_cast<int64_t>(update.customers.size())},
+                                    {"computed_at", absl::FormatTime(update.computed_at)}});
+  return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::PublishRestored(const std::vector<MembershipChange>& changes) {
+  {
+    std::unique_lock lock(features_.mutex());
+    if (!changes.empty()) {
+      // What changed while the engine was down, against the members saved: the position and the
+      // start's clock make the events' ids (a change published is saved with the members it
+      // led to, so a later start does not find it again).
+      Stage({}, {}, changes, absl::StrCat("restart-", position_.load(), "-", absl::ToUnixMicros(changes.front().at)),
+            {}, std::nullopt, 0);
+    }
+  }
+  Count(metrics_, changes);
+  log::Info("memberships restored", {{"changed_while_down", static_cast<int64_t>(changes.size())}});
+  return Flush();
 }
 
 absl::StatusOr<std::vector<infostore::v1::Event>> FeedConsumer::ReadEvents(const std::string& customer_id) {
@@ -301,22 +391,32 @@ absl::Status FeedConsumer::Flush() {
   // Taken under the features' shared lock: nothing is applied meanwhile, so the records read are
   // exactly those of the position taken with them.
   std::unique_ptr<Unsaved> batch;
-  std::vector<std::pair<std::string, std::string>> rows;
+  std::vector<Row> rows;
+  std::vector<MembersSave> members;
+  int64_t next_number = 0;
   {
     std::shared_lock features_lock(features_.mutex());
     {
       std::lock_guard lock(mu_);
-      if (unsaved_->empty()) return absl::OkStatus();
+      if (unsaved_->empty() && !segments_.HasUnsaved()) return absl::OkStatus();
       batch = std::exchange(unsaved_, std::make_unique<Unsaved>());
     }
     cv_.notify_all();  // room for the feed again
     rows.reserve(batch->customers.size());
     for (CustomerNo n : batch->customers) {
-      if (features_.IsLive(n)) rows.emplace_back(features_.Id(n), features_.ToRecord(n).SerializeAsString());
+      if (features_.IsLive(n))
+        rows.push_back({std::string(features_.Id(n)), n, features_.ToRecord(n).SerializeAsString()});
     }
+    // The members as published: the entries and exits in this batch are the last they saw.
+    members = segments_.TakeUnsaved();
+    next_number = features_.end();
   }
-  absl::Status written = Write(*batch, rows);
+  absl::Status written = Write(*batch, rows, members, next_number);
   if (!written.ok()) {
+    {
+      std::shared_lock features_lock(features_.mutex());
+      segments_.SaveFailed(members);
+    }
     // Kept, in front of what was staged since: the next Flush writes both.
     std::lock_guard lock(mu_);
     batch->Absorb(std::move(*unsaved_));
@@ -340,7 +440,8 @@ absl::Status FeedConsumer::Flush() {
   return absl::OkStatus();
 }
 
-absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<std::pair<std::string, std::string>>& rows) {
+absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& rows,
+                                 const std::vector<MembersSave>& members, int64_t next_number) {
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     // Removals first: a customer removed and then seen again (an unmerge) is written anew.
     for (const std::string& id : batch.removed) {
@@ -348,21 +449,33 @@ absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<std::pa
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
       ECRM_RETURN_IF_ERROR(Campaigns::Forget(c, id));
     }
-    for (const auto& [id, record] : rows) {
-      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, record) VALUES ($1, $2) ON CONFLICT "
-                                     "(customer_id) DO UPDATE SET record = excluded.record",
-                                     {id, sql::BlobRef{record}})
+    for (const Row& row : rows) {
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, number, record) VALUES ($1, $2, $3) ON "
+                                     "CONFLICT (customer_id) DO UPDATE SET number = excluded.number, record = "
+                                     "excluded.record",
+                                     {row.id, int64_t{row.number}, sql::BlobRef{row.record}})
                                .status());
     }
     for (const infostore::v1::Event& e : batch.events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
     ECRM_RETURN_IF_ERROR(Campaigns::SaveOutcomes(c, batch.outcomes));
     ECRM_RETURN_IF_ERROR(Campaigns::SaveEntries(c, batch.entries));
+    ECRM_RETURN_IF_ERROR(Segments::WriteMembers(c, members));
+    if (batch.clear_scores || batch.scores != nullptr) {
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM scores").status());
+    }
+    if (batch.scores != nullptr) {
+      ECRM_RETURN_IF_ERROR(SerializeScoreUpdate(
+          *batch.scores, kScoresPerPart, [&](int64_t part, const std::string& bytes) -> absl::Status {
+            return c.Execute("INSERT INTO scores (part, body) VALUES ($1, $2)", {part, sql::BlobRef{bytes}}).status();
+          }));
+    }
     if (!batch.position) return absl::OkStatus();
+    // The next number with the customers given numbers below it (never given out again).
     return c
         .Execute(
-            "INSERT INTO feed_position (id, position) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET position = "
-            "excluded.position",
-            {*batch.position})
+            "INSERT INTO feed_position (id, position, next_number) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET "
+            "position = excluded.position, next_number = excluded.next_number",
+            {*batch.position, next_number})
         .status();
   });
 }
@@ -403,9 +516,11 @@ absl::Status FeedConsumer::Resync() {
     }
     segments_.Refill();
     scores_cleared_ = true;  // Clear() took them with the rest
-    // What was staged before is superseded: every customer is written anew.
+    // What was staged before is superseded: every customer is written anew, and the saved
+    // scores go with the ones Clear() took.
     std::lock_guard staged(mu_);
     unsaved_ = std::make_unique<Unsaved>();
+    unsaved_->clear_scores = true;
   }
   {
     std::lock_guard saving(save_mu_);  // no Flush between the deletion and the new rows
@@ -436,7 +551,8 @@ absl::Status FeedConsumer::Tick() {
 
 absl::Status FeedConsumer::ApplyScores(Scores& scores) {
   const absl::Time start = absl::Now();
-  const ScoreUpdate update = scores.Compute();
+  const auto computed = std::make_shared<const ScoreUpdate>(scores.Compute());
+  const ScoreUpdate& update = *computed;
   if (!update.purchases_fit.ok() && update.buyers > 0) metrics_.purchase_fit_failures.Increment();
   if (!update.spend_fit.ok() && update.buyers > 0) metrics_.spend_fit_failures.Increment();
   std::vector<MembershipChange> memberships;
@@ -453,9 +569,13 @@ absl::Status FeedConsumer::ApplyScores(Scores& scores) {
     segments_.Apply(customers, what, memberships);
     quiet = scores_cleared_;
     scores_cleared_ = false;
-    // The refit is what the change is about.
-    if (!quiet && !memberships.empty()) {
-      Stage({}, {}, memberships, absl::StrCat("scores-", absl::ToUnixMicros(update.computed_at)), {}, std::nullopt, 0);
+    // The refit is what the change is about. Saved with the memberships it led to (published or,
+    // the first time, not), so that a restart reads both as they were.
+    Stage({}, {}, quiet ? std::vector<MembershipChange>() : memberships,
+          absl::StrCat("scores-", absl::ToUnixMicros(update.computed_at)), {}, std::nullopt, 0);
+    {
+      std::lock_guard staged(mu_);
+      unsaved_->scores = computed;
     }
     held = absl::Now() - locked;
   }
@@ -474,11 +594,8 @@ absl::Status FeedConsumer::ApplyScores(Scores& scores) {
                                 {"fit", update.fit_time},
                                 {"predict", update.predict_time},
                                 {"locked", held}});
-  absl::Status saved = absl::OkStatus();
-  if (!quiet && !memberships.empty()) {
-    Count(metrics_, memberships);
-    saved = Flush();
-  }
+  if (!quiet) Count(metrics_, memberships);
+  absl::Status saved = Flush();
   metrics_.score_refit_seconds.Set(absl::ToDoubleSeconds(absl::Now() - start));
   if (saved.ok()) metrics_.score_refits.Increment();
   return saved;

@@ -3,12 +3,16 @@
 // Each feed message is applied whole: the changes go into the features and the changed customers
 // are evaluated against the rules that read what changed (queries see the result at once), and
 // what it changed is staged. A saver thread writes everything staged in one database
-// transaction: the changed customers' features, the removed ones dropped, the segment entries and
-// exits queued for the information store, the campaigns' outcomes and triggered entries, and the
-// position — so the features saved are always those of the position saved with them. While one
-// transaction is written the next messages are applied and staged, and the next transaction takes
-// them all (group commit: under load fewer, larger transactions; idle, one per message). A restart
-// loads what was saved and watches on from that position; nothing before it is read again. When the saved
+// transaction: the changed customers' features (under their numbers, never given out again), the
+// removed ones dropped, the segment entries and exits queued for the information store, the
+// segments' members (what changed since the last save, or all of them now and then), a refit's
+// scores, the campaigns' outcomes and triggered entries, and the position — so the features and
+// members saved are always those of the position saved with them, and the members those the
+// events published led to. While one transaction is written the next messages are applied and
+// staged, and the next transaction takes them all (group commit: under load fewer, larger
+// transactions; idle, one per message). A restart loads what was saved, publishes what differs
+// between the members saved and the rules evaluated now (time passed while it was down), and
+// watches on from that position; nothing before it is read again. When the saved
 // position is older than the feed keeps (OUT_OF_RANGE), the consumer resyncs: every customer
 // from ListCustomers and its events from ListEvents, then watches from the sequence the
 // listing reported.
@@ -57,9 +61,17 @@ class FeedConsumer {
                outbox::Outbox& outbox, SegmentationMetrics& metrics, FeedOptions options = {});
   ~FeedConsumer();
 
-  // Loads the saved features and position. Call once before Start() (and before the
-  // segments' Load(), which evaluates over the features).
+  // Loads the saved features (each customer under its saved number) and position. Call once
+  // before Start() (and before the segments' Load(), which evaluates over the features).
   absl::Status Load();
+  // Writes the last refit's saved scores into the features (rules on scores answer from the
+  // start). After Load(), before the segments' Load().
+  absl::Status LoadScores(Scores& scores);
+  // Publishes the entries and exits the segments' Load() found against the members saved (what
+  // changed while the engine was down), and saves the members, before Start() (and after
+  // SetCampaigns(): an entry triggers as any other). Published once: the events are saved with
+  // the members they lead to.
+  absl::Status PublishRestored(const std::vector<MembershipChange>& changes);
   // Follows the feed on a thread of its own, and saves on another, until Stop() (which saves
   // what was applied).
   void Start();
@@ -78,9 +90,11 @@ class FeedConsumer {
   // Refits the scores (Scores::Compute, holding no lock), writes them into the features and
   // evaluates the customers whose scores changed against the rules that read scores (holding
   // the lock exclusively once), then saves and publishes the entries and exits. The first
-  // refit after a start or a resync publishes nothing: scores are not saved, so until then the
-  // segments that read them were empty for want of scores, not because customers had left.
+  // refit after a resync (or a start with no scores saved) publishes nothing: until then the
+  // segments that read them were empty for want of scores, not because customers had left. The
+  // refit is saved (one row per kScoresPerPart customers) with the memberships it led to.
   absl::Status ApplyScores(Scores& scores);
+  static constexpr size_t kScoresPerPart = 1 << 20;
 
   // The position saved (what a restart resumes from).
   int64_t position() const { return position_.load(); }
@@ -120,8 +134,16 @@ class FeedConsumer {
              const std::vector<MembershipChange>& memberships, const std::string& cause,
              const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position, int64_t changes,
              std::optional<absl::Time> caught_up = std::nullopt);
-  // Writes a staged batch in one transaction; `rows` are its customers' records.
-  absl::Status Write(const Unsaved& batch, const std::vector<std::pair<std::string, std::string>>& rows);
+  // A customer's saved row.
+  struct Row {
+    std::string id;
+    CustomerNo number = 0;
+    std::string record;
+  };
+  // Writes a staged batch in one transaction: its customers' rows, the segments' members, the
+  // number below which every number is given out.
+  absl::Status Write(const Unsaved& batch, const std::vector<Row>& rows, const std::vector<MembersSave>& members,
+                     int64_t next_number);
 
   sql::Database& db_;
   Features& features_;
@@ -142,7 +164,8 @@ class FeedConsumer {
   bool stopping_ = false;
   bool saver_stopping_ = false;
   std::thread thread_, saver_;
-  // No refit written since the start or the last resync (guarded by the features' lock).
+  // No refit written (nor loaded) since the start or the last resync (guarded by the features'
+  // lock).
   bool scores_cleared_ = true;
 };
 

@@ -114,9 +114,12 @@ int main(int argc, char** argv) {
         *stores->db, features, segments, *infostore, outbox, metrics,
         ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon, .partition = *partition});
     if (absl::Status s = feed->Load(); !s.ok()) return runner.Fail("loading saved features", s);
+    if (absl::Status s = feed->LoadScores(scores); !s.ok()) return runner.Fail("loading saved scores", s);
     runner.OnScrape([f = feed.get()] { f->RefreshLag(); });
   }
-  if (absl::Status s = segments.Load(); !s.ok()) return runner.Fail("loading segments", s);
+  // Against the members saved: who entered or left while the engine was down (published below).
+  std::vector<ecrm::segmentation::MembershipChange> restored;
+  if (absl::Status s = segments.Load(&restored); !s.ok()) return runner.Fail("loading segments", s);
   runner.OnScrape([&metrics, &segments] {
     if (auto sizes = segments.Sizes()) metrics.SetSegmentSizes(*sizes);  // else the last ones stay
   });
@@ -130,7 +133,13 @@ int main(int argc, char** argv) {
   ecrm::segmentation::Campaigns campaigns(*stores->db, segments, features, broadcaster.get(), MakeClock(clock_file),
                                           *partition);
   if (absl::Status s = campaigns.Load(); !s.ok()) return runner.Fail("loading campaigns", s);
-  if (feed) feed->SetCampaigns(&campaigns);
+  if (feed) {
+    feed->SetCampaigns(&campaigns);
+    // Kept staged if the database refuses: the saver writes it with the next batch.
+    if (absl::Status s = feed->PublishRestored(restored); !s.ok()) {
+      ecrm::log::Warn("memberships changed while down not saved yet", {{"error", s}});
+    }
+  }
   ecrm::segmentation::SegmentationService service(segments, campaigns, scores, executor);
   ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments, scores);
   ecrm::server::CustomerDataService customer_data("segmentation", privacy, executor);
@@ -147,8 +156,8 @@ int main(int argc, char** argv) {
         }
       },
       &runner.metrics());
-  // Scores over the population, refitted in the background (and soon after a start: scores are
-  // not saved).
+  // Scores over the population, refitted in the background (and soon after a start: the saved
+  // ones are the last refit's).
   ecrm::server::PeriodicTask scorer(
       "scores", scores_every,
       [&] {

@@ -1,6 +1,7 @@
 // The segmentation engine's database: definitions, the feed position and what it holds on
-// each customer (so that a restart resumes from the saved position), and the outbox of the
-// segment entries and exits it publishes to the information store.
+// each customer, the segments' members and the last refit's scores (so that a restart resumes
+// from the saved position and publishes only what changed while it was down), and the outbox of
+// the segment entries and exits it publishes to the information store.
 #pragma once
 
 #include "ecrm/sql/sql.h"
@@ -74,6 +75,26 @@ CREATE TABLE campaign_sends (
 );
 CREATE INDEX campaign_sends_batch ON campaign_sends (batch);
 CREATE INDEX campaign_sends_customer ON campaign_sends (customer_id);
+)sql"},
+    {4, "stable customer numbers, saved memberships and scores", R"sql(
+ALTER TABLE customers ADD COLUMN number BIGINT;  -- the customer's number in the bitmaps (never given out again)
+ALTER TABLE feed_position ADD COLUMN next_number BIGINT NOT NULL DEFAULT 0;  -- every number below is given out
+CREATE TABLE segment_members (
+  segment_id TEXT PRIMARY KEY,
+  rule TEXT NOT NULL,                    -- the rule they are the members of (an edited rule fills anew)
+  members {{blob}} NOT NULL              -- Roaring bitmap of customer numbers, portable format
+);
+CREATE TABLE segment_member_changes (    -- since the segment's members were saved, in seq order
+  segment_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  entered {{blob}} NOT NULL,             -- Roaring bitmaps: members now, and not members now
+  exited {{blob}} NOT NULL,
+  PRIMARY KEY (segment_id, seq)
+);
+CREATE TABLE scores (
+  part INTEGER PRIMARY KEY,              -- 0: the refit (its time, its models); 1…: its customers
+  body {{blob}} NOT NULL                 -- ecrm.segmentation.internal.ScoresRecord
+);
 )sql"},
 };
 

@@ -320,4 +320,100 @@ CustomerScoreReport Scores::ReportLocked(CustomerNo n) const {
   return out;
 }
 
+absl::Status SerializeScoreUpdate(const ScoreUpdate& u, size_t per_part,
+                                  absl::FunctionRef<absl::Status(int64_t part, const std::string& bytes)> write) {
+  internal::ScoresRecord head;
+  head.set_computed_at_us(absl::ToUnixMicros(u.computed_at));
+  if (u.purchases) {
+    head.set_has_purchases(true);
+    head.set_r(u.purchases->r);
+    head.set_alpha(u.purchases->alpha);
+    head.set_a(u.purchases->a);
+    head.set_b(u.purchases->b);
+  }
+  if (u.spend) {
+    head.set_has_spend(true);
+    head.set_p(u.spend->p);
+    head.set_q(u.spend->q);
+    head.set_gamma(u.spend->gamma);
+  }
+  if (absl::Status s = write(0, head.SerializeAsString()); !s.ok()) return s;
+  per_part = std::max<size_t>(per_part, 1);
+  int64_t part = 0;
+  for (size_t first = 0; first < u.customers.size(); first += per_part) {
+    const size_t last = std::min(u.customers.size(), first + per_part);
+    internal::ScoresRecord r;
+    const auto n = static_cast<int>(last - first);
+    r.mutable_customer_delta()->Reserve(n);
+    r.mutable_rfm()->Reserve(n);
+    r.mutable_cell()->Reserve(n);
+    r.mutable_engagement()->Reserve(n);
+    r.mutable_probability_alive()->Reserve(n);
+    r.mutable_expected_purchases()->Reserve(n);
+    r.mutable_expected_order_value()->Reserve(n);
+    r.mutable_value()->Reserve(n);
+    CustomerNo previous = 0;
+    for (size_t i = first; i < last; ++i) {
+      const ScoreUpdate::Entry& e = u.customers[i];
+      r.add_customer_delta(e.customer - previous);
+      previous = e.customer;
+      r.add_rfm(uint32_t{e.r} << 16 | uint32_t{e.f} << 8 | e.m);
+      r.add_cell(static_cast<uint32_t>(e.cell));
+      r.add_engagement(e.engagement);
+      r.add_probability_alive(e.probability_alive);
+      r.add_expected_purchases(e.expected_purchases);
+      r.add_expected_order_value(e.expected_order_value);
+      r.add_value(e.value);
+    }
+    if (absl::Status s = write(++part, r.SerializeAsString()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ScoreUpdate> ParseScoreUpdate(absl::Span<const absl::string_view> parts) {
+  ScoreUpdate u;
+  for (size_t part = 0; part < parts.size(); ++part) {
+    internal::ScoresRecord r;
+    if (!r.ParseFromArray(parts[part].data(), static_cast<int>(parts[part].size()))) {
+      return absl::DataLossError(absl::StrCat("saved scores: part ", part, " does not parse"));
+    }
+    if (part == 0) {
+      u.computed_at = absl::FromUnixMicros(r.computed_at_us());
+      if (r.has_purchases()) u.purchases = BgNbdParams{.r = r.r(), .alpha = r.alpha(), .a = r.a(), .b = r.b()};
+      if (r.has_spend()) u.spend = GammaGammaParams{.p = r.p(), .q = r.q(), .gamma = r.gamma()};
+      continue;
+    }
+    const int n = r.customer_delta_size();
+    if (r.rfm_size() != n || r.cell_size() != n || r.engagement_size() != n || r.probability_alive_size() != n ||
+        r.expected_purchases_size() != n || r.expected_order_value_size() != n || r.value_size() != n) {
+      return absl::DataLossError(absl::StrCat("saved scores: the columns of part ", part, " differ in length"));
+    }
+    CustomerNo customer = 0;
+    for (int i = 0; i < n; ++i) {
+      customer += r.customer_delta(i);
+      if (!u.customers.empty() && customer <= u.customers.back().customer) {
+        return absl::DataLossError(absl::StrCat("saved scores: part ", part, " is not in customer order"));
+      }
+      ScoreUpdate::Entry& e = u.customers.emplace_back();
+      e.customer = customer;
+      e.r = static_cast<uint8_t>(r.rfm(i) >> 16);
+      e.f = static_cast<uint8_t>(r.rfm(i) >> 8);
+      e.m = static_cast<uint8_t>(r.rfm(i));
+      if (r.cell(i) > static_cast<uint32_t>(RfmCell::kLost)) {
+        return absl::DataLossError(absl::StrCat("saved scores: unknown RFM cell ", r.cell(i)));
+      }
+      e.cell = static_cast<RfmCell>(r.cell(i));
+      e.engagement = r.engagement(i);
+      e.probability_alive = r.probability_alive(i);
+      e.expected_purchases = r.expected_purchases(i);
+      e.expected_order_value = r.expected_order_value(i);
+      e.value = r.value(i);
+      if (e.r != 0) ++u.buyers;
+      if (!Unset(e.value)) ++u.valued;
+    }
+  }
+  if (parts.empty()) return absl::NotFoundError("no scores saved");
+  return u;
+}
+
 }  // namespace ecrm::segmentation

@@ -20,10 +20,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "clv.h"
 #include "customer_features.h"
 #include "rfm.h"
@@ -88,6 +90,14 @@ struct ScoreUpdate {
   int64_t valued = 0;  // with a predicted 12-month value
   absl::Duration read_time, fit_time, predict_time;
 };
+
+// A refit as saved (the `scores` table, written with the memberships it led to, read at a start
+// so that rules on scores answer at once): part 0 is the refit (its time and models), parts 1…
+// up to `per_part` customers each. `write` gets each part's bytes in order.
+absl::Status SerializeScoreUpdate(const ScoreUpdate& update, size_t per_part,
+                                  absl::FunctionRef<absl::Status(int64_t part, const std::string& bytes)> write);
+// Back from the parts' bytes, in part order (the fits' statuses and timings are not saved).
+absl::StatusOr<ScoreUpdate> ParseScoreUpdate(absl::Span<const absl::string_view> parts);
 
 class Scores {
  public:

@@ -94,6 +94,14 @@ struct Segments::Slot {
   // falls due), once Tick has found them (`find_unscheduled`, one slot a tick).
   Roaring unscheduled;
   bool find_unscheduled = false;
+  // Saving (Segments::TakeUnsaved): the customers whose membership changed since the last save
+  // (members now, and no longer), or all the members when `snapshot_due`; the changes saved
+  // since the last snapshot.
+  Roaring entered_unsaved, exited_unsaved;
+  bool snapshot_due = true;
+  int64_t next_seq = 1;
+  int64_t changes_saved = 0;
+  size_t change_bytes_saved = 0;
 };
 
 // What rules may name: the features' attributes and event types, and the live segments.
@@ -191,7 +199,7 @@ void Segments::Reorder() {
   }
 }
 
-absl::Status Segments::Load() {
+absl::Status Segments::Load(std::vector<MembershipChange>* restored) {
   std::unique_lock lock(features_.mutex());
   ECRM_ASSIGN_OR_RETURN(sql::Result rows,
                         db_.Execute("SELECT id, name, description, rule, version, created_at, updated_at FROM "
@@ -232,7 +240,69 @@ absl::Status Segments::Load() {
     pending = std::move(later);
   }
   Reorder();
-  for (int32_t s : order_) Fill(*slots_[s]);
+  // The members saved: each segment's snapshot, then its changes since, in order.
+  struct Saved {
+    std::string rule;
+    Roaring members;
+    int64_t seq = 0, changes = 0;
+    size_t change_bytes = 0;
+  };
+  absl::flat_hash_map<std::string, Saved> saved;
+  auto read = [](absl::string_view bytes, absl::string_view segment) -> absl::StatusOr<Roaring> {
+    try {
+      return Roaring::readSafe(bytes.data(), bytes.size());
+    } catch (const std::exception&) {
+      return absl::DataLossError(absl::StrCat("saved members of segment \"", segment, "\" do not parse"));
+    }
+  };
+  {
+    ECRM_ASSIGN_OR_RETURN(sql::Result snapshots, db_.Execute("SELECT segment_id, rule, members FROM segment_members"));
+    for (const sql::Row& r : snapshots) {
+      Saved& s = saved[std::string(r.Text(0))];
+      s.rule = std::string(r.Text(1));
+      ECRM_ASSIGN_OR_RETURN(s.members, read(r.Text(2), r.Text(0)));
+    }
+  }
+  {
+    ECRM_ASSIGN_OR_RETURN(sql::Result changes,
+                          db_.Execute("SELECT segment_id, seq, entered, exited FROM segment_member_changes ORDER BY "
+                                      "segment_id, seq"));
+    for (const sql::Row& r : changes) {
+      auto it = saved.find(r.Text(0));
+      if (it == saved.end()) continue;
+      ECRM_ASSIGN_OR_RETURN(Roaring entered, read(r.Text(2), r.Text(0)));
+      ECRM_ASSIGN_OR_RETURN(Roaring exited, read(r.Text(3), r.Text(0)));
+      Saved& s = it->second;
+      s.members -= exited;
+      s.members |= entered;
+      s.seq = std::max(s.seq, r.Int(1));
+      ++s.changes;
+      s.change_bytes += r.Text(2).size() + r.Text(3).size();
+    }
+  }
+  // Rows of segments deleted while their members were being saved.
+  for (const auto& [id, s] : saved) {
+    if (by_id_.contains(id)) continue;
+    ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM segment_members WHERE segment_id = $1", {id}).status());
+    ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM segment_member_changes WHERE segment_id = $1", {id}).status());
+  }
+  for (int32_t id : order_) {
+    Slot& slot = *slots_[id];
+    Fill(slot);
+    auto it = saved.find(slot.definition.id());
+    if (it == saved.end() || it->second.rule != slot.definition.rule()) continue;  // saved whole, no events
+    // Customers erased or merged away since left silently (their numbers are not given out again).
+    const Roaring was = it->second.members & features_.live();
+    slot.entered_unsaved = slot.members - was;
+    slot.exited_unsaved = was - slot.members;
+    slot.snapshot_due = false;
+    slot.next_seq = it->second.seq + 1;
+    slot.changes_saved = it->second.changes;
+    slot.change_bytes_saved = it->second.change_bytes;
+    if (restored == nullptr) continue;
+    for (CustomerNo n : slot.entered_unsaved) restored->push_back({slot.definition.id(), n, true, slot.evaluated_at});
+    for (CustomerNo n : slot.exited_unsaved) restored->push_back({slot.definition.id(), n, false, slot.evaluated_at});
+  }
   return absl::OkStatus();
 }
 
@@ -245,6 +315,10 @@ void Segments::Fill(Slot& slot) {
   slot.unscheduled = Roaring();
   slot.find_unscheduled = slot.time_relative;
   slot.evaluated_at = now;
+  // Saved whole next time (Load sets what changed since the members saved instead).
+  slot.snapshot_due = true;
+  slot.entered_unsaved = Roaring();
+  slot.exited_unsaved = Roaring();
 }
 
 void Segments::Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<MembershipChange>* out) {
@@ -263,6 +337,10 @@ void Segments::Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<Me
     slot.members.add(n);
   } else {
     slot.members.remove(n);
+  }
+  if (!slot.snapshot_due) {
+    (is ? slot.entered_unsaved : slot.exited_unsaved).add(n);
+    (is ? slot.exited_unsaved : slot.entered_unsaved).remove(n);
   }
   if (out != nullptr) out->push_back({slot.definition.id(), n, is, now});
 }
@@ -388,8 +466,96 @@ void Segments::Refill() {
 
 void Segments::Forget(CustomerNo n) {
   for (const auto& slot : slots_) {
-    if (slot != nullptr) slot->members.remove(n);
+    if (slot == nullptr || !slot->members.contains(n)) continue;
+    slot->members.remove(n);
+    // Left silently, but the saved members lose it too.
+    if (!slot->snapshot_due) {
+      slot->exited_unsaved.add(n);
+      slot->entered_unsaved.remove(n);
+    }
   }
+}
+
+namespace {
+std::string Serialize(const Roaring& r) {
+  std::string out(r.getSizeInBytes(true), '\0');
+  r.write(out.data(), true);
+  return out;
+}
+}  // namespace
+
+bool Segments::HasUnsaved() const {
+  for (int32_t s : order_) {
+    const Slot& slot = *slots_[s];
+    if (slot.snapshot_due || !slot.entered_unsaved.isEmpty() || !slot.exited_unsaved.isEmpty()) return true;
+  }
+  return false;
+}
+
+std::vector<MembersSave> Segments::TakeUnsaved() {
+  std::vector<MembersSave> out;
+  for (int32_t s : order_) {
+    Slot& slot = *slots_[s];
+    if (!slot.snapshot_due && slot.entered_unsaved.isEmpty() && slot.exited_unsaved.isEmpty()) continue;
+    MembersSave& save = out.emplace_back();
+    save.segment_id = slot.definition.id();
+    size_t bytes = 0;
+    if (!slot.snapshot_due) {
+      bytes = slot.entered_unsaved.getSizeInBytes(true) + slot.exited_unsaved.getSizeInBytes(true);
+      slot.snapshot_due =
+          slot.changes_saved >= kChangesPerSnapshot ||
+          slot.change_bytes_saved + bytes > std::max(kSnapshotMinBytes, slot.members.getSizeInBytes(true));
+    }
+    if (slot.snapshot_due) {
+      save.snapshot = true;
+      save.rule = slot.definition.rule();
+      Roaring members = slot.members;  // (readers share the lock: compressed on a copy)
+      members.runOptimize();
+      save.members = Serialize(members);
+      slot.snapshot_due = false;
+      slot.changes_saved = 0;
+      slot.change_bytes_saved = 0;
+    } else {
+      save.seq = slot.next_seq++;
+      save.entered = Serialize(slot.entered_unsaved);
+      save.exited = Serialize(slot.exited_unsaved);
+      ++slot.changes_saved;
+      slot.change_bytes_saved += bytes;
+    }
+    slot.entered_unsaved = Roaring();
+    slot.exited_unsaved = Roaring();
+  }
+  return out;
+}
+
+void Segments::SaveFailed(const std::vector<MembersSave>& saves) {
+  for (const MembersSave& save : saves) {
+    if (Slot* slot = Find(save.segment_id)) {
+      slot->snapshot_due = true;
+      slot->entered_unsaved = Roaring();
+      slot->exited_unsaved = Roaring();
+    }
+  }
+}
+
+absl::Status Segments::WriteMembers(sql::Connection& c, const std::vector<MembersSave>& saves) {
+  for (const MembersSave& save : saves) {
+    if (save.snapshot) {
+      ECRM_RETURN_IF_ERROR(
+          c.Execute("DELETE FROM segment_member_changes WHERE segment_id = $1", {save.segment_id}).status());
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO segment_members (segment_id, rule, members) VALUES ($1, $2, $3) "
+                                     "ON CONFLICT (segment_id) DO UPDATE SET rule = excluded.rule, members = "
+                                     "excluded.members",
+                                     {save.segment_id, save.rule, sql::BlobRef{save.members}})
+                               .status());
+    } else {
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO segment_member_changes (segment_id, seq, entered, exited) VALUES "
+                                     "($1, $2, $3, $4)",
+                                     {save.segment_id, save.seq, sql::BlobRef{save.entered}, sql::BlobRef{save.exited}})
+                               .status());
+    }
+  }
+  return absl::OkStatus();
 }
 
 v1::Segment Segments::Describe(const Slot& slot) const {
@@ -439,6 +605,7 @@ absl::StatusOr<v1::Segment> Segments::Create(const v1::Segment& request) {
   slots_.push_back(std::move(slot));
   Reorder();
   Fill(*slots_[slot_id]);
+  if (on_unsaved_) on_unsaved_();
   return Describe(*slots_[slot_id]);
 }
 
@@ -536,6 +703,7 @@ absl::StatusOr<v1::Segment> Segments::Update(const v1::UpdateSegmentRequest& req
     slots_[slot_id] = std::move(slot);
     Reorder();
     Fill(*slots_[slot_id]);
+    if (on_unsaved_) on_unsaved_();
   } else {
     current->definition = s;
   }
@@ -558,7 +726,11 @@ absl::Status Segments::Delete(const std::string& id) {
                                                       "\" cannot be deleted while the rules of ",
                                                       absl::StrJoin(dependents, ", "), " name it"));
   }
-  ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM segments WHERE id = $1", {id}).status());
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM segments WHERE id = $1", {id}).status());
+    ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM segment_members WHERE segment_id = $1", {id}).status());
+    return c.Execute("DELETE FROM segment_member_changes WHERE segment_id = $1", {id}).status();
+  }));
   by_name_.erase(slot->definition.name());
   by_id_.erase(id);
   slots_[slot->slot].reset();
@@ -655,6 +827,17 @@ std::vector<std::pair<std::string, std::string>> Segments::MembershipsOf(Custome
 
 absl::StatusOr<v1::GetCustomerSegmentsResponse> Segments::CustomerSegments(const std::string& customer_id) const {
   std::shared_lock lock(features_.mutex());
+  return CustomerSegmentsLocked(customer_id);
+}
+
+std::optional<absl::StatusOr<v1::GetCustomerSegmentsResponse>> Segments::TryCustomerSegments(
+    const std::string& customer_id) const {
+  std::shared_lock lock(features_.mutex(), std::try_to_lock);
+  if (!lock.owns_lock()) return std::nullopt;
+  return CustomerSegmentsLocked(customer_id);
+}
+
+absl::StatusOr<v1::GetCustomerSegmentsResponse> Segments::CustomerSegmentsLocked(const std::string& customer_id) const {
   if (customer_id.empty()) return util::Invalid("customer_id", "is required");
   v1::GetCustomerSegmentsResponse out;
   std::optional<CustomerNo> n = features_.Find(customer_id);

@@ -46,6 +46,17 @@ struct MembershipChange {
   absl::Time at;
 };
 
+// A segment's members as saved (segment_members, segment_member_changes): all of them, or the
+// customers whose membership changed since the last save.
+struct MembersSave {
+  std::string segment_id;
+  bool snapshot = false;
+  std::string rule;             // snapshot: the rule they are the members of
+  std::string members;          // snapshot: Roaring, portable format
+  int64_t seq = 0;              // changes: their order since the snapshot
+  std::string entered, exited;  // changes: Roaring of members now, and of customers no longer members
+};
+
 // What changed for one customer, to find the rules that read it.
 struct ChangedData {
   bool profile = false;   // profile, preferences, attributes, identity, anonymous, anything but below
@@ -62,9 +73,12 @@ class Segments final : public Memberships {
   Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits = {});
   ~Segments() override;
 
-  // Reads the saved definitions, compiles them and fills their members (no entry events).
-  // Call once, before serving, after the features are loaded.
-  absl::Status Load();
+  // Reads the saved definitions, compiles them and fills their members. A segment whose members
+  // were saved (for the same rule) appends to `restored` the customers who entered or left it
+  // since (time passed, scores, what the feed saved before them): the feed consumer publishes
+  // them (FeedConsumer::PublishRestored). The others fill without events, as new ones do. Call
+  // once, before serving, after the features (and scores) are loaded.
+  absl::Status Load(std::vector<MembershipChange>* restored = nullptr);
 
   // Definitions. Errors: INVALID_ARGUMENT (naming the field; a rule's error carries its line
   // and column), NOT_FOUND, ALREADY_EXISTS (name taken), ABORTED (expected_version is not the
@@ -83,6 +97,10 @@ class Segments final : public Memberships {
   absl::StatusOr<v1::ListSegmentMembersResponse> ListMembers(const v1::ListSegmentMembersRequest& request) const;
   // The ids of the segments the customer belongs to, by name.
   absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegments(const std::string& customer_id) const;
+  // The same if the features' lock can be had at once (shared), else nullopt: never waits (for
+  // answering on a thread that must not block).
+  std::optional<absl::StatusOr<v1::GetCustomerSegmentsResponse>> TryCustomerSegments(
+      const std::string& customer_id) const;
   // A copy of the segment's members now (a stream's audience does not move under it).
   absl::StatusOr<Roaring> Snapshot(const std::string& id) const;
   // The ids of customer numbers, skipping those erased since; takes the lock.
@@ -110,6 +128,24 @@ class Segments final : public Memberships {
   void Tick(std::vector<MembershipChange>& out);
   static constexpr int64_t kScheduledPerTick = 100'000;
 
+  // Saving the memberships (the feed consumer's saver, in the transaction of the position, so
+  // that what is saved is what was published). What changed since the last call, per segment:
+  // all its members (a new or refilled segment, or when its changes since then outgrow them) or
+  // the customers who entered and left. The caller holds the features' lock (shared is enough:
+  // only the one saver touches what is unsaved) and takes the result into a transaction.
+  std::vector<MembersSave> TakeUnsaved();
+  bool HasUnsaved() const;
+  // Those were not written: the segments are saved whole next time. The caller holds the lock.
+  void SaveFailed(const std::vector<MembersSave>& saves);
+  static absl::Status WriteMembers(sql::Connection& c, const std::vector<MembersSave>& saves);
+  // Called, holding the features' lock exclusively, when a first fill (a new or edited segment)
+  // left members to save.
+  void SetOnUnsaved(std::function<void()> on_unsaved) { on_unsaved_ = std::move(on_unsaved); }
+  // A segment is saved whole once its changes saved since exceed this many rows, or its members'
+  // bytes (at least kSnapshotMinBytes).
+  static constexpr int64_t kChangesPerSnapshot = 1024;
+  static constexpr size_t kSnapshotMinBytes = 64 * 1024;
+
   // Memberships, for rules naming segment("…"): by the slot the schema gave.
   bool Contains(int32_t slot, CustomerNo n) const override;
 
@@ -133,6 +169,8 @@ class Segments final : public Memberships {
   void ApplyInOrder(const std::function<void(Slot&, absl::Time, std::vector<MembershipChange>&)>& evaluate,
                     std::vector<MembershipChange>& out);
   absl::Status Save(const v1::Segment& segment, bool create);
+  // CustomerSegments with the lock held.
+  absl::StatusOr<v1::GetCustomerSegmentsResponse> CustomerSegmentsLocked(const std::string& customer_id) const;
   v1::Segment Describe(const Slot& slot) const;
 
   sql::Database& db_;
@@ -142,6 +180,7 @@ class Segments final : public Memberships {
   std::vector<std::unique_ptr<Slot>> slots_;  // by slot id; null once deleted
   absl::flat_hash_map<std::string, int32_t> by_id_, by_name_;
   std::vector<int32_t> order_;  // live slots, dependencies first
+  std::function<void()> on_unsaved_;
 };
 
 }  // namespace ecrm::segmentation

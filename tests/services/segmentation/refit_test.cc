@@ -373,5 +373,168 @@ TEST_CASE("a refit moves customers between segments that read scores and publish
   CHECK(metrics.score_refits.Value() == 2);
 }
 
+// One engine's objects over a database, started as main.cc starts them.
+struct Engine {
+  std::unique_ptr<sql::Database> db;
+  Features f;
+  std::unique_ptr<Segments> segments;
+  NoStore store;
+  std::unique_ptr<outbox::Outbox> outbox;
+  prometheus::Registry registry;
+  std::unique_ptr<SegmentationMetrics> metrics;
+  std::unique_ptr<FeedConsumer> feed;
+  std::unique_ptr<Scores> scores;
+  std::vector<MembershipChange> restored;
+
+  Engine(const std::string& url, const Segments::Clock& clock) {
+    auto opened = sql::Database::Open(url);
+    REQUIRE(opened.ok());
+    db = *std::move(opened);
+    REQUIRE(db->Migrate("segmentation", kMigrations).ok());
+    segments = std::make_unique<Segments>(*db, f, clock);
+    outbox = std::make_unique<outbox::Outbox>(*db);
+    metrics = std::make_unique<SegmentationMetrics>(registry);
+    feed = std::make_unique<FeedConsumer>(*db, f, *segments, store, *outbox, *metrics);
+    scores = std::make_unique<Scores>(f, clock);
+    REQUIRE(feed->Load().ok());
+    REQUIRE(feed->LoadScores(*scores).ok());
+    REQUIRE(segments->Load(&restored).ok());
+  }
+  ~Engine() {
+    feed.reset();  // before what it uses
+  }
+  std::vector<std::string> Members(const std::string& segment_id) {
+    std::shared_lock lock(f.mutex());
+    std::vector<std::string> out;
+    for (CustomerNo n : *segments->Members(segment_id)) out.emplace_back(f.Id(n));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::vector<std::string> Restored() {
+    std::vector<std::string> out;
+    for (const MembershipChange& m : restored) {
+      out.push_back(absl::StrCat(m.entered ? "+" : "-", segments->Get(m.segment_id)->name(), " ", f.Id(m.customer)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::vector<std::string> Published() {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<outbox::OutboxEvent>> pending = outbox->PendingEvents(100);
+    if (!pending.ok()) return {pending.status().ToString()};
+    for (const auto& e : *pending) out.push_back(absl::StrCat(e.event.type(), " ", e.event.customer().customer_id()));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+TEST_CASE("a restart loads the members and scores saved and publishes only what changed while it was down") {
+  testing::TempDir dir;
+  const std::string url = absl::StrCat("sqlite://", dir.path(), "/segmentation.db");
+  absl::Time now = kNow;
+  const Segments::Clock clock = [&now] { return now; };
+  int64_t position = 0;
+  auto apply = [&](Engine& e, const std::vector<infostore::v1::Change>& changes) {
+    infostore::v1::WatchChangesResponse m;
+    for (const auto& c : changes) *m.add_changes() = c;
+    m.set_position(++position);
+    REQUIRE(e.feed->Apply(m).ok());
+  };
+  auto profile = [](const std::string& id) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+    c.set_customer_id(id);
+    *c.mutable_customer() = Customer(id);
+    return c;
+  };
+  auto purchase = [](const std::string& id, int64_t days_ago) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    c.set_customer_id(id);
+    *c.mutable_event() = Event(id, "purchase", DaysAgo(days_ago), 1000);
+    return c;
+  };
+
+  std::string champions, recent, gb;
+  std::vector<std::string> champions_before, recent_before;
+  {
+    Engine a(url, clock);
+    CHECK(a.restored.empty());
+    // b0 … b9: b_i last bought 10 - i days ago.
+    std::vector<infostore::v1::Change> changes;
+    for (int i = 0; i < 10; ++i) {
+      const std::string id = absl::StrCat("b", i);
+      changes.push_back(profile(id));
+      for (int k = 0; k <= i; ++k) changes.push_back(purchase(id, 10 - i + 7 * k));
+    }
+    apply(a, changes);
+    v1::Segment request;
+    for (auto [name, rule, id] : {std::tuple{"champions", "rfm.cell == \"champions\"", &champions},
+                                  std::tuple{"recent", "days_since(orders.last_at) <= 12", &recent},
+                                  std::tuple{"gb", "profile.address.country == \"GB\"", &gb}}) {
+      request.set_name(name);
+      request.set_rule(rule);
+      absl::StatusOr<v1::Segment> created = a.segments->Create(request);
+      REQUIRE(created.ok());
+      *id = created->id();
+    }
+    REQUIRE(a.feed->ApplyScores(*a.scores).ok());
+    champions_before = a.Members(champions);
+    recent_before = a.Members(recent);
+    CHECK(champions_before == std::vector<std::string>{"b8", "b9"});
+    CHECK(recent_before.size() == 10);
+    // The highest number, then erased: not given out again after the restart.
+    apply(a, {profile("z")});
+    CHECK(*a.f.Find("z") == 10);
+    infostore::v1::Change erase;
+    erase.set_kind(infostore::v1::CHANGE_KIND_ERASE);
+    erase.set_customer_id("z");
+    apply(a, {erase});
+    CHECK(a.Published().empty());
+  }
+
+  // Five days pass while it is down: b0, b1 and b2 last bought more than 12 days ago.
+  now += absl::Hours(24 * 5);
+  {
+    Engine b(url, clock);
+    CHECK(b.Restored() == std::vector<std::string>{"-recent b0", "-recent b1", "-recent b2"});
+    // The scores saved answer at once: no refit since the start.
+    CHECK(b.Members(champions) == champions_before);
+    absl::StatusOr<CustomerScoreReport> report = b.scores->Report("b9");
+    REQUIRE(report.ok());
+    CHECK(report->computed_at == kNow);
+    REQUIRE(report->rfm);
+    CHECK(report->rfm->cell == RfmCell::kChampions);
+    CHECK(report->engagement.has_value());
+    CHECK(b.Members(gb).size() == 10);
+    CHECK(b.Members(recent).size() == 7);
+    REQUIRE(b.feed->PublishRestored(b.restored).ok());
+    CHECK(b.Published() == std::vector<std::string>{"segment_exited b0", "segment_exited b1", "segment_exited b2"});
+    CHECK(b.metrics->exited.Value() == 3);
+    apply(b, {profile("y")});
+    CHECK(*b.f.Find("y") == 11);
+    CHECK(b.Published().size() == 4);  // and y's entry into gb
+  }
+
+  // Published once: a second start finds nothing more, and the customers keep their numbers.
+  {
+    Engine c(url, clock);
+    CHECK(c.restored.empty());
+    CHECK(*c.f.Find("b0") == 0);
+    CHECK(*c.f.Find("y") == 11);
+    CHECK_FALSE(c.f.Find("z"));
+    CHECK(c.Members(recent).size() == 7);
+    CHECK(c.Members(gb).size() == 11);
+    CHECK(c.Members(champions) == champions_before);
+    REQUIRE(c.feed->PublishRestored(c.restored).ok());
+    CHECK(c.Published().size() == 4);
+    // The first refit after the start publishes (the scores were there before it).
+    apply(c, {purchase("b7", 0), purchase("b7", 0), purchase("b7", 0)});
+    REQUIRE(c.feed->ApplyScores(*c.scores).ok());
+    CHECK(c.Members(champions) == std::vector<std::string>{"b7", "b9"});
+    CHECK(c.Published().size() == 6);
+  }
+}
+
 }  // namespace
 }  // namespace ecrm::segmentation

@@ -308,6 +308,56 @@ TEST_CASE("a restarted segmentation engine resumes from its saved position witho
   }
 }
 
+TEST_CASE("a time-driven exit that fell while the engine was down is published once, after the restart") {
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      Suite s(args.first, args.second, kStart);
+      const std::string ada = s.Upsert("ada@example.com", "GB");
+      s.Event(ada, "purchase", kStart - absl::Hours(1), "order-1");
+      std::vector<std::string> others;
+      for (int i = 0; i < 20; ++i) others.push_back(s.Upsert(absl::StrCat("c", i, "@example.com"), "GB"));
+      REQUIRE(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") >= 22; }));
+      seg::Segment recent = s.CreateSegment("recent-buyers", "days_since(orders.last_at) <= 90");
+      seg::Segment lapsed = s.CreateSegment("lapsed", "orders.count >= 1 && days_since(orders.last_at) > 90");
+      seg::Segment gb = s.CreateSegment("gb", "profile.address.country == \"GB\"");
+      CHECK(s.In(ada, recent));
+      CHECK_FALSE(s.In(ada, lapsed));
+      CHECK(gb.size() == 21);
+
+      // Day 91 comes while the engine is stopped.
+      s.segmentation->process().Signal(SIGTERM);
+      REQUIRE(s.segmentation->process().Wait(absl::Seconds(30)) == 0);
+      s.SetClock(kStart + absl::Hours(24 * 91));
+      s.StartSegmentation();
+      // Right from the start (published before serving), and only Ada's two changes: the members
+      // saved are not entered again.
+      CHECK_FALSE(s.In(ada, recent));
+      CHECK(s.In(ada, lapsed));
+      CHECK(s.In(others[0], gb));
+      CHECK(s.Metric("ecrm_segmentation_membership_changes_total") == 2);
+      const std::vector<std::string> want = {"segment_entered " + lapsed.id(), "segment_exited " + recent.id()};
+      CHECK(Eventually([&] { return s.SegmentEvents(ada) == want; }));
+      // Recorded in the store, and back through the feed.
+      CHECK(Eventually([&] { return s.Metric("ecrm_segmentation_feed_changes_total") >= 2; }));
+      for (const std::string& c : others) CHECK(s.SegmentEvents(c).empty());
+
+      // Once: a second restart (the clock where it was) publishes nothing again.
+      s.segmentation->process().Signal(SIGTERM);
+      REQUIRE(s.segmentation->process().Wait(absl::Seconds(30)) == 0);
+      s.StartSegmentation();
+      CHECK(s.Metric("ecrm_segmentation_membership_changes_total") == 0);
+      CHECK_FALSE(s.In(ada, recent));
+      CHECK(s.In(ada, lapsed));
+      seg::GetSegmentRequest get;
+      get.set_id(gb.id());
+      seg::Segment now;
+      REQUIRE(Call(*s.segments, &seg::Segmentation::Stub::GetSegment, get, &now).ok());
+      CHECK(now.size() == 21);
+      CHECK(s.SegmentEvents(ada) == want);
+    }
+  }
+}
+
 TEST_CASE("members are listed page by page and streamed, previews count without saving, erasure forgets") {
   for (auto& [name, args] : Backends()) {
     DYNAMIC_SECTION(name) {
@@ -657,6 +707,33 @@ TEST_CASE("scores are refitted in the background, read by GetCustomerScores and 
         CHECK(s.In(ids[b.email], valuable) == valuable_want.contains(b.email));
       }
       CHECK_FALSE(s.In(browser, early));
+
+      // Restarted with no refit due for an hour: the scores and the members saved with the last
+      // refit answer at once, and nothing is published (nobody entered or left while it was down).
+      s.segmentation->process().Signal(SIGTERM);
+      REQUIRE(s.segmentation->process().Wait(absl::Seconds(30)) == 0);
+      std::replace(s.segmentation_args.begin(), s.segmentation_args.end(), std::string("--scores-interval=200ms"),
+                   std::string("--scores-interval=1h"));
+      s.StartSegmentation();
+      for (size_t i = 0; i < buyers.size(); ++i) {
+        INFO(buyers[i].email << " after the restart");
+        const std::string& id = ids[buyers[i].email];
+        CHECK(s.In(id, champions) == champions_want.contains(buyers[i].email));
+        CHECK(s.In(id, early) == champions_want.contains(buyers[i].email));
+        CHECK(s.In(id, valuable) == valuable_want.contains(buyers[i].email));
+        seg::CustomerScores got;
+        REQUIRE(scores(id, &got).ok());
+        CHECK(got.rfm_cell() == ecrm::segmentation::RfmCellName(scorer->Score(rfm[i]).cell));
+        CHECK(got.computed_at().seconds() == absl::ToUnixSeconds(kStart));
+        CHECK(got.predicted_value_12m().amount_minor() == std::llround(values[i]));
+      }
+      seg::PreviewSegmentRequest preview;
+      preview.set_rule(absl::StrCat("clv > ", threshold));
+      seg::PreviewSegmentResponse previewed;
+      REQUIRE(Call(*s.segments, &seg::Segmentation::Stub::PreviewSegment, preview, &previewed).ok());
+      CHECK(previewed.count() == static_cast<int64_t>(valuable_want.size()));
+      CHECK(s.Metric("ecrm_segmentation_membership_changes_total") == 0);
+      CHECK(s.Metric("ecrm_segmentation_score_refits_total") == 0);  // all of the above before any refit
 
       // The scores are part of what segmentation exports on a person, and erasure drops them.
       auto privacy = ecrm::privacy::v1::CustomerData::NewStub(s.segmentation->channel());
