@@ -2,6 +2,7 @@
 // segmentation. Validation naming the field (rules with line:column), CRUD, eligibility by rule
 // over profile, consents, attributes, preferences and behaviour, and by segment; ranking;
 // every rejection reason; caps and budgets exact under concurrent decisions; export and erasure.
+#include <google/protobuf/util/message_differencer.h>
 #include <prometheus/registry.h>
 
 #include <atomic>
@@ -342,6 +343,19 @@ TEST_CASE("offers: ranked by priority then value, and each other offer says why 
   CHECK(r->rejected().at(checkout_id) == "wrong placement: shown at checkout, not \"home\"");
   CHECK(!r->rejected().contains(inactive_id));
   CHECK(r->rejected_size() == 4);  // "low" is eligible, ranked below max_offers: not rejected
+
+  // What the service writes to the wire (without building the map) parses to the same response.
+  v1::DecideOffersRequest req;
+  req.set_customer_id("c_alice");
+  req.set_placement("home");
+  req.set_channel(common::CHANNEL_WEB);
+  req.set_max_offers(3);
+  absl::StatusOr<p::Offers::Decision> chosen = e.offers->Choose(req);
+  REQUIRE(chosen.ok());
+  v1::DecideOffersResponse parsed;
+  REQUIRE(parsed.ParseFromString(p::DecisionWire(*chosen)));
+  CHECK(google::protobuf::util::MessageDifferencer::Equals(parsed, *r));
+  CHECK(parsed.rejected().at(sms_id) == "wrong channel: shown on sms, email, not web");
 
   // An offer's change is seen by the next decision.
   e.now = kNow + absl::Hours(2);
