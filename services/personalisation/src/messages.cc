@@ -107,8 +107,10 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
     decide.set_customer_id(req.customer_id());
     decide.set_placement(req.placement());
     decide.set_channel(t->proto.channel());
-    ECRM_ASSIGN_OR_RETURN(v1::DecideOffersResponse d, offers_->Decide(decide));
-    for (v1::OfferDecision& decision : *d.mutable_decisions()) *decided.Add() = std::move(*decision.mutable_offer());
+    ECRM_ASSIGN_OR_RETURN(Offers::Decision d, offers_->Choose(decide, &*customer, /*explain=*/false));
+    for (v1::OfferDecision& decision : *d.response.mutable_decisions()) {
+      *decided.Add() = std::move(*decision.mutable_offer());
+    }
     inputs.offers = &decided;
   }
   const mustache::Value shared = SharedContext(inputs, t->proto.locale(), customer->profile().time_zone());
@@ -154,11 +156,31 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
     }
     const std::string& time_zone = customers[i]->profile().time_zone();
     absl::StatusOr<v1::RenderedMessage> message;
-    if (std::optional<v1::RecommendResponse> fetched =
-            Fetch(recommendations_, *t, req.recommendations(), customers[i]->id())) {
-      // The customer's own recommendations: a context of their own.
+    std::optional<v1::RecommendResponse> fetched =
+        Fetch(recommendations_, *t, req.recommendations(), customers[i]->id());
+    // The customer's own offers, decided for the placement when the request gives none.
+    google::protobuf::RepeatedPtrField<v1::Offer> decided;
+    const bool decide = offers_ != nullptr && req.offers().empty() && !req.placement().empty();
+    if (decide) {
+      v1::DecideOffersRequest ask;
+      ask.set_customer_id(customers[i]->id());
+      ask.set_placement(req.placement());
+      ask.set_channel(t->proto.channel());
+      absl::StatusOr<Offers::Decision> d = offers_->Choose(ask, &*customers[i], /*explain=*/false);
+      if (!d.ok()) {
+        metrics_.failed_unavailable.Increment();
+        (*out.mutable_failed())[ids[i]] = absl::StrCat("deciding offers: ", d.status().message());
+        continue;
+      }
+      for (v1::OfferDecision& decision : *d->response.mutable_decisions()) {
+        *decided.Add() = std::move(*decision.mutable_offer());
+      }
+    }
+    if (fetched || decide) {
+      // The customer's own recommendations or offers: a context of their own.
       MessageInputs own = inputs;
-      own.recommendations = &fetched->items();
+      if (fetched) own.recommendations = &fetched->items();
+      if (decide) own.offers = &decided;
       message = RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone), own, req.strict());
     } else {
       auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));

@@ -27,9 +27,10 @@ class Messages {
   Messages(Templates& templates, Customers& customers, PersonalisationMetrics& metrics)
       : templates_(templates), customers_(customers), metrics_(metrics) {}
 
-  // With offers set, RenderMessage given a placement and no offers decides them (DecideOffers
-  // for the customer, the placement and the template's channel, 3 at most, recording no
-  // impression). BatchRender does not (its offers are shared by every customer).
+  // With offers set, RenderMessage and BatchRender given a placement and no offers decide them
+  // for each customer (DecideOffers for the customer, the placement and the template's channel,
+  // 3 at most, recording no impression). A customer whose offers cannot be decided (segmentation
+  // down) fails (in a batch: listed in failed).
   void set_offers(Offers* offers) { offers_ = offers; }
 
   absl::StatusOr<v1::RenderedMessage> Render(const v1::RenderMessageRequest& req);

@@ -472,7 +472,8 @@ std::string DecisionWire(const Offers::Decision& d) {
   return out;
 }
 
-absl::StatusOr<Offers::Decision> Offers::Choose(const v1::DecideOffersRequest& req) {
+absl::StatusOr<Offers::Decision> Offers::Choose(const v1::DecideOffersRequest& req,
+                                                const infostore::v1::Customer* given, bool explain) {
   if (req.customer_id().empty()) return util::Invalid("customer_id", "required");
   if (req.max_offers() < 0) return util::Invalid("max_offers", "must not be negative (0: 3)");
   if (req.channel() < 0 || req.channel() > common::v1::CHANNEL_DIRECT_MAIL) {
@@ -480,14 +481,17 @@ absl::StatusOr<Offers::Decision> Offers::Choose(const v1::DecideOffersRequest& r
   }
   const int max = req.max_offers() == 0 ? kDefaultMaxOffers : std::min(req.max_offers(), kMaxOffers);
   ECRM_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Active());
-  std::vector<absl::StatusOr<infostore::v1::Customer>> read = customers_.Get({req.customer_id()});
-  if (!read[0].ok()) {
-    if (absl::IsNotFound(read[0].status())) {
-      return absl::NotFoundError(absl::StrCat("customer_id: customer \"", req.customer_id(), "\" does not exist"));
+  std::vector<absl::StatusOr<infostore::v1::Customer>> read;
+  if (given == nullptr) {
+    read = customers_.Get({req.customer_id()});
+    if (!read[0].ok()) {
+      if (absl::IsNotFound(read[0].status())) {
+        return absl::NotFoundError(absl::StrCat("customer_id: customer \"", req.customer_id(), "\" does not exist"));
+      }
+      return read[0].status();
     }
-    return read[0].status();
   }
-  const infostore::v1::Customer& customer = *read[0];
+  const infostore::v1::Customer& customer = given != nullptr ? *given : *read[0];
   const absl::Time now = clock_();
   const int64_t now_us = absl::ToUnixMicros(now);
   const std::shared_ptr<const Route> route = RouteFor(*snapshot, req.placement(), req.channel());
@@ -504,9 +508,12 @@ absl::StatusOr<Offers::Decision> Offers::Choose(const v1::DecideOffersRequest& r
     if (offer.ends_at_us != 0 && now_us >= offer.ends_at_us) return &offer.expired;
     return nullptr;
   };
-  for (const auto& [offer, why] : route->misrouted) {
-    const std::string* window = outside(*offer);
-    rejected.emplace_back(&offer->proto.id(), window != nullptr ? window : &why);
+  if (explain) {
+    rejected.reserve(route->misrouted.size() + route->reachable.size());
+    for (const auto& [offer, why] : route->misrouted) {
+      const std::string* window = outside(*offer);
+      rejected.emplace_back(&offer->proto.id(), window != nullptr ? window : &why);
+    }
   }
   struct Candidate {
     const CompiledOffer* offer;

@@ -72,7 +72,11 @@ class Offers {
     std::vector<std::pair<const std::string*, std::string>> rejected_now;     // caps, budgets: made now
     std::shared_ptr<const void> held;
   };
-  absl::StatusOr<Decision> Choose(const v1::DecideOffersRequest& req);
+  absl::StatusOr<Decision> Choose(const v1::DecideOffersRequest& req) { return Choose(req, nullptr, true); }
+  // The same for a customer already read (null: read it), and without the rejected ones when
+  // `explain` is false (rendering shows only the chosen).
+  absl::StatusOr<Decision> Choose(const v1::DecideOffersRequest& req, const infostore::v1::Customer* customer,
+                                  bool explain);
   // Choose, as the response (the rejected ones in its map).
   absl::StatusOr<v1::DecideOffersResponse> Decide(const v1::DecideOffersRequest& req);
 

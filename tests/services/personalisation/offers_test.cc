@@ -432,7 +432,7 @@ TEST_CASE("offers: caps and budgets, counted exactly when 16 decide at once") {
   CHECK(e.Ids(*again) == std::vector<std::string>{"capped"});  // its count is gone with the history
 }
 
-TEST_CASE("offers: RenderMessage given a placement and no offers decides them") {
+TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers decide them per customer") {
   Engine e;
   e.directory.customers["c_alice"] = Alice();
   p::Templates templates(*e.db, e.metrics);
@@ -469,5 +469,33 @@ TEST_CASE("offers: RenderMessage given a placement and no offers decides them") 
   req.clear_placement();
   CHECK(messages.Render(req)->text_body() == "");
   // Nothing was recorded.
+  CHECK(e.offers->Get(home_id)->impressions() == 0);
+
+  // BatchRender decides each customer's own: Bob (not in GB) is not offered the GB one.
+  Customer bob = Alice();
+  bob.set_id("c_bob");
+  bob.mutable_profile()->mutable_address()->set_country("FR");
+  e.directory.customers["c_bob"] = bob;
+  v1::Offer gb = Percent("gb", 20, 5);
+  gb.set_eligibility_rule("profile.address.country == \"GB\"");
+  e.Create(gb);
+  v1::BatchRenderRequest batch;
+  batch.set_template_id(created->id());
+  batch.add_customer_ids("c_alice");
+  batch.add_customer_ids("c_bob");
+  batch.add_customer_ids("c_nobody");
+  batch.set_placement("home");
+  absl::StatusOr<v1::BatchRenderResponse> rendered = messages.BatchRender(batch);
+  REQUIRE(rendered.ok());
+  REQUIRE(rendered->messages_size() == 2);
+  CHECK(rendered->messages(0).text_body() == "[gb 20%][home 15%][anywhere 10%]");
+  CHECK(rendered->messages(1).text_body() == "[home 15%][anywhere 10%]");
+  CHECK(rendered->messages(1).offer_ids(0) == home_id);
+  CHECK(rendered->failed().contains("c_nobody"));
+  // The batch's offers win, shared by every customer.
+  *batch.add_offers() = Percent("given", 50);
+  rendered = messages.BatchRender(batch);
+  REQUIRE(rendered.ok());
+  CHECK(rendered->messages(1).text_body() == "[given 50%]");
   CHECK(e.offers->Get(home_id)->impressions() == 0);
 }
