@@ -550,7 +550,7 @@ class BatchRender final : public Workload {
     auto stub = personalisation::Personalisation::NewStub(Borrow(*channels.front()));
     personalisation::CreateTemplateRequest req;
     personalisation::Template* t = req.mutable_template_();
-    t->set_name("loadgen batch render");
+    t->set_name(absl::StrCat("loadgen batch render ", absl::ToUnixMicros(absl::Now())));  // one per run
     t->set_channel(ecrm::common::v1::CHANNEL_WEB);
     t->set_locale("en-GB");
     t->set_subject("{{profile.first_name}}, {{#offers}}{{headline}} {{/offers}}");

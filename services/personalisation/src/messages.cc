@@ -147,6 +147,7 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
       (absl::IsNotFound(customers[i].status()) ? metrics_.failed_unknown_customer : metrics_.failed_unavailable)
           .Increment();
       (*out.mutable_failed())[ids[i]] = std::string(customers[i].status().message());
+      (*out.mutable_failed_codes())[ids[i]] = static_cast<int32_t>(customers[i].status().code());
       continue;
     }
     const TemplateVariant& variant = Templates::Pick(variants, customers[i]->profile().locale());
@@ -170,6 +171,7 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
       if (!d.ok()) {
         metrics_.failed_unavailable.Increment();
         (*out.mutable_failed())[ids[i]] = absl::StrCat("deciding offers: ", d.status().message());
+        (*out.mutable_failed_codes())[ids[i]] = static_cast<int32_t>(d.status().code());
         continue;
       }
       for (v1::OfferDecision& decision : *d->response.mutable_decisions()) {
@@ -190,6 +192,7 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
     if (!message.ok()) {
       metrics_.failed_missing_variable.Increment();
       (*out.mutable_failed())[ids[i]] = std::string(message.status().message());
+      (*out.mutable_failed_codes())[ids[i]] = static_cast<int32_t>(message.status().code());
       continue;
     }
     // The id asked for (a merged id renders its survivor's data under the id the caller knows).

@@ -491,7 +491,7 @@ TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers
   CHECK(rendered->messages(0).text_body() == "[gb 20%][home 15%][anywhere 10%]");
   CHECK(rendered->messages(1).text_body() == "[home 15%][anywhere 10%]");
   CHECK(rendered->messages(1).offer_ids(0) == home_id);
-  CHECK(rendered->failed().contains("c_nobody"));
+  CHECK(rendered->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
   // The batch's offers win, shared by every customer.
   *batch.add_offers() = Percent("given", 50);
   rendered = messages.BatchRender(batch);
