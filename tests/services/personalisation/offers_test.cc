@@ -492,6 +492,26 @@ TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers
   CHECK(rendered->messages(1).text_body() == "[home 15%][anywhere 10%]");
   CHECK(rendered->messages(1).offer_ids(0) == home_id);
   CHECK(rendered->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
+  // A batch large enough to be split over threads: each customer their own, in order.
+  v1::BatchRenderRequest many;
+  many.set_template_id(created->id());
+  many.set_placement("home");
+  for (int k = 0; k < 250; ++k) {
+    Customer c = k % 2 == 0 ? Alice() : bob;
+    c.set_id(absl::StrCat("c_", k));
+    e.directory.customers[c.id()] = c;
+    many.add_customer_ids(c.id());
+  }
+  many.add_customer_ids("c_nobody");
+  absl::StatusOr<v1::BatchRenderResponse> all = messages.BatchRender(many);
+  REQUIRE(all.ok());
+  REQUIRE(all->messages_size() == 250);
+  for (int k = 0; k < 250; ++k) {
+    CHECK(all->messages(k).customer_id() == absl::StrCat("c_", k));
+    CHECK(all->messages(k).text_body() ==
+          (k % 2 == 0 ? "[gb 20%][home 15%][anywhere 10%]" : "[home 15%][anywhere 10%]"));
+  }
+  CHECK(all->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
   // The batch's offers win, shared by every customer.
   *batch.add_offers() = Percent("given", 50);
   rendered = messages.BatchRender(batch);
