@@ -149,6 +149,7 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
     absl::flat_hash_map<std::string, std::shared_ptr<const CompiledTemplate>> compiled;  // by variant id
     // What the customers share, built once per template variant and time zone.
     absl::flat_hash_map<std::pair<std::string, std::string>, mustache::Value> shared;
+    ContextCache cache;  // the customers' own offers and recommendations, as built
     for (size_t i = begin; i < end; ++i) {
       if (!customers[i].ok()) {
         (absl::IsNotFound(customers[i].status()) ? metrics_.failed_unknown_customer : metrics_.failed_unavailable)
@@ -187,7 +188,8 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
         MessageInputs own = inputs;
         if (fetched) own.recommendations = &fetched->items();
         if (decide) own.offers = &decided;
-        message = RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone), own, req.strict());
+        message =
+            RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone, &cache), own, req.strict());
       } else {
         auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
         if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
