@@ -47,6 +47,7 @@ struct Options {
   absl::Duration timeout = absl::Seconds(5);
   int64_t population = 0;  // data a workload seeds first (customers, carts); 0: its default
   std::string ids_file;    // customer ids, one a line, for workloads that call for known customers
+  int64_t batch_size = 0;  // customers per call, for batch workloads (0: the workload's default)
 };
 
 struct Report {

@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
                   "segmentation.customer_scores (GetCustomerSegments / GetCustomerScores over the members of the "
                   "engine's largest segment, at most --population of them), personalisation.decide_offers / "
                   "personalisation.decide_offers_recorded (DecideOffers for the customers of --ids-file, preview / "
-                  "recording impressions, after making sure the engine has --population active offers, default 200)");
+                  "recording impressions, after making sure the engine has --population active offers, default 200), "
+                  "personalisation.batch_render (BatchRender of --batch-size customers of --ids-file for placement "
+                  "\"home\": offers decided, recommendations fetched per customer; 200 offers made first)");
   flags.AddDouble("rate", &o.rate, "requests per second (open loop); 0 runs closed-loop to find saturation");
   flags.AddDuration("duration", &o.duration, "measured time");
   flags.AddDuration("warmup", &o.warmup, "time at the same load before measuring");
@@ -28,7 +30,8 @@ int main(int argc, char** argv) {
   flags.AddInt("connections", &o.connections, "HTTP/2 connections to spread requests over");
   flags.AddDuration("timeout", &o.timeout, "deadline of each request");
   flags.AddInt("population", &o.population, "data the workload seeds before the load (0: its default)");
-  flags.AddString("ids-file", &o.ids_file, "customer ids, one a line (personalisation.decide_offers)");
+  flags.AddString("ids-file", &o.ids_file, "customer ids, one a line (personalisation.decide_offers, .batch_render)");
+  flags.AddInt("batch-size", &o.batch_size, "customers per call (personalisation.batch_render: 1,000)");
   flags.AddBool("json", &json, "print one JSON object instead of the human report");
   flags.AddString("output", &output, "also append the JSON report as a line to this file");
   if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;

@@ -529,6 +529,80 @@ class DecideOffers final : public Workload {
   const bool record_;
 };
 
+// BatchRender of --batch-size (1,000) customers of --ids-file a call (consecutive, wrapping),
+// for placement "home": each customer's profile read, offers decided (the 200 of
+// decide_offers) and recommendations fetched by the engine. A call with any customer failed
+// counts as an error (INTERNAL, naming the first). Messages/s = requests/s x the batch.
+class BatchRender final : public Workload {
+ public:
+  BatchRender(std::vector<std::string> ids, std::string template_id, int64_t batch)
+      : ids_(std::move(ids)), template_id_(std::move(template_id)), batch_(batch) {}
+
+  static absl::StatusOr<std::unique_ptr<Workload>> Create(const Channels& channels, const Options& o) {
+    if (o.ids_file.empty()) return absl::InvalidArgumentError("--ids-file (customer ids, one a line) is required");
+    std::ifstream in(o.ids_file);
+    std::vector<std::string> ids;
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) ids.push_back(line);
+    }
+    if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat("no customer ids in ", o.ids_file));
+    ECRM_RETURN_IF_ERROR(DecideOffers::EnsureOffers(*channels.front(), 200));
+    auto stub = personalisation::Personalisation::NewStub(Borrow(*channels.front()));
+    personalisation::CreateTemplateRequest req;
+    personalisation::Template* t = req.mutable_template_();
+    t->set_name(absl::StrCat("loadgen batch render ", absl::ToUnixMicros(absl::Now())));  // one per run
+    t->set_channel(ecrm::common::v1::CHANNEL_WEB);
+    t->set_locale("en-GB");
+    t->set_subject("{{profile.first_name}}, {{#offers}}{{headline}} {{/offers}}");
+    t->set_text_body(
+        "Hello {{profile.first_name}} {{profile.last_name}} of {{profile.address.city}}, your offers: "
+        "{{#offers}}{{name}} ({{percent_off}}% off) {{/offers}}; picked for you: {{#recommendations}}{{sku}} "
+        "{{title}} {{price_formatted}}\n{{/recommendations}}");
+    t->set_html_body(
+        "<html><body><h1>Hello {{profile.first_name}}</h1><ul>{{#offers}}<li>{{headline}}: {{percent_off}}% "
+        "off</li>{{/offers}}</ul><table>{{#recommendations}}<tr><td>{{sku}}</td><td>{{title}}</td><td>"
+        "{{price_formatted}}</td></tr>{{/recommendations}}</table></body></html>");
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    personalisation::Template created;
+    grpc::Status s = stub->CreateTemplate(&ctx, req, &created);
+    if (!s.ok()) return absl::UnavailableError(absl::StrCat("creating the template: ", s.error_message()));
+    return std::make_unique<BatchRender>(std::move(ids), created.id(), o.batch_size > 0 ? o.batch_size : 1000);
+  }
+
+  void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    struct Call {
+      grpc::ClientContext ctx;
+      personalisation::BatchRenderRequest req;
+      personalisation::BatchRenderResponse resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    call->req.set_template_id(template_id_);
+    call->req.set_placement("home");
+    for (int64_t i = 0; i < batch_; ++i) {
+      call->req.add_customer_ids(ids_[static_cast<size_t>((n * batch_ + i) % static_cast<int64_t>(ids_.size()))]);
+    }
+    personalisation::Personalisation::NewStub(Borrow(channel))
+        ->async()
+        ->BatchRender(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
+          if (status.ok() && !call->resp.failed().empty()) {
+            const auto& [id, why] = *call->resp.failed().begin();
+            status = grpc::Status(grpc::StatusCode::INTERNAL,
+                                  absl::StrCat(call->resp.failed().size(), " failed, e.g. ", id, ": ", why));
+          }
+          done(status);
+          delete call;
+        });
+  }
+
+ private:
+  std::vector<std::string> ids_;
+  std::string template_id_;
+  int64_t batch_;
+};
+
 }  // namespace
 
 const std::map<std::string, WorkloadFactory>& Workloads() {
@@ -553,6 +627,7 @@ const std::map<std::string, WorkloadFactory>& Workloads() {
       {"personalisation.similar_products", Recommendations::Factory(true)},
       {"personalisation.decide_offers", DecideOffers::Factory(false)},
       {"personalisation.decide_offers_recorded", DecideOffers::Factory(true)},
+      {"personalisation.batch_render", &BatchRender::Create},
   };
   return *workloads;
 }

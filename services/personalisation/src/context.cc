@@ -190,16 +190,37 @@ Value CustomerContext(const infostore::v1::Customer& customer, absl::string_view
 }
 
 Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl::string_view time_zone) {
+  return SharedContext(inputs, locale, time_zone, nullptr);
+}
+
+Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl::string_view time_zone,
+                    ContextCache* cache) {
   Builder b{locale, time_zone};
+  // One offer's or recommendation's map, from the cache when it has it.
+  std::string key;
+  auto of = [&](const Message& m) -> Value {
+    if (cache == nullptr) return b.Of(m);
+    key.assign(locale.data(), locale.size());
+    key.push_back('\0');
+    key.append(time_zone.data(), time_zone.size());
+    key.push_back('\0');
+    key.append(m.GetDescriptor()->name());
+    key.push_back('\0');
+    m.AppendToString(&key);
+    if (cache->items.size() > 10000) cache->items.clear();
+    auto [it, added] = cache->items.try_emplace(key);
+    if (added) it->second = b.Of(m);
+    return it->second;
+  };
   Value root = Value::Map();
   Value offers = Value::List();
   if (inputs.offers != nullptr) {
-    for (const v1::Offer& o : *inputs.offers) offers.Append(b.Of(o));
+    for (const v1::Offer& o : *inputs.offers) offers.Append(of(o));
   }
   root.Set("offers", std::move(offers));
   Value recommendations = Value::List();
   if (inputs.recommendations != nullptr) {
-    for (const v1::Recommendation& r : *inputs.recommendations) recommendations.Append(b.Of(r));
+    for (const v1::Recommendation& r : *inputs.recommendations) recommendations.Append(of(r));
   }
   root.Set("recommendations", std::move(recommendations));
   Value vars = Value::Map();

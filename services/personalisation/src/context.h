@@ -20,6 +20,7 @@
 
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
@@ -43,6 +44,14 @@ struct MessageInputs {
 // placeholders and the locale. `locale`: the template's (formats money and dates; empty formats
 // for en-US); `time_zone`: the customer's (dates of offers fall on the customer's day).
 mustache::Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl::string_view time_zone);
+// The maps of offers and recommendations already built (by locale, time zone and the proto's
+// bytes): customers of one batch given their own offers and recommendations mostly share them,
+// and building one (reflection, ICU money and dates) costs more than copying it. One thread's.
+struct ContextCache {
+  absl::flat_hash_map<std::string, mustache::Value> items;
+};
+mustache::Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl::string_view time_zone,
+                              ContextCache* cache);
 // The customer's own part: customer, profile, attributes, preferences, behaviour.
 mustache::Value CustomerContext(const infostore::v1::Customer& customer, absl::string_view locale);
 // Both in one map (tests; rendering stacks the two instead of copying).

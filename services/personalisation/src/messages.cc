@@ -1,6 +1,7 @@
 #include "messages.h"
 
 #include <optional>
+#include <thread>
 #include "offers.h"
 
 #include "absl/container/flat_hash_map.h"
@@ -12,6 +13,8 @@ namespace ecrm::personalisation {
 namespace {
 
 constexpr int kMaxBatch = 1000;
+// Customers per thread at least, when a batch is split over the cores.
+constexpr size_t kMinPerThread = 100;
 
 void AddMissing(const std::vector<std::string>& found, v1::RenderedMessage& out) {
   for (const std::string& name : found) {
@@ -107,8 +110,10 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
     decide.set_customer_id(req.customer_id());
     decide.set_placement(req.placement());
     decide.set_channel(t->proto.channel());
-    ECRM_ASSIGN_OR_RETURN(v1::DecideOffersResponse d, offers_->Decide(decide));
-    for (v1::OfferDecision& decision : *d.mutable_decisions()) *decided.Add() = std::move(*decision.mutable_offer());
+    ECRM_ASSIGN_OR_RETURN(Offers::Decision d, offers_->Choose(decide, &*customer, /*explain=*/false));
+    for (v1::OfferDecision& decision : *d.response.mutable_decisions()) {
+      *decided.Add() = std::move(*decision.mutable_offer());
+    }
     inputs.offers = &decided;
   }
   const mustache::Value shared = SharedContext(inputs, t->proto.locale(), customer->profile().time_zone());
@@ -136,65 +141,94 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
   std::vector<std::string> ids(req.customer_ids().begin(), req.customer_ids().end());
   std::vector<absl::StatusOr<infostore::v1::Customer>> customers = customers_.Get(ids);
   MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
-  absl::flat_hash_map<std::string, std::shared_ptr<const CompiledTemplate>> compiled;  // by variant id
-  // What the customers share, built once per template variant and time zone.
-  absl::flat_hash_map<std::pair<std::string, std::string>, mustache::Value> shared;
-  v1::BatchRenderResponse out;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (!customers[i].ok()) {
-      (absl::IsNotFound(customers[i].status()) ? metrics_.failed_unknown_customer : metrics_.failed_unavailable)
-          .Increment();
-      (*out.mutable_failed())[ids[i]] = std::string(customers[i].status().message());
-      continue;
-    }
-    const TemplateVariant& variant = Templates::Pick(variants, customers[i]->profile().locale());
-    std::shared_ptr<const CompiledTemplate>& t = compiled[variant.id];
-    if (t == nullptr) {
-      ECRM_ASSIGN_OR_RETURN(t, templates_.Compiled(variant.id, variant.version));
-    }
-    const std::string& time_zone = customers[i]->profile().time_zone();
-    absl::StatusOr<v1::RenderedMessage> message;
-    std::optional<v1::RecommendResponse> fetched =
-        Fetch(recommendations_, *t, req.recommendations(), customers[i]->id());
-    std::optional<google::protobuf::RepeatedPtrField<v1::Offer>> decided;
-    if (offers_ != nullptr && req.offers().empty() && !req.placement().empty()) {
-      // The customer's own offers, as RenderMessage decides them. Segmentation not answering
-      // fails the call (UNAVAILABLE: the whole batch is worth asking again); a customer the
-      // offers cannot be decided for otherwise is failed alone.
-      v1::DecideOffersRequest decide;
-      decide.set_customer_id(ids[i]);
-      decide.set_placement(req.placement());
-      decide.set_channel(t->proto.channel());
-      absl::StatusOr<v1::DecideOffersResponse> d = offers_->Decide(decide);
-      if (absl::IsUnavailable(d.status()) || absl::IsDeadlineExceeded(d.status())) return d.status();
-      if (!d.ok()) {
-        (*out.mutable_failed())[ids[i]] = absl::StrCat("offers: ", d.status().message());
+  const bool decide = offers_ != nullptr && req.offers().empty() && !req.placement().empty();
+  // Per customer: the message, or why not.
+  std::vector<absl::StatusOr<v1::RenderedMessage>> results(ids.size(), absl::UnknownError("not rendered"));
+  // Renders customers [begin, end) into results; an error (the template's) fails the call.
+  auto render_range = [&](size_t begin, size_t end) -> absl::Status {
+    absl::flat_hash_map<std::string, std::shared_ptr<const CompiledTemplate>> compiled;  // by variant id
+    // What the customers share, built once per template variant and time zone.
+    absl::flat_hash_map<std::pair<std::string, std::string>, mustache::Value> shared;
+    ContextCache cache;  // the customers' own offers and recommendations, as built
+    for (size_t i = begin; i < end; ++i) {
+      if (!customers[i].ok()) {
+        (absl::IsNotFound(customers[i].status()) ? metrics_.failed_unknown_customer : metrics_.failed_unavailable)
+            .Increment();
+        results[i] = customers[i].status();
         continue;
       }
-      decided.emplace();
-      for (v1::OfferDecision& x : *d->mutable_decisions()) *decided->Add() = std::move(*x.mutable_offer());
+      const TemplateVariant& variant = Templates::Pick(variants, customers[i]->profile().locale());
+      std::shared_ptr<const CompiledTemplate>& t = compiled[variant.id];
+      if (t == nullptr) {
+        ECRM_ASSIGN_OR_RETURN(t, templates_.Compiled(variant.id, variant.version));
+      }
+      const std::string& time_zone = customers[i]->profile().time_zone();
+      absl::StatusOr<v1::RenderedMessage>& message = results[i];
+      std::optional<v1::RecommendResponse> fetched =
+          Fetch(recommendations_, *t, req.recommendations(), customers[i]->id());
+      // The customer's own offers, decided for the placement when the request gives none.
+      google::protobuf::RepeatedPtrField<v1::Offer> decided;
+      if (decide) {
+        v1::DecideOffersRequest ask;
+        ask.set_customer_id(customers[i]->id());
+        ask.set_placement(req.placement());
+        ask.set_channel(t->proto.channel());
+        absl::StatusOr<Offers::Decision> d = offers_->Choose(ask, &*customers[i], /*explain=*/false);
+        if (!d.ok()) {
+          metrics_.failed_unavailable.Increment();
+          message = absl::Status(d.status().code(), absl::StrCat("deciding offers: ", d.status().message()));
+          continue;
+        }
+        for (v1::OfferDecision& decision : *d->response.mutable_decisions()) {
+          *decided.Add() = std::move(*decision.mutable_offer());
+        }
+      }
+      if (fetched || decide) {
+        // The customer's own recommendations or offers: a context of their own.
+        MessageInputs own = inputs;
+        if (fetched) own.recommendations = &fetched->items();
+        if (decide) own.offers = &decided;
+        message =
+            RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone, &cache), own, req.strict());
+      } else {
+        auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
+        if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
+        message = RenderFor(*t, *customers[i], it->second, inputs, req.strict());
+      }
+      if (!message.ok()) {
+        metrics_.failed_missing_variable.Increment();
+        continue;
+      }
+      // The id asked for (a merged id renders its survivor's data under the id the caller knows).
+      message->set_customer_id(ids[i]);
+      metrics_.rendered.Increment();
+      metrics_.missing_variables.Increment(message->missing_variables_size());
     }
-    if (fetched || decided) {
-      // The customer's own recommendations or offers: a context of their own.
-      MessageInputs own = inputs;
-      if (fetched) own.recommendations = &fetched->items();
-      if (decided) own.offers = &*decided;
-      message = RenderFor(*t, *customers[i], SharedContext(own, t->proto.locale(), time_zone), own, req.strict());
+    return absl::OkStatus();
+  };
+  // A large batch is split over the cores (a caller sending one batch at a time gets them all):
+  // the first part on this thread, the others on threads of their own, joined here.
+  const size_t parts =
+      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), ids.size() / kMinPerThread));
+  std::vector<absl::Status> statuses(parts);
+  {
+    std::vector<std::thread> threads;
+    for (size_t p = 1; p < parts; ++p) {
+      threads.emplace_back(
+          [&, p] { statuses[p] = render_range(ids.size() * p / parts, ids.size() * (p + 1) / parts); });
+    }
+    statuses[0] = render_range(0, ids.size() / parts);
+    for (std::thread& th : threads) th.join();
+  }
+  for (const absl::Status& st : statuses) ECRM_RETURN_IF_ERROR(st);
+  v1::BatchRenderResponse out;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (results[i].ok()) {
+      *out.add_messages() = std::move(*results[i]);
     } else {
-      auto [it, added] = shared.try_emplace(std::make_pair(variant.id, time_zone));
-      if (added) it->second = SharedContext(inputs, t->proto.locale(), time_zone);
-      message = RenderFor(*t, *customers[i], it->second, inputs, req.strict());
+      (*out.mutable_failed())[ids[i]] = std::string(results[i].status().message());
+      (*out.mutable_failed_codes())[ids[i]] = static_cast<int32_t>(results[i].status().code());
     }
-    if (!message.ok()) {
-      metrics_.failed_missing_variable.Increment();
-      (*out.mutable_failed())[ids[i]] = std::string(message.status().message());
-      continue;
-    }
-    // The id asked for (a merged id renders its survivor's data under the id the caller knows).
-    message->set_customer_id(ids[i]);
-    metrics_.rendered.Increment();
-    metrics_.missing_variables.Increment(message->missing_variables_size());
-    *out.add_messages() = std::move(*message);
   }
   return out;
 }

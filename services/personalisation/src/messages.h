@@ -28,8 +28,9 @@ class Messages {
       : templates_(templates), customers_(customers), metrics_(metrics) {}
 
   // With offers set, RenderMessage and BatchRender given a placement and no offers decide them
-  // per customer (DecideOffers for the customer, the placement and the template's channel, 3 at
-  // most, recording no impression).
+  // for each customer (DecideOffers for the customer, the placement and the template's channel,
+  // 3 at most, recording no impression). A customer whose offers cannot be decided (segmentation
+  // down) fails (in a batch: listed in failed).
   void set_offers(Offers* offers) { offers_ = offers; }
 
   absl::StatusOr<v1::RenderedMessage> Render(const v1::RenderMessageRequest& req);

@@ -216,6 +216,10 @@ absl::StatusOr<std::shared_ptr<const CompiledOffer>> Offers::Compile(const v1::O
   out->wrong_channel = absl::StrCat("wrong channel: shown on ", absl::StrJoin(channel_names, ", "), ", not ");
   out->wrong_placement = absl::StrCat("wrong placement: shown at ", absl::StrJoin(o.placements(), ", "), ", not ");
   out->not_in_segment = absl::StrCat("not eligible: not in segment ", absl::StrJoin(o.segment_ids(), " or "));
+  if (out->has_rule) out->chosen_because.push_back(absl::StrCat("rule `", o.eligibility_rule(), "`"));
+  if (o.segment_ids().empty() && !out->has_rule) out->chosen_because.emplace_back("everyone is eligible");
+  out->chosen_because.push_back(absl::StrCat("priority ", o.priority()));
+  if (o.has_value()) out->chosen_because.push_back(absl::StrCat("value ", Money(o.value())));
   if (out->reads_segments && segments_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat(o.segment_ids_size() > 0 ? "offer.segment_ids" : "offer.eligibility_rule",
@@ -378,7 +382,98 @@ absl::StatusOr<std::shared_ptr<const Offers::Snapshot>> Offers::Active() {
   return snapshot_;
 }
 
+std::shared_ptr<const Offers::Route> Offers::RouteFor(const Snapshot& snapshot, const std::string& placement,
+                                                      int channel) {
+  std::pair<std::string, int> key(placement, channel);
+  {
+    absl::MutexLock lock(&snapshot.mu);
+    auto it = snapshot.routes.find(key);
+    if (it != snapshot.routes.end()) return it->second;
+  }
+  auto route = std::make_shared<Route>();
+  const std::string asked_channel = channel == 0 ? "an unspecified channel" : ChannelText(channel);
+  const std::string asked_placement =
+      placement.empty() ? "an unspecified placement" : absl::StrCat("\"", placement, "\"");
+  for (const std::shared_ptr<const CompiledOffer>& shared : snapshot.active) {
+    const CompiledOffer& offer = *shared;
+    const v1::Offer& o = offer.proto;
+    if (o.channels_size() > 0 && std::find(o.channels().begin(), o.channels().end(), channel) == o.channels().end()) {
+      route->misrouted.emplace_back(&offer, absl::StrCat(offer.wrong_channel, asked_channel));
+    } else if (o.placements_size() > 0 &&
+               std::find(o.placements().begin(), o.placements().end(), placement) == o.placements().end()) {
+      route->misrouted.emplace_back(&offer, absl::StrCat(offer.wrong_placement, asked_placement));
+    } else {
+      route->reachable.push_back(&offer);
+    }
+  }
+  absl::MutexLock lock(&snapshot.mu);
+  if (snapshot.routes.size() < kMaxRoutes) snapshot.routes.emplace(std::move(key), route);
+  return route;
+}
+
 absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRequest& req) {
+  ECRM_ASSIGN_OR_RETURN(Decision d, Choose(req));
+  v1::DecideOffersResponse out = std::move(d.response);
+  auto& rejected = *out.mutable_rejected();
+  for (const auto& [id, why] : d.rejected) rejected[*id] = *why;
+  for (const auto& [id, why] : d.rejected_now) rejected[*id] = why;
+  return out;
+}
+
+namespace {
+size_t VarintSize(size_t n) {
+  size_t size = 1;
+  while (n >= 0x80) {
+    n >>= 7;
+    ++size;
+  }
+  return size;
+}
+void AppendVarint(std::string& out, size_t n) {
+  while (n >= 0x80) {
+    out.push_back(static_cast<char>((n & 0x7f) | 0x80));
+    n >>= 7;
+  }
+  out.push_back(static_cast<char>(n));
+}
+// DecideOffersResponse.rejected (field 2) is map<string, string>: on the wire, one
+// length-delimited entry per pair, its key field 1 and its value field 2.
+constexpr char kRejectedTag = (2 << 3) | 2, kKeyTag = (1 << 3) | 2, kValueTag = (2 << 3) | 2;
+size_t EntrySize(const std::string& id, const std::string& why) {
+  return 1 + VarintSize(id.size()) + id.size() + 1 + VarintSize(why.size()) + why.size();
+}
+void AppendEntry(std::string& out, const std::string& id, const std::string& why) {
+  out.push_back(kRejectedTag);
+  AppendVarint(out, EntrySize(id, why));
+  out.push_back(kKeyTag);
+  AppendVarint(out, id.size());
+  out.append(id);
+  out.push_back(kValueTag);
+  AppendVarint(out, why.size());
+  out.append(why);
+}
+}  // namespace
+
+std::string DecisionWire(const Offers::Decision& d) {
+  size_t size = d.response.ByteSizeLong();
+  for (const auto& [id, why] : d.rejected) {
+    const size_t entry = EntrySize(*id, *why);
+    size += 1 + VarintSize(entry) + entry;
+  }
+  for (const auto& [id, why] : d.rejected_now) {
+    const size_t entry = EntrySize(*id, why);
+    size += 1 + VarintSize(entry) + entry;
+  }
+  std::string out;
+  out.reserve(size);
+  d.response.AppendToString(&out);
+  for (const auto& [id, why] : d.rejected) AppendEntry(out, *id, *why);
+  for (const auto& [id, why] : d.rejected_now) AppendEntry(out, *id, why);
+  return out;
+}
+
+absl::StatusOr<Offers::Decision> Offers::Choose(const v1::DecideOffersRequest& req,
+                                                const infostore::v1::Customer* given, bool explain) {
   if (req.customer_id().empty()) return util::Invalid("customer_id", "required");
   if (req.max_offers() < 0) return util::Invalid("max_offers", "must not be negative (0: 3)");
   if (req.channel() < 0 || req.channel() > common::v1::CHANNEL_DIRECT_MAIL) {
@@ -386,52 +481,59 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
   }
   const int max = req.max_offers() == 0 ? kDefaultMaxOffers : std::min(req.max_offers(), kMaxOffers);
   ECRM_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Active());
-  std::vector<absl::StatusOr<infostore::v1::Customer>> read = customers_.Get({req.customer_id()});
-  if (!read[0].ok()) {
-    if (absl::IsNotFound(read[0].status())) {
-      return absl::NotFoundError(absl::StrCat("customer_id: customer \"", req.customer_id(), "\" does not exist"));
+  std::vector<absl::StatusOr<infostore::v1::Customer>> read;
+  if (given == nullptr) {
+    read = customers_.Get({req.customer_id()});
+    if (!read[0].ok()) {
+      if (absl::IsNotFound(read[0].status())) {
+        return absl::NotFoundError(absl::StrCat("customer_id: customer \"", req.customer_id(), "\" does not exist"));
+      }
+      return read[0].status();
     }
-    return read[0].status();
   }
-  const infostore::v1::Customer& customer = *read[0];
+  const infostore::v1::Customer& customer = given != nullptr ? *given : *read[0];
   const absl::Time now = clock_();
   const int64_t now_us = absl::ToUnixMicros(now);
+  const std::shared_ptr<const Route> route = RouteFor(*snapshot, req.placement(), req.channel());
 
-  v1::DecideOffersResponse out;
-  auto& rejected = *out.mutable_rejected();
+  Decision decision;
+  decision.held =
+      std::make_shared<std::pair<std::shared_ptr<const Snapshot>, std::shared_ptr<const Route>>>(snapshot, route);
+  v1::DecideOffersResponse& out = decision.response;
+  auto& rejected = decision.rejected;
+  auto& rejected_now = decision.rejected_now;
+  // Outside its window: why (the window is told before the channel or placement), else null.
+  auto outside = [now_us](const CompiledOffer& offer) -> const std::string* {
+    if (offer.starts_at_us != 0 && now_us < offer.starts_at_us) return &offer.not_yet_valid;
+    if (offer.ends_at_us != 0 && now_us >= offer.ends_at_us) return &offer.expired;
+    return nullptr;
+  };
+  if (explain) {
+    rejected.reserve(route->misrouted.size() + route->reachable.size());
+    for (const auto& [offer, why] : route->misrouted) {
+      const std::string* window = outside(*offer);
+      rejected.emplace_back(&offer->proto.id(), window != nullptr ? window : &why);
+    }
+  }
   struct Candidate {
     const CompiledOffer* offer;
     const std::string* segment;        // the segment that made it eligible
     std::vector<std::string> reasons;  // the chosen ones' only
   };
-  std::vector<Candidate> candidates;
-  candidates.reserve(snapshot->active.size());
+  // Reused by the thread's next decision: no allocation per call (one of a few KB would also
+  // make malloc consolidate its free lists each time).
+  thread_local std::vector<Candidate> scratch;
+  std::vector<Candidate>& candidates = scratch;
+  candidates.clear();
   std::optional<absl::flat_hash_set<std::string>> segments;  // read once, when first needed
-  const std::string asked_channel = req.channel() == 0 ? "an unspecified channel" : ChannelText(req.channel());
-  const std::string asked_placement =
-      req.placement().empty() ? "an unspecified placement" : absl::StrCat("\"", req.placement(), "\"");
-  for (const std::shared_ptr<const CompiledOffer>& shared : snapshot->active) {
-    const CompiledOffer& offer = *shared;
+  for (const CompiledOffer* reachable : route->reachable) {
+    const CompiledOffer& offer = *reachable;
     const v1::Offer& o = offer.proto;
-    if (offer.starts_at_us != 0 && now_us < offer.starts_at_us) {
-      rejected[o.id()] = offer.not_yet_valid;
+    if (const std::string* window = outside(offer); window != nullptr) {
+      rejected.emplace_back(&o.id(), window);
       continue;
     }
-    if (offer.ends_at_us != 0 && now_us >= offer.ends_at_us) {
-      rejected[o.id()] = offer.expired;
-      continue;
-    }
-    if (o.channels_size() > 0 &&
-        std::find(o.channels().begin(), o.channels().end(), req.channel()) == o.channels().end()) {
-      rejected[o.id()] = absl::StrCat(offer.wrong_channel, asked_channel);
-      continue;
-    }
-    if (o.placements_size() > 0 &&
-        std::find(o.placements().begin(), o.placements().end(), req.placement()) == o.placements().end()) {
-      rejected[o.id()] = absl::StrCat(offer.wrong_placement, asked_placement);
-      continue;
-    }
-    Candidate candidate{&offer, nullptr};
+    Candidate candidate{&offer, nullptr, {}};
     if (offer.reads_segments && !segments) {
       ECRM_ASSIGN_OR_RETURN(std::vector<std::string> ids, segments_->CustomerSegments(customer.id()));
       segments.emplace(ids.begin(), ids.end());
@@ -440,31 +542,36 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       auto in = std::find_if(o.segment_ids().begin(), o.segment_ids().end(),
                              [&](const std::string& s) { return segments->contains(s); });
       if (in == o.segment_ids().end()) {
-        rejected[o.id()] = offer.not_in_segment;
+        rejected.emplace_back(&o.id(), &offer.not_in_segment);
         continue;
       }
       candidate.segment = &*in;
     }
     if (offer.has_rule) {
       CustomerRuleView view(customer, offer.names, segments ? &*segments : nullptr);
-      const rules::Truth truth = rules::Evaluate(offer.rule, view, now);
-      if (truth != rules::Truth::kTrue) {
-        // The first clause that is not true names why.
-        size_t at = 0;
-        rules::Truth why = truth;
+      // A rule of several clauses (a && b && …) is true when each is: they are evaluated in
+      // order, and the first that is not names why (the rule is not evaluated again for it).
+      const std::string* why = nullptr;
+      if (offer.clauses.empty()) {
+        const rules::Truth truth = rules::Evaluate(offer.rule, view, now);
+        if (truth != rules::Truth::kTrue) {
+          why = truth == rules::Truth::kUnknown ? &offer.clause_unknown[0] : &offer.clause_false[0];
+        }
+      } else {
         for (size_t k = 0; k < offer.clauses.size(); ++k) {
           const rules::Truth t = rules::Evaluate(offer.clauses[k], view, now);
           if (t != rules::Truth::kTrue) {
-            at = k;
-            why = t;
+            why = t == rules::Truth::kUnknown ? &offer.clause_unknown[k] : &offer.clause_false[k];
             break;
           }
         }
-        rejected[o.id()] = why == rules::Truth::kUnknown ? offer.clause_unknown[at] : offer.clause_false[at];
+      }
+      if (why != nullptr) {
+        rejected.emplace_back(&o.id(), why);
         continue;
       }
     }
-    candidates.push_back(candidate);
+    candidates.push_back(std::move(candidate));
   }
   // Priority, then expected value (the offer's value: there is no response model yet), then id.
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
@@ -518,12 +625,14 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       if (static_cast<int>(chosen.size()) >= max) break;  // eligible, ranked below: not rejected
       const int64_t n = shown.contains(o.id()) ? shown[o.id()] : 0;
       if (o.per_customer_cap() > 0 && n >= o.per_customer_cap()) {
-        rejected[o.id()] = absl::StrCat("capped: shown ", n, " of ", o.per_customer_cap(), " times to this customer");
+        rejected_now.emplace_back(
+            &o.id(), absl::StrCat("capped: shown ", n, " of ", o.per_customer_cap(), " times to this customer"));
         continue;
       }
       const int64_t total = totals.contains(o.id()) ? totals[o.id()] : 0;
       if (o.total_budget() > 0 && total >= o.total_budget()) {
-        rejected[o.id()] = absl::StrCat("budget spent: ", total, " of ", o.total_budget(), " impressions");
+        rejected_now.emplace_back(&o.id(),
+                                  absl::StrCat("budget spent: ", total, " of ", o.total_budget(), " impressions"));
         continue;
       }
       if (o.per_customer_cap() > 0) {
@@ -532,8 +641,8 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       chosen.push_back(&c);
     }
   } else {
-    absl::flat_hash_map<std::string, std::string> refused;  // offer id → why
-    std::vector<std::string> extra;                         // per chosen candidate
+    std::vector<std::pair<const std::string*, std::string>> refused;  // offer id, why
+    std::vector<std::string> extra;                                   // per chosen candidate
     ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
       chosen.clear();
       refused.clear();
@@ -551,8 +660,8 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
                       "RETURNING shown",
                       {customer.id(), o.id(), now_us, static_cast<int64_t>(o.per_customer_cap())}));
         if (mine.empty() || (o.per_customer_cap() > 0 && mine.front().Int(0) > o.per_customer_cap())) {
-          refused[o.id()] = absl::StrCat("capped: shown ", o.per_customer_cap(), " of ", o.per_customer_cap(),
-                                         " times to this customer");
+          refused.emplace_back(&o.id(), absl::StrCat("capped: shown ", o.per_customer_cap(), " of ",
+                                                     o.per_customer_cap(), " times to this customer"));
           continue;
         }
         const int64_t shown = mine.front().Int(0);
@@ -570,7 +679,8 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
                                          "shown = 0",
                                          {customer.id(), o.id()})
                                    .status());
-          refused[o.id()] = absl::StrCat("budget spent: ", o.total_budget(), " of ", o.total_budget(), " impressions");
+          refused.emplace_back(
+              &o.id(), absl::StrCat("budget spent: ", o.total_budget(), " of ", o.total_budget(), " impressions"));
           continue;
         }
         chosen.push_back(&cand);
@@ -583,7 +693,7 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
       }
       return absl::OkStatus();
     }));
-    for (const auto& [id, why] : refused) rejected[id] = why;
+    for (auto& r : refused) rejected_now.push_back(std::move(r));
     for (size_t i = 0; i < chosen.size(); ++i) const_cast<Candidate*>(chosen[i])->reasons.push_back(extra[i]);
   }
   for (size_t i = 0; i < chosen.size(); ++i) {
@@ -593,13 +703,10 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
     *d->mutable_offer() = o;
     d->set_rank(static_cast<int32_t>(i + 1));
     if (c.segment != nullptr) d->add_reasons(absl::StrCat("segment ", *c.segment));
-    if (c.offer->has_rule) d->add_reasons(absl::StrCat("rule `", o.eligibility_rule(), "`"));
-    if (c.segment == nullptr && !c.offer->has_rule) d->add_reasons("everyone is eligible");
-    d->add_reasons(absl::StrCat("priority ", o.priority()));
-    if (o.has_value()) d->add_reasons(absl::StrCat("value ", Money(o.value())));
+    for (const std::string& r : c.offer->chosen_because) d->add_reasons(r);
     for (const std::string& r : c.reasons) d->add_reasons(r);
   }
-  return out;
+  return decision;
 }
 
 absl::StatusOr<std::string> Offers::ExportImpressions(const std::vector<std::string>& customer_ids) {

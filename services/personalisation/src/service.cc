@@ -1,5 +1,8 @@
 #include "service.h"
 
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include "absl/strings/str_cat.h"
 #include "ecrm/server/offload.h"
 
@@ -76,9 +79,21 @@ grpc::ServerUnaryReactor* PersonalisationService::DeleteOffer(grpc::CallbackServ
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::DecideOffers(grpc::CallbackServerContext* ctx,
-                                                               const v1::DecideOffersRequest* req,
-                                                               v1::DecideOffersResponse* resp) {
-  return Offload(executor_, ctx, resp, [this, req] { return offers_.Decide(*req); });
+                                                               const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) {
+  return Offload(executor_, ctx, [this, req, resp]() -> absl::Status {
+    v1::DecideOffersRequest request;
+    grpc::ByteBuffer copy(*req);  // Deserialize consumes its buffer
+    if (!grpc::SerializationTraits<v1::DecideOffersRequest>::Deserialize(&copy, &request).ok()) {
+      return absl::InvalidArgumentError("the request is not a DecideOffersRequest");
+    }
+    absl::StatusOr<Offers::Decision> decision = offers_.Choose(request);
+    if (!decision.ok()) return decision.status();
+    auto* wire = new std::string(DecisionWire(*decision));
+    grpc::Slice slice(
+        wire->data(), wire->size(), [](void* s) { delete static_cast<std::string*>(s); }, wire);
+    *resp = grpc::ByteBuffer(&slice, 1);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::Recommend(grpc::CallbackServerContext* ctx,

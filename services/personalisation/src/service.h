@@ -11,7 +11,10 @@
 
 namespace ecrm::personalisation {
 
-class PersonalisationService final : public v1::Personalisation::CallbackService {
+// DecideOffers is served raw: its response is written to the wire from the decision as made
+// (Offers::Decision, DecisionWire), not built as a message first.
+class PersonalisationService final
+    : public v1::Personalisation::WithRawCallbackMethod_DecideOffers<v1::Personalisation::CallbackService> {
  public:
   PersonalisationService(Templates& templates, Messages& messages, Offers& offers, server::Executor& executor,
                          const Recommendations& recommendations)
@@ -45,8 +48,8 @@ class PersonalisationService final : public v1::Personalisation::CallbackService
                                         v1::Offer* resp) override;
   grpc::ServerUnaryReactor* DeleteOffer(grpc::CallbackServerContext* ctx, const v1::DeleteOfferRequest* req,
                                         v1::DeleteOfferResponse* resp) override;
-  grpc::ServerUnaryReactor* DecideOffers(grpc::CallbackServerContext* ctx, const v1::DecideOffersRequest* req,
-                                         v1::DecideOffersResponse* resp) override;
+  grpc::ServerUnaryReactor* DecideOffers(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                         grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* Recommend(grpc::CallbackServerContext* ctx, const v1::RecommendRequest* req,
                                       v1::RecommendResponse* resp) override;
   grpc::ServerUnaryReactor* SimilarProducts(grpc::CallbackServerContext* ctx, const v1::SimilarProductsRequest* req,

@@ -2,6 +2,7 @@
 // segmentation. Validation naming the field (rules with line:column), CRUD, eligibility by rule
 // over profile, consents, attributes, preferences and behaviour, and by segment; ranking;
 // every rejection reason; caps and budgets exact under concurrent decisions; export and erasure.
+#include <google/protobuf/util/message_differencer.h>
 #include <prometheus/registry.h>
 
 #include <atomic>
@@ -343,6 +344,19 @@ TEST_CASE("offers: ranked by priority then value, and each other offer says why 
   CHECK(!r->rejected().contains(inactive_id));
   CHECK(r->rejected_size() == 4);  // "low" is eligible, ranked below max_offers: not rejected
 
+  // What the service writes to the wire (without building the map) parses to the same response.
+  v1::DecideOffersRequest req;
+  req.set_customer_id("c_alice");
+  req.set_placement("home");
+  req.set_channel(common::CHANNEL_WEB);
+  req.set_max_offers(3);
+  absl::StatusOr<p::Offers::Decision> chosen = e.offers->Choose(req);
+  REQUIRE(chosen.ok());
+  v1::DecideOffersResponse parsed;
+  REQUIRE(parsed.ParseFromString(p::DecisionWire(*chosen)));
+  CHECK(google::protobuf::util::MessageDifferencer::Equals(parsed, *r));
+  CHECK(parsed.rejected().at(sms_id) == "wrong channel: shown on sms, email, not web");
+
   // An offer's change is seen by the next decision.
   e.now = kNow + absl::Hours(2);
   auto later = e.Decide("c_alice", "home", common::CHANNEL_WEB, 1);
@@ -418,7 +432,7 @@ TEST_CASE("offers: caps and budgets, counted exactly when 16 decide at once") {
   CHECK(e.Ids(*again) == std::vector<std::string>{"capped"});  // its count is gone with the history
 }
 
-TEST_CASE("offers: RenderMessage given a placement and no offers decides them") {
+TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers decide them per customer") {
   Engine e;
   e.directory.customers["c_alice"] = Alice();
   p::Templates templates(*e.db, e.metrics);
@@ -455,6 +469,54 @@ TEST_CASE("offers: RenderMessage given a placement and no offers decides them") 
   req.clear_placement();
   CHECK(messages.Render(req)->text_body() == "");
   // Nothing was recorded.
+  CHECK(e.offers->Get(home_id)->impressions() == 0);
+
+  // BatchRender decides each customer's own: Bob (not in GB) is not offered the GB one.
+  Customer bob = Alice();
+  bob.set_id("c_bob");
+  bob.mutable_profile()->mutable_address()->set_country("FR");
+  e.directory.customers["c_bob"] = bob;
+  v1::Offer gb = Percent("gb", 20, 5);
+  gb.set_eligibility_rule("profile.address.country == \"GB\"");
+  e.Create(gb);
+  v1::BatchRenderRequest batch;
+  batch.set_template_id(created->id());
+  batch.add_customer_ids("c_alice");
+  batch.add_customer_ids("c_bob");
+  batch.add_customer_ids("c_nobody");
+  batch.set_placement("home");
+  absl::StatusOr<v1::BatchRenderResponse> rendered = messages.BatchRender(batch);
+  REQUIRE(rendered.ok());
+  REQUIRE(rendered->messages_size() == 2);
+  CHECK(rendered->messages(0).text_body() == "[gb 20%][home 15%][anywhere 10%]");
+  CHECK(rendered->messages(1).text_body() == "[home 15%][anywhere 10%]");
+  CHECK(rendered->messages(1).offer_ids(0) == home_id);
+  CHECK(rendered->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
+  // A batch large enough to be split over threads: each customer their own, in order.
+  v1::BatchRenderRequest many;
+  many.set_template_id(created->id());
+  many.set_placement("home");
+  for (int k = 0; k < 250; ++k) {
+    Customer c = k % 2 == 0 ? Alice() : bob;
+    c.set_id(absl::StrCat("c_", k));
+    e.directory.customers[c.id()] = c;
+    many.add_customer_ids(c.id());
+  }
+  many.add_customer_ids("c_nobody");
+  absl::StatusOr<v1::BatchRenderResponse> all = messages.BatchRender(many);
+  REQUIRE(all.ok());
+  REQUIRE(all->messages_size() == 250);
+  for (int k = 0; k < 250; ++k) {
+    CHECK(all->messages(k).customer_id() == absl::StrCat("c_", k));
+    CHECK(all->messages(k).text_body() ==
+          (k % 2 == 0 ? "[gb 20%][home 15%][anywhere 10%]" : "[home 15%][anywhere 10%]"));
+  }
+  CHECK(all->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
+  // The batch's offers win, shared by every customer.
+  *batch.add_offers() = Percent("given", 50);
+  rendered = messages.BatchRender(batch);
+  REQUIRE(rendered.ok());
+  CHECK(rendered->messages(1).text_body() == "[given 50%]");
   CHECK(e.offers->Get(home_id)->impressions() == 0);
 }
 
@@ -504,9 +566,13 @@ TEST_CASE("offers: BatchRender given a placement and no offers decides each cust
   req.clear_offers();
   req.clear_placement();
   CHECK(messages.BatchRender(req)->messages(0).text_body() == "Alice:");
-  // Segmentation down: the batch is worth asking again, as a whole.
+  // Segmentation down: each customer fails UNAVAILABLE, which the caller asks again for.
   req.set_placement("campaign");
   e.segments.down = true;
-  CHECK(messages.BatchRender(req).status().code() == absl::StatusCode::kUnavailable);
+  absl::StatusOr<v1::BatchRenderResponse> down = messages.BatchRender(req);
+  REQUIRE(down.ok());
+  CHECK(down->messages_size() == 0);
+  CHECK(down->failed_codes().at("c_alice") == static_cast<int>(absl::StatusCode::kUnavailable));
+  CHECK(down->failed_codes().at("c_bob") == static_cast<int>(absl::StatusCode::kUnavailable));
   CHECK(e.offers->Get(gold_id)->impressions() == 0);  // nothing recorded
 }

@@ -450,6 +450,8 @@ TEST_CASE("a missing variable renders empty and is listed, or fails in strict mo
     CHECK(batch->failed().size() == 2);
     CHECK(absl::StrContains(batch->failed().at("anonymous"), "profile.first_name"));
     CHECK(absl::StrContains(batch->failed().at("ghost"), "does not exist"));
+    CHECK(batch->failed_codes().at("anonymous") == static_cast<int>(absl::StatusCode::kFailedPrecondition));
+    CHECK(batch->failed_codes().at("ghost") == static_cast<int>(absl::StatusCode::kNotFound));
     req.set_strict(false);
     batch = e.messages.BatchRender(req);
     CHECK(batch->messages_size() == 2);
@@ -480,6 +482,7 @@ TEST_CASE("customers come from the profile cache first, the information store fo
   REQUIRE(batch.ok());
   CHECK(batch->messages_size() == 1);
   CHECK(absl::StrContains(batch->failed().at("stored"), "down"));
+  CHECK(batch->failed_codes().at("stored") == static_cast<int>(absl::StatusCode::kUnavailable));
   CHECK(absl::IsInvalidArgument(e.Render("", "x").status()));
   CHECK(absl::IsInvalidArgument(e.messages.BatchRender(v1::BatchRenderRequest()).status()));
 }

@@ -13,12 +13,26 @@ namespace ecrm::broadcast {
 
 namespace {
 
-// BatchRenderResponse.failed carries only why, as text: personalisation's reasons for a customer
-// it could not read now (its information store down or not configured) are worth another
-// attempt; "does not exist" is an unknown customer; anything else (strict mode's missing
-// variable) is the template's, for good.
-absl::Status CustomerFailure(const std::string& why) {
+// A customer personalisation could not render: by the code it gives (failed_codes) —
+// UNAVAILABLE / DEADLINE_EXCEEDED worth another attempt, NOT_FOUND an unknown customer, anything
+// else the template's, for good. An engine from before failed_codes gives only why, as text:
+// its reasons for a customer it could not read now (the information store down or not
+// configured) are worth another attempt; "does not exist" is an unknown customer.
+absl::Status CustomerFailure(const std::string& why, const int32_t* code) {
   const std::string message = absl::StrCat("personalisation: ", why);
+  if (code != nullptr) {
+    switch (static_cast<absl::StatusCode>(*code)) {
+      case absl::StatusCode::kUnavailable:
+      case absl::StatusCode::kDeadlineExceeded:
+      case absl::StatusCode::kResourceExhausted:
+      case absl::StatusCode::kAborted:
+        return absl::UnavailableError(message);
+      case absl::StatusCode::kNotFound:
+        return absl::NotFoundError(message);
+      default:
+        return absl::FailedPreconditionError(message);
+    }
+  }
   if (absl::StartsWith(why, "information store") || absl::StrContains(why, "profile cache")) {
     return absl::UnavailableError(message);
   }
@@ -68,7 +82,11 @@ absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string&
     c.missing_variables.assign(m.missing_variables().begin(), m.missing_variables().end());
     out.by_customer.insert_or_assign(m.customer_id(), std::move(c));
   }
-  for (const auto& [customer, why] : resp.failed()) out.by_customer.insert_or_assign(customer, CustomerFailure(why));
+  for (const auto& [customer, why] : resp.failed()) {
+    auto code = resp.failed_codes().find(customer);
+    out.by_customer.insert_or_assign(customer,
+                                     CustomerFailure(why, code == resp.failed_codes().end() ? nullptr : &code->second));
+  }
   return out;
 }
 
