@@ -34,6 +34,7 @@
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
+#include "mail_parse.h"
 #include "smtp_test_server.h"
 #include "test_servers.h"
 
@@ -44,7 +45,9 @@ namespace ps = ecrm::personalisation::v1;
 namespace sg = ecrm::segmentation::v1;
 namespace tx = ecrm::transaction::v1;
 using ecrm::testing::Call;
+using ecrm::testing::DecodeQuotedPrintable;
 using ecrm::testing::Eventually;
+using ecrm::testing::MailHeader;
 using ecrm::testing::Postgres;
 using ecrm::testing::Redis;
 using ecrm::testing::ServiceProcess;
@@ -63,35 +66,6 @@ constexpr int kDelivered = 40;   // mails the receiving server reports delivered
 constexpr int kTreatmentBuyers = 15;
 constexpr int kControlBuyers = 4;
 const std::string kProviderSecret = "the loop test's DSN secret";
-
-// The value of a header of a received mail (unfolded), or "".
-std::string MailHeader(const std::string& eml, const std::string& name) {
-  const std::string head = eml.substr(0, eml.find("\r\n\r\n"));
-  const std::string unfolded = absl::StrReplaceAll(head, {{"\r\n ", " "}, {"\r\n\t", " "}});
-  for (absl::string_view line : absl::StrSplit(unfolded, "\r\n")) {
-    if (absl::StartsWithIgnoreCase(line, name + ":")) {
-      return std::string(absl::StripAsciiWhitespace(line.substr(name.size() + 1)));
-    }
-  }
-  return "";
-}
-
-// The mail with quoted-printable soft breaks and =XX escapes undone (enough to read its parts).
-std::string DecodeQuotedPrintable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '=' && i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') {
-      i += 2;
-    } else if (s[i] == '=' && i + 2 < s.size() && absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-               absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += absl::HexStringToBytes(s.substr(i + 1, 2));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 // Every attribute value `attr="<prefix>…"`, HTML's &amp; decoded.
 std::vector<std::string> FindAttrs(const std::string& html, const std::string& attr, const std::string& prefix) {

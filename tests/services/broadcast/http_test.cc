@@ -23,13 +23,16 @@
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/service.h"
+#include "mail_parse.h"
 #include "smtp_test_server.h"
 #include "test_servers.h"
 
 namespace v1 = ecrm::broadcast::v1;
 namespace common = ecrm::common::v1;
 namespace info = ecrm::infostore::v1;
+using ecrm::testing::DecodeQuotedPrintable;
 using ecrm::testing::Eventually;
+using ecrm::testing::MailHeader;
 using ecrm::testing::Redis;
 using ecrm::testing::ServiceProcess;
 
@@ -49,36 +52,6 @@ auto Call(Fn fn) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
   return fn(&ctx);
-}
-
-// The value of a header of a received mail (unfolded), or "".
-std::string MailHeader(const std::string& eml, const std::string& name) {
-  const std::string head = eml.substr(0, eml.find("\r\n\r\n"));
-  const std::string unfolded = absl::StrReplaceAll(head, {{"\r\n ", " "}, {"\r\n\t", " "}});
-  for (absl::string_view line : absl::StrSplit(unfolded, "\r\n")) {
-    if (absl::StartsWithIgnoreCase(line, name + ":")) {
-      return std::string(absl::StripAsciiWhitespace(line.substr(name.size() + 1)));
-    }
-  }
-  return "";
-}
-
-// The whole mail with quoted-printable soft breaks and =XX escapes undone (good enough to find the
-// HTML part's links).
-std::string DecodeQuotedPrintable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '=' && i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') {
-      i += 2;
-    } else if (s[i] == '=' && i + 2 < s.size() && absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-               absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += absl::HexStringToBytes(s.substr(i + 1, 2));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 // The first attribute value `attr="…"` starting with `prefix`, HTML's &amp; decoded.

@@ -14,10 +14,10 @@
 namespace ecrm::broadcast {
 namespace {
 
-using testing::DecodeEncodedWords;
-using testing::DecodeQuotedPrintable;
-using testing::ParseMail;
-using testing::Parts;
+using ecrm::testing::DecodeEncodedWords;
+using ecrm::testing::DecodeQuotedPrintable;
+using ecrm::testing::ParseMail;
+using ecrm::testing::Parts;
 
 const absl::Time kNow = absl::FromUnixSeconds(1796129367);  // Tue, 01 Dec 2026 12:49:27 UTC
 
@@ -56,7 +56,7 @@ TEST_CASE("a marketing email has both RFC 8058 headers, a Message-ID from the de
   absl::StatusOr<std::string> mail = BuildMimeMessage(Marketing(), Identity(), kNow);
   REQUIRE(mail.ok());
   CheckLines(*mail);
-  testing::ParsedMail m = ParseMail(*mail);
+  ecrm::testing::ParsedMail m = ParseMail(*mail);
   CHECK(m.Header("from") == "\"Shop Ltd\" <news@shop.example>");
   CHECK(m.Header("to") == "ann@example.org");
   CHECK(m.Header("subject") == "Spring sale");
@@ -70,7 +70,7 @@ TEST_CASE("a marketing email has both RFC 8058 headers, a Message-ID from the de
   }
   const std::string content_type = m.Header("content-type");
   REQUIRE(absl::StartsWith(content_type, "multipart/alternative;"));
-  std::vector<testing::ParsedMail> parts = Parts(m.body, Boundary(content_type));
+  std::vector<ecrm::testing::ParsedMail> parts = Parts(m.body, Boundary(content_type));
   REQUIRE(parts.size() == 2);
   CHECK(parts[0].Header("content-type") == "text/plain; charset=utf-8");
   CHECK(parts[0].Header("content-transfer-encoding") == "quoted-printable");
@@ -89,7 +89,7 @@ TEST_CASE("service and transactional email carry no unsubscribe headers") {
     msg.unsubscribe_url.clear();
     absl::StatusOr<std::string> mail = BuildMimeMessage(msg, Identity(), kNow);
     REQUIRE(mail.ok());
-    testing::ParsedMail m = ParseMail(*mail);
+    ecrm::testing::ParsedMail m = ParseMail(*mail);
     CHECK(m.Count("list-unsubscribe") == 0);
     CHECK(m.Count("list-unsubscribe-post") == 0);
     CHECK(m.Header("message-id") == "<d-0001@shop.example>");
@@ -122,7 +122,7 @@ TEST_CASE("no header injection: addresses and URLs with CR or LF are refused, te
   absl::StatusOr<std::string> mail = BuildMimeMessage(msg, id, kNow);
   REQUIRE(mail.ok());
   CheckLines(*mail);
-  testing::ParsedMail m = ParseMail(*mail);
+  ecrm::testing::ParsedMail m = ParseMail(*mail);
   CHECK(m.Count("bcc") == 0);
   CHECK(m.Count("reply-to") == 0);
   CHECK(m.Header("subject") == "Hello  Bcc: victim@example.net");
@@ -173,7 +173,7 @@ TEST_CASE("a non-ASCII subject and sender name are RFC 2047 encoded-words of at 
   for (absl::string_view line : absl::StrSplit(*mail, "\r\n")) {
     if (absl::StartsWith(line, "Subject:") || absl::StartsWith(line, " =?")) CHECK(line.size() <= 85);
   }
-  testing::ParsedMail m = ParseMail(*mail);
+  ecrm::testing::ParsedMail m = ParseMail(*mail);
   const std::string encoded = m.Header("subject");
   for (absl::string_view word : absl::StrSplit(encoded, ' ', absl::SkipEmpty())) CHECK(word.size() <= 75);
   CHECK(DecodeEncodedWords(encoded) == subject);
@@ -218,7 +218,7 @@ TEST_CASE("quoted-printable: short lines, CRLF, =, trailing space, a leading dot
 TEST_CASE("text-only and HTML-only email are single parts, empty content is refused") {
   OutgoingMessage msg = Marketing();
   msg.html_body.clear();
-  testing::ParsedMail m = ParseMail(*BuildMimeMessage(msg, Identity(), kNow));
+  ecrm::testing::ParsedMail m = ParseMail(*BuildMimeMessage(msg, Identity(), kNow));
   CHECK(m.Header("content-type") == "text/plain; charset=utf-8");
   CHECK(DecodeQuotedPrintable(m.body) == "Hello Ann,\r\nour spring sale starts today.\r\n\r\n");
   msg = Marketing();
@@ -241,7 +241,7 @@ TEST_CASE("DKIM: relaxed/relaxed rsa-sha256 over both unsubscribe headers, verif
   REQUIRE(signed_mail.ok());
   CheckLines(*signed_mail);
   REQUIRE(absl::StartsWith(*signed_mail, "DKIM-Signature: "));
-  testing::ParsedMail m = ParseMail(*signed_mail);
+  ecrm::testing::ParsedMail m = ParseMail(*signed_mail);
   const std::string sig = m.Header("dkim-signature");
   CHECK(absl::StrContains(sig, "a=rsa-sha256"));
   CHECK(absl::StrContains(sig, "c=relaxed/relaxed"));

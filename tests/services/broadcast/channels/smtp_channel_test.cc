@@ -80,16 +80,16 @@ TEST_CASE("a batch goes over one connection, plain when STARTTLS is not offered,
     CHECK(received[i].meta["tls"] == false);
     CHECK(received[i].meta["mail_from"] == "news@shop.example");
     CHECK(received[i].meta["rcpt_tos"] == nlohmann::json::array({absl::StrCat("customer", i + 1, "@example.org")}));
-    testing::ParsedMail m = testing::ParseMail(received[i].eml);
+    ecrm::testing::ParsedMail m = ecrm::testing::ParseMail(received[i].eml);
     CHECK(m.Header("message-id") == absl::StrCat("<d-", i + 1, "@shop.example>"));
     CHECK(m.Header("to") == absl::StrCat("customer", i + 1, "@example.org"));
   }
   CHECK(ports.size() == 1);
   // Marketing mail as received: both RFC 8058 headers; the service message has neither.
-  testing::ParsedMail first = testing::ParseMail(received[0].eml);
+  ecrm::testing::ParsedMail first = ecrm::testing::ParseMail(received[0].eml);
   CHECK(first.Header("list-unsubscribe") == "<https://shop.example/u/1>");
   CHECK(first.Header("list-unsubscribe-post") == "List-Unsubscribe=One-Click");
-  CHECK(testing::ParseMail(received[6].eml).Count("list-unsubscribe") == 0);
+  CHECK(ecrm::testing::ParseMail(received[6].eml).Count("list-unsubscribe") == 0);
   // The lone "." line survived SMTP's end-of-data marker (quoted-printable encodes it anyway).
   CHECK(absl::StrContains(received[0].eml, "=2E\r\nA line with a lone dot above."));
 }
@@ -129,13 +129,13 @@ TEST_CASE("the server's 450 / 421 / 550 and a dropped connection map to temporar
   // the same Message-ID, by which the duplicate can be told.
   auto received = server->Messages();
   std::map<std::string, int> ids;
-  for (const auto& m : received) ++ids[testing::ParseMail(m.eml).Header("message-id")];
+  for (const auto& m : received) ++ids[ecrm::testing::ParseMail(m.eml).Header("message-id")];
   CHECK(ids.size() == received.size());
   std::vector<SendResult> resend = channel->Send({Mail(n - 1)});  // the message of "data drop"
   CHECK(resend[0].outcome == SendOutcome::kAccepted);
   received = server->Messages();
-  CHECK(testing::ParseMail(received.back().eml).Header("message-id") ==
-        testing::ParseMail(received[received.size() - 3].eml).Header("message-id"));
+  CHECK(ecrm::testing::ParseMail(received.back().eml).Header("message-id") ==
+        ecrm::testing::ParseMail(received[received.size() - 3].eml).Header("message-id"));
 }
 
 TEST_CASE("faults within one batch: each message gets its own outcome, in order") {
@@ -244,7 +244,7 @@ TEST_CASE("a DKIM-signed marketing mail as received: both unsubscribe headers si
   REQUIRE(r[0].outcome == SendOutcome::kAccepted);
   auto received = server->Messages();
   REQUIRE(received.size() == 1);
-  testing::ParsedMail m = testing::ParseMail(received[0].eml);
+  ecrm::testing::ParsedMail m = ecrm::testing::ParseMail(received[0].eml);
   CHECK(m.Header("list-unsubscribe") == "<https://shop.example/u/1>");
   CHECK(m.Header("list-unsubscribe-post") == "List-Unsubscribe=One-Click");
   ecrm::testing::TempDir dir;

@@ -1,5 +1,5 @@
-// Reading built or received mail back in tests: headers (unfolded), quoted-printable and RFC 2047
-// decoding, and the parts of a multipart body.
+// Reading built or received mail back in tests (broadcast's and the loop's): headers (unfolded), quoted-printable and
+// RFC 2047 decoding, and the parts of a multipart body.
 #pragma once
 
 #include <map>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 
-namespace ecrm::broadcast::testing {
+namespace ecrm::testing {
 
 struct ParsedMail {
   // Lower-case name -> values, in order, unfolded (CRLF + WSP removed).
@@ -55,6 +55,13 @@ inline ParsedMail ParseMail(absl::string_view mail) {
   return out;
 }
 
+// The value of a header of a received mail (unfolded), or "".
+inline std::string MailHeader(absl::string_view mail, absl::string_view name) {
+  return ParseMail(mail).Header(absl::AsciiStrToLower(name));
+}
+
+// Quoted-printable undone: soft line breaks dropped, =XX decoded; an "=" that starts neither is
+// kept (so a whole mail can be decoded to find its links, headers and all).
 inline std::string DecodeQuotedPrintable(absl::string_view qp) {
   std::string out;
   for (size_t i = 0; i < qp.size(); ++i) {
@@ -62,9 +69,12 @@ inline std::string DecodeQuotedPrintable(absl::string_view qp) {
       out.push_back(qp[i]);
     } else if (i + 2 < qp.size() && qp[i + 1] == '\r' && qp[i + 2] == '\n') {
       i += 2;  // soft line break
-    } else if (i + 2 < qp.size()) {
+    } else if (i + 2 < qp.size() && absl::ascii_isxdigit(static_cast<unsigned char>(qp[i + 1])) &&
+               absl::ascii_isxdigit(static_cast<unsigned char>(qp[i + 2]))) {
       out += absl::HexStringToBytes(absl::AsciiStrToLower(qp.substr(i + 1, 2)));
       i += 2;
+    } else {
+      out.push_back(qp[i]);
     }
   }
   return out;
@@ -100,4 +110,4 @@ inline std::vector<ParsedMail> Parts(absl::string_view body, absl::string_view b
   return out;
 }
 
-}  // namespace ecrm::broadcast::testing
+}  // namespace ecrm::testing
