@@ -422,19 +422,25 @@ namespace personalisation = ::ecrm::personalisation::v1;
 // engine has --population (default 200) active offers, creating the missing ones: a mix of
 // eligibility rules over profile, consents, attributes and behaviour, placements, channels,
 // windows, caps and budgets (so that every check runs), none restricted to segments.
+// The customer ids of --ids-file, one a line.
+absl::StatusOr<std::vector<std::string>> ReadIds(const Options& o) {
+  if (o.ids_file.empty()) return absl::InvalidArgumentError("--ids-file (customer ids, one a line) is required");
+  std::ifstream in(o.ids_file);
+  std::vector<std::string> ids;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) ids.push_back(line);
+  }
+  if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat("no customer ids in ", o.ids_file));
+  return ids;
+}
+
 class DecideOffers final : public Workload {
  public:
   DecideOffers(std::vector<std::string> ids, bool record) : ids_(std::move(ids)), record_(record) {}
 
   static WorkloadFactory Factory(bool record) {
     return [record](const Channels& channels, const Options& o) -> absl::StatusOr<std::unique_ptr<Workload>> {
-      if (o.ids_file.empty()) return absl::InvalidArgumentError("--ids-file (customer ids, one a line) is required");
-      std::ifstream in(o.ids_file);
-      std::vector<std::string> ids;
-      for (std::string line; std::getline(in, line);) {
-        if (!line.empty()) ids.push_back(line);
-      }
-      if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat("no customer ids in ", o.ids_file));
+      ECRM_ASSIGN_OR_RETURN(std::vector<std::string> ids, ReadIds(o));
       ECRM_RETURN_IF_ERROR(EnsureOffers(*channels.front(), o.population > 0 ? o.population : 200));
       return std::make_unique<DecideOffers>(std::move(ids), record);
     };
@@ -539,13 +545,7 @@ class BatchRender final : public Workload {
       : ids_(std::move(ids)), template_id_(std::move(template_id)), batch_(batch) {}
 
   static absl::StatusOr<std::unique_ptr<Workload>> Create(const Channels& channels, const Options& o) {
-    if (o.ids_file.empty()) return absl::InvalidArgumentError("--ids-file (customer ids, one a line) is required");
-    std::ifstream in(o.ids_file);
-    std::vector<std::string> ids;
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) ids.push_back(line);
-    }
-    if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat("no customer ids in ", o.ids_file));
+    ECRM_ASSIGN_OR_RETURN(std::vector<std::string> ids, ReadIds(o));
     ECRM_RETURN_IF_ERROR(DecideOffers::EnsureOffers(*channels.front(), 200));
     auto stub = personalisation::Personalisation::NewStub(Borrow(*channels.front()));
     personalisation::CreateTemplateRequest req;
