@@ -49,6 +49,24 @@ std::shared_ptr<grpc::Channel> Borrow(grpc::Channel& channel) {
   return std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {});
 }
 
+// Starts one asynchronous unary call: `start(ctx, request, response, callback)` issues it on a
+// stub's async() interface; the call's state lives until gRPC answers, then `done` hears it.
+template <typename Resp, typename Req, typename Start>
+void StartUnary(Req req, absl::Duration timeout, std::function<void(const grpc::Status&)> done, Start start) {
+  struct InFlight {
+    grpc::ClientContext ctx;
+    Req req;
+    Resp resp;
+  };
+  auto* call = new InFlight();
+  call->req = std::move(req);
+  call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  start(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
+    done(status);
+    delete call;
+  });
+}
+
 // GetCustomer by id over a seeded population (created before the load; the warm-up fills
 // the cache, so the measured window reads hot profiles).
 class GetCustomer final : public Workload {
@@ -323,33 +341,15 @@ class CustomerLookup final : public Workload {
     const std::string& id = ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()];
     auto stub = segmentation::Segmentation::NewStub(Borrow(channel));
     if (scores_) {
-      struct Call {
-        grpc::ClientContext ctx;
-        segmentation::GetCustomerScoresRequest req;
-        segmentation::CustomerScores resp;
-      };
-      auto* call = new Call();
-      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-      call->req.set_customer_id(id);
-      stub->async()->GetCustomerScores(&call->ctx, &call->req, &call->resp,
-                                       [call, done = std::move(done)](grpc::Status status) {
-                                         done(status);
-                                         delete call;
-                                       });
+      segmentation::GetCustomerScoresRequest req;
+      req.set_customer_id(id);
+      StartUnary<segmentation::CustomerScores>(std::move(req), timeout, std::move(done),
+                                               [&](auto... args) { stub->async()->GetCustomerScores(args...); });
     } else {
-      struct Call {
-        grpc::ClientContext ctx;
-        segmentation::GetCustomerSegmentsRequest req;
-        segmentation::GetCustomerSegmentsResponse resp;
-      };
-      auto* call = new Call();
-      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-      call->req.set_customer_id(id);
-      stub->async()->GetCustomerSegments(&call->ctx, &call->req, &call->resp,
-                                         [call, done = std::move(done)](grpc::Status status) {
-                                           done(status);
-                                           delete call;
-                                         });
+      segmentation::GetCustomerSegmentsRequest req;
+      req.set_customer_id(id);
+      StartUnary<segmentation::GetCustomerSegmentsResponse>(
+          std::move(req), timeout, std::move(done), [&](auto... args) { stub->async()->GetCustomerSegments(args...); });
     }
   }
 
@@ -378,35 +378,17 @@ class Recommendations final : public Workload {
     const int64_t k = static_cast<int64_t>(static_cast<uint64_t>(n) * 2654435761u % static_cast<uint64_t>(population_));
     auto stub = p::Personalisation::NewStub(Borrow(channel));
     if (similar_) {
-      struct Call {
-        grpc::ClientContext ctx;
-        p::SimilarProductsRequest req;
-        p::SimilarProductsResponse resp;
-      };
-      auto* call = new Call();
-      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-      call->req.set_sku(absl::StrFormat("p%06d", k));
-      call->req.set_max_items(10);
-      stub->async()->SimilarProducts(&call->ctx, &call->req, &call->resp,
-                                     [call, done = std::move(done)](grpc::Status status) {
-                                       done(status);
-                                       delete call;
-                                     });
+      p::SimilarProductsRequest req;
+      req.set_sku(absl::StrFormat("p%06d", k));
+      req.set_max_items(10);
+      StartUnary<p::SimilarProductsResponse>(std::move(req), timeout, std::move(done),
+                                             [&](auto... args) { stub->async()->SimilarProducts(args...); });
     } else {
-      struct Call {
-        grpc::ClientContext ctx;
-        p::RecommendRequest req;
-        p::RecommendResponse resp;
-      };
-      auto* call = new Call();
-      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-      call->req.set_customer_id(absl::StrFormat("c%07d", k));
-      call->req.set_max_items(10);
-      stub->async()->Recommend(&call->ctx, &call->req, &call->resp,
-                               [call, done = std::move(done)](grpc::Status status) {
-                                 done(status);
-                                 delete call;
-                               });
+      p::RecommendRequest req;
+      req.set_customer_id(absl::StrFormat("c%07d", k));
+      req.set_max_items(10);
+      StartUnary<p::RecommendResponse>(std::move(req), timeout, std::move(done),
+                                       [&](auto... args) { stub->async()->Recommend(args...); });
     }
   }
 
