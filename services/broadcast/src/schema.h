@@ -101,6 +101,12 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_customer ON outbox (customer_id);
 )sql"},
+    // The gate looks address entries up by address (customer_id = ''): without this index each
+    // lookup read every address entry through suppressions_customer (~1 ms per 10,000 entries).
+    {2, "suppression entries found by their address",
+     R"sql(
+CREATE INDEX suppressions_address ON suppressions (address, customer_id);
+)sql"},
 };
 
 }  // namespace ecrm::broadcast
