@@ -28,4 +28,12 @@ grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContex
   return reactor;
 }
 
+grpc::ServerUnaryReactor* AnswerNow(Executor& executor, grpc::CallbackServerContext* ctx,
+                                    const std::function<absl::Status()>& fn) {
+  if (executor.drain().draining()) return Offload(executor, ctx, fn);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(fn()));
+  return reactor;
+}
+
 }  // namespace ecrm::server

@@ -99,13 +99,14 @@ grpc::ServerUnaryReactor* PersonalisationService::DecideOffers(grpc::CallbackSer
 grpc::ServerUnaryReactor* PersonalisationService::Recommend(grpc::CallbackServerContext* ctx,
                                                             const v1::RecommendRequest* req,
                                                             v1::RecommendResponse* resp) {
-  return Offload(executor_, ctx, resp, [this, req] { return recommendations_.Recommend(*req); });
+  // In memory, under a lock the feed holds for a few lines at a time: answered right here.
+  return server::AnswerNow(executor_, ctx, resp, [this, req] { return recommendations_.Recommend(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::SimilarProducts(grpc::CallbackServerContext* ctx,
                                                                   const v1::SimilarProductsRequest* req,
                                                                   v1::SimilarProductsResponse* resp) {
-  return Offload(executor_, ctx, resp, [this, req] { return recommendations_.SimilarProducts(*req); });
+  return server::AnswerNow(executor_, ctx, resp, [this, req] { return recommendations_.SimilarProducts(*req); });
 }
 
 grpc::ServerUnaryReactor* PersonalisationService::GetModelInfo(grpc::CallbackServerContext* ctx,

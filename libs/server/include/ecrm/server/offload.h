@@ -35,4 +35,20 @@ grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContex
   });
 }
 
+// Answers a unary RPC on gRPC's callback thread, for in-memory work shorter than the hand-off to
+// the executor and its wake-up (a read under a lock that writers hold only for microseconds).
+// While the server drains, the call goes to Offload, which refuses it as every other call.
+grpc::ServerUnaryReactor* AnswerNow(Executor& executor, grpc::CallbackServerContext* ctx,
+                                    const std::function<absl::Status()>& fn);
+
+template <typename Resp, typename Fn>
+grpc::ServerUnaryReactor* AnswerNow(Executor& executor, grpc::CallbackServerContext* ctx, Resp* resp, Fn fn) {
+  return AnswerNow(executor, ctx, [resp, fn = std::move(fn)]() -> absl::Status {
+    absl::StatusOr<Resp> r = fn();
+    if (!r.ok()) return r.status();
+    *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace ecrm::server
