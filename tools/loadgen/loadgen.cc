@@ -37,22 +37,34 @@ struct State {
   std::vector<double> latencies_ms;  // measured window only
   std::array<int64_t, 17> codes{};
 
-  void Issue(int64_t n, Clock::time_point scheduled, const std::function<void()>& then = nullptr) {
+  std::atomic<int64_t> next{0};  // closed loop: the next request's number
+
+  // Issues request n; `chain` (closed loop): its completion issues the lane's next request.
+  void Issue(int64_t n, Clock::time_point scheduled, bool chain) {
     grpc::Channel& channel = *channels[n % channels.size()];
-    workload->Call(n, channel, options.timeout, [this, scheduled, then](const grpc::Status& status) {
+    workload->Call(n, channel, options.timeout, [this, scheduled, chain](const grpc::Status& status) {
       const Clock::time_point now = Clock::now();
-      {
-        std::lock_guard lock(mu);
-        --in_flight;
-        if (scheduled >= measure_from && scheduled < measure_to) {
-          latencies_ms.push_back(std::chrono::duration<double, std::milli>(now - scheduled).count());
-          int code = static_cast<int>(status.error_code());
-          ++codes[code >= 0 && code < 17 ? code : 2];
-        }
+      if (chain) NextInLane();  // before this request stops counting, so Drain waits for it too
+      std::lock_guard lock(mu);
+      --in_flight;
+      if (scheduled >= measure_from && scheduled < measure_to) {
+        latencies_ms.push_back(std::chrono::duration<double, std::milli>(now - scheduled).count());
+        int code = static_cast<int>(status.error_code());
+        ++codes[code >= 0 && code < 17 ? code : 2];
       }
+      // Under the lock: once Drain has seen no request in flight, no completion touches this
+      // state again (it is destroyed right after).
       cv.notify_all();
-      if (then) then();
     });
+  }
+
+  void NextInLane() {
+    if (Clock::now() >= measure_to) return;
+    {
+      std::lock_guard lock(mu);
+      ++in_flight;
+    }
+    Issue(next++, Clock::now(), true);
   }
 
   // Blocks until a request slot is free, then takes it.
@@ -62,9 +74,11 @@ struct State {
     ++in_flight;
   }
 
-  void Drain(absl::Duration timeout) {
+  // True once no request is in flight (each has a deadline, so this comes); false if `timeout`
+  // passed first.
+  bool Drain(absl::Duration timeout) {
     std::unique_lock lock(mu);
-    cv.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return in_flight == 0; });
+    return cv.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return in_flight == 0; });
   }
 };
 
@@ -82,21 +96,12 @@ void RunOpenLoop(State& s) {
     if (scheduled >= s.measure_to) break;
     std::this_thread::sleep_until(scheduled);  // no-op when behind: catch up at once
     s.TakeSlot();                              // a stalled server delays us; latency still counts from `scheduled`
-    s.Issue(n, scheduled);
+    s.Issue(n, scheduled, false);
   }
 }
 
 void RunClosedLoop(State& s) {
-  std::atomic<int64_t> next{0};
-  std::function<void()> lane = [&] {
-    if (Clock::now() >= s.measure_to) return;
-    {
-      std::lock_guard lock(s.mu);
-      ++s.in_flight;
-    }
-    s.Issue(next++, Clock::now(), lane);
-  };
-  for (int64_t i = 0; i < s.options.concurrency; ++i) lane();
+  for (int64_t i = 0; i < s.options.concurrency; ++i) s.NextInLane();
   std::this_thread::sleep_until(s.measure_to);
 }
 
@@ -114,7 +119,10 @@ absl::StatusOr<Report> Run(const Options& options) {
       options.duration <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("rate must be ≥ 0, concurrency and connections ≥ 1, duration > 0");
   }
-  State s(options);
+  // On the heap: should requests outlive their deadlines (Drain below gives up), the state they
+  // complete into is left alive rather than freed under them.
+  auto state = std::make_unique<State>(options);
+  State& s = *state;
   for (int64_t i = 0; i < options.connections; ++i) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own per channel
@@ -136,7 +144,10 @@ absl::StatusOr<Report> Run(const Options& options) {
   } else {
     RunClosedLoop(s);
   }
-  s.Drain(options.timeout + absl::Seconds(1));
+  if (!s.Drain(options.timeout + absl::Seconds(30))) {
+    static_cast<void>(state.release());  // still referenced by requests gRPC has not completed
+    return absl::DeadlineExceededError("requests still in flight 30 s past their deadline");
+  }
 
   std::lock_guard lock(s.mu);
   Report r;
