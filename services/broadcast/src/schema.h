@@ -101,6 +101,13 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_customer ON outbox (customer_id);
 )sql"},
+    // GetBroadcast counts a broadcast's deliveries by state and reason: from the index alone,
+    // instead of one table row per delivery (a running 1,000,000-recipient broadcast polled
+    // every 200 ms cost the engine a core in row reads).
+    {2, "a broadcast's progress counted from an index", R"sql(
+DROP INDEX deliveries_broadcast;
+CREATE INDEX deliveries_broadcast ON deliveries (broadcast_id, state, suppression_reason);
+)sql"},
 };
 
 }  // namespace ecrm::broadcast
