@@ -37,6 +37,33 @@ GateRequest RequestOf(const DeliveryRow& row) {
   return request;
 }
 
+// Per-row values of one kind of UPDATE, each row's first value its delivery id.
+using RowValues = std::vector<std::vector<sql::Value>>;
+
+// "UPDATE deliveries SET <set> FROM (VALUES …) AS v WHERE deliveries.id = v.column1<where>",
+// one statement per 200 rows instead of one per row; `set` and `where` refer to v.column2… and
+// to `shared` ($1…, the same for every row). Returns the ids of the rows updated.
+absl::StatusOr<std::set<std::string>> UpdateRows(sql::Connection& c, absl::string_view set,
+                                                 std::initializer_list<absl::string_view> types, const RowValues& rows,
+                                                 absl::string_view where = "",
+                                                 const std::vector<sql::Value>& shared = {}) {
+  constexpr size_t kChunk = 200;
+  std::set<std::string> updated;
+  for (size_t i = 0; i < rows.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, rows.size() - i);
+    std::vector<sql::Value> params = shared;
+    for (size_t k = 0; k < n; ++k) params.insert(params.end(), rows[i + k].begin(), rows[i + k].end());
+    ECRM_ASSIGN_OR_RETURN(
+        sql::Result r,
+        c.Execute(absl::StrCat("UPDATE deliveries SET ", set, " FROM (VALUES ",
+                               TypedValues(static_cast<int>(shared.size()) + 1, static_cast<int>(n), types),
+                               ") AS v WHERE deliveries.id = v.column1", where, " RETURNING id"),
+                  params));
+    for (sql::Row row : r) updated.emplace(row.Text(0));
+  }
+  return updated;
+}
+
 }  // namespace
 
 // A row this claim holds, and what became of it.
@@ -317,24 +344,39 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       if (cl.customer.ok()) addresses.emplace(cl.row.delivery.customer_id(), AllAddresses(*cl.customer));
     }
     ECRM_ASSIGN_OR_RETURN(auto suppressions, Suppressions::ForCustomers(c, addresses));
+    // The claimed rows still ours (queued under this claim's lease), read again and locked, in
+    // id order, in one statement per 500: a lease that expired meanwhile leaves its rows to the
+    // claim that took them over, a cancel finished those it could.
+    std::set<std::string> ours;
+    for (size_t i = 0; i < claimed.size(); i += 500) {
+      const size_t n = std::min<size_t>(500, claimed.size() - i);
+      std::vector<sql::Value> params = {owner};
+      for (size_t k = 0; k < n; ++k) params.emplace_back(claimed[i + k].row.delivery.id());
+      ECRM_ASSIGN_OR_RETURN(sql::Result cur,
+                            c.Execute(absl::StrCat("SELECT id FROM deliveries WHERE lease_owner = $1 AND state = ",
+                                                   kQueued, " AND id IN (", util::Placeholders(2, static_cast<int>(n)),
+                                                   ") ORDER BY id", ForUpdate(c)),
+                                      params));
+      for (sql::Row r : cur) ours.emplace(r.Text(0));
+    }
+    // What becomes of the rows, written after the loop in one statement per kind and 200 rows,
+    // and the events they raise in one insert.
+    RowValues finished, released, handed;
+    std::vector<infostore::v1::Event> events;
     auto finish = [&](Claimed& cl, v1::DeliveryState state, v1::SuppressionReason reason,
                       const std::string& error) -> absl::Status {
       v1::Delivery& d = cl.row.delivery;
       d.set_state(state);
       d.set_suppression_reason(reason);
       d.set_last_error(error);
-      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET state = $2, suppression_reason = $3, last_error = $4, "
-                                     "channel = $5, address = $6, lease_until = 0, lease_owner = '', sending = 0 "
-                                     "WHERE id = $1",
-                                     {d.id(), static_cast<int>(state), static_cast<int>(reason), error,
-                                      static_cast<int>(d.channel()), d.address()})
-                               .status());
+      finished.push_back({d.id(), static_cast<int>(state), static_cast<int>(reason), error,
+                          static_cast<int>(d.channel()), d.address()});
       if (state == v1::DELIVERY_STATE_FAILED) {
-        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "failed", now_us, error)));
+        events.push_back(MessageEvent(d, "failed", now_us, error));
         raised = true;
       } else if (state == v1::DELIVERY_STATE_SUPPRESSED) {
         // So that a campaign's funnel counts what the gate held back, and why.
-        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "suppressed", now_us, v1::SuppressionReason_Name(reason))));
+        events.push_back(MessageEvent(d, "suppressed", now_us, v1::SuppressionReason_Name(reason)));
         raised = true;
       }
       effects.push_back({d.channel(), state, reason});
@@ -342,20 +384,13 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       return absl::OkStatus();
     };
     auto release = [&](Claimed& cl, int64_t next_us, const std::string& error) -> absl::Status {
-      return c
-          .Execute(
-              "UPDATE deliveries SET next_attempt_at = $2, last_error = $3, lease_until = 0, lease_owner = '' "
-              "WHERE id = $1",
-              {cl.row.delivery.id(), next_us, error})
-          .status();
+      released.push_back({cl.row.delivery.id(), next_us, error});
+      return absl::OkStatus();
     };
     for (Claimed& cl : claimed) {
       cl.to_send = false;
       v1::Delivery& d = cl.row.delivery;
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result cur,
-          c.Execute(absl::StrCat("SELECT state, lease_owner FROM deliveries WHERE id = $1", ForUpdate(c)), {d.id()}));
-      if (cur.empty() || cur.front().Int(0) != kQueued || cur.front().Text(1) != owner) continue;  // not ours now
+      if (!ours.contains(d.id())) continue;  // not ours now
       if (!d.broadcast_id().empty()) {
         auto known = broadcasts.find(d.broadcast_id());
         if (known == broadcasts.end()) {  // read once per broadcast in this transaction
@@ -490,21 +525,34 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
                                        {d.id(), static_cast<int>(v1::DELIVERY_STATE_DELIVERED),
                                         static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts(), now_us})
                                  .status());
-        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "sent", now_us)));
-        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "delivered", now_us)));
+        events.push_back(MessageEvent(d, "sent", now_us));
+        events.push_back(MessageEvent(d, "delivered", now_us));
         raised = true;
         effects.push_back({d.channel(), v1::DELIVERY_STATE_SENT, v1::SUPPRESSION_REASON_UNSPECIFIED});
         effects.push_back({d.channel(), v1::DELIVERY_STATE_DELIVERED, v1::SUPPRESSION_REASON_UNSPECIFIED});
         if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
         continue;
       }
-      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET channel = $2, address = $3, subject = $4, attempts = $5, "
-                                     "sending = 1 WHERE id = $1",
-                                     {d.id(), static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts()})
-                               .status());
+      handed.push_back({d.id(), static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts()});
       cl.to_send = true;
     }
-    return absl::OkStatus();
+    ECRM_RETURN_IF_ERROR(UpdateRows(c,
+                                    "state = v.column2, suppression_reason = v.column3, last_error = v.column4, "
+                                    "channel = v.column5, address = v.column6, lease_until = 0, lease_owner = '', "
+                                    "sending = 0",
+                                    {"TEXT", "INTEGER", "INTEGER", "TEXT", "INTEGER", "TEXT"}, finished)
+                             .status());
+    ECRM_RETURN_IF_ERROR(UpdateRows(c,
+                                    "next_attempt_at = v.column2, last_error = v.column3, lease_until = 0, "
+                                    "lease_owner = ''",
+                                    {"TEXT", "BIGINT", "TEXT"}, released)
+                             .status());
+    ECRM_RETURN_IF_ERROR(UpdateRows(c,
+                                    "channel = v.column2, address = v.column3, subject = v.column4, attempts = "
+                                    "v.column5, sending = 1",
+                                    {"TEXT", "INTEGER", "TEXT", "TEXT", "INTEGER"}, handed)
+                             .status());
+    return AddEvents(c, events);
   }));
   if (raised) events_.Notify();
   for (const Effect& e : effects) {
@@ -599,17 +647,35 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
     outcome_effects.clear();
     raised = false;
     retries = 0;
-    for (Claimed* cl : unsent) {  // never handed over: back to the queue as it was
-      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET attempts = attempts - 1, sending = 0, lease_until = 0, "
-                                     "lease_owner = '' WHERE id = $1 AND lease_owner = $2",
-                                     {cl->row.delivery.id(), owner})
-                               .status());
-      ECRM_RETURN_IF_ERROR(caps_.Forget(c, cl->row.delivery.id()));
-      cl->to_send = false;
+    std::vector<std::string> forget;  // cap ledger rows of sends that did not happen
+    std::vector<infostore::v1::Event> events;
+    // Never handed over: back to the queue as they were.
+    for (size_t i = 0; i < unsent.size(); i += 500) {
+      const size_t n = std::min<size_t>(500, unsent.size() - i);
+      std::vector<sql::Value> params = {owner};
+      for (size_t k = 0; k < n; ++k) {
+        params.emplace_back(unsent[i + k]->row.delivery.id());
+        forget.push_back(unsent[i + k]->row.delivery.id());
+        unsent[i + k]->to_send = false;
+      }
+      ECRM_RETURN_IF_ERROR(
+          c.Execute(absl::StrCat("UPDATE deliveries SET attempts = attempts - 1, sending = 0, "
+                                 "lease_until = 0, lease_owner = '' WHERE lease_owner = $1 AND id IN (",
+                                 util::Placeholders(2, static_cast<int>(n)), ")"),
+                    params)
+              .status());
     }
+    struct Outcome {
+      Claimed* cl;
+      v1::DeliveryState state;
+      std::string error;
+    };
+    std::vector<Outcome> outcomes;
+    RowValues rows;
+    std::map<std::string, bool> cancelled;  // broadcast id -> cancelled, read once each
     for (Claimed& cl : claimed) {
       if (!cl.to_send) continue;
-      v1::Delivery d = cl.row.delivery;
+      const v1::Delivery& d = cl.row.delivery;
       const SendResult& r = cl.result;
       v1::DeliveryState state = v1::DELIVERY_STATE_SENT;
       int64_t next_us = 0;
@@ -626,36 +692,52 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
               r.retry_after ? std::max(*r.retry_after, absl::ZeroDuration()) : Backoff(d.attempts());
           next_us = absl::ToUnixMicros(done + delay);
           if (!d.broadcast_id().empty()) {
-            ECRM_ASSIGN_OR_RETURN(sql::Result b,
-                                  c.Execute("SELECT state FROM broadcasts WHERE id = $1", {d.broadcast_id()}));
-            if (!b.empty() && b.front().Int(0) == v1::BROADCAST_STATE_CANCELLED) state = v1::DELIVERY_STATE_CANCELLED;
+            auto known = cancelled.find(d.broadcast_id());
+            if (known == cancelled.end()) {
+              ECRM_ASSIGN_OR_RETURN(sql::Result b,
+                                    c.Execute("SELECT state FROM broadcasts WHERE id = $1", {d.broadcast_id()}));
+              known =
+                  cancelled.emplace(d.broadcast_id(), !b.empty() && b.front().Int(0) == v1::BROADCAST_STATE_CANCELLED)
+                      .first;
+            }
+            if (known->second) state = v1::DELIVERY_STATE_CANCELLED;
           }
         }
       }
-      ECRM_ASSIGN_OR_RETURN(
-          sql::Result u,
-          c.Execute("UPDATE deliveries SET state = $3, last_error = $4, provider_message_id = $5, sent_at = $6, "
-                    "next_attempt_at = $7, sending = 0, lease_until = 0, lease_owner = '' WHERE id = $1 AND "
-                    "lease_owner = $2 AND state = 1",
-                    {d.id(), owner, static_cast<int>(state), error, r.provider_message_id,
-                     state == v1::DELIVERY_STATE_SENT ? done_us : int64_t{0},
-                     state == v1::DELIVERY_STATE_QUEUED ? next_us : int64_t{0}}));
-      if (u.rows_affected() == 0) continue;  // lost the lease: the new claim records its own outcome
-      if (state != v1::DELIVERY_STATE_SENT) ECRM_RETURN_IF_ERROR(caps_.Forget(c, d.id()));
-      if (state == v1::DELIVERY_STATE_SENT) {
-        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "sent", done_us)));
+      rows.push_back({d.id(), static_cast<int>(state), error, r.provider_message_id,
+                      state == v1::DELIVERY_STATE_SENT ? done_us : int64_t{0},
+                      state == v1::DELIVERY_STATE_QUEUED ? next_us : int64_t{0}});
+      outcomes.push_back({&cl, state, std::move(error)});
+    }
+    // A row whose lease another claim took over (expired) is not updated: the new claim records
+    // its own outcome.
+    ECRM_ASSIGN_OR_RETURN(
+        std::set<std::string> updated,
+        UpdateRows(c,
+                   "state = v.column2, last_error = v.column3, provider_message_id = v.column4, "
+                   "sent_at = v.column5, next_attempt_at = v.column6, sending = 0, lease_until = "
+                   "0, lease_owner = ''",
+                   {"TEXT", "INTEGER", "TEXT", "TEXT", "BIGINT", "BIGINT"}, rows,
+                   absl::StrCat(" AND deliveries.lease_owner = $1 AND deliveries.state = ", kQueued), {owner}));
+    for (const Outcome& o : outcomes) {
+      const v1::Delivery& d = o.cl->row.delivery;
+      if (!updated.contains(d.id())) continue;
+      if (o.state != v1::DELIVERY_STATE_SENT) forget.push_back(d.id());
+      if (o.state == v1::DELIVERY_STATE_SENT) {
+        events.push_back(MessageEvent(d, "sent", done_us));
         raised = true;
-      } else if (state == v1::DELIVERY_STATE_FAILED) {
-        ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, "failed", done_us, error)));
+      } else if (o.state == v1::DELIVERY_STATE_FAILED) {
+        events.push_back(MessageEvent(d, "failed", done_us, o.error));
         raised = true;
-      } else if (state == v1::DELIVERY_STATE_QUEUED) {
+      } else if (o.state == v1::DELIVERY_STATE_QUEUED) {
         ++retries;
         continue;
       }
-      outcome_effects.push_back({d.channel(), state, v1::SUPPRESSION_REASON_UNSPECIFIED});
+      outcome_effects.push_back({d.channel(), o.state, v1::SUPPRESSION_REASON_UNSPECIFIED});
       if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
     }
-    return absl::OkStatus();
+    ECRM_RETURN_IF_ERROR(caps_.Forget(c, forget));
+    return AddEvents(c, events);
   }));
   if (raised) events_.Notify();
   for (const Effect& e : outcome_effects) metrics_.Delivery(e.channel, e.state);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/util.h"
 
 namespace ecrm::broadcast {
 namespace {
@@ -70,10 +71,28 @@ absl::StatusOr<std::set<common::v1::Purpose>> ParseExemptPurposes(absl::string_v
   return out;
 }
 
+bool FrequencyCaps::Counts(common::v1::Channel channel, common::v1::Purpose purpose,
+                           const std::string& category) const {
+  if (config_.exempt.contains(purpose)) return false;
+  for (const CapRule& r : config_.rules) {
+    switch (r.scope) {
+      case CapRule::Scope::kGlobal:
+        return true;
+      case CapRule::Scope::kChannel:
+        if (r.channel == channel) return true;
+        break;
+      case CapRule::Scope::kCategory:
+        if (r.category == category) return true;
+        break;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<bool> FrequencyCaps::Admit(sql::Connection& c, const std::string& delivery_id,
                                           const std::string& customer_id, common::v1::Channel channel,
                                           common::v1::Purpose purpose, const std::string& category, absl::Time now) {
-  if (config_.exempt.contains(purpose)) return true;
+  if (!Counts(channel, purpose, category)) return true;
   if (c.dialect() == sql::Dialect::kPostgres) {
     // The customer's lock row serialises concurrent admissions for them until commit.
     ECRM_RETURN_IF_ERROR(
@@ -112,6 +131,20 @@ absl::StatusOr<bool> FrequencyCaps::Admit(sql::Connection& c, const std::string&
 
 absl::Status FrequencyCaps::Forget(sql::Connection& c, const std::string& delivery_id) {
   return c.Execute("DELETE FROM cap_sends WHERE delivery_id = $1", {delivery_id}).status();
+}
+
+absl::Status FrequencyCaps::Forget(sql::Connection& c, const std::vector<std::string>& delivery_ids) {
+  constexpr size_t kChunk = 500;
+  for (size_t i = 0; i < delivery_ids.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, delivery_ids.size() - i);
+    std::vector<sql::Value> params(delivery_ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                   delivery_ids.begin() + static_cast<std::ptrdiff_t>(i + n));
+    ECRM_RETURN_IF_ERROR(c.Execute(absl::StrCat("DELETE FROM cap_sends WHERE delivery_id IN (",
+                                                util::Placeholders(1, static_cast<int>(n)), ")"),
+                                   params)
+                             .status());
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ecrm::broadcast

@@ -42,14 +42,21 @@ class FrequencyCaps {
  public:
   explicit FrequencyCaps(CapConfig config) : config_(std::move(config)) {}
 
+  // Whether a message is counted at all: its purpose is not exempt and some rule is about it
+  // (global, its channel or its category). A message no rule is about is admitted without a row
+  // in the ledger (no statement at all): a rule added later counts the sends from then on.
+  bool Counts(common::v1::Channel channel, common::v1::Purpose purpose, const std::string& category) const;
   // In the caller's transaction: true (and the send is counted) when the message keeps within
-  // every cap; false when one would be exceeded. Exempt purposes are always admitted, uncounted.
-  // Callers admitting several customers in one transaction do so in customer-id order.
+  // every cap; false when one would be exceeded. Messages not counted (Counts) are always
+  // admitted, without a statement. Callers admitting several customers in one transaction do so
+  // in customer-id order.
   absl::StatusOr<bool> Admit(sql::Connection& c, const std::string& delivery_id, const std::string& customer_id,
                              common::v1::Channel channel, common::v1::Purpose purpose, const std::string& category,
                              absl::Time now);
   // A send that did not happen (failed, or will be retried and admitted again) stops counting.
   absl::Status Forget(sql::Connection& c, const std::string& delivery_id);
+  // Forget for many deliveries, in one statement per 500.
+  absl::Status Forget(sql::Connection& c, const std::vector<std::string>& delivery_ids);
 
   const CapConfig& config() const { return config_; }
 

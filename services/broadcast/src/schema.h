@@ -101,9 +101,16 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_customer ON outbox (customer_id);
 )sql"},
+    // GetBroadcast counts a broadcast's deliveries by state and reason: from the index alone,
+    // instead of one table row per delivery (a running 1,000,000-recipient broadcast polled
+    // every 200 ms cost the engine a core in row reads).
+    {2, "a broadcast's progress counted from an index", R"sql(
+DROP INDEX deliveries_broadcast;
+CREATE INDEX deliveries_broadcast ON deliveries (broadcast_id, state, suppression_reason);
+)sql"},
     // The gate looks address entries up by address (customer_id = ''): without this index each
     // lookup read every address entry through suppressions_customer (~1 ms per 10,000 entries).
-    {2, "suppression entries found by their address",
+    {3, "suppression entries found by their address",
      R"sql(
 CREATE INDEX suppressions_address ON suppressions (address, customer_id);
 )sql"},
