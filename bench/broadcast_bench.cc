@@ -73,11 +73,15 @@ std::string CustomerId(int64_t i) {
   return buf;
 }
 
+// A failure unwinds to main, so that the engine, Redis and the sink this run started are stopped
+// by their destructors: std::exit left them running (holding, among others, the build lock the
+// bench was run under).
+struct Failure {
+  std::string what;
+};
+
 void Check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "ecrm-broadcast-bench: %s\n", what.c_str());
-    std::exit(1);
-  }
+  if (!ok) throw Failure{what};
 }
 
 void SeedProfiles(const std::string& redis_url, int64_t n) {
@@ -190,7 +194,7 @@ double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, c
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   Options o;
   ecrm::config::Flags flags("ecrm-broadcast-bench", "a broadcast's throughput through ecrm-broadcast to a local sink");
   flags.AddString("sink", &o.sink, "smtp (Postfix smtp-sink) or webhook (an HTTP server in this process)");
@@ -322,4 +326,13 @@ int main(int argc, char** argv) {
   ecrm::bench::PrintResult(prefix + "msgs_per_s", "msgs/s", sends);
   if (smtp_sink) smtp_sink->Signal(SIGTERM);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const Failure& f) {
+    std::fprintf(stderr, "ecrm-broadcast-bench: %s\n", f.what.c_str());
+    return 1;
+  }
 }

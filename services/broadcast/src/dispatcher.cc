@@ -42,7 +42,9 @@ using RowValues = std::vector<std::vector<sql::Value>>;
 
 // "UPDATE deliveries SET <set> FROM (VALUES …) AS v WHERE deliveries.id = v.column1<where>",
 // one statement per 200 rows instead of one per row; `set` and `where` refer to v.column2… and
-// to `shared` ($1…, the same for every row). Returns the ids of the rows updated.
+// to `shared` ($1…, the same for every row). Returns the ids of the rows updated. A condition on
+// `state` in `where` must be written +deliveries.state: SQLite would otherwise walk
+// deliveries_due (state, …), every queued row, instead of looking each id up.
 absl::StatusOr<std::set<std::string>> UpdateRows(sql::Connection& c, absl::string_view set,
                                                  std::initializer_list<absl::string_view> types, const RowValues& rows,
                                                  absl::string_view where = "",
@@ -353,7 +355,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       std::vector<sql::Value> params = {owner};
       for (size_t k = 0; k < n; ++k) params.emplace_back(claimed[i + k].row.delivery.id());
       ECRM_ASSIGN_OR_RETURN(sql::Result cur,
-                            c.Execute(absl::StrCat("SELECT id FROM deliveries WHERE lease_owner = $1 AND state = ",
+                            c.Execute(absl::StrCat("SELECT id FROM deliveries WHERE lease_owner = $1 AND +state = ",
                                                    kQueued, " AND id IN (", util::Placeholders(2, static_cast<int>(n)),
                                                    ") ORDER BY id", ForUpdate(c)),
                                       params));
@@ -718,7 +720,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
                    "sent_at = v.column5, next_attempt_at = v.column6, sending = 0, lease_until = "
                    "0, lease_owner = ''",
                    {"TEXT", "INTEGER", "TEXT", "TEXT", "BIGINT", "BIGINT"}, rows,
-                   absl::StrCat(" AND deliveries.lease_owner = $1 AND deliveries.state = ", kQueued), {owner}));
+                   absl::StrCat(" AND deliveries.lease_owner = $1 AND +deliveries.state = ", kQueued), {owner}));
     for (const Outcome& o : outcomes) {
       const v1::Delivery& d = o.cl->row.delivery;
       if (!updated.contains(d.id())) continue;

@@ -7,7 +7,9 @@
 // error or the last attempt, or queued again with exponential backoff and jitter (or the
 // provider's Retry-After). Between claiming and recording, a crash can make a channel send a
 // message twice: such re-claims are counted (ecrm_broadcast_possible_duplicates_total) and the
-// channel sees the same delivery id both times.
+// channel sees the same delivery id both times. Each transaction works on the whole batch: one
+// locked re-read of its rows, one UPDATE … FROM (VALUES …) per kind of state change and one
+// insert of its events, not a statement per row.
 //
 // Template content is rendered through personalisation (BatchRender, one call per template and
 // up to 1,000 customers) after the profiles are read and before the transaction that gates the
