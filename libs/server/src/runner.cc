@@ -132,6 +132,7 @@ Runner::Runner(ServiceInfo info)
       flags_(info_.name, info_.summary),
       registry_(std::make_shared<prometheus::Registry>()),
       drain_(std::make_unique<Drain>()) {
+  options_.max_message_bytes = info_.max_message_bytes;
   // Blocked here, before any thread exists, so every thread inherits the mask and only
   // Serve()'s sigwait receives the shutdown signals.
   sigset_t set = ShutdownSignals();

@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
        .summary = "ecrm broadcast: delivery over email, SMS, push and web inbox with consent and caps",
        .grpc_port = 50054,
        .metrics_port = 9104,
-       .sqlite_workers = 2});
+       .sqlite_workers = 2,
+       .max_message_bytes = 64 << 20});  // CreateBroadcast lists up to 1,000,000 customer ids
   std::string infostore_address, personalisation_address, segmentation_address, caps_spec,
       exempt_spec = "transactional,service", rates_spec;
   absl::Duration infostore_timeout = absl::Seconds(2), outbox_timeout = absl::Seconds(10);

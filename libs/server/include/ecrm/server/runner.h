@@ -46,6 +46,9 @@ struct ServiceInfo {
   // writes, so an engine that mostly writes gains nothing from more threads than it has cores.
   int sqlite_workers = 8;
   int postgres_workers = 8;
+  // Default of --max-message-bytes: what the engine's largest request needs (a broadcast's
+  // listed audience of 1,000,000 ids is ~20 MB).
+  int64_t max_message_bytes = 16 << 20;
 };
 
 // Settings every service shares; the runner registers their flags.
