@@ -66,6 +66,9 @@ absl::Status RecordBytes(const CustomerRecordSummaryView& view, std::string& rec
 // The most events one group commit takes: big groups spread the per-customer work (summary
 // rows, index pages, cache writes) over many events; this bounds a commit's memory and time.
 constexpr int kMaxGroupEvents = 40000;
+// The most ids (customers, or identifiers' parameters) one lookup statement takes: SQLite allows
+// 32,766 parameters, PostgreSQL 65,535, and a group of random customers names up to 40,000.
+constexpr size_t kMaxIdsPerStatement = 4096;
 }  // namespace
 
 // One RecordEvents batch waiting for, or in, a group commit.
@@ -260,10 +263,12 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group,
       ident_of[k] = it->second;
     }
 
-    // 1. The owners of every identifier named, in one statement.
-    if (!idents.empty()) {
+    // 1. The owners of every identifier named, a few thousand per statement.
+    for (size_t start = 0; start < idents.size(); start += kMaxIdsPerStatement / 3) {
       std::vector<IdKey> keys;
-      for (const Ident& i : idents) keys.push_back(KeyOf(*i.ref));
+      for (size_t i = start; i < std::min(idents.size(), start + kMaxIdsPerStatement / 3); ++i) {
+        keys.push_back(KeyOf(*idents[i].ref));
+      }
       PadToPowerOfTwo(keys);
       std::string sql =
           "SELECT type, source, value, customer_id FROM identifiers WHERE (type, source, value) IN (VALUES ";
@@ -332,16 +337,24 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group,
       if (added) names.push_back({id, "", nullptr});
       name_of[k] = it->second;
     }
-    std::vector<std::string> ids;
+    // In id order, in statements of at most kMaxIdsPerStatement ids (a group of random customers
+    // names tens of thousands: one statement would pass the databases' limits on parameters),
+    // so the locks are still taken in id order.
+    std::vector<absl::string_view> ids;
     for (const Named& n : names) {
-      if (!touched.contains(n.id)) ids.emplace_back(n.id);
+      if (!touched.contains(n.id)) ids.push_back(n.id);
     }
-    if (!ids.empty()) {
-      PadToPowerOfTwo(ids);
+    std::sort(ids.begin(), ids.end());
+    for (size_t start = 0; start < ids.size(); start += kMaxIdsPerStatement) {
+      std::vector<sql::Value> params;
+      for (size_t i = start; i < std::min(ids.size(), start + kMaxIdsPerStatement); ++i) {
+        params.emplace_back(sql::TextRef{ids[i]});
+      }
+      PadToPowerOfTwo(params);
       std::string sql = absl::StrCat("SELECT id, merged_into, record FROM customers WHERE id IN (",
-                                     Placeholders(1, static_cast<int>(ids.size())), ") ORDER BY id",
+                                     Placeholders(1, static_cast<int>(params.size())), ") ORDER BY id",
                                      c.dialect() == sql::Dialect::kPostgres ? " FOR UPDATE" : "");
-      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, std::vector<sql::Value>(ids.begin(), ids.end())));
+      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, params));
       for (sql::Row row : r) {
         if (!row.IsNull(1)) continue;  // merged: resolved below
         const absl::string_view bytes = row.Text(2);
