@@ -11,7 +11,7 @@
 #   bench/infostore-events.sh [results.jsonl]
 # ECRM_EVENTS_BACKENDS="sqlite postgres" adds PostgreSQL. ECRM_BENCH_LOCK=/tmp/ecrm-build.lock:
 # build, seed and each run's measurements hold that lock. ECRM_INFOSTORE_BIN runs another
-# ecrm-infostore binary (an earlier build, to compare).
+# ecrm-infostore binary (an earlier build, to compare); ECRM_INFOSTORE_ARGS adds flags to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${ECRM_BENCH_RUNS:-3}
@@ -60,7 +60,8 @@ for backend in $backends; do
     "$pg_bin/createdb" -h 127.0.0.1 -p "$REPLY" -U postgres infostore
     url="postgresql://postgres@127.0.0.1:$REPLY/infostore"
   fi
-  start_service "$service_bin" --database-url="$url" --redis-url="$redis"
+  # shellcheck disable=SC2086
+  start_service "$service_bin" --database-url="$url" --redis-url="$redis" ${ECRM_INFOSTORE_ARGS:-}
   target=$REPLY
   ids=$work/ids-$backend.txt
   hold
