@@ -319,9 +319,9 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group,
       view_of(i.owner) = view;
       changed.insert(view);
     }
-    // 3. Every customer concerned, locked in id order in one statement. An id merged since
-    //    (a direct reference to a merged customer, or a concurrent merge) redirects to its
-    //    survivor, loaded on its own.
+    // 3. Every customer concerned, locked in id order, a few thousand per statement. An id
+    //    merged since (a direct reference to a merged customer, or a concurrent merge) redirects
+    //    to its survivor, loaded on its own.
     struct Named {
       absl::string_view id;               // as the events name it (a view of an owner or of a request)
       std::string live;                   // the live customer it resolves to
