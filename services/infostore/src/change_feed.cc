@@ -19,6 +19,12 @@ void ChangeFeed::Append(Pending& pending, v1::ChangeKind kind, const v1::Custome
   if (merge != nullptr) *change.mutable_merge() = *merge;
 }
 
+void ChangeFeed::AppendEvent(Pending& pending, const std::string& customer_id) const {
+  v1::Change& change = pending.emplace_back();
+  change.set_kind(v1::CHANGE_KIND_EVENT);
+  change.set_customer_id(customer_id);
+}
+
 absl::Status ChangeFeed::Flush(sql::Connection& c, Pending& pending, const std::vector<std::string>* tails) const {
   if (pending.empty()) return absl::OkStatus();
   if (c.dialect() == sql::Dialect::kPostgres) {

@@ -29,6 +29,8 @@ class ChangeFeed {
   // its event (a tail given to Flush).
   void Append(Pending& pending, v1::ChangeKind kind, const v1::Customer& customer,
               const v1::MergeRecord* merge = nullptr) const;
+  // Buffers an event change of the customer (its version is set by the caller once known).
+  void AppendEvent(Pending& pending, const std::string& customer_id) const;
   // Writes the pending changes as the transaction's last step and empties `pending`.
   // `tails[i]`, when given, is appended to change i as serialised: fields already encoded (an
   // event change gets its event that way, from the bytes stored for it, not serialised again).

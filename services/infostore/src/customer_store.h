@@ -20,6 +20,7 @@
 #include "ecrm/cache/profile_cache.h"
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/infostore/internal/record.pb.h"
+#include "ecrm/infostore/internal/summary_view.pb.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
 #include "ecrm/privacy/v1/privacy.pb.h"
 #include "ecrm/server/customer_data_owner.h"
@@ -179,10 +180,12 @@ class CustomerStore final : public server::CustomerDataOwner {
   void AckEventsLoop();
   // Commits a group of batches in one transaction; when that fails, each batch alone. The
   // customers written are appended to `written`.
-  void CommitGroup(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
-  absl::Status WriteEvents(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written);
-  // Saves (updates) every record, each checked against the version it was loaded at.
-  absl::Status SaveMany(sql::Connection& c, std::map<std::string, internal::CustomerRecord>& records);
+  void CommitGroup(absl::Span<EventBatch* const> group, std::vector<cache::ProfileWrite>& written);
+  absl::Status WriteEvents(absl::Span<EventBatch* const> group, std::vector<cache::ProfileWrite>& written);
+  // Saves (updates) every record whose behaviour summary changed, each at the next version and
+  // checked against the one it was loaded at; appends each customer's bytes to `written`.
+  absl::Status SaveSummaries(sql::Connection& c, absl::Span<internal::CustomerRecordSummaryView* const> records,
+                             std::vector<cache::ProfileWrite>& written);
 
   sql::Database& db_;
   idempotency::Store idempotency_;  // UpsertCustomer's request ids

@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
@@ -22,6 +23,7 @@
 namespace ecrm::infostore {
 
 using internal::CustomerRecord;
+using internal::CustomerRecordSummaryView;
 
 namespace {
 // Change.event (field 7) holding the event as stored plus its columns' fields (two serialised
@@ -41,9 +43,32 @@ std::string EventField(const std::string& stored, const std::string& columns) {
   return out;
 }
 
+// A record's bytes from its view, into `record` (reused), and its customer's bytes (for the
+// cache): the view writes its one parsed field, the customer, first — a tag and a length — and
+// then every field it left unparsed, as read.
+absl::Status RecordBytes(const CustomerRecordSummaryView& view, std::string& record, std::string& customer) {
+  record.clear();
+  if (!view.SerializeToString(&record)) return absl::InternalError("a customer record does not serialise");
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(record.data()),
+                                            static_cast<int>(record.size()));
+  uint32_t size = 0;
+  if (in.ReadTag() != google::protobuf::internal::WireFormatLite::MakeTag(
+                          CustomerRecord::kCustomerFieldNumber,
+                          google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED) ||
+      !in.ReadVarint32(&size) ||
+      in.CurrentPosition() + static_cast<int64_t>(size) > static_cast<int64_t>(record.size())) {
+    return absl::InternalError("a customer record does not begin with its customer");
+  }
+  customer.assign(record, in.CurrentPosition(), size);
+  return absl::OkStatus();
+}
+
 // The most events one group commit takes: big groups spread the per-customer work (summary
 // rows, index pages, cache writes) over many events; this bounds a commit's memory and time.
 constexpr int kMaxGroupEvents = 40000;
+// The most ids (customers, or identifiers' parameters) one lookup statement takes: SQLite allows
+// 32,766 parameters, PostgreSQL 65,535, and a group of random customers names up to 40,000.
+constexpr size_t kMaxIdsPerStatement = 4096;
 }  // namespace
 
 // One RecordEvents batch waiting for, or in, a group commit.
@@ -60,7 +85,7 @@ struct CustomerStore::EventBatch {
 // A group the writer has committed (or failed), for the acknowledger.
 struct CustomerStore::CommittedGroup {
   std::vector<std::unique_ptr<EventBatch>> batches;
-  std::vector<v1::Customer> written;  // the customers to write to the cache
+  std::vector<cache::ProfileWrite> written;  // the customers to write to the cache, serialised
 };
 
 CustomerStore::CustomerStore(sql::Database& db, ChangeFeed& feed, cache::ProfileCache* cache, StoreOptions options)
@@ -158,7 +183,10 @@ void CustomerStore::AckEventsLoop() {
     if (groups.empty()) return;  // closed, and every committed group is acknowledged
     for (CommittedGroup& group : groups) {
       // The cache first, so a client that reads after its acknowledgement sees its events.
-      CacheAfterCommit(group.written, {});
+      if (!group.written.empty()) {
+        feed_.NotifyCommitted();
+        if (cache_ != nullptr) cache_->Write(group.written);  // one round trip
+      }
       int64_t events = 0;
       for (auto& b : group.batches) {
         events += b->request->events_size();
@@ -174,7 +202,7 @@ void CustomerStore::AckEventsLoop() {
   }
 }
 
-void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written) {
+void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group, std::vector<cache::ProfileWrite>& written) {
   absl::Status s = WriteEvents(group, written);
   if (!s.ok() && group.size() > 1) {
     // One batch's error (an unknown customer, say) must not fail the others: commit each alone.
@@ -184,7 +212,8 @@ void CustomerStore::CommitGroup(absl::Span<EventBatch* const> group, std::vector
   for (EventBatch* b : group) b->status = s;
 }
 
-absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std::vector<v1::Customer>& written) {
+absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group,
+                                        std::vector<cache::ProfileWrite>& written) {
   // The group's events in order, with the batch each belongs to.
   struct Item {
     EventBatch* batch;
@@ -203,9 +232,18 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
   absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     ChangeFeed::Pending pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
-    written.resize(written_before);                      // a retried transaction starts again
-    std::map<std::string, CustomerRecord> touched;       // every customer concerned, by id
-    absl::flat_hash_set<const CustomerRecord*> changed;  // those created or with a new event
+    written.resize(written_before);  // a retried transaction starts again
+    // Every customer concerned, by id, as a summary view: an event changes only the behaviour
+    // summary (and version), so the rest of each record is neither parsed nor rebuilt — it is
+    // written back as the bytes read. The views live on one arena, freed with the attempt.
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.start_block_size = 64 << 10;
+    arena_options.max_block_size = 1 << 20;
+    google::protobuf::Arena arena(arena_options);
+    absl::flat_hash_map<std::string, CustomerRecordSummaryView*> touched;
+    auto view_of = [&](const std::string& id) -> CustomerRecordSummaryView*& { return touched[id]; };
+    auto new_view = [&] { return google::protobuf::Arena::CreateMessage<CustomerRecordSummaryView>(&arena); };
+    absl::flat_hash_set<const CustomerRecordSummaryView*> changed;  // those created or with a new event
     // Each distinct identifier and customer id the events name gets a slot, found by hash (no
     // per-event copies or tree lookups): a group holds tens of thousands of events over a few
     // thousand customers.
@@ -225,10 +263,12 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       ident_of[k] = it->second;
     }
 
-    // 1. The owners of every identifier named, in one statement.
-    if (!idents.empty()) {
+    // 1. The owners of every identifier named, a few thousand per statement.
+    for (size_t start = 0; start < idents.size(); start += kMaxIdsPerStatement / 3) {
       std::vector<IdKey> keys;
-      for (const Ident& i : idents) keys.push_back(KeyOf(*i.ref));
+      for (size_t i = start; i < std::min(idents.size(), start + kMaxIdsPerStatement / 3); ++i) {
+        keys.push_back(KeyOf(*idents[i].ref));
+      }
       PadToPowerOfTwo(keys);
       std::string sql =
           "SELECT type, source, value, customer_id FROM identifiers WHERE (type, source, value) IN (VALUES ";
@@ -274,17 +314,18 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       ECRM_RETURN_IF_ERROR(AsContention(Save(c, fresh, true)));
       feed_.Append(pending, v1::CHANGE_KIND_IDENTITY, fresh.customer());
       i.owner = fresh.customer().id();
-      CustomerRecord& record = touched[i.owner];
-      record = std::move(fresh);
-      changed.insert(&record);
+      CustomerRecordSummaryView* view = new_view();
+      if (!view->ParseFromString(fresh.SerializeAsString())) return absl::InternalError("a new record does not parse");
+      view_of(i.owner) = view;
+      changed.insert(view);
     }
-    // 3. Every customer concerned, locked in id order in one statement. An id merged since
-    //    (a direct reference to a merged customer, or a concurrent merge) redirects to its
-    //    survivor, loaded on its own.
+    // 3. Every customer concerned, locked in id order, a few thousand per statement. An id
+    //    merged since (a direct reference to a merged customer, or a concurrent merge) redirects
+    //    to its survivor, loaded on its own.
     struct Named {
-      absl::string_view id;    // as the events name it (a view of an owner or of a request)
-      std::string live;        // the live customer it resolves to
-      CustomerRecord* record;  // that customer's record, in `touched`
+      absl::string_view id;               // as the events name it (a view of an owner or of a request)
+      std::string live;                   // the live customer it resolves to
+      CustomerRecordSummaryView* record;  // that customer's record, in `touched`
     };
     std::vector<Named> names;
     absl::flat_hash_map<absl::string_view, int> name_slot;
@@ -296,29 +337,39 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
       if (added) names.push_back({id, "", nullptr});
       name_of[k] = it->second;
     }
-    std::vector<std::string> ids;
+    // In id order, in statements of at most kMaxIdsPerStatement ids (a group of random customers
+    // names tens of thousands: one statement would pass the databases' limits on parameters),
+    // so the locks are still taken in id order.
+    std::vector<absl::string_view> ids;
     for (const Named& n : names) {
-      if (!touched.count(std::string(n.id))) ids.emplace_back(n.id);
+      if (!touched.contains(n.id)) ids.push_back(n.id);
     }
-    if (!ids.empty()) {
-      PadToPowerOfTwo(ids);
+    std::sort(ids.begin(), ids.end());
+    for (size_t start = 0; start < ids.size(); start += kMaxIdsPerStatement) {
+      std::vector<sql::Value> params;
+      for (size_t i = start; i < std::min(ids.size(), start + kMaxIdsPerStatement); ++i) {
+        params.emplace_back(sql::TextRef{ids[i]});
+      }
+      PadToPowerOfTwo(params);
       std::string sql = absl::StrCat("SELECT id, merged_into, record FROM customers WHERE id IN (",
-                                     Placeholders(1, static_cast<int>(ids.size())), ") ORDER BY id",
+                                     Placeholders(1, static_cast<int>(params.size())), ") ORDER BY id",
                                      c.dialect() == sql::Dialect::kPostgres ? " FOR UPDATE" : "");
-      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, std::vector<sql::Value>(ids.begin(), ids.end())));
+      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, params));
       for (sql::Row row : r) {
-        const std::string id(row.Text(0));
         if (!row.IsNull(1)) continue;  // merged: resolved below
-        if (!touched[id].ParseFromString(std::string(row.Text(2)))) {
-          return absl::DataLossError(absl::StrCat("customer \"", id, "\" has an unreadable record"));
+        const absl::string_view bytes = row.Text(2);
+        CustomerRecordSummaryView* view = new_view();
+        if (!view->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+          return absl::DataLossError(absl::StrCat("customer \"", row.Text(0), "\" has an unreadable record"));
         }
+        view_of(std::string(row.Text(0))) = view;
       }
     }
     for (Named& n : names) {
       const std::string named(n.id);
-      if (touched.count(named)) {
+      if (auto it = touched.find(named); it != touched.end()) {
         n.live = named;
-        n.record = &touched[named];
+        n.record = it->second;
         continue;
       }
       common::v1::CustomerRef ref;
@@ -334,11 +385,13 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
         }
         return absl::AbortedError(absl::StrCat("the owner of an identifier, ", named, ", was erased concurrently"));
       }
-      if (!touched.count(n.live)) {
+      CustomerRecordSummaryView*& live = view_of(n.live);
+      if (live == nullptr) {
         ECRM_ASSIGN_OR_RETURN(Loaded l, LoadLive(c, n.live));
-        touched[n.live] = std::move(l.record);
+        live = new_view();
+        if (!live->ParseFromString(l.record.SerializeAsString())) return absl::InternalError("a record does not parse");
       }
-      n.record = &touched[n.live];
+      n.record = live;
     }
     // 4. The events, in multi-row inserts; those already recorded come back as duplicates. An
     //    id repeated within the group is stored as its first use. The rows go in customer order,
@@ -389,7 +442,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
     // Each event change's event, encoded (for ChangeFeed::Flush; none for the changes before them),
     // and its customer, whose version after this commit it names.
     std::vector<std::string> event_fields(pending.size());
-    std::vector<std::pair<size_t, const v1::Customer*>> event_changes;  // index in pending, customer
+    std::vector<std::pair<size_t, const CustomerRecordSummaryView*>> event_changes;  // index in pending, customer
     for (size_t k = 0; k < items.size(); ++k) {
       const v1::Event& e = items[k].event();
       EventBatchResult& result = items[k].batch->result;
@@ -398,52 +451,80 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group, std
         continue;
       }
       ++result.accepted;
-      CustomerRecord& record = *names[name_of[k]].record;
-      changed.insert(&record);
-      ApplyEvent(e, *record.mutable_customer()->mutable_behaviour());
-      feed_.Append(pending, v1::CHANGE_KIND_EVENT, record.customer());
-      event_changes.emplace_back(pending.size() - 1, &record.customer());
+      CustomerRecordSummaryView* record = names[name_of[k]].record;
+      changed.insert(record);
+      ApplyEvent(e, *record->mutable_customer()->mutable_behaviour());
+      feed_.AppendEvent(pending, record->customer().id());
+      event_changes.emplace_back(pending.size() - 1, record);
       event_fields.push_back(EventField(items[k].stored(), items[k].columns()));
     }
-    // 5. Every changed summary written back once (a replayed batch writes none).
-    std::erase_if(touched, [&](const auto& entry) { return !changed.contains(&entry.second); });
-    ECRM_RETURN_IF_ERROR(SaveMany(c, touched));
-    for (const auto& [i, customer] : event_changes) pending[i].set_customer_version(customer->version());
-    for (auto& [id, record] : touched) written.push_back(record.customer());
+    // 5. Every changed summary written back once, in id order (a replayed batch writes none);
+    //    the customers' bytes written go to the cache.
+    std::vector<CustomerRecordSummaryView*> save(changed.size());
+    std::transform(changed.begin(), changed.end(), save.begin(),
+                   [](const CustomerRecordSummaryView* v) { return const_cast<CustomerRecordSummaryView*>(v); });
+    std::sort(save.begin(), save.end(),
+              [](const auto* a, const auto* b) { return a->customer().id() < b->customer().id(); });
+    ECRM_RETURN_IF_ERROR(SaveSummaries(c, save, written));
+    for (const auto& [i, view] : event_changes) pending[i].set_customer_version(view->customer().version());
     return feed_.Flush(c, pending, &event_fields);
   });
   if (!status.ok()) written.resize(written_before);  // rolled back: nothing to cache
   return status;
 }
 
-absl::Status CustomerStore::SaveMany(sql::Connection& c, std::map<std::string, CustomerRecord>& records) {
-  if (c.dialect() == sql::Dialect::kSqlite || records.size() == 1) {  // no round trips to save
-    for (auto& [id, record] : records) ECRM_RETURN_IF_ERROR(AsContention(Save(c, record, false)));
+absl::Status CustomerStore::SaveSummaries(sql::Connection& c, absl::Span<CustomerRecordSummaryView* const> records,
+                                          std::vector<cache::ProfileWrite>& written) {
+  // Each customer's version and update time, then its bytes: the customer's for the cache,
+  // and the record's for its row.
+  const int64_t now = NowMicros();
+  const google::protobuf::Timestamp now_ts = Ts(now);
+  written.reserve(written.size() + records.size());
+  auto next = [&](CustomerRecordSummaryView& view, std::string& record) -> absl::Status {
+    internal::CustomerSummaryView& cu = *view.mutable_customer();
+    cu.set_version(cu.version() + 1);
+    *cu.mutable_updated_at() = now_ts;
+    cache::ProfileWrite& w = written.emplace_back();
+    w.id = cu.id();
+    w.version = cu.version();
+    return RecordBytes(view, record, w.data);
+  };
+  if (c.dialect() == sql::Dialect::kSqlite) {  // no round trips to save: a statement per customer
+    std::string bytes;                         // reused
+    for (CustomerRecordSummaryView* view : records) {
+      ECRM_RETURN_IF_ERROR(next(*view, bytes));
+      const internal::CustomerSummaryView& cu = view->customer();
+      ECRM_ASSIGN_OR_RETURN(
+          sql::Result r, c.Execute("UPDATE customers SET version = $1, updated_at = $2, record = $3 "
+                                   "WHERE id = $4 AND version = $5",
+                                   {cu.version(), now, sql::BlobRef{bytes}, sql::TextRef{cu.id()}, cu.version() - 1}));
+      if (r.rows_affected() != 1)
+        return absl::AbortedError(absl::StrCat("customer ", cu.id(), " changed concurrently"));
+    }
     return absl::OkStatus();
   }
   // PostgreSQL: one UPDATE … FROM (VALUES …) per 500 customers, each row checked against the
   // version it was read at.
-  const int64_t now = NowMicros();
-  std::vector<CustomerRecord*> all;
-  for (auto& [id, record] : records) all.push_back(&record);
-  for (size_t start = 0; start < all.size(); start += 500) {
-    const size_t n = std::min<size_t>(500, all.size() - start);
+  std::vector<std::string> bytes;
+  for (size_t start = 0; start < records.size(); start += 500) {
+    const size_t n = std::min<size_t>(500, records.size() - start);
     std::string sql =
         "UPDATE customers AS c SET version = v.version, updated_at = v.updated_at, record = v.record "
         "FROM (VALUES ";
     std::vector<sql::Value> params;
+    params.reserve(5 * n);
+    bytes.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      v1::Customer& cu = *all[start + i]->mutable_customer();
-      const int64_t old_version = cu.version();
-      cu.set_version(old_version + 1);
-      *cu.mutable_updated_at() = Ts(now);
+      CustomerRecordSummaryView& view = *records[start + i];
+      ECRM_RETURN_IF_ERROR(next(view, bytes[i]));
+      const internal::CustomerSummaryView& cu = view.customer();
       absl::StrAppend(&sql, i ? ", " : "", "($", 5 * i + 1, "::text, $", 5 * i + 2, "::bigint, $", 5 * i + 3,
                       "::bigint, $", 5 * i + 4, "::bytea, $", 5 * i + 5, "::bigint)");
-      params.emplace_back(cu.id());
+      params.emplace_back(sql::TextRef{cu.id()});
       params.emplace_back(cu.version());
       params.emplace_back(now);
-      params.emplace_back(sql::Blob{all[start + i]->SerializeAsString()});
-      params.emplace_back(old_version);
+      params.emplace_back(sql::BlobRef{bytes[i]});
+      params.emplace_back(cu.version() - 1);
     }
     sql += ") AS v(id, version, updated_at, record, old_version) WHERE c.id = v.id AND c.version = v.old_version";
     ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(sql, params));

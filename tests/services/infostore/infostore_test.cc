@@ -13,6 +13,7 @@
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/cache/redis_client.h"
@@ -481,6 +482,71 @@ TEST_CASE("replayed event batches are deduplicated and the behaviour summary cou
       auto again = SendBatches(c, {Batch("n0-", 5, ref), Batch("n1-", 5, ref)}, &s);
       REQUIRE(s.ok());
       CHECK(again.duplicates() == 10);
+    }
+  }
+}
+
+TEST_CASE("events rewrite only the behaviour summary: the rest of the record and its provenance stay exact") {
+  using google::protobuf::util::MessageDifferencer;
+  for (auto& [name, args] : Backends()) {
+    DYNAMIC_SECTION(name) {
+      auto priority_args = args;
+      priority_args.push_back("--source-priority=erp,call_centre,web");
+      Client c(priority_args);
+      auto erp = WithIds({Id(kEmail, "kim@example.com"), Id(common::IDENTIFIER_TYPE_EXTERNAL_ID, "K-7", "erp")});
+      erp.mutable_profile()->set_first_name("Kim");
+      erp.mutable_profile()->mutable_address()->set_city("Leeds");
+      erp.mutable_profile()->set_birth_date("1980-02-29");
+      (*erp.mutable_attributes())["tier"].set_string_value("gold");
+      erp.set_source(common::TOUCHPOINT_ERP);
+      const v1::Customer before = c.Upsert(erp).customer();
+      v1::UpdateConsentRequest consent;
+      *consent.mutable_customer() = RefId(before.id());
+      consent.set_channel(common::CHANNEL_EMAIL);
+      consent.set_purpose(common::PURPOSE_MARKETING);
+      consent.set_status(v1::CONSENT_STATUS_GRANTED);
+      consent.set_source(common::TOUCHPOINT_WEB);
+      v1::Customer consented;
+      REQUIRE(c.Call(&v1::InformationStore::Stub::UpdateConsent, consent, &consented).ok());
+
+      grpc::Status s;
+      REQUIRE(SendBatches(c, {Batch("k", 10, RefId(before.id()))}, &s).accepted() == 10);
+      REQUIRE(s.ok());
+      v1::Customer cached;
+      REQUIRE(c.Get(RefId(before.id()), &cached).ok());
+      // The database's copy (ListCustomers reads the rows) is the cache's.
+      v1::Customer stored;
+      const v1::ListCustomersResponse listed = c.ListAll();
+      for (const v1::Customer& cu : listed.customers()) {
+        if (cu.id() == before.id()) stored = cu;
+      }
+      REQUIRE(stored.id() == before.id());
+      CHECK(MessageDifferencer::Equals(stored, cached));
+      CHECK(stored.version() == consented.version() + 1);  // one batch, one new version
+      CHECK(stored.behaviour().event_counts().at("page_view") == 8);
+      CHECK(stored.behaviour().order_count() == 2);
+      CHECK(stored.behaviour().total_spent().amount_minor() == 2000);
+      // Everything but the summary, the version and the update time is as it was.
+      v1::Customer rest = stored;
+      rest.clear_behaviour();
+      rest.clear_version();
+      rest.clear_updated_at();
+      v1::Customer was = consented;
+      was.clear_behaviour();
+      was.clear_version();
+      was.clear_updated_at();
+      CHECK(MessageDifferencer::Equals(rest, was));
+      CHECK(stored.consents_size() == 1);
+      CHECK(stored.attributes().at("tier").string_value() == "gold");
+      // The provenance survived: the web still may not overwrite the ERP's city, but fills a gap.
+      auto web = WithIds({Id(kEmail, "kim@example.com")});
+      web.mutable_profile()->mutable_address()->set_city("Lids");
+      web.mutable_profile()->set_last_name("Lee");
+      web.set_source(common::TOUCHPOINT_WEB);
+      auto after = c.Upsert(web);
+      CHECK(after.customer().profile().address().city() == "Leeds");
+      CHECK(after.customer().profile().last_name() == "Lee");
+      CHECK(after.customer().behaviour().order_count() == 2);
     }
   }
 }
