@@ -409,7 +409,7 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
 // `batch`, streamed at `rate` events/s (0: as fast as the consumer takes them), timed until the
 // last position is saved. Reports events/s and the process's CPU time per event over that phase.
 void FeedEvents(int64_t customers, int64_t batch, uint64_t seed, int64_t events_per_customer, const std::string& dir,
-                const std::vector<std::string>& rules, int64_t events, double rate) {
+                const std::vector<std::string>& rules, int64_t events, double rate, absl::Duration save_interval) {
   seg::Features features;
   auto db = TempDatabase(dir, "feed_events");
   seg::Segments segments(*db, features, [] { return kNow; });
@@ -470,7 +470,8 @@ void FeedEvents(int64_t customers, int64_t batch, uint64_t seed, int64_t events_
   ecrm::outbox::Outbox outbox(*db);
   prometheus::Registry registry;
   seg::SegmentationMetrics metrics(registry);
-  seg::FeedConsumer consumer(*db, features, segments, infostore, outbox, metrics);
+  seg::FeedConsumer consumer(*db, features, segments, infostore, outbox, metrics,
+                             seg::FeedOptions{.save_interval = save_interval});
   if (absl::Status s = consumer.Load(); !s.ok()) Die(s);
   consumer.Start();
   if (!consumer.WaitForPosition(loaded, absl::Hours(1))) Die(absl::DeadlineExceededError("load not saved"));
@@ -488,10 +489,11 @@ void FeedEvents(int64_t customers, int64_t batch, uint64_t seed, int64_t events_
   const double seconds = Seconds(start), cpu = CpuSeconds() - cpu_start;
   consumer.Stop();
   auto published = outbox.PendingCount();
-  const std::string extra = absl::StrCat(
-      "\"customers\":", customers, ",\"events\":", events, ",\"segments\":", rules.size(), ",\"rate\":", rate,
-      ",\"seconds\":", absl::StrFormat("%.2f", seconds), ",\"cpu_seconds\":", absl::StrFormat("%.2f", cpu),
-      ",\"published\":", published.ok() && published_before.ok() ? *published - *published_before : -1);
+  const std::string extra =
+      absl::StrCat("\"customers\":", customers, ",\"events\":", events, ",\"segments\":", rules.size(),
+                   ",\"rate\":", rate, ",\"save_interval_ms\":", absl::ToInt64Milliseconds(save_interval),
+                   ",\"seconds\":", absl::StrFormat("%.2f", seconds), ",\"cpu_seconds\":", absl::StrFormat("%.2f", cpu),
+                   ",\"published\":", published.ok() && published_before.ok() ? *published - *published_before : -1);
   const std::string name = absl::StrCat("segmentation_feed_events_sqlite", rules.empty() ? "" : "_segments");
   Emit(name, "events/s", {static_cast<double>(events) / seconds}, extra);
   Emit(name + "_cpu", "us/event", {cpu * 1e6 / static_cast<double>(events)}, extra);
@@ -505,6 +507,7 @@ int main(int argc, char** argv) {
   int64_t customers = 10'000'000, events = 20, runs = 5, segment_runs = 3, seed = 42, segment_count = 100;
   int64_t feed_customers = 0, feed_batch = 1000, threads = 1, more_threads = 0, feed_events = 0;
   double feed_events_rate = 0;
+  absl::Duration feed_save_interval = seg::FeedOptions().save_interval;
   bool through_segments = false, feed_with_segments = false, feed_per_message = false, compact = false;
   std::string dir = "/tmp", extra_rules;
   ecrm::config::Flags flags("ecrm-segmentation-bench", "segmentation features, previews and segments at scale");
@@ -529,6 +532,8 @@ int main(int argc, char** argv) {
                "latency bench's types, dated today) through a started FeedConsumer, after the segments are saved "
                "(with --feed-with-segments); reports events/s and CPU µs per event; 0: skip");
   flags.AddDouble("feed-events-rate", &feed_events_rate, "events/s of the --feed-events phase; 0: as fast as taken");
+  flags.AddDuration("feed-save-interval", &feed_save_interval,
+                    "FeedOptions::save_interval of the --feed-events phase (the engine's default otherwise)");
   flags.AddInt("threads", &threads, "threads of each population evaluation (PopulationOptions::threads)");
   flags.AddInt("more-threads", &more_threads, "also measure the preview and the segments on this many threads");
   flags.AddBool("compact", &compact, "compact the events after loading");
@@ -712,7 +717,8 @@ int main(int argc, char** argv) {
   // --- the real feed path ---------------------------------------------------------------------
   if (feed_customers > 0 && feed_events > 0) {
     FeedEvents(feed_customers, feed_batch, static_cast<uint64_t>(seed), events, dir,
-               feed_with_segments ? texts : std::vector<std::string>{}, feed_events, feed_events_rate);
+               feed_with_segments ? texts : std::vector<std::string>{}, feed_events, feed_events_rate,
+               feed_save_interval);
   } else if (feed_customers > 0) {
     std::string extra;
     const double rate = FeedApply(feed_customers, feed_batch, static_cast<uint64_t>(seed), events, dir,

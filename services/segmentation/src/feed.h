@@ -54,8 +54,10 @@ struct FeedOptions {
   // into the next one, unless it reaches half of max_unsaved_changes first): fewer, larger
   // transactions write each changed database page once for many changes. A change after a
   // quiet spell (the last transaction began longer ago) is saved at once. Queries see changes
-  // when applied, whatever this is; entries and exits are published when saved.
-  absl::Duration save_interval = absl::ZeroDuration();
+  // when applied, whatever this is; entries and exits are published when saved, so this bounds
+  // what it adds to their publication. At 20,000 events/s (ecrm-segmentation-bench --feed-events)
+  // 250 ms took the CPU per event from 44 to 33 µs (1 s: 29 µs).
+  absl::Duration save_interval = absl::Milliseconds(250);
   // The customers this replica keeps (--partition); the others' changes are skipped.
   Partition partition;
 };

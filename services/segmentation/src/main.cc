@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   f.AddDuration("save-interval", &save_interval,
                 "under load, the feed's changes are saved in one transaction at most this often (segment entries and "
                 "exits are published when saved; queries see changes at once); 0: a transaction as soon as the last "
-                "one ends");
+                "one ends (as before this flag)");
   f.AddDuration("time-check-interval", &tick_every,
                 "how often customers whose time-relative rules may have changed are evaluated again");
   f.AddDuration("scores-interval", &scores_every,
