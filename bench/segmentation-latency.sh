@@ -14,7 +14,10 @@
 #     GetCustomerSegments showing the probe segment.
 #   bench/segmentation-latency.sh [results.jsonl]
 # ECRM_BENCH_LOCK=/tmp/ecrm-build.lock: build, and hold that lock during each run's measurements
-# (so that nobody builds meanwhile), releasing it between runs.
+# (so that nobody builds meanwhile), releasing it between runs. ECRM_SEG_PHASES (default "serving
+# changes events") picks the measurements; ECRM_SEG_ARGS adds flags to ecrm-segmentation (e.g.
+# --save-interval=0s to compare); ECRM_SEG_BINARY another ecrm-segmentation to measure (a build
+# before a change, copied aside; default the one just built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${ECRM_BENCH_DURATION:-10s}
@@ -22,6 +25,8 @@ lat_dur=${ECRM_LATENCY_DURATION:-60s}
 runs=${ECRM_BENCH_RUNS:-3}
 customers=${ECRM_SEG_CUSTOMERS:-100000}
 backends=${ECRM_SEG_BACKENDS:-sqlite}
+phases=" ${ECRM_SEG_PHASES:-serving changes events} "
+read -r -a seg_args <<<"${ECRM_SEG_ARGS:-}"
 lockfile=${ECRM_BENCH_LOCK:-}
 slice=$((customers / (2 * runs)))
 source bench/lib.sh
@@ -34,6 +39,8 @@ trap 'bench_cleanup; rm -rf "$work"' EXIT
 load() { "$B/tools/loadgen/ecrm-load" --target="$1" --duration=$dur --warmup=2s --connections=2 --json "${@:2}"; }
 lat() { "$B/bench/ecrm-segmentation-latency-bench" --infostore="$infostore" --segmentation="$seg" \
   --ids-file="$work/ids.txt" "$@"; }
+# A process's CPU seconds so far (user + system, from /proc).
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 feed_position() { curl -s "http://$seg_metrics/metrics" | awk '/^ecrm_segmentation_feed_position / {print $2}'; }
 # Until the engine's applied feed position has not moved for 5 s.
 wait_caught_up() {
@@ -65,7 +72,8 @@ for backend in $backends; do
   start_service "$B/services/ecrm-infostore" --database-url="$store_url" --redis-url="$redis"
   infostore=$REPLY
   store_pid=$SERVICE_PID
-  start_service "$B/services/ecrm-segmentation" --database-url="$seg_url" --infostore-address="$infostore"
+  start_service "${ECRM_SEG_BINARY:-$B/services/ecrm-segmentation}" --database-url="$seg_url" --infostore-address="$infostore" \
+    "${seg_args[@]}"
   seg=$REPLY
   seg_metrics=$METRICS_ADDR
   seg_pid=$SERVICE_PID
@@ -74,27 +82,37 @@ for backend in $backends; do
   lat --mode=segments --segments=100 >&2
   wait_caught_up
 
-  health=(); segs=(); scores=(); ch_p99=(); ch_max=(); ch_fail=(); ev_p99=(); ev_max=(); ev_fail=(); ev_rate=(); ch_w99=(); ev_w99=()
+  ev_cpu=(); ev_scpu=(); health=(); segs=(); scores=(); ch_p99=(); ch_max=(); ch_fail=(); ev_p99=(); ev_max=(); ev_fail=(); ev_rate=(); ch_w99=(); ev_w99=()
   for r in $(seq "$runs"); do
     hold
     echo "# $backend run $r: $(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    health+=("$(load "$seg" --workload=health --rate=2000 --concurrency=256 | json_field p99)")
-    segs+=("$(load "$seg" --workload=segmentation.customer_segments --rate=2000 --concurrency=256 | json_field p99)")
-    scores+=("$(load "$seg" --workload=segmentation.customer_scores --rate=2000 --concurrency=256 | json_field p99)")
+    if [[ $phases == *" serving "* ]]; then
+      health+=("$(load "$seg" --workload=health --rate=2000 --concurrency=256 | json_field p99)")
+      segs+=("$(load "$seg" --workload=segmentation.customer_segments --rate=2000 --concurrency=256 | json_field p99)")
+      scores+=("$(load "$seg" --workload=segmentation.customer_scores --rate=2000 --concurrency=256 | json_field p99)")
+    fi
     # Probe customers (each probed once): run r's changes from line 2 (r - 1) slice, its events from
     # the next slice.
-    j=$(lat --mode=changes --rate=1500 --probe-every=20 --duration="$lat_dur" --probe-first=$((2 * (r - 1) * slice)) ||
-      true)
-    echo "$j" >>"$work/latency.jsonl"
-    ch_p99+=("$(echo "$j" | json_field p99)"); ch_max+=("$(echo "$j" | json_field max)")
-    ch_fail+=("$(echo "$j" | json_field failed)"); ch_w99+=("$(echo "$j" | json_field write_p99_ms)")
+    if [[ $phases == *" changes "* ]]; then
+      j=$(lat --mode=changes --rate=1500 --probe-every=20 --duration="$lat_dur" --probe-first=$((2 * (r - 1) * slice)) ||
+        true)
+      echo "$j" >>"$work/latency.jsonl"
+      ch_p99+=("$(echo "$j" | json_field p99)"); ch_max+=("$(echo "$j" | json_field max)")
+      ch_fail+=("$(echo "$j" | json_field failed)"); ch_w99+=("$(echo "$j" | json_field write_p99_ms)")
+    fi
+    [[ $phases == *" events "* ]] || { release; continue; }
+    cpu0=$(proc_cpu "$seg_pid"); scpu0=$(proc_cpu "$store_pid")
     j=$(lat --mode=events --rate=20000 --batch=1000 --probe-every=1 --duration="$lat_dur" \
       --probe-first=$(((2 * r - 1) * slice)) || true)
     echo "$j" >>"$work/latency.jsonl"
     ev_p99+=("$(echo "$j" | json_field p99)"); ev_max+=("$(echo "$j" | json_field max)")
     ev_fail+=("$(echo "$j" | json_field failed)"); ev_rate+=("$(echo "$j" | json_field achieved_rate)")
     ev_w99+=("$(echo "$j" | json_field write_p99_ms)")
+    # CPU seconds of each process over the events phase (until the engine caught up, below).
     release
+    wait_caught_up
+    ev_cpu+=("$(echo "$(proc_cpu "$seg_pid") - $cpu0" | bc)"); ev_scpu+=("$(echo "$(proc_cpu "$store_pid") - $scpu0" | bc)")
+    continue
     wait_caught_up
   done
   cat "$work/latency.jsonl" >&2
@@ -110,6 +128,8 @@ for backend in $backends; do
   runs_json "${backend}_events_achieved" events/s "${ev_rate[@]}"
   runs_json "${backend}_write_p99_1500_changes" ms "${ch_w99[@]}"
   runs_json "${backend}_write_p99_20000_events" ms "${ev_w99[@]}"
+  runs_json "${backend}_segmentation_cpu_20000_events" s "${ev_cpu[@]}"
+  runs_json "${backend}_infostore_cpu_20000_events" s "${ev_scpu[@]}"
   stop_service "$seg_pid"
   stop_service "$store_pid"
 done
@@ -123,5 +143,6 @@ GetCustomerSegments p99 at 2,000 QPS                   $(med ${backend}_customer
 GetCustomerScores p99 at 2,000 QPS                     $(med ${backend}_customer_scores_p99_at_2000qps) ms     <= 1 ms
 membership p99, 1,500 changes/s ($lat_dur)               $(med ${backend}_membership_p99_1500_changes) ms     <= 100 ms (max $(med ${backend}_membership_max_1500_changes) ms, failed $(med ${backend}_membership_failed_1500_changes); write p99 $(med ${backend}_write_p99_1500_changes) ms)
 membership p99, 20,000 events/s ($lat_dur)               $(med ${backend}_membership_p99_20000_events) ms     <= 1,000 ms (max $(med ${backend}_membership_max_20000_events) ms, failed $(med ${backend}_membership_failed_20000_events); $(med ${backend}_events_achieved) events/s achieved, write p99 $(med ${backend}_write_p99_20000_events) ms)
+CPU seconds over the 20,000 events/s phase          segmentation $(med ${backend}_segmentation_cpu_20000_events) s, infostore $(med ${backend}_infostore_cpu_20000_events) s
 SUMMARY
 done

@@ -17,6 +17,7 @@
 //
 // Member counts and a checksum of the members are printed, so two builds can be checked to give
 // the same answers.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,10 +28,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -248,19 +251,41 @@ class NoInformationStore final : public seg::InformationStore {
   }
 };
 
-// The change feed as prepared messages, streamed as fast as the consumer takes them.
+// The change feed as prepared messages, streamed as fast as the consumer takes them. With
+// `held_from`, the messages from that index on wait for Release(), then come `per_second`
+// messages a second (0: as fast as taken).
 class ReplayStore final : public seg::InformationStore {
  public:
-  explicit ReplayStore(const std::vector<iv1::WatchChangesResponse>& messages) : messages_(messages) {}
+  explicit ReplayStore(const std::vector<iv1::WatchChangesResponse>& messages,
+                       size_t held_from = std::numeric_limits<size_t>::max(), double per_second = 0)
+      : messages_(messages), held_from_(held_from), per_second_(per_second) {}
   absl::Status Watch(int64_t from, const std::function<absl::Status(const iv1::WatchChangesResponse&)>& on) override {
-    for (const iv1::WatchChangesResponse& m : messages_) {
+    std::chrono::steady_clock::time_point released;
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      const iv1::WatchChangesResponse& m = messages_[i];
       if (m.position() <= from) continue;
+      if (i == held_from_) {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopped_.load() || released_; });
+        released = std::chrono::steady_clock::now();
+      }
+      if (i >= held_from_ && per_second_ > 0) {
+        std::this_thread::sleep_until(released + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                     std::chrono::duration<double>((i - held_from_) / per_second_)));
+      }
       if (stopped_.load()) return absl::CancelledError("stopped");
       if (absl::Status s = on(m); !s.ok()) return s;
     }
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return stopped_.load(); });
     return absl::CancelledError("stopped");
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
   }
   void StopWatching() override {
     {
@@ -278,10 +303,21 @@ class ReplayStore final : public seg::InformationStore {
 
  private:
   const std::vector<iv1::WatchChangesResponse>& messages_;
+  const size_t held_from_;
+  const double per_second_;
   std::mutex mu_;
   std::condition_variable cv_;
+  bool released_ = false;  // guarded by mu_
   std::atomic<bool> stopped_{false};
 };
+
+// The process's CPU time so far (every thread: the feed's, the saver's, SQLite's checkpointer).
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 std::unique_ptr<ecrm::sql::Database> TempDatabase(const std::string& dir, const std::string& name) {
   const std::string path = absl::StrCat(dir, "/", name, ".db");
@@ -367,11 +403,111 @@ double FeedApply(int64_t customers, int64_t batch, uint64_t seed, int64_t events
   return static_cast<double>(changes) / seconds;
 }
 
+// Events to customers already saved, as at 20,000 events/s into a live population: `customers`
+// fresh customers applied and saved first (not timed), then the `rules` saved as segments (their
+// first fill publishes nothing), then `events` events to customers drawn uniformly, in messages of
+// `batch`, streamed at `rate` events/s (0: as fast as the consumer takes them), timed until the
+// last position is saved. Reports events/s and the process's CPU time per event over that phase.
+void FeedEvents(int64_t customers, int64_t batch, uint64_t seed, int64_t events_per_customer, const std::string& dir,
+                const std::vector<std::string>& rules, int64_t events, double rate, absl::Duration save_interval) {
+  seg::Features features;
+  auto db = TempDatabase(dir, "feed_events");
+  seg::Segments segments(*db, features, [] { return kNow; });
+  Population population(seed + 1, events_per_customer);
+  std::vector<iv1::Customer> cs;
+  std::vector<iv1::Event> es;
+  std::vector<iv1::WatchChangesResponse> messages(1);
+  int64_t position = 0;
+  auto add = [&]() -> iv1::Change& {
+    if (messages.back().changes_size() >= batch) messages.emplace_back();
+    iv1::Change& c = *messages.back().add_changes();
+    c.set_sequence(++position);
+    messages.back().set_position(position);
+    return c;
+  };
+  constexpr int64_t kBlock = 4096;
+  std::vector<std::string> ids;
+  for (int64_t first = 0; first < customers; first += kBlock) {
+    const size_t events_in_batch = population.Batch(first, std::min(kBlock, customers - first), cs, es);
+    for (const iv1::Customer& c : cs) {
+      iv1::Change& change = add();
+      change.set_kind(iv1::CHANGE_KIND_PROFILE);
+      change.set_customer_id(c.id());
+      *change.mutable_customer() = c;
+      ids.push_back(c.id());
+    }
+    for (size_t i = 0; i < events_in_batch; ++i) {
+      iv1::Change& change = add();
+      change.set_kind(iv1::CHANGE_KIND_EVENT);
+      change.set_customer_id(es[i].customer_id());
+      *change.mutable_event() = es[i];
+    }
+  }
+  const int64_t loaded = position;
+  messages.emplace_back();  // the events start a message of their own
+  const size_t held_from = messages.size() - 1;
+  // The latency bench's mix (10% purchases), dated in the last day.
+  static const char* const kTypes[] = {"page_view",  "page_view",  "page_view",   "product_view", "product_view",
+                                       "email_open", "email_open", "add_to_cart", "add_to_cart",  "purchase"};
+  Rng rng(seed ^ 0x5eed);
+  for (int64_t i = 0; i < events; ++i) {
+    iv1::Change& change = add();
+    const std::string& id = ids[static_cast<size_t>(rng.Below(static_cast<int64_t>(ids.size())))];
+    const char* type = kTypes[rng.Below(10)];
+    change.set_kind(iv1::CHANGE_KIND_EVENT);
+    change.set_customer_id(id);
+    iv1::Event& e = *change.mutable_event();
+    e.set_event_id(absl::StrCat("e", i));
+    e.set_customer_id(id);
+    e.set_type(type);
+    e.mutable_occurred_at()->set_seconds(absl::ToUnixSeconds(kNow) - rng.Below(kDay));
+    if (std::string_view(type) == "purchase") {
+      e.mutable_amount()->set_amount_minor(500 + rng.Below(20000));
+      e.mutable_amount()->set_currency("GBP");
+    }
+  }
+  ReplayStore infostore(messages, held_from, rate > 0 ? rate / static_cast<double>(batch) : 0);
+  ecrm::outbox::Outbox outbox(*db);
+  prometheus::Registry registry;
+  seg::SegmentationMetrics metrics(registry);
+  seg::FeedConsumer consumer(*db, features, segments, infostore, outbox, metrics,
+                             seg::FeedOptions{.save_interval = save_interval});
+  if (absl::Status s = consumer.Load(); !s.ok()) Die(s);
+  consumer.Start();
+  if (!consumer.WaitForPosition(loaded, absl::Hours(1))) Die(absl::DeadlineExceededError("load not saved"));
+  for (size_t i = 0; i < rules.size(); ++i) {
+    ecrm::segmentation::v1::Segment s;
+    s.set_name(absl::StrCat("s", i));
+    s.set_rule(rules[i]);
+    if (auto created = segments.Create(s); !created.ok()) Die(created.status());
+  }
+  auto published_before = outbox.PendingCount();
+  const double cpu_start = CpuSeconds();
+  const auto start = std::chrono::steady_clock::now();
+  infostore.Release();
+  if (!consumer.WaitForPosition(position, absl::Hours(1))) Die(absl::DeadlineExceededError("events not saved"));
+  const double seconds = Seconds(start), cpu = CpuSeconds() - cpu_start;
+  consumer.Stop();
+  auto published = outbox.PendingCount();
+  const std::string extra =
+      absl::StrCat("\"customers\":", customers, ",\"events\":", events, ",\"segments\":", rules.size(),
+                   ",\"rate\":", rate, ",\"save_interval_ms\":", absl::ToInt64Milliseconds(save_interval),
+                   ",\"seconds\":", absl::StrFormat("%.2f", seconds), ",\"cpu_seconds\":", absl::StrFormat("%.2f", cpu),
+                   ",\"published\":", published.ok() && published_before.ok() ? *published - *published_before : -1);
+  const std::string name = absl::StrCat("segmentation_feed_events_sqlite", rules.empty() ? "" : "_segments");
+  Emit(name, "events/s", {static_cast<double>(events) / seconds}, extra);
+  Emit(name + "_cpu", "us/event", {cpu * 1e6 / static_cast<double>(events)}, extra);
+  db.reset();
+  RemoveDatabase(dir, "feed_events");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t customers = 10'000'000, events = 20, runs = 5, segment_runs = 3, seed = 42, segment_count = 100;
-  int64_t feed_customers = 0, feed_batch = 1000, threads = 1, more_threads = 0;
+  int64_t feed_customers = 0, feed_batch = 1000, threads = 1, more_threads = 0, feed_events = 0;
+  double feed_events_rate = 0;
+  absl::Duration feed_save_interval = seg::FeedOptions().save_interval;
   bool through_segments = false, feed_with_segments = false, feed_per_message = false, compact = false;
   std::string dir = "/tmp", extra_rules;
   ecrm::config::Flags flags("ecrm-segmentation-bench", "segmentation features, previews and segments at scale");
@@ -391,6 +527,13 @@ int main(int argc, char** argv) {
                 "(FeedConsumer::Apply), the baseline of the started consumer's group commit");
   flags.AddBool("feed-with-segments", &feed_with_segments,
                 "the feed run has the segments saved (evaluated per change)");
+  flags.AddInt("feed-events", &feed_events,
+               "also stream this many events to --feed-customers customers already saved (uniformly drawn, the "
+               "latency bench's types, dated today) through a started FeedConsumer, after the segments are saved "
+               "(with --feed-with-segments); reports events/s and CPU µs per event; 0: skip");
+  flags.AddDouble("feed-events-rate", &feed_events_rate, "events/s of the --feed-events phase; 0: as fast as taken");
+  flags.AddDuration("feed-save-interval", &feed_save_interval,
+                    "FeedOptions::save_interval of the --feed-events phase (the engine's default otherwise)");
   flags.AddInt("threads", &threads, "threads of each population evaluation (PopulationOptions::threads)");
   flags.AddInt("more-threads", &more_threads, "also measure the preview and the segments on this many threads");
   flags.AddBool("compact", &compact, "compact the events after loading");
@@ -572,7 +715,11 @@ int main(int argc, char** argv) {
   }
 
   // --- the real feed path ---------------------------------------------------------------------
-  if (feed_customers > 0) {
+  if (feed_customers > 0 && feed_events > 0) {
+    FeedEvents(feed_customers, feed_batch, static_cast<uint64_t>(seed), events, dir,
+               feed_with_segments ? texts : std::vector<std::string>{}, feed_events, feed_events_rate,
+               feed_save_interval);
+  } else if (feed_customers > 0) {
     std::string extra;
     const double rate = FeedApply(feed_customers, feed_batch, static_cast<uint64_t>(seed), events, dir,
                                   feed_with_segments ? texts : std::vector<std::string>{}, feed_per_message, extra);

@@ -10,9 +10,11 @@
 #include <tuple>
 #include <type_traits>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/civil_time.h"
 
@@ -496,6 +498,19 @@ std::vector<EventStore::TypeEvents> EventStore::Types(CustomerNo n) const {
   return out;
 }
 
+void EventStore::ForEachType(
+    CustomerNo n, absl::FunctionRef<void(uint16_t type, int64_t last, absl::Span<const uint32_t> days)> fn) const {
+  const uint32_t* b = Block(n);
+  if (b == nullptr) return;
+  const uint32_t types = b[0] & 0xffff;
+  const uint32_t* entries = b + 1 + 2 * types;
+  for (uint32_t i = 0; i < types; ++i) {
+    const uint32_t d = b[1 + 2 * i];
+    fn(static_cast<uint16_t>(d >> 16), Last(n, b, i), absl::Span<const uint32_t>(entries, d & 0xffff));
+    entries += d & 0xffff;
+  }
+}
+
 size_t EventStore::MemoryBytes() const {
   // The arenas' pages are resident as far as they were written.
   size_t bytes = offsets_.MemoryBytes() + groups_.capacity() * sizeof(Group);
@@ -736,7 +751,7 @@ void Features::Remove(absl::string_view customer_id) {
   ids_.Forget(*n);
 }
 
-internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
+internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n, bool with_events) const {
   internal::CustomerFeaturesRecord r;
   for (int i = 0; i < rules::kFieldCount; ++i) {
     const auto field = static_cast<rules::Field>(i);
@@ -784,6 +799,7 @@ internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
   }
   std::sort(r.mutable_attributes()->begin(), r.mutable_attributes()->end(),
             [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  if (!with_events) return r;
   for (const EventStore::TypeEvents& t : events_.Types(n)) {
     for (size_t i = 0; i < t.days.size(); ++i) {
       // A day whose count went past 65,535 has several entries: saved as one.
@@ -806,6 +822,116 @@ internal::CustomerFeaturesRecord Features::ToRecord(CustomerNo n) const {
   std::sort(r.mutable_last()->begin(), r.mutable_last()->end(),
             [](const auto& a, const auto& b) { return a.type() < b.type(); });
   return r;
+}
+
+namespace {
+
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+bool GetVarint(absl::string_view& in, uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64 && !in.empty(); shift += 7) {
+    const auto byte = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    v |= uint64_t{byte & 0x7fu} << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+constexpr char kEventsVersion = 1;
+
+}  // namespace
+
+std::string Features::EventsToBytes(CustomerNo n) const {
+  struct TypeRef {
+    absl::string_view name;
+    int64_t last;
+    absl::Span<const uint32_t> days;
+  };
+  absl::InlinedVector<TypeRef, 8> types;
+  size_t entries = 0;
+  events_.ForEachType(n, [&](uint16_t type, int64_t last, absl::Span<const uint32_t> days) {
+    types.push_back({event_type_names_[type], last, days});
+    entries += days.size();
+  });
+  // In name order, so that equal customers save equal bytes whatever the ids of their types.
+  std::sort(types.begin(), types.end(), [](const TypeRef& a, const TypeRef& b) { return a.name < b.name; });
+  std::string out;
+  out.reserve(21 + types.size() * 24 + entries * 3);
+  out.push_back(kEventsVersion);
+  // Every event moves these two (ApplyOrder).
+  PutVarint(out, ZigZag(times_[static_cast<int>(rules::Field::kFirstSeenAt)].Get(n)) + 1);
+  PutVarint(out, ZigZag(times_[static_cast<int>(rules::Field::kLastSeenAt)].Get(n)) + 1);
+  for (const TypeRef& t : types) {
+    PutVarint(out, t.name.size());
+    out.append(t.name.data(), t.name.size());
+    // kNoTime (the lowest int64) is the one value whose zigzag + 1 wraps to 0.
+    PutVarint(out, ZigZag(t.last) + 1);
+    // A day whose count went past 65,535 has several entries: saved as one.
+    size_t days = 0;
+    for (size_t i = 0; i < t.days.size(); ++i) {
+      if (i == 0 || (t.days[i] >> 16) != (t.days[i - 1] >> 16)) ++days;
+    }
+    PutVarint(out, days);
+    uint32_t previous = 0;
+    for (size_t i = 0; i < t.days.size(); ++i) {
+      uint64_t count = t.days[i] & 0xffff;
+      while (i + 1 < t.days.size() && (t.days[i + 1] >> 16) == (t.days[i] >> 16)) count += t.days[++i] & 0xffff;
+      const uint32_t day = t.days[i] >> 16;
+      PutVarint(out, day - previous);
+      PutVarint(out, count);
+      previous = day;
+    }
+  }
+  return out;
+}
+
+absl::Status Features::EventsFromBytes(CustomerNo n, absl::string_view in) {
+  ClearEvents(n);
+  auto corrupt = [&](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat("saved events of customer \"", Id(n), "\" do not decode: ", what));
+  };
+  if (in.empty() || in.front() != kEventsVersion) return corrupt("unknown version");
+  in.remove_prefix(1);
+  uint64_t first_seen = 0, last_seen = 0;
+  if (!GetVarint(in, first_seen) || !GetVarint(in, last_seen)) return corrupt("first and last seen cut short");
+  MutableTime(rules::Field::kFirstSeenAt).Set(n, UnZigZag(first_seen - 1));
+  MutableTime(rules::Field::kLastSeenAt).Set(n, UnZigZag(last_seen - 1));
+  while (!in.empty()) {
+    uint64_t length = 0, last = 0, days = 0;
+    if (!GetVarint(in, length) || length > in.size()) return corrupt("type name cut short");
+    const absl::string_view name = in.substr(0, length);
+    in.remove_prefix(length);
+    if (!GetVarint(in, last) || !GetVarint(in, days)) return corrupt("type header cut short");
+    const int32_t type = InternEventType(name);
+    const bool kept = type <= std::numeric_limits<uint16_t>::max();  // past 65,536 types: not counted
+    if (kept && last != 0) events_.NoteLast(n, static_cast<uint16_t>(type), UnZigZag(last - 1));
+    uint64_t day = 0;
+    for (uint64_t i = 0; i < days; ++i) {
+      uint64_t delta = 0, count = 0;
+      if (!GetVarint(in, delta) || !GetVarint(in, count)) return corrupt("day cut short");
+      day += delta;
+      if (day > std::numeric_limits<uint16_t>::max() || count > std::numeric_limits<uint32_t>::max()) {
+        return corrupt("day or count out of range");
+      }
+      if (kept) AddDays(n, static_cast<uint16_t>(type), static_cast<int64_t>(day), static_cast<uint32_t>(count));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool Features::ChangesOrders(const infostore::v1::Event& e) {
+  return e.type() == "purchase" || e.type() == "refund" || e.type() == "order_cancelled";
 }
 
 CustomerNo Features::FromRecord(absl::string_view customer_id, const internal::CustomerFeaturesRecord& r) {

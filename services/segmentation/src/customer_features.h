@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -334,6 +335,10 @@ class EventStore {
   };
   // The customer's events by type (a copy: for saving and merging).
   std::vector<TypeEvents> Types(CustomerNo n) const;
+  // Calls fn(type, latest time or kNoTime, entries) for each type the customer has, in type id
+  // order, without copying (the entries are valid until the next change).
+  void ForEachType(CustomerNo n,
+                   absl::FunctionRef<void(uint16_t type, int64_t last, absl::Span<const uint32_t> days)> fn) const;
   size_t MemoryBytes() const;
 
  private:
@@ -427,9 +432,24 @@ class Features {
   void Clear();
 
   // The customer as saved, and back: a restart loads what was saved instead of reading every
-  // customer from the information store again.
-  internal::CustomerFeaturesRecord ToRecord(CustomerNo n) const;
+  // customer from the information store again. Without `with_events`, the record leaves out the
+  // event days and latest times (the feed saves those apart, as EventsToBytes).
+  internal::CustomerFeaturesRecord ToRecord(CustomerNo n, bool with_events = true) const;
   CustomerNo FromRecord(absl::string_view customer_id, const internal::CustomerFeaturesRecord& record);
+  // What events change of a customer but its order aggregates — each event type's name, latest
+  // time, and days with their counts, and the customer's first and last seen times — in a
+  // compact encoding of their own: version byte 1; first and last seen as varint zigzag(seconds)
+  // + 1 (0: none); then per type, in name order: varint name length, name, varint latest time as
+  // the first two, varint day entries, and per entry varint days since the previous entry (the
+  // first: since 1970-01-01) and varint count. What the feed saves of a customer when only these
+  // changed; a few bytes per event day, built without allocating but the string.
+  std::string EventsToBytes(CustomerNo n) const;
+  // Replaces the customer's events (and first and last seen times) with those encoded.
+  // DATA_LOSS when they do not decode.
+  absl::Status EventsFromBytes(CustomerNo n, absl::string_view bytes);
+  // Whether AddEvent(event) changes more of the customer than its events (the order aggregates:
+  // purchase, refund, order_cancelled).
+  static bool ChangesOrders(const infostore::v1::Event& event);
 
   // Scores computed by the engine.
   void SetRfm(CustomerNo n, uint8_t r, uint8_t f, uint8_t m, absl::string_view cell);

@@ -1,11 +1,13 @@
 #include "feed.h"
 
+#include <chrono>
 #include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "ecrm/log/log.h"
@@ -41,7 +43,9 @@ void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& me
 }  // namespace
 
 struct FeedConsumer::Unsaved {
-  absl::flat_hash_set<CustomerNo> customers;
+  // Changed customers: true when more than their events changed (their record is written too),
+  // false when their events alone (only their row of customer_events is).
+  absl::flat_hash_map<CustomerNo, bool> customers;
   absl::flat_hash_set<std::string> removed;
   std::vector<infostore::v1::Event> events;  // segment entries and exits
   std::vector<TriggeredEntry> entries;
@@ -67,7 +71,7 @@ struct FeedConsumer::Unsaved {
   // Takes in what was staged after this batch (a failed write put back in front of it).
   void Absorb(Unsaved&& newer) {
     for (const std::string& id : newer.removed) Drop(id);
-    customers.insert(newer.customers.begin(), newer.customers.end());
+    for (const auto& [n, whole] : newer.customers) customers[n] = customers[n] || whole;
     removed.insert(newer.removed.begin(), newer.removed.end());
     events.insert(events.end(), newer.events.begin(), newer.events.end());
     entries.insert(entries.end(), newer.entries.begin(), newer.entries.end());
@@ -124,8 +128,11 @@ absl::Status FeedConsumer::Load() {
   std::unique_lock lock(features_.mutex());
   // Each customer under the number it had (the saved memberships are bitmaps of numbers); rows
   // saved before numbers were (none yet) take the next ones, written back below.
-  ECRM_ASSIGN_OR_RETURN(sql::Result rows, db_.Execute("SELECT customer_id, record, number FROM customers ORDER BY "
-                                                      "number"));
+  // Each customer's events are in customer_events when saved since they were split from the
+  // record (the record then holds none); else in the record.
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows,
+                        db_.Execute("SELECT c.customer_id, c.record, c.number, e.events FROM customers c LEFT JOIN "
+                                    "customer_events e ON e.number = c.number ORDER BY c.number"));
   std::vector<std::pair<std::string, int64_t>> numbered_now;
   for (int pass = 0; pass < 2; ++pass) {
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -151,7 +158,8 @@ absl::Status FeedConsumer::Load() {
             "this database holds customers of another --partition: start a replica of a new partition on a "
             "database of its own");
       }
-      features_.FromRecord(r.Text(0), record);
+      const CustomerNo n = features_.FromRecord(r.Text(0), record);
+      if (!r.IsNull(3)) ECRM_RETURN_IF_ERROR(features_.EventsFromBytes(n, r.Text(3)));
     }
   }
   features_.ReserveNumbers(static_cast<CustomerNo>(std::max<int64_t>(next_number, 0)));
@@ -246,7 +254,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
     }
   }
 
-  std::vector<CustomerNo> dirty;
+  std::vector<std::pair<CustomerNo, bool>> dirty;
   std::vector<std::string> removed;
   std::vector<MembershipChange> memberships;
   std::vector<std::pair<CustomerNo, ChangedData>> changed;
@@ -254,12 +262,14 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
   {
     std::unique_lock lock(features_.mutex());
     absl::flat_hash_map<CustomerNo, size_t> index;  // customer → its entry in `changed`
+    absl::flat_hash_set<CustomerNo> whole;          // more than their events changed: saved whole
     auto mark = [&](CustomerNo n) -> ChangedData& {
       auto [it, added] = index.try_emplace(n, changed.size());
       if (added) changed.emplace_back(n, ChangedData());
       return changed[it->second].second;
     };
     auto everything = [&](CustomerNo n) {
+      whole.insert(n);
       ChangedData& d = mark(n);
       d.profile = d.consents = d.orders = true;
       d.all_event_types = true;
@@ -280,17 +290,28 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
       switch (c.kind()) {
         case infostore::v1::CHANGE_KIND_PROFILE:
         case infostore::v1::CHANGE_KIND_IDENTITY: {
-          ChangedData& d = mark(features_.SetCustomer(c.customer()));
+          const CustomerNo n = features_.SetCustomer(c.customer());
+          whole.insert(n);
+          ChangedData& d = mark(n);
           d.profile = d.orders = true;
           break;
         }
-        case infostore::v1::CHANGE_KIND_CONSENT:
-          mark(features_.SetCustomer(c.customer())).consents = true;
+        case infostore::v1::CHANGE_KIND_CONSENT: {
+          const CustomerNo n = features_.SetCustomer(c.customer());
+          whole.insert(n);
+          mark(n).consents = true;
           break;
+        }
         case infostore::v1::CHANGE_KIND_EVENT: {
           infostore::v1::Event e = c.event();
           if (e.customer_id().empty()) e.set_customer_id(c.customer_id());
-          ChangedData& d = mark(features_.AddEvent(e));
+          const std::optional<CustomerNo> known = features_.Find(e.customer_id());
+          const bool was_live = known && features_.IsLive(*known);
+          const CustomerNo n = features_.AddEvent(e);
+          // A customer first seen by this event has no record saved yet; an order moves the
+          // order aggregates the record holds.
+          if (!was_live || Features::ChangesOrders(e)) whole.insert(n);
+          ChangedData& d = mark(n);
           d.orders = true;  // first and last seen move with every event
           d.event_types.push_back(*features_.FindEventType(e.type()));
           if (campaigns_ != nullptr) {
@@ -339,7 +360,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
         changed.end());
     segments_.Apply(changed, memberships);
     dirty.reserve(changed.size());
-    for (const auto& [n, what] : changed) dirty.push_back(n);
+    for (const auto& [n, what] : changed) dirty.emplace_back(n, whole.contains(n));
     Stage(dirty, removed, memberships, absl::StrCat("feed-", message.position()), outcomes, message.position(),
           message.changes_size(), caught_up);
   }
@@ -350,10 +371,10 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
   return absl::OkStatus();
 }
 
-void FeedConsumer::Stage(const std::vector<CustomerNo>& customers, const std::vector<std::string>& removed,
-                         const std::vector<MembershipChange>& memberships, const std::string& cause,
-                         const std::vector<CampaignOutcome>& outcomes, std::optional<int64_t> position, int64_t changes,
-                         std::optional<absl::Time> caught_up) {
+void FeedConsumer::Stage(const std::vector<std::pair<CustomerNo, bool>>& customers,
+                         const std::vector<std::string>& removed, const std::vector<MembershipChange>& memberships,
+                         const std::string& cause, const std::vector<CampaignOutcome>& outcomes,
+                         std::optional<int64_t> position, int64_t changes, std::optional<absl::Time> caught_up) {
   std::vector<infostore::v1::Event> events;
   std::vector<TriggeredEntry> entries;
   events.reserve(memberships.size());
@@ -372,7 +393,10 @@ void FeedConsumer::Stage(const std::vector<CustomerNo>& customers, const std::ve
       u.Drop(id);
       u.removed.insert(id);
     }
-    u.customers.insert(customers.begin(), customers.end());
+    for (const auto& [n, whole] : customers) {
+      auto [it, added] = u.customers.try_emplace(n, whole);
+      if (!added) it->second = it->second || whole;
+    }
     std::move(events.begin(), events.end(), std::back_inserter(u.events));
     std::move(entries.begin(), entries.end(), std::back_inserter(u.entries));
     // Outcomes of a customer removed by the same message are not kept.
@@ -403,9 +427,10 @@ absl::Status FeedConsumer::Flush() {
     }
     cv_.notify_all();  // room for the feed again
     rows.reserve(batch->customers.size());
-    for (CustomerNo n : batch->customers) {
-      if (features_.IsLive(n))
-        rows.push_back({std::string(features_.Id(n)), n, features_.ToRecord(n).SerializeAsString()});
+    for (const auto& [n, whole] : batch->customers) {
+      if (!features_.IsLive(n)) continue;
+      rows.push_back({std::string(features_.Id(n)), n, whole,
+                      whole ? features_.ToRecord(n, false).SerializeAsString() : "", features_.EventsToBytes(n)});
     }
     // The members as published: the entries and exits in this batch are the last they saw.
     members = segments_.TakeUnsaved();
@@ -445,15 +470,25 @@ absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& r
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     // Removals first: a customer removed and then seen again (an unmerge) is written anew.
     for (const std::string& id : batch.removed) {
+      ECRM_RETURN_IF_ERROR(
+          c.Execute("DELETE FROM customer_events WHERE number IN (SELECT number FROM customers WHERE customer_id = $1)",
+                    {id})
+              .status());
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
       ECRM_RETURN_IF_ERROR(Campaigns::Forget(c, id));
     }
     for (const Row& row : rows) {
-      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, number, record) VALUES ($1, $2, $3) ON "
-                                     "CONFLICT (customer_id) DO UPDATE SET number = excluded.number, record = "
-                                     "excluded.record",
-                                     {row.id, int64_t{row.number}, sql::BlobRef{row.record}})
+      if (row.whole) {
+        ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, number, record) VALUES ($1, $2, $3) ON "
+                                       "CONFLICT (customer_id) DO UPDATE SET number = excluded.number, record = "
+                                       "excluded.record",
+                                       {row.id, int64_t{row.number}, sql::BlobRef{row.record}})
+                                 .status());
+      }
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customer_events (number, events) VALUES ($1, $2) ON CONFLICT "
+                                     "(number) DO UPDATE SET events = excluded.events",
+                                     {int64_t{row.number}, sql::BlobRef{row.events}})
                                .status());
     }
     for (const infostore::v1::Event& e : batch.events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
@@ -502,7 +537,7 @@ absl::Status FeedConsumer::Resync() {
     ECRM_ASSIGN_OR_RETURN(events[c.id()], ReadEvents(c.id()));
   }
 
-  std::vector<CustomerNo> all;
+  std::vector<std::pair<CustomerNo, bool>> all;
   std::vector<std::string> gone;
   {
     std::unique_lock lock(features_.mutex());
@@ -512,7 +547,7 @@ absl::Status FeedConsumer::Resync() {
       const CustomerNo n = features_.Intern(c.id());
       for (const infostore::v1::Event& e : events[c.id()]) features_.CountEvent(e);
       features_.SetCustomer(c);
-      all.push_back(n);
+      all.emplace_back(n, true);
     }
     segments_.Refill();
     scores_cleared_ = true;  // Clear() took them with the rest
@@ -524,7 +559,10 @@ absl::Status FeedConsumer::Resync() {
   }
   {
     std::lock_guard saving(save_mu_);  // no Flush between the deletion and the new rows
-    ECRM_RETURN_IF_ERROR(db_.Execute("DELETE FROM customers").status());
+    ECRM_RETURN_IF_ERROR(db_.InTransaction([](sql::Connection& c) -> absl::Status {
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customer_events").status());
+      return c.Execute("DELETE FROM customers").status();
+    }));
     std::unique_lock lock(features_.mutex());
     Stage(all, {}, {}, "resync", {}, as_of, 0, listed_from);
   }
@@ -652,13 +690,19 @@ void FeedConsumer::Run() {
 }
 
 void FeedConsumer::Save() {
+  std::chrono::steady_clock::time_point began;  // of the last transaction
   for (;;) {
     bool last = false;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [this] { return saver_stopping_ || !unsaved_->empty(); });
+      if (options_.save_interval > absl::ZeroDuration()) {
+        cv_.wait_until(lock, began + absl::ToChronoNanoseconds(options_.save_interval),
+                       [this] { return saver_stopping_ || unsaved_->changes >= options_.max_unsaved_changes / 2; });
+      }
       last = saver_stopping_;
     }
+    began = std::chrono::steady_clock::now();
     absl::Status s = Flush();
     if (s.ok() && last) return;
     if (!s.ok()) {

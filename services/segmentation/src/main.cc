@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
        .metrics_port = 9102});
   std::string infostore_address, broadcast_address, clock_file, partition_flag;
   absl::Duration infostore_timeout = absl::Seconds(5), tick_every = absl::Seconds(1), scores_every = absl::Hours(1);
+  absl::Duration save_interval = ecrm::segmentation::FeedOptions().save_interval;
   ecrm::segmentation::FeatureOptions feature_options;
   ecrm::config::Flags& f = runner.flags();
   f.AddString("infostore-address", &infostore_address,
@@ -63,6 +64,10 @@ int main(int argc, char** argv) {
                 "how far back events are counted by day; rule windows reach back this far at most");
   f.AddString("reporting-currency", &feature_options.reporting_currency,
               "currency of orders.total (ISO 4217); empty: the first currency seen");
+  f.AddDuration("save-interval", &save_interval,
+                "under load, the feed's changes are saved in one transaction at most this often (segment entries and "
+                "exits are published when saved; queries see changes at once); 0: a transaction as soon as the last "
+                "one ends (as before this flag)");
   f.AddDuration("time-check-interval", &tick_every,
                 "how often customers whose time-relative rules may have changed are evaluated again");
   f.AddDuration("scores-interval", &scores_every,
@@ -75,10 +80,10 @@ int main(int argc, char** argv) {
               "testing only: evaluate rules at the RFC 3339 time written in this file instead of now");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
   if (tick_every <= absl::ZeroDuration() || scores_every <= absl::ZeroDuration() ||
-      feature_options.event_horizon < absl::Hours(24)) {
+      feature_options.event_horizon < absl::Hours(24) || save_interval < absl::ZeroDuration()) {
     return runner.Fail("configuration",
-                       absl::InvalidArgumentError("--time-check-interval and --scores-interval must be positive and "
-                                                  "--event-horizon at least 24h"));
+                       absl::InvalidArgumentError("--time-check-interval and --scores-interval must be positive, "
+                                                  "--event-horizon at least 24h and --save-interval not negative"));
   }
 
   absl::StatusOr<ecrm::segmentation::Partition> partition = ecrm::segmentation::Partition::Parse(partition_flag);
@@ -112,7 +117,8 @@ int main(int argc, char** argv) {
   if (infostore) {
     feed = std::make_unique<ecrm::segmentation::FeedConsumer>(
         *stores->db, features, segments, *infostore, outbox, metrics,
-        ecrm::segmentation::FeedOptions{.event_horizon = feature_options.event_horizon, .partition = *partition});
+        ecrm::segmentation::FeedOptions{
+            .event_horizon = feature_options.event_horizon, .save_interval = save_interval, .partition = *partition});
     if (absl::Status s = feed->Load(); !s.ok()) return runner.Fail("loading saved features", s);
     if (absl::Status s = feed->LoadScores(scores); !s.ok()) return runner.Fail("loading saved scores", s);
     runner.OnScrape([f = feed.get()] { f->RefreshLag(); });

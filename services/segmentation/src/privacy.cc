@@ -95,6 +95,10 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::Eras
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     saved = queued = campaign_rows = 0;
     for (const std::string& id : ids) {
+      ECRM_RETURN_IF_ERROR(
+          c.Execute("DELETE FROM customer_events WHERE number IN (SELECT number FROM customers WHERE customer_id = $1)",
+                    {id})
+              .status());
       ECRM_ASSIGN_OR_RETURN(sql::Result a, c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}));
       ECRM_ASSIGN_OR_RETURN(sql::Result b, c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}));
       ECRM_ASSIGN_OR_RETURN(int64_t in_campaigns, Campaigns::ForgetCustomer(c, id));

@@ -96,6 +96,12 @@ CREATE TABLE scores (
   body {{blob}} NOT NULL                 -- ecrm.segmentation.internal.ScoresRecord
 );
 )sql"},
+    {5, "customers' events apart from their records", R"sql(
+CREATE TABLE customer_events (           -- written alone when a customer's events alone changed
+  number INTEGER PRIMARY KEY,            -- customers.number
+  events {{blob}} NOT NULL               -- Features::EventsToBytes; the record then holds no events
+);
+)sql"},
 };
 
 }  // namespace ecrm::segmentation

@@ -326,5 +326,57 @@ TEST_CASE("many event types, many days and large counts per customer") {
   CHECK(*f.LastEventAt(n, view) == Day(2026, 3, 30, 20));
 }
 
+TEST_CASE("a customer's events saved apart from the record load back the same, and bad bytes are DATA_LOSS") {
+  Features f;
+  const CustomerNo n = f.SetCustomer(Customer("c_1"));
+  const absl::Time now = Day(2026, 3, 31, 23);
+  const absl::Time old = absl::FromCivil(absl::CivilSecond(1969, 12, 31, 23, 59, 59), absl::UTCTimeZone());
+  const absl::Time late = absl::FromCivil(absl::CivilSecond(2110, 1, 1, 0, 0, 1), absl::UTCTimeZone());
+  f.AddEvent(Event("c_1", "purchase", Day(2026, 3, 1), 2500));
+  f.AddEvent(Event("c_1", "login", old));
+  f.AddEvent(Event("c_1", "page_view", late));
+  for (int d = 0; d < 30; ++d) f.AddEvent(Event("c_1", "page_view", Day(2026, 3, 1 + d, d % 24)));
+  // A day with more than 65,535 events, merged in from a record.
+  internal::CustomerFeaturesRecord r;
+  auto* day = r.add_days();
+  day->set_type("page_view");
+  day->set_day(static_cast<int32_t>(absl::ToUnixSeconds(Day(2026, 3, 30)) / 86400));
+  day->set_count(200000);
+  f.FromRecord("c_2", r);
+  f.Merge("c_1", {"c_2"});
+  const std::string events = f.EventsToBytes(n);
+  const internal::CustomerFeaturesRecord profile = f.ToRecord(n, false);
+  CHECK(profile.days().empty());
+  CHECK(profile.last().empty());
+  CHECK(events.size() < f.ToRecord(n).ByteSizeLong() - profile.ByteSizeLong());
+
+  // Into a customer that had other events: they are replaced.
+  Features g;
+  g.AddEvent(Event("c_0", "email_open", Day(2026, 3, 2)));
+  const CustomerNo m = g.FromRecord("c_1", profile);
+  g.AddEvent(Event("c_1", "email_open", Day(2026, 3, 3)));
+  REQUIRE(g.EventsFromBytes(m, events).ok());
+  CHECK(g.ToRecord(m).SerializeAsString() == f.ToRecord(n).SerializeAsString());
+  CHECK(g.EventCount(m, *g.FindEventType("page_view"), absl::Hours(24 * 7), now) == 200000 + 6);
+  CHECK(*g.LastEventAt(m, *g.FindEventType("login")) == old);
+  CHECK(*g.LastEventAt(m, *g.FindEventType("page_view")) == late);
+  CHECK_FALSE(g.LastEventAt(m, *g.FindEventType("email_open")));
+  CHECK(g.EventCount(*g.Find("c_0"), *g.FindEventType("email_open"), absl::Hours(24 * 60), now) == 1);
+  CHECK(g.EventsToBytes(m) == events);
+
+  // None.
+  const CustomerNo none = f.SetCustomer(Customer("c_3"));
+  REQUIRE(g.EventsFromBytes(m, f.EventsToBytes(none)).ok());
+  CHECK_FALSE(g.LastEventAt(m, *g.FindEventType("page_view")));
+
+  for (const std::string& bad :
+       {std::string(), std::string("\x02"), events.substr(0, events.size() - 1), events.substr(0, 3)}) {
+    CHECK(g.EventsFromBytes(m, bad).code() == absl::StatusCode::kDataLoss);
+  }
+  CHECK(Features::ChangesOrders(Event("c_1", "purchase", now, 100)));
+  CHECK(Features::ChangesOrders(Event("c_1", "order_cancelled", now)));
+  CHECK_FALSE(Features::ChangesOrders(Event("c_1", "page_view", now)));
+}
+
 }  // namespace
 }  // namespace ecrm::segmentation

@@ -536,5 +536,90 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
   }
 }
 
+TEST_CASE("events saved apart from the records: a restart loads every customer exactly, old records included") {
+  testing::TempDir dir;
+  const std::string url = absl::StrCat("sqlite://", dir.path(), "/segmentation.db");
+  const Segments::Clock clock = [] { return kNow; };
+  int64_t position = 0;
+  auto apply = [&](Engine& e, const std::vector<infostore::v1::Change>& changes) {
+    infostore::v1::WatchChangesResponse m;
+    for (const auto& c : changes) *m.add_changes() = c;
+    m.set_position(++position);
+    REQUIRE(e.feed->Apply(m).ok());
+  };
+  auto profile = [](const std::string& id) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+    c.set_customer_id(id);
+    *c.mutable_customer() = Customer(id);
+    return c;
+  };
+  auto event = [](const std::string& id, const std::string& type, int64_t days_ago, int64_t amount = 0) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    c.set_customer_id(id);
+    *c.mutable_event() = Event(id, type, DaysAgo(days_ago), amount);
+    return c;
+  };
+  auto records = [](Engine& e) {
+    std::map<std::string, std::string> out;
+    std::shared_lock lock(e.f.mutex());
+    for (CustomerNo n : e.f.live()) out[std::string(e.f.Id(n))] = e.f.ToRecord(n).SerializeAsString();
+    return out;
+  };
+  auto count = [](Engine& e, const std::string& table) {
+    absl::StatusOr<sql::Result> r = e.db->Execute(absl::StrCat("SELECT COUNT(*) FROM ", table));
+    REQUIRE(r.ok());
+    return r->front().Int(0);
+  };
+
+  std::map<std::string, std::string> before;
+  {
+    Engine a(url, clock);
+    apply(a, {profile("p1"), profile("p2")});
+    // Events alone: only the customers' events are written again.
+    apply(a, {event("p1", "page_view", 1), event("p1", "page_view", 2), event("p2", "email_open", 3)});
+    apply(a, {event("p3", "page_view", 1)});       // first seen by an event: its record too
+    apply(a, {event("p1", "purchase", 4, 2500)});  // the order aggregates: its record too
+    apply(a, {event("p1", "page_view", 0), event("p3", "add_to_cart", 0)});
+    CHECK(count(a, "customers") == 3);
+    CHECK(count(a, "customer_events") == 3);
+    infostore::v1::Change erase;
+    erase.set_kind(infostore::v1::CHANGE_KIND_ERASE);
+    erase.set_customer_id("p2");
+    apply(a, {erase});
+    CHECK(count(a, "customers") == 2);
+    CHECK(count(a, "customer_events") == 2);
+    before = records(a);
+    CHECK(before.size() == 2);
+    // A record saved before the events were kept apart (its events inside, no row of its own).
+    Features old;
+    old.SetCustomer(Customer("old"));
+    old.AddEvent(Event("old", "page_view", DaysAgo(5)));
+    const std::string record = old.ToRecord(0).SerializeAsString();
+    REQUIRE(a.db->Execute("INSERT INTO customers (customer_id, number, record) VALUES ('old', 10, $1)",
+                          {sql::BlobRef{record}})
+                .ok());
+    before["old"] = record;
+  }
+  {
+    Engine b(url, clock);
+    CHECK(records(b) == before);
+    CHECK_FALSE(b.f.Find("p2"));
+    const CustomerNo p1 = *b.f.Find("p1");
+    CHECK(b.f.EventCount(p1, *b.f.FindEventType("page_view"), absl::Hours(24 * 7), kNow) == 3);
+    CHECK(b.f.Field(p1, FieldRef::Builtin(Field::kOrdersCount)).number > 0);
+    // The old customer's events alone change: written apart, and loaded over its record's.
+    apply(b, {event("old", "page_view", 0)});
+    CHECK(count(b, "customer_events") == 3);
+    before = records(b);
+  }
+  {
+    Engine c(url, clock);
+    CHECK(records(c) == before);
+    CHECK(c.f.EventCount(*c.f.Find("old"), *c.f.FindEventType("page_view"), absl::Hours(24 * 7), kNow) == 2);
+  }
+}
+
 }  // namespace
 }  // namespace ecrm::segmentation
