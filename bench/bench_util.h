@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,21 @@ inline double OpsPerSecond(absl::Duration duration, int64_t per_call, const std:
     now = std::chrono::steady_clock::now();
   }
   return static_cast<double>(ops) / std::chrono::duration<double>(now - start).count();
+}
+
+// Open loop: calls issue(n, scheduled) for n = 0, 1, … at start + n × period, until `end`,
+// sleeping until each one's time (not when behind: late requests keep their scheduled time,
+// from which their latency counts).
+inline void OpenLoop(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point end,
+                     std::chrono::duration<double> period,
+                     const std::function<void(int64_t, std::chrono::steady_clock::time_point)>& issue) {
+  for (int64_t n = 0;; ++n) {
+    const auto scheduled =
+        start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * static_cast<double>(n));
+    if (scheduled >= end) return;
+    std::this_thread::sleep_until(scheduled);
+    issue(n, scheduled);
+  }
 }
 
 inline double Median(std::vector<double> v) {

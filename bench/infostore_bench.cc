@@ -191,17 +191,14 @@ int OpenLoop(v1::InformationStore::Stub& stub, const std::vector<std::string>& i
       }
     });
   }
-  for (int64_t n = 0;; ++n) {
-    const auto scheduled = start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(n));
-    if (scheduled >= end) break;
-    std::this_thread::sleep_until(scheduled);
+  ecrm::bench::OpenLoop(start, end, interval, [&](int64_t n, Clock::time_point scheduled) {
     {
       std::lock_guard lock(mu);
       queue.push_back({n, scheduled});
       max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
     }
     cv.notify_one();
-  }
+  });
   {
     std::lock_guard lock(mu);
     finished = true;

@@ -436,17 +436,14 @@ int main(int argc, char** argv) {
       }
     });
   }
-  for (int64_t n = 0;; ++n) {
-    auto scheduled = start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(n));
-    if (scheduled >= measure_to) break;
-    std::this_thread::sleep_until(scheduled);
+  ecrm::bench::OpenLoop(start, measure_to, interval, [&](int64_t n, Clock::time_point scheduled) {
     {
       std::lock_guard lock(mu);
       queue.push_back({n, scheduled});
       max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
     }
     cv.notify_one();
-  }
+  });
   {
     std::lock_guard lock(mu);
     finished = true;
