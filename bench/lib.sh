@@ -25,10 +25,13 @@ free_port() {
 }
 emit() { echo "$1" | tee -a "$out"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# runs_json NAME UNIT VALUE...: one JSON line with every run and the median.
+# runs_json NAME UNIT VALUE...: one JSON line with every run and the median; nothing without
+# values (a phase not run).
 runs_json() { local name=$1 unit=$2; shift 2; local vals=("$@")
+  [ ${#vals[@]} -gt 0 ] || return 0
   emit "{\"bench\":\"$name\",\"unit\":\"$unit\",\"runs\":[$(IFS=,; echo "${vals[*]}")],\"median\":$(printf '%s\n' "${vals[@]}" | median)}"; }
-med() { grep "\"bench\":\"$1\"" "$out" | tail -1 | sed -E 's/.*"median":([0-9.]+).*/\1/'; }
+# med NAME: the median of NAME's line, or "-" when there is none.
+med() { grep "\"bench\":\"$1\"" "$out" | tail -1 | sed -E 's/.*"median":([0-9.]+).*/\1/' | grep . || echo -; }
 ratio() { awk -v a="$(med "$1")" -v b="$(med "$2")" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 json_field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/"; }
 
