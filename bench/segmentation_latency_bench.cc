@@ -42,6 +42,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench_util.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
