@@ -1,5 +1,7 @@
 #include "ecrm/outbox/outbox.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
 #include "ecrm/util/util.h"
@@ -13,6 +15,28 @@ absl::Status Outbox::Add(sql::Connection& c, const infostore::v1::Event& event) 
           "(event_id) DO NOTHING",
           {event.event_id(), event.customer().customer_id(), sql::Blob{event.SerializeAsString()}, util::NowMicros()})
       .status();
+}
+
+absl::Status Outbox::AddMany(sql::Connection& c, const std::vector<infostore::v1::Event>& events) {
+  constexpr size_t kChunk = 250;
+  const int64_t now_us = util::NowMicros();
+  for (size_t i = 0; i < events.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, events.size() - i);
+    std::string sql = "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ";
+    std::vector<sql::Value> params;
+    params.reserve(4 * n);
+    for (size_t k = 0; k < n; ++k) {
+      const infostore::v1::Event& e = events[i + k];
+      absl::StrAppend(&sql, k ? ", " : "", "(", util::Placeholders(static_cast<int>(4 * k + 1), 4), ")");
+      params.emplace_back(e.event_id());
+      params.emplace_back(e.customer().customer_id());
+      params.emplace_back(sql::Blob{e.SerializeAsString()});
+      params.emplace_back(now_us);
+    }
+    absl::StrAppend(&sql, " ON CONFLICT (event_id) DO NOTHING");
+    ECRM_RETURN_IF_ERROR(c.Execute(sql, params).status());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<OutboxEvent>> Outbox::PendingEvents(int limit) {

@@ -70,28 +70,6 @@ infostore::v1::Event MessageEvent(const v1::Delivery& d, absl::string_view kind,
   return e;
 }
 
-absl::Status AddEvents(sql::Connection& c, const std::vector<infostore::v1::Event>& events) {
-  constexpr size_t kChunk = 250;
-  const int64_t now_us = util::NowMicros();
-  for (size_t i = 0; i < events.size(); i += kChunk) {
-    const size_t n = std::min(kChunk, events.size() - i);
-    std::string sql = "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ";
-    std::vector<sql::Value> params;
-    params.reserve(4 * n);
-    for (size_t k = 0; k < n; ++k) {
-      const infostore::v1::Event& e = events[i + k];
-      absl::StrAppend(&sql, k ? ", " : "", "(", util::Placeholders(static_cast<int>(4 * k + 1), 4), ")");
-      params.emplace_back(e.event_id());
-      params.emplace_back(e.customer().customer_id());
-      params.emplace_back(sql::Blob{e.SerializeAsString()});
-      params.emplace_back(now_us);
-    }
-    absl::StrAppend(&sql, " ON CONFLICT (event_id) DO NOTHING");
-    ECRM_RETURN_IF_ERROR(c.Execute(sql, params).status());
-  }
-  return absl::OkStatus();
-}
-
 std::string TypedValues(int first, int rows, std::initializer_list<absl::string_view> types) {
   std::string out;
   int p = first;

@@ -39,11 +39,6 @@ absl::Status InsertDelivery(sql::Connection& c, const DeliveryRow& row, int64_t 
 infostore::v1::Event MessageEvent(const v1::Delivery& d, absl::string_view kind, int64_t at_us,
                                   absl::string_view detail = "");
 
-// Appends events to the outbox in the caller's transaction as outbox::Outbox::Add does one at a
-// time (the same columns and body; an event id already there is a no-op), in one INSERT per 250
-// events: what a worker's batch raises.
-absl::Status AddEvents(sql::Connection& c, const std::vector<infostore::v1::Event>& events);
-
 // `rows` rows of typed parameters, numbered from $first: "(CAST($1 AS TEXT), CAST($2 AS INTEGER)),
 // (…)" for "UPDATE … FROM (VALUES …) AS v", whose columns both dialects name column1, column2, …
 // (PostgreSQL needs the types; SQLite takes them as affinities).

@@ -554,7 +554,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
                                     "v.column5, sending = 1",
                                     {"TEXT", "INTEGER", "TEXT", "TEXT", "INTEGER"}, handed)
                              .status());
-    return AddEvents(c, events);
+    return events_.AddMany(c, events);
   }));
   if (raised) events_.Notify();
   for (const Effect& e : effects) {
@@ -739,7 +739,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
     }
     ECRM_RETURN_IF_ERROR(caps_.Forget(c, forget));
-    return AddEvents(c, events);
+    return events_.AddMany(c, events);
   }));
   if (raised) events_.Notify();
   for (const Effect& e : outcome_effects) metrics_.Delivery(e.channel, e.state);

@@ -39,6 +39,8 @@ class Outbox {
 
   // Appends an event inside the caller's transaction; an event id already there is a no-op.
   absl::Status Add(sql::Connection& c, const infostore::v1::Event& event);
+  // Add for many events, in one INSERT per 250: what a batch of work raises.
+  absl::Status AddMany(sql::Connection& c, const std::vector<infostore::v1::Event>& events);
   // Called by the writers after a commit that added events.
   void Notify() const {
     if (listener_) listener_();
