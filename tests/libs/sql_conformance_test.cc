@@ -286,6 +286,27 @@ TEST_CASE("numeric aggregates read back as integers") {
   }
 }
 
+TEST_CASE("an {{int64_key}} column holds keys past 32 bits, given by the caller, and upserts by them") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      auto db = Open(url);
+      Exec(*db, "CREATE TABLE numbered (number {{int64_key}}, body TEXT NOT NULL)");
+      const int64_t big = int64_t{1} << 33;
+      for (const char* body : {"first", "second"}) {
+        REQUIRE(db->Execute("INSERT INTO numbered (number, body) VALUES ($1, $2) ON CONFLICT (number) DO UPDATE SET "
+                            "body = excluded.body",
+                            {big, std::string(body)})
+                    .ok());
+      }
+      auto r = db->Execute("SELECT number, body FROM numbered");
+      REQUIRE(r.ok());
+      REQUIRE(r->size() == 1);
+      CHECK(r->front().Int(0) == big);
+      CHECK(r->front().Text(1) == "second");
+    }
+  }
+}
+
 TEST_CASE("migrations apply once, in order, recorded, and a failing one leaves nothing") {
   for (auto& [driver, url] : FreshDatabases()) {
     DYNAMIC_SECTION(driver) {

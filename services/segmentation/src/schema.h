@@ -102,6 +102,15 @@ CREATE TABLE customer_events (           -- written alone when a customer's even
   events {{blob}} NOT NULL               -- Features::EventsToBytes; the record then holds no events
 );
 )sql"},
+    {6, "customer_events keyed by a 64-bit number on PostgreSQL too", R"sql(
+CREATE TABLE customer_events_64 (
+  number {{int64_key}},                  -- customers.number (INTEGER was 32-bit on PostgreSQL)
+  events {{blob}} NOT NULL
+);
+INSERT INTO customer_events_64 (number, events) SELECT number, events FROM customer_events;
+DROP TABLE customer_events;
+ALTER TABLE customer_events_64 RENAME TO customer_events;
+)sql"},
 };
 
 }  // namespace ecrm::segmentation
