@@ -103,9 +103,6 @@ class Campaigns {
   // Deletes what campaigns hold on a customer (erasure, or merged into another); returns how
   // many rows (memberships and outcomes).
   static absl::StatusOr<int64_t> ForgetCustomer(sql::Connection& c, const std::string& customer_id);
-  static absl::Status Forget(sql::Connection& c, const std::string& customer_id) {
-    return ForgetCustomer(c, customer_id).status();
-  }
   // What campaigns hold on a customer, for an export: [{"campaign_id", "group", "outcomes"}].
   static absl::StatusOr<std::vector<std::pair<std::string, bool>>> MembershipsOf(sql::Database& db,
                                                                                  const std::string& customer_id);

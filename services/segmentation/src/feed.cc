@@ -465,19 +465,56 @@ absl::Status FeedConsumer::Flush() {
   return absl::OkStatus();
 }
 
+absl::Status FeedConsumer::DeleteSaved(sql::Connection& c, const std::string& id, Erased& erased) {
+  ECRM_RETURN_IF_ERROR(
+      c.Execute("DELETE FROM customer_events WHERE number IN (SELECT number FROM customers WHERE customer_id = $1)",
+                {id})
+          .status());
+  ECRM_ASSIGN_OR_RETURN(sql::Result record, c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}));
+  ECRM_ASSIGN_OR_RETURN(sql::Result queued, c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}));
+  ECRM_ASSIGN_OR_RETURN(int64_t campaign_rows, Campaigns::ForgetCustomer(c, id));
+  erased.saved += record.rows_affected();
+  erased.queued += queued.rows_affected();
+  erased.campaign_rows += campaign_rows;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FeedConsumer::Erased> FeedConsumer::Erase(const std::vector<std::string>& ids,
+                                                         const std::function<void(CustomerNo)>& forget) {
+  // No transaction is under way while this holds, and the next one reads the features after
+  // they are gone.
+  std::lock_guard saving(save_mu_);
+  Erased erased;
+  std::vector<std::string> removed;
+  {
+    std::unique_lock lock(features_.mutex());
+    for (const std::string& id : ids) {
+      std::optional<CustomerNo> n = features_.Find(id);
+      if (!n) continue;
+      erased.memberships += static_cast<int64_t>(segments_.MembershipsOf(*n).size());
+      segments_.Forget(*n);
+      forget(*n);
+      features_.Remove(id);
+      removed.push_back(id);
+    }
+    // Drops what is staged of them; the next transaction deletes their rows again (if the one
+    // below fails, that one does it).
+    Stage({}, removed, {}, "", {}, std::nullopt, 0);
+  }
+  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    erased = Erased{.memberships = erased.memberships};
+    for (const std::string& id : ids) ECRM_RETURN_IF_ERROR(DeleteSaved(c, id, erased));
+    return absl::OkStatus();
+  }));
+  return erased;
+}
+
 absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& rows,
                                  const std::vector<MembersSave>& members, int64_t next_number) {
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     // Removals first: a customer removed and then seen again (an unmerge) is written anew.
-    for (const std::string& id : batch.removed) {
-      ECRM_RETURN_IF_ERROR(
-          c.Execute("DELETE FROM customer_events WHERE number IN (SELECT number FROM customers WHERE customer_id = $1)",
-                    {id})
-              .status());
-      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}).status());
-      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}).status());
-      ECRM_RETURN_IF_ERROR(Campaigns::Forget(c, id));
-    }
+    Erased erased;
+    for (const std::string& id : batch.removed) ECRM_RETURN_IF_ERROR(DeleteSaved(c, id, erased));
     for (const Row& row : rows) {
       if (row.whole) {
         ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, number, record) VALUES ($1, $2, $3) ON "

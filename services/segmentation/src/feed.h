@@ -21,6 +21,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -121,6 +122,23 @@ class FeedConsumer {
   // Campaigns to tell of every event (their delivery funnel and goals), saved with the feed
   // position. Set once, before Start().
   void SetCampaigns(Campaigns* campaigns) { campaigns_ = campaigns; }
+
+  // What an erasure removed.
+  struct Erased {
+    int64_t memberships = 0;    // segment memberships (in memory)
+    int64_t saved = 0;          // saved customer records
+    int64_t queued = 0;         // segment entries and exits not yet delivered to the store
+    int64_t campaign_rows = 0;  // campaign assignments, outcomes and sends
+  };
+  // Erases customers (the privacy API's erasure) as an erasure read from the feed is applied:
+  // gone from the features, every segment's members and what is staged of them, and their
+  // saved rows deleted before it returns. The saver is held off meanwhile, so a transaction that
+  // read their records before cannot write them back after. `forget` is called with each
+  // customer's number under the features' lock (what else holds it by number: the scores).
+  absl::StatusOr<Erased> Erase(const std::vector<std::string>& ids, const std::function<void(CustomerNo)>& forget);
+  // Deletes what is saved of a customer in `c` (its record, events row, queued segment events,
+  // campaign rows), counted in `erased`.
+  static absl::Status DeleteSaved(sql::Connection& c, const std::string& id, Erased& erased);
 
   // Blocks until the saved position reaches `sequence` or `timeout` passes; true if reached.
   bool WaitForPosition(int64_t sequence, absl::Duration timeout);

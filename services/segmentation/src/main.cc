@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
     }
   }
   ecrm::segmentation::SegmentationService service(segments, campaigns, scores, executor);
-  ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments, scores);
+  ecrm::segmentation::SegmentationPrivacy privacy(*stores->db, features, segments, scores, feed.get());
   ecrm::server::CustomerDataService customer_data("segmentation", privacy, executor);
   runner.AddService(&service, ecrm::segmentation::v1::Segmentation::service_full_name());
   runner.AddService(&customer_data, ecrm::privacy::v1::CustomerData::service_full_name());

@@ -2,7 +2,6 @@
 
 #include "campaigns.h"
 
-#include <mutex>
 #include <shared_mutex>
 
 #include <google/protobuf/struct.pb.h>
@@ -79,41 +78,22 @@ absl::StatusOr<std::string> SegmentationPrivacy::ExportCustomerData(const privac
 absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::EraseCustomerData(
     const privacy::v1::EraseCustomerDataRequest& req) {
   const std::vector<std::string> ids = AllIds(req.customer_id(), req.merged_customer_ids());
-  int64_t memberships = 0;
-  {
-    std::unique_lock lock(features_.mutex());
-    for (const std::string& id : ids) {
-      std::optional<CustomerNo> n = features_.Find(id);
-      if (!n) continue;
-      memberships += static_cast<int64_t>(segments_.MembershipsOf(*n).size());
-      segments_.Forget(*n);
-      scores_.Forget(*n);
-      features_.Remove(id);
-    }
+  FeedConsumer::Erased erased;
+  if (feed_ != nullptr) {
+    ECRM_ASSIGN_OR_RETURN(erased, feed_->Erase(ids, [&](CustomerNo n) { scores_.Forget(n); }));
+  } else {  // nothing in memory: only what an earlier run saved
+    ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+      erased = {};
+      for (const std::string& id : ids) ECRM_RETURN_IF_ERROR(FeedConsumer::DeleteSaved(c, id, erased));
+      return absl::OkStatus();
+    }));
   }
-  int64_t saved = 0, queued = 0, campaign_rows = 0;
-  ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-    saved = queued = campaign_rows = 0;
-    for (const std::string& id : ids) {
-      ECRM_RETURN_IF_ERROR(
-          c.Execute("DELETE FROM customer_events WHERE number IN (SELECT number FROM customers WHERE customer_id = $1)",
-                    {id})
-              .status());
-      ECRM_ASSIGN_OR_RETURN(sql::Result a, c.Execute("DELETE FROM customers WHERE customer_id = $1", {id}));
-      ECRM_ASSIGN_OR_RETURN(sql::Result b, c.Execute("DELETE FROM outbox WHERE customer_id = $1", {id}));
-      ECRM_ASSIGN_OR_RETURN(int64_t in_campaigns, Campaigns::ForgetCustomer(c, id));
-      saved += a.rows_affected();
-      queued += b.rows_affected();
-      campaign_rows += in_campaigns;
-    }
-    return absl::OkStatus();
-  }));
   privacy::v1::EraseCustomerDataResponse out;
   for (const auto& [kind, count] :
-       std::vector<std::pair<std::string, int64_t>>{{"customer features", saved},
-                                                    {"segment memberships", memberships},
-                                                    {"undelivered segment events", queued},
-                                                    {"campaign assignments and outcomes", campaign_rows}}) {
+       std::vector<std::pair<std::string, int64_t>>{{"customer features", erased.saved},
+                                                    {"segment memberships", erased.memberships},
+                                                    {"undelivered segment events", erased.queued},
+                                                    {"campaign assignments and outcomes", erased.campaign_rows}}) {
     auto* item = out.add_items();
     item->set_kind(kind);
     item->set_count(count);
