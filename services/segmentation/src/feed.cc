@@ -117,11 +117,13 @@ FeedConsumer::~FeedConsumer() {
 }
 
 absl::Status FeedConsumer::Load() {
-  ECRM_ASSIGN_OR_RETURN(sql::Result pos, db_.Execute("SELECT position, next_number FROM feed_position WHERE id = 1"));
+  ECRM_ASSIGN_OR_RETURN(sql::Result pos,
+                        db_.Execute("SELECT position, next_number, saved_at FROM feed_position WHERE id = 1"));
   int64_t next_number = 0;
   if (!pos.empty()) {
     position_ = pos.front().Int(0);
     next_number = pos.front().Int(1);
+    if (pos.front().Int(2) != 0) saved_at_ = absl::FromUnixMicros(pos.front().Int(2));
   }
   applied_position_ = position_.load();
   metrics_.feed_position.Set(static_cast<double>(position_.load()));
@@ -202,8 +204,8 @@ absl::Status FeedConsumer::PublishRestored(const std::vector<MembershipChange>& 
       // What changed while the engine was down, against the members saved: the position and the
       // start's clock make the events' ids (a change published is saved with the members it
       // led to, so a later start does not find it again).
-      Stage({}, {}, changes, absl::StrCat("restart-", position_.load(), "-", absl::ToUnixMicros(changes.front().at)),
-            {}, std::nullopt, 0);
+      Stage({}, {}, changes, absl::StrCat("restart-", position_.load(), "-", absl::ToUnixMicros(segments_.Now())), {},
+            std::nullopt, 0);
     }
   }
   Count(metrics_, changes);
@@ -418,6 +420,7 @@ absl::Status FeedConsumer::Flush() {
   std::vector<Row> rows;
   std::vector<MembersSave> members;
   int64_t next_number = 0;
+  absl::Time evaluated_at;
   {
     std::shared_lock features_lock(features_.mutex());
     {
@@ -434,9 +437,10 @@ absl::Status FeedConsumer::Flush() {
     }
     // The members as published: the entries and exits in this batch are the last they saw.
     members = segments_.TakeUnsaved();
+    evaluated_at = segments_.Now();
     next_number = features_.end();
   }
-  absl::Status written = Write(*batch, rows, members, next_number);
+  absl::Status written = Write(*batch, rows, members, next_number, evaluated_at);
   if (!written.ok()) {
     {
       std::shared_lock features_lock(features_.mutex());
@@ -510,7 +514,8 @@ absl::StatusOr<FeedConsumer::Erased> FeedConsumer::Erase(const std::vector<std::
 }
 
 absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& rows,
-                                 const std::vector<MembersSave>& members, int64_t next_number) {
+                                 const std::vector<MembersSave>& members, int64_t next_number,
+                                 absl::Time evaluated_at) {
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     // Removals first: a customer removed and then seen again (an unmerge) is written anew.
     Erased erased;
@@ -541,13 +546,18 @@ absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& r
             return c.Execute("INSERT INTO scores (part, body) VALUES ($1, $2)", {part, sql::BlobRef{bytes}}).status();
           }));
     }
-    if (!batch.position) return absl::OkStatus();
+    const int64_t saved_at = absl::ToUnixMicros(evaluated_at);
+    if (!batch.position) {
+      if (members.empty()) return absl::OkStatus();
+      return c.Execute("UPDATE feed_position SET saved_at = $1 WHERE id = 1", {saved_at}).status();
+    }
     // The next number with the customers given numbers below it (never given out again).
     return c
         .Execute(
-            "INSERT INTO feed_position (id, position, next_number) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET "
-            "position = excluded.position, next_number = excluded.next_number",
-            {*batch.position, next_number})
+            "INSERT INTO feed_position (id, position, next_number, saved_at) VALUES (1, $1, $2, $3) ON CONFLICT (id) "
+            "DO UPDATE SET position = excluded.position, next_number = excluded.next_number, saved_at = "
+            "excluded.saved_at",
+            {*batch.position, next_number, saved_at})
         .status();
   });
 }

@@ -107,6 +107,9 @@ class FeedConsumer {
 
   // The position saved (what a restart resumes from).
   int64_t position() const { return position_.load(); }
+  // When the members saved were evaluated (by the segments' clock), as Load() found it;
+  // InfinitePast if not known. The segments' Load() dates what changed since from it.
+  absl::Time saved_at() const { return saved_at_; }
   // Sets the feed-lag gauge as of `now` (call at each scrape): the time since the last instant
   // before which every change the information store committed is saved here. A message's
   // newest change moves that instant to its commit time; a heartbeat (a message without
@@ -170,8 +173,9 @@ class FeedConsumer {
   };
   // Writes a staged batch in one transaction: its customers' rows, the segments' members, the
   // number below which every number is given out.
+  // `evaluated_at`: the segments' clock when the members were taken.
   absl::Status Write(const Unsaved& batch, const std::vector<Row>& rows, const std::vector<MembersSave>& members,
-                     int64_t next_number);
+                     int64_t next_number, absl::Time evaluated_at);
 
   sql::Database& db_;
   Features& features_;
@@ -181,13 +185,14 @@ class FeedConsumer {
   Campaigns* campaigns_ = nullptr;
   SegmentationMetrics& metrics_;
   const FeedOptions options_;
-  std::atomic<int64_t> position_{0};          // saved
-  std::atomic<int64_t> applied_position_{0};  // applied in memory (the feed watches on from it)
-  const int64_t started_us_;                  // RefreshLag's instant until caught_up_us_ is known
-  std::atomic<int64_t> caught_up_us_{0};      // every change committed before it is saved; 0: not known yet
-  std::mutex save_mu_;                        // one Flush at a time
-  std::mutex mu_;                             // guards unsaved_, stopping_
-  std::condition_variable cv_;                // position saved, something staged, or stopping
+  std::atomic<int64_t> position_{0};            // saved
+  absl::Time saved_at_ = absl::InfinitePast();  // Load()'s
+  std::atomic<int64_t> applied_position_{0};    // applied in memory (the feed watches on from it)
+  const int64_t started_us_;                    // RefreshLag's instant until caught_up_us_ is known
+  std::atomic<int64_t> caught_up_us_{0};        // every change committed before it is saved; 0: not known yet
+  std::mutex save_mu_;                          // one Flush at a time
+  std::mutex mu_;                               // guards unsaved_, stopping_
+  std::condition_variable cv_;                  // position saved, something staged, or stopping
   std::unique_ptr<Unsaved> unsaved_;
   bool stopping_ = false;
   bool saver_stopping_ = false;

@@ -125,7 +125,9 @@ int main(int argc, char** argv) {
   }
   // Against the members saved: who entered or left while the engine was down (published below).
   std::vector<ecrm::segmentation::MembershipChange> restored;
-  if (absl::Status s = segments.Load(&restored); !s.ok()) return runner.Fail("loading segments", s);
+  if (absl::Status s = segments.Load(&restored, feed ? feed->saved_at() : absl::InfinitePast()); !s.ok()) {
+    return runner.Fail("loading segments", s);
+  }
   runner.OnScrape([&metrics, &segments] {
     if (auto sizes = segments.Sizes()) metrics.SetSegmentSizes(*sizes);  // else the last ones stay
   });

@@ -111,6 +111,11 @@ INSERT INTO customer_events_64 (number, events) SELECT number, events FROM custo
 DROP TABLE customer_events;
 ALTER TABLE customer_events_64 RENAME TO customer_events;
 )sql"},
+    {7, "when the members saved were evaluated", R"sql(
+-- Unix µs of the segments' clock when the last members were saved: a start looks from then for
+-- when each customer it finds entered or left while the engine was down (0: not known).
+ALTER TABLE feed_position ADD COLUMN saved_at BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 }  // namespace ecrm::segmentation

@@ -199,7 +199,7 @@ void Segments::Reorder() {
   }
 }
 
-absl::Status Segments::Load(std::vector<MembershipChange>* restored) {
+absl::Status Segments::Load(std::vector<MembershipChange>* restored, absl::Time since) {
   std::unique_lock lock(features_.mutex());
   ECRM_ASSIGN_OR_RETURN(sql::Result rows,
                         db_.Execute("SELECT id, name, description, rule, version, created_at, updated_at FROM "
@@ -300,10 +300,29 @@ absl::Status Segments::Load(std::vector<MembershipChange>* restored) {
     slot.changes_saved = it->second.changes;
     slot.change_bytes_saved = it->second.change_bytes;
     if (restored == nullptr) continue;
-    for (CustomerNo n : slot.entered_unsaved) restored->push_back({slot.definition.id(), n, true, slot.evaluated_at});
-    for (CustomerNo n : slot.exited_unsaved) restored->push_back({slot.definition.id(), n, false, slot.evaluated_at});
+    for (CustomerNo n : slot.entered_unsaved) {
+      restored->push_back({slot.definition.id(), n, true, ChangedSince(slot, n, true, since)});
+    }
+    for (CustomerNo n : slot.exited_unsaved) {
+      restored->push_back({slot.definition.id(), n, false, ChangedSince(slot, n, false, since)});
+    }
   }
   return absl::OkStatus();
+}
+
+absl::Time Segments::ChangedSince(const Slot& slot, CustomerNo n, bool entered, absl::Time since) const {
+  if (!slot.time_relative || since == absl::InfinitePast()) return slot.evaluated_at;
+  CustomerFeatures view(features_, n, this);
+  absl::Time at = since;
+  // Each step moves to the rule's next possible change (an earlier instant is allowed, so it may
+  // take a few); a change that is not time's (a refit's scores) is found at `since`.
+  for (int step = 0; step < 64 && at < slot.evaluated_at; ++step) {
+    const rules::Evaluation e = rules::EvaluateWithNextChange(slot.rule, view, at);
+    if ((e.truth == rules::Truth::kTrue) == entered) return at;
+    if (e.next_change <= at) break;
+    at = e.next_change;
+  }
+  return slot.evaluated_at;
 }
 
 void Segments::Fill(Slot& slot) {

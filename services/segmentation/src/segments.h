@@ -72,13 +72,19 @@ class Segments final : public Memberships {
   using Clock = std::function<absl::Time()>;
   Segments(sql::Database& db, Features& features, Clock clock, rules::Limits limits = {});
   ~Segments() override;
+  // The segments' clock (time-relative rules are evaluated by it).
+  absl::Time Now() const { return clock_(); }
 
   // Reads the saved definitions, compiles them and fills their members. A segment whose members
   // were saved (for the same rule) appends to `restored` the customers who entered or left it
   // since (time passed, scores, what the feed saved before them): the feed consumer publishes
   // them (FeedConsumer::PublishRestored). The others fill without events, as new ones do. Call
   // once, before serving, after the features (and scores) are loaded.
-  absl::Status Load(std::vector<MembershipChange>* restored = nullptr);
+  // Each of those is dated when it happened: the first instant from `since` (when the members
+  // were saved) at which the rule, evaluated over the features loaded, gave the new membership —
+  // a time-relative rule's boundary, found by stepping from one next change to the next; the
+  // start's clock when `since` is unknown (InfinitePast) or nothing earlier is found.
+  absl::Status Load(std::vector<MembershipChange>* restored = nullptr, absl::Time since = absl::InfinitePast());
 
   // Definitions. Errors: INVALID_ARGUMENT (naming the field; a rule's error carries its line
   // and column), NOT_FOUND, ALREADY_EXISTS (name taken), ABORTED (expected_version is not the
@@ -160,6 +166,8 @@ class Segments final : public Memberships {
   void Reorder();
   // Fills a slot's members from scratch (no events) and schedules its time-relative customers.
   void Fill(Slot& slot);
+  // When the customer's membership of the slot became `entered`, looking from `since` (Load).
+  absl::Time ChangedSince(const Slot& slot, CustomerNo n, bool entered, absl::Time since) const;
   // Evaluates one customer against one slot; records a change (when `out`) and schedules.
   void Evaluate(Slot& slot, CustomerNo n, absl::Time now, std::vector<MembershipChange>* out);
   void Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time now);

@@ -398,7 +398,7 @@ struct Engine {
     scores = std::make_unique<Scores>(f, clock);
     REQUIRE(feed->Load().ok());
     REQUIRE(feed->LoadScores(*scores).ok());
-    REQUIRE(segments->Load(&restored).ok());
+    REQUIRE(segments->Load(&restored, feed->saved_at()).ok());
   }
   ~Engine() {
     feed.reset();  // before what it uses
@@ -498,6 +498,12 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
   {
     Engine b(url, clock);
     CHECK(b.Restored() == std::vector<std::string>{"-recent b0", "-recent b1", "-recent b2"});
+    // Each dated when it happened, not when found: when its last purchase became 13 days old.
+    for (const MembershipChange& m : b.restored) {
+      const std::string id(b.f.Id(m.customer));
+      INFO(id);
+      CHECK(m.at == kNow + absl::Hours(24 * (3 + (id[1] - '0')) - 2));
+    }
     // The scores saved answer at once: no refit since the start.
     CHECK(b.Members(champions) == champions_before);
     absl::StatusOr<CustomerScoreReport> report = b.scores->Report("b9");
@@ -510,6 +516,12 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
     CHECK(b.Members(recent).size() == 7);
     REQUIRE(b.feed->PublishRestored(b.restored).ok());
     CHECK(b.Published() == std::vector<std::string>{"segment_exited b0", "segment_exited b1", "segment_exited b2"});
+    absl::StatusOr<std::vector<outbox::OutboxEvent>> pending = b.outbox->PendingEvents(100);
+    REQUIRE(pending.ok());
+    for (const auto& e : *pending) {
+      if (e.event.customer().customer_id() != "b0") continue;
+      CHECK(e.event.occurred_at().seconds() == absl::ToUnixSeconds(kNow + absl::Hours(70)));
+    }
     CHECK(b.metrics->exited.Value() == 3);
     apply(b, {profile("y")});
     CHECK(*b.f.Find("y") == 11);
