@@ -30,10 +30,21 @@ grpc::ServerUnaryReactor* Offload(Executor& executor, grpc::CallbackServerContex
 
 grpc::ServerUnaryReactor* AnswerNow(Executor& executor, grpc::CallbackServerContext* ctx,
                                     const std::function<absl::Status()>& fn) {
-  if (executor.drain().draining()) return Offload(executor, ctx, fn);
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpc(fn()));
-  return reactor;
+  return AnswerNowOrOffload(
+      executor, ctx, [&fn]() -> std::optional<absl::Status> { return fn(); }, fn);
+}
+
+grpc::ServerUnaryReactor* AnswerNowOrOffload(Executor& executor, grpc::CallbackServerContext* ctx,
+                                             const std::function<std::optional<absl::Status>()>& try_now,
+                                             std::function<absl::Status()> fn) {
+  if (!executor.drain().draining()) {
+    if (std::optional<absl::Status> now = try_now()) {
+      grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+      reactor->Finish(ToGrpc(*now));
+      return reactor;
+    }
+  }
+  return Offload(executor, ctx, std::move(fn));
 }
 
 }  // namespace ecrm::server

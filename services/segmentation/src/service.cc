@@ -155,16 +155,9 @@ grpc::ServerUnaryReactor* SegmentationService::GetCustomerSegments(grpc::Callbac
   // when the features' lock can be had at once; while a writer holds it (a feed batch being
   // applied, a refit's write), on the executor, which may wait. While shutting down, Offload
   // refuses the call instead.
-  if (!executor_.drain().draining()) {
-    if (std::optional<absl::StatusOr<v1::GetCustomerSegmentsResponse>> now =
-            segments_.TryCustomerSegments(req->customer_id())) {
-      if (now->ok()) *resp = *std::move(*now);
-      grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-      reactor->Finish(server::ToGrpc(now->status()));
-      return reactor;
-    }
-  }
-  return Offload(executor_, ctx, resp, [this, req] { return segments_.CustomerSegments(req->customer_id()); });
+  return server::AnswerNowOrOffload(
+      executor_, ctx, resp, [this, req] { return segments_.TryCustomerSegments(req->customer_id()); },
+      [this, req] { return segments_.CustomerSegments(req->customer_id()); });
 }
 
 grpc::ServerUnaryReactor* SegmentationService::CreateCampaign(grpc::CallbackServerContext* ctx,
