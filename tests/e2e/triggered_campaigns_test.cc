@@ -10,7 +10,11 @@
 //   - win-back: time passing (segmentation's --clock-file) puts a customer whose last order is
 //     over 90 days old in "at risk".
 // Customers without email consent enter the segments too and broadcast suppresses their
-// message at send time. Waits are on the outcome (a mail, a delivery's state), never on time.
+// message at send time. Also an offer campaign (no template of its own): launched once and
+// triggered, each treatment customer is mailed the offer rendered with the offer's template,
+// a customer the offer's rule excludes is sent nothing (SUPPRESSION_REASON_OFFER_NOT_ELIGIBLE),
+// and the report counts both. Waits are on the outcome (a mail, a delivery's state, the
+// report's counts), never on time.
 #include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
@@ -433,4 +437,130 @@ TEST_CASE("time passing puts a lapsed customer at risk and sends one win-back ma
   seg::CampaignReport report;
   REQUIRE_OK(Call(*s.segments, &seg::Segmentation::Stub::GetCampaignReport, report_req, &report));
   CHECK(report.treatment().size() == 3);  // Dan, Eve, Gus
+}
+
+TEST_CASE("an offer campaign mails each treatment customer the offer, and nothing to those it is not for") {
+  Suite s;
+  // The offer's own template: the campaign names only the offer.
+  pz::CreateTemplateRequest tpl;
+  tpl.mutable_template_()->set_name("offer mail");
+  tpl.mutable_template_()->set_channel(common::CHANNEL_EMAIL);
+  tpl.mutable_template_()->set_subject("{{offer.headline}}, {{profile.first_name}}");
+  tpl.mutable_template_()->set_text_body(
+      "{{#offers}}{{percent_off}}% off with code {{name}}{{/offers}}. Leave: {{unsubscribe_url}}");
+  pz::Template offer_template;
+  REQUIRE_OK(Call(*s.templates, &pz::Personalisation::Stub::CreateTemplate, tpl, &offer_template));
+  pz::CreateOfferRequest create_offer;
+  pz::Offer* o = create_offer.mutable_offer();
+  o->set_name("GOLD15");
+  o->set_headline("Fifteen percent off for UK members");
+  o->set_kind(pz::OFFER_KIND_PERCENT_OFF);
+  o->set_percent_off(15);
+  o->set_eligibility_rule("profile.address.country == \"GB\"");
+  o->add_channels(common::CHANNEL_EMAIL);
+  o->set_template_id(offer_template.id());
+  o->set_active(true);
+  pz::Offer offer;
+  REQUIRE_OK(Call(*s.templates, &pz::Personalisation::Stub::CreateOffer, create_offer, &offer));
+
+  // Members in GB and in France; the offer is for GB only.
+  auto member = [&](const std::string& email, const std::string& name, const std::string& country, bool consent) {
+    const std::string id = s.Customer(email, name, consent);
+    info::UpsertCustomerRequest update;
+    update.set_customer_id(id);
+    update.mutable_profile()->mutable_address()->set_country(country);
+    update.mutable_update_mask()->add_paths("profile.address.country");
+    info::UpsertCustomerResponse resp;
+    REQUIRE_OK(Call(*s.hub, &info::InformationStore::Stub::UpsertCustomer, update, &resp));
+    return id;
+  };
+  const std::string members =
+      s.Segment("members", "profile.address.country == \"GB\" || profile.address.country == \"FR\"");
+  const std::string ada = member("ada@example.com", "Ada", "GB", true);
+  const std::string bea = member("bea@example.com", "Bea", "GB", true);
+  const std::string cal = member("cal@example.com", "Cal", "FR", true);   // not eligible
+  const std::string dot = member("dot@example.com", "Dot", "GB", false);  // no consent
+  for (const std::string& c : {ada, bea, cal, dot}) REQUIRE(Eventually([&] { return s.InSegment(c, members); }));
+
+  // A one-off campaign of the offer alone, no control group: all four are the treatment group.
+  seg::CreateCampaignRequest create;
+  seg::Campaign* c = create.mutable_campaign();
+  c->set_name("uk fifteen");
+  c->set_type(seg::CAMPAIGN_TYPE_ONE_OFF);
+  c->add_include_segment_ids(members);
+  c->mutable_channel_policy()->add_channels(common::CHANNEL_EMAIL);
+  c->set_offer_id(offer.id());
+  seg::Campaign created;
+  REQUIRE_OK(Call(*s.segments, &seg::Segmentation::Stub::CreateCampaign, create, &created));
+  CHECK(created.offer_id() == offer.id());
+  CHECK(created.template_id().empty());
+  seg::LaunchCampaignRequest launch;
+  launch.set_id(created.id());
+  launch.set_request_id("launch-uk");
+  seg::Campaign launched;
+  REQUIRE_OK(Call(*s.segments, &seg::Segmentation::Stub::LaunchCampaign, launch, &launched));
+  REQUIRE_FALSE(launched.broadcast_id().empty());
+
+  for (const std::string email : {"ada@example.com", "bea@example.com"}) {
+    INFO(email);
+    REQUIRE(Eventually([&] { return s.MailsTo(email).size() == 1; }));
+    const std::string mail = s.MailsTo(email)[0];
+    CHECK(absl::StrContains(mail, "Subject: Fifteen percent off for UK members, "));
+    CHECK(absl::StrContains(mail, "15% off with code GOLD15."));
+  }
+  CHECK(absl::StrContains(s.MailsTo("ada@example.com")[0], "UK members, Ada\r\n"));
+  REQUIRE(Eventually([&] { return Suppressed(s.Deliveries(cal), bc::SUPPRESSION_REASON_OFFER_NOT_ELIGIBLE); }));
+  const bc::Delivery held = s.Deliveries(cal)[0];
+  CHECK(held.campaign_id() == created.id());
+  CHECK(absl::StrContains(held.last_error(), offer.id()));
+  CHECK(absl::StrContains(held.last_error(), "profile.address.country == \"GB\""));
+  REQUIRE(Eventually([&] { return Suppressed(s.Deliveries(dot), bc::SUPPRESSION_REASON_NO_CONSENT); }));
+  // The broadcast completes with every recipient in a final state.
+  bc::GetBroadcastRequest get;
+  get.set_id(launched.broadcast_id());
+  bc::BroadcastJob job;
+  REQUIRE(Eventually([&] {
+    return Call(*s.deliveries, &bc::Broadcast::Stub::GetBroadcast, get, &job).ok() &&
+           job.state() == bc::BROADCAST_STATE_COMPLETED;
+  }));
+  CHECK(job.by_suppression_reason().at("OFFER_NOT_ELIGIBLE") == 1);
+  CHECK(job.by_suppression_reason().at("NO_CONSENT") == 1);
+
+  // The report counts them: two sent, two suppressed (the offer's and the consent's).
+  seg::GetCampaignReportRequest report_req;
+  report_req.set_id(created.id());
+  seg::CampaignReport report;
+  REQUIRE(Eventually([&] {
+    return Call(*s.segments, &seg::Segmentation::Stub::GetCampaignReport, report_req, &report).ok() &&
+           report.funnel().sent() == 2 && report.funnel().suppressed() == 2;
+  }));
+  CHECK(report.treatment().size() == 4);
+  CHECK(report.control().size() == 0);
+  CHECK(report.funnel().failed() == 0);
+
+  // Triggered on entry into "gb": a customer entering it later is mailed the offer (the one-off
+  // campaign's audience stayed as it was frozen at launch).
+  const std::string gb = s.Segment("gb", "profile.address.country == \"GB\"");
+  REQUIRE(Eventually([&] { return s.InSegment(ada, gb); }));  // filled before Eve joins
+  seg::CreateCampaignRequest trig = create;
+  trig.mutable_campaign()->set_name("uk fifteen, on entry");
+  trig.mutable_campaign()->set_type(seg::CAMPAIGN_TYPE_TRIGGERED);
+  trig.mutable_campaign()->clear_include_segment_ids();
+  trig.mutable_campaign()->set_trigger_segment_id(gb);
+  seg::Campaign triggered;
+  REQUIRE_OK(Call(*s.segments, &seg::Segmentation::Stub::CreateCampaign, trig, &triggered));
+  launch.set_id(triggered.id());
+  launch.set_request_id("launch-uk-entry");
+  REQUIRE_OK(Call(*s.segments, &seg::Segmentation::Stub::LaunchCampaign, launch, &launched));
+  const std::string eve = member("eve@example.com", "Eve", "GB", true);
+  REQUIRE(Eventually([&] { return s.MailsTo("eve@example.com").size() == 1; }));
+  CHECK(absl::StrContains(s.MailsTo("eve@example.com")[0], "Subject: Fifteen percent off for UK members, Eve\r\n"));
+  std::vector<bc::Delivery> eves = s.Deliveries(eve);
+  REQUIRE(eves.size() == 1);
+  CHECK(eves[0].campaign_id() == triggered.id());
+  // Nothing more: Ada and Bea once each, Cal and Dot never.
+  CHECK(s.MailsTo("ada@example.com").size() == 1);
+  CHECK(s.MailsTo("cal@example.com").empty());
+  CHECK(s.MailsTo("dot@example.com").empty());
+  CHECK(s.smtp->Messages().size() == 3);
 }

@@ -121,6 +121,19 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Create(const v1::CreateBroadcastReq
     absl::Status known = templates_->CheckTemplate(req.content().template_id(), absl::Now() + templates_timeout_);
     if (absl::IsNotFound(known) || absl::IsInvalidArgument(known)) return known;
   }
+  if (!exists && templates_ != nullptr && !req.content().offer_id().empty()) {
+    // Likewise an unknown offer, or one with no template to render it with.
+    const std::string& offer_id = req.content().offer_id();
+    absl::StatusOr<std::string> offer_template = templates_->OfferTemplate(offer_id, absl::Now() + templates_timeout_);
+    if (absl::IsNotFound(offer_template.status()) || absl::IsInvalidArgument(offer_template.status())) {
+      return offer_template.status();
+    }
+    if (offer_template.ok() && offer_template->empty() && !req.content().has_template_id()) {
+      return absl::FailedPreconditionError(absl::StrCat("content.offer_id: offer \"", offer_id,
+                                                        "\" has no template_id to render it with: set the offer's "
+                                                        "template_id or give content.template_id"));
+    }
+  }
   if (req.segment_id().empty()) return CreateFor(req, req.customer_ids());
   if (loaded) return CreateFor(req, {});
 

@@ -41,6 +41,17 @@ absl::StatusOr<DeliveryRow> LockDelivery(sql::Connection& c, const v1::RecordDel
 }  // namespace
 
 absl::Status ValidateContent(const v1::MessageContent& content, absl::string_view field) {
+  if (!content.offer_id().empty()) {
+    if (content.offer_id().size() > 128) return util::Invalid(absl::StrCat(field, ".offer_id"), "must be 1-128 bytes");
+    if (content.has_literal()) {
+      return util::Invalid(absl::StrCat(field, ".offer_id"),
+                           "is rendered with a template: not with literal content (drop one of them)");
+    }
+    if (!content.placement().empty()) {
+      return util::Invalid(absl::StrCat(field, ".placement"),
+                           "decides a template's offers: not with offer_id (the offer is the one shown)");
+    }
+  }
   switch (content.content_case()) {
     case v1::MessageContent::kTemplateId:
       if (content.template_id().empty() || content.template_id().size() > 128) {
@@ -65,7 +76,11 @@ absl::Status ValidateContent(const v1::MessageContent& content, absl::string_vie
       return absl::OkStatus();
     }
     default:
-      return util::Invalid(field, "is required: a template_id or literal content");
+      if (!content.offer_id().empty()) return absl::OkStatus();  // the offer's own template
+      if (!content.placement().empty()) {
+        return util::Invalid(absl::StrCat(field, ".placement"), "decides a template's offers: only with template_id");
+      }
+      return util::Invalid(field, "is required: a template_id, an offer_id or literal content");
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "delivery_rows.h"
@@ -66,6 +67,9 @@ absl::StatusOr<std::set<std::string>> UpdateRows(sql::Connection& c, absl::strin
   return updated;
 }
 
+// Whether the content is rendered by personalisation (a template or an offer), not literal.
+bool Rendered(const v1::MessageContent& content) { return content.has_template_id() || !content.offer_id().empty(); }
+
 }  // namespace
 
 // A row this claim holds, and what became of it.
@@ -77,6 +81,8 @@ struct Dispatcher::Claimed {
   bool render_asked = false;
   absl::Status render_call;
   absl::StatusOr<RenderedContent> rendered = absl::UnknownError("not rendered");
+  // With an offer: why it is not for this customer (nothing rendered); empty when it is.
+  std::string not_eligible;
   // What is sent: the literal or rendered content with the placeholders filled.
   v1::LiteralContent content;
   int broadcast_rate = 0;
@@ -178,41 +184,51 @@ TokenBucket* Dispatcher::BroadcastBucket(const std::string& id, int rate) {
 
 void Dispatcher::Render(std::vector<Claimed>& claimed, const std::set<common::v1::Channel>& channels, absl::Time now) {
   if (renderer_ == nullptr) return;
-  // (template id, placement) -> its rows, in claim order; each customer once per template.
-  std::map<std::pair<std::string, std::string>, std::vector<Claimed*>> by_template;
+  // (template id, placement, offer id) -> its rows, in claim order; each customer once per
+  // template.
+  std::map<std::tuple<std::string, std::string, std::string>, std::vector<Claimed*>> by_template;
   for (Claimed& cl : claimed) {
-    if (!cl.row.message.content().has_template_id() || !cl.customer.ok()) continue;
+    if (!Rendered(cl.row.message.content()) || !cl.customer.ok()) continue;
     // The gate on the profile as read (without the suppression list, read in the transaction):
     // a row it would hold back anyway is not rendered.
     if (Decide(*cl.customer, RequestOf(cl.row), {}, channels, now).kind != GateDecision::Kind::kSend) continue;
     const v1::MessageContent& content = cl.row.message.content();
-    by_template[{content.template_id(), content.placement()}].push_back(&cl);
+    by_template[{content.template_id(), content.placement(), content.offer_id()}].push_back(&cl);
   }
   for (auto& [key, rows] : by_template) {
-    const auto& [template_id, placement] = key;
+    const RenderSource source{std::get<0>(key), std::get<1>(key), std::get<2>(key)};
     std::vector<std::string> customers;
     std::set<std::string> seen;
     for (Claimed* cl : rows) {
       if (seen.insert(cl->row.delivery.customer_id()).second) customers.push_back(cl->row.delivery.customer_id());
     }
     std::map<std::string, absl::StatusOr<RenderedContent>> results;
+    std::map<std::string, std::string> not_eligible;
     absl::Status call;
     for (size_t i = 0; i < customers.size() && call.ok(); i += TemplateRenderer::kMaxBatch) {
       const size_t n = std::min<size_t>(TemplateRenderer::kMaxBatch, customers.size() - i);
       // A deadline in real time: it bounds a call to another process, whatever clock_ says.
-      absl::StatusOr<RenderBatch> batch = renderer_->BatchRender(
-          template_id, placement, absl::MakeConstSpan(customers).subspan(i, n), absl::Now() + options_.render_timeout);
+      absl::StatusOr<RenderBatch> batch = renderer_->BatchRender(source, absl::MakeConstSpan(customers).subspan(i, n),
+                                                                 absl::Now() + options_.render_timeout);
       if (!batch.ok()) {
         call = batch.status();
         break;
       }
       results.merge(batch->by_customer);
+      not_eligible.merge(batch->not_eligible);
     }
-    if (!call.ok()) log::Warn("rendering a template failed", {{"template_id", template_id}, {"error", call}});
+    if (!call.ok()) {
+      log::Warn("rendering a template failed",
+                {{"template_id", source.template_id}, {"offer_id", source.offer_id}, {"error", call}});
+    }
     for (Claimed* cl : rows) {
       cl->render_asked = true;
       cl->render_call = call;
       if (!call.ok()) continue;
+      if (auto no = not_eligible.find(cl->row.delivery.customer_id()); no != not_eligible.end()) {
+        cl->not_eligible = no->second;
+        continue;
+      }
       auto it = results.find(cl->row.delivery.customer_id());
       cl->rendered = it != results.end() ? it->second
                                          : absl::StatusOr<RenderedContent>(absl::UnavailableError(
@@ -433,10 +449,12 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         }
         continue;
       }
-      if (cl.row.message.content().has_template_id() && renderer_ == nullptr) {
-        ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
-                                    "content.template_id: this engine has no personalisation engine to render "
-                                    "templates (--personalisation-address); send literal content"));
+      if (Rendered(cl.row.message.content()) && renderer_ == nullptr) {
+        ECRM_RETURN_IF_ERROR(
+            finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                   absl::StrCat(cl.row.message.content().has_template_id() ? "content.template_id" : "content.offer_id",
+                                ": this engine has no personalisation engine to render templates and offers "
+                                "(--personalisation-address); send literal content")));
         continue;
       }
       GateDecision decision = Decide(*cl.customer, RequestOf(cl.row), suppressions[d.customer_id()], channels, now);
@@ -458,8 +476,9 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         case GateDecision::Kind::kSend:
           break;
       }
-      if (cl.row.message.content().has_template_id()) {
+      if (Rendered(cl.row.message.content())) {
         const std::string& template_id = cl.row.message.content().template_id();
+        const std::string& offer_id = cl.row.message.content().offer_id();
         auto temporary = [](const absl::Status& s) {
           return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
         };
@@ -471,6 +490,9 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
           if (temporary(cl.render_call)) {
             ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(now + options_.unavailable_retry),
                                          std::string(cl.render_call.message())));
+          } else if (!offer_id.empty()) {  // the client's message names the field
+            ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                                        std::string(cl.render_call.message())));
           } else if (cl.render_call.code() == absl::StatusCode::kNotFound) {
             ECRM_RETURN_IF_ERROR(
                 finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
@@ -482,15 +504,23 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
           }
           continue;
         }
+        if (!cl.not_eligible.empty()) {
+          ECRM_RETURN_IF_ERROR(finish(cl, v1::DELIVERY_STATE_SUPPRESSED, v1::SUPPRESSION_REASON_OFFER_NOT_ELIGIBLE,
+                                      absl::StrCat("offer \"", offer_id, "\": ", cl.not_eligible)));
+          continue;
+        }
         if (!cl.rendered.ok()) {
           if (temporary(cl.rendered.status())) {
             ECRM_RETURN_IF_ERROR(release(cl, absl::ToUnixMicros(now + options_.unavailable_retry),
                                          std::string(cl.rendered.status().message())));
           } else {
-            ECRM_RETURN_IF_ERROR(
-                finish(cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
-                       absl::StrCat("content.template_id: \"", template_id,
-                                    "\" could not be rendered for the customer: ", cl.rendered.status().message())));
+            ECRM_RETURN_IF_ERROR(finish(
+                cl, v1::DELIVERY_STATE_FAILED, v1::SUPPRESSION_REASON_UNSPECIFIED,
+                offer_id.empty()
+                    ? absl::StrCat("content.template_id: \"", template_id,
+                                   "\" could not be rendered for the customer: ", cl.rendered.status().message())
+                    : absl::StrCat("content.offer_id: \"", offer_id,
+                                   "\" could not be rendered for the customer: ", cl.rendered.status().message())));
           }
           continue;
         }

@@ -218,6 +218,7 @@ Value SharedContext(const MessageInputs& inputs, absl::string_view locale, absl:
     for (const v1::Offer& o : *inputs.offers) offers.Append(of(o));
   }
   root.Set("offers", std::move(offers));
+  if (inputs.offer != nullptr) root.Set("offer", of(*inputs.offer));
   Value recommendations = Value::List();
   if (inputs.recommendations != nullptr) {
     for (const v1::Recommendation& r : *inputs.recommendations) recommendations.Append(of(r));

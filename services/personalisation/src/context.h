@@ -8,6 +8,7 @@
 //   preferences.preferred_channel, preferences.interests (a list: {{#…}}{{.}}{{/…}})
 //   behaviour.order_count, behaviour.total_spent_formatted, …
 //   offers: [{id, headline, kind, percent_off, amount_off_formatted, ends_at_formatted, …}]
+//   offer: {id, headline, …}                          (the message's offer, when it sends one)
 //   recommendations: [{sku, title, price_formatted, url, category, score, source}]
 //   vars.<name>
 //   unsubscribe_url, preferences_url, view_in_browser_url   (left for broadcast to fill)
@@ -38,6 +39,8 @@ struct MessageInputs {
   const google::protobuf::RepeatedPtrField<v1::Offer>* offers = nullptr;
   const google::protobuf::RepeatedPtrField<v1::Recommendation>* recommendations = nullptr;
   const google::protobuf::Map<std::string, std::string>* vars = nullptr;
+  // The offer the message sends (RenderMessageRequest.offer_id): {{offer}}.
+  const v1::Offer* offer = nullptr;
 };
 
 // What every customer of a message shares: offers, recommendations, vars, broadcast's

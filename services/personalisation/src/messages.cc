@@ -48,6 +48,27 @@ std::optional<v1::RecommendResponse> Fetch(const Recommendations* from, const Co
 
 }  // namespace
 
+absl::StatusOr<Messages::Subject> Messages::SubjectOf(const std::string& template_id, const std::string& offer_id,
+                                                      bool gives_offers, const std::string& placement) {
+  Subject out;
+  out.template_id = template_id;
+  if (offer_id.empty()) {
+    if (template_id.empty()) return util::Invalid("template_id", "required (or an offer_id)");
+    return out;
+  }
+  if (gives_offers) return util::Invalid("offers", "not with offer_id (the offer is the one shown)");
+  if (!placement.empty()) return util::Invalid("placement", "not with offer_id (the offer is the one shown)");
+  if (offers_ == nullptr) return absl::FailedPreconditionError("offer_id: this engine decides no offers");
+  ECRM_ASSIGN_OR_RETURN(out.offer, offers_->Find(offer_id));
+  if (out.template_id.empty()) out.template_id = out.offer->proto.template_id();
+  if (out.template_id.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("offer_id: offer \"", offer_id,
+                                                      "\" has no template_id to render it with: set the offer's "
+                                                      "template_id or name a template_id"));
+  }
+  return out;
+}
+
 absl::StatusOr<v1::RenderedMessage> Messages::RenderFor(const CompiledTemplate& t,
                                                         const infostore::v1::Customer& customer,
                                                         const mustache::Value& shared, const MessageInputs& inputs,
@@ -85,9 +106,11 @@ absl::StatusOr<v1::RenderedMessage> Messages::RenderFor(const CompiledTemplate& 
 }
 
 absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequest& req) {
-  if (req.template_id().empty()) return util::Invalid("template_id", "required");
+  if (req.template_id().empty() && req.offer_id().empty()) return util::Invalid("template_id", "required");
   if (req.customer_id().empty()) return util::Invalid("customer_id", "required");
-  ECRM_ASSIGN_OR_RETURN(std::vector<TemplateVariant> variants, templates_.Variants(req.template_id()));
+  ECRM_ASSIGN_OR_RETURN(Subject subject,
+                        SubjectOf(req.template_id(), req.offer_id(), !req.offers().empty(), req.placement()));
+  ECRM_ASSIGN_OR_RETURN(std::vector<TemplateVariant> variants, templates_.Variants(subject.template_id));
   std::vector<absl::StatusOr<infostore::v1::Customer>> customers = customers_.Get({req.customer_id()});
   absl::StatusOr<infostore::v1::Customer>& customer = customers[0];
   if (!customer.ok()) {
@@ -105,7 +128,16 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
       Fetch(recommendations_, *t, req.recommendations(), customer->id());
   if (fetched) inputs.recommendations = &fetched->items();
   google::protobuf::RepeatedPtrField<v1::Offer> decided;
-  if (offers_ != nullptr && req.offers().empty() && !req.placement().empty()) {
+  if (subject.offer != nullptr) {
+    ECRM_ASSIGN_OR_RETURN(std::string why, offers_->NotEligible(*subject.offer, *customer, t->proto.channel()));
+    if (!why.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "offer_id: customer \"", req.customer_id(), "\" is not eligible for offer \"", req.offer_id(), "\": ", why));
+    }
+    *decided.Add() = subject.offer->proto;
+    inputs.offers = &decided;
+    inputs.offer = &subject.offer->proto;
+  } else if (offers_ != nullptr && req.offers().empty() && !req.placement().empty()) {
     v1::DecideOffersRequest decide;
     decide.set_customer_id(req.customer_id());
     decide.set_placement(req.placement());
@@ -129,7 +161,7 @@ absl::StatusOr<v1::RenderedMessage> Messages::Render(const v1::RenderMessageRequ
 }
 
 absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRenderRequest& req) {
-  if (req.template_id().empty()) return util::Invalid("template_id", "required");
+  if (req.template_id().empty() && req.offer_id().empty()) return util::Invalid("template_id", "required");
   if (req.customer_ids().empty()) return util::Invalid("customer_ids", "at least one customer");
   if (req.customer_ids_size() > kMaxBatch) {
     return util::Invalid("customer_ids", absl::StrCat("at most ", kMaxBatch, " customers per call"));
@@ -137,13 +169,23 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
   for (const std::string& id : req.customer_ids()) {
     if (id.empty()) return util::Invalid("customer_ids", "an empty customer id");
   }
-  ECRM_ASSIGN_OR_RETURN(std::vector<TemplateVariant> variants, templates_.Variants(req.template_id()));
+  ECRM_ASSIGN_OR_RETURN(Subject subject,
+                        SubjectOf(req.template_id(), req.offer_id(), !req.offers().empty(), req.placement()));
+  ECRM_ASSIGN_OR_RETURN(std::vector<TemplateVariant> variants, templates_.Variants(subject.template_id));
   std::vector<std::string> ids(req.customer_ids().begin(), req.customer_ids().end());
   std::vector<absl::StatusOr<infostore::v1::Customer>> customers = customers_.Get(ids);
   MessageInputs inputs{&req.offers(), &req.recommendations(), &req.vars()};
-  const bool decide = offers_ != nullptr && req.offers().empty() && !req.placement().empty();
-  // Per customer: the message, or why not.
+  google::protobuf::RepeatedPtrField<v1::Offer> sent;  // the request's offer, shown to everyone
+  if (subject.offer != nullptr) {
+    *sent.Add() = subject.offer->proto;
+    inputs.offers = &sent;
+    inputs.offer = &subject.offer->proto;
+  }
+  const bool decide =
+      subject.offer == nullptr && offers_ != nullptr && req.offers().empty() && !req.placement().empty();
+  // Per customer: the message, or why not; and why the request's offer is not for them.
   std::vector<absl::StatusOr<v1::RenderedMessage>> results(ids.size(), absl::UnknownError("not rendered"));
+  std::vector<std::string> not_eligible(ids.size());
   // Renders customers [begin, end) into results; an error (the template's) fails the call.
   auto render_range = [&](size_t begin, size_t end) -> absl::Status {
     absl::flat_hash_map<std::string, std::shared_ptr<const CompiledTemplate>> compiled;  // by variant id
@@ -164,6 +206,18 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
       }
       const std::string& time_zone = customers[i]->profile().time_zone();
       absl::StatusOr<v1::RenderedMessage>& message = results[i];
+      if (subject.offer != nullptr) {
+        absl::StatusOr<std::string> why = offers_->NotEligible(*subject.offer, *customers[i], t->proto.channel());
+        if (!why.ok()) {
+          metrics_.failed_unavailable.Increment();
+          message = absl::Status(why.status().code(), absl::StrCat("judging the offer: ", why.status().message()));
+          continue;
+        }
+        if (!why->empty()) {
+          not_eligible[i] = *std::move(why);
+          continue;
+        }
+      }
       std::optional<v1::RecommendResponse> fetched =
           Fetch(recommendations_, *t, req.recommendations(), customers[i]->id());
       // The customer's own offers, decided for the placement when the request gives none.
@@ -223,7 +277,9 @@ absl::StatusOr<v1::BatchRenderResponse> Messages::BatchRender(const v1::BatchRen
   for (const absl::Status& st : statuses) ECRM_RETURN_IF_ERROR(st);
   v1::BatchRenderResponse out;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (results[i].ok()) {
+    if (!not_eligible[i].empty()) {
+      (*out.mutable_not_eligible())[ids[i]] = std::move(not_eligible[i]);
+    } else if (results[i].ok()) {
       *out.add_messages() = std::move(*results[i]);
     } else {
       (*out.mutable_failed())[ids[i]] = std::string(results[i].status().message());

@@ -6,9 +6,14 @@
 // naming it). In a batch, customers that fail are listed with why, the others rendered.
 // A template that reads {{recommendations}} rendered for a request that gives none gets each
 // customer's own from the model (SetRecommendations), 10 of them.
+// A request with an offer_id renders that offer: with its own template unless the request names
+// one, the offer as {{offer}} and as the one entry of {{#offers}}, only for customers eligible
+// for it now (Offers::NotEligible); the others are refused (RenderMessage) or listed in
+// not_eligible (BatchRender).
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "context.h"
@@ -21,6 +26,7 @@
 namespace ecrm::personalisation {
 
 class Offers;
+struct CompiledOffer;
 
 class Messages {
  public:
@@ -47,6 +53,15 @@ class Messages {
                                                        bool strict);
 
  private:
+  // The request's offer (null when it names none) and the template to render: the request's, or
+  // the offer's own when the request names none.
+  struct Subject {
+    std::shared_ptr<const CompiledOffer> offer;
+    std::string template_id;
+  };
+  absl::StatusOr<Subject> SubjectOf(const std::string& template_id, const std::string& offer_id, bool gives_offers,
+                                    const std::string& placement);
+
   Templates& templates_;
   Customers& customers_;
   PersonalisationMetrics& metrics_;

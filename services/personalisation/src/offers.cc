@@ -5,6 +5,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
@@ -131,6 +132,25 @@ absl::Status NotFound(const std::string& id) {
 
 absl::Status Bump(sql::Connection& c) {
   return c.Execute("UPDATE offer_changes SET generation = generation + 1 WHERE id = 1").status();
+}
+
+// Why the offer's rule rejects the customer (its first clause that is not true), or null when it
+// does not. A rule of several clauses (a && b && …) is true when each is: they are evaluated in
+// order, and the first that is not names why (the rule is not evaluated again for it).
+const std::string* RuleRejects(const CompiledOffer& offer, const infostore::v1::Customer& customer,
+                               const absl::flat_hash_set<std::string>* segments, absl::Time now) {
+  CustomerRuleView view(customer, offer.names, segments);
+  if (offer.clauses.empty()) {
+    const rules::Truth truth = rules::Evaluate(offer.rule, view, now);
+    if (truth == rules::Truth::kTrue) return nullptr;
+    return truth == rules::Truth::kUnknown ? &offer.clause_unknown[0] : &offer.clause_false[0];
+  }
+  for (size_t k = 0; k < offer.clauses.size(); ++k) {
+    const rules::Truth t = rules::Evaluate(offer.clauses[k], view, now);
+    if (t != rules::Truth::kTrue)
+      return t == rules::Truth::kUnknown ? &offer.clause_unknown[k] : &offer.clause_false[k];
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -420,6 +440,70 @@ absl::StatusOr<v1::DecideOffersResponse> Offers::Decide(const v1::DecideOffersRe
   return out;
 }
 
+absl::StatusOr<std::shared_ptr<const CompiledOffer>> Offers::Find(const std::string& id) {
+  if (id.empty()) return util::Invalid("offer_id", "required");
+  ECRM_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Active());
+  for (const std::shared_ptr<const CompiledOffer>& offer : snapshot->active) {
+    if (offer->proto.id() == id) return offer;
+  }
+  // Not active (or changed since the snapshot): read as saved.
+  absl::StatusOr<v1::Offer> saved = Get(id);
+  if (absl::IsNotFound(saved.status())) {
+    return absl::NotFoundError(absl::StrCat("offer_id: offer \"", id, "\" does not exist"));
+  }
+  ECRM_RETURN_IF_ERROR(saved.status());
+  saved->clear_impressions();
+  absl::StatusOr<std::shared_ptr<const CompiledOffer>> compiled = Compile(*saved);
+  if (!compiled.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("offer_id: offer \"", id, "\" cannot be decided on: ", compiled.status().message()));
+  }
+  return compiled;
+}
+
+absl::StatusOr<std::string> Offers::NotEligible(const CompiledOffer& offer, const infostore::v1::Customer& customer,
+                                                int channel) {
+  const v1::Offer& o = offer.proto;
+  if (!o.active()) return std::string("inactive: the offer is not active");
+  const absl::Time now = clock_();
+  const int64_t now_us = absl::ToUnixMicros(now);
+  if (offer.starts_at_us != 0 && now_us < offer.starts_at_us) return offer.not_yet_valid;
+  if (offer.ends_at_us != 0 && now_us >= offer.ends_at_us) return offer.expired;
+  if (o.channels_size() > 0 && std::find(o.channels().begin(), o.channels().end(), channel) == o.channels().end()) {
+    return absl::StrCat(offer.wrong_channel, channel == 0 ? "an unspecified channel" : ChannelText(channel));
+  }
+  std::optional<absl::flat_hash_set<std::string>> segments;
+  if (offer.reads_segments) {
+    if (segments_ == nullptr) return absl::FailedPreconditionError("offer_id: this engine reads no segments");
+    ECRM_ASSIGN_OR_RETURN(std::vector<std::string> ids, segments_->CustomerSegments(customer.id()));
+    segments.emplace(ids.begin(), ids.end());
+  }
+  if (o.segment_ids_size() > 0 && std::none_of(o.segment_ids().begin(), o.segment_ids().end(),
+                                               [&](const std::string& s) { return segments->contains(s); })) {
+    return offer.not_in_segment;
+  }
+  if (offer.has_rule) {
+    if (const std::string* why = RuleRejects(offer, customer, segments ? &*segments : nullptr, now); why != nullptr) {
+      return *why;
+    }
+  }
+  if (o.per_customer_cap() > 0 || o.total_budget() > 0) {
+    ECRM_ASSIGN_OR_RETURN(sql::Result r, db_.Execute("SELECT o.impressions, COALESCE(i.shown, 0) FROM offers o LEFT "
+                                                     "JOIN offer_impressions i ON i.offer_id = o.id AND "
+                                                     "i.customer_id = $1 WHERE o.id = $2",
+                                                     {customer.id(), o.id()}));
+    const int64_t total = r.empty() ? 0 : r.front().Int(0);
+    const int64_t shown = r.empty() ? 0 : r.front().Int(1);
+    if (o.per_customer_cap() > 0 && shown >= o.per_customer_cap()) {
+      return absl::StrCat("capped: shown ", shown, " of ", o.per_customer_cap(), " times to this customer");
+    }
+    if (o.total_budget() > 0 && total >= o.total_budget()) {
+      return absl::StrCat("budget spent: ", total, " of ", o.total_budget(), " impressions");
+    }
+  }
+  return std::string();
+}
+
 namespace {
 size_t VarintSize(size_t n) {
   size_t size = 1;
@@ -548,24 +632,7 @@ absl::StatusOr<Offers::Decision> Offers::Choose(const v1::DecideOffersRequest& r
       candidate.segment = &*in;
     }
     if (offer.has_rule) {
-      CustomerRuleView view(customer, offer.names, segments ? &*segments : nullptr);
-      // A rule of several clauses (a && b && …) is true when each is: they are evaluated in
-      // order, and the first that is not names why (the rule is not evaluated again for it).
-      const std::string* why = nullptr;
-      if (offer.clauses.empty()) {
-        const rules::Truth truth = rules::Evaluate(offer.rule, view, now);
-        if (truth != rules::Truth::kTrue) {
-          why = truth == rules::Truth::kUnknown ? &offer.clause_unknown[0] : &offer.clause_false[0];
-        }
-      } else {
-        for (size_t k = 0; k < offer.clauses.size(); ++k) {
-          const rules::Truth t = rules::Evaluate(offer.clauses[k], view, now);
-          if (t != rules::Truth::kTrue) {
-            why = t == rules::Truth::kUnknown ? &offer.clause_unknown[k] : &offer.clause_false[k];
-            break;
-          }
-        }
-      }
+      const std::string* why = RuleRejects(offer, customer, segments ? &*segments : nullptr, now);
       if (why != nullptr) {
         rejected.emplace_back(&o.id(), why);
         continue;

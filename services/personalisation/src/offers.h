@@ -80,6 +80,16 @@ class Offers {
   // Choose, as the response (the rejected ones in its map).
   absl::StatusOr<v1::DecideOffersResponse> Decide(const v1::DecideOffersRequest& req);
 
+  // One offer named by the caller (a message that sends it), active or not; NOT_FOUND naming
+  // offer_id when there is none.
+  absl::StatusOr<std::shared_ptr<const CompiledOffer>> Find(const std::string& id);
+  // Why `customer` may not be shown `offer` on `channel` now, as Choose would reject it (active
+  // flag, window, channels, segments, rule, then the per-customer cap and the budget as counted
+  // so far; placements are not checked); empty when they may. Records no impression. An error
+  // when segmentation or the database cannot answer.
+  absl::StatusOr<std::string> NotEligible(const CompiledOffer& offer, const infostore::v1::Customer& customer,
+                                          int channel);
+
   // The customer's offer history (impressions per offer), as a JSON array, and its erasure.
   absl::StatusOr<std::string> ExportImpressions(const std::vector<std::string>& customer_ids);
   absl::StatusOr<int64_t> EraseImpressions(const std::vector<std::string>& customer_ids);

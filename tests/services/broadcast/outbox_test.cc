@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -121,14 +122,27 @@ class FakeRenderer final : public bc::TemplateRenderer {
   std::map<std::string, absl::Status> failing;
   absl::Status down;
   std::vector<std::pair<std::string, std::vector<std::string>>> calls;
-  std::vector<std::string> placements;  // of each call
+  std::vector<std::string> placements;              // of each call
+  std::vector<std::string> offer_calls;             // the offer of each call
+  std::map<std::string, std::string> offers;        // offer id -> its template id (may be empty)
+  std::map<std::string, std::string> not_eligible;  // customers offers are not for, with why
 
-  absl::StatusOr<bc::RenderBatch> BatchRender(const std::string& template_id, const std::string& placement,
+  absl::StatusOr<bc::RenderBatch> BatchRender(const bc::RenderSource& source,
                                               absl::Span<const std::string> customer_ids, absl::Time) override {
     std::lock_guard lock(mu_);
+    std::string template_id = source.template_id;
     calls.emplace_back(template_id, std::vector<std::string>(customer_ids.begin(), customer_ids.end()));
-    placements.push_back(placement);
+    placements.push_back(source.placement);
+    offer_calls.push_back(source.offer_id);
     if (!down.ok()) return down;
+    if (!source.offer_id.empty()) {
+      auto o = offers.find(source.offer_id);
+      if (o == offers.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("content.offer_id: personalisation has no offer \"", source.offer_id, "\""));
+      }
+      if (template_id.empty()) template_id = o->second;
+    }
     auto t = templates.find(template_id);
     if (t == templates.end()) return absl::NotFoundError("no such template");
     bc::RenderBatch out;
@@ -137,14 +151,28 @@ class FakeRenderer final : public bc::TemplateRenderer {
         out.by_customer.emplace(id, failing[id]);
         continue;
       }
+      if (!source.offer_id.empty() && not_eligible.contains(id)) {
+        out.not_eligible.emplace(id, not_eligible[id]);
+        continue;
+      }
       auto fill = [&](std::string text) {
         for (size_t at; (at = text.find("{{name}}")) != std::string::npos;) text.replace(at, 8, names[id]);
+        for (size_t at; (at = text.find("{{offer}}")) != std::string::npos;) text.replace(at, 9, source.offer_id);
         return text;
       };
       out.by_customer.emplace(
           id, bc::RenderedContent{fill(t->second.subject), fill(t->second.text), fill(t->second.html), 3, {}});
     }
     return out;
+  }
+  absl::StatusOr<std::string> OfferTemplate(const std::string& offer_id, absl::Time) override {
+    std::lock_guard lock(mu_);
+    if (!down.ok()) return down;
+    auto o = offers.find(offer_id);
+    if (o == offers.end()) {
+      return absl::NotFoundError(absl::StrCat("content.offer_id: personalisation has no offer \"", offer_id, "\""));
+    }
+    return o->second;
   }
   absl::Status CheckTemplate(const std::string& template_id, absl::Time) override {
     std::lock_guard lock(mu_);
@@ -941,4 +969,107 @@ TEST_CASE("CreateBroadcast refuses an unknown template, and still takes one when
   CHECK(e.broadcasts->Get(job->id())->state() == v1::BROADCAST_STATE_COMPLETED);
   REQUIRE(e.email.Messages().size() == 1);
   CHECK(e.email.Messages()[0].subject == "Hi Ann");
+}
+
+TEST_CASE("an offer's content: validated, rendered with its template, and held back from customers it is not for") {
+  ecrm::testing::TempDir dir;
+  Engine e(Sqlite(dir));
+  e.WithTemplates();
+  e.renderer.templates["offer_tpl"] = {"{{offer}} for {{name}}", "Take {{offer}}", ""};
+  e.renderer.templates["other"] = {"Other {{offer}}", "", ""};
+  e.renderer.offers["off_10"] = "offer_tpl";
+  e.renderer.offers["off_bare"] = "";  // no template of its own
+  for (const std::string id : {"ann", "bob", "cid"}) e.directory.Put(id, {common::CHANNEL_EMAIL});
+  e.renderer.names["ann"] = "Ann";
+  e.renderer.names["bob"] = "Bob";
+  e.renderer.names["cid"] = "Cid";
+  e.renderer.not_eligible["bob"] = "not eligible: rule clause `orders.count >= 2` is false";
+
+  // Validation: a message needs literal content, a template or an offer; an offer is not sent
+  // with literal content nor with a placement.
+  auto invalid = [&](const std::function<void(v1::MessageContent&)>& edit, const std::string& field) {
+    v1::SendMessageRequest req = e.Request("ann");
+    req.clear_content();
+    edit(*req.mutable_content());
+    absl::Status s = e.deliveries->SendMessage(req).status();
+    INFO(s.ToString());
+    CHECK(s.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(absl::StrContains(s.message(), field));
+  };
+  invalid([](v1::MessageContent&) {}, "content");
+  invalid([](v1::MessageContent& c) { c.set_placement("home"); }, "content.placement");
+  invalid(
+      [](v1::MessageContent& c) {
+        c.set_offer_id("off_10");
+        c.mutable_literal()->set_subject("Hi");
+      },
+      "content.offer_id");
+  invalid(
+      [](v1::MessageContent& c) {
+        c.set_offer_id("off_10");
+        c.set_placement("home");
+      },
+      "content.placement");
+  invalid([](v1::MessageContent& c) { c.set_offer_id(std::string(129, 'x')); }, "content.offer_id");
+
+  // CreateBroadcast refuses an unknown offer and an offer with no template to render it with.
+  v1::CreateBroadcastRequest breq;
+  for (const std::string id : {"ann", "bob", "cid"}) breq.add_customer_ids(id);
+  breq.set_purpose(common::PURPOSE_MARKETING);
+  breq.set_campaign_id("cmp_1");
+  breq.mutable_content()->set_offer_id("off_nope");
+  absl::Status unknown = e.broadcasts->Create(breq).status();
+  CHECK(unknown.code() == absl::StatusCode::kNotFound);
+  CHECK(absl::StrContains(unknown.message(), "content.offer_id"));
+  CHECK(absl::StrContains(unknown.message(), "off_nope"));
+  breq.mutable_content()->set_offer_id("off_bare");
+  absl::Status bare = e.broadcasts->Create(breq).status();
+  CHECK(bare.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StrContains(bare.message(), "content.offer_id"));
+  CHECK(e.broadcasts->List({})->broadcasts_size() == 0);
+
+  // An offer-only broadcast: the offer's template, for those it is for; bob is held back.
+  breq.mutable_content()->set_offer_id("off_10");
+  auto job = e.broadcasts->Create(breq);
+  INFO(job.status().ToString());
+  REQUIRE(job.ok());
+  e.Drain();
+  REQUIRE(e.renderer.offer_calls.size() == 1);
+  CHECK(e.renderer.offer_calls[0] == "off_10");
+  std::map<std::string, std::string> subjects;
+  for (const bc::OutgoingMessage& m : e.email.Messages()) subjects[m.subject] = m.text_body;
+  CHECK(subjects ==
+        std::map<std::string, std::string>{{"off_10 for Ann", "Take off_10"}, {"off_10 for Cid", "Take off_10"}});
+  v1::BroadcastJob done = *e.broadcasts->Get(job->id());
+  CHECK(done.state() == v1::BROADCAST_STATE_COMPLETED);
+  CHECK(done.by_state().at("SENT") == 2);
+  CHECK(done.by_state().at("SUPPRESSED") == 1);
+  CHECK(done.by_suppression_reason().at("OFFER_NOT_ELIGIBLE") == 1);
+  v1::ListDeliveriesRequest list;
+  list.set_customer_id("bob");
+  auto bobs = e.deliveries->ListDeliveries(list);
+  REQUIRE(bobs.ok());
+  REQUIRE(bobs->deliveries_size() == 1);
+  const v1::Delivery& held = bobs->deliveries(0);
+  CHECK(held.state() == v1::DELIVERY_STATE_SUPPRESSED);
+  CHECK(held.suppression_reason() == v1::SUPPRESSION_REASON_OFFER_NOT_ELIGIBLE);
+  CHECK(held.last_error() == "offer \"off_10\": not eligible: rule clause `orders.count >= 2` is false");
+  CHECK(e.EventTypes() == std::multiset<std::string>{"message_sent", "message_sent", "message_suppressed"});
+
+  // With a template_id too: that template, the offer still judged.
+  v1::SendMessageRequest both = e.Request("cid");
+  both.clear_content();
+  both.mutable_content()->set_template_id("other");
+  both.mutable_content()->set_offer_id("off_10");
+  v1::Delivery d = *e.deliveries->SendMessage(both);
+  // SendMessage does not ask personalisation: an unknown offer fails its delivery, naming it.
+  v1::SendMessageRequest nope = e.Request("ann");
+  nope.clear_content();
+  nope.mutable_content()->set_offer_id("off_nope");
+  v1::Delivery failed = *e.deliveries->SendMessage(nope);
+  e.Drain();
+  CHECK(e.Get(d.id()).subject() == "Other off_10");
+  v1::Delivery f = e.Get(failed.id());
+  CHECK(f.state() == v1::DELIVERY_STATE_FAILED);
+  CHECK(f.last_error() == "content.offer_id: personalisation has no offer \"off_nope\"");
 }

@@ -53,8 +53,8 @@ TEST_CASE("a customer personalisation could not render is retried or failed by t
   failed["c_old_unknown"] = "customer \"c_old_unknown\" does not exist";
 
   absl::StatusOr<ecrm::broadcast::RenderBatch> batch = renderer.BatchRender(
-      "tpl_x", /*placement=*/"", {"c_busy", "c_slow", "c_gone", "c_strict", "c_old_down", "c_old_unknown"},
-      absl::Now() + absl::Seconds(10));
+      {"tpl_x", /*placement=*/"", /*offer_id=*/""},
+      {"c_busy", "c_slow", "c_gone", "c_strict", "c_old_down", "c_old_unknown"}, absl::Now() + absl::Seconds(10));
   REQUIRE(batch.ok());
   auto status = [&](const std::string& id) { return batch->by_customer.at(id).status(); };
   CHECK(absl::IsUnavailable(status("c_busy")));

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -575,4 +576,127 @@ TEST_CASE("offers: BatchRender given a placement and no offers decides each cust
   CHECK(down->failed_codes().at("c_alice") == static_cast<int>(absl::StatusCode::kUnavailable));
   CHECK(down->failed_codes().at("c_bob") == static_cast<int>(absl::StatusCode::kUnavailable));
   CHECK(e.offers->Get(gold_id)->impressions() == 0);  // nothing recorded
+}
+
+TEST_CASE("offers: rendering an offer uses its template, shows it as {{offer}}, and refuses customers it is not for") {
+  Engine e;
+  e.directory.customers["c_alice"] = Alice();
+  Customer bob = Alice();
+  bob.set_id("c_bob");
+  bob.mutable_profile()->set_first_name("Bob");
+  bob.mutable_profile()->mutable_address()->set_country("FR");
+  e.directory.customers["c_bob"] = bob;
+  Customer cid = Alice();
+  cid.set_id("c_cid");
+  cid.mutable_profile()->set_first_name("Cid");
+  e.directory.customers["c_cid"] = cid;
+  p::Templates templates(*e.db, e.metrics);
+  p::Messages messages(templates, e.customers, e.metrics);
+  messages.set_offers(e.offers.get());
+  v1::Template t;
+  t.set_name("offer mail");
+  t.set_channel(common::CHANNEL_EMAIL);
+  t.set_subject("{{profile.first_name}}: {{offer.headline}}");
+  t.set_text_body("{{#offer}}{{percent_off}}% off{{/offer}} {{#offers}}[{{name}}]{{/offers}}");
+  const std::string tpl = templates.Create(t)->id();
+  v1::Template other = t;
+  other.set_name("other");
+  other.set_subject("Other: {{offer.name}}");
+  const std::string other_id = templates.Create(other)->id();
+
+  v1::Offer gb = Percent("gb10", 10, 1);
+  gb.set_eligibility_rule("profile.address.country == \"GB\"");
+  gb.set_template_id(tpl);
+  gb.set_per_customer_cap(1);
+  gb.add_placements("checkout");  // placements are not checked for an offer a message sends
+  const std::string gb_id = e.Create(gb).id();
+  v1::Offer bare = Percent("bare", 5);
+  const std::string bare_id = e.Create(bare).id();
+
+  // RenderMessage: the offer's template, the offer in its context.
+  v1::RenderMessageRequest req;
+  req.set_offer_id(gb_id);
+  req.set_customer_id("c_alice");
+  absl::StatusOr<v1::RenderedMessage> m = messages.Render(req);
+  INFO(m.status().ToString());
+  REQUIRE(m.ok());
+  CHECK(m->template_id() == tpl);
+  CHECK(m->subject() == "Alice: gb10 headline");
+  CHECK(m->text_body() == "10% off [gb10]");
+  REQUIRE(m->offer_ids_size() == 1);
+  CHECK(m->offer_ids(0) == gb_id);
+  // A template named with it wins over the offer's own.
+  req.set_template_id(other_id);
+  CHECK(messages.Render(req)->subject() == "Other: gb10");
+  req.clear_template_id();
+  // Bob is not in GB: refused, naming the field and the clause.
+  req.set_customer_id("c_bob");
+  absl::Status no = messages.Render(req).status();
+  CHECK(no.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StartsWith(no.message(), "offer_id: customer \"c_bob\" is not eligible"));
+  CHECK(absl::StrContains(no.message(), "profile.address.country == \"GB\""));
+  // Bad input names the field.
+  auto code = [&](const std::function<void(v1::RenderMessageRequest&)>& edit) {
+    v1::RenderMessageRequest r;
+    r.set_customer_id("c_alice");
+    r.set_offer_id(gb_id);
+    edit(r);
+    return messages.Render(r).status();
+  };
+  absl::Status unknown = code([](v1::RenderMessageRequest& r) { r.set_offer_id("off_nope"); });
+  CHECK(unknown.code() == absl::StatusCode::kNotFound);
+  CHECK(absl::StartsWith(unknown.message(), "offer_id:"));
+  absl::Status untemplated = code([&](v1::RenderMessageRequest& r) { r.set_offer_id(bare_id); });
+  CHECK(untemplated.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StartsWith(untemplated.message(), "offer_id:"));
+  CHECK(code([](v1::RenderMessageRequest& r) { r.set_placement("home"); }).code() ==
+        absl::StatusCode::kInvalidArgument);
+  CHECK(code([](v1::RenderMessageRequest& r) { *r.add_offers() = Percent("x", 1); }).code() ==
+        absl::StatusCode::kInvalidArgument);
+
+  // BatchRender: those it is for rendered, the others listed with why, the unknown failed.
+  v1::BatchRenderRequest batch;
+  batch.set_offer_id(gb_id);
+  for (const char* id : {"c_alice", "c_bob", "c_cid", "c_nobody"}) batch.add_customer_ids(id);
+  absl::StatusOr<v1::BatchRenderResponse> r = messages.BatchRender(batch);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  REQUIRE(r->messages_size() == 2);
+  CHECK(r->messages(0).subject() == "Alice: gb10 headline");
+  CHECK(r->messages(1).subject() == "Cid: gb10 headline");
+  CHECK(r->not_eligible_size() == 1);
+  CHECK(absl::StartsWith(r->not_eligible().at("c_bob"), "not eligible: rule clause"));
+  CHECK(r->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
+  CHECK_FALSE(r->failed().contains("c_bob"));
+  // Rendering records no impression; once the cap is used up elsewhere, Cid is capped.
+  CHECK(e.offers->Get(gb_id)->impressions() == 0);
+  REQUIRE(e.Decide("c_cid", "checkout", common::CHANNEL_EMAIL, 0, /*record=*/true).ok());
+  r = messages.BatchRender(batch);
+  REQUIRE(r.ok());
+  REQUIRE(r->messages_size() == 1);
+  CHECK(r->not_eligible().at("c_cid") == "capped: shown 1 of 1 times to this customer");
+  // Inactive, expired, the wrong channel: not eligible, saying so.
+  v1::UpdateOfferRequest off;
+  off.mutable_offer()->set_id(gb_id);
+  off.mutable_offer()->set_active(false);
+  off.mutable_update_mask()->add_paths("active");
+  REQUIRE(e.offers->Update(off).ok());
+  r = messages.BatchRender(batch);
+  REQUIRE(r.ok());
+  CHECK(r->messages_size() == 0);
+  CHECK(r->not_eligible().at("c_alice") == "inactive: the offer is not active");
+  off.mutable_offer()->set_active(true);
+  off.mutable_offer()->add_channels(common::CHANNEL_SMS);
+  off.mutable_update_mask()->add_paths("channels");
+  REQUIRE(e.offers->Update(off).ok());
+  r = messages.BatchRender(batch);
+  REQUIRE(r.ok());
+  CHECK(r->not_eligible().at("c_alice") == "wrong channel: shown on sms, not email");
+  off.mutable_offer()->clear_channels();
+  *off.mutable_offer()->mutable_ends_at() = ecrm::util::Ts(absl::ToUnixMicros(kNow - absl::Hours(1)));
+  off.mutable_update_mask()->add_paths("ends_at");
+  REQUIRE(e.offers->Update(off).ok());
+  r = messages.BatchRender(batch);
+  REQUIRE(r.ok());
+  CHECK(absl::StartsWith(r->not_eligible().at("c_alice"), "expired: ended at"));
 }

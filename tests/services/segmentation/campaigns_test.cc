@@ -457,5 +457,58 @@ TEST_CASE(
   CHECK(*sent == 0);
 }
 
+TEST_CASE("an offer-only campaign hands its offer to broadcast, launched and triggered") {
+  Engine e;
+  const std::string gb = e.Segment("gb", "profile.address.country == \"GB\"");
+  v1::Campaign c;
+  c.set_name("ten off");
+  c.set_type(v1::CAMPAIGN_TYPE_ONE_OFF);
+  c.add_include_segment_ids(gb);
+  c.mutable_channel_policy()->add_channels(common::v1::CHANNEL_EMAIL);
+  c.set_offer_id("off_10");
+  c.set_control_fraction(0.1);
+  auto created = e.campaigns->Create(c);
+  INFO(created.status());
+  REQUIRE(created.ok());
+  CHECK(created->offer_id() == "off_10");
+  CHECK(created->template_id().empty());
+  // A placement decides a template's offers: not with an offer alone.
+  v1::Campaign placed = c;
+  placed.set_placement("campaign_email");
+  CHECK(e.campaigns->Create(placed).status().code() == absl::StatusCode::kInvalidArgument);
+  e.Launch(created->id());
+  REQUIRE(e.broadcaster.calls.size() == 1);
+  CHECK(e.broadcaster.calls[0].offer_id == "off_10");
+  CHECK(e.broadcaster.calls[0].template_id.empty());
+  CHECK(e.broadcaster.calls[0].placement.empty());
+  CHECK_FALSE(e.broadcaster.calls[0].customer_ids.empty());
+
+  // Triggered: each entry's hand-over carries the offer too.
+  const std::string buyers = e.Segment("buyers", "orders.count >= 1");
+  v1::Campaign t = c;
+  t.set_type(v1::CAMPAIGN_TYPE_TRIGGERED);
+  t.clear_include_segment_ids();
+  t.set_trigger_segment_id(buyers);
+  t.set_control_fraction(0);
+  auto trig = e.campaigns->Create(t);
+  REQUIRE(trig.ok());
+  e.Launch(trig->id(), "launch-t");
+  NoStore store;
+  outbox::Outbox outbox(*e.db);
+  prometheus::Registry registry;
+  SegmentationMetrics metrics(registry);
+  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
+  feed.SetCampaigns(e.campaigns.get());
+  e.now = kNow + absl::Hours(2);
+  REQUIRE(feed.Apply(Events(1, {Event("buy-1", "c_1000", "purchase", kNow + absl::Hours(1), "", 1000)})).ok());
+  auto sent = e.campaigns->SendTriggered();
+  REQUIRE(sent.ok());
+  CHECK(*sent == 1);
+  REQUIRE(e.broadcaster.calls.size() == 2);
+  CHECK(e.broadcaster.calls[1].campaign_id == trig->id());
+  CHECK(e.broadcaster.calls[1].offer_id == "off_10");
+  CHECK(e.broadcaster.calls[1].customer_ids == std::vector<std::string>{"c_1000"});
+}
+
 }  // namespace
 }  // namespace ecrm::segmentation

@@ -42,8 +42,7 @@ absl::Status CustomerFailure(const std::string& why, const int32_t* code) {
 
 }  // namespace
 
-absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string& template_id,
-                                                              const std::string& placement,
+absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const RenderSource& source,
                                                               absl::Span<const std::string> customer_ids,
                                                               absl::Time deadline) {
   if (customer_ids.empty()) return RenderBatch{};
@@ -54,8 +53,9 @@ absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string&
   // The smaller of the configured timeout, the caller's deadline and the RPC's own budget.
   server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
   personalisation::v1::BatchRenderRequest req;
-  req.set_template_id(template_id);
-  req.set_placement(placement);
+  req.set_template_id(source.template_id);
+  req.set_placement(source.placement);
+  req.set_offer_id(source.offer_id);
   for (const std::string& id : customer_ids) req.add_customer_ids(id);
   personalisation::v1::BatchRenderResponse resp;
   grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->BatchRender(&ctx, req, &resp);
@@ -63,13 +63,24 @@ absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string&
     case grpc::StatusCode::OK:
       break;
     case grpc::StatusCode::NOT_FOUND:
-      return absl::NotFoundError(
-          absl::StrCat("personalisation has no template \"", template_id, "\" (", s.error_message(), ")"));
+      // Personalisation names the field: its offer_id or the template it was to render.
+      if (!source.offer_id.empty() && absl::StartsWith(s.error_message(), "offer_id")) {
+        return absl::NotFoundError(
+            absl::StrCat("content.offer_id: personalisation has no offer \"", source.offer_id, "\""));
+      }
+      return absl::NotFoundError(absl::StrCat("content.template_id: personalisation has no template \"",
+                                              source.template_id.empty() ? "(the offer's)" : source.template_id, "\" (",
+                                              s.error_message(), ")"));
     case grpc::StatusCode::INVALID_ARGUMENT:
       return absl::InvalidArgumentError(absl::StrCat("personalisation refused the render: ", s.error_message()));
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
     default:
+      // The offer cannot be rendered (it has no template): for good, not worth retrying.
+      if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION && !source.offer_id.empty() &&
+          absl::StartsWith(s.error_message(), "offer_id")) {
+        return absl::FailedPreconditionError(absl::StrCat("content.", s.error_message()));
+      }
       return absl::UnavailableError(absl::StrCat("personalisation: rendering failed: ", s.error_message()));
   }
   RenderBatch out;
@@ -82,6 +93,7 @@ absl::StatusOr<RenderBatch> GrpcTemplateRenderer::BatchRender(const std::string&
     c.missing_variables.assign(m.missing_variables().begin(), m.missing_variables().end());
     out.by_customer.insert_or_assign(m.customer_id(), std::move(c));
   }
+  for (const auto& [customer, why] : resp.not_eligible()) out.not_eligible.insert_or_assign(customer, why);
   for (const auto& [customer, why] : resp.failed()) {
     auto code = resp.failed_codes().find(customer);
     out.by_customer.insert_or_assign(customer,
@@ -109,6 +121,31 @@ absl::Status GrpcTemplateRenderer::CheckTemplate(const std::string& template_id,
       return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
     default:
       return absl::UnavailableError(absl::StrCat("personalisation: reading the template failed: ", s.error_message()));
+  }
+}
+
+}  // namespace ecrm::broadcast
+
+namespace ecrm::broadcast {
+
+absl::StatusOr<std::string> GrpcTemplateRenderer::OfferTemplate(const std::string& offer_id, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
+  personalisation::v1::GetOfferRequest req;
+  req.set_id(offer_id);
+  personalisation::v1::Offer offer;
+  grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->GetOffer(&ctx, req, &offer);
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return offer.template_id();
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(absl::StrCat("content.offer_id: personalisation has no offer \"", offer_id, "\""));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(absl::StrCat("content.offer_id: ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
+    default:
+      return absl::UnavailableError(absl::StrCat("personalisation: reading the offer failed: ", s.error_message()));
   }
 }
 

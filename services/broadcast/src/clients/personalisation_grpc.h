@@ -1,5 +1,5 @@
-// TemplateRenderer over gRPC: ecrm.personalisation.v1.Personalisation/BatchRender and
-// GetTemplate.
+// TemplateRenderer over gRPC: ecrm.personalisation.v1.Personalisation/BatchRender, GetTemplate
+// and GetOffer.
 #pragma once
 
 #include <grpcpp/channel.h>
@@ -14,9 +14,10 @@ class GrpcTemplateRenderer final : public TemplateRenderer {
  public:
   GrpcTemplateRenderer(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout)
       : channel_(std::move(channel)), timeout_(timeout) {}
-  absl::StatusOr<RenderBatch> BatchRender(const std::string& template_id, const std::string& placement,
-                                          absl::Span<const std::string> customer_ids, absl::Time deadline) override;
+  absl::StatusOr<RenderBatch> BatchRender(const RenderSource& source, absl::Span<const std::string> customer_ids,
+                                          absl::Time deadline) override;
   absl::Status CheckTemplate(const std::string& template_id, absl::Time deadline) override;
+  absl::StatusOr<std::string> OfferTemplate(const std::string& offer_id, absl::Time deadline) override;
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

@@ -15,6 +15,8 @@ absl::StatusOr<std::string> GrpcBroadcaster::Send(const BroadcastOrder& order) {
   for (common::v1::Channel ch : order.channels) request.add_channels(ch);
   request.set_purpose(order.purpose);
   if (!order.template_id.empty()) request.mutable_content()->set_template_id(order.template_id);
+  // An offer campaign: broadcast renders the offer with its own template, for those it is for.
+  if (!order.offer_id.empty()) request.mutable_content()->set_offer_id(order.offer_id);
   if (!order.placement.empty()) request.mutable_content()->set_placement(order.placement);
   request.set_idempotency_key(order.idempotency_key);
   grpc::ClientContext ctx;
