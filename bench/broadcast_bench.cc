@@ -6,7 +6,9 @@
 //   --sink=smtp      Postfix's smtp-sink (/usr/sbin/smtp-sink, Debian package postfix), marketing
 //                    email of --body-bytes (10 KB), List-Unsubscribe and tracked links included;
 //   --sink=webhook   SMS through the webhook channel to an HTTP server in this process
-//                    (tests/support/webhook_sink.h) that answers 200 at once.
+//                    (tests/support/webhook_sink.h) that answers 200 at once; with
+//                    --webhook-profile=generic-batch one request carries --webhook-batch-size
+//                    messages and the sink answers each message's result (WebhookSink::BatchReply).
 //
 // Each of --runs starts a fresh engine on a fresh database. Baseline, in the same run: the engine's
 // own channel class (SmtpChannel / WebhookChannel) sending the same messages to the same sink from
@@ -27,6 +29,8 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -64,6 +68,9 @@ struct Options {
   std::string smtp_sink = "/usr/sbin/smtp-sink";
   std::string extra_args;  // more engine flags, space separated
   int64_t smtp_connections = 4;
+  std::string webhook_profile = "generic";
+  int64_t webhook_batch_size = 100;
+  int64_t webhook_in_flight = 32;
   std::string engine = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-broadcast");
 };
 
@@ -180,7 +187,8 @@ double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, c
           msgs.push_back(std::move(m));
         }
         for (const bc::SendResult& r : channel.Send(msgs)) {
-          if (r.outcome != bc::SendOutcome::kAccepted) failed.fetch_add(1);
+          if (r.outcome != bc::SendOutcome::kAccepted && failed.fetch_add(1) == 0)
+            std::fprintf(stderr, "# baseline: a message not accepted: %s\n", r.error.c_str());
         }
       }
     });
@@ -209,6 +217,10 @@ int Run(int argc, char** argv) {
   flags.AddInt("smtp-connections", &o.smtp_connections, "--smtp-connections of the engine (and the baseline's)");
   flags.AddString("engine", &o.engine, "the ecrm-broadcast binary (an older build, to compare)");
   flags.AddString("extra-args", &o.extra_args, "more ecrm-broadcast flags, space separated");
+  flags.AddString("webhook-profile", &o.webhook_profile,
+                  "--sms-webhook-profile of the engine (and the baseline's): generic or generic-batch");
+  flags.AddInt("webhook-batch-size", &o.webhook_batch_size, "--webhook-batch-size (generic-batch)");
+  flags.AddInt("webhook-in-flight", &o.webhook_in_flight, "--webhook-max-in-flight of the engine (and the baseline's)");
   if (auto code = flags.ParseCommandLine(argc, argv)) return *code;
   Check(o.sink == "smtp" || o.sink == "webhook", "--sink must be smtp or webhook");
 
@@ -225,7 +237,9 @@ int Run(int argc, char** argv) {
   std::atomic<int64_t> webhook_count{0};
   std::vector<std::string> args = {"--redis-url=" + (*redis)->url(), absl::StrCat("--delivery-workers=", o.workers),
                                    absl::StrCat("--delivery-batch=", o.batch), "--log-level=warn"};
-  std::unique_ptr<bc::Channel> baseline_channel;
+  // The baseline's channel, made for each run and destroyed before the engine starts: its
+  // kept-alive connections would otherwise hold sink threads during the engine's run.
+  std::function<std::unique_ptr<bc::Channel>()> baseline_channel;
   common::Channel channel = common::CHANNEL_EMAIL;
   const std::string body = Body(o.body_bytes);
   if (o.sink == "smtp") {
@@ -244,31 +258,57 @@ int Run(int argc, char** argv) {
     // An older engine has no --smtp-connections: 0 leaves the flag out.
     if (o.smtp_connections > 0) args.push_back(absl::StrCat("--smtp-connections=", o.smtp_connections));
     setenv("ECRM_TRACKING_SECRET", "bench-tracking-secret-0123456789", 1);
-    auto smtp = bc::SmtpChannel::Create({.url = url,
-                                         .identity = {.from_address = "news@shop.example.com"},
-                                         .connections = static_cast<int>(std::max<int64_t>(1, o.smtp_connections))});
-    Check(smtp.ok(), smtp.status().ToString());
-    baseline_channel = std::move(*smtp);
+    baseline_channel = [url, &o]() -> std::unique_ptr<bc::Channel> {
+      auto smtp = bc::SmtpChannel::Create({.url = url,
+                                           .identity = {.from_address = "news@shop.example.com"},
+                                           .connections = static_cast<int>(std::max<int64_t>(1, o.smtp_connections))});
+      Check(smtp.ok(), smtp.status().ToString());
+      return std::move(*smtp);
+    };
   } else {
     channel = common::CHANNEL_SMS;
-    webhook = std::make_unique<ecrm::testing::WebhookSink>();
+    Check(o.webhook_profile == "generic" || o.webhook_profile == "generic-batch",
+          "--webhook-profile must be generic or generic-batch");
+    // A sink thread for each connection the engine's workers keep open (each worker's Send opens
+    // up to --webhook-max-in-flight), twice over, so that no connection waits in the sink's queue.
+    webhook = std::make_unique<ecrm::testing::WebhookSink>(static_cast<int>(2 * o.workers * o.webhook_in_flight + 16));
     webhook->KeepRequests(false);
-    webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request&, int n) {
-      webhook_count.fetch_add(1);
-      return ecrm::testing::WebhookSink::Reply{200, absl::StrCat("{\"id\":\"sink-", n, "\"}"), {}};
-    });
-    // 2 workers x 32 connections: fewer than the sink's 96 handler threads (webhook_sink.h), so no
-    // request waits behind another sender's kept-alive connection.
-    args.insert(args.end(), {"--sms-webhook-url=" + webhook->Url("/sms"), "--webhook-max-in-flight=32"});
-    auto wh = bc::WebhookChannel::Create({.url = webhook->Url("/sms"), .max_in_flight = 32}, common::CHANNEL_SMS);
-    Check(wh.ok(), wh.status().ToString());
-    baseline_channel = std::move(*wh);
+    if (o.webhook_profile == "generic-batch") {
+      webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request& r, int n) {
+        return ecrm::testing::WebhookSink::BatchReply(r, [&](const nlohmann::json&, int i) {
+          webhook_count.fetch_add(1);
+          return ecrm::testing::WebhookSink::Result{.id = absl::StrCat("sink-", n, "-", i)};
+        });
+      });
+    } else {
+      webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request&, int n) {
+        webhook_count.fetch_add(1);
+        return ecrm::testing::WebhookSink::Reply{200, absl::StrCat("{\"id\":\"sink-", n, "\"}"), {}};
+      });
+    }
+    args.insert(args.end(), {"--sms-webhook-url=" + webhook->Url("/sms"),
+                             absl::StrCat("--webhook-max-in-flight=", o.webhook_in_flight)});
+    // An older engine has no generic-batch: the default profile leaves the flags out.
+    if (o.webhook_profile != "generic") {
+      args.insert(args.end(), {"--sms-webhook-profile=" + o.webhook_profile,
+                               absl::StrCat("--webhook-batch-size=", o.webhook_batch_size)});
+    }
+    const std::string url = webhook->Url("/sms");
+    baseline_channel = [url, &o]() -> std::unique_ptr<bc::Channel> {
+      auto wh = bc::WebhookChannel::Create({.url = url,
+                                            .profile = o.webhook_profile,
+                                            .max_in_flight = static_cast<int>(o.webhook_in_flight),
+                                            .batch_size = static_cast<int>(o.webhook_batch_size)},
+                                           common::CHANNEL_SMS);
+      Check(wh.ok(), wh.status().ToString());
+      return std::move(*wh);
+    };
   }
   for (absl::string_view a : absl::StrSplit(o.extra_args, ' ', absl::SkipEmpty())) args.emplace_back(a);
 
   std::vector<double> sends, loads, baselines;
   for (int64_t run = 0; run < o.runs; ++run) {
-    baselines.push_back(ChannelOnly(*baseline_channel, o, channel, body));
+    baselines.push_back(ChannelOnly(*baseline_channel(), o, channel, body));
     ecrm::testing::TempDir run_dir;
     std::vector<std::string> run_args = args;
     run_args.push_back(o.database_url.empty() ? absl::StrCat("--database-url=sqlite://", run_dir.path(), "/bc.db")

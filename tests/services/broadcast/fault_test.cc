@@ -297,3 +297,92 @@ TEST_CASE("kill -9 during a broadcast: every recipient ends SENT once, duplicate
   engine->process().Signal(SIGTERM);
   CHECK(engine->process().Wait(absl::Seconds(60)).value_or(-1) == 0);
 }
+
+// A provider that takes batches (--sms-webhook-profile=generic-batch) refusing one message of a
+// request for now (503) and one for good (400): the engine sends the broadcast in requests of
+// --webhook-batch-size messages, the refused-for-now message alone is sent again and ends SENT,
+// the refused one FAILED, every other message goes exactly once.
+TEST_CASE("generic-batch provider: per-message results, one refused message retried alone") {
+  constexpr int kRecipients = 600;
+  constexpr int kBatchSize = 50;
+  const std::string retried_to = absl::StrCat("+4477", 10000000 + 123);
+  const std::string refused_to = absl::StrCat("+4477", 10000000 + 321);
+  Tally tally;
+  std::mutex mu;
+  std::vector<size_t> request_sizes;
+  bool retried_seen = false;
+  ecrm::testing::WebhookSink sink;
+  sink.KeepRequests(false);
+  sink.SetResponder([&](const ecrm::testing::WebhookSink::Request& r, int n) {
+    {
+      const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+      std::lock_guard lock(mu);
+      request_sizes.push_back(body.is_array() ? body.size() : 0);
+    }
+    return ecrm::testing::WebhookSink::BatchReply(
+        r, [&](const nlohmann::json& m, int i) -> ecrm::testing::WebhookSink::Result {
+          const std::string to = m.value("to", "");
+          const std::string key = m.value("idempotency_key", "");
+          std::lock_guard lock(mu);
+          tally.Add(key);
+          if (to == retried_to && !retried_seen) {
+            retried_seen = true;
+            return {.status = 503, .error = "try again", .retry_after = 1};
+          }
+          if (to == refused_to) return {.status = 400, .error = "invalid number"};
+          return {.status = 200, .id = absl::StrCat("sink-", n, "-", i)};
+        });
+  });
+  SeedProfiles(kRecipients);
+  ecrm::testing::TempDir dir;
+  std::unique_ptr<ecrm::testing::ServiceProcess> engine =
+      ecrm::testing::StartEngine("broadcast", {
+                                                  absl::StrCat("--database-url=sqlite://", dir.path(), "/broadcast.db"),
+                                                  "--redis-url=" + Redis().url(),
+                                                  "--sms-webhook-url=" + sink.Url("/sms"),
+                                                  "--sms-webhook-profile=generic-batch",
+                                                  absl::StrCat("--webhook-batch-size=", kBatchSize),
+                                                  "--delivery-workers=2",
+                                                  "--delivery-batch=100",
+                                                  "--retry-base=1s",
+                                                  "--retry-max=2s",
+                                              });
+  v1::CreateBroadcastRequest create;
+  create.set_campaign_id("camp-batch");
+  for (int i = 0; i < kRecipients; ++i) create.add_customer_ids(CustomerId(i));
+  create.add_channels(common::CHANNEL_SMS);
+  create.set_purpose(common::PURPOSE_MARKETING);
+  create.mutable_content()->mutable_literal()->set_text_body("Flash sale: 20% off today");
+  create.set_idempotency_key("batch-broadcast");
+  v1::BroadcastJob job;
+  auto stub = v1::Broadcast::NewStub(engine->channel());
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(2)));
+    grpc::Status st = stub->CreateBroadcast(&ctx, create, &job);
+    INFO(st.error_message());
+    REQUIRE(st.ok());
+  }
+  v1::GetBroadcastRequest get;
+  get.set_id(job.id());
+  REQUIRE(Eventually(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+        return stub->GetBroadcast(&ctx, get, &job).ok() && job.state() == v1::BROADCAST_STATE_COMPLETED;
+      },
+      absl::Minutes(2)));
+  INFO(absl::StrJoin(job.by_state(), ", ", absl::PairFormatter("=")));
+  CHECK(job.by_state().at("SENT") == kRecipients - 1);
+  CHECK(job.by_state().at("FAILED") == 1);
+  // Every message once, and the one refused for now once more: nothing else was sent again.
+  CHECK(tally.unique() == kRecipients);
+  CHECK(tally.total() == kRecipients + 1);
+  std::lock_guard lock(mu);
+  CHECK(retried_seen);
+  // Requests of at most --webhook-batch-size messages; 600 messages in far fewer requests.
+  for (size_t n : request_sizes) CHECK((n >= 1 && n <= static_cast<size_t>(kBatchSize)));
+  CHECK(request_sizes.size() < static_cast<size_t>(kRecipients / 10));
+  engine->process().Signal(SIGTERM);
+  CHECK(engine->process().Wait(absl::Seconds(60)).value_or(-1) == 0);
+}

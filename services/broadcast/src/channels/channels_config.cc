@@ -31,14 +31,17 @@ void RegisterChannelFlags(config::Flags& f, ChannelsConfig* c) {
   f.AddString("dkim-selector", &c->dkim_selector, "DKIM selector (s=)");
   f.AddString("dkim-domain", &c->dkim_domain, "DKIM signing domain (d=)");
   f.AddString("sms-webhook-url", &c->sms_webhook_url, "SMS provider endpoint (http or https)");
-  f.AddString("sms-webhook-profile", &c->sms_webhook_profile, "request body profile of the SMS provider: generic");
+  f.AddString("sms-webhook-profile", &c->sms_webhook_profile,
+              "request body profile of the SMS provider: generic or generic-batch");
   f.AddString("push-webhook-url", &c->push_webhook_url, "push provider endpoint (http or https)");
   f.AddString("push-webhook-profile", &c->push_webhook_profile,
-              "request body profile of the push provider: generic or fcm");
+              "request body profile of the push provider: generic, generic-batch or fcm");
   f.AddString("webhook-ca-file", &c->webhook_ca_file, "CA bundle for the providers' certificates; empty: the system's");
   f.AddDuration("webhook-connect-timeout", &c->webhook_connect_timeout, "connecting to an SMS or push provider");
   f.AddDuration("webhook-timeout", &c->webhook_timeout, "one SMS or push request, connecting included");
   f.AddInt("webhook-max-in-flight", &c->webhook_max_in_flight, "SMS or push requests in flight at once per batch");
+  f.AddInt("webhook-batch-size", &c->webhook_batch_size,
+           "messages per request to a provider whose profile takes batches (generic-batch): 1-1000");
   f.AddString("file-channel-path", &c->file_channel_path,
               "development: append every message of a channel without a transport to this file as JSON lines");
 }
@@ -88,7 +91,8 @@ absl::StatusOr<std::unique_ptr<WebhookChannel>> MakeWebhook(const ChannelsConfig
                               .ca_file = c.webhook_ca_file,
                               .connect_timeout = c.webhook_connect_timeout,
                               .timeout = c.webhook_timeout,
-                              .max_in_flight = static_cast<int>(c.webhook_max_in_flight)},
+                              .max_in_flight = static_cast<int>(c.webhook_max_in_flight),
+                              .batch_size = static_cast<int>(c.webhook_batch_size)},
                              channel);
   if (!ch.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", ch.status().message()));
   return ch;
@@ -125,6 +129,9 @@ absl::StatusOr<Channels> BuildChannels(const ChannelsConfig& c) {
     return absl::InvalidArgumentError("dkim-key-file: signing needs --smtp-url");
   }
   if (c.webhook_max_in_flight <= 0) return absl::InvalidArgumentError("webhook-max-in-flight: must be positive");
+  if (c.webhook_batch_size < 1 || c.webhook_batch_size > 1000) {
+    return absl::InvalidArgumentError("webhook-batch-size: must be 1-1000");
+  }
   if (!c.sms_webhook_url.empty()) {
     auto sms = MakeWebhook(c, c.sms_webhook_url, c.sms_webhook_profile, c.sms_webhook_authorization,
                            common::v1::CHANNEL_SMS, "sms-webhook-url");

@@ -21,6 +21,7 @@
 //   --push-webhook-url, --push-webhook-profile        push provider endpoint and body profile
 //   --webhook-timeout         per request (15s)
 //   --webhook-max-in-flight   concurrent requests per Send (64)
+//   --webhook-batch-size      messages per request with a batch profile (generic-batch; 100)
 //   --file-channel-path       JSON lines file; carries every channel that has no transport
 // Secrets (environment only): ECRM_SMTP_PASSWORD, ECRM_WEBHOOK_SECRET (HMAC key of provider
 // requests), ECRM_SMS_WEBHOOK_AUTHORIZATION and ECRM_PUSH_WEBHOOK_AUTHORIZATION (Authorization
@@ -62,6 +63,7 @@ struct ChannelsConfig {
   absl::Duration webhook_connect_timeout = absl::Seconds(5);
   absl::Duration webhook_timeout = absl::Seconds(15);
   int64_t webhook_max_in_flight = 64;
+  int64_t webhook_batch_size = 100;
 
   std::string file_channel_path;
 

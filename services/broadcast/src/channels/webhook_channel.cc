@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -20,8 +21,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Providers' answers are read up to this size (ids are near the start; errors are cut anyway).
+// Providers' answers are read up to this size (ids are near the start; errors are cut anyway);
+// a batch's answer, which holds a result per message, up to the larger one.
 constexpr size_t kMaxResponseBytes = 64 * 1024;
+constexpr size_t kMaxBatchResponseBytes = 8 * 1024 * 1024;
+constexpr int kMaxBatchSize = 1000;
 // A Retry-After beyond a day is a provider's mistake more than a plan.
 constexpr int64_t kMaxRetryAfterSeconds = 24 * 3600;
 
@@ -32,7 +36,7 @@ std::string LowerSuffix(const std::string& enum_name) {
   return absl::AsciiStrToLower(underscore == std::string::npos ? enum_name : enum_name.substr(underscore + 1));
 }
 
-std::string GenericBody(const OutgoingMessage& m) {
+Json GenericJson(const OutgoingMessage& m) {
   Json j = {{"to", m.address},
             {"body", m.text_body},
             {"idempotency_key", m.delivery_id},
@@ -42,7 +46,15 @@ std::string GenericBody(const OutgoingMessage& m) {
   if (!m.subject.empty()) j["title"] = m.subject;
   if (!m.customer_id.empty()) j["customer_id"] = m.customer_id;
   if (!m.campaign_id.empty()) j["campaign_id"] = m.campaign_id;
-  return Dump(j);
+  return j;
+}
+
+std::string GenericBody(const OutgoingMessage& m) { return Dump(GenericJson(m)); }
+
+std::string GenericBatchBody(absl::Span<const OutgoingMessage* const> messages) {
+  Json array = Json::array();
+  for (const OutgoingMessage* m : messages) array.push_back(GenericJson(*m));
+  return Dump(array);
 }
 
 std::string FcmBody(const OutgoingMessage& m) {
@@ -105,11 +117,19 @@ absl::StatusOr<WebhookProfile> FindWebhookProfile(absl::string_view name) {
                           .id_pointers = {"/id", "/message_id"},
                           .channels = {common::v1::CHANNEL_SMS, common::v1::CHANNEL_PUSH}};
   }
+  if (name == "generic-batch") {
+    return WebhookProfile{.name = "generic-batch",
+                          .body = GenericBody,
+                          .batch_body = GenericBatchBody,
+                          .id_pointers = {"/id", "/message_id"},
+                          .channels = {common::v1::CHANNEL_SMS, common::v1::CHANNEL_PUSH}};
+  }
   if (name == "fcm") {
     return WebhookProfile{
         .name = "fcm", .body = FcmBody, .id_pointers = {"/name"}, .channels = {common::v1::CHANNEL_PUSH}};
   }
-  return absl::NotFoundError(absl::StrCat("webhook profile \"", name, "\" is not known (known: generic, fcm)"));
+  return absl::NotFoundError(
+      absl::StrCat("webhook profile \"", name, "\" is not known (known: generic, generic-batch, fcm)"));
 }
 
 std::string WebhookSignature(absl::string_view secret, int64_t unix_seconds, absl::string_view body) {
@@ -134,11 +154,14 @@ struct WebhookChannel::Pool {
 
 namespace {
 
+// One request: one message, or a batch profile's several (their indexes in the Send call).
 struct Transfer {
-  size_t index = 0;
+  size_t id = 0;
+  std::vector<size_t> indexes;
   CURL* easy = nullptr;
   std::string body;
   std::string response;
+  size_t max_response = kMaxResponseBytes;
   curl_slist* headers = nullptr;
   char errbuf[CURL_ERROR_SIZE] = {};
   ~Transfer() { curl_slist_free_all(headers); }
@@ -146,11 +169,30 @@ struct Transfer {
   static size_t Write(char* data, size_t size, size_t nmemb, void* userdata) {
     auto* t = static_cast<Transfer*>(userdata);
     size_t n = size * nmemb;
-    if (t->response.size() < kMaxResponseBytes)
-      t->response.append(data, std::min(n, kMaxResponseBytes - t->response.size()));
+    if (t->response.size() < t->max_response)
+      t->response.append(data, std::min(n, t->max_response - t->response.size()));
     return n;
   }
 };
+
+bool Temporary(long status) { return status == 429 || status == 408 || status == 425 || status >= 500; }
+
+// The provider's id in an answer (or a batch answer's result), by the profile's pointers.
+std::string ProviderId(const Json& answer, const std::vector<std::string>& pointers) {
+  if (!answer.is_object()) return "";
+  for (const std::string& pointer : pointers) {
+    Json::json_pointer p(pointer);
+    if (!answer.contains(p)) continue;
+    const Json& id = answer.at(p);
+    std::string out;
+    if (id.is_string())
+      out = id.get<std::string>();
+    else if (id.is_number())
+      out = Dump(id);
+    if (!out.empty()) return out;
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -166,6 +208,9 @@ absl::StatusOr<std::unique_ptr<WebhookChannel>> WebhookChannel::Create(WebhookSe
         absl::StrCat("webhook profile \"", profile->name, "\" cannot carry ", common::v1::Channel_Name(channel)));
   }
   if (settings.max_in_flight <= 0) return absl::InvalidArgumentError("webhook max_in_flight: must be positive");
+  if (settings.batch_size < 1 || settings.batch_size > kMaxBatchSize) {
+    return absl::InvalidArgumentError(absl::StrCat("webhook batch_size: must be 1-", kMaxBatchSize));
+  }
   if (settings.connect_timeout <= absl::ZeroDuration() || settings.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("webhook timeouts: must be positive");
   }
@@ -207,37 +252,53 @@ void WebhookChannel::Release(std::unique_ptr<Pool> pool) {
 
 std::vector<SendResult> WebhookChannel::Send(absl::Span<const OutgoingMessage> messages) {
   std::vector<SendResult> results(messages.size());
-  std::deque<size_t> pending;
+  // The requests to make, each the indexes of its messages: one each, or a batch profile's
+  // batch_size at a time.
+  std::deque<std::vector<size_t>> pending;
+  const size_t per_request = profile_.batch_body ? static_cast<size_t>(settings_.batch_size) : 1;
   for (size_t i = 0; i < messages.size(); ++i) {
     if (absl::Status s = ValidateAddress(messages[i]); !s.ok()) {
       results[i].outcome = SendOutcome::kPermanentFailure;
       results[i].error = std::string(s.message());
-    } else {
-      pending.push_back(i);
+      continue;
     }
+    if (pending.empty() || pending.back().size() >= per_request) pending.emplace_back();
+    pending.back().push_back(i);
   }
   if (pending.empty()) return results;
   std::unique_ptr<Pool> pool = Acquire();
   if (pool == nullptr) {
-    for (size_t i : pending) results[i].error = "webhook: cannot create a libcurl multi handle";
+    for (const auto& request : pending) {
+      for (size_t i : request) results[i].error = "webhook: cannot create a libcurl multi handle";
+    }
     return results;
   }
   const int64_t timestamp = absl::ToUnixSeconds(settings_.now());
-  std::vector<std::unique_ptr<Transfer>> transfers(messages.size());
+  std::vector<std::unique_ptr<Transfer>> transfers;
   int running = 0;
   int64_t connects_total = 0;
 
-  auto start = [&](size_t i) -> bool {
-    const OutgoingMessage& m = messages[i];
+  auto start = [&](std::vector<size_t> indexes) -> bool {
     auto t = std::make_unique<Transfer>();
-    t->index = i;
+    t->id = transfers.size();
+    t->indexes = std::move(indexes);
     t->easy = pool->TakeEasy();
     if (t->easy == nullptr) return false;
-    t->body = profile_.body(m);
+    if (profile_.batch_body) {
+      std::vector<const OutgoingMessage*> batch;
+      for (size_t i : t->indexes) batch.push_back(&messages[i]);
+      t->body = profile_.batch_body(batch);
+      t->max_response = kMaxBatchResponseBytes;
+    } else {
+      t->body = profile_.body(messages[t->indexes.front()]);
+    }
     t->headers = curl_slist_append(t->headers, "Content-Type: application/json");
     t->headers = curl_slist_append(t->headers, "Accept: application/json");
     t->headers = curl_slist_append(t->headers, "Expect:");  // no 100-continue round trip
-    t->headers = curl_slist_append(t->headers, absl::StrCat("Idempotency-Key: ", HeaderSafe(m.delivery_id)).c_str());
+    if (!profile_.batch_body) {
+      t->headers = curl_slist_append(
+          t->headers, absl::StrCat("Idempotency-Key: ", HeaderSafe(messages[t->indexes.front()].delivery_id)).c_str());
+    }
     if (!settings_.secret.empty()) {
       t->headers = curl_slist_append(t->headers, absl::StrCat("X-Ecrm-Timestamp: ", timestamp).c_str());
       t->headers = curl_slist_append(
@@ -266,55 +327,107 @@ std::vector<SendResult> WebhookChannel::Send(absl::Span<const OutgoingMessage> m
       pool->easies.push_back(e);
       return false;
     }
-    transfers[i] = std::move(t);
+    transfers.push_back(std::move(t));
     ++running;
     return true;
   };
 
+  // The outcome of an HTTP status (the request's, or one message's in a batch answer).
+  auto by_status = [](SendResult& r, long status, absl::string_view detail) {
+    const bool temporary = Temporary(status);
+    r.outcome = temporary ? SendOutcome::kTemporaryFailure : SendOutcome::kPermanentFailure;
+    r.error = absl::StrCat("webhook: HTTP ", status);
+    if (std::string s = Snippet(detail); !s.empty()) absl::StrAppend(&r.error, ": ", s);
+    return temporary;
+  };
+
   auto finish = [&](Transfer& t, CURLcode rc) {
-    SendResult& r = results[t.index];
     long connects = 0;
     curl_easy_getinfo(t.easy, CURLINFO_NUM_CONNECTS, &connects);
     connects_total += connects;
+    auto each = [&](const auto& set) {
+      for (size_t i : t.indexes) set(results[i]);
+    };
     if (rc != CURLE_OK) {
-      r.outcome = SendOutcome::kTemporaryFailure;
-      r.error = absl::StrCat("webhook: ", t.errbuf[0] != '\0' ? t.errbuf : curl_easy_strerror(rc));
+      const std::string error = absl::StrCat("webhook: ", t.errbuf[0] != '\0' ? t.errbuf : curl_easy_strerror(rc));
+      each([&](SendResult& r) {
+        r.outcome = SendOutcome::kTemporaryFailure;
+        r.error = error;
+      });
       return;
     }
     long status = 0;
     curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 200 && status <= 299) {
-      r.outcome = SendOutcome::kAccepted;
-      Json answer = Json::parse(t.response, nullptr, /*allow_exceptions=*/false);
-      if (!answer.is_discarded()) {
-        for (const std::string& pointer : profile_.id_pointers) {
-          Json::json_pointer p(pointer);
-          if (!answer.contains(p)) continue;
-          const Json& id = answer.at(p);
-          if (id.is_string())
-            r.provider_message_id = id.get<std::string>();
-          else if (id.is_number())
-            r.provider_message_id = Dump(id);
-          if (!r.provider_message_id.empty()) break;
-        }
+    if (status < 200 || status > 299) {
+      curl_off_t retry_after = 0;
+      std::optional<absl::Duration> wait;
+      if (Temporary(status) && curl_easy_getinfo(t.easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+          retry_after > 0) {
+        wait = absl::Seconds(std::min<int64_t>(retry_after, kMaxRetryAfterSeconds));
       }
+      each([&](SendResult& r) {
+        if (by_status(r, status, t.response)) r.retry_after = wait;
+      });
       return;
     }
-    const bool temporary = status == 429 || status == 408 || status == 425 || status >= 500;
-    r.outcome = temporary ? SendOutcome::kTemporaryFailure : SendOutcome::kPermanentFailure;
-    r.error = absl::StrCat("webhook: HTTP ", status);
-    if (std::string s = Snippet(t.response); !s.empty()) absl::StrAppend(&r.error, ": ", s);
-    curl_off_t retry_after = 0;
-    if (temporary && curl_easy_getinfo(t.easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0) {
-      r.retry_after = absl::Seconds(std::min<int64_t>(retry_after, kMaxRetryAfterSeconds));
+    Json answer = Json::parse(t.response, nullptr, /*allow_exceptions=*/false);
+    if (!profile_.batch_body) {
+      SendResult& r = results[t.indexes.front()];
+      r.outcome = SendOutcome::kAccepted;
+      if (!answer.is_discarded()) r.provider_message_id = ProviderId(answer, profile_.id_pointers);
+      return;
+    }
+    // A batch: one result per message, in order. An answer that does not say what became of each
+    // leaves them all to be retried (a provider honouring idempotency_key drops what it had).
+    const Json* list = nullptr;
+    if (answer.is_array()) {
+      list = &answer;
+    } else if (answer.is_object() && answer.contains("results") && answer["results"].is_array()) {
+      list = &answer["results"];
+    }
+    if (list == nullptr || list->size() != t.indexes.size()) {
+      const std::string error = list == nullptr
+                                    ? absl::StrCat("webhook: HTTP ", status, " without a JSON array of results")
+                                    : absl::StrCat("webhook: HTTP ", status, " with ", list->size(), " results for ",
+                                                   t.indexes.size(), " messages");
+      each([&](SendResult& r) {
+        r.outcome = SendOutcome::kTemporaryFailure;
+        r.error = error;
+      });
+      return;
+    }
+    for (size_t k = 0; k < t.indexes.size(); ++k) {
+      SendResult& r = results[t.indexes[k]];
+      const Json& item = (*list)[k];
+      const Json* code = item.is_object() && item.contains("status") ? &item["status"] : nullptr;
+      if (code == nullptr || !code->is_number_integer()) {
+        r.outcome = SendOutcome::kTemporaryFailure;
+        r.error = absl::StrCat("webhook: result ", k, " of the provider's answer has no integer \"status\"");
+        continue;
+      }
+      const long item_status = code->get<long>();
+      if (item_status >= 200 && item_status <= 299) {
+        r.outcome = SendOutcome::kAccepted;
+        r.provider_message_id = ProviderId(item, profile_.id_pointers);
+        continue;
+      }
+      std::string detail;
+      if (item.contains("error") && item["error"].is_string()) detail = item["error"].get<std::string>();
+      if (by_status(r, item_status, detail) && item.contains("retry_after") && item["retry_after"].is_number() &&
+          item["retry_after"].get<double>() > 0) {
+        r.retry_after = absl::Seconds(std::min<int64_t>(item["retry_after"].get<int64_t>(), kMaxRetryAfterSeconds));
+      }
     }
   };
 
   while (!pending.empty() || running > 0) {
     while (running < settings_.max_in_flight && !pending.empty()) {
-      size_t i = pending.front();
+      std::vector<size_t> request = std::move(pending.front());
       pending.pop_front();
-      if (!start(i)) results[i].error = "webhook: cannot start the request (libcurl)";
+      const std::vector<size_t> indexes = request;
+      if (!start(std::move(request))) {
+        for (size_t i : indexes) results[i].error = "webhook: cannot start the request (libcurl)";
+      }
     }
     if (running == 0) continue;
     int still_running = 0;
@@ -329,7 +442,7 @@ std::vector<SendResult> WebhookChannel::Send(absl::Span<const OutgoingMessage> m
       finish(*t, rc);
       curl_multi_remove_handle(pool->multi, e);
       pool->easies.push_back(e);
-      transfers[t->index].reset();
+      transfers[t->id].reset();
       --running;
     }
     // Wait for the network only when no new request could start.

@@ -1,14 +1,20 @@
-// SMS and push through HTTP providers: one JSON POST per message, shaped by a provider profile,
-// many in flight at once over kept-alive connections (libcurl multi; each Send call borrows a multi
-// handle, whose connection cache outlives the call).
+// SMS and push through HTTP providers: a JSON POST per message (or, for a batch profile, per
+// --webhook-batch-size messages), shaped by a provider profile, many in flight at once over
+// kept-alive connections (libcurl multi; each Send call borrows a multi handle, whose connection
+// cache outlives the call).
 //
-// Every request carries `Idempotency-Key: <delivery id>`, so a provider that honours it drops a
-// resend after a crash, and, when a secret is configured, `X-Ecrm-Timestamp: <unix seconds>` and
-// `X-Ecrm-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
+// A single-message request carries `Idempotency-Key: <delivery id>`, so a provider that honours
+// it drops a resend after a crash (a batch request carries each message's key in its body
+// instead: a retried message may travel with others), and, when a secret is configured,
+// `X-Ecrm-Timestamp: <unix seconds>` and `X-Ecrm-Signature: v1=<hex HMAC-SHA256(secret,
+// timestamp + "." + body)>`.
 //
 // Outcomes: 2xx accepted (the provider's id from the answer when the profile names one); 429,
 // 408, 425 and 5xx temporary with the Retry-After they gave (seconds or an HTTP date); any other
-// 4xx permanent; a refused, dropped or timed-out connection temporary.
+// 4xx permanent; a refused, dropped or timed-out connection temporary. A batch request's HTTP
+// status applies to each of its messages like that; on a 2xx each message takes the outcome of
+// its own result in the answer (same rules on its "status"), so one refused message is retried
+// or failed alone.
 #pragma once
 
 #include <functional>
@@ -28,6 +34,9 @@ struct WebhookProfile {
   std::string name;
   // The request body for one message (a JSON document).
   std::function<std::string(const OutgoingMessage&)> body;
+  // Set for a profile that carries many messages per request: the body for them, in order; the
+  // 2xx answer then holds one result per message (ParseBatchAnswer).
+  std::function<std::string(absl::Span<const OutgoingMessage* const>)> batch_body;
   // JSON pointers tried in order on a 2xx answer for the provider's message id.
   std::vector<std::string> id_pointers;
   // The channels the profile can carry.
@@ -36,8 +45,11 @@ struct WebhookProfile {
 
 // The profiles by name: "generic" (SMS and push: {"to", "body", "title", "idempotency_key",
 // "delivery_id", "customer_id", "campaign_id", "channel", "purpose"}, id from "id" or
-// "message_id") and "fcm" (push, Firebase Cloud Messaging v1's message shape, id from "name").
-// NOT_FOUND naming the known ones otherwise.
+// "message_id"), "generic-batch" (SMS and push: a JSON array of generic messages per request;
+// the 2xx answer is a JSON array, or {"results": [...]}, with one object per message in the same
+// order: {"status": <HTTP status of that message>, "id": "<provider id>", "error": "<text>",
+// "retry_after": <seconds>}, only "status" required) and "fcm" (push, Firebase Cloud Messaging
+// v1's message shape, id from "name"). NOT_FOUND naming the known ones otherwise.
 absl::StatusOr<WebhookProfile> FindWebhookProfile(absl::string_view name);
 
 // The signature header value for a body: "v1=" + hex HMAC-SHA256(secret, timestamp "." body).
@@ -57,6 +69,8 @@ struct WebhookSettings {
   absl::Duration timeout = absl::Seconds(15);
   // Requests in flight at once per Send call (and connections per host).
   int max_in_flight = 64;
+  // Messages per request for a batch profile (1-1000); ignored by the others.
+  int batch_size = 100;
   // Multi handles (each with its connection cache) kept between Send calls.
   int max_idle_pools = 8;
   // The signature's clock (tests inject one).

@@ -192,6 +192,10 @@ TEST_CASE("channels config: incomplete or bad settings name the flag") {
       {{"--sms-webhook-url=http://127.0.0.1:9/sms", "--sms-webhook-profile=fcm"}, {}, "sms-webhook-url"},
       {{"--push-webhook-url=ftp://127.0.0.1/push"}, {}, "push-webhook-url"},
       {{"--sms-webhook-url=http://127.0.0.1:9/sms", "--webhook-max-in-flight=0"}, {}, "webhook-max-in-flight"},
+      {{"--sms-webhook-url=http://127.0.0.1:9/sms", "--sms-webhook-profile=generic-batch", "--webhook-batch-size=0"},
+       {},
+       "webhook-batch-size"},
+      {{"--sms-webhook-url=http://127.0.0.1:9/sms", "--webhook-batch-size=1001"}, {}, "webhook-batch-size"},
       {{"--file-channel-path=" + dir.path() + "/no/such/dir/x.jsonl"}, {}, "file-channel-path"},
   };
   for (const Case& c : cases) {

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -117,6 +118,117 @@ TEST_CASE("generic profile: one signed JSON POST per message with the delivery i
   CHECK(body["purpose"] == "service");
 }
 
+TEST_CASE("generic-batch profile: one signed POST per batch, each message's result honoured alone") {
+  WebhookSink sink;
+  sink.SetResponder([](const WebhookSink::Request& req, int) {
+    return WebhookSink::BatchReply(req, [](const Json& m, int) -> WebhookSink::Result {
+      const std::string id = m["delivery_id"];
+      if (id == "d-3") return {.status = 503, .error = "busy", .retry_after = 7};
+      if (id == "d-4") return {.status = 400, .error = "invalid number"};
+      return {.status = 202, .id = "p-" + id};
+    });
+  });
+  WebhookSettings settings = Settings(sink.Url("/sms"), "generic-batch");
+  settings.batch_size = 4;
+  auto sms = MakeChannel(settings);
+  std::vector<OutgoingMessage> batch;
+  for (int i = 1; i <= 10; ++i) batch.push_back(Sms(i));
+  std::vector<SendResult> r = sms->Send(batch);
+  REQUIRE(r.size() == 10);
+  for (int i = 1; i <= 10; ++i) {
+    const SendResult& x = r[i - 1];
+    INFO(i << ": " << x.error);
+    if (i == 3) {
+      CHECK(x.outcome == SendOutcome::kTemporaryFailure);
+      CHECK(x.retry_after == absl::Seconds(7));
+      CHECK(x.error == "webhook: HTTP 503: busy");
+    } else if (i == 4) {
+      CHECK(x.outcome == SendOutcome::kPermanentFailure);
+      CHECK(x.error == "webhook: HTTP 400: invalid number");
+    } else {
+      CHECK(x.outcome == SendOutcome::kAccepted);
+      CHECK(x.provider_message_id == absl::StrCat("p-d-", i));
+    }
+  }
+  // 10 messages in requests of at most 4: 3 requests, each a JSON array of generic messages,
+  // signed; no request-wide Idempotency-Key (each message carries its own).
+  auto requests = sink.requests();
+  REQUIRE(requests.size() == 3);
+  std::multiset<size_t> sizes;
+  std::set<std::string> ids;
+  for (const auto& req : requests) {
+    Json body = Json::parse(req.body);
+    REQUIRE(body.is_array());
+    sizes.insert(body.size());
+    for (const Json& m : body) {
+      ids.insert(m["delivery_id"].get<std::string>());
+      CHECK(m["idempotency_key"] == m["delivery_id"]);
+      CHECK(m["channel"] == "sms");
+      CHECK(m["to"] == Sms(std::stoi(m["delivery_id"].get<std::string>().substr(2))).address);
+    }
+    CHECK(req.Header("Idempotency-Key").empty());
+    CHECK(req.Header("X-Ecrm-Signature") == "v1=" + Hmac(kSecret, "1796129367." + req.body));
+  }
+  CHECK(sizes == std::multiset<size_t>{2, 4, 4});
+  CHECK(ids.size() == 10);
+
+  // The failed message is retried alone: the next request carries it and nothing else.
+  sink.SetResponder([](const WebhookSink::Request& req, int) {
+    return WebhookSink::BatchReply(
+        req, [](const Json&, int i) -> WebhookSink::Result { return {.id = absl::StrCat("again-", i)}; });
+  });
+  r = sms->Send({Sms(3)});
+  CHECK(r[0].outcome == SendOutcome::kAccepted);
+  CHECK(r[0].provider_message_id == "again-0");
+  Json retried = Json::parse(sink.requests().back().body);
+  REQUIRE(retried.size() == 1);
+  CHECK(retried[0]["delivery_id"] == "d-3");
+}
+
+TEST_CASE("generic-batch profile: a refused request or an answer without a result per message leaves all to retry") {
+  WebhookSink sink;
+  WebhookSettings settings = Settings(sink.Url("/sms"), "generic-batch");
+  auto sms = MakeChannel(settings);
+  struct Case {
+    WebhookSink::Reply reply;
+    SendOutcome outcome;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{429, "slow down", {{"Retry-After", "5"}}}, SendOutcome::kTemporaryFailure, "webhook: HTTP 429: slow down"},
+      {{401, "bad token", {}}, SendOutcome::kPermanentFailure, "webhook: HTTP 401: bad token"},
+      {{200, R"({"ok":true})", {}},
+       SendOutcome::kTemporaryFailure,
+       "webhook: HTTP 200 without a JSON array of results"},
+      {{200, R"([{"status":200}])", {}},
+       SendOutcome::kTemporaryFailure,
+       "webhook: HTTP 200 with 1 results for 2 messages"},
+      {{200, R"({"results":[{"status":200,"id":"a"},{"status":"ok"}]})", {}}, SendOutcome::kAccepted, ""},
+  };
+  for (const Case& c : cases) {
+    sink.SetResponder([&](const WebhookSink::Request&, int) { return c.reply; });
+    std::vector<SendResult> r = sms->Send({Sms(1), Sms(2)});
+    INFO(c.reply.body << " -> " << r[0].error << " / " << r[1].error);
+    if (c.outcome == SendOutcome::kAccepted) {
+      // {"results": [...]} is read like a bare array; a result without an integer status is
+      // temporary, alone.
+      CHECK(r[0].outcome == SendOutcome::kAccepted);
+      CHECK(r[0].provider_message_id == "a");
+      CHECK(r[1].outcome == SendOutcome::kTemporaryFailure);
+      CHECK(absl::StrContains(r[1].error, "result 1"));
+      continue;
+    }
+    for (const SendResult& x : r) {
+      CHECK(x.outcome == c.outcome);
+      CHECK(x.error == c.error);
+      if (c.reply.status == 429) CHECK(x.retry_after == absl::Seconds(5));
+    }
+  }
+  settings.batch_size = 0;
+  CHECK(WebhookChannel::Create(settings, common::v1::CHANNEL_SMS).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+}
+
 TEST_CASE("fcm profile: Firebase's message shape, the id from its name field, it carries push only") {
   WebhookSink sink;
   sink.SetResponder([](const WebhookSink::Request&, int n) {
@@ -137,7 +249,7 @@ TEST_CASE("fcm profile: Firebase's message shape, the id from its name field, it
   CHECK(absl::StrContains(sms.status().message(), "cannot carry CHANNEL_SMS"));
   auto unknown = WebhookChannel::Create(Settings(sink.Url(), "twilio-ish"), common::v1::CHANNEL_SMS);
   CHECK(unknown.status().code() == absl::StatusCode::kInvalidArgument);
-  CHECK(absl::StrContains(unknown.status().message(), "known: generic, fcm"));
+  CHECK(absl::StrContains(unknown.status().message(), "known: generic, generic-batch, fcm"));
 }
 
 TEST_CASE("provider answers: 429 and 503 temporary with Retry-After (seconds or HTTP date), 400 permanent") {
