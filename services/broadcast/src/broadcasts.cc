@@ -255,13 +255,17 @@ absl::Status Broadcasts::Load(const std::string& id, const v1::CreateBroadcastRe
     if (static_cast<int>(ids.size()) >= kBatch) ECRM_RETURN_IF_ERROR(flush());
   }
   ECRM_RETURN_IF_ERROR(flush());
-  // The audience as loaded: a segment read again after a crash mid-load may have changed.
-  return db_
-      .Execute(
-          "UPDATE broadcasts SET loaded = 1, audience_size = (SELECT COUNT(*) FROM deliveries WHERE "
-          "broadcast_id = $1) WHERE id = $1",
-          {id})
-      .status();
+  // The audience as loaded: a segment read again after a crash mid-load may have changed. In a
+  // transaction that takes the write lock first: alone, SQLite's statement reads, then fails
+  // "database is locked" at once (no busy wait) when a worker committed before it could write.
+  return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+    return c
+        .Execute(
+            "UPDATE broadcasts SET loaded = 1, audience_size = (SELECT COUNT(*) FROM deliveries WHERE "
+            "broadcast_id = $1) WHERE id = $1",
+            {id})
+        .status();
+  });
 }
 
 absl::StatusOr<v1::BroadcastJob> Broadcasts::Get(const std::string& id) {
