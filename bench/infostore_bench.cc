@@ -9,9 +9,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -144,34 +142,17 @@ int OpenLoop(v1::InformationStore::Stub& stub, const std::vector<std::string>& i
   const auto interval = std::chrono::duration<double>(static_cast<double>(batch) / rate);
   const auto start = Clock::now();
   const auto end = start + absl::ToChronoNanoseconds(duration);
-  struct Job {
-    int64_t n;
-    Clock::time_point scheduled;
-  };
   std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Job> queue;
-  bool finished = false;
   std::vector<double> late_ms;
-  int64_t errors = 0, accepted = 0, max_queue = 0;
-  std::vector<std::thread> pool;
-  for (int64_t w = 0; w < workers; ++w) {
-    pool.emplace_back([&] {
-      for (;;) {
-        Job job;
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return finished || !queue.empty(); });
-          if (queue.empty()) return;
-          job = queue.front();
-          queue.pop_front();
-        }
+  int64_t errors = 0, accepted = 0;
+  const int64_t max_queue =
+      ecrm::bench::OpenLoopPool(start, end, interval, workers, [&](int64_t n, Clock::time_point scheduled) {
         const int64_t now_s = absl::ToUnixSeconds(absl::Now());
         v1::RecordEventsRequest req;
         for (int64_t k = 0; k < batch; ++k) {
-          const uint64_t r = Mix(static_cast<uint64_t>(job.n * batch + k));
-          FillEvent(*req.add_events(), ids[(r >> 24) % ids.size()], absl::StrCat("ol-", nonce, "-", job.n, "-", k),
-                    now_s, r);
+          const uint64_t r = Mix(static_cast<uint64_t>(n * batch + k));
+          FillEvent(*req.add_events(), ids[(r >> 24) % ids.size()], absl::StrCat("ol-", nonce, "-", n, "-", k), now_s,
+                    r);
         }
         grpc::ClientContext ctx;
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
@@ -182,29 +163,13 @@ int OpenLoop(v1::InformationStore::Stub& stub, const std::vector<std::string>& i
         grpc::Status s = writer->Finish();
         const auto acked = Clock::now();
         std::lock_guard lock(mu);
-        late_ms.push_back(std::chrono::duration<double, std::milli>(acked - job.scheduled).count());
+        late_ms.push_back(std::chrono::duration<double, std::milli>(acked - scheduled).count());
         if (s.ok()) {
           accepted += resp.accepted();
         } else if (++errors <= 5) {
           std::fprintf(stderr, "RecordEvents: %s\n", s.error_message().c_str());
         }
-      }
-    });
-  }
-  ecrm::bench::OpenLoop(start, end, interval, [&](int64_t n, Clock::time_point scheduled) {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back({n, scheduled});
-      max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
-    }
-    cv.notify_one();
-  });
-  {
-    std::lock_guard lock(mu);
-    finished = true;
-  }
-  cv.notify_all();
-  for (auto& t : pool) t.join();
+      });
   // Achieved: the events acknowledged over the time until the last acknowledgement.
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double p50 = Percentile(late_ms, 0.5), p99 = Percentile(late_ms, 0.99);

@@ -33,9 +33,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -223,11 +221,6 @@ void SaveSegments(sv1::Segmentation::Stub& stub, int64_t count, const std::strin
               std::chrono::duration<double>(Clock::now() - start).count());
 }
 
-struct Job {
-  int64_t n;
-  Clock::time_point scheduled;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -318,38 +311,35 @@ int main(int argc, char** argv) {
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
 
   std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Job> queue;
-  bool finished = false;
   std::vector<double> write_ms, probe_ms;
-  int64_t write_errors = 0, probe_write_errors = 0, probe_failures = 0, probes = 0, writes = 0, max_queue = 0;
+  int64_t write_errors = 0, probe_write_errors = 0, probe_failures = 0, probes = 0, writes = 0;
 
-  auto work = [&](const Job& job) {
-    const bool probe = job.n % probe_every == 0;
-    const int64_t probe_index = probe_first + job.n / probe_every;
+  auto work = [&](int64_t n, Clock::time_point scheduled) {
+    const bool probe = n % probe_every == 0;
+    const int64_t probe_index = probe_first + n / probe_every;
     const std::string& probe_id = ids[static_cast<size_t>(probe_index)];
-    const uint64_t r = Mix(static_cast<uint64_t>(job.n) ^ 0xc4a9);
+    const uint64_t r = Mix(static_cast<uint64_t>(n) ^ 0xc4a9);
     const std::string& id = probe ? probe_id : ids[r % ids.size()];
     const int64_t now_s = absl::ToUnixSeconds(absl::Now());
     grpc::Status s;
     // What the write is: changes take the kinds in turn (a probe its own turn of three).
-    const int kind = static_cast<int>((probe ? job.n / probe_every : job.n) % 3);
+    const int kind = static_cast<int>((probe ? n / probe_every : n) % 3);
     if (events_mode) {
       iv1::RecordEventsRequest req;
       for (int64_t k = 0; k < batch; ++k) {
         const uint64_t rk = Mix(r + static_cast<uint64_t>(k));
         if (probe && k == 0) {
-          FillEvent(*req.add_events(), probe_id, absl::StrCat("lat-", nonce, "-", job.n, "-p"), kProbeEvent, now_s, rk);
+          FillEvent(*req.add_events(), probe_id, absl::StrCat("lat-", nonce, "-", n, "-p"), kProbeEvent, now_s, rk);
         } else {
-          FillEvent(*req.add_events(), ids[rk % ids.size()], absl::StrCat("lat-", nonce, "-", job.n, "-", k),
+          FillEvent(*req.add_events(), ids[rk % ids.size()], absl::StrCat("lat-", nonce, "-", n, "-", k),
                     kEventTypes[(rk >> 32) % 10], now_s, rk >> 8);
         }
       }
       s = RecordBatch(*store, req, timeout);
     } else if (kind == 0) {
       iv1::RecordEventsRequest req;
-      FillEvent(*req.add_events(), id, absl::StrCat("lat-", nonce, "-", job.n),
-                probe ? kProbeEvent : kEventTypes[r % 10], now_s, r >> 8);
+      FillEvent(*req.add_events(), id, absl::StrCat("lat-", nonce, "-", n), probe ? kProbeEvent : kEventTypes[r % 10],
+                now_s, r >> 8);
       s = RecordBatch(*store, req, timeout);
     } else if (kind == 1) {
       auto ctx = Context(timeout);
@@ -375,11 +365,11 @@ int main(int argc, char** argv) {
       s = store->UpdateConsent(ctx.get(), req, &out);
     }
     const auto acked = Clock::now();
-    const bool measured = job.scheduled >= measure_from && job.scheduled < measure_to;
+    const bool measured = scheduled >= measure_from && scheduled < measure_to;
     if (measured) {
       std::lock_guard lock(mu);
       ++writes;
-      write_ms.push_back(std::chrono::duration<double, std::milli>(acked - job.scheduled).count());
+      write_ms.push_back(std::chrono::duration<double, std::milli>(acked - scheduled).count());
       if (!s.ok()) {
         ++write_errors;
         if (write_errors <= 5) std::fprintf(stderr, "write: %s\n", s.error_message().c_str());
@@ -421,36 +411,7 @@ int main(int argc, char** argv) {
     }
   };
 
-  std::vector<std::thread> pool;
-  for (int64_t w = 0; w < workers; ++w) {
-    pool.emplace_back([&] {
-      for (;;) {
-        Job job;
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return finished || !queue.empty(); });
-          if (queue.empty()) return;
-          job = queue.front();
-          queue.pop_front();
-        }
-        work(job);
-      }
-    });
-  }
-  ecrm::bench::OpenLoop(start, measure_to, interval, [&](int64_t n, Clock::time_point scheduled) {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back({n, scheduled});
-      max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
-    }
-    cv.notify_one();
-  });
-  {
-    std::lock_guard lock(mu);
-    finished = true;
-  }
-  cv.notify_all();
-  for (auto& t : pool) t.join();
+  const int64_t max_queue = ecrm::bench::OpenLoopPool(start, measure_to, interval, workers, work);
 
   const double secs = absl::ToDoubleSeconds(duration);
   const double achieved = static_cast<double>(writes - write_errors) * (events_mode ? batch : 1) / secs;
