@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bench_util.h"
+#include "customer_seed.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 
@@ -72,17 +73,11 @@ double Percentile(std::vector<double>& v, double q) {
 // record keeps provenance for each field) and ~60% an email marketing consent.
 void Seed(v1::InformationStore::Stub& stub, int64_t customers, int threads, const std::string& ids_file) {
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
-  std::vector<std::string> ids(static_cast<size_t>(customers));
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
   const auto start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < customers && !failed; i = next++) {
+  const std::vector<std::string> ids = ecrm::bench::SeedCustomers(
+      stub, customers, threads,
+      [&](int64_t i) {
         const uint64_t r = Mix(static_cast<uint64_t>(i));
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
         v1::UpsertCustomerRequest req;
         auto* ident = req.add_identifiers();
         ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
@@ -99,32 +94,9 @@ void Seed(v1::InformationStore::Stub& stub, int64_t customers, int threads, cons
         p->mutable_address()->set_country("GB");
         p->mutable_address()->set_city(absl::StrCat("City", (r >> 13) % 5000));
         p->mutable_address()->set_postal_code(absl::StrFormat("P%05d", (r >> 7) % 200000));
-        v1::UpsertCustomerResponse resp;
-        grpc::Status s = stub.UpsertCustomer(&ctx, req, &resp);
-        if (s.ok() && (r >> 50) % 10 < 6) {
-          grpc::ClientContext cctx;
-          cctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-          v1::UpdateConsentRequest creq;
-          creq.mutable_customer()->set_customer_id(resp.customer().id());
-          creq.set_channel(cv1::CHANNEL_EMAIL);
-          creq.set_purpose(cv1::PURPOSE_MARKETING);
-          creq.set_status(v1::CONSENT_STATUS_GRANTED);
-          creq.set_source(cv1::TOUCHPOINT_CALL_CENTRE);
-          creq.set_evidence("bench");
-          v1::Customer out;
-          s = stub.UpdateConsent(&cctx, creq, &out);
-        }
-        if (!s.ok()) {
-          if (!failed.exchange(true))
-            std::fprintf(stderr, "seeding %lld: %s\n", static_cast<long long>(i), s.error_message().c_str());
-          return;
-        }
-        ids[static_cast<size_t>(i)] = resp.customer().id();
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (failed) std::exit(1);
+        return req;
+      },
+      [](int64_t i) { return (Mix(static_cast<uint64_t>(i)) >> 50) % 10 < 6; }, cv1::TOUCHPOINT_CALL_CENTRE);
   std::ofstream out(ids_file);
   for (const std::string& id : ids) out << id << "\n";
   if (!out) Die("cannot write " + ids_file);

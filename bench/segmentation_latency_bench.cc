@@ -41,6 +41,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "bench_util.h"
+#include "customer_seed.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
@@ -61,14 +62,10 @@ constexpr const char* kProbeEvent = "latency_probe";
   std::exit(1);
 }
 
+using ecrm::bench::Context;
 using ecrm::bench::Mix;
+using ecrm::bench::Parallel;
 using ecrm::bench::SegmentRules;
-
-std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
-}
 
 double Percentile(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
@@ -92,25 +89,6 @@ void FillEvent(iv1::Event& e, const std::string& id, const std::string& event_id
   }
 }
 
-// Runs `n` calls on `threads` threads; stops at the first failure.
-void Parallel(int64_t n, int threads, const std::function<grpc::Status(int64_t)>& call) {
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < n && !failed; i = next++) {
-        grpc::Status s = call(i);
-        if (!s.ok() && !failed.exchange(true)) {
-          std::fprintf(stderr, "seeding item %lld: %s\n", static_cast<long long>(i), s.error_message().c_str());
-        }
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (failed) std::exit(1);
-}
-
 grpc::Status RecordBatch(iv1::InformationStore::Stub& stub, const iv1::RecordEventsRequest& req,
                          absl::Duration timeout) {
   auto ctx = Context(timeout);
@@ -128,33 +106,31 @@ void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_p
   static const char* const kLocales[] = {"en-GB", "fr-FR", "de-DE", "es-ES", "it-IT", "nl-NL",
                                          "en-US", "pt-PT", "sv-SE", "pl-PL", "da-DK", "en-IE"};
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
-  std::vector<std::string> ids(static_cast<size_t>(customers));
   const auto start = Clock::now();
-  Parallel(customers, threads, [&](int64_t i) {
-    uint64_t r = Mix(static_cast<uint64_t>(i));
-    auto ctx = Context(absl::Seconds(30));
-    iv1::UpsertCustomerRequest req;
-    auto* ident = req.add_identifiers();
-    ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
-    ident->set_value(absl::StrCat("seg-", nonce, "-", i, "@example.com"));
-    auto* p = req.mutable_profile();
-    p->set_first_name(absl::StrCat("First", r % 2000));
-    p->set_last_name(absl::StrCat("Last", (r >> 11) % 20000));
-    p->set_gender(static_cast<iv1::Gender>(1 + (r >> 25) % 4));
-    p->set_locale(kLocales[(r >> 27) % 12]);
-    p->set_time_zone("Europe/London");
-    if ((r >> 31) % 10 != 0) {
-      p->set_birth_date(
-          absl::StrFormat("%04d-%02d-%02d", 1940 + (r >> 35) % 66, 1 + (r >> 42) % 12, 1 + (r >> 46) % 28));
-    }
-    p->mutable_address()->set_country(kCountries[(r >> 51) % 20]);
-    p->mutable_address()->set_city(absl::StrCat("City", (r >> 13) % 5000));
-    p->mutable_address()->set_postal_code(absl::StrFormat("P%05d", (r >> 7) % 200000));
-    iv1::UpsertCustomerResponse resp;
-    grpc::Status s = stub.UpsertCustomer(ctx.get(), req, &resp);
-    if (s.ok()) ids[static_cast<size_t>(i)] = resp.customer().id();
-    return s;
-  });
+  const std::vector<std::string> ids = ecrm::bench::SeedCustomers(
+      stub, customers, threads,
+      [&](int64_t i) {
+        uint64_t r = Mix(static_cast<uint64_t>(i));
+        iv1::UpsertCustomerRequest req;
+        auto* ident = req.add_identifiers();
+        ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
+        ident->set_value(absl::StrCat("seg-", nonce, "-", i, "@example.com"));
+        auto* p = req.mutable_profile();
+        p->set_first_name(absl::StrCat("First", r % 2000));
+        p->set_last_name(absl::StrCat("Last", (r >> 11) % 20000));
+        p->set_gender(static_cast<iv1::Gender>(1 + (r >> 25) % 4));
+        p->set_locale(kLocales[(r >> 27) % 12]);
+        p->set_time_zone("Europe/London");
+        if ((r >> 31) % 10 != 0) {
+          p->set_birth_date(
+              absl::StrFormat("%04d-%02d-%02d", 1940 + (r >> 35) % 66, 1 + (r >> 42) % 12, 1 + (r >> 46) % 28));
+        }
+        p->mutable_address()->set_country(kCountries[(r >> 51) % 20]);
+        p->mutable_address()->set_city(absl::StrCat("City", (r >> 13) % 5000));
+        p->mutable_address()->set_postal_code(absl::StrFormat("P%05d", (r >> 7) % 200000));
+        return req;
+      },
+      [](int64_t) { return false; }, cv1::TOUCHPOINT_WEB);
   const double upsert_s = std::chrono::duration<double>(Clock::now() - start).count();
   // Email marketing granted for ~60%, SMS for ~30%.
   Parallel(customers, threads, [&](int64_t i) {
@@ -162,16 +138,8 @@ void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_p
     grpc::Status s;
     for (int ch = 0; ch < 2 && s.ok(); ++ch) {
       if ((r >> (8 * ch)) % 10 >= (ch == 0 ? 6u : 3u)) continue;
-      auto ctx = Context(absl::Seconds(30));
-      iv1::UpdateConsentRequest req;
-      req.mutable_customer()->set_customer_id(ids[static_cast<size_t>(i)]);
-      req.set_channel(ch == 0 ? cv1::CHANNEL_EMAIL : cv1::CHANNEL_SMS);
-      req.set_purpose(cv1::PURPOSE_MARKETING);
-      req.set_status(iv1::CONSENT_STATUS_GRANTED);
-      req.set_source(cv1::TOUCHPOINT_WEB);
-      req.set_evidence("bench");
-      iv1::Customer out;
-      s = stub.UpdateConsent(ctx.get(), req, &out);
+      s = ecrm::bench::GrantMarketing(stub, ids[static_cast<size_t>(i)],
+                                      ch == 0 ? cv1::CHANNEL_EMAIL : cv1::CHANNEL_SMS, cv1::TOUCHPOINT_WEB);
     }
     return s;
   });
