@@ -1,5 +1,5 @@
-// Seeding customers through a running ecrm-infostore, shared by the benchmarks that need them
-// (ecrm-infostore-bench, ecrm-segmentation-latency-bench, ecrm-sense-respond-bench).
+// Seeding customers and events through a running ecrm-infostore, shared by the benchmarks that
+// need them (ecrm-infostore-bench, ecrm-segmentation-latency-bench, ecrm-sense-respond-bench).
 #pragma once
 
 #include <grpcpp/client_context.h>
@@ -43,6 +43,17 @@ inline void Parallel(int64_t n, int threads, const std::function<grpc::Status(in
   }
   for (auto& t : pool) t.join();
   if (failed) std::exit(1);
+}
+
+// One RecordEvents stream of the one batch `req`: its acknowledgement is the stream's status.
+inline grpc::Status RecordBatch(infostore::v1::InformationStore::Stub& stub,
+                                const infostore::v1::RecordEventsRequest& req, absl::Duration timeout) {
+  auto ctx = Context(timeout);
+  infostore::v1::RecordEventsResponse resp;
+  auto writer = stub.RecordEvents(ctx.get(), &resp);
+  writer->Write(req);
+  writer->WritesDone();
+  return writer->Finish();
 }
 
 // Grants customer `id` marketing on `channel`, as given at `source`.

@@ -65,6 +65,7 @@ constexpr const char* kProbeEvent = "latency_probe";
 using ecrm::bench::Context;
 using ecrm::bench::Mix;
 using ecrm::bench::Parallel;
+using ecrm::bench::RecordBatch;
 using ecrm::bench::SegmentRules;
 
 double Percentile(std::vector<double>& v, double q) {
@@ -87,16 +88,6 @@ void FillEvent(iv1::Event& e, const std::string& id, const std::string& event_id
     e.mutable_amount()->set_amount_minor(static_cast<int64_t>(500 + r % 20000));
     e.mutable_amount()->set_currency("GBP");
   }
-}
-
-grpc::Status RecordBatch(iv1::InformationStore::Stub& stub, const iv1::RecordEventsRequest& req,
-                         absl::Duration timeout) {
-  auto ctx = Context(timeout);
-  iv1::RecordEventsResponse resp;
-  auto writer = stub.RecordEvents(ctx.get(), &resp);
-  writer->Write(req);
-  writer->WritesDone();
-  return writer->Finish();
 }
 
 void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_per_customer,

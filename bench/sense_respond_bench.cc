@@ -55,22 +55,13 @@ using Clock = std::chrono::steady_clock;
 }
 
 using ecrm::bench::Context;
+using ecrm::bench::RecordBatch;
 
 double Percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
-}
-
-grpc::Status RecordBatch(iv1::InformationStore::Stub& stub, const iv1::RecordEventsRequest& req,
-                         absl::Duration timeout) {
-  auto ctx = Context(timeout);
-  iv1::RecordEventsResponse resp;
-  auto writer = stub.RecordEvents(ctx.get(), &resp);
-  writer->Write(req);
-  writer->WritesDone();
-  return writer->Finish();
 }
 
 void Seed(iv1::InformationStore::Stub& stub, int64_t customers, const std::string& ids_file, int threads) {
