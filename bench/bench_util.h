@@ -1,10 +1,14 @@
-// Shared bits of the benchmark programs: timing loops and the JSON line they print.
+// Shared bits of the benchmark programs: timing loops (closed, open, open with a pool of
+// workers) and the JSON line they print.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +46,54 @@ inline void OpenLoop(std::chrono::steady_clock::time_point start, std::chrono::s
     std::this_thread::sleep_until(scheduled);
     issue(n, scheduled);
   }
+}
+
+// OpenLoop with a pool of `workers` threads: each scheduled call is queued and one of the
+// workers runs work(n, scheduled) when free (late when all are busy: its latency counts from
+// `scheduled`). Returns once every call is done, with the longest the queue grew.
+inline int64_t OpenLoopPool(std::chrono::steady_clock::time_point start, std::chrono::steady_clock::time_point end,
+                            std::chrono::duration<double> period, int64_t workers,
+                            const std::function<void(int64_t, std::chrono::steady_clock::time_point)>& work) {
+  struct Job {
+    int64_t n;
+    std::chrono::steady_clock::time_point scheduled;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> queue;
+  bool finished = false;
+  int64_t max_queue = 0;
+  std::vector<std::thread> pool;
+  for (int64_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&] {
+      for (;;) {
+        Job job;
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return finished || !queue.empty(); });
+          if (queue.empty()) return;
+          job = queue.front();
+          queue.pop_front();
+        }
+        work(job.n, job.scheduled);
+      }
+    });
+  }
+  OpenLoop(start, end, period, [&](int64_t n, std::chrono::steady_clock::time_point scheduled) {
+    {
+      std::lock_guard lock(mu);
+      queue.push_back({n, scheduled});
+      max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
+    }
+    cv.notify_one();
+  });
+  {
+    std::lock_guard lock(mu);
+    finished = true;
+  }
+  cv.notify_all();
+  for (auto& t : pool) t.join();
+  return max_queue;
 }
 
 inline double Median(std::vector<double> v) {

@@ -9,15 +9,14 @@
 #include <grpcpp/security/credentials.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <fstream>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/str_format.h"
 #include "bench_util.h"
+#include "customer_seed.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 
@@ -74,17 +73,11 @@ double Percentile(std::vector<double>& v, double q) {
 // record keeps provenance for each field) and ~60% an email marketing consent.
 void Seed(v1::InformationStore::Stub& stub, int64_t customers, int threads, const std::string& ids_file) {
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
-  std::vector<std::string> ids(static_cast<size_t>(customers));
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
   const auto start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < customers && !failed; i = next++) {
+  const std::vector<std::string> ids = ecrm::bench::SeedCustomers(
+      stub, customers, threads,
+      [&](int64_t i) {
         const uint64_t r = Mix(static_cast<uint64_t>(i));
-        grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
         v1::UpsertCustomerRequest req;
         auto* ident = req.add_identifiers();
         ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
@@ -101,32 +94,9 @@ void Seed(v1::InformationStore::Stub& stub, int64_t customers, int threads, cons
         p->mutable_address()->set_country("GB");
         p->mutable_address()->set_city(absl::StrCat("City", (r >> 13) % 5000));
         p->mutable_address()->set_postal_code(absl::StrFormat("P%05d", (r >> 7) % 200000));
-        v1::UpsertCustomerResponse resp;
-        grpc::Status s = stub.UpsertCustomer(&ctx, req, &resp);
-        if (s.ok() && (r >> 50) % 10 < 6) {
-          grpc::ClientContext cctx;
-          cctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-          v1::UpdateConsentRequest creq;
-          creq.mutable_customer()->set_customer_id(resp.customer().id());
-          creq.set_channel(cv1::CHANNEL_EMAIL);
-          creq.set_purpose(cv1::PURPOSE_MARKETING);
-          creq.set_status(v1::CONSENT_STATUS_GRANTED);
-          creq.set_source(cv1::TOUCHPOINT_CALL_CENTRE);
-          creq.set_evidence("bench");
-          v1::Customer out;
-          s = stub.UpdateConsent(&cctx, creq, &out);
-        }
-        if (!s.ok()) {
-          if (!failed.exchange(true))
-            std::fprintf(stderr, "seeding %lld: %s\n", static_cast<long long>(i), s.error_message().c_str());
-          return;
-        }
-        ids[static_cast<size_t>(i)] = resp.customer().id();
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (failed) std::exit(1);
+        return req;
+      },
+      [](int64_t i) { return (Mix(static_cast<uint64_t>(i)) >> 50) % 10 < 6; }, cv1::TOUCHPOINT_CALL_CENTRE);
   std::ofstream out(ids_file);
   for (const std::string& id : ids) out << id << "\n";
   if (!out) Die("cannot write " + ids_file);
@@ -144,34 +114,17 @@ int OpenLoop(v1::InformationStore::Stub& stub, const std::vector<std::string>& i
   const auto interval = std::chrono::duration<double>(static_cast<double>(batch) / rate);
   const auto start = Clock::now();
   const auto end = start + absl::ToChronoNanoseconds(duration);
-  struct Job {
-    int64_t n;
-    Clock::time_point scheduled;
-  };
   std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Job> queue;
-  bool finished = false;
   std::vector<double> late_ms;
-  int64_t errors = 0, accepted = 0, max_queue = 0;
-  std::vector<std::thread> pool;
-  for (int64_t w = 0; w < workers; ++w) {
-    pool.emplace_back([&] {
-      for (;;) {
-        Job job;
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return finished || !queue.empty(); });
-          if (queue.empty()) return;
-          job = queue.front();
-          queue.pop_front();
-        }
+  int64_t errors = 0, accepted = 0;
+  const int64_t max_queue =
+      ecrm::bench::OpenLoopPool(start, end, interval, workers, [&](int64_t n, Clock::time_point scheduled) {
         const int64_t now_s = absl::ToUnixSeconds(absl::Now());
         v1::RecordEventsRequest req;
         for (int64_t k = 0; k < batch; ++k) {
-          const uint64_t r = Mix(static_cast<uint64_t>(job.n * batch + k));
-          FillEvent(*req.add_events(), ids[(r >> 24) % ids.size()], absl::StrCat("ol-", nonce, "-", job.n, "-", k),
-                    now_s, r);
+          const uint64_t r = Mix(static_cast<uint64_t>(n * batch + k));
+          FillEvent(*req.add_events(), ids[(r >> 24) % ids.size()], absl::StrCat("ol-", nonce, "-", n, "-", k), now_s,
+                    r);
         }
         grpc::ClientContext ctx;
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
@@ -182,29 +135,13 @@ int OpenLoop(v1::InformationStore::Stub& stub, const std::vector<std::string>& i
         grpc::Status s = writer->Finish();
         const auto acked = Clock::now();
         std::lock_guard lock(mu);
-        late_ms.push_back(std::chrono::duration<double, std::milli>(acked - job.scheduled).count());
+        late_ms.push_back(std::chrono::duration<double, std::milli>(acked - scheduled).count());
         if (s.ok()) {
           accepted += resp.accepted();
         } else if (++errors <= 5) {
           std::fprintf(stderr, "RecordEvents: %s\n", s.error_message().c_str());
         }
-      }
-    });
-  }
-  ecrm::bench::OpenLoop(start, end, interval, [&](int64_t n, Clock::time_point scheduled) {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back({n, scheduled});
-      max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
-    }
-    cv.notify_one();
-  });
-  {
-    std::lock_guard lock(mu);
-    finished = true;
-  }
-  cv.notify_all();
-  for (auto& t : pool) t.join();
+      });
   // Achieved: the events acknowledged over the time until the last acknowledgement.
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double p50 = Percentile(late_ms, 0.5), p99 = Percentile(late_ms, 0.99);

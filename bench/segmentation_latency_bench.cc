@@ -33,9 +33,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -43,6 +41,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "bench_util.h"
+#include "customer_seed.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
@@ -63,14 +62,11 @@ constexpr const char* kProbeEvent = "latency_probe";
   std::exit(1);
 }
 
+using ecrm::bench::Context;
 using ecrm::bench::Mix;
+using ecrm::bench::Parallel;
+using ecrm::bench::RecordBatch;
 using ecrm::bench::SegmentRules;
-
-std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
-}
 
 double Percentile(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
@@ -94,35 +90,6 @@ void FillEvent(iv1::Event& e, const std::string& id, const std::string& event_id
   }
 }
 
-// Runs `n` calls on `threads` threads; stops at the first failure.
-void Parallel(int64_t n, int threads, const std::function<grpc::Status(int64_t)>& call) {
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < n && !failed; i = next++) {
-        grpc::Status s = call(i);
-        if (!s.ok() && !failed.exchange(true)) {
-          std::fprintf(stderr, "seeding item %lld: %s\n", static_cast<long long>(i), s.error_message().c_str());
-        }
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (failed) std::exit(1);
-}
-
-grpc::Status RecordBatch(iv1::InformationStore::Stub& stub, const iv1::RecordEventsRequest& req,
-                         absl::Duration timeout) {
-  auto ctx = Context(timeout);
-  iv1::RecordEventsResponse resp;
-  auto writer = stub.RecordEvents(ctx.get(), &resp);
-  writer->Write(req);
-  writer->WritesDone();
-  return writer->Finish();
-}
-
 void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_per_customer,
           const std::string& ids_file, int threads) {
   static const char* const kCountries[] = {"GB", "GB", "GB", "GB", "FR", "DE", "ES", "IT", "NL", "BE",
@@ -130,33 +97,31 @@ void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_p
   static const char* const kLocales[] = {"en-GB", "fr-FR", "de-DE", "es-ES", "it-IT", "nl-NL",
                                          "en-US", "pt-PT", "sv-SE", "pl-PL", "da-DK", "en-IE"};
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
-  std::vector<std::string> ids(static_cast<size_t>(customers));
   const auto start = Clock::now();
-  Parallel(customers, threads, [&](int64_t i) {
-    uint64_t r = Mix(static_cast<uint64_t>(i));
-    auto ctx = Context(absl::Seconds(30));
-    iv1::UpsertCustomerRequest req;
-    auto* ident = req.add_identifiers();
-    ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
-    ident->set_value(absl::StrCat("seg-", nonce, "-", i, "@example.com"));
-    auto* p = req.mutable_profile();
-    p->set_first_name(absl::StrCat("First", r % 2000));
-    p->set_last_name(absl::StrCat("Last", (r >> 11) % 20000));
-    p->set_gender(static_cast<iv1::Gender>(1 + (r >> 25) % 4));
-    p->set_locale(kLocales[(r >> 27) % 12]);
-    p->set_time_zone("Europe/London");
-    if ((r >> 31) % 10 != 0) {
-      p->set_birth_date(
-          absl::StrFormat("%04d-%02d-%02d", 1940 + (r >> 35) % 66, 1 + (r >> 42) % 12, 1 + (r >> 46) % 28));
-    }
-    p->mutable_address()->set_country(kCountries[(r >> 51) % 20]);
-    p->mutable_address()->set_city(absl::StrCat("City", (r >> 13) % 5000));
-    p->mutable_address()->set_postal_code(absl::StrFormat("P%05d", (r >> 7) % 200000));
-    iv1::UpsertCustomerResponse resp;
-    grpc::Status s = stub.UpsertCustomer(ctx.get(), req, &resp);
-    if (s.ok()) ids[static_cast<size_t>(i)] = resp.customer().id();
-    return s;
-  });
+  const std::vector<std::string> ids = ecrm::bench::SeedCustomers(
+      stub, customers, threads,
+      [&](int64_t i) {
+        uint64_t r = Mix(static_cast<uint64_t>(i));
+        iv1::UpsertCustomerRequest req;
+        auto* ident = req.add_identifiers();
+        ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
+        ident->set_value(absl::StrCat("seg-", nonce, "-", i, "@example.com"));
+        auto* p = req.mutable_profile();
+        p->set_first_name(absl::StrCat("First", r % 2000));
+        p->set_last_name(absl::StrCat("Last", (r >> 11) % 20000));
+        p->set_gender(static_cast<iv1::Gender>(1 + (r >> 25) % 4));
+        p->set_locale(kLocales[(r >> 27) % 12]);
+        p->set_time_zone("Europe/London");
+        if ((r >> 31) % 10 != 0) {
+          p->set_birth_date(
+              absl::StrFormat("%04d-%02d-%02d", 1940 + (r >> 35) % 66, 1 + (r >> 42) % 12, 1 + (r >> 46) % 28));
+        }
+        p->mutable_address()->set_country(kCountries[(r >> 51) % 20]);
+        p->mutable_address()->set_city(absl::StrCat("City", (r >> 13) % 5000));
+        p->mutable_address()->set_postal_code(absl::StrFormat("P%05d", (r >> 7) % 200000));
+        return req;
+      },
+      [](int64_t) { return false; }, cv1::TOUCHPOINT_WEB);
   const double upsert_s = std::chrono::duration<double>(Clock::now() - start).count();
   // Email marketing granted for ~60%, SMS for ~30%.
   Parallel(customers, threads, [&](int64_t i) {
@@ -164,16 +129,8 @@ void Seed(iv1::InformationStore::Stub& stub, int64_t customers, int64_t events_p
     grpc::Status s;
     for (int ch = 0; ch < 2 && s.ok(); ++ch) {
       if ((r >> (8 * ch)) % 10 >= (ch == 0 ? 6u : 3u)) continue;
-      auto ctx = Context(absl::Seconds(30));
-      iv1::UpdateConsentRequest req;
-      req.mutable_customer()->set_customer_id(ids[static_cast<size_t>(i)]);
-      req.set_channel(ch == 0 ? cv1::CHANNEL_EMAIL : cv1::CHANNEL_SMS);
-      req.set_purpose(cv1::PURPOSE_MARKETING);
-      req.set_status(iv1::CONSENT_STATUS_GRANTED);
-      req.set_source(cv1::TOUCHPOINT_WEB);
-      req.set_evidence("bench");
-      iv1::Customer out;
-      s = stub.UpdateConsent(ctx.get(), req, &out);
+      s = ecrm::bench::GrantMarketing(stub, ids[static_cast<size_t>(i)],
+                                      ch == 0 ? cv1::CHANNEL_EMAIL : cv1::CHANNEL_SMS, cv1::TOUCHPOINT_WEB);
     }
     return s;
   });
@@ -222,11 +179,6 @@ void SaveSegments(sv1::Segmentation::Stub& stub, int64_t count, const std::strin
   std::printf("{\"bench\":\"segmentation_latency_segments\",\"segments\":%zu,\"seconds\":%.1f}\n", segments.size(),
               std::chrono::duration<double>(Clock::now() - start).count());
 }
-
-struct Job {
-  int64_t n;
-  Clock::time_point scheduled;
-};
 
 }  // namespace
 
@@ -318,38 +270,35 @@ int main(int argc, char** argv) {
   const std::string nonce = absl::StrCat(absl::ToUnixNanos(absl::Now()));
 
   std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Job> queue;
-  bool finished = false;
   std::vector<double> write_ms, probe_ms;
-  int64_t write_errors = 0, probe_write_errors = 0, probe_failures = 0, probes = 0, writes = 0, max_queue = 0;
+  int64_t write_errors = 0, probe_write_errors = 0, probe_failures = 0, probes = 0, writes = 0;
 
-  auto work = [&](const Job& job) {
-    const bool probe = job.n % probe_every == 0;
-    const int64_t probe_index = probe_first + job.n / probe_every;
+  auto work = [&](int64_t n, Clock::time_point scheduled) {
+    const bool probe = n % probe_every == 0;
+    const int64_t probe_index = probe_first + n / probe_every;
     const std::string& probe_id = ids[static_cast<size_t>(probe_index)];
-    const uint64_t r = Mix(static_cast<uint64_t>(job.n) ^ 0xc4a9);
+    const uint64_t r = Mix(static_cast<uint64_t>(n) ^ 0xc4a9);
     const std::string& id = probe ? probe_id : ids[r % ids.size()];
     const int64_t now_s = absl::ToUnixSeconds(absl::Now());
     grpc::Status s;
     // What the write is: changes take the kinds in turn (a probe its own turn of three).
-    const int kind = static_cast<int>((probe ? job.n / probe_every : job.n) % 3);
+    const int kind = static_cast<int>((probe ? n / probe_every : n) % 3);
     if (events_mode) {
       iv1::RecordEventsRequest req;
       for (int64_t k = 0; k < batch; ++k) {
         const uint64_t rk = Mix(r + static_cast<uint64_t>(k));
         if (probe && k == 0) {
-          FillEvent(*req.add_events(), probe_id, absl::StrCat("lat-", nonce, "-", job.n, "-p"), kProbeEvent, now_s, rk);
+          FillEvent(*req.add_events(), probe_id, absl::StrCat("lat-", nonce, "-", n, "-p"), kProbeEvent, now_s, rk);
         } else {
-          FillEvent(*req.add_events(), ids[rk % ids.size()], absl::StrCat("lat-", nonce, "-", job.n, "-", k),
+          FillEvent(*req.add_events(), ids[rk % ids.size()], absl::StrCat("lat-", nonce, "-", n, "-", k),
                     kEventTypes[(rk >> 32) % 10], now_s, rk >> 8);
         }
       }
       s = RecordBatch(*store, req, timeout);
     } else if (kind == 0) {
       iv1::RecordEventsRequest req;
-      FillEvent(*req.add_events(), id, absl::StrCat("lat-", nonce, "-", job.n),
-                probe ? kProbeEvent : kEventTypes[r % 10], now_s, r >> 8);
+      FillEvent(*req.add_events(), id, absl::StrCat("lat-", nonce, "-", n), probe ? kProbeEvent : kEventTypes[r % 10],
+                now_s, r >> 8);
       s = RecordBatch(*store, req, timeout);
     } else if (kind == 1) {
       auto ctx = Context(timeout);
@@ -375,11 +324,11 @@ int main(int argc, char** argv) {
       s = store->UpdateConsent(ctx.get(), req, &out);
     }
     const auto acked = Clock::now();
-    const bool measured = job.scheduled >= measure_from && job.scheduled < measure_to;
+    const bool measured = scheduled >= measure_from && scheduled < measure_to;
     if (measured) {
       std::lock_guard lock(mu);
       ++writes;
-      write_ms.push_back(std::chrono::duration<double, std::milli>(acked - job.scheduled).count());
+      write_ms.push_back(std::chrono::duration<double, std::milli>(acked - scheduled).count());
       if (!s.ok()) {
         ++write_errors;
         if (write_errors <= 5) std::fprintf(stderr, "write: %s\n", s.error_message().c_str());
@@ -421,36 +370,7 @@ int main(int argc, char** argv) {
     }
   };
 
-  std::vector<std::thread> pool;
-  for (int64_t w = 0; w < workers; ++w) {
-    pool.emplace_back([&] {
-      for (;;) {
-        Job job;
-        {
-          std::unique_lock lock(mu);
-          cv.wait(lock, [&] { return finished || !queue.empty(); });
-          if (queue.empty()) return;
-          job = queue.front();
-          queue.pop_front();
-        }
-        work(job);
-      }
-    });
-  }
-  ecrm::bench::OpenLoop(start, measure_to, interval, [&](int64_t n, Clock::time_point scheduled) {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back({n, scheduled});
-      max_queue = std::max<int64_t>(max_queue, static_cast<int64_t>(queue.size()));
-    }
-    cv.notify_one();
-  });
-  {
-    std::lock_guard lock(mu);
-    finished = true;
-  }
-  cv.notify_all();
-  for (auto& t : pool) t.join();
+  const int64_t max_queue = ecrm::bench::OpenLoopPool(start, measure_to, interval, workers, work);
 
   const double secs = absl::ToDoubleSeconds(duration);
   const double achieved = static_cast<double>(writes - write_errors) * (events_mode ? batch : 1) / secs;

@@ -35,6 +35,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "customer_seed.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
@@ -53,11 +54,8 @@ using Clock = std::chrono::steady_clock;
   std::exit(1);
 }
 
-std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return ctx;
-}
+using ecrm::bench::Context;
+using ecrm::bench::RecordBatch;
 
 double Percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -66,58 +64,23 @@ double Percentile(std::vector<double> v, double q) {
   return v[std::min(i, v.size() - 1)];
 }
 
-grpc::Status RecordBatch(iv1::InformationStore::Stub& stub, const iv1::RecordEventsRequest& req,
-                         absl::Duration timeout) {
-  auto ctx = Context(timeout);
-  iv1::RecordEventsResponse resp;
-  auto writer = stub.RecordEvents(ctx.get(), &resp);
-  writer->Write(req);
-  writer->WritesDone();
-  return writer->Finish();
-}
-
 void Seed(iv1::InformationStore::Stub& stub, int64_t customers, const std::string& ids_file, int threads) {
   const std::string nonce = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
-  std::vector<std::pair<std::string, std::string>> ids(static_cast<size_t>(customers));
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
+  auto email = [&](int64_t i) { return absl::StrCat("sr-", nonce, "-", i, "@bench.example"); };
   const auto start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t i = next++; i < customers && !failed; i = next++) {
-        const std::string email = absl::StrCat("sr-", nonce, "-", i, "@bench.example");
+  const std::vector<std::string> ids = ecrm::bench::SeedCustomers(
+      stub, customers, threads,
+      [&](int64_t i) {
         iv1::UpsertCustomerRequest req;
         auto* ident = req.add_identifiers();
         ident->set_type(cv1::IDENTIFIER_TYPE_EMAIL);
-        ident->set_value(email);
+        ident->set_value(email(i));
         req.mutable_profile()->set_first_name(absl::StrCat("Shopper", i));
-        iv1::UpsertCustomerResponse resp;
-        grpc::Status s = stub.UpsertCustomer(Context(absl::Seconds(30)).get(), req, &resp);
-        if (s.ok()) {
-          iv1::UpdateConsentRequest consent;
-          consent.mutable_customer()->set_customer_id(resp.customer().id());
-          consent.set_channel(cv1::CHANNEL_EMAIL);
-          consent.set_purpose(cv1::PURPOSE_MARKETING);
-          consent.set_status(iv1::CONSENT_STATUS_GRANTED);
-          consent.set_source(cv1::TOUCHPOINT_WEB);
-          consent.set_evidence("bench");
-          iv1::Customer out;
-          s = stub.UpdateConsent(Context(absl::Seconds(30)).get(), consent, &out);
-        }
-        if (!s.ok()) {
-          if (!failed.exchange(true))
-            std::fprintf(stderr, "seeding %lld: %s\n", (long long)i, s.error_message().c_str());
-          return;
-        }
-        ids[static_cast<size_t>(i)] = {resp.customer().id(), email};
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (failed) std::exit(1);
+        return req;
+      },
+      [](int64_t) { return true; }, cv1::TOUCHPOINT_WEB);
   std::ofstream out(ids_file);
-  for (const auto& [id, email] : ids) out << id << " " << email << "\n";
+  for (int64_t i = 0; i < customers; ++i) out << ids[static_cast<size_t>(i)] << " " << email(i) << "\n";
   if (!out) Die("cannot write " + ids_file);
   std::printf("{\"bench\":\"sense_respond_seed\",\"customers\":%lld,\"seconds\":%.1f}\n", (long long)customers,
               std::chrono::duration<double>(Clock::now() - start).count());

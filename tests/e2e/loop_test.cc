@@ -8,19 +8,16 @@
 // all of it, and every count is asserted exactly.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -34,6 +31,7 @@
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
+#include "engine_suite.h"
 #include "mail_parse.h"
 #include "smtp_test_server.h"
 #include "test_servers.h"
@@ -49,10 +47,7 @@ using ecrm::testing::DecodeQuotedPrintable;
 using ecrm::testing::Eventually;
 using ecrm::testing::MailHeader;
 using ecrm::testing::Postgres;
-using ecrm::testing::Redis;
-using ecrm::testing::ServiceProcess;
 using ecrm::testing::SmtpTestServer;
-using ecrm::testing::StartEngine;
 
 namespace {
 
@@ -93,11 +88,8 @@ struct Mail {
   std::string decoded;  // quoted-printable undone
 };
 
-struct Loop {
+struct Loop : ecrm::testing::EngineSuite {
   const std::string backend;
-  ecrm::testing::TempDir dir;
-  std::unique_ptr<SmtpTestServer> smtp;
-  std::unique_ptr<ServiceProcess> infostore, transaction, personalisation, broadcast, segmentation;
   std::unique_ptr<is::InformationStore::Stub> store;
   std::unique_ptr<tx::Transaction::Stub> shop;
   std::unique_ptr<ps::Personalisation::Stub> pers;
@@ -105,56 +97,28 @@ struct Loop {
   std::unique_ptr<sg::Segmentation::Stub> seg;
   std::unique_ptr<httplib::Client> http;
 
-  // `databases`: per engine, its --database-url (none: SQLite in the engine's own directory).
-  Loop(std::string name, std::map<std::string, std::string> databases) : backend(std::move(name)) {
-    auto db = [&](const std::string& engine, std::vector<std::string> args) {
-      if (databases.count(engine) > 0) args.push_back("--database-url=" + databases[engine]);
-      return args;
-    };
-    auto s = SmtpTestServer::Start();
-    if (!s.ok()) FAIL(s.status().ToString());
-    smtp = std::move(*s);
-    infostore = StartEngine("infostore", db("infostore", {"--redis-url=" + Redis().url()}));
-    const std::string hub = "--infostore-address=" + infostore->grpc_address();
-    transaction = StartEngine("transaction", db("transaction", {"--redis-url=" + Redis().url(), hub}));
-    // Personalisation asks segmentation (an offer's segments), broadcast asks personalisation,
-    // segmentation hands campaigns to broadcast: segmentation's address is fixed first.
-    std::string segmentation_address;
-    {
-      ecrm::testing::ClosedPort port;
-      segmentation_address = port.address();
-    }
-    personalisation =
-        StartEngine("personalisation",
-                    db("personalisation",
-                       {"--redis-url=" + Redis().url(), hub, "--transaction-address=" + transaction->grpc_address(),
-                        "--segmentation-address=" + segmentation_address, "--catalogue-refresh=200ms"}));
-    // The links' key comes from the environment only; the engine inherits this process's.
-    setenv("ECRM_TRACKING_SECRET", "the loop test's tracking secret, 32 bytes", 1);
-    setenv("ECRM_PROVIDER_WEBHOOK_SECRET", kProviderSecret.c_str(), 1);
-    const std::string port_file = dir.path() + "/http-port";
-    broadcast = StartEngine(
-        "broadcast",
-        db("broadcast",
-           {"--redis-url=" + Redis().url(), hub, "--personalisation-address=" + personalisation->grpc_address(),
-            "--segmentation-address=" + segmentation_address, "--smtp-url=" + smtp->Url(),
-            "--smtp-from=shop@shop.example", "--http-address=127.0.0.1:0", "--http-port-file=" + port_file}));
-    segmentation = StartEngine(
-        "segmentation", db("segmentation", {"--grpc-address=" + segmentation_address, "--redis-url=" + Redis().url(),
-                                            hub, "--broadcast-address=" + broadcast->grpc_address()}));
+  // `databases`: per engine, its --database-url (none: SQLite).
+  Loop(std::string name, std::map<std::string, std::string> databases)
+      : EngineSuite(Wiring(std::move(databases))), backend(std::move(name)) {
     store = is::InformationStore::NewStub(infostore->channel());
     shop = tx::Transaction::NewStub(transaction->channel());
     pers = ps::Personalisation::NewStub(personalisation->channel());
     bcast = bc::Broadcast::NewStub(broadcast->channel());
     seg = sg::Segmentation::NewStub(segmentation->channel());
-    std::ifstream in(port_file);
-    std::string line;
-    int http_port = 0;
-    REQUIRE(std::getline(in, line));
-    REQUIRE(absl::SimpleAtoi(absl::StripPrefix(line, "http_port="), &http_port));
     http = std::make_unique<httplib::Client>("127.0.0.1", http_port);
     http->set_connection_timeout(5);
     http->set_read_timeout(20);
+  }
+
+  static Options Wiring(std::map<std::string, std::string> databases) {
+    Options o;
+    o.databases = std::move(databases);
+    o.flags["personalisation"] = {"--catalogue-refresh=200ms"};
+    o.broadcast_http = true;
+    // The links' key comes from the environment only; the engine inherits this process's.
+    o.environment["ECRM_TRACKING_SECRET"] = "the loop test's tracking secret, 32 bytes";
+    o.environment["ECRM_PROVIDER_WEBHOOK_SECRET"] = kProviderSecret;
+    return o;
   }
 
   std::string Customer(int i) {

@@ -18,8 +18,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +32,7 @@
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/service.h"
 #include "ecrm/transaction/v1/transaction.grpc.pb.h"
+#include "engine_suite.h"
 #include "smtp_test_server.h"
 #include "test_servers.h"
 
@@ -44,10 +45,7 @@ namespace tx = ecrm::transaction::v1;
 namespace privacy = ecrm::privacy::v1;
 using ecrm::testing::Call;
 using ecrm::testing::Eventually;
-using ecrm::testing::Redis;
-using ecrm::testing::ServiceProcess;
 using ecrm::testing::SmtpTestServer;
-using ecrm::testing::StartEngine;
 
 namespace {
 
@@ -58,65 +56,34 @@ namespace {
     REQUIRE(s_.ok());                                    \
   } while (false)
 
-std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone()); }
-
-// The five engines wired to their peers as scripts/run-suite.sh wires them, each on SQLite in a
+// The five engines wired to their peers (tests/support/engine_suite.h), each on SQLite in a
 // temporary directory. Carts are abandoned after 1 s idle, scanned every 50 ms (segmentation
 // keeps event times to the second: a purchase and the next abandonment are a second apart).
-// Segmentation evaluates rules at the time written in `clock_file` when one is given.
-struct Suite {
-  ecrm::testing::TempDir dir;
-  std::unique_ptr<SmtpTestServer> smtp;
-  std::unique_ptr<ServiceProcess> infostore, personalisation, segmentation, broadcast, transaction;
+// Segmentation evaluates rules at `clock` when one is given (SetClock moves it).
+struct Suite : ecrm::testing::EngineSuite {
   std::unique_ptr<info::InformationStore::Stub> hub;
   std::unique_ptr<pz::Personalisation::Stub> templates;
   std::unique_ptr<seg::Segmentation::Stub> segments;
   std::unique_ptr<privacy::CustomerData::Stub> segmentation_data;
   std::unique_ptr<bc::Broadcast::Stub> deliveries;
   std::unique_ptr<tx::Transaction::Stub> shop;
-  std::string clock_file;
 
-  explicit Suite(absl::Time clock = absl::InfinitePast()) {
-    auto s = SmtpTestServer::Start();
-    if (!s.ok()) FAIL(s.status().ToString());
-    smtp = std::move(*s);
-    auto db = [&](const std::string& engine) {
-      return absl::StrCat("--database-url=sqlite://", dir.path(), "/", engine, ".db");
-    };
-    infostore = StartEngine("infostore", {db("infostore"), "--redis-url=" + Redis().url()});
+  explicit Suite(std::optional<absl::Time> clock = std::nullopt) : EngineSuite(Wiring(clock)) {
     hub = info::InformationStore::NewStub(infostore->channel());
-    const std::string peers = "--infostore-address=" + infostore->grpc_address();
-    transaction = StartEngine("transaction", {db("transaction"), "--redis-url=", peers, "--abandon-after=1s",
-                                              "--abandon-scan-interval=50ms"});
     shop = tx::Transaction::NewStub(transaction->channel());
-    personalisation = StartEngine("personalisation", {db("personalisation"), "--redis-url=" + Redis().url(), peers});
     templates = pz::Personalisation::NewStub(personalisation->channel());
-    // Broadcast resolves segments through segmentation and segmentation hands triggered messages
-    // to broadcast: broadcast starts first (its segment calls are only for segment_id audiences).
-    setenv("ECRM_TRACKING_SECRET", "the links' secret, sixteen bytes or more", 1);  // inherited
-    broadcast = StartEngine(
-        "broadcast", {db("broadcast"), "--redis-url=" + Redis().url(), peers,
-                      "--personalisation-address=" + personalisation->grpc_address(), "--smtp-url=" + smtp->Url(),
-                      "--smtp-from=shop@shop.example", "--public-base-url=https://t.example.com"});
     deliveries = bc::Broadcast::NewStub(broadcast->channel());
-    std::vector<std::string> seg_args = {db("segmentation"), "--redis-url=", peers,
-                                         "--broadcast-address=" + broadcast->grpc_address(),
-                                         "--time-check-interval=100ms"};
-    if (clock != absl::InfinitePast()) {
-      clock_file = dir.path() + "/clock";
-      SetClock(clock);
-      seg_args.push_back("--clock-file=" + clock_file);
-    }
-    segmentation = StartEngine("segmentation", seg_args);
     segments = seg::Segmentation::NewStub(segmentation->channel());
     segmentation_data = privacy::CustomerData::NewStub(segmentation->channel());
   }
 
-  // Moves segmentation's clock (replacing the file whole).
-  void SetClock(absl::Time t) {
-    const std::string tmp = clock_file + ".new";
-    std::ofstream(tmp) << Rfc3339(t) << "\n";
-    REQUIRE(std::rename(tmp.c_str(), clock_file.c_str()) == 0);
+  static Options Wiring(std::optional<absl::Time> clock) {
+    Options o;
+    o.flags["transaction"] = {"--redis-url=", "--abandon-after=1s", "--abandon-scan-interval=50ms"};
+    o.flags["broadcast"] = {"--public-base-url=https://t.example.com"};
+    o.flags["segmentation"] = {"--redis-url=", "--time-check-interval=100ms"};
+    o.clock = clock;
+    return o;
   }
 
   std::string Customer(const std::string& email, const std::string& first_name, bool consent) {

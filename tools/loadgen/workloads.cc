@@ -20,39 +20,20 @@
 namespace ecrm::loadgen {
 namespace {
 
-using Channels = std::vector<std::shared_ptr<grpc::Channel>>;
-
-// grpc.health.v1.Health/Check: the baseline every engine benchmark is compared with.
-class HealthCheck final : public Workload {
- public:
-  void Call(int64_t, grpc::Channel& channel, absl::Duration timeout,
-            std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      grpc::health::v1::HealthCheckRequest req;
-      grpc::health::v1::HealthCheckResponse resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    grpc::health::v1::Health::NewStub(std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {}))
-        ->async()
-        ->Check(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          done(status);
-          delete call;
-        });
-  }
-};
-
 namespace infostore = ::ecrm::infostore::v1;
+
+using Channels = std::vector<std::shared_ptr<grpc::Channel>>;
 
 std::shared_ptr<grpc::Channel> Borrow(grpc::Channel& channel) {
   return std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {});
 }
 
 // Starts one asynchronous unary call: `start(ctx, request, response, callback)` issues it on a
-// stub's async() interface; the call's state lives until gRPC answers, then `done` hears it.
+// stub's async() interface; the call's state lives until gRPC answers, then `done` hears it
+// (after `check`, when given, has looked at the response: it may turn an OK into an error).
 template <typename Resp, typename Req, typename Start>
-void StartUnary(Req req, absl::Duration timeout, std::function<void(const grpc::Status&)> done, Start start) {
+void StartUnary(Req req, absl::Duration timeout, std::function<void(const grpc::Status&)> done, Start start,
+                std::function<void(grpc::Status&, const Resp&)> check = nullptr) {
   struct InFlight {
     grpc::ClientContext ctx;
     Req req;
@@ -61,11 +42,24 @@ void StartUnary(Req req, absl::Duration timeout, std::function<void(const grpc::
   auto* call = new InFlight();
   call->req = std::move(req);
   call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  start(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-    done(status);
-    delete call;
-  });
+  start(&call->ctx, &call->req, &call->resp,
+        [call, done = std::move(done), check = std::move(check)](grpc::Status status) {
+          if (check) check(status, call->resp);
+          done(status);
+          delete call;
+        });
 }
+
+// grpc.health.v1.Health/Check: the baseline every engine benchmark is compared with.
+class HealthCheck final : public Workload {
+ public:
+  void Call(int64_t, grpc::Channel& channel, absl::Duration timeout,
+            std::function<void(const grpc::Status&)> done) override {
+    auto stub = grpc::health::v1::Health::NewStub(Borrow(channel));
+    StartUnary<grpc::health::v1::HealthCheckResponse>(grpc::health::v1::HealthCheckRequest(), timeout, std::move(done),
+                                                      [&](auto... args) { stub->async()->Check(args...); });
+  }
+};
 
 // GetCustomer by id over a seeded population (created before the load; the warm-up fills
 // the cache, so the measured window reads hot profiles).
@@ -96,21 +90,12 @@ class GetCustomer final : public Workload {
 
   void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
             std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      infostore::GetCustomerRequest req;
-      infostore::Customer resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    infostore::GetCustomerRequest req;
     // A multiplicative hash spreads consecutive requests over the population.
-    call->req.mutable_customer()->set_customer_id(ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()]);
-    infostore::InformationStore::NewStub(Borrow(channel))
-        ->async()
-        ->GetCustomer(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          done(status);
-          delete call;
-        });
+    req.mutable_customer()->set_customer_id(ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()]);
+    auto stub = infostore::InformationStore::NewStub(Borrow(channel));
+    StartUnary<infostore::Customer>(std::move(req), timeout, std::move(done),
+                                    [&](auto... args) { stub->async()->GetCustomer(args...); });
   }
 
  private:
@@ -122,24 +107,15 @@ class UpsertCustomer final : public Workload {
  public:
   void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
             std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      infostore::UpsertCustomerRequest req;
-      infostore::UpsertCustomerResponse resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    auto* id = call->req.add_identifiers();
+    infostore::UpsertCustomerRequest req;
+    auto* id = req.add_identifiers();
     id->set_type(ecrm::common::v1::IDENTIFIER_TYPE_EMAIL);
     id->set_value(absl::StrCat("upsert-", run_, "-", n, "@example.com"));
-    call->req.mutable_profile()->set_first_name("Load");
-    call->req.mutable_profile()->set_locale("en-GB");
-    infostore::InformationStore::NewStub(Borrow(channel))
-        ->async()
-        ->UpsertCustomer(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          done(status);
-          delete call;
-        });
+    req.mutable_profile()->set_first_name("Load");
+    req.mutable_profile()->set_locale("en-GB");
+    auto stub = infostore::InformationStore::NewStub(Borrow(channel));
+    StartUnary<infostore::UpsertCustomerResponse>(std::move(req), timeout, std::move(done),
+                                                  [&](auto... args) { stub->async()->UpsertCustomer(args...); });
   }
 
  private:
@@ -202,22 +178,13 @@ class AddCartItem final : public Workload {
 
   void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
             std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      transaction::AddCartItemRequest req;
-      transaction::Cart resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    call->req.set_customer_id(absl::StrCat("cart-", run_, "-", n % carts_));
-    call->req.set_sku(absl::StrCat("LOAD-", (n / carts_ + n * 7) % kProducts));
-    call->req.set_quantity(1);
-    transaction::Transaction::NewStub(Borrow(channel))
-        ->async()
-        ->AddCartItem(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          done(status);
-          delete call;
-        });
+    transaction::AddCartItemRequest req;
+    req.set_customer_id(absl::StrCat("cart-", run_, "-", n % carts_));
+    req.set_sku(absl::StrCat("LOAD-", (n / carts_ + n * 7) % kProducts));
+    req.set_quantity(1);
+    auto stub = transaction::Transaction::NewStub(Borrow(channel));
+    StartUnary<transaction::Cart>(std::move(req), timeout, std::move(done),
+                                  [&](auto... args) { stub->async()->AddCartItem(args...); });
   }
 
  private:
@@ -253,22 +220,13 @@ class Checkout final : public Workload {
 
   void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
             std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      transaction::CheckoutRequest req;
-      transaction::Order resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    call->req.set_customer_id(Customer(n));
-    call->req.set_idempotency_key(absl::StrCat("checkout-", Customer(n)));
-    call->req.set_channel(transaction::SALES_CHANNEL_WEB);
-    transaction::Transaction::NewStub(Borrow(channel))
-        ->async()
-        ->Checkout(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          done(status);
-          delete call;
-        });
+    transaction::CheckoutRequest req;
+    req.set_customer_id(Customer(n));
+    req.set_idempotency_key(absl::StrCat("checkout-", Customer(n)));
+    req.set_channel(transaction::SALES_CHANNEL_WEB);
+    auto stub = transaction::Transaction::NewStub(Borrow(channel));
+    StartUnary<transaction::Order>(std::move(req), timeout, std::move(done),
+                                   [&](auto... args) { stub->async()->Checkout(args...); });
   }
 
  private:
@@ -487,24 +445,15 @@ class DecideOffers final : public Workload {
 
   void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
             std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      personalisation::DecideOffersRequest req;
-      personalisation::DecideOffersResponse resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    call->req.set_customer_id(ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()]);
-    call->req.set_placement("home");
-    call->req.set_channel(ecrm::common::v1::CHANNEL_WEB);
-    call->req.set_max_offers(3);
-    call->req.set_record_impression(record_);
-    personalisation::Personalisation::NewStub(Borrow(channel))
-        ->async()
-        ->DecideOffers(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          done(status);
-          delete call;
-        });
+    personalisation::DecideOffersRequest req;
+    req.set_customer_id(ids_[static_cast<uint64_t>(n) * 2654435761u % ids_.size()]);
+    req.set_placement("home");
+    req.set_channel(ecrm::common::v1::CHANNEL_WEB);
+    req.set_max_offers(3);
+    req.set_record_impression(record_);
+    auto stub = personalisation::Personalisation::NewStub(Borrow(channel));
+    StartUnary<personalisation::DecideOffersResponse>(std::move(req), timeout, std::move(done),
+                                                      [&](auto... args) { stub->async()->DecideOffers(args...); });
   }
 
  private:
@@ -554,28 +503,21 @@ class BatchRender final : public Workload {
 
   void Call(int64_t n, grpc::Channel& channel, absl::Duration timeout,
             std::function<void(const grpc::Status&)> done) override {
-    struct Call {
-      grpc::ClientContext ctx;
-      personalisation::BatchRenderRequest req;
-      personalisation::BatchRenderResponse resp;
-    };
-    auto* call = new Call();
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    call->req.set_template_id(template_id_);
-    call->req.set_placement("home");
+    personalisation::BatchRenderRequest req;
+    req.set_template_id(template_id_);
+    req.set_placement("home");
     for (int64_t i = 0; i < batch_; ++i) {
-      call->req.add_customer_ids(ids_[static_cast<size_t>((n * batch_ + i) % static_cast<int64_t>(ids_.size()))]);
+      req.add_customer_ids(ids_[static_cast<size_t>((n * batch_ + i) % static_cast<int64_t>(ids_.size()))]);
     }
-    personalisation::Personalisation::NewStub(Borrow(channel))
-        ->async()
-        ->BatchRender(&call->ctx, &call->req, &call->resp, [call, done = std::move(done)](grpc::Status status) {
-          if (status.ok() && !call->resp.failed().empty()) {
-            const auto& [id, why] = *call->resp.failed().begin();
+    auto stub = personalisation::Personalisation::NewStub(Borrow(channel));
+    StartUnary<personalisation::BatchRenderResponse>(
+        std::move(req), timeout, std::move(done), [&](auto... args) { stub->async()->BatchRender(args...); },
+        [](grpc::Status& status, const personalisation::BatchRenderResponse& resp) {
+          if (status.ok() && !resp.failed().empty()) {
+            const auto& [id, why] = *resp.failed().begin();
             status = grpc::Status(grpc::StatusCode::INTERNAL,
-                                  absl::StrCat(call->resp.failed().size(), " failed, e.g. ", id, ": ", why));
+                                  absl::StrCat(resp.failed().size(), " failed, e.g. ", id, ": ", why));
           }
-          done(status);
-          delete call;
         });
   }
 

@@ -5,7 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <catch2/catch.hpp>
-#include <fstream>
+#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -17,6 +17,7 @@
 #include "ecrm/segmentation/v1/segmentation.grpc.pb.h"
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/service.h"
+#include "engine_suite.h"
 #include "smtp_test_server.h"
 #include "test_servers.h"
 
@@ -25,13 +26,8 @@ namespace common = ecrm::common::v1;
 namespace info = ecrm::infostore::v1;
 namespace pz = ecrm::personalisation::v1;
 namespace seg = ecrm::segmentation::v1;
-using ecrm::testing::Binary;
 using ecrm::testing::Eventually;
-using ecrm::testing::Redis;
-using ecrm::testing::ServiceProcess;
 using ecrm::testing::SmtpTestServer;
-
-using ecrm::testing::StartEngine;
 
 namespace {
 
@@ -65,46 +61,36 @@ std::string Decoded(const std::string& eml) {
   return out;
 }
 
-struct Suite {
-  ecrm::testing::TempDir dir;
-  std::unique_ptr<SmtpTestServer> smtp;
-  std::unique_ptr<ServiceProcess> infostore, personalisation, segmentation, broadcast;
+// Infostore, personalisation and broadcast (tests/support/engine_suite.h), segmentation too when
+// asked; email to the SMTP server or, given `file_channel`, to that file.
+struct Suite : ecrm::testing::EngineSuite {
   std::unique_ptr<info::InformationStore::Stub> hub;
   std::unique_ptr<pz::Personalisation::Stub> templates;
   std::unique_ptr<seg::Segmentation::Stub> segments;
   std::unique_ptr<v1::Broadcast::Stub> stub;
 
-  explicit Suite(std::vector<std::string> broadcast_args, bool with_segmentation = false,
-                 const std::string& file_channel = "") {
-    auto s = SmtpTestServer::Start();
-    if (!s.ok()) FAIL(s.status().ToString());
-    smtp = std::move(*s);
-    infostore = StartEngine("infostore", {absl::StrCat("--database-url=sqlite://", dir.path(), "/infostore.db"),
-                                          "--redis-url=" + Redis().url()});
+  // `databases`: per engine, its --database-url (none: SQLite).
+  explicit Suite(std::map<std::string, std::string> databases, bool with_segmentation = false,
+                 const std::string& file_channel = "")
+      : EngineSuite(Wiring(std::move(databases), with_segmentation, file_channel)) {
     hub = info::InformationStore::NewStub(infostore->channel());
-    personalisation = StartEngine("personalisation",
-                                  {absl::StrCat("--database-url=sqlite://", dir.path(), "/personalisation.db"),
-                                   "--redis-url=" + Redis().url(), "--infostore-address=" + infostore->grpc_address()});
     templates = pz::Personalisation::NewStub(personalisation->channel());
-    if (with_segmentation) {
-      segmentation =
-          StartEngine("segmentation", {absl::StrCat("--database-url=sqlite://", dir.path(), "/segmentation.db"),
-                                       "--redis-url=", "--infostore-address=" + infostore->grpc_address()});
-      segments = seg::Segmentation::NewStub(segmentation->channel());
-      broadcast_args.push_back("--segmentation-address=" + segmentation->grpc_address());
-    }
-    for (std::string a :
-         {"--redis-url=" + Redis().url(), "--infostore-address=" + infostore->grpc_address(),
-          "--personalisation-address=" + personalisation->grpc_address(),
-          file_channel.empty() ? smtp_arg() : "--file-channel-path=" + file_channel,
-          std::string("--smtp-from=news@shop.example"), std::string("--public-base-url=https://t.example.com")}) {
-      broadcast_args.push_back(a);
-    }
-    setenv("ECRM_TRACKING_SECRET", "the links' secret, sixteen bytes or more", 1);  // the engine inherits it
-    broadcast = StartEngine("broadcast", broadcast_args);
+    if (with_segmentation) segments = seg::Segmentation::NewStub(segmentation->channel());
     stub = v1::Broadcast::NewStub(broadcast->channel());
   }
-  std::string smtp_arg() const { return "--smtp-url=" + smtp->Url(); }
+
+  static Options Wiring(std::map<std::string, std::string> databases, bool with_segmentation,
+                        const std::string& file_channel) {
+    Options o;
+    o.transaction = false;
+    o.segmentation = with_segmentation;
+    o.databases = std::move(databases);
+    o.flags["segmentation"] = {"--redis-url="};
+    o.flags["broadcast"] = {"--smtp-from=news@shop.example", "--public-base-url=https://t.example.com"};
+    if (!file_channel.empty())
+      o.flags["broadcast"].insert(o.flags["broadcast"].end(), {"--smtp-url=", "--file-channel-path=" + file_channel});
+    return o;
+  }
 
   std::string Customer(const std::string& email, const std::string& first_name, const std::string& country = "FR") {
     info::UpsertCustomerRequest req;
@@ -182,18 +168,19 @@ struct Suite {
   }
 };
 
-std::vector<std::pair<std::string, std::vector<std::string>>> Backends() {
+// Broadcast's database: SQLite, or PostgreSQL.
+std::vector<std::pair<std::string, std::map<std::string, std::string>>> Backends() {
   auto db = ecrm::testing::Postgres().CreateUniqueDatabase();
   REQUIRE(db.ok());
-  return {{"sqlite", {}}, {"postgres", {"--database-url=" + ecrm::testing::Postgres().url(*db)}}};
+  return {{"sqlite", {}}, {"postgres", {{"broadcast", ecrm::testing::Postgres().url(*db)}}}};
 }
 
 }  // namespace
 
 TEST_CASE("a template greeting the customer by name is rendered by personalisation and mailed with its links") {
-  for (auto& [name, args] : Backends()) {
+  for (auto& [name, databases] : Backends()) {
     DYNAMIC_SECTION(name) {
-      Suite s(args);
+      Suite s(databases);
       const std::string ada = s.Customer(absl::StrCat("ada.", name, "@example.com"), "Ada");
       const std::string template_id = s.Template();
 

@@ -133,6 +133,34 @@ Customer Alice() {
 
 std::string ErrorOf(const absl::StatusOr<v1::Offer>& r) { return r.ok() ? "ok" : std::string(r.status().message()); }
 
+// Templates and messages over an engine's offers, with one email template of `text_body`.
+struct Rendering {
+  Rendering(Engine& e, const std::string& text_body)
+      : templates(*e.db, e.metrics), messages(templates, e.customers, e.metrics) {
+    messages.set_offers(e.offers.get());
+    v1::Template t;
+    t.set_name("offers");
+    t.set_channel(common::CHANNEL_EMAIL);
+    t.set_subject("For you");
+    t.set_text_body(text_body);
+    absl::StatusOr<v1::Template> created = templates.Create(t);
+    REQUIRE(created.ok());
+    template_id = created->id();
+  }
+  // A BatchRender of the template for c_alice, c_bob and c_nobody (unknown) at `placement`.
+  v1::BatchRenderRequest Batch(const std::string& placement) const {
+    v1::BatchRenderRequest req;
+    req.set_template_id(template_id);
+    for (const char* id : {"c_alice", "c_bob", "c_nobody"}) req.add_customer_ids(id);
+    req.set_placement(placement);
+    return req;
+  }
+
+  p::Templates templates;
+  p::Messages messages;
+  std::string template_id;
+};
+
 }  // namespace
 
 TEST_CASE("offers: bad input is refused naming the field") {
@@ -436,16 +464,8 @@ TEST_CASE("offers: caps and budgets, counted exactly when 16 decide at once") {
 TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers decide them per customer") {
   Engine e;
   e.directory.customers["c_alice"] = Alice();
-  p::Templates templates(*e.db, e.metrics);
-  p::Messages messages(templates, e.customers, e.metrics);
-  messages.set_offers(e.offers.get());
-  v1::Template t;
-  t.set_name("offers");
-  t.set_channel(common::CHANNEL_EMAIL);
-  t.set_subject("For you");
-  t.set_text_body("{{#offers}}[{{name}} {{percent_off}}%]{{/offers}}");
-  absl::StatusOr<v1::Template> created = templates.Create(t);
-  REQUIRE(created.ok());
+  Rendering r(e, "{{#offers}}[{{name}} {{percent_off}}%]{{/offers}}");
+  p::Messages& messages = r.messages;
   v1::Offer home = Percent("home", 15, 2);
   home.add_placements("home");
   home.add_channels(common::CHANNEL_EMAIL);
@@ -456,7 +476,7 @@ TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers
   e.Create(sms);
 
   v1::RenderMessageRequest req;
-  req.set_template_id(created->id());
+  req.set_template_id(r.template_id);
   req.set_customer_id("c_alice");
   req.set_placement("home");
   absl::StatusOr<v1::RenderedMessage> m = messages.Render(req);
@@ -480,12 +500,7 @@ TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers
   v1::Offer gb = Percent("gb", 20, 5);
   gb.set_eligibility_rule("profile.address.country == \"GB\"");
   e.Create(gb);
-  v1::BatchRenderRequest batch;
-  batch.set_template_id(created->id());
-  batch.add_customer_ids("c_alice");
-  batch.add_customer_ids("c_bob");
-  batch.add_customer_ids("c_nobody");
-  batch.set_placement("home");
+  v1::BatchRenderRequest batch = r.Batch("home");
   absl::StatusOr<v1::BatchRenderResponse> rendered = messages.BatchRender(batch);
   REQUIRE(rendered.ok());
   REQUIRE(rendered->messages_size() == 2);
@@ -495,7 +510,7 @@ TEST_CASE("offers: RenderMessage and BatchRender given a placement and no offers
   CHECK(rendered->failed_codes().at("c_nobody") == static_cast<int>(absl::StatusCode::kNotFound));
   // A batch large enough to be split over threads: each customer their own, in order.
   v1::BatchRenderRequest many;
-  many.set_template_id(created->id());
+  many.set_template_id(r.template_id);
   many.set_placement("home");
   for (int k = 0; k < 250; ++k) {
     Customer c = k % 2 == 0 ? Alice() : bob;
@@ -529,16 +544,8 @@ TEST_CASE("offers: BatchRender given a placement and no offers decides each cust
   bob.mutable_profile()->set_first_name("Bob");
   e.directory.customers["c_bob"] = bob;
   e.segments.members["c_alice"] = {"seg_gold"};
-  p::Templates templates(*e.db, e.metrics);
-  p::Messages messages(templates, e.customers, e.metrics);
-  messages.set_offers(e.offers.get());
-  v1::Template t;
-  t.set_name("offers");
-  t.set_channel(common::CHANNEL_EMAIL);
-  t.set_subject("For you");
-  t.set_text_body("{{profile.first_name}}:{{#offers}} [{{name}} {{percent_off}}%]{{/offers}}");
-  absl::StatusOr<v1::Template> created = templates.Create(t);
-  REQUIRE(created.ok());
+  Rendering r(e, "{{profile.first_name}}:{{#offers}} [{{name}} {{percent_off}}%]{{/offers}}");
+  p::Messages& messages = r.messages;
   v1::Offer gold = Percent("gold", 15, 2);
   gold.add_segment_ids("seg_gold");
   gold.add_placements("campaign");
@@ -548,12 +555,7 @@ TEST_CASE("offers: BatchRender given a placement and no offers decides each cust
   checkout.add_placements("checkout");
   e.Create(checkout);
 
-  v1::BatchRenderRequest req;
-  req.set_template_id(created->id());
-  req.add_customer_ids("c_alice");
-  req.add_customer_ids("c_bob");
-  req.add_customer_ids("c_nobody");
-  req.set_placement("campaign");
+  v1::BatchRenderRequest req = r.Batch("campaign");
   absl::StatusOr<v1::BatchRenderResponse> batch = messages.BatchRender(req);
   REQUIRE(batch.ok());
   REQUIRE(batch->messages_size() == 2);

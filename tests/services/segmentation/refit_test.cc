@@ -284,93 +284,35 @@ TEST_CASE("a failed fit keeps the last model, and a refit of unchanged data chan
   CHECK(none.Report("s0")->rfm);
 }
 
-TEST_CASE("a refit moves customers between segments that read scores and publishes it, after the first") {
-  testing::TempDir dir;
-  auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
-  REQUIRE(db.ok());
-  REQUIRE((*db)->Migrate("segmentation", kMigrations).ok());
-  Features f;
-  Segments segments(**db, f, [] { return kNow; });
-  REQUIRE(segments.Load().ok());
-  NoStore store;
-  outbox::Outbox outbox(**db);
-  prometheus::Registry registry;
-  SegmentationMetrics metrics(registry);
-  FeedConsumer feed(**db, f, segments, store, outbox, metrics);
-  Scores scores(f, [] { return kNow; });
+// Feed changes: a customer's profile, an event `days_ago`.
+infostore::v1::Change ProfileChange(const std::string& id) {
+  infostore::v1::Change c;
+  c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+  c.set_customer_id(id);
+  *c.mutable_customer() = Customer(id);
+  return c;
+}
+infostore::v1::Change EventChange(const std::string& id, const std::string& type, int64_t days_ago,
+                                  int64_t amount = 0) {
+  infostore::v1::Change c;
+  c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
+  c.set_customer_id(id);
+  *c.mutable_event() = Event(id, type, DaysAgo(days_ago), amount);
+  return c;
+}
+infostore::v1::Change PurchaseChange(const std::string& id, int64_t days_ago) {
+  return EventChange(id, "purchase", days_ago, 1000);
+}
 
-  // Through the feed, as the engine receives them.
-  int64_t position = 0;
-  auto apply = [&](const std::vector<infostore::v1::Change>& changes) {
-    infostore::v1::WatchChangesResponse m;
-    for (const auto& c : changes) *m.add_changes() = c;
-    m.set_position(++position);
-    REQUIRE(feed.Apply(m).ok());
-  };
-  auto profile = [](const std::string& id) {
-    infostore::v1::Change c;
-    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
-    c.set_customer_id(id);
-    *c.mutable_customer() = Customer(id);
-    return c;
-  };
-  auto purchase = [](const std::string& id, int64_t days_ago) {
-    infostore::v1::Change c;
-    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
-    c.set_customer_id(id);
-    *c.mutable_event() = Event(id, "purchase", DaysAgo(days_ago), 1000);
-    return c;
-  };
+// TenBuyers' b0 … b9 as feed changes.
+std::vector<infostore::v1::Change> TenBuyerChanges() {
   std::vector<infostore::v1::Change> changes;
   for (int i = 0; i < 10; ++i) {
     const std::string id = absl::StrCat("b", i);
-    changes.push_back(profile(id));
-    for (int k = 0; k <= i; ++k) changes.push_back(purchase(id, 10 - i + 7 * k));
+    changes.push_back(ProfileChange(id));
+    for (int k = 0; k <= i; ++k) changes.push_back(PurchaseChange(id, 10 - i + 7 * k));
   }
-  apply(changes);
-
-  v1::Segment request;
-  request.set_name("champions");
-  request.set_rule("rfm.cell == \"champions\"");
-  absl::StatusOr<v1::Segment> champions = segments.Create(request);
-  REQUIRE(champions.ok());
-  CHECK(champions->size() == 0);  // nobody scored yet
-  request.set_name("engaged");
-  request.set_rule("engagement > 0 && orders.count >= 1");
-  REQUIRE(segments.Create(request).ok());
-
-  auto members = [&](const std::string& id) {
-    std::shared_lock lock(f.mutex());
-    std::vector<std::string> out;
-    for (CustomerNo n : *segments.Members(id)) out.emplace_back(f.Id(n));
-    return out;
-  };
-  auto published = [&] {
-    std::vector<std::string> out;
-    absl::StatusOr<std::vector<outbox::OutboxEvent>> pending = outbox.PendingEvents(100);
-    if (!pending.ok()) return std::vector<std::string>{pending.status().ToString()};
-    for (const auto& e : *pending) {
-      out.push_back(absl::StrCat(e.event.type(), " ", e.event.customer().customer_id()));
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  };
-
-  // The first refit after a start fills them without publishing.
-  REQUIRE(feed.ApplyScores(scores).ok());
-  CHECK(members(champions->id()) == std::vector<std::string>{"b8", "b9"});
-  CHECK(segments.Get(champions->id())->size() == 2);
-  CHECK(published().empty());
-  CHECK(metrics.score_refits.Value() == 1);
-  CHECK(metrics.scored_rfm.Value() == 10);
-
-  // b7 buys three times more today: its recency, frequency and spend now rank first, b9's
-  // second and b8's third, so b7 becomes a champion (5, 5) and b8 loyal (4, 4).
-  apply({purchase("b7", 0), purchase("b7", 0), purchase("b7", 0)});
-  REQUIRE(feed.ApplyScores(scores).ok());
-  CHECK(members(champions->id()) == std::vector<std::string>{"b7", "b9"});
-  CHECK(published() == std::vector<std::string>{"segment_entered b7", "segment_exited b8"});
-  CHECK(metrics.score_refits.Value() == 2);
+  return changes;
 }
 
 // One engine's objects over a database, started as main.cc starts them.
@@ -428,6 +370,49 @@ struct Engine {
   }
 };
 
+// Applies `changes` as the feed's next message (`position` counts them across restarts).
+void Apply(FeedConsumer& feed, int64_t* position, const std::vector<infostore::v1::Change>& changes) {
+  infostore::v1::WatchChangesResponse m;
+  for (const auto& c : changes) *m.add_changes() = c;
+  m.set_position(++*position);
+  REQUIRE(feed.Apply(m).ok());
+}
+
+TEST_CASE("a refit moves customers between segments that read scores and publishes it, after the first") {
+  testing::TempDir dir;
+  const Segments::Clock clock = [] { return kNow; };
+  Engine e(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"), clock);
+  // Through the feed, as the engine receives them.
+  int64_t position = 0;
+  Apply(*e.feed, &position, TenBuyerChanges());
+
+  v1::Segment request;
+  request.set_name("champions");
+  request.set_rule("rfm.cell == \"champions\"");
+  absl::StatusOr<v1::Segment> champions = e.segments->Create(request);
+  REQUIRE(champions.ok());
+  CHECK(champions->size() == 0);  // nobody scored yet
+  request.set_name("engaged");
+  request.set_rule("engagement > 0 && orders.count >= 1");
+  REQUIRE(e.segments->Create(request).ok());
+
+  // The first refit after a start fills them without publishing.
+  REQUIRE(e.feed->ApplyScores(*e.scores).ok());
+  CHECK(e.Members(champions->id()) == std::vector<std::string>{"b8", "b9"});
+  CHECK(e.segments->Get(champions->id())->size() == 2);
+  CHECK(e.Published().empty());
+  CHECK(e.metrics->score_refits.Value() == 1);
+  CHECK(e.metrics->scored_rfm.Value() == 10);
+
+  // b7 buys three times more today: its recency, frequency and spend now rank first, b9's
+  // second and b8's third, so b7 becomes a champion (5, 5) and b8 loyal (4, 4).
+  Apply(*e.feed, &position, {PurchaseChange("b7", 0), PurchaseChange("b7", 0), PurchaseChange("b7", 0)});
+  REQUIRE(e.feed->ApplyScores(*e.scores).ok());
+  CHECK(e.Members(champions->id()) == std::vector<std::string>{"b7", "b9"});
+  CHECK(e.Published() == std::vector<std::string>{"segment_entered b7", "segment_exited b8"});
+  CHECK(e.metrics->score_refits.Value() == 2);
+}
+
 TEST_CASE("a restart loads the members and scores saved and publishes only what changed while it was down") {
   testing::TempDir dir;
   const std::string url = absl::StrCat("sqlite://", dir.path(), "/segmentation.db");
@@ -435,24 +420,7 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
   const Segments::Clock clock = [&now] { return now; };
   int64_t position = 0;
   auto apply = [&](Engine& e, const std::vector<infostore::v1::Change>& changes) {
-    infostore::v1::WatchChangesResponse m;
-    for (const auto& c : changes) *m.add_changes() = c;
-    m.set_position(++position);
-    REQUIRE(e.feed->Apply(m).ok());
-  };
-  auto profile = [](const std::string& id) {
-    infostore::v1::Change c;
-    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
-    c.set_customer_id(id);
-    *c.mutable_customer() = Customer(id);
-    return c;
-  };
-  auto purchase = [](const std::string& id, int64_t days_ago) {
-    infostore::v1::Change c;
-    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
-    c.set_customer_id(id);
-    *c.mutable_event() = Event(id, "purchase", DaysAgo(days_ago), 1000);
-    return c;
+    Apply(*e.feed, &position, changes);
   };
 
   std::string champions, recent, gb;
@@ -461,13 +429,7 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
     Engine a(url, clock);
     CHECK(a.restored.empty());
     // b0 … b9: b_i last bought 10 - i days ago.
-    std::vector<infostore::v1::Change> changes;
-    for (int i = 0; i < 10; ++i) {
-      const std::string id = absl::StrCat("b", i);
-      changes.push_back(profile(id));
-      for (int k = 0; k <= i; ++k) changes.push_back(purchase(id, 10 - i + 7 * k));
-    }
-    apply(a, changes);
+    apply(a, TenBuyerChanges());
     v1::Segment request;
     for (auto [name, rule, id] : {std::tuple{"champions", "rfm.cell == \"champions\"", &champions},
                                   std::tuple{"recent", "days_since(orders.last_at) <= 12", &recent},
@@ -484,7 +446,7 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
     CHECK(champions_before == std::vector<std::string>{"b8", "b9"});
     CHECK(recent_before.size() == 10);
     // The highest number, then erased: not given out again after the restart.
-    apply(a, {profile("z")});
+    apply(a, {ProfileChange("z")});
     CHECK(*a.f.Find("z") == 10);
     infostore::v1::Change erase;
     erase.set_kind(infostore::v1::CHANGE_KIND_ERASE);
@@ -523,7 +485,7 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
       CHECK(e.event.occurred_at().seconds() == absl::ToUnixSeconds(kNow + absl::Hours(70)));
     }
     CHECK(b.metrics->exited.Value() == 3);
-    apply(b, {profile("y")});
+    apply(b, {ProfileChange("y")});
     CHECK(*b.f.Find("y") == 11);
     CHECK(b.Published().size() == 4);  // and y's entry into gb
   }
@@ -541,7 +503,7 @@ TEST_CASE("a restart loads the members and scores saved and publishes only what 
     REQUIRE(c.feed->PublishRestored(c.restored).ok());
     CHECK(c.Published().size() == 4);
     // The first refit after the start publishes (the scores were there before it).
-    apply(c, {purchase("b7", 0), purchase("b7", 0), purchase("b7", 0)});
+    apply(c, {PurchaseChange("b7", 0), PurchaseChange("b7", 0), PurchaseChange("b7", 0)});
     REQUIRE(c.feed->ApplyScores(*c.scores).ok());
     CHECK(c.Members(champions) == std::vector<std::string>{"b7", "b9"});
     CHECK(c.Published().size() == 6);
@@ -554,24 +516,7 @@ TEST_CASE("events saved apart from the records: a restart loads every customer e
   const Segments::Clock clock = [] { return kNow; };
   int64_t position = 0;
   auto apply = [&](Engine& e, const std::vector<infostore::v1::Change>& changes) {
-    infostore::v1::WatchChangesResponse m;
-    for (const auto& c : changes) *m.add_changes() = c;
-    m.set_position(++position);
-    REQUIRE(e.feed->Apply(m).ok());
-  };
-  auto profile = [](const std::string& id) {
-    infostore::v1::Change c;
-    c.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
-    c.set_customer_id(id);
-    *c.mutable_customer() = Customer(id);
-    return c;
-  };
-  auto event = [](const std::string& id, const std::string& type, int64_t days_ago, int64_t amount = 0) {
-    infostore::v1::Change c;
-    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
-    c.set_customer_id(id);
-    *c.mutable_event() = Event(id, type, DaysAgo(days_ago), amount);
-    return c;
+    Apply(*e.feed, &position, changes);
   };
   auto records = [](Engine& e) {
     std::map<std::string, std::string> out;
@@ -588,12 +533,13 @@ TEST_CASE("events saved apart from the records: a restart loads every customer e
   std::map<std::string, std::string> before;
   {
     Engine a(url, clock);
-    apply(a, {profile("p1"), profile("p2")});
+    apply(a, {ProfileChange("p1"), ProfileChange("p2")});
     // Events alone: only the customers' events are written again.
-    apply(a, {event("p1", "page_view", 1), event("p1", "page_view", 2), event("p2", "email_open", 3)});
-    apply(a, {event("p3", "page_view", 1)});       // first seen by an event: its record too
-    apply(a, {event("p1", "purchase", 4, 2500)});  // the order aggregates: its record too
-    apply(a, {event("p1", "page_view", 0), event("p3", "add_to_cart", 0)});
+    apply(a,
+          {EventChange("p1", "page_view", 1), EventChange("p1", "page_view", 2), EventChange("p2", "email_open", 3)});
+    apply(a, {EventChange("p3", "page_view", 1)});       // first seen by an event: its record too
+    apply(a, {EventChange("p1", "purchase", 4, 2500)});  // the order aggregates: its record too
+    apply(a, {EventChange("p1", "page_view", 0), EventChange("p3", "add_to_cart", 0)});
     CHECK(count(a, "customers") == 3);
     CHECK(count(a, "customer_events") == 3);
     infostore::v1::Change erase;
@@ -622,7 +568,7 @@ TEST_CASE("events saved apart from the records: a restart loads every customer e
     CHECK(b.f.EventCount(p1, *b.f.FindEventType("page_view"), absl::Hours(24 * 7), kNow) == 3);
     CHECK(b.f.Field(p1, FieldRef::Builtin(Field::kOrdersCount)).number > 0);
     // The old customer's events alone change: written apart, and loaded over its record's.
-    apply(b, {event("old", "page_view", 0)});
+    apply(b, {EventChange("old", "page_view", 0)});
     CHECK(count(b, "customer_events") == 3);
     before = records(b);
   }
