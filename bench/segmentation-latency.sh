@@ -17,7 +17,8 @@
 # (so that nobody builds meanwhile), releasing it between runs. ECRM_SEG_PHASES (default "serving
 # changes events") picks the measurements; ECRM_SEG_ARGS adds flags to ecrm-segmentation (e.g.
 # --save-interval=0s to compare); ECRM_SEG_BINARY another ecrm-segmentation to measure (a build
-# before a change, copied aside; default the one just built).
+# before a change, copied aside; default the one just built); ECRM_INFOSTORE_BIN likewise another
+# ecrm-infostore.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${ECRM_BENCH_DURATION:-10s}
@@ -69,7 +70,7 @@ for backend in $backends; do
     store_url="postgresql://postgres@127.0.0.1:$pg_port/infostore"
     seg_url="postgresql://postgres@127.0.0.1:$pg_port/segmentation"
   fi
-  start_service "$B/services/ecrm-infostore" --database-url="$store_url" --redis-url="$redis"
+  start_service "${ECRM_INFOSTORE_BIN:-$B/services/ecrm-infostore}" --database-url="$store_url" --redis-url="$redis"
   infostore=$REPLY
   store_pid=$SERVICE_PID
   start_service "${ECRM_SEG_BINARY:-$B/services/ecrm-segmentation}" --database-url="$seg_url" --infostore-address="$infostore" \
