@@ -78,10 +78,13 @@ for backend in $backends; do
   seg=$REPLY
   seg_metrics=$METRICS_ADDR
   seg_pid=$SERVICE_PID
+  # Loading and the first catch-up hold the lock too: two processes at full speed for minutes.
+  hold
   lat --mode=seed --customers="$customers" >&2
   wait_caught_up
   lat --mode=segments --segments=100 >&2
   wait_caught_up
+  release
 
   ev_cpu=(); ev_scpu=(); health=(); segs=(); scores=(); ch_p99=(); ch_max=(); ch_fail=(); ev_p99=(); ev_max=(); ev_fail=(); ev_rate=(); ch_w99=(); ev_w99=()
   for r in $(seq "$runs"); do
