@@ -8,10 +8,30 @@
 #include "absl/strings/str_cat.h"
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/server/channel.h"
+#include "ecrm/status/macros.h"
 
 namespace ecrm::broadcast {
 
 namespace {
+
+// What a lookup of a message's template or offer (`what`, named by `field`) answered, as the
+// status to give the caller of CreateBroadcast.
+absl::Status LookupStatus(const grpc::Status& s, absl::string_view field, absl::string_view what,
+                          const std::string& id) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return absl::OkStatus();
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(absl::StrCat(field, ": personalisation has no ", what, " \"", id, "\""));
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", s.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
+    default:
+      return absl::UnavailableError(
+          absl::StrCat("personalisation: reading the ", what, " failed: ", s.error_message()));
+  }
+}
 
 // A customer personalisation could not render: by the code it gives (failed_codes) —
 // UNAVAILABLE / DEADLINE_EXCEEDED worth another attempt, NOT_FOUND an unknown customer, anything
@@ -108,25 +128,9 @@ absl::Status GrpcTemplateRenderer::CheckTemplate(const std::string& template_id,
   personalisation::v1::GetTemplateRequest req;
   req.set_id(template_id);
   personalisation::v1::Template t;
-  grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->GetTemplate(&ctx, req, &t);
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-      return absl::OkStatus();
-    case grpc::StatusCode::NOT_FOUND:
-      return absl::NotFoundError(
-          absl::StrCat("content.template_id: personalisation has no template \"", template_id, "\""));
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return absl::InvalidArgumentError(absl::StrCat("content.template_id: ", s.error_message()));
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
-    default:
-      return absl::UnavailableError(absl::StrCat("personalisation: reading the template failed: ", s.error_message()));
-  }
+  return LookupStatus(personalisation::v1::Personalisation::NewStub(channel_)->GetTemplate(&ctx, req, &t),
+                      "content.template_id", "template", template_id);
 }
-
-}  // namespace ecrm::broadcast
-
-namespace ecrm::broadcast {
 
 absl::StatusOr<std::string> GrpcTemplateRenderer::OfferTemplate(const std::string& offer_id, absl::Time deadline) {
   grpc::ClientContext ctx;
@@ -134,19 +138,10 @@ absl::StatusOr<std::string> GrpcTemplateRenderer::OfferTemplate(const std::strin
   personalisation::v1::GetOfferRequest req;
   req.set_id(offer_id);
   personalisation::v1::Offer offer;
-  grpc::Status s = personalisation::v1::Personalisation::NewStub(channel_)->GetOffer(&ctx, req, &offer);
-  switch (s.error_code()) {
-    case grpc::StatusCode::OK:
-      return offer.template_id();
-    case grpc::StatusCode::NOT_FOUND:
-      return absl::NotFoundError(absl::StrCat("content.offer_id: personalisation has no offer \"", offer_id, "\""));
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return absl::InvalidArgumentError(absl::StrCat("content.offer_id: ", s.error_message()));
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return absl::DeadlineExceededError(absl::StrCat("personalisation: no answer in time: ", s.error_message()));
-    default:
-      return absl::UnavailableError(absl::StrCat("personalisation: reading the offer failed: ", s.error_message()));
-  }
+  ECRM_RETURN_IF_ERROR(
+      LookupStatus(personalisation::v1::Personalisation::NewStub(channel_)->GetOffer(&ctx, req, &offer),
+                   "content.offer_id", "offer", offer_id));
+  return offer.template_id();
 }
 
 }  // namespace ecrm::broadcast
