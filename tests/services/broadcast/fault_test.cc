@@ -138,6 +138,19 @@ void SeedProfiles(int n) {
   }
 }
 
+// Polls the broadcast until it is COMPLETED (true) or `timeout` passes; `job` holds the last answer.
+bool Completed(v1::Broadcast::Stub& stub, v1::BroadcastJob& job, absl::Duration timeout) {
+  v1::GetBroadcastRequest get;
+  get.set_id(job.id());
+  return Eventually(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+        return stub.GetBroadcast(&ctx, get, &job).ok() && job.state() == v1::BROADCAST_STATE_COMPLETED;
+      },
+      timeout);
+}
+
 }  // namespace
 
 TEST_CASE("kill -9 during a broadcast: every recipient ends SENT once, duplicates bounded and counted") {
@@ -234,15 +247,7 @@ TEST_CASE("kill -9 during a broadcast: every recipient ends SENT once, duplicate
   }
 
   auto stub = v1::Broadcast::NewStub(engine->channel());
-  v1::GetBroadcastRequest get;
-  get.set_id(job.id());
-  REQUIRE(Eventually(
-      [&] {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-        return stub->GetBroadcast(&ctx, get, &job).ok() && job.state() == v1::BROADCAST_STATE_COMPLETED;
-      },
-      absl::Minutes(10)));
+  REQUIRE(Completed(*stub, job, absl::Minutes(10)));
   const absl::Duration send_time = absl::Now() - send_began;
   REQUIRE(Eventually([&] { return MetricValue(engine->metrics_address(), kDuplicates) >= sending_at_crash.back(); },
                      absl::Minutes(2)));
@@ -363,15 +368,7 @@ TEST_CASE("generic-batch provider: per-message results, one refused message retr
     INFO(st.error_message());
     REQUIRE(st.ok());
   }
-  v1::GetBroadcastRequest get;
-  get.set_id(job.id());
-  REQUIRE(Eventually(
-      [&] {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-        return stub->GetBroadcast(&ctx, get, &job).ok() && job.state() == v1::BROADCAST_STATE_COMPLETED;
-      },
-      absl::Minutes(2)));
+  REQUIRE(Completed(*stub, job, absl::Minutes(2)));
   INFO(absl::StrJoin(job.by_state(), ", ", absl::PairFormatter("=")));
   CHECK(job.by_state().at("SENT") == kRecipients - 1);
   CHECK(job.by_state().at("FAILED") == 1);
