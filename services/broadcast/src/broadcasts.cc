@@ -51,6 +51,27 @@ absl::StatusOr<v1::BroadcastJob> ReadJob(sql::Connection& c, const sql::Row& r) 
   return job;
 }
 
+// An offer CreateBroadcast can queue: one with a template to render it with, active and not over
+// (else every delivery would be held back as not eligible).
+absl::Status CheckOffer(const v1::CreateBroadcastRequest& req, const OfferSummary& offer, absl::Time now) {
+  const std::string& id = req.content().offer_id();
+  if (offer.template_id.empty() && !req.content().has_template_id()) {
+    return absl::FailedPreconditionError(absl::StrCat("content.offer_id: offer \"", id,
+                                                      "\" has no template_id to render it with: set the offer's "
+                                                      "template_id or give content.template_id"));
+  }
+  if (!offer.active) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("content.offer_id: offer \"", id, "\" is not active: activate it in personalisation first"));
+  }
+  if (offer.ends_at <= now) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("content.offer_id: offer \"", id, "\" ended at ",
+                     absl::FormatTime(absl::RFC3339_sec, offer.ends_at, absl::UTCTimeZone()), ": extend it first"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Broadcasts::Broadcasts(sql::Database& db, idempotency::Store& keys, std::set<common::v1::Channel> available,
@@ -124,15 +145,9 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Create(const v1::CreateBroadcastReq
   if (!exists && templates_ != nullptr && !req.content().offer_id().empty()) {
     // Likewise an unknown offer, or one with no template to render it with.
     const std::string& offer_id = req.content().offer_id();
-    absl::StatusOr<std::string> offer_template = templates_->OfferTemplate(offer_id, absl::Now() + templates_timeout_);
-    if (absl::IsNotFound(offer_template.status()) || absl::IsInvalidArgument(offer_template.status())) {
-      return offer_template.status();
-    }
-    if (offer_template.ok() && offer_template->empty() && !req.content().has_template_id()) {
-      return absl::FailedPreconditionError(absl::StrCat("content.offer_id: offer \"", offer_id,
-                                                        "\" has no template_id to render it with: set the offer's "
-                                                        "template_id or give content.template_id"));
-    }
+    absl::StatusOr<OfferSummary> offer = templates_->Offer(offer_id, absl::Now() + templates_timeout_);
+    if (absl::IsNotFound(offer.status()) || absl::IsInvalidArgument(offer.status())) return offer.status();
+    if (offer.ok()) ECRM_RETURN_IF_ERROR(CheckOffer(req, *offer, clock_()));
   }
   if (req.segment_id().empty()) return CreateFor(req, req.customer_ids());
   if (loaded) return CreateFor(req, {});

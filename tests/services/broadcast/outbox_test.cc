@@ -124,7 +124,7 @@ class FakeRenderer final : public bc::TemplateRenderer {
   std::vector<std::pair<std::string, std::vector<std::string>>> calls;
   std::vector<std::string> placements;              // of each call
   std::vector<std::string> offer_calls;             // the offer of each call
-  std::map<std::string, std::string> offers;        // offer id -> its template id (may be empty)
+  std::map<std::string, bc::OfferSummary> offers;   // offer id -> its template id (may be empty), …
   std::map<std::string, std::string> not_eligible;  // customers offers are not for, with why
 
   absl::StatusOr<bc::RenderBatch> BatchRender(const bc::RenderSource& source,
@@ -141,7 +141,7 @@ class FakeRenderer final : public bc::TemplateRenderer {
         return absl::NotFoundError(
             absl::StrCat("content.offer_id: personalisation has no offer \"", source.offer_id, "\""));
       }
-      if (template_id.empty()) template_id = o->second;
+      if (template_id.empty()) template_id = o->second.template_id;
     }
     auto t = templates.find(template_id);
     if (t == templates.end()) return absl::NotFoundError("no such template");
@@ -165,7 +165,7 @@ class FakeRenderer final : public bc::TemplateRenderer {
     }
     return out;
   }
-  absl::StatusOr<std::string> OfferTemplate(const std::string& offer_id, absl::Time) override {
+  absl::StatusOr<bc::OfferSummary> Offer(const std::string& offer_id, absl::Time) override {
     std::lock_guard lock(mu_);
     if (!down.ok()) return down;
     auto o = offers.find(offer_id);
@@ -977,8 +977,10 @@ TEST_CASE("an offer's content: validated, rendered with its template, and held b
   e.WithTemplates();
   e.renderer.templates["offer_tpl"] = {"{{offer}} for {{name}}", "Take {{offer}}", ""};
   e.renderer.templates["other"] = {"Other {{offer}}", "", ""};
-  e.renderer.offers["off_10"] = "offer_tpl";
-  e.renderer.offers["off_bare"] = "";  // no template of its own
+  e.renderer.offers["off_10"] = {"offer_tpl", true};
+  e.renderer.offers["off_bare"] = {"", true};  // no template of its own
+  e.renderer.offers["off_paused"] = {"offer_tpl", false};
+  e.renderer.offers["off_over"] = {"offer_tpl", true, e.clock.Get() - absl::Hours(1)};
   for (const std::string id : {"ann", "bob", "cid"}) e.directory.Put(id, {common::CHANNEL_EMAIL});
   e.renderer.names["ann"] = "Ann";
   e.renderer.names["bob"] = "Bob";
@@ -1026,6 +1028,15 @@ TEST_CASE("an offer's content: validated, rendered with its template, and held b
   absl::Status bare = e.broadcasts->Create(breq).status();
   CHECK(bare.code() == absl::StatusCode::kFailedPrecondition);
   CHECK(absl::StrContains(bare.message(), "content.offer_id"));
+  // … and one no customer could have: inactive, or over.
+  breq.mutable_content()->set_offer_id("off_paused");
+  absl::Status paused = e.broadcasts->Create(breq).status();
+  CHECK(paused.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StrContains(paused.message(), "content.offer_id: offer \"off_paused\" is not active"));
+  breq.mutable_content()->set_offer_id("off_over");
+  absl::Status over = e.broadcasts->Create(breq).status();
+  CHECK(over.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(absl::StrContains(over.message(), "content.offer_id: offer \"off_over\" ended at "));
   CHECK(e.broadcasts->List({})->broadcasts_size() == 0);
 
   // An offer-only broadcast: the offer's template, for those it is for; bob is held back.

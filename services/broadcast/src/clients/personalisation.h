@@ -45,6 +45,13 @@ struct RenderSource {
   std::string offer_id;
 };
 
+// What CreateBroadcast needs to know of an offer before it queues a broadcast of it.
+struct OfferSummary {
+  std::string template_id;  // the template it is rendered with (empty: it has none)
+  bool active = false;
+  absl::Time ends_at = absl::InfiniteFuture();  // valid until
+};
+
 class TemplateRenderer {
  public:
   // Customers per BatchRender call at most.
@@ -61,10 +68,10 @@ class TemplateRenderer {
   // OK when template `template_id` exists; NOT_FOUND (naming content.template_id) when it does not,
   // UNAVAILABLE or DEADLINE_EXCEEDED when personalisation did not answer by `deadline`.
   virtual absl::Status CheckTemplate(const std::string& template_id, absl::Time deadline) = 0;
-  // The template offer `offer_id` is rendered with (empty: it has none); NOT_FOUND (naming
-  // content.offer_id) when there is no such offer, UNAVAILABLE or DEADLINE_EXCEEDED when
-  // personalisation did not answer by `deadline`.
-  virtual absl::StatusOr<std::string> OfferTemplate(const std::string& offer_id, absl::Time deadline) = 0;
+  // Offer `offer_id` as CreateBroadcast checks it; NOT_FOUND (naming content.offer_id) when there
+  // is no such offer, UNAVAILABLE or DEADLINE_EXCEEDED when personalisation did not answer by
+  // `deadline`.
+  virtual absl::StatusOr<OfferSummary> Offer(const std::string& offer_id, absl::Time deadline) = 0;
 };
 
 }  // namespace ecrm::broadcast

@@ -9,6 +9,7 @@
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/server/channel.h"
 #include "ecrm/status/macros.h"
+#include "ecrm/util/util.h"
 
 namespace ecrm::broadcast {
 
@@ -132,7 +133,7 @@ absl::Status GrpcTemplateRenderer::CheckTemplate(const std::string& template_id,
                       "content.template_id", "template", template_id);
 }
 
-absl::StatusOr<std::string> GrpcTemplateRenderer::OfferTemplate(const std::string& offer_id, absl::Time deadline) {
+absl::StatusOr<OfferSummary> GrpcTemplateRenderer::Offer(const std::string& offer_id, absl::Time deadline) {
   grpc::ClientContext ctx;
   server::PrepareOutboundCall(ctx, std::max(absl::ZeroDuration(), std::min(timeout_, deadline - absl::Now())));
   personalisation::v1::GetOfferRequest req;
@@ -141,7 +142,9 @@ absl::StatusOr<std::string> GrpcTemplateRenderer::OfferTemplate(const std::strin
   ECRM_RETURN_IF_ERROR(
       LookupStatus(personalisation::v1::Personalisation::NewStub(channel_)->GetOffer(&ctx, req, &offer),
                    "content.offer_id", "offer", offer_id));
-  return offer.template_id();
+  OfferSummary out{offer.template_id(), offer.active()};
+  if (offer.has_ends_at()) out.ends_at = absl::FromUnixMicros(util::Micros(offer.ends_at()));
+  return out;
 }
 
 }  // namespace ecrm::broadcast

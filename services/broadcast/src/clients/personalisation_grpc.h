@@ -17,7 +17,7 @@ class GrpcTemplateRenderer final : public TemplateRenderer {
   absl::StatusOr<RenderBatch> BatchRender(const RenderSource& source, absl::Span<const std::string> customer_ids,
                                           absl::Time deadline) override;
   absl::Status CheckTemplate(const std::string& template_id, absl::Time deadline) override;
-  absl::StatusOr<std::string> OfferTemplate(const std::string& offer_id, absl::Time deadline) override;
+  absl::StatusOr<OfferSummary> Offer(const std::string& offer_id, absl::Time deadline) override;
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
