@@ -16,7 +16,9 @@
 // "Hi {{profile.first_name}}, your {{attributes.tier}} weekend …" with a per-customer shop link and
 // the engine's {{unsubscribe_url}} (the literal one carries the link too). The sink checks every
 // rendered body it is given (the customer's first name and tier in it, no placeholder left) and the
-// run fails if one is not. Prints broadcast.webhook.render_msgs_per_s beside msgs_per_s.
+// run fails if one is not. Prints broadcast.webhook.render_msgs_per_s beside msgs_per_s, and a second
+// baseline: broadcast.webhook.batch_render_only_per_s, personalisation's BatchRender alone (the
+// bench's own calls of --batch customers from --workers threads, no engine).
 //
 // Each of --runs starts a fresh engine on a fresh database. Baseline, in the same run: the engine's
 // own channel class (SmtpChannel / WebhookChannel) sending the same messages to the same sink from
@@ -235,6 +237,44 @@ double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, c
   if (failed.load() > 0)
     std::fprintf(stderr, "# baseline: %lld messages not accepted\n", static_cast<long long>(failed.load()));
   return static_cast<double>(o.baseline_messages - failed.load()) / absl::ToDoubleSeconds(absl::Now() - began);
+}
+
+// Personalisation alone, the second baseline of --render: BatchRender of the template for every
+// recipient from `workers` threads in calls of `batch` customers (as the engine's workers ask it),
+// nothing else. Customers rendered a second.
+double RenderOnly(const std::shared_ptr<grpc::Channel>& channel, const std::string& template_id, const Options& o) {
+  auto stub = perso::Personalisation::NewStub(channel);
+  std::atomic<int64_t> next{0}, rendered{0};
+  std::atomic<bool> failed{false};
+  std::string error;
+  std::mutex mu;
+  const absl::Time began = absl::Now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.workers; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        const int64_t from = next.fetch_add(o.batch);
+        if (from >= o.recipients || failed) return;
+        perso::BatchRenderRequest req;
+        req.set_template_id(template_id);
+        for (int64_t i = from; i < std::min(o.recipients, from + o.batch); ++i) req.add_customer_ids(CustomerId(i));
+        perso::BatchRenderResponse resp;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+        grpc::Status st = stub->BatchRender(&ctx, req, &resp);
+        if (!st.ok() || !resp.failed().empty()) {
+          std::lock_guard lock(mu);
+          error = st.ok() ? absl::StrCat(resp.failed().size(), " customers not rendered") : st.error_message();
+          failed = true;
+          return;
+        }
+        rendered.fetch_add(resp.messages_size());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Check(!failed, "BatchRender alone: " + error);
+  return static_cast<double>(rendered.load()) / absl::ToDoubleSeconds(absl::Now() - began);
 }
 
 // What the sink checks in the bodies of a rendered broadcast: each customer's own first name and
@@ -474,7 +514,7 @@ int Run(int argc, char** argv) {
     return {absl::ToDoubleSeconds(loaded - load_began), absl::ToDoubleSeconds(done - loaded)};
   };
 
-  std::vector<double> sends, loads, baselines, render_sends, render_loads;
+  std::vector<double> sends, loads, baselines, render_sends, render_loads, render_only;
   const double n = static_cast<double>(o.recipients);
   for (int64_t run = 0; run < o.runs; ++run) {
     baselines.push_back(ChannelOnly(*baseline_channel(), o, channel, body));
@@ -484,6 +524,9 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "# run %lld: load %.1f s, send %.1f s (%.0f msgs/s), baseline %.0f msgs/s\n",
                  static_cast<long long>(run + 1), load_s, send_s, sends.back(), baselines.back());
     if (o.render) {
+      render_only.push_back(RenderOnly(personalisation->channel(), template_id, o));
+      std::fprintf(stderr, "# run %lld: BatchRender alone %.0f customers/s\n", static_cast<long long>(run + 1),
+                   render_only.back());
       auto [rload_s, rsend_s] = broadcast(run, true);
       render_loads.push_back(n / rload_s);
       render_sends.push_back(n / rsend_s);
@@ -496,6 +539,7 @@ int Run(int argc, char** argv) {
   ecrm::bench::PrintResult(prefix + "load_per_s", "rows/s", loads);
   ecrm::bench::PrintResult(prefix + "msgs_per_s", "msgs/s", sends);
   if (o.render) {
+    ecrm::bench::PrintResult(prefix + "batch_render_only_per_s", "customers/s", render_only);
     ecrm::bench::PrintResult(prefix + "render_load_per_s", "rows/s", render_loads);
     ecrm::bench::PrintResult(prefix + "render_msgs_per_s", "msgs/s", render_sends);
   }
