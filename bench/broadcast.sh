@@ -9,7 +9,10 @@
 #    installs it) with ECRM_BROADCAST_SMTP_RECIPIENTS (20,000) 10 KB marketing mails; baseline in
 #    the same run: the SmtpChannel alone to the same sink;
 #  - webhook: ecrm-broadcast-bench --sink=webhook with ECRM_BROADCAST_WEBHOOK_RECIPIENTS (100,000)
-#    SMS; baseline: the WebhookChannel alone.
+#    SMS; baseline: the WebhookChannel alone. ECRM_BROADCAST_WEBHOOK_ARGS="--render
+#    --webhook-profile=generic-batch" also sends each run's SMS as a template rendered per customer by
+#    a real ecrm-personalisation (broadcast.webhook.render_msgs_per_s beside the literal msgs_per_s;
+#    the sink checks every rendered body).
 # ECRM_BROADCAST_PARTS (default "fault smtp webhook") picks some; ECRM_BENCH_LOCK=/tmp/ecrm-build.lock
 # holds that lock during each measurement (a shared machine).
 #   bench/broadcast.sh [results.jsonl]

@@ -10,6 +10,16 @@
 //                    --webhook-profile=generic-batch one request carries --webhook-batch-size
 //                    messages and the sink answers each message's result (WebhookSink::BatchReply).
 //
+// --render (webhook): each run sends two broadcasts, each on a fresh engine: the literal SMS, then
+// the same SMS as a template rendered per customer by a real ecrm-personalisation (started here on
+// loopback, reading the same Redis profile cache, --personalisation-address of the engine) —
+// "Hi {{profile.first_name}}, your {{attributes.tier}} weekend …" with a per-customer shop link and
+// the engine's {{unsubscribe_url}} (the literal one carries the link too). The sink checks every
+// rendered body it is given (the customer's first name and tier in it, no placeholder left) and the
+// run fails if one is not. Prints broadcast.webhook.render_msgs_per_s beside msgs_per_s, and a second
+// baseline: broadcast.webhook.batch_render_only_per_s, personalisation's BatchRender alone (the
+// bench's own calls of --batch customers from --workers threads, no engine).
+//
 // Each of --runs starts a fresh engine on a fresh database. Baseline, in the same run: the engine's
 // own channel class (SmtpChannel / WebhookChannel) sending the same messages to the same sink from
 // this process with as many threads as the engine has workers and no database — the most the
@@ -30,12 +40,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "bench_util.h"
 #include "channels/smtp_channel.h"
 #include "channels/webhook_channel.h"
@@ -44,6 +58,7 @@
 #include "ecrm/cache/redis_client.h"
 #include "ecrm/config/flags.h"
 #include "ecrm/infostore/v1/infostore.pb.h"
+#include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
 #include "ecrm/testing/process.h"
 #include "ecrm/testing/servers.h"
 #include "ecrm/testing/service.h"
@@ -53,6 +68,7 @@ namespace v1 = ecrm::broadcast::v1;
 namespace common = ecrm::common::v1;
 namespace info = ecrm::infostore::v1;
 namespace bc = ecrm::broadcast;
+namespace perso = ecrm::personalisation::v1;
 
 namespace {
 
@@ -72,7 +88,25 @@ struct Options {
   int64_t webhook_batch_size = 100;
   int64_t webhook_in_flight = 32;
   std::string engine = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-broadcast");
+  bool render = false;
+  std::string personalisation = absl::StrCat(ECRM_BUILD_DIR, "/services/ecrm-personalisation");
+  std::string personalisation_args;  // more ecrm-personalisation flags, space separated
 };
+
+constexpr const char* kFirstNames[] = {"Ann",  "Bob",   "Chloé", "Dev",   "Eve",   "Farid", "Grace", "Hiro",
+                                       "Iris", "Jonas", "Kemal", "Lucía", "Maeve", "Nils",  "Olu",   "Priya"};
+constexpr const char* kTiers[] = {"gold", "silver", "bronze"};
+
+std::string FirstName(int64_t i) { return kFirstNames[i % 16]; }
+std::string Tier(int64_t i) { return kTiers[i % 3]; }
+
+// The SMS of --render: as a template, and its literal counterpart of about the same length.
+constexpr const char* kSmsTemplate =
+    "Hi {{profile.first_name}}, your {{attributes.tier}} weekend: 20% off everything until Sunday. Shop: "
+    "https://shop.example.com/s/{{customer.id}} Stop: {{unsubscribe_url}}";
+constexpr const char* kSmsLiteral =
+    "Hi there, your member weekend: 20% off everything until Sunday. Shop: https://shop.example.com/s/weekend "
+    "Stop: {{unsubscribe_url}}";
 
 std::string CustomerId(int64_t i) {
   char buf[32];
@@ -103,6 +137,11 @@ void SeedProfiles(const std::string& redis_url, int64_t n) {
     info::Customer c;
     c.set_id(CustomerId(i));
     c.set_version(1);
+    c.mutable_profile()->set_first_name(FirstName(i));
+    c.mutable_profile()->set_last_name(absl::StrCat("Bench", i));
+    c.mutable_profile()->set_locale("en-GB");
+    c.mutable_profile()->set_time_zone("Europe/London");
+    (*c.mutable_attributes())["tier"].set_string_value(Tier(i));
     auto* email = c.add_identifiers();
     email->set_type(common::IDENTIFIER_TYPE_EMAIL);
     email->set_value(absl::StrCat("customer", i, "@example.com"));
@@ -200,6 +239,72 @@ double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, c
   return static_cast<double>(o.baseline_messages - failed.load()) / absl::ToDoubleSeconds(absl::Now() - began);
 }
 
+// Personalisation alone, the second baseline of --render: BatchRender of the template for every
+// recipient from `workers` threads in calls of `batch` customers (as the engine's workers ask it),
+// nothing else. Customers rendered a second.
+double RenderOnly(const std::shared_ptr<grpc::Channel>& channel, const std::string& template_id, const Options& o) {
+  auto stub = perso::Personalisation::NewStub(channel);
+  std::atomic<int64_t> next{0}, rendered{0};
+  std::atomic<bool> failed{false};
+  std::string error;
+  std::mutex mu;
+  const absl::Time began = absl::Now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.workers; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        const int64_t from = next.fetch_add(o.batch);
+        if (from >= o.recipients || failed) return;
+        perso::BatchRenderRequest req;
+        req.set_template_id(template_id);
+        for (int64_t i = from; i < std::min(o.recipients, from + o.batch); ++i) req.add_customer_ids(CustomerId(i));
+        perso::BatchRenderResponse resp;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+        grpc::Status st = stub->BatchRender(&ctx, req, &resp);
+        if (!st.ok() || !resp.failed().empty()) {
+          std::lock_guard lock(mu);
+          error = st.ok() ? absl::StrCat(resp.failed().size(), " customers not rendered") : st.error_message();
+          failed = true;
+          return;
+        }
+        rendered.fetch_add(resp.messages_size());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Check(!failed, "BatchRender alone: " + error);
+  return static_cast<double>(rendered.load()) / absl::ToDoubleSeconds(absl::Now() - began);
+}
+
+// What the sink checks in the bodies of a rendered broadcast: each customer's own first name and
+// tier, their shop link, and no placeholder left unfilled (personalisation's or the engine's).
+struct RenderCheck {
+  std::atomic<bool> on{false};
+  std::atomic<int64_t> checked{0}, bad{0};
+  std::mutex mu;
+  std::string first_bad;
+
+  void Check(const nlohmann::json& message) {
+    if (!on.load(std::memory_order_relaxed)) return;
+    checked.fetch_add(1, std::memory_order_relaxed);
+    const bool object = message.is_object();
+    const std::string customer = object ? message.value("customer_id", "") : "";
+    const std::string body = object ? message.value("body", "") : message.dump();
+    int64_t i = -1;
+    absl::string_view digits = customer;
+    const bool known = absl::ConsumePrefix(&digits, "c_bench_") && absl::SimpleAtoi(digits, &i);
+    const bool ok =
+        known && i >= 0 && absl::StartsWith(body, absl::StrCat("Hi ", FirstName(i), ", your ", Tier(i), " weekend")) &&
+        absl::StrContains(body, absl::StrCat("/s/", customer, " Stop: http")) && !absl::StrContains(body, "{{");
+    if (ok) return;
+    if (bad.fetch_add(1) == 0) {
+      std::lock_guard lock(mu);
+      first_bad = absl::StrCat(customer, ": \"", body, "\"");
+    }
+  }
+};
+
 }  // namespace
 
 int Run(int argc, char** argv) {
@@ -221,8 +326,15 @@ int Run(int argc, char** argv) {
                   "--sms-webhook-profile of the engine (and the baseline's): generic or generic-batch");
   flags.AddInt("webhook-batch-size", &o.webhook_batch_size, "--webhook-batch-size (generic-batch)");
   flags.AddInt("webhook-in-flight", &o.webhook_in_flight, "--webhook-max-in-flight of the engine (and the baseline's)");
+  flags.AddBool("render", &o.render,
+                "webhook: also send each run's broadcast as a template rendered by a real ecrm-personalisation, "
+                "beside the literal one");
+  flags.AddString("personalisation", &o.personalisation, "the ecrm-personalisation binary (--render)");
+  flags.AddString("personalisation-args", &o.personalisation_args,
+                  "more ecrm-personalisation flags, space separated (--render)");
   if (auto code = flags.ParseCommandLine(argc, argv)) return *code;
   Check(o.sink == "smtp" || o.sink == "webhook", "--sink must be smtp or webhook");
+  Check(!o.render || o.sink == "webhook", "--render is for --sink=webhook (SMS)");
 
   auto redis = ecrm::testing::RedisServer::Start();
   Check(redis.ok(), "starting Redis: " + redis.status().ToString());
@@ -235,6 +347,7 @@ int Run(int argc, char** argv) {
   std::unique_ptr<ecrm::testing::Process> smtp_sink;
   std::unique_ptr<ecrm::testing::WebhookSink> webhook;
   std::atomic<int64_t> webhook_count{0};
+  RenderCheck render_check;
   std::vector<std::string> args = {"--redis-url=" + (*redis)->url(), absl::StrCat("--delivery-workers=", o.workers),
                                    absl::StrCat("--delivery-batch=", o.batch), "--log-level=warn"};
   // The baseline's channel, made for each run and destroyed before the engine starts: its
@@ -275,14 +388,18 @@ int Run(int argc, char** argv) {
     webhook->KeepRequests(false);
     if (o.webhook_profile == "generic-batch") {
       webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request& r, int n) {
-        return ecrm::testing::WebhookSink::BatchReply(r, [&](const nlohmann::json&, int i) {
+        return ecrm::testing::WebhookSink::BatchReply(r, [&](const nlohmann::json& m, int i) {
           webhook_count.fetch_add(1);
+          render_check.Check(m);
           return ecrm::testing::WebhookSink::Result{.id = absl::StrCat("sink-", n, "-", i)};
         });
       });
     } else {
-      webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request&, int n) {
+      webhook->SetResponder([&](const ecrm::testing::WebhookSink::Request& r, int n) {
         webhook_count.fetch_add(1);
+        if (render_check.on.load()) {
+          render_check.Check(nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false));
+        }
         return ecrm::testing::WebhookSink::Reply{200, absl::StrCat("{\"id\":\"sink-", n, "\"}"), {}};
       });
     }
@@ -304,11 +421,36 @@ int Run(int argc, char** argv) {
       return std::move(*wh);
     };
   }
+  // --render: personalisation on the same Redis profile cache (its SQLite in its own temp dir), the
+  // SMS template created there, the engine pointed at it; the engine's links (unsubscribe) on, for
+  // the literal broadcast too.
+  std::unique_ptr<ecrm::testing::ServiceProcess> personalisation;
+  std::string template_id;
+  if (o.render) {
+    std::vector<std::string> pargs = {"--redis-url=" + (*redis)->url(), "--log-level=warn"};
+    for (absl::string_view a : absl::StrSplit(o.personalisation_args, ' ', absl::SkipEmpty())) pargs.emplace_back(a);
+    auto p = ecrm::testing::ServiceProcess::Start(o.personalisation, pargs, absl::Seconds(60));
+    Check(p.ok(), "starting ecrm-personalisation: " + p.status().ToString());
+    personalisation = std::move(*p);
+    perso::CreateTemplateRequest req;
+    perso::Template* t = req.mutable_template_();
+    t->set_name("weekend-sms");
+    t->set_channel(common::CHANNEL_SMS);
+    t->set_text_body(kSmsTemplate);
+    perso::Template created;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    grpc::Status st = perso::Personalisation::NewStub(personalisation->channel())->CreateTemplate(&ctx, req, &created);
+    Check(st.ok(), "CreateTemplate: " + st.error_message());
+    template_id = created.id();
+    args.insert(args.end(), {"--personalisation-address=" + personalisation->grpc_address(),
+                             "--public-base-url=http://127.0.0.1:1"});
+    setenv("ECRM_TRACKING_SECRET", "bench-tracking-secret-0123456789", 1);
+  }
   for (absl::string_view a : absl::StrSplit(o.extra_args, ' ', absl::SkipEmpty())) args.emplace_back(a);
 
-  std::vector<double> sends, loads, baselines;
-  for (int64_t run = 0; run < o.runs; ++run) {
-    baselines.push_back(ChannelOnly(*baseline_channel(), o, channel, body));
+  // One broadcast on a fresh engine and database: its load and send times.
+  auto broadcast = [&](int64_t run, bool rendered) -> std::pair<double, double> {
     ecrm::testing::TempDir run_dir;
     std::vector<std::string> run_args = args;
     run_args.push_back(o.database_url.empty() ? absl::StrCat("--database-url=sqlite://", run_dir.path(), "/bc.db")
@@ -321,13 +463,20 @@ int Run(int argc, char** argv) {
     for (int64_t i = 0; i < o.recipients; ++i) create.add_customer_ids(CustomerId(i));
     create.add_channels(channel);
     create.set_purpose(common::PURPOSE_MARKETING);
-    create.mutable_content()->mutable_literal()->set_subject("Spring sale");
-    if (channel == common::CHANNEL_EMAIL) {
-      create.mutable_content()->mutable_literal()->set_html_body(body);
+    if (rendered) {
+      create.mutable_content()->set_template_id(template_id);
     } else {
-      create.mutable_content()->mutable_literal()->set_text_body("Spring sale: 20% off today");
+      create.mutable_content()->mutable_literal()->set_subject("Spring sale");
+      if (channel == common::CHANNEL_EMAIL) {
+        create.mutable_content()->mutable_literal()->set_html_body(body);
+      } else {
+        create.mutable_content()->mutable_literal()->set_text_body(o.render ? kSmsLiteral
+                                                                            : "Spring sale: 20% off today");
+      }
     }
-    create.set_idempotency_key(absl::StrCat("bench-", run));
+    create.set_idempotency_key(absl::StrCat("bench-", run, rendered ? "-render" : ""));
+    render_check.checked = 0;
+    render_check.on = rendered;
     v1::BroadcastJob job;
     const absl::Time load_began = absl::Now();
     {
@@ -349,21 +498,51 @@ int Run(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     const absl::Time done = absl::Now();
+    render_check.on = false;
     auto sent = job.by_state().find("SENT");
     Check(sent != job.by_state().end() && sent->second == o.recipients,
           "not every delivery SENT: " + absl::StrJoin(job.by_state(), ", ", absl::PairFormatter("=")));
-    loads.push_back(static_cast<double>(o.recipients) / absl::ToDoubleSeconds(loaded - load_began));
-    sends.push_back(static_cast<double>(o.recipients) / absl::ToDoubleSeconds(done - loaded));
-    std::fprintf(stderr, "# run %lld: load %.1f s, send %.1f s (%.0f msgs/s), baseline %.0f msgs/s\n",
-                 static_cast<long long>(run + 1), absl::ToDoubleSeconds(loaded - load_began),
-                 absl::ToDoubleSeconds(done - loaded), sends.back(), baselines.back());
+    if (rendered) {
+      Check(
+          render_check.bad.load() == 0,
+          absl::StrCat(render_check.bad.load(), " of the rendered SMS were not (first: ", render_check.first_bad, ")"));
+      Check(render_check.checked.load() >= o.recipients,
+            absl::StrCat("the sink checked ", render_check.checked.load(), " rendered SMS of ", o.recipients));
+    }
     (*engine)->process().Signal(SIGTERM);
     (*engine)->process().Wait(absl::Seconds(60));
+    return {absl::ToDoubleSeconds(loaded - load_began), absl::ToDoubleSeconds(done - loaded)};
+  };
+
+  std::vector<double> sends, loads, baselines, render_sends, render_loads, render_only;
+  const double n = static_cast<double>(o.recipients);
+  for (int64_t run = 0; run < o.runs; ++run) {
+    baselines.push_back(ChannelOnly(*baseline_channel(), o, channel, body));
+    auto [load_s, send_s] = broadcast(run, false);
+    loads.push_back(n / load_s);
+    sends.push_back(n / send_s);
+    std::fprintf(stderr, "# run %lld: load %.1f s, send %.1f s (%.0f msgs/s), baseline %.0f msgs/s\n",
+                 static_cast<long long>(run + 1), load_s, send_s, sends.back(), baselines.back());
+    if (o.render) {
+      render_only.push_back(RenderOnly(personalisation->channel(), template_id, o));
+      std::fprintf(stderr, "# run %lld: BatchRender alone %.0f customers/s\n", static_cast<long long>(run + 1),
+                   render_only.back());
+      auto [rload_s, rsend_s] = broadcast(run, true);
+      render_loads.push_back(n / rload_s);
+      render_sends.push_back(n / rsend_s);
+      std::fprintf(stderr, "# run %lld, rendered: load %.1f s, send %.1f s (%.0f msgs/s), every body checked\n",
+                   static_cast<long long>(run + 1), rload_s, rsend_s, render_sends.back());
+    }
   }
   const std::string prefix = absl::StrCat("broadcast.", o.sink, ".");
   ecrm::bench::PrintResult(prefix + "channel_only_msgs_per_s", "msgs/s", baselines);
   ecrm::bench::PrintResult(prefix + "load_per_s", "rows/s", loads);
   ecrm::bench::PrintResult(prefix + "msgs_per_s", "msgs/s", sends);
+  if (o.render) {
+    ecrm::bench::PrintResult(prefix + "batch_render_only_per_s", "customers/s", render_only);
+    ecrm::bench::PrintResult(prefix + "render_load_per_s", "rows/s", render_loads);
+    ecrm::bench::PrintResult(prefix + "render_msgs_per_s", "msgs/s", render_sends);
+  }
   if (smtp_sink) smtp_sink->Signal(SIGTERM);
   return 0;
 }
