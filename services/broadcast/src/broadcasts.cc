@@ -35,11 +35,13 @@ absl::StatusOr<v1::BroadcastJob> ReadJob(sql::Connection& c, const sql::Row& r) 
   job.set_audience_size(r.Int(3));
   *job.mutable_created_at() = util::Ts(r.Int(4));
   if (r.Int(5) != 0) *job.mutable_completed_at() = util::Ts(r.Int(5));
+  // Kept counts (broadcast_progress, written with the rows' changes), not the rows counted.
   ECRM_ASSIGN_OR_RETURN(sql::Result counts,
-                        c.Execute("SELECT state, suppression_reason, COUNT(*) FROM deliveries WHERE broadcast_id = $1 "
-                                  "GROUP BY state, suppression_reason",
+                        c.Execute("SELECT state, suppression_reason, SUM(n) FROM broadcast_progress WHERE "
+                                  "broadcast_id = $1 GROUP BY state, suppression_reason",
                                   {job.id()}));
   for (sql::Row row : counts) {
+    if (row.Int(2) == 0) continue;
     const auto state = static_cast<v1::DeliveryState>(row.Int(0));
     (*job.mutable_by_state())[NameAfter(v1::DeliveryState_Name(state), "DELIVERY_STATE_")] += row.Int(2);
     if (state == v1::DELIVERY_STATE_SUPPRESSED) {
@@ -233,7 +235,11 @@ absl::Status Broadcasts::Load(const std::string& id, const v1::CreateBroadcastRe
   auto flush = [&]() -> absl::Status {
     if (ids.empty()) return absl::OkStatus();
     ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
-      return c.InsertBatch("deliveries", kColumnsIn, values, "ON CONFLICT (id) DO NOTHING").status();
+      ECRM_ASSIGN_OR_RETURN(int64_t inserted,
+                            c.InsertBatch("deliveries", kColumnsIn, values, "ON CONFLICT (id) DO NOTHING"));
+      ProgressChanges progress;
+      progress.Add(id, v1::DELIVERY_STATE_QUEUED, v1::SUPPRESSION_REASON_UNSPECIFIED, inserted);
+      return progress.Write(c);
     }));
     ids.clear();
     values.clear();
@@ -337,11 +343,15 @@ absl::StatusOr<v1::BroadcastJob> Broadcasts::Transition(const std::string& id, s
             .status());
     if (to == v1::BROADCAST_STATE_CANCELLED) {
       // Rows a worker holds are finished by it (it sees the cancellation before it sends).
-      ECRM_RETURN_IF_ERROR(c.Execute("UPDATE deliveries SET state = $2 WHERE broadcast_id = $1 AND state = $3 AND "
-                                     "lease_until <= $4",
-                                     {id, static_cast<int>(v1::DELIVERY_STATE_CANCELLED),
-                                      static_cast<int>(v1::DELIVERY_STATE_QUEUED), now_us})
-                               .status());
+      ECRM_ASSIGN_OR_RETURN(sql::Result u,
+                            c.Execute("UPDATE deliveries SET state = $2 WHERE state = $3 AND broadcast_id = $1 AND "
+                                      "lease_until <= $4",
+                                      {id, static_cast<int>(v1::DELIVERY_STATE_CANCELLED),
+                                       static_cast<int>(v1::DELIVERY_STATE_QUEUED), now_us}));
+      ProgressChanges progress;
+      progress.Add(id, v1::DELIVERY_STATE_QUEUED, v1::SUPPRESSION_REASON_UNSPECIFIED, -u.rows_affected());
+      progress.Add(id, v1::DELIVERY_STATE_CANCELLED, v1::SUPPRESSION_REASON_UNSPECIFIED, u.rows_affected());
+      ECRM_RETURN_IF_ERROR(progress.Write(c));
     }
     return absl::OkStatus();
   }));

@@ -233,6 +233,7 @@ absl::StatusOr<v1::Delivery> Deliveries::RecordDeliveryEvent(const v1::RecordDel
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     ECRM_ASSIGN_OR_RETURN(DeliveryRow row, LockDelivery(c, req));
     v1::Delivery& d = row.delivery;
+    const int state_before = d.state();
     // An unsubscribe counts whatever became of the message since (queued again after a soft
     // bounce, failed): the customer read it, and the link stops what is still queued.
     const bool unsubscribe = req.type() == v1::DELIVERY_EVENT_TYPE_UNSUBSCRIBED &&
@@ -297,6 +298,9 @@ absl::StatusOr<v1::Delivery> Deliveries::RecordDeliveryEvent(const v1::RecordDel
                    d.has_clicked_at() ? util::Micros(d.clicked_at()) : int64_t{0},
                    d.has_next_attempt_at() ? util::Micros(d.next_attempt_at()) : int64_t{0}})
             .status());
+    ProgressChanges progress;
+    progress.Move(d.broadcast_id(), state_before, d.suppression_reason(), d.state(), d.suppression_reason());
+    ECRM_RETURN_IF_ERROR(progress.Write(c));
     if (!kind.empty()) ECRM_RETURN_IF_ERROR(events_.Add(c, MessageEvent(d, kind, at, req.detail())));
     // The open the click implies is raised as well, so that the funnel (which counts events)
     // never has more clicks than opens; its event id is the pixel's, so a later pixel does not

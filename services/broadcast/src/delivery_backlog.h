@@ -2,8 +2,8 @@
 // long the oldest has been due, read from the database at each scrape (main.cc, through
 // server::Runner::OnScrape). Only what a worker may claim counts — a delivery of no broadcast,
 // or of a loaded broadcast that runs or is being cancelled (dispatcher.cc) — so a paused
-// broadcast or one still loading does not look like a stuck outbox. Two index lookups on
-// deliveries_due (state, next_attempt_at); the count reads every due row's index entry.
+// broadcast or one still loading does not look like a stuck outbox. The count reads every queued
+// row's entry of deliveries_due (state, broadcast_id, next_attempt_at).
 #pragma once
 
 #include <prometheus/gauge.h>

@@ -1,6 +1,7 @@
 #include "delivery_rows.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "ecrm/status/macros.h"
 #include "ecrm/util/util.h"
@@ -30,6 +31,7 @@ absl::StatusOr<DeliveryRow> ReadDelivery(const sql::Row& r) {
   if (d.state() == v1::DELIVERY_STATE_QUEUED) *d.mutable_next_attempt_at() = util::Ts(r.Int(17));
   out.sending = r.Int(18) != 0;
   out.lease_owner = std::string(r.Text(19));
+  out.seq = r.Int(21);
   absl::string_view body = r.Text(20);
   if (!out.message.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
     return absl::DataLossError(absl::StrCat("stored delivery ", d.id(), " does not parse"));
@@ -50,6 +52,23 @@ absl::Status InsertDelivery(sql::Connection& c, const DeliveryRow& row, int64_t 
            d.address(), d.subject(), d.last_error(), util::Micros(d.created_at()), next_attempt_at_us,
            sql::Blob{row.message.SerializeAsString()}})
       .status();
+}
+
+absl::Status ProgressChanges::Write(sql::Connection& c) const {
+  // Each thread adds to its own shard (of 16): on PostgreSQL a single counter row per state would
+  // make concurrent workers wait for each other's commits.
+  static std::atomic<int> next_shard{0};
+  thread_local const int shard = next_shard.fetch_add(1) % 16;
+  for (const auto& [key, n] : changes_) {
+    if (n == 0) continue;
+    const auto& [broadcast_id, state, reason] = key;
+    ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO broadcast_progress (broadcast_id, state, suppression_reason, shard, n) "
+                                   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (broadcast_id, state, suppression_reason, "
+                                   "shard) DO UPDATE SET n = broadcast_progress.n + excluded.n",
+                                   {broadcast_id, state, reason, shard, n})
+                             .status());
+  }
+  return absl::OkStatus();
 }
 
 infostore::v1::Event MessageEvent(const v1::Delivery& d, absl::string_view kind, int64_t at_us,

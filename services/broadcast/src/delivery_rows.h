@@ -2,8 +2,10 @@
 // conversion to the API's Delivery, the events a delivery raises for the information store.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,13 +22,36 @@ namespace ecrm::broadcast {
 inline constexpr absl::string_view kDeliveryColumns =
     "id, customer_id, broadcast_id, campaign_id, purpose, channel, state, suppression_reason, address, subject, "
     "attempts, last_error, provider_message_id, created_at, sent_at, opened_at, clicked_at, next_attempt_at, sending, "
-    "lease_owner, body";
+    "lease_owner, body, seq";
 
 struct DeliveryRow {
   v1::Delivery delivery;  // with the full address
   internal::MessageRecord message;
   bool sending = false;
   std::string lease_owner;
+  int64_t seq = 0;  // the row's key in insertion order (workers address rows by it)
+};
+
+// Changes to broadcasts' progress counts (broadcast_progress: rows by state and suppression
+// reason), gathered while a transaction changes delivery rows and written by Write in that same
+// transaction, so that GetBroadcast reads exact counts without counting rows. Rows of no
+// broadcast (SendMessage's) are not counted.
+class ProgressChanges {
+ public:
+  void Add(const std::string& broadcast_id, int state, int reason, int64_t n) {
+    if (!broadcast_id.empty() && n != 0) changes_[{broadcast_id, state, reason}] += n;
+  }
+  void Move(const std::string& broadcast_id, int from_state, int from_reason, int to_state, int to_reason) {
+    if (from_state == to_state && from_reason == to_reason) return;
+    Add(broadcast_id, from_state, from_reason, -1);
+    Add(broadcast_id, to_state, to_reason, 1);
+  }
+  // Adds the changes to this thread's shard of the counters (in key order: two transactions
+  // never wait for each other's counter rows crosswise).
+  absl::Status Write(sql::Connection& c) const;
+
+ private:
+  std::map<std::tuple<std::string, int, int>, int64_t> changes_;
 };
 
 absl::StatusOr<DeliveryRow> ReadDelivery(const sql::Row& r);

@@ -38,20 +38,19 @@ GateRequest RequestOf(const DeliveryRow& row) {
   return request;
 }
 
-// Per-row values of one kind of UPDATE, each row's first value its delivery id.
+// Per-row values of one kind of UPDATE, each row's first value its seq (the row's key).
 using RowValues = std::vector<std::vector<sql::Value>>;
 
-// "UPDATE deliveries SET <set> FROM (VALUES …) AS v WHERE deliveries.id = v.column1<where>",
+// "UPDATE deliveries SET <set> FROM (VALUES …) AS v WHERE deliveries.seq = v.column1<where>",
 // one statement per 200 rows instead of one per row; `set` and `where` refer to v.column2… and
-// to `shared` ($1…, the same for every row). Returns the ids of the rows updated. A condition on
+// to `shared` ($1…, the same for every row). Returns the seqs of the rows updated. A condition on
 // `state` in `where` must be written +deliveries.state: SQLite would otherwise walk
-// deliveries_due (state, …), every queued row, instead of looking each id up.
-absl::StatusOr<std::set<std::string>> UpdateRows(sql::Connection& c, absl::string_view set,
-                                                 std::initializer_list<absl::string_view> types, const RowValues& rows,
-                                                 absl::string_view where = "",
-                                                 const std::vector<sql::Value>& shared = {}) {
+// deliveries_due (state, …), every queued row, instead of looking each row up by its key.
+absl::StatusOr<std::set<int64_t>> UpdateRows(sql::Connection& c, absl::string_view set,
+                                             std::initializer_list<absl::string_view> types, const RowValues& rows,
+                                             absl::string_view where = "", const std::vector<sql::Value>& shared = {}) {
   constexpr size_t kChunk = 200;
-  std::set<std::string> updated;
+  std::set<int64_t> updated;
   for (size_t i = 0; i < rows.size(); i += kChunk) {
     const size_t n = std::min(kChunk, rows.size() - i);
     std::vector<sql::Value> params = shared;
@@ -60,9 +59,9 @@ absl::StatusOr<std::set<std::string>> UpdateRows(sql::Connection& c, absl::strin
         sql::Result r,
         c.Execute(absl::StrCat("UPDATE deliveries SET ", set, " FROM (VALUES ",
                                TypedValues(static_cast<int>(shared.size()) + 1, static_cast<int>(n), types),
-                               ") AS v WHERE deliveries.id = v.column1", where, " RETURNING id"),
+                               ") AS v WHERE deliveries.seq = v.column1", where, " RETURNING deliveries.seq"),
                   params));
-    for (sql::Row row : r) updated.emplace(row.Text(0));
+    for (sql::Row row : r) updated.emplace(row.Int(0));
   }
   return updated;
 }
@@ -244,38 +243,55 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   std::vector<Claimed> claimed;
   int reclaimed = 0;  // claimed rows a lost claim had handed to a channel: possible duplicates
 
-  // 1. Claim due rows of no broadcast or of a loaded running (or cancelled: to cancel them) one.
-  //    In due order only, as deliveries_due (state, next_attempt_at) walks them, so the query stops
-  //    after `batch` rows: a tie-break on id made it read and sort every due row for each claim
-  //    (a broadcast's rows are all due at once), quadratic in the audience.
+  // 1. Claim due rows of no broadcast ('') or of a loaded running (or cancelled: to cancel them)
+  //    one, in due order: per such group the first `batch` due rows, as deliveries_due (state,
+  //    broadcast_id, next_attempt_at) walks them (the query stops there), then the first `batch`
+  //    of them all. Walking every queued row instead read each row of a broadcast still loading
+  //    (a million at most) on every idle poll, the write lock held, and starved its load.
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     claimed.clear();
+    ECRM_ASSIGN_OR_RETURN(
+        sql::Result running,
+        c.Execute(absl::StrCat("SELECT id FROM broadcasts WHERE state IN (", v1::BROADCAST_STATE_RUNNING, ", ",
+                               v1::BROADCAST_STATE_CANCELLED, ") AND loaded = 1")));
+    std::vector<std::string> groups = {""};
+    for (sql::Row r : running) groups.emplace_back(r.Text(0));
     std::string q = absl::StrCat(
-        "SELECT d.id, d.sending FROM deliveries d LEFT JOIN broadcasts b ON b.id = d.broadcast_id WHERE d.state = ",
-        kQueued,
-        " AND d.next_attempt_at <= $1 AND d.lease_until <= $1 AND (d.broadcast_id = '' OR (b.loaded = 1 AND "
-        "b.state IN (",
-        v1::BROADCAST_STATE_RUNNING, ", ", v1::BROADCAST_STATE_CANCELLED, "))) ORDER BY d.next_attempt_at LIMIT $2");
-    if (c.dialect() == sql::Dialect::kPostgres) absl::StrAppend(&q, " FOR UPDATE OF d SKIP LOCKED");
-    ECRM_ASSIGN_OR_RETURN(sql::Result ids, c.Execute(q, {now_us, options_.batch}));
-    if (ids.empty()) return absl::OkStatus();
+        "SELECT seq, sending, next_attempt_at FROM deliveries WHERE state = ", kQueued,
+        " AND broadcast_id = $3 AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY next_attempt_at LIMIT $2");
+    if (c.dialect() == sql::Dialect::kPostgres) absl::StrAppend(&q, " FOR UPDATE SKIP LOCKED");
+    struct Due {
+      int64_t at, seq;
+      bool sending;
+    };
+    std::vector<Due> due;
+    for (const std::string& group : groups) {
+      ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute(q, {now_us, options_.batch, group}));
+      for (sql::Row row : r) due.push_back({row.Int(2), row.Int(0), row.Int(1) != 0});
+    }
+    if (due.empty()) return absl::OkStatus();
+    std::sort(due.begin(), due.end(),
+              [](const Due& a, const Due& b) { return std::tie(a.at, a.seq) < std::tie(b.at, b.seq); });
+    if (static_cast<int>(due.size()) > options_.batch) due.resize(options_.batch);
     std::vector<sql::Value> params = {absl::ToUnixMicros(now + options_.lease), owner};
     reclaimed = 0;
-    for (sql::Row r : ids) {
-      params.emplace_back(std::string(r.Text(0)));
-      reclaimed += r.Int(1) != 0 ? 1 : 0;
+    std::map<int64_t, size_t> rank;  // seq -> place in due order
+    for (const Due& d : due) {
+      params.emplace_back(d.seq);
+      reclaimed += d.sending ? 1 : 0;
+      rank.emplace(d.seq, rank.size());
     }
-    const std::string in = util::Placeholders(3, static_cast<int>(ids.size()));
+    const std::string in = util::Placeholders(3, static_cast<int>(due.size()));
     // `sending` is cleared as the claim counts it: each loss of a row that may have reached its
     // channel counts once, whatever becomes of this claim (the gate sets it again on handing over).
     ECRM_RETURN_IF_ERROR(c.Execute(absl::StrCat("UPDATE deliveries SET lease_until = $1, lease_owner = $2, sending = "
-                                                "0 WHERE id IN (",
+                                                "0 WHERE seq IN (",
                                                 in, ")"),
                                    params)
                              .status());
     ECRM_ASSIGN_OR_RETURN(sql::Result rows,
-                          c.Execute(absl::StrCat("SELECT ", kDeliveryColumns, " FROM deliveries WHERE id IN (",
-                                                 util::Placeholders(1, static_cast<int>(ids.size())), ")"),
+                          c.Execute(absl::StrCat("SELECT ", kDeliveryColumns, " FROM deliveries WHERE seq IN (",
+                                                 util::Placeholders(1, static_cast<int>(due.size())), ")"),
                                     absl::MakeConstSpan(params).subspan(2)));
     std::map<std::string, internal::MessageRecord> messages;  // of broadcasts, read once each
     for (sql::Row r : rows) {
@@ -301,11 +317,8 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       claimed.push_back(Claimed{std::move(row)});
     }
     // In due order, as claimed.
-    std::map<std::string, size_t> rank;
-    for (sql::Row r : ids) rank.emplace(std::string(r.Text(0)), rank.size());
-    std::sort(claimed.begin(), claimed.end(), [&](const Claimed& a, const Claimed& b) {
-      return rank[a.row.delivery.id()] < rank[b.row.delivery.id()];
-    });
+    std::sort(claimed.begin(), claimed.end(),
+              [&](const Claimed& a, const Claimed& b) { return rank[a.row.seq] < rank[b.row.seq]; });
     return absl::OkStatus();
   }));
   if (claimed.empty()) return 0;
@@ -365,29 +378,31 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
     // The claimed rows still ours (queued under this claim's lease), read again and locked, in
     // id order, in one statement per 500: a lease that expired meanwhile leaves its rows to the
     // claim that took them over, a cancel finished those it could.
-    std::set<std::string> ours;
+    std::set<int64_t> ours;
     for (size_t i = 0; i < claimed.size(); i += 500) {
       const size_t n = std::min<size_t>(500, claimed.size() - i);
       std::vector<sql::Value> params = {owner};
-      for (size_t k = 0; k < n; ++k) params.emplace_back(claimed[i + k].row.delivery.id());
+      for (size_t k = 0; k < n; ++k) params.emplace_back(claimed[i + k].row.seq);
       ECRM_ASSIGN_OR_RETURN(sql::Result cur,
-                            c.Execute(absl::StrCat("SELECT id FROM deliveries WHERE lease_owner = $1 AND +state = ",
-                                                   kQueued, " AND id IN (", util::Placeholders(2, static_cast<int>(n)),
-                                                   ") ORDER BY id", ForUpdate(c)),
+                            c.Execute(absl::StrCat("SELECT seq FROM deliveries WHERE lease_owner = $1 AND +state = ",
+                                                   kQueued, " AND seq IN (", util::Placeholders(2, static_cast<int>(n)),
+                                                   ") ORDER BY seq", ForUpdate(c)),
                                       params));
-      for (sql::Row r : cur) ours.emplace(r.Text(0));
+      for (sql::Row r : cur) ours.emplace(r.Int(0));
     }
     // What becomes of the rows, written after the loop in one statement per kind and 200 rows,
     // and the events they raise in one insert.
     RowValues finished, released, handed;
     std::vector<infostore::v1::Event> events;
+    ProgressChanges progress;
     auto finish = [&](Claimed& cl, v1::DeliveryState state, v1::SuppressionReason reason,
                       const std::string& error) -> absl::Status {
       v1::Delivery& d = cl.row.delivery;
+      progress.Move(d.broadcast_id(), d.state(), d.suppression_reason(), state, reason);
       d.set_state(state);
       d.set_suppression_reason(reason);
       d.set_last_error(error);
-      finished.push_back({d.id(), static_cast<int>(state), static_cast<int>(reason), error,
+      finished.push_back({cl.row.seq, static_cast<int>(state), static_cast<int>(reason), error,
                           static_cast<int>(d.channel()), d.address()});
       if (state == v1::DELIVERY_STATE_FAILED) {
         events.push_back(MessageEvent(d, "failed", now_us, error));
@@ -402,13 +417,13 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       return absl::OkStatus();
     };
     auto release = [&](Claimed& cl, int64_t next_us, const std::string& error) -> absl::Status {
-      released.push_back({cl.row.delivery.id(), next_us, error});
+      released.push_back({cl.row.seq, next_us, error});
       return absl::OkStatus();
     };
     for (Claimed& cl : claimed) {
       cl.to_send = false;
       v1::Delivery& d = cl.row.delivery;
-      if (!ours.contains(d.id())) continue;  // not ours now
+      if (!ours.contains(cl.row.seq)) continue;  // not ours now
       if (!d.broadcast_id().empty()) {
         auto known = broadcasts.find(d.broadcast_id());
         if (known == broadcasts.end()) {  // read once per broadcast in this transaction
@@ -557,6 +572,8 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
                                        {d.id(), static_cast<int>(v1::DELIVERY_STATE_DELIVERED),
                                         static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts(), now_us})
                                  .status());
+        progress.Move(d.broadcast_id(), d.state(), d.suppression_reason(), v1::DELIVERY_STATE_DELIVERED,
+                      d.suppression_reason());
         events.push_back(MessageEvent(d, "sent", now_us));
         events.push_back(MessageEvent(d, "delivered", now_us));
         raised = true;
@@ -565,25 +582,26 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
         continue;
       }
-      handed.push_back({d.id(), static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts()});
+      handed.push_back({cl.row.seq, static_cast<int>(d.channel()), d.address(), d.subject(), d.attempts()});
       cl.to_send = true;
     }
     ECRM_RETURN_IF_ERROR(UpdateRows(c,
                                     "state = v.column2, suppression_reason = v.column3, last_error = v.column4, "
                                     "channel = v.column5, address = v.column6, lease_until = 0, lease_owner = '', "
                                     "sending = 0",
-                                    {"TEXT", "INTEGER", "INTEGER", "TEXT", "INTEGER", "TEXT"}, finished)
+                                    {"BIGINT", "INTEGER", "INTEGER", "TEXT", "INTEGER", "TEXT"}, finished)
                              .status());
     ECRM_RETURN_IF_ERROR(UpdateRows(c,
                                     "next_attempt_at = v.column2, last_error = v.column3, lease_until = 0, "
                                     "lease_owner = ''",
-                                    {"TEXT", "BIGINT", "TEXT"}, released)
+                                    {"BIGINT", "BIGINT", "TEXT"}, released)
                              .status());
     ECRM_RETURN_IF_ERROR(UpdateRows(c,
                                     "channel = v.column2, address = v.column3, subject = v.column4, attempts = "
                                     "v.column5, sending = 1",
-                                    {"TEXT", "INTEGER", "TEXT", "TEXT", "INTEGER"}, handed)
+                                    {"BIGINT", "INTEGER", "TEXT", "TEXT", "INTEGER"}, handed)
                              .status());
+    ECRM_RETURN_IF_ERROR(progress.Write(c));
     return events_.AddMany(c, events);
   }));
   if (raised) events_.Notify();
@@ -681,18 +699,19 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
     retries = 0;
     std::vector<std::string> forget;  // cap ledger rows of sends that did not happen
     std::vector<infostore::v1::Event> events;
+    ProgressChanges progress;
     // Never handed over: back to the queue as they were.
     for (size_t i = 0; i < unsent.size(); i += 500) {
       const size_t n = std::min<size_t>(500, unsent.size() - i);
       std::vector<sql::Value> params = {owner};
       for (size_t k = 0; k < n; ++k) {
-        params.emplace_back(unsent[i + k]->row.delivery.id());
+        params.emplace_back(unsent[i + k]->row.seq);
         forget.push_back(unsent[i + k]->row.delivery.id());
         unsent[i + k]->to_send = false;
       }
       ECRM_RETURN_IF_ERROR(
           c.Execute(absl::StrCat("UPDATE deliveries SET attempts = attempts - 1, sending = 0, "
-                                 "lease_until = 0, lease_owner = '' WHERE lease_owner = $1 AND id IN (",
+                                 "lease_until = 0, lease_owner = '' WHERE lease_owner = $1 AND seq IN (",
                                  util::Placeholders(2, static_cast<int>(n)), ")"),
                     params)
               .status());
@@ -736,7 +755,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
           }
         }
       }
-      rows.push_back({d.id(), static_cast<int>(state), error, r.provider_message_id,
+      rows.push_back({cl.row.seq, static_cast<int>(state), error, r.provider_message_id,
                       state == v1::DELIVERY_STATE_SENT ? done_us : int64_t{0},
                       state == v1::DELIVERY_STATE_QUEUED ? next_us : int64_t{0}});
       outcomes.push_back({&cl, state, std::move(error)});
@@ -744,17 +763,18 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
     // A row whose lease another claim took over (expired) is not updated: the new claim records
     // its own outcome.
     ECRM_ASSIGN_OR_RETURN(
-        std::set<std::string> updated,
+        std::set<int64_t> updated,
         UpdateRows(c,
                    "state = v.column2, last_error = v.column3, provider_message_id = v.column4, "
                    "sent_at = v.column5, next_attempt_at = v.column6, sending = 0, lease_until = "
                    "0, lease_owner = ''",
-                   {"TEXT", "INTEGER", "TEXT", "TEXT", "BIGINT", "BIGINT"}, rows,
+                   {"BIGINT", "INTEGER", "TEXT", "TEXT", "BIGINT", "BIGINT"}, rows,
                    absl::StrCat(" AND deliveries.lease_owner = $1 AND +deliveries.state = ", kQueued), {owner}));
     for (const Outcome& o : outcomes) {
       const v1::Delivery& d = o.cl->row.delivery;
-      if (!updated.contains(d.id())) continue;
+      if (!updated.contains(o.cl->row.seq)) continue;
       if (o.state != v1::DELIVERY_STATE_SENT) forget.push_back(d.id());
+      progress.Move(d.broadcast_id(), d.state(), d.suppression_reason(), o.state, d.suppression_reason());
       if (o.state == v1::DELIVERY_STATE_SENT) {
         events.push_back(MessageEvent(d, "sent", done_us));
         raised = true;
@@ -769,6 +789,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       if (!d.broadcast_id().empty()) touched.insert(d.broadcast_id());
     }
     ECRM_RETURN_IF_ERROR(caps_.Forget(c, forget));
+    ECRM_RETURN_IF_ERROR(progress.Write(c));
     return events_.AddMany(c, events);
   }));
   if (raised) events_.Notify();

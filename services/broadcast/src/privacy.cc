@@ -117,7 +117,18 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> CustomerData::EraseCustom
       }
       ECRM_RETURN_IF_ERROR(count("DELETE FROM suppressions WHERE customer_id = $1", suppressions));
       ECRM_RETURN_IF_ERROR(count("DELETE FROM inbox WHERE customer_id = $1", inbox));
-      ECRM_RETURN_IF_ERROR(count("DELETE FROM deliveries WHERE customer_id = $1", deliveries));
+      {
+        // Erased rows leave their broadcasts' progress counts too.
+        ECRM_ASSIGN_OR_RETURN(sql::Result r, c.Execute("DELETE FROM deliveries WHERE customer_id = $1 RETURNING "
+                                                       "broadcast_id, state, suppression_reason",
+                                                       {id}));
+        ProgressChanges progress;
+        for (sql::Row row : r) {
+          progress.Add(std::string(row.Text(0)), static_cast<int>(row.Int(1)), static_cast<int>(row.Int(2)), -1);
+        }
+        deliveries += static_cast<int64_t>(r.size());
+        ECRM_RETURN_IF_ERROR(progress.Write(c));
+      }
       ECRM_RETURN_IF_ERROR(count("DELETE FROM cap_sends WHERE customer_id = $1", caps));
       ECRM_RETURN_IF_ERROR(count("DELETE FROM cap_locks WHERE customer_id = $1", caps));
       // Undelivered events would re-create data about the person in the information store.

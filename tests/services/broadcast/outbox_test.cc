@@ -13,8 +13,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "broadcasts.h"
 #include "deliveries.h"
+#include "delivery_rows.h"
 #include "dispatcher.h"
 #include "ecrm/idempotency/idempotency.h"
 #include "ecrm/outbox/outbox.h"
@@ -317,15 +319,34 @@ std::unique_ptr<ecrm::sql::Database> Sqlite(const ecrm::testing::TempDir& dir) {
   return std::move(*db);
 }
 
-std::unique_ptr<ecrm::sql::Database> Postgres() {
+// A fresh PostgreSQL database, migrated up to `migrations`.
+std::unique_ptr<ecrm::sql::Database> Postgres(absl::Span<const ecrm::sql::Migration> migrations = bc::kMigrations) {
   auto pg = ecrm::testing::PostgresServer::Shared();
   REQUIRE(pg.ok());
   auto name = (*pg)->CreateUniqueDatabase();
   REQUIRE(name.ok());
   auto db = ecrm::sql::Database::Open((*pg)->url(*name));
   REQUIRE(db.ok());
-  REQUIRE((*db)->Migrate("broadcast", bc::kMigrations).ok());
+  REQUIRE((*db)->Migrate("broadcast", migrations).ok());
   return std::move(*db);
+}
+
+std::unique_ptr<ecrm::sql::Database> Open(const std::string& backend, const ecrm::testing::TempDir& dir) {
+  return backend == "sqlite" ? Sqlite(dir) : Postgres();
+}
+
+// GetBroadcast's counts (kept as the rows change) against the rows counted.
+void CheckProgressMatchesRows(Engine& e, const std::string& id) {
+  auto job = e.broadcasts->Get(id);
+  REQUIRE(job.ok());
+  std::map<std::string, int64_t> counted;
+  auto rows = e.db->Execute("SELECT state, COUNT(*) FROM deliveries WHERE broadcast_id = $1 GROUP BY state", {id});
+  REQUIRE(rows.ok());
+  for (ecrm::sql::Row r : *rows) {
+    counted[std::string(absl::StripPrefix(v1::DeliveryState_Name(static_cast<v1::DeliveryState>(r.Int(0))),
+                                          "DELIVERY_STATE_"))] = r.Int(1);
+  }
+  CHECK(std::map<std::string, int64_t>(job->by_state().begin(), job->by_state().end()) == counted);
 }
 
 }  // namespace
@@ -532,70 +553,176 @@ TEST_CASE("a lease that expires while a channel sends is claimed again: nothing 
 }
 
 TEST_CASE("broadcasts: progress by state and reason, pause, resume without re-sending, cancel, completion") {
-  ecrm::testing::TempDir dir;
-  bc::DispatcherOptions opts;
-  opts.batch = 4;
-  Engine e(Sqlite(dir), {}, opts);
-  v1::CreateBroadcastRequest req;
-  req.set_campaign_id("camp-1");
-  for (int i = 0; i < 12; ++i) {
-    const std::string id = absl::StrCat("m", i);
-    e.directory.Put(id, i < 10 ? std::vector<common::Channel>{common::CHANNEL_EMAIL} : std::vector<common::Channel>{});
-    req.add_customer_ids(id);
-  }
-  req.add_customer_ids("m0");  // listed twice: messaged once
-  req.add_channels(common::CHANNEL_EMAIL);
-  req.set_purpose(common::PURPOSE_MARKETING);
-  req.mutable_content()->mutable_literal()->set_subject("Sale");
-  req.set_idempotency_key("launch-1");
-  auto job = e.broadcasts->Create(req);
-  REQUIRE(job.ok());
-  CHECK(job->audience_size() == 12);
-  CHECK(job->by_state().at("QUEUED") == 12);
-  CHECK(e.broadcasts->Create(req)->id() == job->id());  // the key replays
+  for (const std::string backend : {"sqlite", "postgres"}) {
+    DYNAMIC_SECTION(backend) {
+      ecrm::testing::TempDir dir;
+      bc::DispatcherOptions opts;
+      opts.batch = 4;
+      Engine e(Open(backend, dir), {}, opts);
+      v1::CreateBroadcastRequest req;
+      req.set_campaign_id("camp-1");
+      for (int i = 0; i < 12; ++i) {
+        const std::string id = absl::StrCat("m", i);
+        e.directory.Put(id,
+                        i < 10 ? std::vector<common::Channel>{common::CHANNEL_EMAIL} : std::vector<common::Channel>{});
+        req.add_customer_ids(id);
+      }
+      req.add_customer_ids("m0");  // listed twice: messaged once
+      req.add_channels(common::CHANNEL_EMAIL);
+      req.set_purpose(common::PURPOSE_MARKETING);
+      req.mutable_content()->mutable_literal()->set_subject("Sale");
+      req.set_idempotency_key("launch-1");
+      auto job = e.broadcasts->Create(req);
+      REQUIRE(job.ok());
+      CHECK(job->audience_size() == 12);
+      CHECK(job->by_state().at("QUEUED") == 12);
+      CHECK(e.broadcasts->Create(req)->id() == job->id());  // the key replays
 
-  REQUIRE(e.dispatcher->RunOnce().value() == 4);
-  REQUIRE(e.broadcasts->Pause(job->id()).ok());
-  CHECK(e.dispatcher->RunOnce().value() == 0);  // nothing of a paused broadcast is claimed
-  CHECK(e.broadcasts->Pause(job->id())->state() == v1::BROADCAST_STATE_PAUSED);
-  CHECK(e.broadcasts->Resume(job->id())->state() == v1::BROADCAST_STATE_RUNNING);
-  e.Drain();
-  auto done = e.broadcasts->Get(job->id());
-  REQUIRE(done.ok());
-  CHECK(done->state() == v1::BROADCAST_STATE_COMPLETED);
-  CHECK(done->has_completed_at());
-  CHECK(done->by_state().at("SENT") == 10);
-  CHECK(done->by_state().at("SUPPRESSED") == 2);
-  CHECK(done->by_suppression_reason().at("NO_CONSENT") == 2);
-  for (int i = 0; i < 10; ++i) {
-    CHECK(e.email.Times(bc::Broadcasts::DeliveryId(job->id(), absl::StrCat("m", i))) == 1);
-  }
-  CHECK(e.broadcasts->Resume(job->id()).status().code() == absl::StatusCode::kFailedPrecondition);
+      REQUIRE(e.dispatcher->RunOnce().value() == 4);
+      CheckProgressMatchesRows(e, job->id());
+      REQUIRE(e.broadcasts->Pause(job->id()).ok());
+      CHECK(e.dispatcher->RunOnce().value() == 0);  // nothing of a paused broadcast is claimed
+      CHECK(e.broadcasts->Pause(job->id())->state() == v1::BROADCAST_STATE_PAUSED);
+      CHECK(e.broadcasts->Resume(job->id())->state() == v1::BROADCAST_STATE_RUNNING);
+      e.Drain();
+      auto done = e.broadcasts->Get(job->id());
+      REQUIRE(done.ok());
+      CHECK(done->state() == v1::BROADCAST_STATE_COMPLETED);
+      CHECK(done->has_completed_at());
+      CHECK(done->by_state().at("SENT") == 10);
+      CHECK(done->by_state().at("SUPPRESSED") == 2);
+      CHECK(done->by_suppression_reason().at("NO_CONSENT") == 2);
+      CheckProgressMatchesRows(e, job->id());
+      for (int i = 0; i < 10; ++i) {
+        CHECK(e.email.Times(bc::Broadcasts::DeliveryId(job->id(), absl::StrCat("m", i))) == 1);
+      }
+      CHECK(e.broadcasts->Resume(job->id()).status().code() == absl::StatusCode::kFailedPrecondition);
 
-  // Cancel: what was not sent is cancelled, nothing more goes out.
-  req.set_idempotency_key("launch-2");
-  auto second = e.broadcasts->Create(req);
-  REQUIRE(second.ok());
-  REQUIRE(e.dispatcher->RunOnce().value() == 4);
-  auto cancelled = e.broadcasts->Cancel(second->id());
-  REQUIRE(cancelled.ok());
-  CHECK(cancelled->state() == v1::BROADCAST_STATE_CANCELLED);
-  CHECK(cancelled->by_state().at("CANCELLED") == 8);
-  const int sent = e.email.Total();
-  e.Drain();
-  CHECK(e.email.Total() == sent);
-  v1::ListBroadcastsRequest list;
-  list.set_campaign_id("camp-1");
-  list.set_page_size(1);
-  auto page = e.broadcasts->List(list);
-  REQUIRE(page.ok());
-  REQUIRE(page->broadcasts_size() == 1);
-  list.set_page_token(page->next_page_token());
-  auto next = e.broadcasts->List(list);
-  REQUIRE(next.ok());
-  REQUIRE(next->broadcasts_size() == 1);
-  CHECK(next->broadcasts(0).id() != page->broadcasts(0).id());
-  CHECK(next->next_page_token().empty());
+      // Cancel: what was not sent is cancelled, nothing more goes out.
+      req.set_idempotency_key("launch-2");
+      auto second = e.broadcasts->Create(req);
+      REQUIRE(second.ok());
+      REQUIRE(e.dispatcher->RunOnce().value() == 4);
+      auto cancelled = e.broadcasts->Cancel(second->id());
+      REQUIRE(cancelled.ok());
+      CHECK(cancelled->state() == v1::BROADCAST_STATE_CANCELLED);
+      CHECK(cancelled->by_state().at("CANCELLED") == 8);
+      const int sent = e.email.Total();
+      e.Drain();
+      CHECK(e.email.Total() == sent);
+      CheckProgressMatchesRows(e, second->id());
+      // A delivery event moves its row's count; an erased customer's rows leave the counts.
+      v1::RecordDeliveryEventRequest delivered;
+      delivered.set_delivery_id(bc::Broadcasts::DeliveryId(job->id(), "m1"));
+      delivered.set_type(v1::DELIVERY_EVENT_TYPE_DELIVERED);
+      REQUIRE(e.deliveries->RecordDeliveryEvent(delivered).ok());
+      CHECK(e.broadcasts->Get(job->id())->by_state().at("DELIVERED") == 1);
+      CheckProgressMatchesRows(e, job->id());
+      ecrm::privacy::v1::EraseCustomerDataRequest erase;
+      erase.set_customer_id("m2");
+      REQUIRE(bc::CustomerData(*e.db).EraseCustomerData(erase).ok());
+      CHECK(e.broadcasts->Get(job->id())->by_state().at("SENT") == 8);
+      CheckProgressMatchesRows(e, job->id());
+      CheckProgressMatchesRows(e, second->id());
+      v1::ListBroadcastsRequest list;
+      list.set_campaign_id("camp-1");
+      list.set_page_size(1);
+      auto page = e.broadcasts->List(list);
+      REQUIRE(page.ok());
+      REQUIRE(page->broadcasts_size() == 1);
+      list.set_page_token(page->next_page_token());
+      auto next = e.broadcasts->List(list);
+      REQUIRE(next.ok());
+      REQUIRE(next->broadcasts_size() == 1);
+      CHECK(next->broadcasts(0).id() != page->broadcasts(0).id());
+      CHECK(next->next_page_token().empty());
+    }
+  }
+}
+
+// Migration 4 rebuilds the deliveries table (keyed in insertion order, progress counted apart):
+// the rows already there come through, keyed in the order they were created, their broadcasts'
+// progress counted, and the engine carries on with them.
+TEST_CASE("migrating deliveries to keys in insertion order keeps every row and counts progress") {
+  for (const std::string backend : {"sqlite", "postgres"}) {
+    DYNAMIC_SECTION(backend) {
+      ecrm::testing::TempDir dir;
+      const auto before = absl::MakeConstSpan(bc::kMigrations).subspan(0, 3);
+      std::unique_ptr<ecrm::sql::Database> db;
+      if (backend == "sqlite") {
+        auto opened = ecrm::sql::Database::Open("sqlite://" + dir.path() + "/broadcast.db");
+        REQUIRE(opened.ok());
+        db = std::move(*opened);
+        REQUIRE(db->Migrate("broadcast", before).ok());
+      } else {
+        db = Postgres(before);
+      }
+      const int64_t t0 =
+          absl::ToUnixMicros(absl::FromCivil(absl::CivilSecond(2026, 6, 1, 11, 0, 0), absl::UTCTimeZone()));
+      ecrm::broadcast::internal::BroadcastRecord record;
+      record.mutable_message()->add_channels(common::CHANNEL_EMAIL);
+      record.mutable_message()->mutable_content()->mutable_literal()->set_subject("Old");
+      record.set_purpose(common::PURPOSE_MARKETING);
+      REQUIRE(
+          db->Execute("INSERT INTO broadcasts (id, campaign_id, state, loaded, audience_size, created_at, "
+                      "completed_at, body) VALUES ('b_old', 'camp', $1, 1, 3, $2, 0, $3)",
+                      {static_cast<int>(v1::BROADCAST_STATE_RUNNING), t0, ecrm::sql::Blob{record.SerializeAsString()}})
+              .ok());
+      // Inserted out of creation order: the rebuilt table keys them by created_at.
+      struct Old {
+        std::string id, customer, broadcast;
+        v1::DeliveryState state;
+        v1::SuppressionReason reason;
+        int64_t created;
+      };
+      const std::vector<Old> old = {
+          {"d_3", "cu", "b_old", v1::DELIVERY_STATE_QUEUED, v1::SUPPRESSION_REASON_UNSPECIFIED, t0 + 3},
+          {"d_1", "ca", "b_old", v1::DELIVERY_STATE_SENT, v1::SUPPRESSION_REASON_UNSPECIFIED, t0 + 1},
+          {"d_2", "cs", "b_old", v1::DELIVERY_STATE_SUPPRESSED, v1::SUPPRESSION_REASON_NO_CONSENT, t0 + 2},
+          {"d_0", "single", "", v1::DELIVERY_STATE_SENT, v1::SUPPRESSION_REASON_UNSPECIFIED, t0},
+      };
+      for (const Old& o : old) {
+        bc::DeliveryRow row;
+        row.delivery.set_id(o.id);
+        row.delivery.set_customer_id(o.customer);
+        row.delivery.set_broadcast_id(o.broadcast);
+        row.delivery.set_purpose(common::PURPOSE_MARKETING);
+        row.delivery.set_state(o.state);
+        row.delivery.set_suppression_reason(o.reason);
+        *row.delivery.mutable_created_at() = ecrm::util::Ts(o.created);
+        auto c = db->Acquire();
+        REQUIRE(c.ok());
+        REQUIRE(bc::InsertDelivery(**c, row, o.created).ok());
+      }
+      REQUIRE(db->Migrate("broadcast", bc::kMigrations).ok());
+      auto keyed = db->Execute("SELECT id FROM deliveries ORDER BY seq");
+      REQUIRE(keyed.ok());
+      std::vector<std::string> order;
+      for (ecrm::sql::Row r : *keyed) order.emplace_back(r.Text(0));
+      CHECK(order == std::vector<std::string>{"d_0", "d_1", "d_2", "d_3"});
+
+      Engine e(std::move(db));
+      e.directory.Put("cu", {common::CHANNEL_EMAIL});
+      auto job = e.broadcasts->Get("b_old");
+      REQUIRE(job.ok());
+      CHECK(job->by_state().at("QUEUED") == 1);
+      CHECK(job->by_state().at("SENT") == 1);
+      CHECK(job->by_suppression_reason().at("NO_CONSENT") == 1);
+      e.Drain();
+      CHECK(e.email.Times("d_3") == 1);
+      job = e.broadcasts->Get("b_old");
+      REQUIRE(job.ok());
+      CHECK(job->state() == v1::BROADCAST_STATE_COMPLETED);
+      CHECK(job->by_state().at("SENT") == 2);
+      CheckProgressMatchesRows(e, "b_old");
+      // A new row takes the next key, and a lookup by id still finds the old ones.
+      const v1::Delivery fresh = e.Send("cu");
+      auto last = e.db->Execute("SELECT id FROM deliveries ORDER BY seq DESC LIMIT 1");
+      REQUIRE(last.ok());
+      CHECK(last->front().Text(0) == fresh.id());
+      CHECK(e.Get("d_1").state() == v1::DELIVERY_STATE_SENT);
+    }
+  }
 }
 
 TEST_CASE("frequency caps are exact with concurrent workers, and transactional messages are exempt") {
