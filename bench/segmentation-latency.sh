@@ -18,7 +18,8 @@
 # changes events") picks the measurements; ECRM_SEG_ARGS adds flags to ecrm-segmentation (e.g.
 # --save-interval=0s to compare); ECRM_SEG_BINARY another ecrm-segmentation to measure (a build
 # before a change, copied aside; default the one just built); ECRM_INFOSTORE_BIN likewise another
-# ecrm-infostore.
+# ecrm-infostore. ECRM_SEG_PROBES_DIR: write each run's probes there (events-<backend>-<run>.txt: customer id,
+# scheduled, acknowledged and shown times, Unix µs; to join with other clocks, e.g. a stage trace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${ECRM_BENCH_DURATION:-10s}
@@ -106,8 +107,10 @@ for backend in $backends; do
     fi
     [[ $phases == *" events "* ]] || { release; continue; }
     cpu0=$(proc_cpu "$seg_pid"); scpu0=$(proc_cpu "$store_pid")
+    probes_arg=()
+    [ -z "${ECRM_SEG_PROBES_DIR:-}" ] || probes_arg=(--probes-file="$ECRM_SEG_PROBES_DIR/events-$backend-$r.txt")
     j=$(lat --mode=events --rate=20000 --batch=1000 --probe-every=1 --duration="$lat_dur" \
-      --probe-first=$(((2 * r - 1) * slice)) || true)
+      --probe-first=$(((2 * r - 1) * slice)) "${probes_arg[@]}" || true)
     echo "$j" >>"$work/latency.jsonl"
     ev_p99+=("$(echo "$j" | json_field p99)"); ev_max+=("$(echo "$j" | json_field max)")
     ev_fail+=("$(echo "$j" | json_field failed)"); ev_rate+=("$(echo "$j" | json_field achieved_rate)")

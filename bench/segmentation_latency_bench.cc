@@ -183,7 +183,7 @@ void SaveSegments(sv1::Segmentation::Stub& stub, int64_t count, const std::strin
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string infostore = "127.0.0.1:50051", segmentation = "127.0.0.1:50052", mode = "changes", ids_file,
+  std::string infostore = "127.0.0.1:50051", segmentation = "127.0.0.1:50052", mode = "changes", ids_file, probes_file,
               probe_segment = "latency-probe";
   int64_t segments = 100, customers = 100000, events_per_customer = 10, batch = 100, probe_every = 20, probe_first = 0,
           workers = 64, threads = 16;
@@ -210,6 +210,10 @@ int main(int argc, char** argv) {
   flags.AddDuration("poll-interval", &poll, "how often a probe customer's segments are read");
   flags.AddDuration("probe-timeout", &probe_timeout, "a probe not shown by then is a failure");
   flags.AddDuration("timeout", &timeout, "deadline of each call");
+  flags.AddString(
+      "probes-file", &probes_file,
+      "changes and events: writes each measured probe as \"<customer id> <scheduled> <acknowledged> <shown>\" "
+      "(Unix microseconds; shown 0 if never) to this file");
   flags.AddInt("workers", &workers, "threads making the writes and polling");
   if (std::optional<int> exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   auto seg = sv1::Segmentation::NewStub(grpc::CreateChannel(segmentation, grpc::InsecureChannelCredentials()));
@@ -271,6 +275,13 @@ int main(int argc, char** argv) {
 
   std::mutex mu;
   std::vector<double> write_ms, probe_ms;
+  std::vector<std::string> probe_lines;
+  // Unix microseconds of a steady clock point.
+  const auto steady0 = Clock::now();
+  const int64_t unix0 = absl::ToUnixMicros(absl::Now());
+  auto unix_us = [&](Clock::time_point t) {
+    return unix0 + std::chrono::duration_cast<std::chrono::microseconds>(t - steady0).count();
+  };
   int64_t write_errors = 0, probe_write_errors = 0, probe_failures = 0, probes = 0, writes = 0;
 
   auto work = [&](int64_t n, Clock::time_point scheduled) {
@@ -363,6 +374,10 @@ int main(int argc, char** argv) {
     if (!measured) return;
     std::lock_guard lock(mu);
     ++probes;
+    if (!probes_file.empty()) {
+      probe_lines.push_back(
+          absl::StrCat(probe_id, " ", unix_us(scheduled), " ", unix_us(acked), " ", shown ? unix_us(seen) : 0));
+    }
     if (shown) {
       probe_ms.push_back(std::chrono::duration<double, std::milli>(seen - acked).count());
     } else {
@@ -372,6 +387,11 @@ int main(int argc, char** argv) {
 
   const int64_t max_queue = ecrm::bench::OpenLoopPool(start, measure_to, interval, workers, work);
 
+  if (!probes_file.empty()) {
+    std::ofstream out(probes_file);
+    for (const std::string& line : probe_lines) out << line << "\n";
+    if (!out) Die("cannot write " + probes_file);
+  }
   const double secs = absl::ToDoubleSeconds(duration);
   const double achieved = static_cast<double>(writes - write_errors) * (events_mode ? batch : 1) / secs;
   const size_t shown = probe_ms.size();

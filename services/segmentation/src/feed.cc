@@ -273,7 +273,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
     auto everything = [&](CustomerNo n) {
       whole.insert(n);
       ChangedData& d = mark(n);
-      d.profile = d.consents = d.orders = true;
+      d.profile = d.consents = d.orders = d.seen = true;
       d.all_event_types = true;
     };
     for (const Change& c : message.changes()) {
@@ -314,7 +314,10 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
           // order aggregates the record holds.
           if (!was_live || Features::ChangesOrders(e)) whole.insert(n);
           ChangedData& d = mark(n);
-          d.orders = true;  // first and last seen move with every event
+          // First and last seen move with every event; the order aggregates with orders only
+          // (most rules read no event type an event has, so most segments skip it).
+          d.seen = true;
+          if (!was_live || Features::ChangesOrders(e)) d.orders = true;
           d.event_types.push_back(*features_.FindEventType(e.type()));
           if (campaigns_ != nullptr) {
             std::vector<CampaignOutcome> seen = campaigns_->Observe(e);

@@ -50,13 +50,13 @@ bool ReadsOrders(Field f) {
     case Field::kOrdersTotal:
     case Field::kOrdersFirstAt:
     case Field::kOrdersLastAt:
-    case Field::kFirstSeenAt:
-    case Field::kLastSeenAt:
       return true;
     default:
       return false;
   }
 }
+
+bool ReadsSeen(Field f) { return f == Field::kFirstSeenAt || f == Field::kLastSeenAt; }
 
 bool ReadsScores(Field f) {
   switch (f) {
@@ -78,7 +78,7 @@ struct Segments::Slot {
   int32_t slot = 0;
   v1::Segment definition;
   rules::Rule rule;
-  bool reads_profile = false, reads_consents = false, reads_orders = false, reads_scores = false;
+  bool reads_profile = false, reads_consents = false, reads_orders = false, reads_seen = false, reads_scores = false;
   std::vector<int32_t> event_types;  // sorted
   std::vector<int32_t> references;   // slots this rule names
   bool time_relative = false;
@@ -157,6 +157,7 @@ absl::StatusOr<std::unique_ptr<Segments::Slot>> Segments::Compile(const v1::Segm
         break;
       case rules::FieldRef::Kind::kBuiltin:
         (ReadsOrders(f.builtin())   ? slot->reads_orders
+         : ReadsSeen(f.builtin())   ? slot->reads_seen
          : ReadsScores(f.builtin()) ? slot->reads_scores
                                     : slot->reads_profile) = true;
         break;
@@ -378,7 +379,8 @@ void Segments::Schedule(Slot& slot, CustomerNo n, absl::Time next, absl::Time no
 
 bool Segments::Reads(const Slot& slot, const ChangedData& changed) const {
   if ((changed.profile && slot.reads_profile) || (changed.consents && slot.reads_consents) ||
-      (changed.orders && slot.reads_orders) || (changed.scores && slot.reads_scores)) {
+      (changed.orders && slot.reads_orders) || (changed.seen && slot.reads_seen) ||
+      (changed.scores && slot.reads_scores)) {
     return true;
   }
   if (changed.all_event_types && !slot.event_types.empty()) return true;

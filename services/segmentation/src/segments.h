@@ -61,7 +61,8 @@ struct MembersSave {
 struct ChangedData {
   bool profile = false;   // profile, preferences, attributes, identity, anonymous, anything but below
   bool consents = false;  // consent.*
-  bool orders = false;    // orders.*, first and last seen
+  bool orders = false;    // orders.*
+  bool seen = false;      // first and last seen (moved by every event, an order or not)
   bool scores = false;    // rfm.*, clv, engagement (written by the scores' refit)
   std::vector<int32_t> event_types;
   bool all_event_types = false;  // a merge or unmerge moved events of any type

@@ -5,12 +5,19 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <iterator>
+#include <map>
 #include <set>
 #include <shared_mutex>
 
+#include <prometheus/registry.h>
+
 #include "absl/strings/str_cat.h"
+#include "ecrm/outbox/outbox.h"
 #include "ecrm/rules/evaluator.h"
 #include "ecrm/testing/process.h"
+#include "fakes.h"
+#include "feed.h"
+#include "metrics.h"
 #include "schema.h"
 
 namespace ecrm::segmentation {
@@ -94,6 +101,84 @@ TEST_CASE(
   }
   CHECK(members() == expected());
   CHECK(members().empty());
+}
+
+TEST_CASE(
+    "an event re-evaluates the segments that read its type or first and last seen, an order also those that "
+    "read the orders, and each stays exact") {
+  ecrm::testing::TempDir dir;
+  auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
+  REQUIRE(db.ok());
+  REQUIRE((*db)->Migrate("segmentation", kMigrations).ok());
+  Features features;
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  Segments segments(**db, features, [&] { return now; });
+  REQUIRE(segments.Load().ok());
+  outbox::Outbox outbox(**db);
+  prometheus::Registry registry;
+  SegmentationMetrics metrics(registry);
+  NoStore store;
+  FeedConsumer feed(**db, features, segments, store, outbox, metrics);
+  REQUIRE(feed.Load().ok());
+  const std::string seen_after = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now - absl::Hours(1), absl::UTCTimeZone());
+  std::map<std::string, std::string> ids;  // name → segment id
+  for (const auto& [name, rule] : std::vector<std::pair<std::string, std::string>>{
+           {"seen-lately", absl::StrCat("customer.last_seen_at > timestamp(\"", seen_after, "\")")},
+           {"first-seen-long-ago", absl::StrCat("customer.first_seen_at < timestamp(\"", seen_after, "\")")},
+           {"buyers", "orders.count >= 1"},
+           {"no-orders", "orders.count == 0"},
+           {"viewers", "events.count(\"page_view\", 30d) >= 1"},
+           {"named", "profile.first_name == \"Ada\""}}) {
+    v1::Segment s;
+    s.set_name(name);
+    s.set_rule(rule);
+    auto created = segments.Create(s);
+    REQUIRE(created.ok());
+    ids[name] = created->id();
+  }
+  int64_t sequence = 0;
+  auto apply = [&](infostore::v1::Change c) {
+    infostore::v1::WatchChangesResponse m;
+    c.set_sequence(++sequence);
+    c.set_customer_id("c_1");
+    *c.mutable_committed_at() = Ts(now);
+    *m.add_changes() = std::move(c);
+    m.set_position(sequence);
+    REQUIRE(feed.Apply(m).ok());
+  };
+  auto event = [&](const std::string& type, absl::Time at) {
+    infostore::v1::Change c;
+    c.set_kind(infostore::v1::CHANGE_KIND_EVENT);
+    *c.mutable_event() = Event("c_1", type, at, type == "purchase" ? 1000 : 0);
+    c.mutable_event()->set_event_id(absl::StrCat("e", sequence));
+    apply(c);
+  };
+  auto in = [&] {
+    std::set<std::string> out;
+    std::shared_lock lock(features.mutex());
+    std::optional<CustomerNo> n = features.Find("c_1");
+    if (!n) return out;
+    for (const auto& [name, id] : ids) {
+      if (segments.Members(id)->contains(*n)) out.insert(name);
+    }
+    return out;
+  };
+  // A customer with a profile and nothing else.
+  infostore::v1::Change profile;
+  profile.set_kind(infostore::v1::CHANGE_KIND_PROFILE);
+  profile.mutable_customer()->set_id("c_1");
+  profile.mutable_customer()->mutable_profile()->set_first_name("Ada");
+  apply(profile);
+  CHECK(in() == std::set<std::string>{"named", "no-orders"});
+  // An old page view: first and last seen move (long ago), the viewers' window does not reach it.
+  event("page_view", now - absl::Hours(24 * 40));
+  CHECK(in() == std::set<std::string>{"named", "no-orders", "first-seen-long-ago"});
+  // A page view now: last seen moves; no order, so the order segments keep their members.
+  event("page_view", now);
+  CHECK(in() == std::set<std::string>{"named", "no-orders", "first-seen-long-ago", "seen-lately", "viewers"});
+  // A purchase: the order segments move.
+  event("purchase", now);
+  CHECK(in() == std::set<std::string>{"named", "buyers", "first-seen-long-ago", "seen-lately", "viewers"});
 }
 
 }  // namespace
