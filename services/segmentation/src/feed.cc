@@ -276,6 +276,16 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
       d.profile = d.consents = d.orders = d.seen = true;
       d.all_event_types = true;
     };
+    // A customer not live before this change: every rule may now hold for them (`!consent.email`
+    // holds for one who gave no consent, whatever the change was), scores included.
+    auto live = [&](const std::string& id) {
+      const std::optional<CustomerNo> known = features_.Find(id);
+      return known && features_.IsLive(*known);
+    };
+    auto fresh = [&](CustomerNo n) {
+      everything(n);
+      mark(n).scores = true;
+    };
     for (const Change& c : message.changes()) {
       // Another partition's customer: only what it takes with it when merged away matters here.
       if (!partition.Holds(c.customer_id().empty() ? c.customer().id() : c.customer_id())) {
@@ -292,23 +302,26 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
       switch (c.kind()) {
         case infostore::v1::CHANGE_KIND_PROFILE:
         case infostore::v1::CHANGE_KIND_IDENTITY: {
+          const bool was_live = live(c.customer().id());
           const CustomerNo n = features_.SetCustomer(c.customer());
           whole.insert(n);
           ChangedData& d = mark(n);
           d.profile = d.orders = true;
+          if (!was_live) fresh(n);
           break;
         }
         case infostore::v1::CHANGE_KIND_CONSENT: {
+          const bool was_live = live(c.customer().id());
           const CustomerNo n = features_.SetCustomer(c.customer());
           whole.insert(n);
           mark(n).consents = true;
+          if (!was_live) fresh(n);
           break;
         }
         case infostore::v1::CHANGE_KIND_EVENT: {
           infostore::v1::Event e = c.event();
           if (e.customer_id().empty()) e.set_customer_id(c.customer_id());
-          const std::optional<CustomerNo> known = features_.Find(e.customer_id());
-          const bool was_live = known && features_.IsLive(*known);
+          const bool was_live = live(e.customer_id());
           const CustomerNo n = features_.AddEvent(e);
           // A customer first seen by this event has no record saved yet; an order moves the
           // order aggregates the record holds.
@@ -319,6 +332,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
           d.seen = true;
           if (!was_live || Features::ChangesOrders(e)) d.orders = true;
           d.event_types.push_back(*features_.FindEventType(e.type()));
+          if (!was_live) fresh(n);
           if (campaigns_ != nullptr) {
             std::vector<CampaignOutcome> seen = campaigns_->Observe(e);
             outcomes.insert(outcomes.end(), seen.begin(), seen.end());

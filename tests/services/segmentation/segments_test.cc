@@ -105,7 +105,7 @@ TEST_CASE(
 
 TEST_CASE(
     "an event re-evaluates the segments that read its type or first and last seen, an order also those that "
-    "read the orders, and each stays exact") {
+    "read the orders, a customer new to the engine every segment, and each stays exact") {
   ecrm::testing::TempDir dir;
   auto db = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
   REQUIRE(db.ok());
@@ -128,7 +128,9 @@ TEST_CASE(
            {"buyers", "orders.count >= 1"},
            {"no-orders", "orders.count == 0"},
            {"viewers", "events.count(\"page_view\", 30d) >= 1"},
-           {"named", "profile.first_name == \"Ada\""}}) {
+           {"named", "profile.first_name == \"Ada\""},
+           {"no-email-consent", "!consent.email"},
+           {"no-views", "events.count(\"page_view\", 30d) == 0"}}) {
     v1::Segment s;
     s.set_name(name);
     s.set_rule(rule);
@@ -137,10 +139,10 @@ TEST_CASE(
     ids[name] = created->id();
   }
   int64_t sequence = 0;
-  auto apply = [&](infostore::v1::Change c) {
+  auto apply = [&](infostore::v1::Change c, const std::string& customer = "c_1") {
     infostore::v1::WatchChangesResponse m;
     c.set_sequence(++sequence);
-    c.set_customer_id("c_1");
+    c.set_customer_id(customer);
     *c.mutable_committed_at() = Ts(now);
     *m.add_changes() = std::move(c);
     m.set_position(sequence);
@@ -153,10 +155,10 @@ TEST_CASE(
     c.mutable_event()->set_event_id(absl::StrCat("e", sequence));
     apply(c);
   };
-  auto in = [&] {
+  auto in = [&](const std::string& customer = "c_1") {
     std::set<std::string> out;
     std::shared_lock lock(features.mutex());
-    std::optional<CustomerNo> n = features.Find("c_1");
+    std::optional<CustomerNo> n = features.Find(customer);
     if (!n) return out;
     for (const auto& [name, id] : ids) {
       if (segments.Members(id)->contains(*n)) out.insert(name);
@@ -169,16 +171,29 @@ TEST_CASE(
   profile.mutable_customer()->set_id("c_1");
   profile.mutable_customer()->mutable_profile()->set_first_name("Ada");
   apply(profile);
-  CHECK(in() == std::set<std::string>{"named", "no-orders"});
+  // A customer new to the engine is evaluated against every segment, whatever the change read.
+  CHECK(in() == std::set<std::string>{"named", "no-orders", "no-email-consent", "no-views"});
   // An old page view: first and last seen move (long ago), the viewers' window does not reach it.
   event("page_view", now - absl::Hours(24 * 40));
-  CHECK(in() == std::set<std::string>{"named", "no-orders", "first-seen-long-ago"});
+  CHECK(in() == std::set<std::string>{"named", "no-orders", "no-email-consent", "no-views", "first-seen-long-ago"});
   // A page view now: last seen moves; no order, so the order segments keep their members.
   event("page_view", now);
-  CHECK(in() == std::set<std::string>{"named", "no-orders", "first-seen-long-ago", "seen-lately", "viewers"});
+  CHECK(in() == std::set<std::string>{"named", "no-orders", "no-email-consent", "first-seen-long-ago", "seen-lately",
+                                      "viewers"});
   // A purchase: the order segments move.
   event("purchase", now);
-  CHECK(in() == std::set<std::string>{"named", "buyers", "first-seen-long-ago", "seen-lately", "viewers"});
+  CHECK(in() ==
+        std::set<std::string>{"named", "buyers", "no-email-consent", "first-seen-long-ago", "seen-lately", "viewers"});
+  // A customer first known by a consent change (SMS): in the segments an empty customer is in.
+  infostore::v1::Change consent;
+  consent.set_kind(infostore::v1::CHANGE_KIND_CONSENT);
+  consent.mutable_customer()->set_id("c_2");
+  infostore::v1::Consent* sms = consent.mutable_customer()->add_consents();
+  sms->set_channel(common::v1::CHANNEL_SMS);
+  sms->set_purpose(common::v1::PURPOSE_MARKETING);
+  sms->set_status(infostore::v1::CONSENT_STATUS_GRANTED);
+  apply(consent, "c_2");
+  CHECK(in("c_2") == std::set<std::string>{"no-orders", "no-email-consent", "no-views"});
 }
 
 }  // namespace
