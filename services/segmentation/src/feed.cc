@@ -306,7 +306,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
           const CustomerNo n = features_.SetCustomer(c.customer());
           whole.insert(n);
           ChangedData& d = mark(n);
-          d.profile = d.orders = true;
+          d.profile = d.orders = d.seen = true;  // the record's behaviour summary comes with it
           if (!was_live) fresh(n);
           break;
         }
