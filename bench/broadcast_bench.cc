@@ -200,39 +200,48 @@ std::string Body(int64_t bytes) {
   return out;
 }
 
-// The baseline: the channel class alone, `threads` threads sending batches of `batch`.
-double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, const std::string& body) {
-  std::atomic<int64_t> next{0}, failed{0};
-  const absl::Time began = absl::Now();
-  std::vector<std::thread> threads;
-  for (int t = 0; t < o.workers; ++t) {
-    threads.emplace_back([&] {
-      for (;;) {
-        const int64_t from = next.fetch_add(o.batch);
-        if (from >= o.baseline_messages) return;
-        std::vector<bc::OutgoingMessage> msgs;
-        for (int64_t i = from; i < std::min(o.baseline_messages, from + o.batch); ++i) {
-          bc::OutgoingMessage m;
-          m.delivery_id = absl::StrCat("dl_base_", i);
-          m.customer_id = CustomerId(i);
-          m.channel = ch;
-          m.purpose = common::PURPOSE_MARKETING;
-          m.address = ch == common::CHANNEL_EMAIL ? absl::StrCat("customer", i, "@example.com")
-                                                  : absl::StrCat("+4477", 10000000 + i);
-          m.subject = "Spring sale";
-          m.text_body = ch == common::CHANNEL_EMAIL ? "" : "Spring sale: 20% off today";
-          m.html_body = ch == common::CHANNEL_EMAIL ? body : "";
-          m.unsubscribe_url = "http://127.0.0.1:1/u?d=" + m.delivery_id;
-          msgs.push_back(std::move(m));
-        }
-        for (const bc::SendResult& r : channel.Send(msgs)) {
-          if (r.outcome != bc::SendOutcome::kAccepted && failed.fetch_add(1) == 0)
-            std::fprintf(stderr, "# baseline: a message not accepted: %s\n", r.error.c_str());
-        }
+// Calls fn(from, to) for the slices [from, to) of [0, total), `batch` long, from `threads`
+// threads; a slice for which fn returns false stops the rest.
+void ForEachSlice(int64_t total, int64_t batch, int threads, const std::function<bool(int64_t, int64_t)>& fn) {
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int64_t from; !stop && (from = next.fetch_add(batch)) < total;) {
+        if (!fn(from, std::min(total, from + batch))) stop = true;
       }
     });
   }
-  for (std::thread& t : threads) t.join();
+  for (std::thread& t : pool) t.join();
+}
+
+// The baseline: the channel class alone, `threads` threads sending batches of `batch`.
+double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, const std::string& body) {
+  std::atomic<int64_t> failed{0};
+  const absl::Time began = absl::Now();
+  ForEachSlice(o.baseline_messages, o.batch, o.workers, [&](int64_t from, int64_t to) {
+    std::vector<bc::OutgoingMessage> msgs;
+    for (int64_t i = from; i < to; ++i) {
+      bc::OutgoingMessage m;
+      m.delivery_id = absl::StrCat("dl_base_", i);
+      m.customer_id = CustomerId(i);
+      m.channel = ch;
+      m.purpose = common::PURPOSE_MARKETING;
+      m.address = ch == common::CHANNEL_EMAIL ? absl::StrCat("customer", i, "@example.com")
+                                              : absl::StrCat("+4477", 10000000 + i);
+      m.subject = "Spring sale";
+      m.text_body = ch == common::CHANNEL_EMAIL ? "" : "Spring sale: 20% off today";
+      m.html_body = ch == common::CHANNEL_EMAIL ? body : "";
+      m.unsubscribe_url = "http://127.0.0.1:1/u?d=" + m.delivery_id;
+      msgs.push_back(std::move(m));
+    }
+    for (const bc::SendResult& r : channel.Send(msgs)) {
+      if (r.outcome != bc::SendOutcome::kAccepted && failed.fetch_add(1) == 0)
+        std::fprintf(stderr, "# baseline: a message not accepted: %s\n", r.error.c_str());
+    }
+    return true;
+  });
   // Not fatal: a loaded machine can time a few out; the rate counts accepted messages only.
   if (failed.load() > 0)
     std::fprintf(stderr, "# baseline: %lld messages not accepted\n", static_cast<long long>(failed.load()));
@@ -244,36 +253,29 @@ double ChannelOnly(bc::Channel& channel, const Options& o, common::Channel ch, c
 // nothing else. Customers rendered a second.
 double RenderOnly(const std::shared_ptr<grpc::Channel>& channel, const std::string& template_id, const Options& o) {
   auto stub = perso::Personalisation::NewStub(channel);
-  std::atomic<int64_t> next{0}, rendered{0};
-  std::atomic<bool> failed{false};
+  std::atomic<int64_t> rendered{0};
   std::string error;
   std::mutex mu;
   const absl::Time began = absl::Now();
-  std::vector<std::thread> threads;
-  for (int t = 0; t < o.workers; ++t) {
-    threads.emplace_back([&] {
-      for (;;) {
-        const int64_t from = next.fetch_add(o.batch);
-        if (from >= o.recipients || failed) return;
-        perso::BatchRenderRequest req;
-        req.set_template_id(template_id);
-        for (int64_t i = from; i < std::min(o.recipients, from + o.batch); ++i) req.add_customer_ids(CustomerId(i));
-        perso::BatchRenderResponse resp;
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-        grpc::Status st = stub->BatchRender(&ctx, req, &resp);
-        if (!st.ok() || !resp.failed().empty()) {
-          std::lock_guard lock(mu);
-          error = st.ok() ? absl::StrCat(resp.failed().size(), " customers not rendered") : st.error_message();
-          failed = true;
-          return;
-        }
-        rendered.fetch_add(resp.messages_size());
+  ForEachSlice(o.recipients, o.batch, o.workers, [&](int64_t from, int64_t to) {
+    perso::BatchRenderRequest req;
+    req.set_template_id(template_id);
+    for (int64_t i = from; i < to; ++i) req.add_customer_ids(CustomerId(i));
+    perso::BatchRenderResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    grpc::Status st = stub->BatchRender(&ctx, req, &resp);
+    if (!st.ok() || !resp.failed().empty()) {
+      std::lock_guard lock(mu);
+      if (error.empty()) {
+        error = st.ok() ? absl::StrCat(resp.failed().size(), " customers not rendered") : st.error_message();
       }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  Check(!failed, "BatchRender alone: " + error);
+      return false;
+    }
+    rendered.fetch_add(resp.messages_size());
+    return true;
+  });
+  Check(error.empty(), "BatchRender alone: " + error);
   return static_cast<double>(rendered.load()) / absl::ToDoubleSeconds(absl::Now() - began);
 }
 
