@@ -39,6 +39,16 @@ absl::StatusOr<DeliveryRow> ReadDelivery(const sql::Row& r) {
   return out;
 }
 
+absl::StatusOr<std::vector<std::string>> ClaimableGroups(sql::Connection& c) {
+  ECRM_ASSIGN_OR_RETURN(
+      sql::Result running,
+      c.Execute(absl::StrCat("SELECT id FROM broadcasts WHERE state IN (", v1::BROADCAST_STATE_RUNNING, ", ",
+                             v1::BROADCAST_STATE_CANCELLED, ") AND loaded = 1")));
+  std::vector<std::string> groups = {""};
+  for (sql::Row r : running) groups.emplace_back(r.Text(0));
+  return groups;
+}
+
 absl::Status InsertDelivery(sql::Connection& c, const DeliveryRow& row, int64_t next_attempt_at_us) {
   const v1::Delivery& d = row.delivery;
   return c

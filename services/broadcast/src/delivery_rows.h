@@ -54,6 +54,11 @@ class ProgressChanges {
   std::map<std::tuple<std::string, int, int>, int64_t> changes_;
 };
 
+// The groups of deliveries workers claim from, each walked alone on deliveries_due (state,
+// broadcast_id, next_attempt_at): '' (messages of no broadcast) and each loaded broadcast that
+// runs or is being cancelled. A paused broadcast, or one still loading, is not claimed from.
+absl::StatusOr<std::vector<std::string>> ClaimableGroups(sql::Connection& c);
+
 absl::StatusOr<DeliveryRow> ReadDelivery(const sql::Row& r);
 
 // Inserts a new delivery row (state, reason and times from `row.delivery`).

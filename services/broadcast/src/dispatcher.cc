@@ -250,12 +250,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
   //    (a million at most) on every idle poll, the write lock held, and starved its load.
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     claimed.clear();
-    ECRM_ASSIGN_OR_RETURN(
-        sql::Result running,
-        c.Execute(absl::StrCat("SELECT id FROM broadcasts WHERE state IN (", v1::BROADCAST_STATE_RUNNING, ", ",
-                               v1::BROADCAST_STATE_CANCELLED, ") AND loaded = 1")));
-    std::vector<std::string> groups = {""};
-    for (sql::Row r : running) groups.emplace_back(r.Text(0));
+    ECRM_ASSIGN_OR_RETURN(std::vector<std::string> groups, ClaimableGroups(c));
     std::string q = absl::StrCat(
         "SELECT seq, sending, next_attempt_at FROM deliveries WHERE state = ", kQueued,
         " AND broadcast_id = $3 AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY next_attempt_at LIMIT $2");
