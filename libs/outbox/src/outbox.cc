@@ -11,8 +11,8 @@ namespace ecrm::outbox {
 absl::Status Outbox::Add(sql::Connection& c, const infostore::v1::Event& event) {
   return c
       .Execute(
-          "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT "
-          "(event_id) DO NOTHING",
+          "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO "
+          "NOTHING",
           {event.event_id(), event.customer().customer_id(), sql::Blob{event.SerializeAsString()}, util::NowMicros()})
       .status();
 }
@@ -33,7 +33,7 @@ absl::Status Outbox::AddMany(sql::Connection& c, const std::vector<infostore::v1
       params.emplace_back(sql::Blob{e.SerializeAsString()});
       params.emplace_back(now_us);
     }
-    absl::StrAppend(&sql, " ON CONFLICT (event_id) DO NOTHING");
+    absl::StrAppend(&sql, " ON CONFLICT DO NOTHING");
     ECRM_RETURN_IF_ERROR(c.Execute(sql, params).status());
   }
   return absl::OkStatus();

@@ -82,8 +82,10 @@ struct Dispatcher::Claimed {
   absl::StatusOr<RenderedContent> rendered = absl::UnknownError("not rendered");
   // With an offer: why it is not for this customer (nothing rendered); empty when it is.
   std::string not_eligible;
-  // What is sent: the literal or rendered content with the placeholders filled.
+  // What is sent: the literal or rendered content with the placeholders filled, and the signed
+  // unsubscribe URL (signed once, for the content and the channel's List-Unsubscribe).
   v1::LiteralContent content;
+  std::string unsubscribe_url;
   int broadcast_rate = 0;
   bool to_send = false;
   SendResult result;
@@ -540,9 +542,10 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
       } else {
         cl.content = cl.row.message.content().literal();
       }
-      cl.content = FillPlaceholders(std::move(cl.content),
-                                    LinksFor(d.id(), options_.links ? options_.links->UnsubscribeUrl(d.id()) : "",
-                                             options_.preferences_url_base, options_.view_in_browser_url_base));
+      if (options_.links) cl.unsubscribe_url = options_.links->UnsubscribeUrl(d.id());
+      cl.content = FillPlaceholders(
+          std::move(cl.content),
+          LinksFor(d.id(), cl.unsubscribe_url, options_.preferences_url_base, options_.view_in_browser_url_base));
       ECRM_ASSIGN_OR_RETURN(bool admitted, caps_.Admit(c, d.id(), d.customer_id(), d.channel(), d.purpose(),
                                                        cl.row.message.category(), now));
       if (!admitted) {
@@ -632,7 +635,7 @@ absl::StatusOr<int> Dispatcher::RunOnce() {
         m.text_body = content.text_body();
         m.html_body = content.html_body();
         if (d.purpose() == common::v1::PURPOSE_MARKETING && options_.links != nullptr) {
-          m.unsubscribe_url = options_.links->UnsubscribeUrl(d.id());
+          m.unsubscribe_url = cl->unsubscribe_url;
           m.html_body = options_.links->Track(d.id(), m.html_body);
         }
         m.campaign_id = d.campaign_id();

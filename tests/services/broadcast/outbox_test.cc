@@ -725,6 +725,67 @@ TEST_CASE("migrating deliveries to keys in insertion order keeps every row and c
   }
 }
 
+// Migration 5 keeps event ids unique except message_sent's (raised once, as its row becomes
+// SENT): the pending events come through in order, an event that can be raised again (an open)
+// is still kept once, and the engine raises its events into the rebuilt table.
+TEST_CASE("migrating the outbox keeps its events, and event ids unique except message_sent's") {
+  for (const std::string backend : {"sqlite", "postgres"}) {
+    DYNAMIC_SECTION(backend) {
+      ecrm::testing::TempDir dir;
+      const auto before = absl::MakeConstSpan(bc::kMigrations).subspan(0, 4);
+      std::unique_ptr<ecrm::sql::Database> db;
+      if (backend == "sqlite") {
+        auto opened = ecrm::sql::Database::Open("sqlite://" + dir.path() + "/broadcast.db");
+        REQUIRE(opened.ok());
+        db = std::move(*opened);
+        REQUIRE(db->Migrate("broadcast", before).ok());
+      } else {
+        db = Postgres(before);
+      }
+      auto event = [](const std::string& id, const std::string& customer) {
+        ecrm::infostore::v1::Event e;
+        e.set_event_id(id);
+        e.set_type(id.substr(0, id.find(':')));
+        e.mutable_customer()->set_customer_id(customer);
+        return e;
+      };
+      {
+        ecrm::outbox::Outbox old{*db};
+        auto c = db->Acquire();
+        REQUIRE(c.ok());
+        REQUIRE(old.AddMany(**c, {event("message_sent:d_1", "ann"), event("message_opened:d_1", "ann")}).ok());
+      }
+      REQUIRE(db->Migrate("broadcast", bc::kMigrations).ok());
+      Engine e(std::move(db));
+      auto pending = e.outbox.PendingEvents(100);
+      REQUIRE(pending.ok());
+      REQUIRE(pending->size() == 2);
+      CHECK((*pending)[0].event.event_id() == "message_sent:d_1");
+      CHECK((*pending)[1].event.event_id() == "message_opened:d_1");
+      {
+        auto c = e.db->Acquire();
+        REQUIRE(c.ok());
+        REQUIRE(e.outbox
+                    .AddMany(**c, {event("message_opened:d_1", "ann"), event("message_clicked:d_1", "ann"),
+                                   event("message_clicked:d_1", "ann")})
+                    .ok());
+        REQUIRE(e.outbox.Add(**c, event("message_opened:d_1", "ann")).ok());
+      }
+      CHECK(e.EventTypes() == std::multiset<std::string>{"message_sent", "message_opened", "message_clicked"});
+      e.directory.Put("bob", {common::CHANNEL_EMAIL});
+      const v1::Delivery d = e.Send("bob");
+      e.Drain();
+      CHECK(e.email.Times(d.id()) == 1);
+      CHECK(e.EventTypes() ==
+            std::multiset<std::string>{"message_sent", "message_sent", "message_opened", "message_clicked"});
+      // Erasure still finds a customer's pending events through outbox_customer.
+      auto left = e.db->Execute("SELECT COUNT(*) FROM outbox WHERE customer_id = 'ann'");
+      REQUIRE(left.ok());
+      CHECK(left->front().Int(0) == 3);
+    }
+  }
+}
+
 TEST_CASE("frequency caps are exact with concurrent workers, and transactional messages are exempt") {
   for (const char* backend : {"sqlite", "postgres"}) {
     DYNAMIC_SECTION(backend) {

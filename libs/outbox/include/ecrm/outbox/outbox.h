@@ -12,6 +12,7 @@
 //     created_at BIGINT NOT NULL,
 //     failed TEXT);                       -- set when the information store refused it for good
 //   CREATE INDEX outbox_customer ON outbox (customer_id);
+// (broadcast's event_id is unique only where an event can be raised twice: its migration 5.)
 #pragma once
 
 #include <cstdint>
@@ -37,7 +38,9 @@ class Outbox {
  public:
   explicit Outbox(sql::Database& db) : db_(db) {}
 
-  // Appends an event inside the caller's transaction; an event id already there is a no-op.
+  // Appends an event inside the caller's transaction; an event id already there is a no-op where
+  // the table's unique index covers it (ON CONFLICT DO NOTHING: any unique index, so an engine may
+  // leave out of it the events it raises only once, as broadcast does message_sent).
   absl::Status Add(sql::Connection& c, const infostore::v1::Event& event);
   // Add for many events, in one INSERT per 250: what a batch of work raises.
   absl::Status AddMany(sql::Connection& c, const std::vector<infostore::v1::Event>& events);
