@@ -418,6 +418,37 @@ TEST_CASE("an exhausted pool fails with UNAVAILABLE after the acquire timeout") 
   }
 }
 
+TEST_CASE("a dedicated connection writes beside a full pool, and its SQLite commits wake the checkpointer") {
+  for (auto& [driver, url] : FreshDatabases()) {
+    DYNAMIC_SECTION(driver) {
+      DatabaseOptions options;
+      options.pool_size = 1;
+      options.sqlite_checkpoint_pages = 1;
+      auto db = Open(url, options);
+      Exec(*db, kItems);
+      auto own = db->OpenDedicated(8);
+      REQUIRE(own.ok());
+      {
+        auto held = db->Acquire();  // the pool's only connection: the dedicated one is not counted
+        REQUIRE(held.ok());
+        absl::Status s = ecrm::sql::InTransaction(
+            **own, [](Connection& c) { return c.Execute("INSERT INTO items (id, name) VALUES (1, 'own')").status(); });
+        INFO(s.ToString());
+        REQUIRE(s.ok());
+      }
+      CHECK(Count(*db, "items") == 1);  // committed, seen by the pool
+      if (db->dialect() == Dialect::kSqlite) {
+        auto cache = (*own)->Execute("PRAGMA cache_size");
+        REQUIRE(cache.ok());
+        CHECK(cache->front().Int(0) == -8 * 1024);  // KiB, negative
+        // The commit passed the 1-page threshold: a round was due and finishes.
+        CHECK(db->WaitForCheckpointRound(0).finished >= 1);
+      }
+      own->reset();  // before the database
+    }
+  }
+}
+
 TEST_CASE("a lost PostgreSQL connection is UNAVAILABLE and the pool reconnects") {
   auto pg = Postgres().CreateUniqueDatabase();
   REQUIRE(pg.ok());

@@ -255,19 +255,44 @@ absl::StatusOr<Result> Database::Execute(absl::string_view sql, std::initializer
   return conn->Execute(sql, params);
 }
 
+namespace {
+absl::Status OneTransaction(Connection& conn, const std::function<absl::Status(Connection&)>& fn, TxMode mode) {
+  ECRM_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(conn, mode));
+  ECRM_RETURN_IF_ERROR(fn(conn));
+  return tx.Commit();
+}
+}  // namespace
+
 absl::Status Database::InTransaction(const std::function<absl::Status(Connection&)>& fn, TxMode mode,
                                      int max_attempts) {
   absl::Status last;
   for (int attempt = 1; attempt <= max_attempts; ++attempt) {
     ECRM_ASSIGN_OR_RETURN(Lease conn, Acquire());
-    last = [&]() -> absl::Status {
-      ECRM_ASSIGN_OR_RETURN(Transaction tx, Transaction::Begin(*conn, mode));
-      ECRM_RETURN_IF_ERROR(fn(*conn));
-      return tx.Commit();
-    }();
+    last = OneTransaction(*conn, fn, mode);
     if (last.code() != absl::StatusCode::kAborted) return last;
   }
   return last;
+}
+
+absl::Status InTransaction(Connection& conn, const std::function<absl::Status(Connection&)>& fn, TxMode mode,
+                           int max_attempts) {
+  absl::Status last;
+  for (int attempt = 1; attempt <= max_attempts; ++attempt) {
+    last = OneTransaction(conn, fn, mode);
+    if (last.code() != absl::StatusCode::kAborted) return last;
+  }
+  return last;
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Database::OpenDedicated(int sqlite_cache_mib) {
+  State& s = *state_;
+  if (dialect_ == Dialect::kPostgres) return internal::OpenPostgres(s.target, s.options);
+  ECRM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, internal::OpenSqlite(s.target, s.options, s.sqlite_writer,
+                                                                               [&s](int pages) { s.OnCommit(pages); }));
+  if (sqlite_cache_mib > 0) {
+    ECRM_RETURN_IF_ERROR(conn->ExecuteScript(absl::StrCat("PRAGMA cache_size=-", int64_t{sqlite_cache_mib} * 1024)));
+  }
+  return conn;
 }
 
 absl::StatusOr<int64_t> Database::DeleteInBatches(absl::string_view table, absl::string_view key,

@@ -229,7 +229,7 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group,
     for (int i = 0; i < b->request->events_size(); ++i) items.push_back({b, i});
   }
   const size_t written_before = written.size();
-  absl::Status status = db_.InTransaction([&](sql::Connection& c) -> absl::Status {
+  absl::Status status = InWriterTransaction([&](sql::Connection& c) -> absl::Status {
     ChangeFeed::Pending pending;
     for (EventBatch* b : group) b->result = EventBatchResult();
     written.resize(written_before);  // a retried transaction starts again
@@ -471,6 +471,16 @@ absl::Status CustomerStore::WriteEvents(absl::Span<EventBatch* const> group,
   });
   if (!status.ok()) written.resize(written_before);  // rolled back: nothing to cache
   return status;
+}
+
+absl::Status CustomerStore::InWriterTransaction(const std::function<absl::Status(sql::Connection&)>& fn) {
+  if (event_conn_ == nullptr) {
+    ECRM_ASSIGN_OR_RETURN(event_conn_, db_.OpenDedicated(options_.event_writer_cache_mib));
+  }
+  absl::Status s = sql::InTransaction(*event_conn_, fn);
+  // A lost connection, or one whose rollback failed, is opened again for the next group.
+  if (event_conn_->broken() || event_conn_->in_transaction()) event_conn_.reset();
+  return s;
 }
 
 absl::Status CustomerStore::SaveSummaries(sql::Connection& c, absl::Span<CustomerRecordSummaryView* const> records,

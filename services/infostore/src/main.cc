@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
                              "how often expired changes and request ids are deleted");
   runner.flags().AddDuration("request-retention", &request_retention,
                              "how long an UpsertCustomer request_id replays its first response");
+  int64_t writer_cache_mib = options.event_writer_cache_mib;
+  runner.flags().AddInt("event-writer-cache-mib", &writer_cache_mib,
+                        "SQLite: page cache of the event writer's own connection, MiB (the pool's are 64)");
   runner.flags().AddDuration("privacy-timeout", &privacy_timeout, "deadline of each engine's export or erasure call");
   if (auto exit_code = runner.Start(argc, argv)) return *exit_code;
   auto peers = ecrm::infostore::ParsePrivacyPeers(privacy_engines);
@@ -54,6 +57,11 @@ int main(int argc, char** argv) {
     }
     options.source_priority.push_back(t);
   }
+  if (writer_cache_mib < 1 || writer_cache_mib > 65536) {
+    return runner.Fail("configuration",
+                       absl::InvalidArgumentError("--event-writer-cache-mib must be between 1 and 65536"));
+  }
+  options.event_writer_cache_mib = static_cast<int>(writer_cache_mib);
   if (prune_every <= absl::ZeroDuration()) {
     return runner.Fail("configuration", absl::InvalidArgumentError("--feed-prune-interval must be positive"));
   }

@@ -248,6 +248,15 @@ class Database {
   absl::Status InTransaction(const std::function<absl::Status(Connection&)>& fn, TxMode mode = TxMode::kReadWrite,
                              int max_attempts = 5);
 
+  // A connection of the caller's own, outside the pool (not counted in pool_size), for one
+  // long-lived thread that writes often (the information store's event writer). SQLite drops a
+  // connection's whole page cache when another connection has committed since its last
+  // transaction, so a pooled connection lent to readers in between comes back to the writer cold
+  // and every page it touches is read again; a connection of its own stays warm. SQLite:
+  // `sqlite_cache_mib` sizes its page cache (0: the pool's 64 MiB); its commits wake the
+  // checkpointer as the pool's do. Close it (destroy it) before the Database.
+  absl::StatusOr<std::unique_ptr<Connection>> OpenDedicated(int sqlite_cache_mib = 0);
+
   // Deletes the rows of `table` matching `where` (placeholders $1… bound to `params`) in
   // transactions of at most `batch` rows, each taking the writer as any write does, so that a
   // large clean-up never holds other writers for long. `key` names the rows: their primary key
@@ -282,6 +291,11 @@ class Database {
   Dialect dialect_ = Dialect::kSqlite;
   std::string redacted_url_;
 };
+
+// Database::InTransaction on a given connection (one from OpenDedicated): runs fn in a
+// transaction and commits, retrying on ABORTED up to max_attempts.
+absl::Status InTransaction(Connection& conn, const std::function<absl::Status(Connection&)>& fn,
+                           TxMode mode = TxMode::kReadWrite, int max_attempts = 5);
 
 // Makes deleted and replaced row versions of `table` give up their data, e.g. after an erasure.
 // PostgreSQL keeps them in the table's and its indexes' pages until a VACUUM (autovacuum comes
