@@ -312,10 +312,12 @@ struct Engine {
   }
 };
 
-std::unique_ptr<ecrm::sql::Database> Sqlite(const ecrm::testing::TempDir& dir) {
+// A SQLite database in `dir`, migrated up to `migrations`.
+std::unique_ptr<ecrm::sql::Database> Sqlite(const ecrm::testing::TempDir& dir,
+                                            absl::Span<const ecrm::sql::Migration> migrations = bc::kMigrations) {
   auto db = ecrm::sql::Database::Open("sqlite://" + dir.path() + "/broadcast.db");
   REQUIRE(db.ok());
-  REQUIRE((*db)->Migrate("broadcast", bc::kMigrations).ok());
+  REQUIRE((*db)->Migrate("broadcast", migrations).ok());
   return std::move(*db);
 }
 
@@ -331,8 +333,9 @@ std::unique_ptr<ecrm::sql::Database> Postgres(absl::Span<const ecrm::sql::Migrat
   return std::move(*db);
 }
 
-std::unique_ptr<ecrm::sql::Database> Open(const std::string& backend, const ecrm::testing::TempDir& dir) {
-  return backend == "sqlite" ? Sqlite(dir) : Postgres();
+std::unique_ptr<ecrm::sql::Database> Open(const std::string& backend, const ecrm::testing::TempDir& dir,
+                                          absl::Span<const ecrm::sql::Migration> migrations = bc::kMigrations) {
+  return backend == "sqlite" ? Sqlite(dir, migrations) : Postgres(migrations);
 }
 
 // GetBroadcast's counts (kept as the rows change) against the rows counted.
@@ -647,16 +650,7 @@ TEST_CASE("migrating deliveries to keys in insertion order keeps every row and c
   for (const std::string backend : {"sqlite", "postgres"}) {
     DYNAMIC_SECTION(backend) {
       ecrm::testing::TempDir dir;
-      const auto before = absl::MakeConstSpan(bc::kMigrations).subspan(0, 3);
-      std::unique_ptr<ecrm::sql::Database> db;
-      if (backend == "sqlite") {
-        auto opened = ecrm::sql::Database::Open("sqlite://" + dir.path() + "/broadcast.db");
-        REQUIRE(opened.ok());
-        db = std::move(*opened);
-        REQUIRE(db->Migrate("broadcast", before).ok());
-      } else {
-        db = Postgres(before);
-      }
+      std::unique_ptr<ecrm::sql::Database> db = Open(backend, dir, absl::MakeConstSpan(bc::kMigrations).subspan(0, 3));
       const int64_t t0 =
           absl::ToUnixMicros(absl::FromCivil(absl::CivilSecond(2026, 6, 1, 11, 0, 0), absl::UTCTimeZone()));
       ecrm::broadcast::internal::BroadcastRecord record;
@@ -732,16 +726,7 @@ TEST_CASE("migrating the outbox keeps its events, and event ids unique except me
   for (const std::string backend : {"sqlite", "postgres"}) {
     DYNAMIC_SECTION(backend) {
       ecrm::testing::TempDir dir;
-      const auto before = absl::MakeConstSpan(bc::kMigrations).subspan(0, 4);
-      std::unique_ptr<ecrm::sql::Database> db;
-      if (backend == "sqlite") {
-        auto opened = ecrm::sql::Database::Open("sqlite://" + dir.path() + "/broadcast.db");
-        REQUIRE(opened.ok());
-        db = std::move(*opened);
-        REQUIRE(db->Migrate("broadcast", before).ok());
-      } else {
-        db = Postgres(before);
-      }
+      std::unique_ptr<ecrm::sql::Database> db = Open(backend, dir, absl::MakeConstSpan(bc::kMigrations).subspan(0, 4));
       auto event = [](const std::string& id, const std::string& customer) {
         ecrm::infostore::v1::Event e;
         e.set_event_id(id);
