@@ -139,6 +139,36 @@ TEST_CASE("the relay delivers oldest first, in batches, and an event id appended
                                           "ecrm_test_outbox_parked_total", "ecrm_test_outbox_pending"});
 }
 
+TEST_CASE("behind a full batch the pending gauge is counted now and then, and lowered by what is delivered") {
+  Fixture f;
+  for (const char* id : {"e1", "e2", "e3", "e4", "e5"}) f.AddEvent(id);
+  FakeSink sink;
+  std::vector<double> seen;  // the gauge as each call found it
+  sink.answer = [&](absl::Span<const OutboxEvent>) {
+    seen.push_back(f.metrics.pending.Value());
+    if (seen.size() == 1) {  // two more arrive while the first batch is out
+      f.AddEvent("e6");
+      f.AddEvent("e7");
+    }
+    return absl::OkStatus();
+  };
+  // Counted once, at the first full batch (5), then lowered by each delivery but never below
+  // the batch in hand: the two added meanwhile are not seen until a short batch (everything
+  // pending) is read.
+  OutboxRelay once(f.outbox, sink, {.batch_size = 2, .count_every = absl::InfiniteDuration()}, f.metrics);
+  CHECK(once.DeliverPending());
+  CHECK(seen == std::vector<double>{5, 3, 2, 1});
+  CHECK(f.metrics.pending.Value() == 0);
+  CHECK(f.Pending().empty());
+
+  // Counted at every full batch: the two added again during the first call show at once.
+  for (const char* id : {"e8", "e9", "e10", "e11", "e12"}) f.AddEvent(id);
+  seen.clear();
+  OutboxRelay always(f.outbox, sink, {.batch_size = 2, .count_every = absl::ZeroDuration()}, f.metrics);
+  CHECK(always.DeliverPending());
+  CHECK(seen == std::vector<double>{5, 5, 3, 1});
+}
+
 TEST_CASE("the relay parks an event refused for its data and delivers the others, in order") {
   Fixture f;
   FakeSink sink;

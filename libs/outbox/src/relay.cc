@@ -77,12 +77,20 @@ bool OutboxRelay::DeliverPending() {
       log::Warn("outbox read failed", {{"error", events.status()}});
       return false;
     }
-    // A short batch is everything pending; only a full one needs a count.
+    // A short batch is everything pending; only a full one needs a count. Counting reads the
+    // whole outbox, so a count per batch would cost the square of a backlog: it is taken now and
+    // then, and lowered by what is delivered in between.
+    const absl::Time now = absl::Now();
     if (events->size() < static_cast<size_t>(options_.batch_size)) {
-      metrics_.pending.Set(static_cast<double>(events->size()));
-    } else if (absl::StatusOr<int64_t> n = outbox_.PendingCount(); n.ok()) {
-      metrics_.pending.Set(static_cast<double>(*n));
+      pending_ = static_cast<int64_t>(events->size());
+    } else if (now - counted_at_ >= options_.count_every) {
+      if (absl::StatusOr<int64_t> n = outbox_.PendingCount(); n.ok()) {
+        pending_ = *n;
+        counted_at_ = now;
+      }
     }
+    pending_ = std::max(pending_, static_cast<int64_t>(events->size()));
+    metrics_.pending.Set(static_cast<double>(pending_));
     oldest_pending_us_.store(events->empty() ? 0 : events->front().created_at_us);
     if (events->empty()) return true;
     absl::Status s = sink_.Record(*events);
@@ -93,11 +101,13 @@ bool OutboxRelay::DeliverPending() {
         if (one.ok()) {
           if (!outbox_.MarkDelivered({event.seq}).ok()) return false;
           metrics_.delivered.Increment();
+          --pending_;
         } else if (Permanent(one.code())) {
           log::Error("outbox event refused by the information store; parked",
                      {{"event_id", event.event.event_id()}, {"error", one.message()}});
           if (!outbox_.MarkFailed(event.seq, one.message()).ok()) return false;
           metrics_.parked.Increment();
+          --pending_;
         } else {
           metrics_.delivery_failures.Increment();
           return false;
@@ -117,6 +127,7 @@ bool OutboxRelay::DeliverPending() {
       return false;
     }
     metrics_.delivered.Increment(static_cast<double>(seqs.size()));
+    pending_ -= static_cast<int64_t>(seqs.size());
   }
 }
 

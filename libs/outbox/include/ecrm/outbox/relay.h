@@ -27,13 +27,17 @@ struct RelayOptions {
   absl::Duration min_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(30);
   absl::Duration poll = absl::Seconds(1);  // looks again even without a notification
+  // Behind a full batch the pending gauge needs a count, which reads the whole outbox: it is
+  // taken at most this often, and lowered by what is delivered in between.
+  absl::Duration count_every = absl::Seconds(5);
 };
 
 // What the relay records, under the engine's prefix: RelayMetrics(registry,
 // "ecrm_transaction_outbox") registers ecrm_transaction_outbox_delivered_total, …_parked_total,
-// …_delivery_failures_total, …_pending and …_oldest_pending_age_seconds (the age of the oldest
-// event waiting for delivery, 0 when none waits; parked events do not count: set at each
-// scrape by OutboxRelay::RefreshAge). Build it only with a relay, so that a scrape never shows
+// …_delivery_failures_total, …_pending (exact when one batch holds everything waiting; behind
+// a longer backlog counted every RelayOptions::count_every) and …_oldest_pending_age_seconds
+// (the age of the oldest event waiting for delivery, 0 when none waits; parked events do not
+// count: set at each scrape by OutboxRelay::RefreshAge). Build it only with a relay, so that a scrape never shows
 // a pending count that nothing is delivering.
 struct RelayMetrics {
   RelayMetrics(prometheus::Registry& registry, absl::string_view prefix);
@@ -81,6 +85,9 @@ class OutboxRelay {
   bool notified_ = false;
   bool stopping_ = false;
   std::atomic<int64_t> oldest_pending_us_{0};  // created_at of the oldest pending event; 0: none
+  // The pending gauge's value, and when the outbox was last counted (DeliverPending's own).
+  int64_t pending_ = 0;
+  absl::Time counted_at_ = absl::InfinitePast();
   std::thread thread_;
 };
 
