@@ -1,7 +1,5 @@
 #include "ecrm/outbox/outbox.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "ecrm/status/macros.h"
 #include "ecrm/util/util.h"
@@ -18,25 +16,17 @@ absl::Status Outbox::Add(sql::Connection& c, const infostore::v1::Event& event) 
 }
 
 absl::Status Outbox::AddMany(sql::Connection& c, const std::vector<infostore::v1::Event>& events) {
-  constexpr size_t kChunk = 250;
+  static const std::vector<std::string> kColumns = {"event_id", "customer_id", "body", "created_at"};
   const int64_t now_us = util::NowMicros();
-  for (size_t i = 0; i < events.size(); i += kChunk) {
-    const size_t n = std::min(kChunk, events.size() - i);
-    std::string sql = "INSERT INTO outbox (event_id, customer_id, body, created_at) VALUES ";
-    std::vector<sql::Value> params;
-    params.reserve(4 * n);
-    for (size_t k = 0; k < n; ++k) {
-      const infostore::v1::Event& e = events[i + k];
-      absl::StrAppend(&sql, k ? ", " : "", "(", util::Placeholders(static_cast<int>(4 * k + 1), 4), ")");
-      params.emplace_back(e.event_id());
-      params.emplace_back(e.customer().customer_id());
-      params.emplace_back(sql::Blob{e.SerializeAsString()});
-      params.emplace_back(now_us);
-    }
-    absl::StrAppend(&sql, " ON CONFLICT DO NOTHING");
-    ECRM_RETURN_IF_ERROR(c.Execute(sql, params).status());
+  std::vector<sql::Value> values;
+  values.reserve(4 * events.size());
+  for (const infostore::v1::Event& e : events) {
+    values.emplace_back(sql::TextRef{e.event_id()});
+    values.emplace_back(sql::TextRef{e.customer().customer_id()});
+    values.emplace_back(sql::Blob{e.SerializeAsString()});
+    values.emplace_back(now_us);
   }
-  return absl::OkStatus();
+  return c.InsertBatch("outbox", kColumns, values, "ON CONFLICT DO NOTHING", 250).status();
 }
 
 absl::StatusOr<std::vector<OutboxEvent>> Outbox::PendingEvents(int limit) {

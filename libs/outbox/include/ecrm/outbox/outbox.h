@@ -42,7 +42,7 @@ class Outbox {
   // the table's unique index covers it (ON CONFLICT DO NOTHING: any unique index, so an engine may
   // leave out of it the events it raises only once, as broadcast does message_sent).
   absl::Status Add(sql::Connection& c, const infostore::v1::Event& event);
-  // Add for many events, in one INSERT per 250: what a batch of work raises.
+  // Add for many events (sql::Connection::InsertBatch): what a batch of work raises.
   absl::Status AddMany(sql::Connection& c, const std::vector<infostore::v1::Event>& events);
   // Called by the writers after a commit that added events.
   void Notify() const {
