@@ -37,8 +37,8 @@ struct RelayOptions {
 // …_delivery_failures_total, …_pending (exact when one batch holds everything waiting; behind
 // a longer backlog counted every RelayOptions::count_every) and …_oldest_pending_age_seconds
 // (the age of the oldest event waiting for delivery, 0 when none waits; parked events do not
-// count: set at each scrape by OutboxRelay::RefreshAge). Build it only with a relay, so that a scrape never shows
-// a pending count that nothing is delivering.
+// count: set at each scrape by OutboxRelay::RefreshAge). Build it only with a relay, so that a
+// scrape never shows a pending count that nothing is delivering.
 struct RelayMetrics {
   RelayMetrics(prometheus::Registry& registry, absl::string_view prefix);
 

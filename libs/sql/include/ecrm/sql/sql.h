@@ -164,11 +164,12 @@ class Connection {
   // True once the connection is unusable (lost); the pool then discards it.
   virtual bool broken() const = 0;
 
-  // Inserts rows (each of columns.size() values) with multi-row INSERTs of up to
-  // `rows_per_statement` rows on PostgreSQL, a row per INSERT on SQLite (see the definition). Returns the number of
-  // rows inserted. Runs in the caller's transaction if one is open; otherwise in one of its own, so it is all or
-  // nothing. `suffix` is appended to each statement (e.g. "ON CONFLICT DO NOTHING"); with a RETURNING clause, the first
-  // column of every returned row is appended to `returned` as text.
+  // Inserts rows (each of columns.size() values): on PostgreSQL with multi-row INSERTs of up
+  // to `rows_per_statement` rows, on SQLite a row per INSERT (see the definition). Returns the
+  // number of rows inserted. Runs in the caller's transaction if one is open; otherwise in one
+  // of its own, so it is all or nothing. `suffix` is appended to each statement (e.g. "ON
+  // CONFLICT DO NOTHING"); with a RETURNING clause, the first column of every returned row is
+  // appended to `returned` as text.
   absl::StatusOr<int64_t> InsertBatch(absl::string_view table, absl::Span<const std::string> columns,
                                       absl::Span<const Value> values, absl::string_view suffix = "",
                                       int rows_per_statement = 256, std::vector<std::string>* returned = nullptr);
