@@ -4,8 +4,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "drivers.h"
@@ -92,7 +92,7 @@ class SqliteConnection final : public Connection {
   }
 
   absl::StatusOr<sqlite3_stmt*> Prepare(absl::string_view sql) {
-    auto it = statements_.find(std::string(sql));
+    auto it = statements_.find(sql);  // no copy of the text: InsertBatch looks up a statement per row
     if (it != statements_.end()) return it->second;
     std::string rewritten = RewritePlaceholders(sql);
     sqlite3_stmt* stmt = nullptr;
@@ -229,7 +229,7 @@ class SqliteConnection final : public Connection {
   std::unique_lock<std::timed_mutex> write_lock_;
   std::chrono::nanoseconds busy_timeout_;
   std::function<void(int)> on_commit_;
-  std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  absl::flat_hash_map<std::string, sqlite3_stmt*> statements_;
 };
 
 }  // namespace
