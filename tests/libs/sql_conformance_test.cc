@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ecrm/sql/sql.h"
+#include "ecrm/status/macros.h"
 #include "ecrm/testing/servers.h"
 #include "test_servers.h"
 
@@ -572,6 +573,49 @@ TEST_CASE("SQLite checkpoints in the background and keeps the WAL bounded under 
   CHECK(largest_wal < 4 << 20);
   // The pages reached the database file itself (≥ 3,000 rows × 3 kB).
   CHECK(std::filesystem::file_size(path) > 8u << 20);
+}
+
+TEST_CASE("SQLite's checkpointer tells a writer of long transactions to keep them short while it waits for it") {
+  ecrm::testing::TempDir dir;
+  auto db = OpenCheckpointed(absl::StrCat(dir.path(), "/long.db"), 16);
+  auto own = db->OpenDedicated(8);
+  REQUIRE(own.ok());
+  // Long transactions back to back (~6,000 pages each, past what the checkpointer copies with
+  // the writers held off), checking before each, as the information store's event writer does.
+  // Each commit makes a round due; once the WAL holds 64 thresholds, its last step waits for
+  // the transaction then running, so the writer finds the flag set after that one commits. Told
+  // so, it writes short ones until the round has copied the long one beside them and restarted
+  // the WAL.
+  const std::string payload(3000, 'x');
+  auto write = [&](int64_t from, int rows) {
+    return ecrm::sql::InTransaction(**own, [&](Connection& c) -> absl::Status {
+      for (int i = 0; i < rows; ++i) {
+        ECRM_RETURN_IF_ERROR(
+            c.Execute("INSERT INTO items (id, payload) VALUES ($1, $2)", {from + i, TextRef{payload}}).status());
+      }
+      return absl::OkStatus();
+    });
+  };
+  int64_t next = 0;
+  int long_ones = 0;
+  int64_t finished = 0;  // rounds finished before the one found waiting
+  bool told = false;
+  while (long_ones < 20) {
+    finished = db->checkpoint_rounds().finished;
+    if ((told = db->checkpoint_waiting())) break;
+    REQUIRE(write(next, 6000).ok());
+    next += 6000;
+    ++long_ones;
+  }
+  INFO("long transactions before the checkpointer waited: " << long_ones);
+  REQUIRE(told);
+  while (db->checkpoint_waiting()) {
+    REQUIRE(write(next, 10).ok());
+    next += 10;
+  }
+  CHECK(db->WaitForCheckpointRound(finished).finished > finished);
+  CHECK(Count(*db, "items") == next);
+  own->reset();  // before the database
 }
 
 TEST_CASE("SQLite checkpoints keep this process's file locks, so another process cannot reset the WAL") {

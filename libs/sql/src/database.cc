@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -26,7 +27,7 @@ struct Database::State {
   std::condition_variable cv;
   std::deque<std::unique_ptr<Connection>> idle;
   int open = 0;
-  std::shared_ptr<std::timed_mutex> sqlite_writer = std::make_shared<std::timed_mutex>();
+  std::shared_ptr<internal::SqliteWriters> sqlite_writers = std::make_shared<internal::SqliteWriters>();
 
   // SQLite's checkpointer (see RunCheckpointer). Its own mutex and condition variable: a pool
   // notify_one must not wake it instead of a waiting Acquire.
@@ -41,6 +42,16 @@ struct Database::State {
   // Called by SQLite after every commit with the WAL's size.
   std::atomic<int64_t> wal_pages{0};  // as of the last commit
   static constexpr int64_t kCheckpointTailPages = 32;
+  // The most frames the last step copies with the writers held off, unless the writers keep
+  // committing more than the passes beside them copy.
+  static constexpr int64_t kHeldTailPages = 4096;
+  // How long the last step waits for a transaction to end before taking it for a long one.
+  static constexpr absl::Duration kShortTransaction = absl::Milliseconds(20);
+  // The WAL past which the last step waits for long transactions too, in thresholds
+  // (sqlite_checkpoint_pages): ~500 MiB at the default 2,000 pages.
+  static constexpr int64_t kLongWriterWalThresholds = 64;
+  // The checkpointer waits for the writers (Database::checkpoint_waiting).
+  std::atomic<bool> writers_wanted{false};
   void OnCommit(int pages) {
     wal_pages.store(pages, std::memory_order_relaxed);
     if (pages < options.sqlite_checkpoint_pages || checkpoint_wanted.exchange(true)) return;
@@ -68,6 +79,27 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
     }
     return std::array<int64_t, 3>{r->front().Int(0), r->front().Int(1), r->front().Int(2)};
   };
+  // How many of the WAL's frames are copied, as of the last pass, and the WAL's salt then.
+  struct Copied {
+    int64_t frames = 0;
+    uint64_t salt = 0;
+  };
+  // Copies beside the writers what they committed, pass after pass while they commit more, then
+  // syncs it.
+  auto copy_beside = [&] {
+    Copied copied;
+    for (int pass = 0; pass < 4; ++pass) {
+      auto r = checkpoint("PASSIVE");
+      if (!r) break;
+      copied = {(*r)[2], internal::SqliteWalSalt(*conn)};
+      if (wal_pages.load(std::memory_order_relaxed) - copied.frames <= kCheckpointTailPages) break;
+    }
+    // The passes left the copied pages unsynced: the last step would sync them all with the
+    // writers held off. Syncing the files here (through SQLite's own handles) leaves it only
+    // what arrives meanwhile (its stall: ~2 ms → ~0.8 ms).
+    internal::SyncSqliteFiles(*conn);
+    return copied;
+  };
   for (;;) {
     {
       std::unique_lock lock(checkpoint_mu);
@@ -75,24 +107,50 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
       if (stopping) return;
     }
     const absl::Time start = absl::Now();
-    // Each pass copies what was committed during the one before; stop once that is little.
-    for (int pass = 0; pass < 4; ++pass) {
-      auto r = checkpoint("PASSIVE");
-      if (!r || wal_pages.load(std::memory_order_relaxed) - (*r)[2] <= kCheckpointTailPages) break;
-    }
-    // Those passes left the copied pages (and the newest frames) unsynced: the last pass would
-    // sync them all with the writers held off. Syncing the files here (through SQLite's own
-    // handles) leaves it only what arrives meanwhile (its stall: ~2 ms → ~0.8 ms).
-    internal::SyncSqliteFiles(*conn);
+    Copied copied = copy_beside();
     const absl::Time beside = absl::Now();
-    std::unique_lock writers(*sqlite_writer, std::defer_lock);
-    if (writers.try_lock_for(absl::ToChronoNanoseconds(options.busy_timeout))) {
+    // The last step holds the writers off. Short transactions (a pool's) end within moments:
+    // wait for them a little. A long one (the event writer's group: ~30,000 frames) is not
+    // waited for while the WAL is below kLongWriterWalThresholds: the round ends with the WAL
+    // copied but not started over, and it grows. Past that, the writers are told to keep their
+    // transactions short (writers_wanted) while the checkpointer waits for them, and a long one
+    // committed meanwhile is copied beside them before they are held off: copied with them held
+    // off, a whole group stalled every writer for a second.
+    std::unique_lock writers(sqlite_writers->lock, std::defer_lock);
+    // Waits up to `wait` for the writers' transaction to end, new ones queued meanwhile.
+    auto hold_writers = [&](absl::Duration wait) {
+      const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(wait);
+      std::unique_lock turnstile(sqlite_writers->turnstile, std::defer_lock);
+      return turnstile.try_lock_until(deadline) && writers.try_lock_until(deadline);
+    };
+    // What is left to copy (the writers held off): what was committed since the last pass, or
+    // the whole WAL if a writer started it over since (SQLite does when it finds it all copied).
+    auto short_tail = [&] {
+      const int64_t frames = wal_pages.load(std::memory_order_relaxed);
+      return (internal::SqliteWalSalt(*conn) == copied.salt ? frames - copied.frames : frames) <= kHeldTailPages;
+    };
+    bool held = false;
+    if (hold_writers(kShortTransaction)) {
+      held = short_tail();
+      if (!held) writers.unlock();
+    }
+    if (!held &&
+        wal_pages.load(std::memory_order_relaxed) >= kLongWriterWalThresholds * options.sqlite_checkpoint_pages) {
+      writers_wanted.store(true, std::memory_order_relaxed);
+      for (int attempt = 0; attempt < 3 && !held; ++attempt) {
+        copied = copy_beside();
+        if (!hold_writers(options.busy_timeout)) break;
+        held = attempt == 2 || short_tail();
+        if (!held) writers.unlock();
+      }
+    }
+    const absl::Time locked = absl::Now();
+    bool restarted = false;
+    if (held) {
       // RESTART also waits for readers still on older frames (new ones read the database file
       // only), so that the next commit may start the WAL over; without it, back-to-back readers
       // keep it growing. They are short: poll briefly, and give up (until the next round)
       // rather than hold the writers off for long.
-      const absl::Time locked = absl::Now();
-      bool restarted = false;
       for (int attempt = 0; attempt < 40 && !restarted; ++attempt) {
         if (attempt > 0) absl::SleepFor(absl::Microseconds(250));
         auto r = checkpoint("RESTART");
@@ -100,10 +158,13 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
         if (!r) break;
       }
       writers.unlock();
-      log::Debug("SQLite checkpoint", {{"beside_writers_ms", absl::ToDoubleMilliseconds(beside - start)},
-                                       {"writers_held_ms", absl::ToDoubleMilliseconds(absl::Now() - locked)},
-                                       {"restarted", restarted}});
     }
+    log::Debug("SQLite checkpoint", {{"first_pass_ms", absl::ToDoubleMilliseconds(beside - start)},
+                                     {"beside_writers_ms", absl::ToDoubleMilliseconds(locked - start)},
+                                     {"writers_held_ms", held ? absl::ToDoubleMilliseconds(absl::Now() - locked) : 0.0},
+                                     {"wal_pages", wal_pages.load(std::memory_order_relaxed)},
+                                     {"restarted", restarted}});
+    writers_wanted.store(false, std::memory_order_relaxed);
     // Commits that asked meanwhile saw the WAL before it restarted.
     {
       std::lock_guard lock(checkpoint_mu);
@@ -169,7 +230,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(absl::string_view url, 
     DatabaseOptions checkpointer_options = s.options;
     checkpointer_options.busy_timeout = absl::ZeroDuration();
     ECRM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
-                          internal::OpenSqlite(s.target, checkpointer_options, s.sqlite_writer, nullptr));
+                          internal::OpenSqlite(s.target, checkpointer_options, s.sqlite_writers, nullptr));
     s.checkpointer = std::thread([&s, conn = std::move(conn)]() mutable {
       pthread_setname_np(pthread_self(), "sqlite-ckpt");
       s.RunCheckpointer(std::move(conn));
@@ -194,6 +255,8 @@ Database::CheckpointRounds Database::checkpoint_rounds() const {
   std::lock_guard lock(s.checkpoint_mu);
   return {s.checkpoint_rounds, s.checkpoint_wanted.load()};
 }
+
+bool Database::checkpoint_waiting() const { return state_->writers_wanted.load(std::memory_order_relaxed); }
 
 Database::CheckpointRounds Database::WaitForCheckpointRound(int64_t finished) {
   State& s = *state_;
@@ -222,7 +285,7 @@ absl::StatusOr<Lease> Database::Acquire() {
   // Connect outside the lock: it may take a network round trip.
   absl::StatusOr<std::unique_ptr<Connection>> conn =
       dialect_ == Dialect::kSqlite
-          ? internal::OpenSqlite(s.target, s.options, s.sqlite_writer, [&s](int pages) { s.OnCommit(pages); })
+          ? internal::OpenSqlite(s.target, s.options, s.sqlite_writers, [&s](int pages) { s.OnCommit(pages); })
           : internal::OpenPostgres(s.target, s.options);
   if (!conn.ok()) {
     std::lock_guard lock(s.mu);
@@ -287,7 +350,7 @@ absl::Status InTransaction(Connection& conn, const std::function<absl::Status(Co
 absl::StatusOr<std::unique_ptr<Connection>> Database::OpenDedicated(int sqlite_cache_mib) {
   State& s = *state_;
   if (dialect_ == Dialect::kPostgres) return internal::OpenPostgres(s.target, s.options);
-  ECRM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, internal::OpenSqlite(s.target, s.options, s.sqlite_writer,
+  ECRM_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, internal::OpenSqlite(s.target, s.options, s.sqlite_writers,
                                                                                [&s](int pages) { s.OnCommit(pages); }));
   if (sqlite_cache_mib > 0) {
     ECRM_RETURN_IF_ERROR(conn->ExecuteScript(absl::StrCat("PRAGMA cache_size=-", int64_t{sqlite_cache_mib} * 1024)));

@@ -65,11 +65,11 @@ absl::StatusCode CodeFor(int rc) {
 
 class SqliteConnection final : public Connection {
  public:
-  SqliteConnection(sqlite3* db, std::shared_ptr<std::timed_mutex> writer, absl::Duration busy_timeout,
+  SqliteConnection(sqlite3* db, std::shared_ptr<SqliteWriters> writers, absl::Duration busy_timeout,
                    std::function<void(int)> on_commit)
       : db_(db),
-        writer_(std::move(writer)),
-        write_lock_(*writer_, std::defer_lock),
+        writers_(std::move(writers)),
+        write_lock_(writers_->lock, std::defer_lock),
         busy_timeout_(absl::ToChronoNanoseconds(busy_timeout)),
         on_commit_(std::move(on_commit)) {
     // Replaces SQLite's automatic checkpoint (also a WAL hook), which would copy the WAL back
@@ -160,9 +160,12 @@ class SqliteConnection final : public Connection {
     if (write_lock_.owns_lock()) {
       return absl::FailedPreconditionError("a write transaction is already open on this connection");
     }
-    if (!write_lock_.try_lock_for(busy_timeout_)) {
+    const auto deadline = std::chrono::steady_clock::now() + busy_timeout_;
+    std::unique_lock turnstile(writers_->turnstile, std::defer_lock);
+    if (!turnstile.try_lock_until(deadline) || !write_lock_.try_lock_until(deadline)) {
       return absl::AbortedError("database is locked: another write transaction of this process is still running");
     }
+    turnstile.unlock();
     absl::Status s = Simple("BEGIN IMMEDIATE");
     ReleaseWriterIfDone();  // when BEGIN failed
     return s;
@@ -225,7 +228,7 @@ class SqliteConnection final : public Connection {
   }
 
   sqlite3* db_;
-  std::shared_ptr<std::timed_mutex> writer_;
+  std::shared_ptr<SqliteWriters> writers_;
   std::unique_lock<std::timed_mutex> write_lock_;
   std::chrono::nanoseconds busy_timeout_;
   std::function<void(int)> on_commit_;
@@ -246,8 +249,21 @@ void SyncSqliteFiles(Connection& conn) {
   }
 }
 
+uint64_t SqliteWalSalt(Connection& conn) {
+  auto* sqlite = dynamic_cast<SqliteConnection*>(&conn);
+  sqlite3_file* wal = nullptr;
+  if (sqlite == nullptr ||
+      sqlite3_file_control(sqlite->handle(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
+      wal == nullptr || wal->pMethods == nullptr) {
+    return 0;
+  }
+  uint64_t salt = 0;  // bytes 16-23 of the WAL header: salt-1, salt-2
+  if (wal->pMethods->xRead(wal, &salt, sizeof salt, 16) != SQLITE_OK) return 0;
+  return salt;
+}
+
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, const DatabaseOptions& options,
-                                                       std::shared_ptr<std::timed_mutex> writer,
+                                                       std::shared_ptr<SqliteWriters> writers,
                                                        std::function<void(int wal_pages)> on_commit) {
   sqlite3* db = nullptr;
   int rc =
@@ -279,7 +295,7 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path, 
     sqlite3_close_v2(db);
     return absl::UnavailableError(absl::StrCat("cannot set up SQLite database \"", path, "\": ", s.message()));
   }
-  return std::make_unique<SqliteConnection>(db, std::move(writer), options.busy_timeout, std::move(on_commit));
+  return std::make_unique<SqliteConnection>(db, std::move(writers), options.busy_timeout, std::move(on_commit));
 }
 
 }  // namespace ecrm::sql::internal

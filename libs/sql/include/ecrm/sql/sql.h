@@ -208,7 +208,9 @@ struct DatabaseOptions {
   // SQLite: once the WAL holds this many pages a background thread copies them back into the
   // database beside the writers, then holds this process's writers off only to copy the few
   // frames committed meanwhile (about a millisecond), so that the WAL starts again from the
-  // beginning. It bounds the WAL (and readers' lookups in it) to roughly this size.
+  // beginning. It bounds the WAL (and readers' lookups in it) to roughly this size — unless a
+  // writer of long transactions keeps the writers busy: then the WAL grows to 64 times this
+  // before they are held off (see checkpoint_waiting).
   int sqlite_checkpoint_pages = 2000;
 };
 
@@ -281,6 +283,13 @@ class Database {
   CheckpointRounds checkpoint_rounds() const;
   // Waits until more than `finished` rounds have finished; returns at once when no round is due.
   CheckpointRounds WaitForCheckpointRound(int64_t finished);
+  // SQLite: the checkpointer waits for this process's writers, to copy the last frames of the WAL
+  // with them held off so that it starts over. A writer of long transactions (thousands of
+  // pages each) should keep its next ones short until this is false: the checkpointer copies
+  // the long one beside the writers, and holds them off once what is left is short (a long one
+  // copied with every writer held off stalled them for a second). Cheap (an atomic load);
+  // always false on PostgreSQL.
+  bool checkpoint_waiting() const;
 
  private:
   friend class Lease;
