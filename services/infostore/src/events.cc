@@ -66,6 +66,9 @@ absl::Status RecordBytes(const CustomerRecordSummaryView& view, std::string& rec
 // The most events one group commit takes: big groups spread the per-customer work (summary
 // rows, index pages, cache writes) over many events; this bounds a commit's memory and time.
 constexpr int kMaxGroupEvents = 40000;
+// The most while SQLite's checkpointer waits for the writers (sql::Database::checkpoint_waiting):
+// it holds them off once what is left to copy is short, which a whole group is not.
+constexpr int kShortGroupEvents = 1000;
 // The most ids (customers, or identifiers' parameters) one lookup statement takes: SQLite allows
 // 32,766 parameters, PostgreSQL 65,535, and a group of random customers names up to 40,000.
 constexpr size_t kMaxIdsPerStatement = 4096;
@@ -164,7 +167,7 @@ void CustomerStore::WriteEventsLoop() {
     int events = 0;
     std::vector<std::unique_ptr<EventBatch>> group = events_queue_.PopWhile([&](const auto& b) {
       events += b->request->events_size();
-      return events <= kMaxGroupEvents;
+      return events <= (db_.checkpoint_waiting() ? kShortGroupEvents : kMaxGroupEvents);
     });
     if (group.empty()) return;  // closed, and every queued batch is committed
     CommittedGroup committed;
