@@ -21,7 +21,7 @@ struct SqliteWriters {
   std::timed_mutex turnstile;
 };
 
-// `writer` is shared by every connection of one Database: write transactions of this process
+// `writers` is shared by every connection of one Database: write transactions of this process
 // queue on it instead of polling SQLite's file lock (whose busy handler sleeps for milliseconds).
 // SQLite never checkpoints inside a commit; `on_commit` (may be empty) is told the WAL's size
 // in pages after every commit, so the Database's checkpointer can run when it grows.
