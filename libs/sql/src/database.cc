@@ -79,7 +79,9 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
     }
     return std::array<int64_t, 3>{r->front().Int(0), r->front().Int(1), r->front().Int(2)};
   };
-  // How many of the WAL's frames are copied, as of the last pass, and the WAL's salt then.
+  // How many of the WAL's frames are copied, as of the last pass, and the WAL's salt before it
+  // (read after, it could be that of a WAL a writer started over since: the count would then
+  // seem to be of the new one).
   struct Copied {
     int64_t frames = 0;
     uint64_t salt = 0;
@@ -89,9 +91,10 @@ void Database::State::RunCheckpointer(std::unique_ptr<Connection> conn) {
   auto copy_beside = [&] {
     Copied copied;
     for (int pass = 0; pass < 4; ++pass) {
+      const uint64_t salt = internal::SqliteWalSalt(*conn);
       auto r = checkpoint("PASSIVE");
       if (!r) break;
-      copied = {(*r)[2], internal::SqliteWalSalt(*conn)};
+      copied = {(*r)[2], salt};
       if (wal_pages.load(std::memory_order_relaxed) - copied.frames <= kCheckpointTailPages) break;
     }
     // The passes left the copied pages unsynced: the last step would sync them all with the
