@@ -23,6 +23,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "broadcast_completed.h"
 #include "channels/signing.h"
 #include "ecrm/broadcast/v1/broadcast.grpc.pb.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
@@ -371,14 +372,7 @@ void RunLoop(const std::string& backend, const std::map<std::string, std::string
   // 3. The broadcast completes; the SMTP server has exactly one mail per treatment customer, each
   //    their own.
   bc::BroadcastJob job;
-  REQUIRE(Eventually(
-      [&] {
-        bc::GetBroadcastRequest req;
-        req.set_id(campaign.broadcast_id());
-        return Call(*loop.bcast, &bc::Broadcast::Stub::GetBroadcast, req, &job).ok() &&
-               job.state() == bc::BROADCAST_STATE_COMPLETED;
-      },
-      absl::Seconds(60)));
+  REQUIRE(ecrm::testing::BroadcastCompleted(*loop.bcast, campaign.broadcast_id(), job, absl::Seconds(60)));
   const absl::Time mailed = absl::Now();
   const std::vector<bc::Delivery> deliveries = loop.Deliveries(campaign.broadcast_id());
   std::set<std::string> treatment;

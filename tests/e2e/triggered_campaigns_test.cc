@@ -24,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "broadcast_completed.h"
 #include "ecrm/broadcast/v1/broadcast.grpc.pb.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
@@ -483,13 +484,8 @@ TEST_CASE("an offer campaign mails each treatment customer the offer, and nothin
   CHECK(absl::StrContains(held.last_error(), "profile.address.country == \"GB\""));
   REQUIRE(Eventually([&] { return Suppressed(s.Deliveries(dot), bc::SUPPRESSION_REASON_NO_CONSENT); }));
   // The broadcast completes with every recipient in a final state.
-  bc::GetBroadcastRequest get;
-  get.set_id(launched.broadcast_id());
   bc::BroadcastJob job;
-  REQUIRE(Eventually([&] {
-    return Call(*s.deliveries, &bc::Broadcast::Stub::GetBroadcast, get, &job).ok() &&
-           job.state() == bc::BROADCAST_STATE_COMPLETED;
-  }));
+  REQUIRE(ecrm::testing::BroadcastCompleted(*s.deliveries, launched.broadcast_id(), job));
   CHECK(job.by_suppression_reason().at("OFFER_NOT_ELIGIBLE") == 1);
   CHECK(job.by_suppression_reason().at("NO_CONSENT") == 1);
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "broadcast_completed.h"
 #include "ecrm/broadcast/v1/broadcast.grpc.pb.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/privacy/v1/privacy.grpc.pb.h"
@@ -162,12 +163,7 @@ TEST_CASE("the web inbox end to end: consent read from the hub, events back to i
       create.set_idempotency_key("e2e-launch");
       v1::BroadcastJob job;
       REQUIRE(Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, create, &job); }).ok());
-      v1::GetBroadcastRequest get;
-      get.set_id(job.id());
-      REQUIRE(Eventually([&] {
-        Call([&](grpc::ClientContext* ctx) { return s.stub->GetBroadcast(ctx, get, &job); });
-        return job.state() == v1::BROADCAST_STATE_COMPLETED;
-      }));
+      REQUIRE(ecrm::testing::BroadcastCompleted(*s.stub, job.id(), job));
       CHECK(job.by_state().at("DELIVERED") == 1);
       CHECK(job.by_state().at("SUPPRESSED") == 1);
       CHECK(job.by_suppression_reason().at("NO_CONSENT") == 1);

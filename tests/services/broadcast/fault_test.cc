@@ -29,6 +29,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "broadcast_completed.h"
 #include "ecrm/broadcast/v1/broadcast.grpc.pb.h"
 #include "ecrm/cache/profile_cache.h"
 #include "ecrm/cache/redis_client.h"
@@ -41,6 +42,7 @@
 namespace v1 = ecrm::broadcast::v1;
 namespace common = ecrm::common::v1;
 namespace info = ecrm::infostore::v1;
+using ecrm::testing::BroadcastCompleted;
 using ecrm::testing::Eventually;
 using ecrm::testing::Redis;
 
@@ -136,19 +138,6 @@ void SeedProfiles(int n) {
       writes.clear();
     }
   }
-}
-
-// Polls the broadcast until it is COMPLETED (true) or `timeout` passes; `job` holds the last answer.
-bool Completed(v1::Broadcast::Stub& stub, v1::BroadcastJob& job, absl::Duration timeout) {
-  v1::GetBroadcastRequest get;
-  get.set_id(job.id());
-  return Eventually(
-      [&] {
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
-        return stub.GetBroadcast(&ctx, get, &job).ok() && job.state() == v1::BROADCAST_STATE_COMPLETED;
-      },
-      timeout);
 }
 
 }  // namespace
@@ -247,7 +236,7 @@ TEST_CASE("kill -9 during a broadcast: every recipient ends SENT once, duplicate
   }
 
   auto stub = v1::Broadcast::NewStub(engine->channel());
-  REQUIRE(Completed(*stub, job, absl::Minutes(10)));
+  REQUIRE(BroadcastCompleted(*stub, job.id(), job, absl::Minutes(10)));
   const absl::Duration send_time = absl::Now() - send_began;
   REQUIRE(Eventually([&] { return MetricValue(engine->metrics_address(), kDuplicates) >= sending_at_crash.back(); },
                      absl::Minutes(2)));
@@ -368,7 +357,7 @@ TEST_CASE("generic-batch provider: per-message results, one refused message retr
     INFO(st.error_message());
     REQUIRE(st.ok());
   }
-  REQUIRE(Completed(*stub, job, absl::Minutes(2)));
+  REQUIRE(BroadcastCompleted(*stub, job.id(), job, absl::Minutes(2)));
   INFO(absl::StrJoin(job.by_state(), ", ", absl::PairFormatter("=")));
   CHECK(job.by_state().at("SENT") == kRecipients - 1);
   CHECK(job.by_state().at("FAILED") == 1);

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "broadcast_completed.h"
 #include "ecrm/broadcast/v1/broadcast.grpc.pb.h"
 #include "ecrm/infostore/v1/infostore.grpc.pb.h"
 #include "ecrm/personalisation/v1/personalisation.grpc.pb.h"
@@ -258,12 +259,7 @@ TEST_CASE("a broadcast to a segment_id reaches the segment's members, each greet
   REQUIRE(Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, req, &again); }).ok());
   CHECK(again.id() == job.id());
   CHECK(again.audience_size() == 2);
-  v1::GetBroadcastRequest get;
-  get.set_id(job.id());
-  REQUIRE(Eventually([&] {
-    return Call([&](grpc::ClientContext* ctx) { return s.stub->GetBroadcast(ctx, get, &job); }).ok() &&
-           job.state() == v1::BROADCAST_STATE_COMPLETED;
-  }));
+  REQUIRE(ecrm::testing::BroadcastCompleted(*s.stub, job.id(), job));
   CHECK(job.by_state().at("SENT") == 2);
   CHECK(absl::StrContains(s.MailTo("ada.seg@example.com"), "Subject: Hello Ada\r\n"));
   CHECK(absl::StrContains(s.MailTo("bob.seg@example.com"), "Subject: Hello Bob\r\n"));
@@ -303,14 +299,7 @@ TEST_CASE("bench: a templated broadcast against a literal one", "[.][bench]") {
     const absl::Time began = absl::Now();
     v1::BroadcastJob job;
     REQUIRE(Call([&](grpc::ClientContext* ctx) { return s.stub->CreateBroadcast(ctx, req, &job); }).ok());
-    v1::GetBroadcastRequest get;
-    get.set_id(job.id());
-    REQUIRE(Eventually(
-        [&] {
-          return Call([&](grpc::ClientContext* ctx) { return s.stub->GetBroadcast(ctx, get, &job); }).ok() &&
-                 job.state() == v1::BROADCAST_STATE_COMPLETED;
-        },
-        absl::Minutes(5)));
+    REQUIRE(ecrm::testing::BroadcastCompleted(*s.stub, job.id(), job, absl::Minutes(5)));
     const absl::Duration took = absl::Now() - began;
     CHECK(job.by_state().at("SENT") == n);
     WARN((templated ? "template" : "literal") << ": " << n << " recipients in " << absl::FormatDuration(took) << " ("
