@@ -143,6 +143,13 @@ def engine_panels(job):
             panel("Segment entries and exits", [target(
                 f'sum by (change) (rate(ecrm_segmentation_membership_changes_total{{job="{job}"}}[$__rate_interval]))',
                 "{{change}}")], "ops"),
+            panel("Triggered campaign messages", [
+                target(f'sum by (outcome) (rate(ecrm_segmentation_triggered_messages_total{{job="{job}"}}'
+                       f'[$__rate_interval]))', "{{outcome}}"),
+                target(f'sum(rate(ecrm_segmentation_triggered_handover_failures_total{{job="{job}"}}'
+                       f'[$__rate_interval]))', "hand-overs failed for now")], "ops",
+                  description="Messages (one a customer) handed over to broadcast, refused by it for good (never "
+                              "sent), dropped (campaign stopped); and hand-over rounds that failed and wait."),
             panel("Scored customers", [target(f'max by (score) (ecrm_segmentation_scored_customers{{job="{job}"}})',
                                               "{{score}}")]),
             panel("Score refit time", [target(f'max(ecrm_segmentation_score_refit_seconds{{job="{job}"}})', "refit"),

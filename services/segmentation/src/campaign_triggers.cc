@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "campaigns.h"
+#include "ecrm/log/log.h"
 #include "ecrm/status/macros.h"
 #include "ecrm/util/util.h"
 #include "uplift.h"
@@ -16,6 +17,20 @@ namespace {
 constexpr int kBatchSize = 5000;
 
 }  // namespace
+
+bool RefusedForGood(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kUnimplemented:
+      return true;
+    // Unreachable, overloaded, timed out, not allowed, or FAILED_PRECONDITION (an offer not
+    // active: the operator activates it, docs/broadcast.md): for now.
+    default:
+      return false;
+  }
+}
 
 std::vector<TriggeredEntry> Campaigns::Entries(const MembershipChange& change, const std::string& customer_id,
                                                const std::string& entry_event_id) const {
@@ -63,8 +78,9 @@ void Campaigns::Entered(const std::vector<TriggeredEntry>& entries) {
   if (to_send && on_entries_) on_entries_();
 }
 
-absl::StatusOr<int64_t> Campaigns::SendTriggered() {
-  if (broadcaster_ == nullptr) return 0;
+absl::StatusOr<TriggeredSends> Campaigns::SendTriggered() {
+  TriggeredSends sends;
+  if (broadcaster_ == nullptr) return sends;
   // Number the entries not in a batch yet: a batch per campaign.
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     ECRM_ASSIGN_OR_RETURN(sql::Result rows, c.Execute("SELECT id, campaign_id FROM campaign_sends WHERE batch IS NULL "
@@ -87,44 +103,49 @@ absl::StatusOr<int64_t> Campaigns::SendTriggered() {
   for (const sql::Row& row : pending) {
     batches[{std::string(row.Text(0)), std::string(row.Text(1))}].emplace_back(row.Text(2));
   }
-  int64_t sent = 0;
   absl::Status first_error;
   for (auto& [key, customers] : batches) {
-    absl::StatusOr<int64_t> n = SendBatch(key.first, key.second, std::move(customers));
-    if (n.ok()) {
-      sent += *n;
-    } else if (first_error.ok()) {
-      first_error = n.status();
-    }
+    absl::Status s = SendBatch(key.first, key.second, std::move(customers), sends);
+    if (!s.ok() && first_error.ok()) first_error = s;
   }
   if (!first_error.ok()) return first_error;
-  return sent;
+  return sends;
 }
 
-absl::StatusOr<int64_t> Campaigns::SendBatch(const std::string& batch, const std::string& campaign_id,
-                                             std::vector<std::string> customer_ids) {
+absl::Status Campaigns::SendBatch(const std::string& batch, const std::string& campaign_id,
+                                  std::vector<std::string> customer_ids, TriggeredSends& sends) {
   internal::CampaignRecord record;
   {
     ECRM_ASSIGN_OR_RETURN(sql::Lease conn, db_.Acquire());
     ECRM_ASSIGN_OR_RETURN(record, Load(*conn, campaign_id));
   }
-  std::string broadcast_id;  // "" marks entries dropped with a campaign no longer running
-  int64_t sent = 0;
-  if (record.state() == v1::CAMPAIGN_STATE_RUNNING) {
-    BroadcastOrder order = OrderFor(record);
-    order.idempotency_key = absl::StrCat("campaign:", campaign_id, ":", batch, partition_.Suffix());
-    sent = static_cast<int64_t>(customer_ids.size());
-    order.customer_ids = std::move(customer_ids);
-    absl::StatusOr<std::string> taken = broadcaster_->Send(order);
-    if (!taken.ok()) {
-      return absl::Status(taken.status().code(), absl::StrCat("triggered messages of campaign \"", campaign_id,
-                                                              "\" wait for broadcast: ", taken.status().message()));
-    }
-    broadcast_id = *taken;
+  const auto customers = static_cast<int64_t>(customer_ids.size());
+  if (record.state() != v1::CAMPAIGN_STATE_RUNNING) {  // "" marks entries dropped
+    ECRM_RETURN_IF_ERROR(db_.Execute("UPDATE campaign_sends SET broadcast_id = '' WHERE batch = $1", {batch}).status());
+    sends.dropped += customers;
+    return absl::OkStatus();
   }
-  ECRM_RETURN_IF_ERROR(
-      db_.Execute("UPDATE campaign_sends SET broadcast_id = $2 WHERE batch = $1", {batch, broadcast_id}).status());
-  return sent;
+  BroadcastOrder order = OrderFor(record);
+  order.idempotency_key = absl::StrCat("campaign:", campaign_id, ":", batch, partition_.Suffix());
+  order.customer_ids = std::move(customer_ids);
+  absl::StatusOr<std::string> taken = broadcaster_->Send(order);
+  if (taken.ok()) {
+    ECRM_RETURN_IF_ERROR(
+        db_.Execute("UPDATE campaign_sends SET broadcast_id = $2 WHERE batch = $1", {batch, *taken}).status());
+    sends.handed_over += customers;
+    return absl::OkStatus();
+  }
+  if (RefusedForGood(taken.status())) {
+    log::Error("broadcast refused a campaign's triggered messages for good; they will not be sent",
+               {{"campaign_id", campaign_id}, {"batch", batch}, {"customers", customers}, {"error", taken.status()}});
+    ECRM_RETURN_IF_ERROR(db_.Execute("UPDATE campaign_sends SET broadcast_id = '', refused = $2 WHERE batch = $1",
+                                     {batch, taken.status().ToString()})
+                             .status());
+    sends.refused += customers;
+    return absl::OkStatus();
+  }
+  return absl::Status(taken.status().code(), absl::StrCat("triggered messages of campaign \"", campaign_id,
+                                                          "\" wait for broadcast: ", taken.status().message()));
 }
 
 }  // namespace ecrm::segmentation

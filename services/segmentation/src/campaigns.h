@@ -57,6 +57,17 @@ struct TriggeredEntry {
   int64_t at_us = 0;
 };
 
+// What became of the triggered messages owed, in customers.
+struct TriggeredSends {
+  int64_t handed_over = 0;  // broadcast took them
+  int64_t refused = 0;      // broadcast refused them for good
+  int64_t dropped = 0;      // their campaign no longer runs
+};
+
+// Whether broadcast's answer refuses an order for good (the order itself is wrong: a template or
+// offer that does not exist, …) rather than for now (unreachable, overloaded, an offer not active).
+bool RefusedForGood(const absl::Status& status);
+
 class Campaigns {
  public:
   using Clock = std::function<absl::Time()>;
@@ -96,9 +107,11 @@ class Campaigns {
   // Hands the treatment-group entries not yet handed over to broadcast: a batch per campaign,
   // each batch numbered before it is sent and sent with its number as the idempotency key, so a
   // batch retried after a failure or a crash is taken once. Entries of a campaign no longer
-  // running are dropped. Returns how many customers broadcast took; the first error after trying
-  // every batch (UNAVAILABLE: broadcast could not be reached; call again).
-  absl::StatusOr<int64_t> SendTriggered();
+  // running are dropped; a batch broadcast refuses for good (RefusedForGood) is kept with the
+  // reason and never handed over again. Returns what became of the customers owed; the first
+  // other error after trying every batch (UNAVAILABLE: broadcast could not be reached; call
+  // again: those batches are tried again).
+  absl::StatusOr<TriggeredSends> SendTriggered();
 
   // Deletes what campaigns hold on a customer (erasure, or merged into another); returns how
   // many rows (memberships and outcomes).
@@ -127,8 +140,8 @@ class Campaigns {
   // Starts following a campaign that is running (the caller holds mu_).
   Running& Track(const internal::CampaignRecord& record);
   // Hands one batch of triggered entries over; the number of customers it held.
-  absl::StatusOr<int64_t> SendBatch(const std::string& batch, const std::string& campaign_id,
-                                    std::vector<std::string> customer_ids);
+  absl::Status SendBatch(const std::string& batch, const std::string& campaign_id,
+                         std::vector<std::string> customer_ids, TriggeredSends& sends);
 
   sql::Database& db_;
   Segments& segments_;

@@ -187,11 +187,17 @@ int main(int argc, char** argv) {
   ecrm::server::PeriodicTask sender(
       "campaign-sends", absl::Seconds(5),
       [&] {
-        absl::StatusOr<int64_t> sent = campaigns.SendTriggered();
+        absl::StatusOr<ecrm::segmentation::TriggeredSends> sent = campaigns.SendTriggered();
         if (!sent.ok()) {
+          metrics.triggered_failures.Increment();
           ecrm::log::Warn("triggered campaign messages not handed to broadcast yet", {{"error", sent.status()}});
-        } else if (*sent > 0) {
-          ecrm::log::Info("triggered campaign messages handed to broadcast", {{"customers", *sent}});
+          return;
+        }
+        metrics.triggered_handed_over.Increment(static_cast<double>(sent->handed_over));
+        metrics.triggered_refused.Increment(static_cast<double>(sent->refused));
+        metrics.triggered_dropped.Increment(static_cast<double>(sent->dropped));
+        if (sent->handed_over > 0) {
+          ecrm::log::Info("triggered campaign messages handed to broadcast", {{"customers", sent->handed_over}});
         }
       },
       &runner.metrics());

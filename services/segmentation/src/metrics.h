@@ -95,7 +95,22 @@ struct SegmentationMetrics {
         segment_members(prometheus::BuildGauge()
                             .Name("ecrm_segmentation_segment_members")
                             .Help("Customers in each segment, by segment name (set at each scrape)")
-                            .Register(registry)) {}
+                            .Register(registry)),
+        triggered(prometheus::BuildCounter()
+                      .Name("ecrm_segmentation_triggered_messages_total")
+                      .Help("Triggered campaigns' messages (one a customer) by what became of them: handed_over "
+                            "to broadcast; refused by broadcast for good (never sent: the reason is logged and kept "
+                            "with them); dropped (their campaign stopped first)")
+                      .Register(registry)),
+        triggered_handed_over(triggered.Add({{"outcome", "handed_over"}})),
+        triggered_refused(triggered.Add({{"outcome", "refused"}})),
+        triggered_dropped(triggered.Add({{"outcome", "dropped"}})),
+        triggered_failures(prometheus::BuildCounter()
+                               .Name("ecrm_segmentation_triggered_handover_failures_total")
+                               .Help("Rounds of handing triggered messages over that failed for now (broadcast "
+                                     "unreachable, overloaded, …); what they held is tried again")
+                               .Register(registry)
+                               .Add({})) {}
 
   // Sets the segment sizes from Segments::Sizes(): a segment deleted or renamed loses its
   // series. Thread-safe (two scrapes may run at once).
@@ -135,6 +150,11 @@ struct SegmentationMetrics {
   prometheus::Gauge& scored_rfm;
   prometheus::Gauge& scored_value;
   prometheus::Family<prometheus::Gauge>& segment_members;
+  prometheus::Family<prometheus::Counter>& triggered;
+  prometheus::Counter& triggered_handed_over;
+  prometheus::Counter& triggered_refused;
+  prometheus::Counter& triggered_dropped;
+  prometheus::Counter& triggered_failures;
 
  private:
   std::mutex segment_members_mu_;

@@ -116,6 +116,10 @@ ALTER TABLE customer_events_64 RENAME TO customer_events;
 -- when each customer it finds entered or left while the engine was down (0: not known).
 ALTER TABLE feed_position ADD COLUMN saved_at BIGINT NOT NULL DEFAULT 0;
 )sql"},
+    {8, "triggered messages broadcast refused for good", R"sql(
+-- Why broadcast refused the batch (its status); set with broadcast_id '': never handed over again.
+ALTER TABLE campaign_sends ADD COLUMN refused TEXT;
+)sql"},
 };
 
 }  // namespace ecrm::segmentation
