@@ -1,5 +1,7 @@
 #include "ecrm/outbox/relay.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -47,7 +49,10 @@ RelayMetrics::RelayMetrics(prometheus::Registry& registry, absl::string_view pre
 OutboxRelay::~OutboxRelay() { Stop(); }
 
 void OutboxRelay::Start() {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "outbox-relay");
+    Run();
+  });
 }
 
 void OutboxRelay::Notify() {

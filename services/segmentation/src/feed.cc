@@ -1,5 +1,7 @@
 #include "feed.h"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <iterator>
 #include <limits>
@@ -708,8 +710,14 @@ void FeedConsumer::Start() {
     std::lock_guard lock(mu_);
     stopping_ = saver_stopping_ = false;
   }
-  saver_ = std::thread([this] { Save(); });
-  thread_ = std::thread([this] { Run(); });
+  saver_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "feed-save");
+    Save();
+  });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "feed-watch");
+    Run();
+  });
 }
 
 void FeedConsumer::Stop() {
