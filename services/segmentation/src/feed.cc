@@ -49,6 +49,15 @@ struct FeedConsumer::Unsaved {
   // false when their events alone (only their row of customer_events is).
   absl::flat_hash_map<CustomerNo, bool> customers;
   absl::flat_hash_set<std::string> removed;
+  // Each event applied to a customer whose events alone changed (the events log), and the
+  // customers erased (their events leave the log).
+  struct Logged {
+    CustomerNo customer;
+    std::string type;
+    int64_t seconds;
+  };
+  std::vector<Logged> logged;
+  std::vector<CustomerNo> erased;
   std::vector<infostore::v1::Event> events;  // segment entries and exits
   std::vector<TriggeredEntry> entries;
   std::vector<CampaignOutcome> outcomes;
@@ -61,8 +70,8 @@ struct FeedConsumer::Unsaved {
   bool clear_scores = false;                  // the saved refit to drop (a resync cleared the scores)
 
   bool empty() const {
-    return customers.empty() && removed.empty() && events.empty() && entries.empty() && outcomes.empty() && !position &&
-           !memberships && scores == nullptr && !clear_scores;
+    return customers.empty() && removed.empty() && logged.empty() && erased.empty() && events.empty() &&
+           entries.empty() && outcomes.empty() && !position && !memberships && scores == nullptr && !clear_scores;
   }
   // Forgets what was staged about a customer now removed (it is never published or counted).
   void Drop(const std::string& id) {
@@ -75,6 +84,8 @@ struct FeedConsumer::Unsaved {
     for (const std::string& id : newer.removed) Drop(id);
     for (const auto& [n, whole] : newer.customers) customers[n] = customers[n] || whole;
     removed.insert(newer.removed.begin(), newer.removed.end());
+    std::move(newer.logged.begin(), newer.logged.end(), std::back_inserter(logged));
+    erased.insert(erased.end(), newer.erased.begin(), newer.erased.end());
     events.insert(events.end(), newer.events.begin(), newer.events.end());
     entries.insert(entries.end(), newer.entries.begin(), newer.entries.end());
     outcomes.insert(outcomes.end(), newer.outcomes.begin(), newer.outcomes.end());
@@ -134,10 +145,12 @@ absl::Status FeedConsumer::Load() {
   // saved before numbers were (none yet) take the next ones, written back below.
   // Each customer's events are in customer_events when saved since they were split from the
   // record (the record then holds none); else in the record.
-  ECRM_ASSIGN_OR_RETURN(sql::Result rows,
-                        db_.Execute("SELECT c.customer_id, c.record, c.number, e.events FROM customers c LEFT JOIN "
-                                    "customer_events e ON e.number = c.number ORDER BY c.number"));
+  ECRM_ASSIGN_OR_RETURN(
+      sql::Result rows,
+      db_.Execute("SELECT c.customer_id, c.record, c.number, e.events, e.logged_through FROM "
+                  "customers c LEFT JOIN customer_events e ON e.number = c.number ORDER BY c.number"));
   std::vector<std::pair<std::string, int64_t>> numbered_now;
+  std::vector<int64_t> logged_through;  // by number
   for (int pass = 0; pass < 2; ++pass) {
     for (size_t i = 0; i < rows.size(); ++i) {
       const sql::Row r = rows.row(i);
@@ -164,8 +177,13 @@ absl::Status FeedConsumer::Load() {
       }
       const CustomerNo n = features_.FromRecord(r.Text(0), record);
       if (!r.IsNull(3)) ECRM_RETURN_IF_ERROR(features_.EventsFromBytes(n, r.Text(3)));
+      if (!r.IsNull(4)) {
+        if (logged_through.size() <= n) logged_through.resize(n + 1, 0);
+        logged_through[n] = r.Int(4);
+      }
     }
   }
+  ECRM_RETURN_IF_ERROR(ReplayLog(logged_through));
   features_.ReserveNumbers(static_cast<CustomerNo>(std::max<int64_t>(next_number, 0)));
   if (!numbered_now.empty()) {
     ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
@@ -177,6 +195,68 @@ absl::Status FeedConsumer::Load() {
     }));
   }
   metrics_.customers_loaded.Increment(static_cast<double>(rows.size()));
+  return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::ReplayLog(const std::vector<int64_t>& logged_through) {
+  log_ = EventLog();
+  for (int64_t through : logged_through) log_.sequence = std::max(log_.sequence, through);
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows,
+                        db_.Execute("SELECT sequence, entries FROM customer_events_log ORDER BY sequence"));
+  infostore::v1::Event e;
+  for (const sql::Row& row : rows) {
+    const int64_t sequence = row.Int(0);
+    log_.sequence = std::max(log_.sequence, sequence);
+    internal::EventLogEntries entries;
+    const absl::string_view bytes = row.Text(1);
+    if (!entries.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+        entries.type_indexes_size() != entries.numbers_size() || entries.seconds_size() != entries.numbers_size()) {
+      return absl::DataLossError(absl::StrCat("events log row ", sequence, " does not parse"));
+    }
+    for (int i = 0; i < entries.numbers_size(); ++i) {
+      const CustomerNo n = entries.numbers(i);
+      // Erased or merged away; or its row was written after this.
+      if (!features_.IsLive(n) || (n < logged_through.size() && logged_through[n] >= sequence)) continue;
+      if (entries.type_indexes(i) >= static_cast<uint32_t>(entries.types_size())) {
+        return absl::DataLossError(absl::StrCat("events log row ", sequence, " names a type it does not hold"));
+      }
+      e.set_customer_id(std::string(features_.Id(n)));
+      e.set_type(entries.types(static_cast<int>(entries.type_indexes(i))));
+      e.mutable_occurred_at()->set_seconds(entries.seconds(i));
+      features_.AddEvent(e);
+      log_.customers.add(n);
+      ++log_.logged;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeedConsumer::ScrubLog(sql::Connection& c, const std::vector<CustomerNo>& erased) {
+  if (erased.empty()) return absl::OkStatus();
+  const absl::flat_hash_set<CustomerNo> gone(erased.begin(), erased.end());
+  ECRM_ASSIGN_OR_RETURN(sql::Result rows, c.Execute("SELECT sequence, entries FROM customer_events_log"));
+  for (const sql::Row& row : rows) {
+    internal::EventLogEntries entries, kept;
+    const absl::string_view bytes = row.Text(1);
+    if (!entries.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+        entries.type_indexes_size() != entries.numbers_size() || entries.seconds_size() != entries.numbers_size()) {
+      return absl::DataLossError(absl::StrCat("events log row ", row.Int(0), " does not parse"));
+    }
+    *kept.mutable_types() = entries.types();
+    for (int i = 0; i < entries.numbers_size(); ++i) {
+      if (gone.contains(entries.numbers(i))) continue;
+      kept.add_numbers(entries.numbers(i));
+      kept.add_type_indexes(entries.type_indexes(i));
+      kept.add_seconds(entries.seconds(i));
+    }
+    if (kept.numbers_size() == entries.numbers_size()) continue;
+    const std::string body = kept.SerializeAsString();
+    ECRM_RETURN_IF_ERROR((kept.numbers().empty()
+                              ? c.Execute("DELETE FROM customer_events_log WHERE sequence = $1", {row.Int(0)})
+                              : c.Execute("UPDATE customer_events_log SET entries = $2 WHERE sequence = $1",
+                                          {row.Int(0), sql::BlobRef{body}}))
+                             .status());
+  }
   return absl::OkStatus();
 }
 
@@ -263,6 +343,8 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
   std::vector<MembershipChange> memberships;
   std::vector<std::pair<CustomerNo, ChangedData>> changed;
   std::vector<CampaignOutcome> outcomes;
+  std::vector<Unsaved::Logged> logged;
+  std::vector<CustomerNo> erased;
   {
     std::unique_lock lock(features_.mutex());
     absl::flat_hash_map<CustomerNo, size_t> index;  // customer → its entry in `changed`
@@ -335,6 +417,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
           if (!was_live || Features::ChangesOrders(e)) d.orders = true;
           d.event_types.push_back(*features_.FindEventType(e.type()));
           if (!was_live) fresh(n);
+          logged.push_back({n, e.type(), e.occurred_at().seconds()});
           if (campaigns_ != nullptr) {
             std::vector<CampaignOutcome> seen = campaigns_->Observe(e);
             outcomes.insert(outcomes.end(), seen.begin(), seen.end());
@@ -369,6 +452,7 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
             segments_.Forget(*n);
             features_.Remove(c.customer_id());
             removed.push_back(c.customer_id());
+            erased.push_back(*n);
           }
           break;
         default:
@@ -382,6 +466,11 @@ absl::Status FeedConsumer::ApplyMessage(const infostore::v1::WatchChangesRespons
     segments_.Apply(changed, memberships);
     dirty.reserve(changed.size());
     for (const auto& [n, what] : changed) dirty.emplace_back(n, whole.contains(n));
+    {
+      std::lock_guard staged(mu_);
+      std::move(logged.begin(), logged.end(), std::back_inserter(unsaved_->logged));
+      unsaved_->erased.insert(unsaved_->erased.end(), erased.begin(), erased.end());
+    }
     Stage(dirty, removed, memberships, absl::StrCat("feed-", message.position()), outcomes, message.position(),
           message.changes_size(), caught_up);
   }
@@ -437,6 +526,9 @@ absl::Status FeedConsumer::Flush() {
   // exactly those of the position taken with them.
   std::unique_ptr<Unsaved> batch;
   std::vector<Row> rows;
+  std::vector<CustomerNo> folded;  // the round's customers whose rows this transaction writes
+  LogWrite log;
+  log.sequence = log_.sequence + 1;
   std::vector<MembersSave> members;
   int64_t next_number = 0;
   absl::Time evaluated_at;
@@ -444,22 +536,50 @@ absl::Status FeedConsumer::Flush() {
     std::shared_lock features_lock(features_.mutex());
     {
       std::lock_guard lock(mu_);
-      if (unsaved_->empty() && !segments_.HasUnsaved()) return absl::OkStatus();
+      if (unsaved_->empty() && !segments_.HasUnsaved() && !log_.folding_active) return absl::OkStatus();
       batch = std::exchange(unsaved_, std::make_unique<Unsaved>());
     }
     cv_.notify_all();  // room for the feed again
-    rows.reserve(batch->customers.size());
+    // Customers saved whole: their records and events rows.
+    absl::flat_hash_set<CustomerNo> with_row;
     for (const auto& [n, whole] : batch->customers) {
-      if (!features_.IsLive(n)) continue;
-      rows.push_back({std::string(features_.Id(n)), n, whole,
-                      whole ? features_.ToRecord(n, false).SerializeAsString() : "", features_.EventsToBytes(n)});
+      if (!whole || !features_.IsLive(n)) continue;
+      rows.push_back({std::string(features_.Id(n)), n, true, features_.ToRecord(n, false).SerializeAsString(),
+                      features_.EventsToBytes(n)});
+      with_row.insert(n);
+    }
+    // A round of the events log: a slice of its customers' events rows.
+    if (!log_.folding_active && log_.logged >= options_.fold_logged_events) {
+      log_.folding = std::exchange(log_.customers, Roaring());
+      log_.folding_through = log_.sequence;
+      log_.folding_active = true;
+      log_.logged = 0;
+    }
+    if (log_.folding_active) {
+      for (CustomerNo n : log_.folding) {
+        if (folded.size() == options_.fold_slice) break;
+        folded.push_back(n);
+        if (!features_.IsLive(n) || !with_row.insert(n).second) continue;
+        rows.push_back({std::string(features_.Id(n)), n, false, "", features_.EventsToBytes(n)});
+      }
+      if (folded.size() == log_.folding.cardinality()) log.drop_through = log_.folding_through;
+    }
+    // The others' events, appended to the log.
+    absl::flat_hash_map<absl::string_view, uint32_t> type_index;
+    for (const Unsaved::Logged& e : batch->logged) {
+      if (with_row.contains(e.customer) || !features_.IsLive(e.customer)) continue;
+      auto [it, added] = type_index.try_emplace(e.type, log.entries.types_size());
+      if (added) log.entries.add_types(e.type);
+      log.entries.add_numbers(e.customer);
+      log.entries.add_type_indexes(it->second);
+      log.entries.add_seconds(e.seconds);
     }
     // The members as published: the entries and exits in this batch are the last they saw.
     members = segments_.TakeUnsaved();
     evaluated_at = segments_.Now();
     next_number = features_.end();
   }
-  absl::Status written = Write(*batch, rows, members, next_number, evaluated_at);
+  absl::Status written = Write(*batch, rows, log, members, next_number, evaluated_at);
   if (!written.ok()) {
     {
       std::shared_lock features_lock(features_.mutex());
@@ -471,6 +591,19 @@ absl::Status FeedConsumer::Flush() {
     unsaved_ = std::move(batch);
     return written;
   }
+  // The log as written: rows supersede what was logged of their customers.
+  log_.sequence = log.sequence;
+  for (const Row& r : rows) {
+    log_.customers.remove(r.number);
+    log_.folding.remove(r.number);
+  }
+  for (CustomerNo n : folded) log_.folding.remove(n);
+  if (log.drop_through) {
+    log_.folding = Roaring();
+    log_.folding_active = false;
+  }
+  for (CustomerNo n : log.entries.numbers()) log_.customers.add(n);
+  log_.logged += log.entries.numbers_size();
   if (!batch->events.empty()) outbox_.Notify();
   if (campaigns_ != nullptr) campaigns_->Entered(batch->entries);
   if (batch->position) {
@@ -509,6 +642,7 @@ absl::StatusOr<FeedConsumer::Erased> FeedConsumer::Erase(const std::vector<std::
   std::lock_guard saving(save_mu_);
   Erased erased;
   std::vector<std::string> removed;
+  std::vector<CustomerNo> numbers;
   {
     std::unique_lock lock(features_.mutex());
     for (const std::string& id : ids) {
@@ -519,6 +653,7 @@ absl::StatusOr<FeedConsumer::Erased> FeedConsumer::Erase(const std::vector<std::
       forget(*n);
       features_.Remove(id);
       removed.push_back(id);
+      numbers.push_back(*n);
     }
     // Drops what is staged of them; the next transaction deletes their rows again (if the one
     // below fails, that one does it).
@@ -527,18 +662,20 @@ absl::StatusOr<FeedConsumer::Erased> FeedConsumer::Erase(const std::vector<std::
   ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     erased = Erased{.memberships = erased.memberships};
     for (const std::string& id : ids) ECRM_RETURN_IF_ERROR(DeleteSaved(c, id, erased));
-    return absl::OkStatus();
+    return ScrubLog(c, numbers);
   }));
   return erased;
 }
 
-absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& rows,
+absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& rows, const LogWrite& log,
                                  const std::vector<MembersSave>& members, int64_t next_number,
                                  absl::Time evaluated_at) {
+  const std::string logged = log.entries.numbers().empty() ? "" : log.entries.SerializeAsString();
   return db_.InTransaction([&](sql::Connection& c) -> absl::Status {
     // Removals first: a customer removed and then seen again (an unmerge) is written anew.
     Erased erased;
     for (const std::string& id : batch.removed) ECRM_RETURN_IF_ERROR(DeleteSaved(c, id, erased));
+    ECRM_RETURN_IF_ERROR(ScrubLog(c, batch.erased));
     for (const Row& row : rows) {
       if (row.whole) {
         ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customers (customer_id, number, record) VALUES ($1, $2, $3) ON "
@@ -547,10 +684,20 @@ absl::Status FeedConsumer::Write(const Unsaved& batch, const std::vector<Row>& r
                                        {row.id, int64_t{row.number}, sql::BlobRef{row.record}})
                                  .status());
       }
-      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customer_events (number, events) VALUES ($1, $2) ON CONFLICT "
-                                     "(number) DO UPDATE SET events = excluded.events",
-                                     {int64_t{row.number}, sql::BlobRef{row.events}})
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customer_events (number, events, logged_through) VALUES ($1, $2, $3) "
+                                     "ON CONFLICT (number) DO UPDATE SET events = excluded.events, logged_through = "
+                                     "excluded.logged_through",
+                                     {int64_t{row.number}, sql::BlobRef{row.events}, log.sequence})
                                .status());
+    }
+    if (!logged.empty()) {
+      ECRM_RETURN_IF_ERROR(c.Execute("INSERT INTO customer_events_log (sequence, entries) VALUES ($1, $2)",
+                                     {log.sequence, sql::BlobRef{logged}})
+                               .status());
+    }
+    if (log.drop_through) {
+      ECRM_RETURN_IF_ERROR(
+          c.Execute("DELETE FROM customer_events_log WHERE sequence <= $1", {*log.drop_through}).status());
     }
     for (const infostore::v1::Event& e : batch.events) ECRM_RETURN_IF_ERROR(outbox_.Add(c, e));
     ECRM_RETURN_IF_ERROR(Campaigns::SaveOutcomes(c, batch.outcomes));
@@ -627,8 +774,10 @@ absl::Status FeedConsumer::Resync() {
     std::lock_guard saving(save_mu_);  // no Flush between the deletion and the new rows
     ECRM_RETURN_IF_ERROR(db_.InTransaction([](sql::Connection& c) -> absl::Status {
       ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customer_events").status());
+      ECRM_RETURN_IF_ERROR(c.Execute("DELETE FROM customer_events_log").status());
       return c.Execute("DELETE FROM customers").status();
     }));
+    log_ = EventLog{.sequence = log_.sequence};
     std::unique_lock lock(features_.mutex());
     Stage(all, {}, {}, "resync", {}, as_of, 0, listed_from);
   }

@@ -12,7 +12,21 @@
 // staged, and the next transaction takes them all (group commit: under load fewer, larger
 // transactions; idle, one per message). A restart loads what was saved, publishes what differs
 // between the members saved and the rules evaluated now (time passed while it was down), and
-// watches on from that position; nothing before it is read again. When the saved
+// watches on from that position; nothing before it is read again.
+//
+// The events log. Most changes are events that change nothing of a customer but its event
+// counts. Rewriting each such customer's row of customer_events in every transaction was most of
+// the saver's work under load (a random row, and its page copied again by the checkpointer, per
+// customer per transaction). Instead, a transaction appends the events themselves to
+// customer_events_log, one row per transaction (a dozen bytes an event). Once the log holds
+// `fold_logged_events` events, a round begins: the customers it has events of get their rows
+// written anew, `fold_slice` a transaction, each row marked with the transaction's sequence
+// (`logged_through`), and the round's last transaction deletes the log rows it covers. A start
+// loads the rows, then replays the log rows later than each customer's. A customer saved whole
+// (its record) has its row written at once. Erasing a customer deletes its events from the log
+// in the same transaction.
+//
+// When the saved
 // position is older than the feed keeps (OUT_OF_RANGE), the consumer resyncs: every customer
 // from ListCustomers and its events from ListEvents, then watches from the sequence the
 // listing reported.
@@ -35,6 +49,7 @@
 #include "clients/infostore.h"
 #include "customer_features.h"
 #include "ecrm/outbox/outbox.h"
+#include "ecrm/segmentation/internal/record.pb.h"
 #include "ecrm/sql/sql.h"
 #include "metrics.h"
 #include "partition.h"
@@ -61,6 +76,12 @@ struct FeedOptions {
   absl::Duration save_interval = absl::Milliseconds(250);
   // The customers this replica keeps (--partition); the others' changes are skipped.
   Partition partition;
+  // Events in the log past which a round of writing its customers' rows begins (see "The events
+  // log" above): a start replays at most about twice this many.
+  int64_t fold_logged_events = 1'000'000;
+  // Customers whose rows a round writes per transaction (the features' shared lock is held while
+  // their events are encoded).
+  size_t fold_slice = 20'000;
 };
 
 class FeedConsumer {
@@ -171,11 +192,22 @@ class FeedConsumer {
     std::string record;  // CustomerFeaturesRecord without the events
     std::string events;  // Features::EventsToBytes
   };
-  // Writes a staged batch in one transaction: its customers' rows, the segments' members, the
-  // number below which every number is given out.
+  // What a transaction writes of the events log: its sequence, the events it appends, and the
+  // log rows it deletes (a round's end).
+  struct LogWrite {
+    int64_t sequence = 0;
+    internal::EventLogEntries entries;
+    std::optional<int64_t> drop_through;
+  };
+  // Writes a staged batch in one transaction: its customers' rows, the events logged, the
+  // segments' members, the number below which every number is given out.
   // `evaluated_at`: the segments' clock when the members were taken.
-  absl::Status Write(const Unsaved& batch, const std::vector<Row>& rows, const std::vector<MembersSave>& members,
-                     int64_t next_number, absl::Time evaluated_at);
+  absl::Status Write(const Unsaved& batch, const std::vector<Row>& rows, const LogWrite& log,
+                     const std::vector<MembersSave>& members, int64_t next_number, absl::Time evaluated_at);
+  // Deletes the erased customers' events from the log's rows, rewriting the rows that had any.
+  static absl::Status ScrubLog(sql::Connection& c, const std::vector<CustomerNo>& erased);
+  // Replays the log rows later than each customer's row (Load; the features' lock held).
+  absl::Status ReplayLog(const std::vector<int64_t>& logged_through);
 
   sql::Database& db_;
   Features& features_;
@@ -200,6 +232,15 @@ class FeedConsumer {
   // No refit written (nor loaded) since the start or the last resync (guarded by the features'
   // lock).
   bool scores_cleared_ = true;
+  // The events log (guarded by save_mu_).
+  struct EventLog {
+    int64_t sequence = 0;         // the last transaction's
+    int64_t logged = 0;           // events logged since the round began (or the start)
+    Roaring customers;            // with events logged since their rows were written
+    Roaring folding;              // the round's customers whose rows are still to write
+    int64_t folding_through = 0;  // the round covers the log rows up to this sequence
+    bool folding_active = false;
+  } log_;
 };
 
 }  // namespace ecrm::segmentation

@@ -120,6 +120,16 @@ ALTER TABLE feed_position ADD COLUMN saved_at BIGINT NOT NULL DEFAULT 0;
 -- Why broadcast refused the batch (its status); set with broadcast_id '': never handed over again.
 ALTER TABLE campaign_sends ADD COLUMN refused TEXT;
 )sql"},
+    {9, "events appended to a log instead of rewriting each customer's events row", R"sql(
+-- Events of customers whose events alone changed, one row per save transaction (feed.h, "The
+-- events log"); folded back into customer_events a slice at a time, then deleted.
+CREATE TABLE customer_events_log (
+  sequence {{int64_key}},                -- increasing with every save transaction
+  entries {{blob}} NOT NULL              -- internal.EventLogEntries
+);
+-- The log rows up to this sequence are already in the row (a start replays only later ones).
+ALTER TABLE customer_events ADD COLUMN logged_through BIGINT NOT NULL DEFAULT 0;
+)sql"},
 };
 
 }  // namespace ecrm::segmentation

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
@@ -328,7 +329,7 @@ struct Engine {
   std::unique_ptr<Scores> scores;
   std::vector<MembershipChange> restored;
 
-  Engine(const std::string& url, const Segments::Clock& clock) {
+  Engine(const std::string& url, const Segments::Clock& clock, FeedOptions options = {}) {
     auto opened = sql::Database::Open(url);
     REQUIRE(opened.ok());
     db = *std::move(opened);
@@ -336,7 +337,7 @@ struct Engine {
     segments = std::make_unique<Segments>(*db, f, clock);
     outbox = std::make_unique<outbox::Outbox>(*db);
     metrics = std::make_unique<SegmentationMetrics>(registry);
-    feed = std::make_unique<FeedConsumer>(*db, f, *segments, store, *outbox, *metrics);
+    feed = std::make_unique<FeedConsumer>(*db, f, *segments, store, *outbox, *metrics, options);
     scores = std::make_unique<Scores>(f, clock);
     REQUIRE(feed->Load().ok());
     REQUIRE(feed->LoadScores(*scores).ok());
@@ -534,7 +535,7 @@ TEST_CASE("events saved apart from the records: a restart loads every customer e
   {
     Engine a(url, clock);
     apply(a, {ProfileChange("p1"), ProfileChange("p2")});
-    // Events alone: only the customers' events are written again.
+    // Events alone: appended to the events log.
     apply(a,
           {EventChange("p1", "page_view", 1), EventChange("p1", "page_view", 2), EventChange("p2", "email_open", 3)});
     apply(a, {EventChange("p3", "page_view", 1)});       // first seen by an event: its record too
@@ -567,9 +568,10 @@ TEST_CASE("events saved apart from the records: a restart loads every customer e
     const CustomerNo p1 = *b.f.Find("p1");
     CHECK(b.f.EventCount(p1, *b.f.FindEventType("page_view"), absl::Hours(24 * 7), kNow) == 3);
     CHECK(b.f.Field(p1, FieldRef::Builtin(Field::kOrdersCount)).number > 0);
-    // The old customer's events alone change: written apart, and loaded over its record's.
+    // The old customer's events alone change: logged, and loaded over its record's.
     apply(b, {EventChange("old", "page_view", 0)});
-    CHECK(count(b, "customer_events") == 3);
+    CHECK(count(b, "customer_events") == 2);
+    CHECK(count(b, "customer_events_log") >= 1);
     before = records(b);
   }
   {
@@ -577,6 +579,107 @@ TEST_CASE("events saved apart from the records: a restart loads every customer e
     CHECK(records(c) == before);
     CHECK(c.f.EventCount(*c.f.Find("old"), *c.f.FindEventType("page_view"), absl::Hours(24 * 7), kNow) == 2);
   }
+}
+
+}  // namespace
+}  // namespace ecrm::segmentation
+
+namespace ecrm::segmentation {
+namespace {
+
+TEST_CASE("events alone are logged and folded into the customers' rows a slice at a time, and a restart loads them") {
+  testing::TempDir dir;
+  const std::string url = absl::StrCat("sqlite://", dir.path(), "/segmentation.db");
+  const Segments::Clock clock = [] { return kNow; };
+  // A round once 12 events are logged, 3 customers' rows a transaction.
+  const FeedOptions options{.fold_logged_events = 12, .fold_slice = 3};
+  int64_t position = 0;
+  auto records = [](Engine& e) {
+    std::map<std::string, std::string> out;
+    std::shared_lock lock(e.f.mutex());
+    for (CustomerNo n : e.f.live()) out[std::string(e.f.Id(n))] = e.f.ToRecord(n).SerializeAsString();
+    return out;
+  };
+  auto count = [](Engine& e, const std::string& sql) {
+    absl::StatusOr<sql::Result> r = e.db->Execute(sql);
+    REQUIRE(r.ok());
+    return r->front().Int(0);
+  };
+  // The customer numbers the log holds events of.
+  auto logged = [](Engine& e) {
+    std::set<CustomerNo> out;
+    absl::StatusOr<sql::Result> rows = e.db->Execute("SELECT entries FROM customer_events_log");
+    REQUIRE(rows.ok());
+    for (const sql::Row& row : *rows) {
+      internal::EventLogEntries entries;
+      REQUIRE(entries.ParseFromString(std::string(row.Text(0))));
+      out.insert(entries.numbers().begin(), entries.numbers().end());
+    }
+    return out;
+  };
+
+  {
+    Engine e(url, clock, options);
+    std::vector<infostore::v1::Change> profiles;
+    for (int i = 0; i < 8; ++i) profiles.push_back(ProfileChange(absl::StrCat("p", i)));
+    Apply(*e.feed, &position, profiles);
+  }
+  const std::vector<std::string> types = {"page_view", "email_open", "add_to_cart"};
+  auto step_changes = [&](int step) {
+    std::vector<infostore::v1::Change> changes;
+    for (int k = 0; k < 3; ++k) {
+      const int i = (step * 5 + k * 3) % 8;
+      changes.push_back(EventChange(absl::StrCat("p", i), types[(step + k) % 3], (step + k) % 20));
+    }
+    if (step % 7 == 3) changes.push_back(PurchaseChange(absl::StrCat("p", step % 8), 1));  // saved whole
+    return changes;
+  };
+  // A restart after every transaction: rows, log and rounds as they were left.
+  for (int step = 0; step < 30; ++step) {
+    std::map<std::string, std::string> before;
+    {
+      Engine e(url, clock, options);
+      Apply(*e.feed, &position, step_changes(step));
+      before = records(e);
+    }
+    Engine restarted(url, clock, options);
+    INFO("step " << step);
+    REQUIRE(records(restarted) == before);
+  }
+  // Running on, the rounds keep the log short.
+  {
+    Engine e(url, clock, options);
+    int64_t most_rows = 0;
+    bool dropped = false;  // a round deleted the log rows it covered
+    for (int step = 30; step < 70; ++step) {
+      const int64_t rows_before = count(e, "SELECT COUNT(*) FROM customer_events_log");
+      Apply(*e.feed, &position, step_changes(step));
+      const int64_t rows_after = count(e, "SELECT COUNT(*) FROM customer_events_log");
+      dropped = dropped || rows_after < rows_before;
+      most_rows = std::max(most_rows, rows_after);
+    }
+    CHECK(dropped);
+    CHECK(most_rows <= 12);
+    const std::map<std::string, std::string> before = records(e);
+    Engine restarted(url, clock, options);
+    CHECK(records(restarted) == before);
+  }
+
+  // An erasure deletes the customer's events from the log in its transaction.
+  Engine e(url, clock, options);
+  Apply(*e.feed, &position, {EventChange("p5", "page_view", 0), EventChange("p6", "page_view", 0)});
+  const CustomerNo p5 = *e.f.Find("p5");
+  REQUIRE(logged(e).contains(p5));
+  infostore::v1::Change erase;
+  erase.set_kind(infostore::v1::CHANGE_KIND_ERASE);
+  erase.set_customer_id("p5");
+  Apply(*e.feed, &position, {erase});
+  CHECK_FALSE(logged(e).contains(p5));
+  CHECK(logged(e).contains(*e.f.Find("p6")));
+  const std::map<std::string, std::string> before = records(e);
+  Engine restarted(url, clock, options);
+  CHECK(records(restarted) == before);
+  CHECK_FALSE(restarted.f.Find("p5"));
 }
 
 }  // namespace
