@@ -163,6 +163,8 @@ class FeedConsumer {
   // Deletes what is saved of a customer in `c` (its record, events row, queued segment events,
   // campaign rows), counted in `erased`.
   static absl::Status DeleteSaved(sql::Connection& c, const std::string& id, Erased& erased);
+  // Deletes erased customers' events from the events log, rewriting the rows that had any.
+  static absl::Status ScrubLog(sql::Connection& c, const std::vector<CustomerNo>& erased);
 
   // Blocks until the saved position reaches `sequence` or `timeout` passes; true if reached.
   bool WaitForPosition(int64_t sequence, absl::Duration timeout);
@@ -204,8 +206,6 @@ class FeedConsumer {
   // `evaluated_at`: the segments' clock when the members were taken.
   absl::Status Write(const Unsaved& batch, const std::vector<Row>& rows, const LogWrite& log,
                      const std::vector<MembersSave>& members, int64_t next_number, absl::Time evaluated_at);
-  // Deletes the erased customers' events from the log's rows, rewriting the rows that had any.
-  static absl::Status ScrubLog(sql::Connection& c, const std::vector<CustomerNo>& erased);
   // Replays the log rows later than each customer's row (Load; the features' lock held).
   absl::Status ReplayLog(const std::vector<int64_t>& logged_through);
 

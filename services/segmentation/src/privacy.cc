@@ -84,8 +84,15 @@ absl::StatusOr<privacy::v1::EraseCustomerDataResponse> SegmentationPrivacy::Eras
   } else {  // nothing in memory: only what an earlier run saved
     ECRM_RETURN_IF_ERROR(db_.InTransaction([&](sql::Connection& c) -> absl::Status {
       erased = {};
-      for (const std::string& id : ids) ECRM_RETURN_IF_ERROR(FeedConsumer::DeleteSaved(c, id, erased));
-      return absl::OkStatus();
+      std::vector<CustomerNo> numbers;  // their events in the events log
+      for (const std::string& id : ids) {
+        ECRM_ASSIGN_OR_RETURN(
+            sql::Result saved,
+            c.Execute("SELECT number FROM customers WHERE customer_id = $1 AND number IS NOT NULL", {id}));
+        if (!saved.empty()) numbers.push_back(static_cast<CustomerNo>(saved.front().Int(0)));
+        ECRM_RETURN_IF_ERROR(FeedConsumer::DeleteSaved(c, id, erased));
+      }
+      return FeedConsumer::ScrubLog(c, numbers);
     }));
   }
   privacy::v1::EraseCustomerDataResponse out;

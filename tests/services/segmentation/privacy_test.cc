@@ -176,6 +176,29 @@ TEST_CASE("an erasure while the feed saves leaves nothing of the customer saved,
   members->toUint32Array(numbers.data());
   std::vector<std::string> ids = restarted.segments->Ids(numbers);
   CHECK(std::set<std::string>(ids.begin(), ids.end()) == std::set<std::string>{"c2", "c3"});
+
+  // With no feed (nothing in memory), an erasure deletes the saved rows and the customer's
+  // events in the events log.
+  const CustomerNo c3 = *restarted.features.Find("c3");
+  auto logged = [&] {
+    std::set<CustomerNo> out;
+    auto rows = restarted.db->Execute("SELECT entries FROM customer_events_log");
+    REQUIRE(rows.ok());
+    for (const sql::Row& row : *rows) {
+      internal::EventLogEntries entries;
+      REQUIRE(entries.ParseFromString(std::string(row.Text(0))));
+      out.insert(entries.numbers().begin(), entries.numbers().end());
+    }
+    return out;
+  };
+  REQUIRE(restarted.feed->Apply(Views(3, {"c3"}, 1)).ok());  // its events alone change: logged
+  REQUIRE(logged().contains(c3));
+  SegmentationPrivacy offline(*restarted.db, restarted.features, *restarted.segments, *restarted.scores, nullptr);
+  privacy::v1::EraseCustomerDataRequest erase;
+  erase.set_customer_id("c3");
+  REQUIRE(offline.EraseCustomerData(erase).ok());
+  CHECK_FALSE(logged().contains(c3));
+  CHECK(restarted.Count("SELECT COUNT(*) FROM customers WHERE customer_id = $1", "c3") == 0);
 }
 
 }  // namespace
