@@ -47,6 +47,11 @@ struct Engine {
   FakeBroadcaster broadcaster;
   std::unique_ptr<Campaigns> campaigns;
   absl::Time now = kNow;
+  NoStore store;
+  std::unique_ptr<outbox::Outbox> outbox;
+  prometheus::Registry registry;
+  std::unique_ptr<SegmentationMetrics> metrics;
+  std::unique_ptr<FeedConsumer> feed;  // Feed()
 
   Engine() {
     auto opened = sql::Database::Open(absl::StrCat("sqlite://", dir.path(), "/segmentation.db"));
@@ -89,6 +94,17 @@ struct Engine {
     return *created;
   }
 
+  // A triggered campaign mailing template t_thanks to each customer entering `segment`.
+  static v1::Campaign Thanks(const std::string& segment) {
+    v1::Campaign c;
+    c.set_name("thank you");
+    c.set_type(v1::CAMPAIGN_TYPE_TRIGGERED);
+    c.set_trigger_segment_id(segment);
+    c.mutable_channel_policy()->add_channels(common::v1::CHANNEL_EMAIL);
+    c.set_template_id("t_thanks");
+    return c;
+  }
+
   v1::Campaign Launch(const std::string& id, const std::string& request_id = "launch-1") {
     v1::LaunchCampaignRequest req;
     req.set_id(id);
@@ -97,6 +113,17 @@ struct Engine {
     INFO(launched.status());
     REQUIRE(launched.ok());
     return *launched;
+  }
+
+  // A feed consumer telling the campaigns of what it applies (made on first use).
+  FeedConsumer& Feed() {
+    if (feed == nullptr) {
+      outbox = std::make_unique<outbox::Outbox>(*db);
+      metrics = std::make_unique<SegmentationMetrics>(registry);
+      feed = std::make_unique<FeedConsumer>(*db, features, *segments, store, *outbox, *metrics);
+      feed->SetCampaigns(campaigns.get());
+    }
+    return *feed;
   }
 
   void Observe(const infostore::v1::Event& e) {
@@ -325,12 +352,7 @@ TEST_CASE("the feed consumer tells campaigns of the events it applies, and an er
   Engine e;
   const std::string gb = e.Segment("gb", "profile.address.country == \"GB\"");
   v1::Campaign c = e.Launch(e.Draft(gb, 0.5).id());
-  NoStore store;
-  outbox::Outbox outbox(*e.db);
-  prometheus::Registry registry;
-  SegmentationMetrics metrics(registry);
-  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
-  feed.SetCampaigns(e.campaigns.get());
+  FeedConsumer& feed = e.Feed();
 
   std::string buyer;
   for (int i = 0; i < 1000 && buyer.empty(); ++i) {
@@ -363,12 +385,7 @@ TEST_CASE(
     "a hand-over with the same key") {
   Engine e;
   const std::string buyers = e.Segment("buyers", "orders.count >= 1");
-  v1::Campaign draft;
-  draft.set_name("thank you");
-  draft.set_type(v1::CAMPAIGN_TYPE_TRIGGERED);
-  draft.set_trigger_segment_id(buyers);
-  draft.mutable_channel_policy()->add_channels(common::v1::CHANNEL_EMAIL);
-  draft.set_template_id("t_thanks");
+  v1::Campaign draft = e.Thanks(buyers);
   draft.set_control_fraction(0.2);
   draft.set_goal_event_type("purchase");
   draft.mutable_attribution_window()->set_seconds(7 * 86400);
@@ -378,12 +395,7 @@ TEST_CASE(
   CHECK(c.state() == v1::CAMPAIGN_STATE_RUNNING);
   CHECK(e.broadcaster.calls.empty());  // nothing to send until someone enters
 
-  NoStore store;
-  outbox::Outbox outbox(*e.db);
-  prometheus::Registry registry;
-  SegmentationMetrics metrics(registry);
-  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
-  feed.SetCampaigns(e.campaigns.get());
+  FeedConsumer& feed = e.Feed();
   int woken = 0;
   e.campaigns->SetOnEntries([&] { ++woken; });
 
@@ -462,21 +474,11 @@ TEST_CASE(
 TEST_CASE("triggered messages broadcast refuses for good are kept with the reason and not handed over again") {
   Engine e;
   const std::string buyers = e.Segment("buyers", "orders.count >= 1");
-  v1::Campaign draft;
-  draft.set_name("thank you");
-  draft.set_type(v1::CAMPAIGN_TYPE_TRIGGERED);
-  draft.set_trigger_segment_id(buyers);
-  draft.mutable_channel_policy()->add_channels(common::v1::CHANNEL_EMAIL);
-  draft.set_template_id("t_thanks");
+  v1::Campaign draft = e.Thanks(buyers);
   auto created = e.campaigns->Create(draft);
   REQUIRE(created.ok());
   e.Launch(created->id());
-  NoStore store;
-  outbox::Outbox outbox(*e.db);
-  prometheus::Registry registry;
-  SegmentationMetrics metrics(registry);
-  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
-  feed.SetCampaigns(e.campaigns.get());
+  FeedConsumer& feed = e.Feed();
   e.now = kNow + absl::Hours(2);
   auto buy = [&](int64_t position, const std::string& customer) {
     REQUIRE(feed.Apply(Events(position, {Event(absl::StrCat("buy-", customer), customer, "purchase",
@@ -561,12 +563,7 @@ TEST_CASE("an offer-only campaign hands its offer to broadcast, launched and tri
   auto trig = e.campaigns->Create(t);
   REQUIRE(trig.ok());
   e.Launch(trig->id(), "launch-t");
-  NoStore store;
-  outbox::Outbox outbox(*e.db);
-  prometheus::Registry registry;
-  SegmentationMetrics metrics(registry);
-  FeedConsumer feed(*e.db, e.features, *e.segments, store, outbox, metrics);
-  feed.SetCampaigns(e.campaigns.get());
+  FeedConsumer& feed = e.Feed();
   e.now = kNow + absl::Hours(2);
   REQUIRE(feed.Apply(Events(1, {Event("buy-1", "c_1000", "purchase", kNow + absl::Hours(1), "", 1000)})).ok());
   auto sent = e.campaigns->SendTriggered();

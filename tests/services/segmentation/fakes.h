@@ -3,11 +3,17 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "clients/infostore.h"
+#include "customer_features.h"
+#include "ecrm/segmentation/internal/record.pb.h"
+#include "ecrm/sql/sql.h"
 
 namespace ecrm::segmentation {
 
@@ -50,5 +56,20 @@ class NoStore final : public InformationStore {
   }
   std::map<std::string, std::vector<infostore::v1::Event>> events;
 };
+
+// The customer numbers the events log (customer_events_log) holds events of.
+inline absl::StatusOr<std::set<CustomerNo>> LoggedCustomers(sql::Database& db) {
+  absl::StatusOr<sql::Result> rows = db.Execute("SELECT sequence, entries FROM customer_events_log");
+  if (!rows.ok()) return rows.status();
+  std::set<CustomerNo> out;
+  for (const sql::Row& row : *rows) {
+    internal::EventLogEntries entries;
+    if (!entries.ParseFromString(std::string(row.Text(1)))) {
+      return absl::DataLossError(absl::StrCat("events log row ", row.Int(0), " does not parse"));
+    }
+    out.insert(entries.numbers().begin(), entries.numbers().end());
+  }
+  return out;
+}
 
 }  // namespace ecrm::segmentation

@@ -181,15 +181,9 @@ TEST_CASE("an erasure while the feed saves leaves nothing of the customer saved,
   // events in the events log.
   const CustomerNo c3 = *restarted.features.Find("c3");
   auto logged = [&] {
-    std::set<CustomerNo> out;
-    auto rows = restarted.db->Execute("SELECT entries FROM customer_events_log");
-    REQUIRE(rows.ok());
-    for (const sql::Row& row : *rows) {
-      internal::EventLogEntries entries;
-      REQUIRE(entries.ParseFromString(std::string(row.Text(0))));
-      out.insert(entries.numbers().begin(), entries.numbers().end());
-    }
-    return out;
+    absl::StatusOr<std::set<CustomerNo>> numbers = LoggedCustomers(*restarted.db);
+    REQUIRE(numbers.ok());
+    return *numbers;
   };
   REQUIRE(restarted.feed->Apply(Views(3, {"c3"}, 1)).ok());  // its events alone change: logged
   REQUIRE(logged().contains(c3));

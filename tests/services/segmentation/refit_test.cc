@@ -605,17 +605,10 @@ TEST_CASE("events alone are logged and folded into the customers' rows a slice a
     REQUIRE(r.ok());
     return r->front().Int(0);
   };
-  // The customer numbers the log holds events of.
   auto logged = [](Engine& e) {
-    std::set<CustomerNo> out;
-    absl::StatusOr<sql::Result> rows = e.db->Execute("SELECT entries FROM customer_events_log");
-    REQUIRE(rows.ok());
-    for (const sql::Row& row : *rows) {
-      internal::EventLogEntries entries;
-      REQUIRE(entries.ParseFromString(std::string(row.Text(0))));
-      out.insert(entries.numbers().begin(), entries.numbers().end());
-    }
-    return out;
+    absl::StatusOr<std::set<CustomerNo>> numbers = LoggedCustomers(*e.db);
+    REQUIRE(numbers.ok());
+    return *numbers;
   };
 
   {
