@@ -143,7 +143,7 @@ for backend in $backends; do
     wait_caught_up
     ev_cpu+=("$(echo "$(proc_cpu "$seg_pid") - $cpu0" | bc)"); ev_scpu+=("$(echo "$(proc_cpu "$store_pid") - $scpu0" | bc)")
   done
-  cat "$work/latency.jsonl" >&2
+  [ ! -f "$work/latency.jsonl" ] || cat "$work/latency.jsonl" >&2  # none with the serving phase alone
   runs_json "${backend}_health_p99_at_2000qps" ms "${health[@]}"
   runs_json "${backend}_customer_segments_p99_at_2000qps" ms "${segs[@]}"
   runs_json "${backend}_customer_scores_p99_at_2000qps" ms "${scores[@]}"
