@@ -46,7 +46,7 @@ void Count(SegmentationMetrics& metrics, const std::vector<MembershipChange>& me
 
 struct FeedConsumer::Unsaved {
   // Changed customers: true when more than their events changed (their record is written too),
-  // false when their events alone (only their row of customer_events is).
+  // false when their events alone (those events go to the events log, in `logged`).
   absl::flat_hash_map<CustomerNo, bool> customers;
   absl::flat_hash_set<std::string> removed;
   // Each event applied to a customer whose events alone changed (the events log), and the
